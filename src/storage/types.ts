@@ -1,0 +1,93 @@
+// Types shared by the storage formats (volumes, WAL, index) and the actors above them.
+// See docs/formats.md for the bytes behind each.
+
+/** Where a needle lives: `length` is the whole needle (header, key, value, CRC). */
+export interface NeedleAddress {
+  volume: number;
+  offset: number;
+  length: number;
+}
+
+/** Op codes of the WAL and the index. Never renumbered; a retired code is never reused. */
+export const OpCode = {
+  Set: 1,
+  Del: 2,
+  Expire: 3,
+  DelIf: 4,
+} as const;
+
+export type SetOp = {
+  code: typeof OpCode.Set;
+  key: Uint8Array;
+  address: NeedleAddress;
+  expiresAt: number;
+};
+export type DelOp = { code: typeof OpCode.Del; key: Uint8Array };
+/** expiresAt 0 = persist (remove the expiry). */
+export type ExpireOp = { code: typeof OpCode.Expire; key: Uint8Array; expiresAt: number };
+/** Delete only if the key still points at this needle (TTL sweep, lazy expiry). */
+export type DelIfOp = { code: typeof OpCode.DelIf; key: Uint8Array; volume: number; offset: number };
+
+export type Op = SetOp | DelOp | ExpireOp | DelIfOp;
+
+/** One committed WAL record: a transaction, applied whole or not at all. */
+export interface WalRecord {
+  lsn: number;
+  timeMs: number;
+  /** 0 = committed batch, 1 = snapshot chunk (start of a compacted WAL). */
+  kind: 0 | 1;
+  ops: Op[];
+}
+
+/** What the index holds for a live key. */
+export interface IndexEntry {
+  key: Uint8Array;
+  address: NeedleAddress;
+  expiresAt: number;
+}
+
+/** True when an entry with this expiry is live at `nowMs`. */
+export function isLive(expiresAt: number, nowMs: number): boolean {
+  return expiresAt === 0 || expiresAt > nowMs;
+}
+
+/** Length of the value inside a needle, from its address and key length. */
+export function valueLengthOf(address: NeedleAddress, keyLength: number): number {
+  return address.length - 36 - keyLength;
+}
+
+/** File offset of the value inside a needle. */
+export function valueOffsetOf(address: NeedleAddress, keyLength: number): number {
+  return address.offset + 32 + keyLength;
+}
+
+/** A storage error with a stable code, safe to send across threads as {code, message}. */
+export class StoreError extends Error {
+  constructor(readonly code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+/** Stable error codes. Clients and other threads see these, never class instances. */
+export type ErrorCode =
+  | 'KEY_TOO_LONG'
+  | 'KEY_EMPTY'
+  | 'VALUE_TOO_LARGE'
+  | 'BATCH_TOO_LARGE'
+  | 'QUEUE_FULL'
+  | 'WAL_FENCED'
+  | 'IO_ERROR'
+  | 'NO_SPACE'
+  | 'CORRUPT'
+  | 'CHECKSUM_MISMATCH'
+  | 'NOT_FOUND'
+  | 'LOCKED'
+  | 'CLOSED'
+  | 'ACTOR_DOWN'
+  | 'TIMEOUT'
+  | 'BAD_ARGUMENT'
+  | 'NO_TRANSACTION'
+  | 'SIZE_MISMATCH'
+  | 'ABORTED'
+  | 'INTERNAL';
