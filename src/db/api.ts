@@ -1,0 +1,141 @@
+// The embedded API: what `open(dir, options)` returns. The REPL, the TCP and HTTP front ends
+// and the property tests all speak to the database through this one surface.
+import type { Readable } from 'node:stream';
+
+/** Keys and values are bytes; a string is taken as its UTF-8 bytes. */
+export type Bytes = Uint8Array | string;
+
+export interface SetOptions {
+  /** Time to live in milliseconds (EX/PX); mutually exclusive with expiresAt. */
+  ttlMs?: number;
+  /** Absolute expiry in ms since the epoch. */
+  expiresAt?: number;
+}
+
+export interface ScanOptions {
+  count?: number;
+  match?: Bytes;
+}
+
+export interface ScanResult {
+  /** "0" when the scan is complete. Opaque to callers; pass it back as given. */
+  cursor: string;
+  keys: Buffer[];
+}
+
+export interface VolumeInfo {
+  id: number;
+  drive: string;
+  sizeBytes: number;
+}
+
+export interface PubSubMessage {
+  channel: Buffer;
+  payload: Buffer;
+  /** The pattern that matched, for pattern subscriptions. */
+  pattern?: Buffer;
+}
+
+export interface Subscription {
+  /** Messages as they arrive; ends when the subscription is closed. */
+  [Symbol.asyncIterator](): AsyncIterator<PubSubMessage>;
+  close(): Promise<void>;
+}
+
+export interface BlobStreamOptions extends SetOptions {
+  /** Exact size of the value in bytes; the stream must deliver exactly this many. */
+  size: number;
+}
+
+export interface ReadRange {
+  offset?: number;
+  length?: number;
+}
+
+export interface BlobInfo {
+  size: number;
+  expiresAt: number;
+}
+
+/** One client's view: its own transaction stack. `Database` is itself a session. */
+export interface Session {
+  set(key: Bytes, value: Bytes, options?: SetOptions): Promise<void>;
+  get(key: Bytes): Promise<Buffer | null>;
+  /** Deletes keys; answers how many existed. */
+  delete(...keys: Bytes[]): Promise<number>;
+  exists(key: Bytes): Promise<boolean>;
+  /** Remaining ms; -1 = no expiry; -2 = no such key (Redis PTTL semantics). */
+  pttl(key: Bytes): Promise<number>;
+  /** Remaining seconds, rounded up as Redis does; -1, -2 as pttl. */
+  ttl(key: Bytes): Promise<number>;
+  persist(key: Bytes): Promise<boolean>;
+  expire(key: Bytes, ttlMs: number): Promise<boolean>;
+  /** Number of live keys whose value equals `value`. */
+  count(value: Bytes): Promise<number>;
+  /** Keys matching a Redis glob; bounded by the `maxKeysReply` limit (an error past it). */
+  keys(pattern: Bytes): Promise<Buffer[]>;
+  scan(cursor: string, options?: ScanOptions): Promise<ScanResult>;
+  dbsize(): Promise<number>;
+
+  /** Pushes a savepoint. Writes after it are visible only to this session until the outermost commit. */
+  begin(): void;
+  /** Merges the innermost level into its parent; the outermost commit is one atomic WAL record. */
+  commit(): Promise<void>;
+  /** Discards the innermost level. */
+  rollback(): void;
+  /** How many levels are open. */
+  readonly depth: number;
+
+  setStream(key: Bytes, source: AsyncIterable<Uint8Array> | Readable, options: BlobStreamOptions): Promise<void>;
+  getStream(key: Bytes, range?: ReadRange): Promise<{ info: BlobInfo; body: AsyncIterable<Buffer> } | null>;
+  stat(key: Bytes): Promise<BlobInfo | null>;
+
+  publish(channel: Bytes, payload: Bytes): Promise<number>;
+  subscribe(channels: Bytes[], patterns?: Bytes[]): Promise<Subscription>;
+}
+
+export interface Database extends Session {
+  /** A new independent session (its own transaction stack), like a new connection. */
+  session(): Session;
+  compact(): Promise<void>;
+  volinfo(): Promise<VolumeInfo[]>;
+  /** Checkpoints the index now (normally done in the background). */
+  checkpoint(): Promise<void>;
+  stats(): Promise<Record<string, unknown>>;
+  close(): Promise<void>;
+}
+
+export interface Limits {
+  maxKeyLength: number;
+  maxValueSize: number;
+  /** Bytes buffered in one transaction (all levels). */
+  maxTransactionBytes: number;
+  /** Ops in one transaction / one WAL record. */
+  maxTransactionOps: number;
+  /** Keys one KEYS call may answer. */
+  maxKeysReply: number;
+  /** Requests in flight to one actor. */
+  maxInFlight: number;
+}
+
+export const DEFAULT_LIMITS: Limits = {
+  maxKeyLength: 4096,
+  maxValueSize: 4 * 1024 * 1024 * 1024,
+  maxTransactionBytes: 64 * 1024 * 1024,
+  maxTransactionOps: 100_000,
+  maxKeysReply: 1_000_000,
+  maxInFlight: 100_000,
+};
+
+export type SyncPolicy = 'always' | 'none';
+
+export interface OpenOptions {
+  /** Extra drive directories; new volumes are spread over the data dir and these. */
+  drives?: string[];
+  maxVolumeSize?: number;
+  /** 'always' (default): a reply means fsynced (group-committed). 'none': never fsync. */
+  sync?: SyncPolicy;
+  limits?: Partial<Limits>;
+  /** Initial bucket count of a new index (a power of two). */
+  indexBuckets?: number;
+}
