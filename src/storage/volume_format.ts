@@ -1,0 +1,211 @@
+// The bytes of a volume file (docs/formats.md §Volume file): constants and pure encode/decode,
+// shared by the writer (volume_file, drive_volumes) and every reader. No I/O here.
+//
+// Invariants:
+// - every integer is little-endian; every checksum is CRC-32 (IEEE) via `crc32` below;
+// - a decoder never trusts a length it cannot represent exactly (u64 fields above
+//   Number.MAX_SAFE_INTEGER, or above the limits below, decode as "not a needle");
+// - a decoder returns null for anything that is not a well-formed header, never throws, so a
+//   scan can step over garbage.
+import * as zlib from 'node:zlib';
+
+export const VOLUME_SUPERBLOCK_SIZE = 64;
+export const NEEDLE_HEADER_SIZE = 32;
+export const NEEDLE_TRAILER_SIZE = 4;
+export const NEEDLE_ALIGN = 8;
+/** Bytes `B N D L` read as a little-endian u32. */
+export const NEEDLE_MAGIC = 0x4c444e42;
+export const NEEDLE_VERSION = 1;
+export const VOLUME_VERSION = 1;
+export const VOLUME_MAGIC = 'BRISEVOL';
+
+export const NeedleFlag = { Tombstone: 1 } as const;
+/** Every flag bit this version knows; a header with any other bit set is not ours. */
+const KNOWN_FLAGS = NeedleFlag.Tombstone;
+
+/** Hard key limit: the key length field is a u16. */
+export const MAX_KEY_LENGTH = 65535;
+/**
+ * Largest value a needle may declare. Far above any real value (the design targets <= 1 GB),
+ * low enough that offsets stay exact doubles; a header declaring more is garbage.
+ */
+export const MAX_VALUE_LENGTH = 2 ** 46;
+/** Volume ids: `slot × 2^20 + seq` fits the u32 field of the superblock. */
+export const VOLUME_SEQ_BITS = 20;
+export const MAX_VOLUME_SEQ = 2 ** VOLUME_SEQ_BITS - 1;
+export const MAX_DRIVE_SLOT = 2 ** (32 - VOLUME_SEQ_BITS) - 1;
+
+/** CRC-32 (IEEE), incremental: crc32(b, crc32(a)) === crc32(a ++ b). */
+export function crc32(data: Uint8Array, prev = 0): number {
+  return zlib.crc32(data, prev) >>> 0;
+}
+
+function view(buf: Uint8Array): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
+function writeU64(dv: DataView, at: number, n: number): void {
+  dv.setUint32(at, n % 2 ** 32, true);
+  dv.setUint32(at + 4, Math.floor(n / 2 ** 32), true);
+}
+
+/** A u64 as a number, or -1 when it is not a safe integer (a lie from disk). */
+function readU64(dv: DataView, at: number): number {
+  const lo = dv.getUint32(at, true);
+  const hi = dv.getUint32(at + 4, true);
+  if (hi >= 2 ** 21) return -1;
+  return hi * 2 ** 32 + lo;
+}
+
+function isU64Safe(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 0;
+}
+
+// ---- superblock ------------------------------------------------------------------------
+
+export function encodeSuperblock(volumeId: number, createdAt: number): Uint8Array {
+  if (!Number.isInteger(volumeId) || volumeId < 0 || volumeId > 0xffffffff) {
+    throw new RangeError(`volume id out of range: ${volumeId}`);
+  }
+  if (!isU64Safe(createdAt)) throw new RangeError(`createdAt out of range: ${createdAt}`);
+  const buf = new Uint8Array(VOLUME_SUPERBLOCK_SIZE);
+  const dv = view(buf);
+  buf.set(new TextEncoder().encode(VOLUME_MAGIC), 0);
+  dv.setUint32(8, VOLUME_VERSION, true);
+  dv.setUint32(12, volumeId, true);
+  writeU64(dv, 16, createdAt);
+  dv.setUint32(60, crc32(buf.subarray(0, 60)), true);
+  return buf;
+}
+
+/** null when the magic, version or CRC is wrong (or the buffer is short). */
+export function decodeSuperblock(buf: Uint8Array): { volumeId: number; createdAt: number } | null {
+  if (buf.length < VOLUME_SUPERBLOCK_SIZE) return null;
+  const dv = view(buf);
+  for (let i = 0; i < VOLUME_MAGIC.length; i++) {
+    if (buf[i] !== VOLUME_MAGIC.charCodeAt(i)) return null;
+  }
+  if (dv.getUint32(8, true) !== VOLUME_VERSION) return null;
+  if (dv.getUint32(60, true) !== crc32(buf.subarray(0, 60))) return null;
+  const createdAt = readU64(dv, 16);
+  if (createdAt < 0) return null;
+  return { volumeId: dv.getUint32(12, true), createdAt };
+}
+
+// ---- needle header ---------------------------------------------------------------------
+
+export interface NeedleHeader {
+  flags: number;
+  keyLength: number;
+  valueLength: number;
+  expiresAt: number;
+}
+
+/** Throws RangeError on arguments no needle may have: callers validate user input first. */
+function checkNeedleFields(keyLength: number, valueLength: number, expiresAt: number, flags: number): void {
+  if (keyLength < 1 || keyLength > MAX_KEY_LENGTH) throw new RangeError(`key length out of range: ${keyLength}`);
+  if (!isU64Safe(valueLength) || valueLength > MAX_VALUE_LENGTH) {
+    throw new RangeError(`value length out of range: ${valueLength}`);
+  }
+  if (!isU64Safe(expiresAt)) throw new RangeError(`expiresAt out of range: ${expiresAt}`);
+  if (!Number.isInteger(flags) || (flags & ~KNOWN_FLAGS) !== 0) throw new RangeError(`unknown flags: ${flags}`);
+  if ((flags & NeedleFlag.Tombstone) !== 0 && valueLength !== 0) {
+    throw new RangeError('a tombstone needle has no value');
+  }
+}
+
+/** The header and key (32 + k bytes), header CRC filled in. */
+export function encodeNeedleHeader(key: Uint8Array, valueLength: number, expiresAt: number, flags: number): Uint8Array {
+  checkNeedleFields(key.length, valueLength, expiresAt, flags);
+  const buf = new Uint8Array(NEEDLE_HEADER_SIZE + key.length);
+  const dv = view(buf);
+  dv.setUint32(0, NEEDLE_MAGIC, true);
+  buf[4] = NEEDLE_VERSION;
+  buf[5] = flags;
+  dv.setUint16(6, key.length, true);
+  writeU64(dv, 8, valueLength);
+  writeU64(dv, 16, expiresAt);
+  buf.set(key, NEEDLE_HEADER_SIZE);
+  dv.setUint32(24, headerCrc(buf.subarray(0, NEEDLE_HEADER_SIZE), key), true);
+  return buf;
+}
+
+/** CRC of header bytes 0..23 followed by the key. */
+export function headerCrc(header: Uint8Array, key: Uint8Array): number {
+  return crc32(key, crc32(header.subarray(0, 24)));
+}
+
+/**
+ * Decodes the first 32 bytes of a needle. null when it is not a well-formed header; when
+ * `key` is given, also null when the key has the wrong length or the header CRC fails.
+ */
+export function decodeNeedleHeader(buf: Uint8Array, key?: Uint8Array): NeedleHeader | null {
+  if (buf.length < NEEDLE_HEADER_SIZE) return null;
+  const dv = view(buf);
+  if (dv.getUint32(0, true) !== NEEDLE_MAGIC || buf[4] !== NEEDLE_VERSION) return null;
+  const flags = buf[5] ?? 0;
+  const keyLength = dv.getUint16(6, true);
+  const valueLength = readU64(dv, 8);
+  const expiresAt = readU64(dv, 16);
+  if ((flags & ~KNOWN_FLAGS) !== 0 || keyLength === 0) return null;
+  if (valueLength < 0 || valueLength > MAX_VALUE_LENGTH || expiresAt < 0) return null;
+  if ((flags & NeedleFlag.Tombstone) !== 0 && valueLength !== 0) return null;
+  if (dv.getUint32(28, true) !== 0) return null;
+  if (key !== undefined) {
+    if (key.length !== keyLength) return null;
+    if (dv.getUint32(24, true) !== headerCrc(buf, key)) return null;
+  }
+  return { flags, keyLength, valueLength, expiresAt };
+}
+
+/** The trailer: CRC-32 of every needle byte before it, little-endian. */
+export function encodeTrailer(crc: number): Uint8Array {
+  const buf = new Uint8Array(NEEDLE_TRAILER_SIZE);
+  view(buf).setUint32(0, crc >>> 0, true);
+  return buf;
+}
+
+export function decodeTrailer(buf: Uint8Array): number {
+  return view(buf).getUint32(0, true);
+}
+
+/** Whole needle: header, key, value, trailer (padding excluded). */
+export function needleLength(keyLength: number, valueLength: number): number {
+  return NEEDLE_HEADER_SIZE + keyLength + valueLength + NEEDLE_TRAILER_SIZE;
+}
+
+export function alignUp(n: number): number {
+  return Math.ceil(n / NEEDLE_ALIGN) * NEEDLE_ALIGN;
+}
+
+// ---- names and ids ---------------------------------------------------------------------
+
+export function volumeFileName(id: number): string {
+  return `vol-${String(id).padStart(6, '0')}.data`;
+}
+
+const VOLUME_FILE_RE = /^vol-(\d{6,10})\.data$/;
+
+/** The id in a volume file name, or null for any other name. */
+export function parseVolumeFileName(name: string): number | null {
+  const m = VOLUME_FILE_RE.exec(name);
+  if (m === null || m[1] === undefined) return null;
+  const id = Number(m[1]);
+  return id <= 0xffffffff && volumeFileName(id) === name ? id : null;
+}
+
+export function volumeIdOf(driveSlot: number, seq: number): number {
+  if (!Number.isInteger(driveSlot) || driveSlot < 0 || driveSlot > MAX_DRIVE_SLOT) {
+    throw new RangeError(`drive slot out of range: ${driveSlot}`);
+  }
+  if (!Number.isInteger(seq) || seq < 0 || seq > MAX_VOLUME_SEQ) throw new RangeError(`volume seq out of range: ${seq}`);
+  return driveSlot * 2 ** VOLUME_SEQ_BITS + seq;
+}
+
+export function driveSlotOf(volumeId: number): number {
+  return Math.floor(volumeId / 2 ** VOLUME_SEQ_BITS);
+}
+
+export function volumeSeqOf(volumeId: number): number {
+  return volumeId % 2 ** VOLUME_SEQ_BITS;
+}
