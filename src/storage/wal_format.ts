@@ -1,0 +1,227 @@
+// The bytes of wal.log (docs/formats.md §WAL), shared by the writer, the reader and compaction.
+// Owns: the header layout, the record frame `length u32 | crc32 u32 | payload`, and the CBOR
+// payload `[lsn, timeMs, kind, ops]` with positional ops.
+// Invariants:
+//  - every record this module encodes decodes back to an equal record (keys come back as plain
+//    Uint8Array copies, never views into the caller's buffer);
+//  - decoding never throws: anything that is not a well-formed record is a typed failure, which
+//    the reader treats as the end of the log;
+//  - encoding refuses (StoreError) a record that decoding would reject, because such a record
+//    would silently cut off every record after it on the next open.
+import * as zlib from 'node:zlib';
+import { Encoder } from 'cbor-x';
+import { canaries } from '../runtime/canary.js';
+import { OpCode, StoreError, type Op, type WalRecord } from './types.js';
+
+export const WAL_HEADER_SIZE = 32;
+export const WAL_RECORD_HEADER_SIZE = 8;
+export const WAL_MAX_PAYLOAD = 64 * 1024 * 1024;
+export const WAL_MAGIC = 'BRISEWAL';
+export const WAL_VERSION = 1;
+/** Ops per snapshot chunk (kind 1) written by compaction. */
+export const WAL_SNAPSHOT_CHUNK_OPS = 4096;
+/** Hard limit of a key (formats.md §Keys). */
+export const WAL_MAX_KEY_LENGTH = 65535;
+
+// Typed wrapper: @types/node 20 declares zlib.crc32, but keep the cast so older typings compile.
+// Not exported: volume_format.ts has its own, and the two files stay independent.
+const crc32 = (zlib as unknown as { crc32(d: Uint8Array, v?: number): number }).crc32;
+
+// Positional arrays, no record structures, no tag 64 on byte strings: the payload is plain CBOR
+// that any decoder reads without shared state (STYLE.md: persisted data decodes alone).
+const codec = new Encoder({ useRecords: false, tagUint8Array: false, mapsAsObjects: true });
+
+const MAGIC_BYTES = new TextEncoder().encode(WAL_MAGIC);
+
+export function encodeWalHeader(snapshotLsn: number): Uint8Array {
+  assertLsn(snapshotLsn, 'snapshot LSN');
+  const buf = new Uint8Array(WAL_HEADER_SIZE);
+  const view = new DataView(buf.buffer);
+  buf.set(MAGIC_BYTES, 0);
+  view.setUint32(8, WAL_VERSION, true);
+  view.setBigUint64(16, BigInt(snapshotLsn), true);
+  view.setUint32(28, crc32(buf.subarray(0, 28)), true);
+  return buf;
+}
+
+/** null when the buffer is not a valid header (short, magic, version, CRC, reserved bytes). */
+export function decodeWalHeader(buf: Uint8Array): { snapshotLsn: number } | null {
+  if (buf.length < WAL_HEADER_SIZE) return null;
+  const view = new DataView(buf.buffer, buf.byteOffset, WAL_HEADER_SIZE);
+  for (let i = 0; i < MAGIC_BYTES.length; i++) if (buf[i] !== MAGIC_BYTES[i]) return null;
+  if (view.getUint32(28, true) !== crc32(buf.subarray(0, 28))) return null;
+  if (view.getUint32(8, true) !== WAL_VERSION) return null;
+  if (view.getUint32(12, true) !== 0 || view.getUint32(24, true) !== 0) return null;
+  const lsn = view.getBigUint64(16, true);
+  if (lsn > BigInt(Number.MAX_SAFE_INTEGER)) return null;
+  return { snapshotLsn: Number(lsn) };
+}
+
+/** The CBOR payload alone. Throws BAD_ARGUMENT for a record that would not decode. */
+export function encodePayload(record: WalRecord): Uint8Array {
+  return encodeCbor(record).slice();
+}
+
+/**
+ * The framed record: `len | crc | payload`. BATCH_TOO_LARGE when the payload is over
+ * WAL_MAX_PAYLOAD, BAD_ARGUMENT when the record is malformed.
+ */
+export function encodeRecord(record: WalRecord): Uint8Array {
+  const payload = encodeCbor(record);
+  if (payload.length > WAL_MAX_PAYLOAD) {
+    throw new StoreError(
+      'BATCH_TOO_LARGE',
+      `WAL record ${record.lsn} is ${payload.length} bytes, over the limit of ${WAL_MAX_PAYLOAD}`,
+    );
+  }
+  const frame = new Uint8Array(WAL_RECORD_HEADER_SIZE + payload.length);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, payload.length, true);
+  view.setUint32(4, crc32(payload), true);
+  frame.set(payload, WAL_RECORD_HEADER_SIZE);
+  return frame;
+}
+
+export type DecodeFailure = 'short' | 'length' | 'checksum' | 'decode';
+export type DecodeResult =
+  | { ok: true; record: WalRecord; size: number }
+  | { ok: false; reason: DecodeFailure };
+
+/**
+ * Decodes the record framed at `offset`. 'short' means the buffer ends before the frame does
+ * (when at least the 8-byte frame header is there, its length is valid). The CRC is checked
+ * unless the skipChecksum canary is on.
+ */
+export function decodeRecord(buf: Uint8Array, offset: number): DecodeResult {
+  const avail = buf.length - offset;
+  if (avail < WAL_RECORD_HEADER_SIZE) return { ok: false, reason: 'short' };
+  const view = new DataView(buf.buffer, buf.byteOffset + offset, WAL_RECORD_HEADER_SIZE);
+  const n = view.getUint32(0, true);
+  if (n === 0 || n > WAL_MAX_PAYLOAD) return { ok: false, reason: 'length' };
+  if (avail < WAL_RECORD_HEADER_SIZE + n) return { ok: false, reason: 'short' };
+  const start = offset + WAL_RECORD_HEADER_SIZE;
+  const payload = buf.subarray(start, start + n);
+  // canary skipChecksum: the one place a WAL record's CRC is checked.
+  if (!canaries.skipChecksum && crc32(payload) !== view.getUint32(4, true)) {
+    return { ok: false, reason: 'checksum' };
+  }
+  const record = decodePayload(payload);
+  if (record === null) return { ok: false, reason: 'decode' };
+  return { ok: true, record, size: WAL_RECORD_HEADER_SIZE + n };
+}
+
+/** The record in a CBOR payload, or null when it does not decode to the documented shape. */
+export function decodePayload(payload: Uint8Array): WalRecord | null {
+  let value: unknown;
+  try {
+    value = codec.decode(payload);
+  } catch {
+    return null;
+  }
+  return toRecord(value);
+}
+
+// ---- encoding helpers ----
+
+function encodeCbor(record: WalRecord): Uint8Array {
+  assertLsn(record.lsn, 'lsn');
+  assertUint(record.timeMs, 'timeMs');
+  if (record.kind !== 0 && record.kind !== 1) bad(`kind ${String(record.kind)}`);
+  if (!Array.isArray(record.ops)) bad('ops is not an array');
+  const ops = record.ops.map((op) => opToArray(op, record.kind));
+  // The encoder reuses its output buffer: callers copy before the next encode.
+  return codec.encode([record.lsn, record.timeMs, record.kind, ops]);
+}
+
+function opToArray(op: Op, kind: 0 | 1): unknown[] {
+  assertKey(op.key);
+  if (kind === 1 && op.code !== OpCode.Set) bad(`snapshot chunk holds op code ${op.code}`);
+  switch (op.code) {
+    case OpCode.Set: {
+      const { volume, offset, length } = op.address;
+      for (const [v, what] of [[volume, 'volume'], [offset, 'offset'], [length, 'length'], [op.expiresAt, 'expiresAt']] as const) {
+        assertUint(v, what);
+      }
+      return [OpCode.Set, op.key, volume, offset, length, op.expiresAt];
+    }
+    case OpCode.Del:
+      return [OpCode.Del, op.key];
+    case OpCode.Expire:
+      assertUint(op.expiresAt, 'expiresAt');
+      return [OpCode.Expire, op.key, op.expiresAt];
+    case OpCode.DelIf:
+      assertUint(op.volume, 'volume');
+      assertUint(op.offset, 'offset');
+      return [OpCode.DelIf, op.key, op.volume, op.offset];
+    default:
+      return bad(`unknown op code ${String((op as { code: unknown }).code)}`);
+  }
+}
+
+function assertKey(key: unknown): void {
+  if (!(key instanceof Uint8Array)) bad('key is not a Uint8Array');
+  if (key.length === 0 || key.length > WAL_MAX_KEY_LENGTH) bad(`key length ${key.length}`);
+}
+
+function assertUint(v: unknown, what: string): void {
+  if (!isUint(v)) bad(`${what} is not a safe non-negative integer: ${String(v)}`);
+}
+
+function assertLsn(v: unknown, what: string): void {
+  assertUint(v, what);
+}
+
+function bad(why: string): never {
+  throw new StoreError('BAD_ARGUMENT', `malformed WAL record: ${why}`);
+}
+
+// ---- decoding helpers: every check returns null, never throws ----
+
+function isUint(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+function toKey(v: unknown): Uint8Array | null {
+  if (!(v instanceof Uint8Array) || v.length === 0 || v.length > WAL_MAX_KEY_LENGTH) return null;
+  // A copy: cbor-x hands out views into the source buffer, which the reader reuses, and a
+  // plain Uint8Array (not a Buffer) so a round trip is exact.
+  const key = new Uint8Array(v.length);
+  key.set(v);
+  return key;
+}
+
+function toRecord(v: unknown): WalRecord | null {
+  if (!Array.isArray(v) || v.length !== 4) return null;
+  const [lsn, timeMs, kind, rawOps] = v as unknown[];
+  if (!isUint(lsn) || !isUint(timeMs) || (kind !== 0 && kind !== 1)) return null;
+  if (!Array.isArray(rawOps)) return null;
+  const ops: Op[] = [];
+  for (const raw of rawOps as unknown[]) {
+    const op = toOp(raw);
+    if (op === null || (kind === 1 && op.code !== OpCode.Set)) return null;
+    ops.push(op);
+  }
+  return { lsn, timeMs, kind, ops };
+}
+
+function toOp(v: unknown): Op | null {
+  if (!Array.isArray(v) || v.length < 2) return null;
+  const a = v as unknown[];
+  const key = toKey(a[1]);
+  if (key === null) return null;
+  switch (a[0]) {
+    case OpCode.Set:
+      if (a.length !== 6 || !isUint(a[2]) || !isUint(a[3]) || !isUint(a[4]) || !isUint(a[5])) return null;
+      return { code: OpCode.Set, key, address: { volume: a[2], offset: a[3], length: a[4] }, expiresAt: a[5] };
+    case OpCode.Del:
+      return a.length === 2 ? { code: OpCode.Del, key } : null;
+    case OpCode.Expire:
+      if (a.length !== 3 || !isUint(a[2])) return null;
+      return { code: OpCode.Expire, key, expiresAt: a[2] };
+    case OpCode.DelIf:
+      if (a.length !== 4 || !isUint(a[2]) || !isUint(a[3])) return null;
+      return { code: OpCode.DelIf, key, volume: a[2], offset: a[3] };
+    default:
+      return null;
+  }
+}
