@@ -1,0 +1,169 @@
+// The command table: every command BriseDB speaks, declared as data in the manner of Redis'
+// src/commands/*.json (name, arity, flags, group, syntax, summary), and the one place where a
+// command line is checked against it (checkCommand). Handlers (src/db/executor.ts) never
+// re-check the name or the argument count; they only parse their options. The REPL's HELP and
+// the README's command reference are read from this table, so they cannot drift from it.
+//
+// Arity follows Redis: it counts the command name; positive = exactly that many, negative =
+// at least that many. Error texts are Redis' own, word for word, so clients that match on
+// them (and people who know Redis) see what they expect.
+import { error, type Reply } from './reply.js';
+
+export type CommandFlag =
+  | 'write' // changes data
+  | 'readonly' // reads data only
+  | 'admin' // maintenance of the whole database
+  | 'pubsub' // publish/subscribe
+  | 'transaction' // BEGIN / COMMIT / ROLLBACK
+  | 'fast' // O(1) or O(log n)
+  | 'connection' // about the connection itself, touches no data
+  | 'needs-db' // needs the Database, not just a Session (compact, volinfo)
+  | 'front-end'; // handled by the front end (REPL or RESP connection), not by the executor
+
+export type CommandGroup = 'string' | 'generic' | 'transactions' | 'pubsub' | 'server' | 'connection';
+
+export interface CommandSpec {
+  /** Lower case, as Redis names its commands in error messages. */
+  readonly name: string;
+  readonly arity: number;
+  readonly flags: readonly CommandFlag[];
+  readonly group: CommandGroup;
+  readonly syntax: string;
+  readonly summary: string;
+  /** What the command answers, for HELP and the README. */
+  readonly reply: string;
+}
+
+export const COMMANDS: readonly CommandSpec[] = [
+  { name: 'set', arity: -3, flags: ['write'], group: 'string', syntax: 'SET key value [EX seconds | PX milliseconds]',
+    summary: 'Sets the value of a key, with an optional time to live.', reply: 'OK' },
+  { name: 'get', arity: 2, flags: ['readonly', 'fast'], group: 'string', syntax: 'GET key',
+    summary: 'Returns the value of a key.', reply: 'bulk string, or nil when the key does not exist' },
+  { name: 'mset', arity: -3, flags: ['write'], group: 'string', syntax: 'MSET key value [key value ...]',
+    summary: 'Sets several keys at once, atomically.', reply: 'OK' },
+  { name: 'mget', arity: -2, flags: ['readonly', 'fast'], group: 'string', syntax: 'MGET key [key ...]',
+    summary: 'Returns the values of several keys.', reply: 'array of bulk strings or nils' },
+  { name: 'count', arity: 2, flags: ['readonly'], group: 'string', syntax: 'COUNT value',
+    summary: 'Counts the live keys whose value equals the given value, byte for byte.', reply: 'integer' },
+  { name: 'del', arity: -2, flags: ['write'], group: 'generic', syntax: 'DEL key [key ...]',
+    summary: 'Deletes keys.', reply: 'integer: how many of the keys existed' },
+  { name: 'delete', arity: -2, flags: ['write'], group: 'generic', syntax: 'DELETE key [key ...]',
+    summary: 'Deletes keys (same as DEL).', reply: 'integer: how many of the keys existed' },
+  { name: 'exists', arity: -2, flags: ['readonly', 'fast'], group: 'generic', syntax: 'EXISTS key [key ...]',
+    summary: 'Counts how many of the given keys exist; a key named twice counts twice.', reply: 'integer' },
+  { name: 'ttl', arity: 2, flags: ['readonly', 'fast'], group: 'generic', syntax: 'TTL key',
+    summary: 'Remaining time to live in seconds (rounded up): -1 = no expiry, -2 = no such key.', reply: 'integer' },
+  { name: 'pttl', arity: 2, flags: ['readonly', 'fast'], group: 'generic', syntax: 'PTTL key',
+    summary: 'Remaining time to live in milliseconds: -1 = no expiry, -2 = no such key.', reply: 'integer' },
+  { name: 'expire', arity: 3, flags: ['write', 'fast'], group: 'generic', syntax: 'EXPIRE key seconds',
+    summary: 'Sets a time to live in seconds; zero or negative deletes the key.', reply: 'integer: 1 if the key exists, else 0' },
+  { name: 'pexpire', arity: 3, flags: ['write', 'fast'], group: 'generic', syntax: 'PEXPIRE key milliseconds',
+    summary: 'Sets a time to live in milliseconds; zero or negative deletes the key.', reply: 'integer: 1 if the key exists, else 0' },
+  { name: 'persist', arity: 2, flags: ['write', 'fast'], group: 'generic', syntax: 'PERSIST key',
+    summary: 'Removes the time to live of a key.', reply: 'integer: 1 if a time to live was removed, else 0' },
+  { name: 'keys', arity: 2, flags: ['readonly'], group: 'generic', syntax: 'KEYS pattern',
+    summary: 'Lists the keys matching a glob pattern (* ? [abc] [^a] [a-z] \\x); bounded, an error past the limit.', reply: 'array of bulk strings' },
+  { name: 'scan', arity: -2, flags: ['readonly'], group: 'generic', syntax: 'SCAN cursor [MATCH pattern] [COUNT count]',
+    summary: 'Iterates over the keys a batch at a time; start with cursor 0, stop when it comes back as 0.',
+    reply: 'array: [next cursor, array of keys]' },
+  { name: 'dbsize', arity: 1, flags: ['readonly', 'fast'], group: 'server', syntax: 'DBSIZE',
+    summary: 'Returns the number of live keys.', reply: 'integer' },
+  { name: 'begin', arity: 1, flags: ['transaction', 'fast'], group: 'transactions', syntax: 'BEGIN',
+    summary: 'Opens a (nested) transaction: later writes are seen only by this session until the outermost COMMIT.', reply: 'OK' },
+  { name: 'commit', arity: 1, flags: ['transaction'], group: 'transactions', syntax: 'COMMIT',
+    summary: 'Closes the innermost transaction, merging it into its parent; the outermost COMMIT writes all atomically.', reply: 'OK' },
+  { name: 'rollback', arity: 1, flags: ['transaction', 'fast'], group: 'transactions', syntax: 'ROLLBACK',
+    summary: 'Discards the writes of the innermost transaction.', reply: 'OK' },
+  { name: 'publish', arity: 3, flags: ['pubsub', 'fast'], group: 'pubsub', syntax: 'PUBLISH channel message',
+    summary: 'Posts a message to a channel.', reply: 'integer: the number of subscribers that received it' },
+  { name: 'subscribe', arity: -2, flags: ['pubsub', 'front-end'], group: 'pubsub', syntax: 'SUBSCRIBE channel [channel ...]',
+    summary: 'Listens to channels (TCP front end only; not in the embedded REPL, where no other process can publish).',
+    reply: 'a stream of messages' },
+  { name: 'compact', arity: 1, flags: ['admin', 'needs-db'], group: 'server', syntax: 'COMPACT',
+    summary: 'Rewrites the index and the WAL to hold only live keys.', reply: 'OK' },
+  { name: 'volinfo', arity: 1, flags: ['admin', 'needs-db'], group: 'server', syntax: 'VOLINFO',
+    summary: 'Lists the volume files: id, drive, size in bytes.', reply: 'array of [id, drive, size] arrays' },
+  { name: 'ping', arity: -1, flags: ['connection', 'fast'], group: 'connection', syntax: 'PING [message]',
+    summary: 'Answers PONG, or the message.', reply: 'PONG, or the message as a bulk string' },
+  { name: 'echo', arity: 2, flags: ['connection', 'fast'], group: 'connection', syntax: 'ECHO message',
+    summary: 'Answers the message.', reply: 'bulk string' },
+  { name: 'help', arity: -1, flags: ['connection'], group: 'connection', syntax: 'HELP [command]',
+    summary: 'Lists the commands, or shows the syntax of one.', reply: 'text' },
+  { name: 'quit', arity: -1, flags: ['connection', 'front-end'], group: 'connection', syntax: 'QUIT',
+    summary: 'Closes the connection (in the REPL: closes the database and exits).', reply: 'OK' },
+  { name: 'exit', arity: -1, flags: ['connection', 'front-end'], group: 'connection', syntax: 'EXIT',
+    summary: 'Same as QUIT.', reply: 'OK' },
+];
+
+const BY_NAME: ReadonlyMap<string, CommandSpec> = new Map(COMMANDS.map((c) => [c.name, c]));
+
+/** The spec of a command by name, any case; undefined when unknown. */
+export function lookupCommand(name: string | Uint8Array): CommandSpec | undefined {
+  const text = typeof name === 'string' ? name : Buffer.from(name).toString('latin1');
+  // Command names are short ASCII; a long name cannot be one, and lower-casing it is waste.
+  if (text.length > 32) return undefined;
+  return BY_NAME.get(text.toLowerCase());
+}
+
+export function hasFlag(spec: CommandSpec, flag: CommandFlag): boolean {
+  return spec.flags.includes(flag);
+}
+
+export type CheckResult = { ok: true; spec: CommandSpec } | { ok: false; reply: Reply };
+
+/** Redis prints at most 128 bytes of the name and of the argument list in this error. */
+const UNKNOWN_PREVIEW_BYTES = 128;
+
+/** Checks a command line against the table: a known name and an allowed number of arguments. */
+export function checkCommand(argv: readonly Uint8Array[]): CheckResult {
+  const first = argv[0];
+  if (first === undefined) return { ok: false, reply: error('ERR empty command') };
+  const spec = lookupCommand(first);
+  if (spec === undefined) return { ok: false, reply: unknownCommand(argv) };
+  if (!arityAllows(spec.arity, argv.length)) return { ok: false, reply: wrongArity(spec.name) };
+  return { ok: true, spec };
+}
+
+export function arityAllows(arity: number, argc: number): boolean {
+  return arity >= 0 ? argc === arity : argc >= -arity;
+}
+
+/** `ERR unknown command 'FOO', with args beginning with: 'a' 'b' ` as Redis words it. */
+export function unknownCommand(argv: readonly Uint8Array[]): Reply {
+  const name = Buffer.from(argv[0] ?? []).subarray(0, UNKNOWN_PREVIEW_BYTES).toString('utf8');
+  let args = '';
+  for (let i = 1; i < argv.length && args.length < UNKNOWN_PREVIEW_BYTES; i++) {
+    const room = UNKNOWN_PREVIEW_BYTES - args.length;
+    args += `'${Buffer.from(argv[i]!).subarray(0, room).toString('utf8')}' `;
+  }
+  return error(`ERR unknown command '${name}', with args beginning with: ${args}`);
+}
+
+export function wrongArity(name: string): Reply {
+  return error(`ERR wrong number of arguments for '${name}' command`);
+}
+
+export const SYNTAX_ERROR = 'ERR syntax error';
+export const NOT_AN_INTEGER = 'ERR value is not an integer or out of range';
+
+/** Lines of HELP: the list of commands by group, or the syntax and summary of one. */
+export function helpLines(command?: string): string[] {
+  if (command === undefined) {
+    const lines = ['Commands (HELP <command> for details):'];
+    for (const group of GROUP_ORDER) {
+      const names = COMMANDS.filter((c) => c.group === group).map((c) => c.name.toUpperCase());
+      lines.push(`  ${(group + ':').padEnd(14)}${names.join(' ')}`);
+    }
+    return lines;
+  }
+  const spec = lookupCommand(command);
+  if (spec === undefined) return [`No help for '${command}': unknown command. Type HELP for the list.`];
+  return [
+    `  ${spec.syntax}`,
+    `  summary: ${spec.summary}`,
+    `  reply: ${spec.reply}`,
+    `  group: ${spec.group}`,
+  ];
+}
+
+const GROUP_ORDER: readonly CommandGroup[] = ['string', 'generic', 'transactions', 'pubsub', 'server', 'connection'];
