@@ -1,0 +1,86 @@
+// The pub/sub registry: which subscriber listens to which channel and pattern. Pure data, so
+// the broker actor and the in-process engine share it. PUBLISH answers the number of
+// deliveries, as Redis does (a subscriber matching by channel and by a pattern counts twice).
+import { globMatch } from '../storage/glob.js';
+import { mapKey } from './bytes.js';
+import type { Delivery } from './ports.js';
+
+export class BrokerCore {
+  private readonly channels = new Map<string, Set<number>>();
+  private readonly patterns = new Map<string, { pattern: Uint8Array; subscribers: Set<number> }>();
+  private readonly bySubscriber = new Map<number, { channels: Set<string>; patterns: Set<string> }>();
+
+  constructor(private readonly maxSubscriptions = 1_000_000) {}
+
+  subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[]): void {
+    const own = this.own(subscriber);
+    if (this.size() + channels.length + patterns.length > this.maxSubscriptions) {
+      throw new Error(`more than ${this.maxSubscriptions} subscriptions`);
+    }
+    for (const channel of channels) {
+      const key = mapKey(channel);
+      own.channels.add(key);
+      let set = this.channels.get(key);
+      if (set === undefined) this.channels.set(key, (set = new Set()));
+      set.add(subscriber);
+    }
+    for (const pattern of patterns) {
+      const key = mapKey(pattern);
+      own.patterns.add(key);
+      let entry = this.patterns.get(key);
+      if (entry === undefined) this.patterns.set(key, (entry = { pattern: Uint8Array.from(pattern), subscribers: new Set() }));
+      entry.subscribers.add(subscriber);
+    }
+  }
+
+  /** Without lists: everything of that subscriber. Answers how many subscriptions it still has. */
+  unsubscribe(subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): number {
+    const own = this.bySubscriber.get(subscriber);
+    if (own === undefined) return 0;
+    const all = channels === undefined && patterns === undefined;
+    const chans = all ? [...own.channels] : (channels ?? []).map(mapKey);
+    const pats = all ? [...own.patterns] : (patterns ?? []).map(mapKey);
+    for (const key of chans) {
+      own.channels.delete(key);
+      const set = this.channels.get(key);
+      set?.delete(subscriber);
+      if (set?.size === 0) this.channels.delete(key);
+    }
+    for (const key of pats) {
+      own.patterns.delete(key);
+      const entry = this.patterns.get(key);
+      entry?.subscribers.delete(subscriber);
+      if (entry?.subscribers.size === 0) this.patterns.delete(key);
+    }
+    const left = own.channels.size + own.patterns.size;
+    if (left === 0) this.bySubscriber.delete(subscriber);
+    return left;
+  }
+
+  publish(channel: Uint8Array, payload: Uint8Array): Delivery[] {
+    const out: Delivery[] = [];
+    for (const subscriber of this.channels.get(mapKey(channel)) ?? []) out.push({ subscriber, channel, payload });
+    for (const { pattern, subscribers } of this.patterns.values()) {
+      if (!globMatch(pattern, channel)) continue;
+      for (const subscriber of subscribers) out.push({ subscriber, channel, payload, pattern });
+    }
+    return out;
+  }
+
+  /** Subscribers that are gone (a front end restarted): forget them all. */
+  dropWhere(test: (subscriber: number) => boolean): void {
+    for (const id of [...this.bySubscriber.keys()]) if (test(id)) this.unsubscribe(id);
+  }
+
+  size(): number {
+    let n = 0;
+    for (const own of this.bySubscriber.values()) n += own.channels.size + own.patterns.size;
+    return n;
+  }
+
+  private own(subscriber: number): { channels: Set<string>; patterns: Set<string> } {
+    let own = this.bySubscriber.get(subscriber);
+    if (own === undefined) this.bySubscriber.set(subscriber, (own = { channels: new Set(), patterns: new Set() }));
+    return own;
+  }
+}

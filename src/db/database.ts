@@ -1,0 +1,50 @@
+// The Database: the default session plus what only the owner of the whole store may do
+// (new sessions, COMPACT, VOLINFO, checkpoint, stats, close). How the ports are provided —
+// actors on worker threads (open.ts) or storage objects in this thread (local.ts) — is the
+// opener's business; it hands its shutdown in as `closer`.
+import type { Database, Session, VolumeInfo } from './api.js';
+import type { Engine } from './engine.js';
+import { EngineSession } from './session.js';
+import { StoreError } from '../storage/types.js';
+
+export class EngineDatabase extends EngineSession implements Database {
+  private closed = false;
+
+  constructor(engine: Engine, private readonly closer: () => Promise<void>, private readonly extraStats: () => Promise<Record<string, unknown>> = async () => ({})) {
+    super(engine);
+  }
+
+  session(): Session {
+    this.assertOpen();
+    return new EngineSession(this.engine);
+  }
+
+  compact(): Promise<void> {
+    this.assertOpen();
+    return this.engine.compact();
+  }
+
+  volinfo(): Promise<VolumeInfo[]> {
+    return this.engine.ports.volumes.list();
+  }
+
+  async checkpoint(): Promise<void> {
+    await this.engine.ports.index.checkpoint();
+  }
+
+  async stats(): Promise<Record<string, unknown>> {
+    const index = await this.engine.ports.index.stats();
+    return { index, ...(await this.extraStats()) };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.txn.clear();
+    await this.closer();
+  }
+
+  protected assertOpen(): void {
+    if (this.closed) throw new StoreError('CLOSED', 'the database is closed');
+  }
+}

@@ -1,0 +1,355 @@
+// One client's view of the database: the commands of the embedded API, each reading through
+// the session's open transaction levels first (read-your-writes) and the committed store
+// second. Outside a transaction a write is one WAL record; inside one, writes are pending on
+// this session (their needles appended but not yet synced) until the outermost COMMIT syncs
+// the drives it used and commits every pending write as ONE record.
+import type { Readable } from 'node:stream';
+import { OpCode, StoreError, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { valueLengthOf } from '../storage/types.js';
+import { globMatch } from '../storage/glob.js';
+import type {
+  BlobInfo,
+  BlobStreamOptions,
+  Bytes,
+  ReadRange,
+  ScanOptions,
+  ScanResult,
+  Session,
+  SetOptions,
+  Subscription,
+} from './api.js';
+import { checkKey, checkValueSize, fromMapKey, mapKey, toBuffer } from './bytes.js';
+import type { Engine } from './engine.js';
+import { QueueSubscription } from './subscription.js';
+import { TransactionStack, withExpiry, type Level, type PendingWrite } from './transaction.js';
+
+/** Values up to this size stay in memory inside a transaction, for reads without a disk hit. */
+const TXN_INLINE_VALUE = 64 * 1024;
+const SCAN_PAGE = 1000;
+
+/** What a key resolves to for this session: a needle and its expiry. */
+interface Visible {
+  address: NeedleAddress;
+  expiresAt: number;
+  value?: Buffer;
+}
+
+let nextSubscriberId = 1;
+
+export class EngineSession implements Session {
+  protected readonly txn: TransactionStack;
+
+  constructor(protected readonly engine: Engine) {
+    this.txn = new TransactionStack(engine.limits.maxTransactionOps, engine.limits.maxTransactionBytes);
+  }
+
+  get depth(): number {
+    return this.txn.depth;
+  }
+
+  // ---- strings ---------------------------------------------------------------------------
+
+  async set(key: Bytes, value: Bytes, options: SetOptions = {}): Promise<void> {
+    const k = checkKey(key, this.engine.limits);
+    const v = toBuffer(value);
+    checkValueSize(v.length, this.engine.limits);
+    const expiresAt = this.expiryOf(options);
+    const inTxn = this.txn.depth > 0;
+    const { address, drive } = await this.engine.writeNeedle(k, v, expiresAt, !inTxn);
+    if (inTxn) {
+      const inline = v.length <= TXN_INLINE_VALUE ? Buffer.from(v) : undefined;
+      this.txn.put(mapKey(k), { kind: 'set', address, drive, expiresAt, size: v.length, value: inline });
+      return;
+    }
+    await this.engine.commit([{ code: OpCode.Set, key: k, address, expiresAt }]);
+  }
+
+  async get(key: Bytes): Promise<Buffer | null> {
+    const k = checkKey(key, this.engine.limits);
+    const visible = await this.visible(k);
+    if (visible === null) return null;
+    if (visible.value !== undefined) return visible.value;
+    return Buffer.from(await this.engine.ports.reader.readVerified(visible.address, k));
+  }
+
+  async delete(...keys: Bytes[]): Promise<number> {
+    const ks = keys.map((k) => checkKey(k, this.engine.limits));
+    if (ks.length === 0) return 0;
+    if (this.txn.depth > 0) {
+      let existed = 0;
+      for (const k of ks) {
+        if ((await this.visible(k)) !== null) existed += 1;
+        this.txn.put(mapKey(k), { kind: 'del' });
+      }
+      return existed;
+    }
+    const { results } = await this.engine.commit(ks.map((k) => ({ code: OpCode.Del, key: k })));
+    return results.reduce((a, b) => a + b, 0);
+  }
+
+  async exists(key: Bytes): Promise<boolean> {
+    return (await this.visible(checkKey(key, this.engine.limits))) !== null;
+  }
+
+  async pttl(key: Bytes): Promise<number> {
+    const visible = await this.visible(checkKey(key, this.engine.limits));
+    if (visible === null) return -2;
+    if (visible.expiresAt === 0) return -1;
+    return Math.max(0, visible.expiresAt - this.engine.clock.now());
+  }
+
+  async ttl(key: Bytes): Promise<number> {
+    const ms = await this.pttl(key);
+    return ms < 0 ? ms : Math.floor((ms + 500) / 1000);
+  }
+
+  async persist(key: Bytes): Promise<boolean> {
+    const k = checkKey(key, this.engine.limits);
+    const visible = await this.visible(k);
+    if (visible === null || visible.expiresAt === 0) return false;
+    return this.changeExpiry(k, 0);
+  }
+
+  async expire(key: Bytes, ttlMs: number): Promise<boolean> {
+    const k = checkKey(key, this.engine.limits);
+    if (!Number.isSafeInteger(ttlMs)) throw new StoreError('BAD_ARGUMENT', `invalid expire time ${ttlMs}`);
+    // As Redis: a TTL that is already past deletes the key.
+    if (ttlMs <= 0) return (await this.delete(k)) > 0;
+    return this.changeExpiry(k, this.engine.clock.now() + ttlMs);
+  }
+
+  private async changeExpiry(k: Buffer, expiresAt: number): Promise<boolean> {
+    if (this.txn.depth > 0) {
+      if ((await this.visible(k)) === null) return false;
+      this.txn.put(mapKey(k), withExpiry(this.txn.find(mapKey(k)), expiresAt));
+      return true;
+    }
+    const { results } = await this.engine.commit([{ code: OpCode.Expire, key: k, expiresAt }]);
+    return results[0] === 1;
+  }
+
+  async count(value: Bytes): Promise<number> {
+    const target = toBuffer(value);
+    let n = 0;
+    for await (const [key, visible] of this.visibleEntries()) {
+      if (visible.value !== undefined) {
+        if (visible.value.equals(target)) n += 1;
+        continue;
+      }
+      if (valueLengthOf(visible.address, key.length) !== target.length) continue;
+      const bytes = await this.engine.ports.reader.readValue(visible.address, key.length, 0, target.length);
+      if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).equals(target)) n += 1;
+    }
+    return n;
+  }
+
+  async keys(pattern: Bytes): Promise<Buffer[]> {
+    const p = toBuffer(pattern);
+    const out: Buffer[] = [];
+    for await (const [key] of this.visibleEntries(p)) {
+      if (out.length >= this.engine.limits.maxKeysReply) {
+        throw new StoreError('BATCH_TOO_LARGE', `KEYS matched more than ${this.engine.limits.maxKeysReply} keys; use SCAN`);
+      }
+      out.push(key);
+    }
+    return out;
+  }
+
+  /** SCAN sees the committed store (a cursor cannot follow a private transaction). */
+  async scan(cursor: string, options: ScanOptions = {}): Promise<ScanResult> {
+    const c = Number(cursor);
+    if (!Number.isSafeInteger(c) || c < 0) throw new StoreError('BAD_ARGUMENT', 'invalid cursor');
+    const count = options.count ?? 10;
+    if (!Number.isSafeInteger(count) || count < 1) throw new StoreError('BAD_ARGUMENT', 'COUNT must be positive');
+    const match = options.match === undefined ? undefined : toBuffer(options.match);
+    const page = await this.engine.ports.index.scan(c, Math.min(count, 100_000), match);
+    return { cursor: String(page.cursor), keys: page.entries.map((e) => Buffer.from(e.key)) };
+  }
+
+  dbsize(): Promise<number> {
+    return this.engine.ports.index.dbsize();
+  }
+
+  // ---- transactions ----------------------------------------------------------------------
+
+  begin(): void {
+    this.txn.begin();
+  }
+
+  async commit(): Promise<void> {
+    const level = this.txn.commit();
+    if (level === undefined || level.size === 0) return;
+    await this.commitLevel(level);
+  }
+
+  rollback(): void {
+    this.txn.rollback();
+  }
+
+  private async commitLevel(level: Level): Promise<void> {
+    const ops: Op[] = [];
+    const drives = new Set<number>();
+    for (const [mk, write] of level) {
+      const key = fromMapKey(mk);
+      if (write.kind === 'set') {
+        drives.add(write.drive);
+        ops.push({ code: OpCode.Set, key, address: write.address, expiresAt: write.expiresAt });
+      } else if (write.kind === 'del') {
+        ops.push({ code: OpCode.Del, key });
+      } else {
+        ops.push({ code: OpCode.Expire, key, expiresAt: write.expiresAt });
+      }
+    }
+    // The needles were appended unsynced; they must be durable before the record names them.
+    await Promise.all([...drives].map((d) => this.engine.ports.volumes.syncDrive(d)));
+    await this.engine.commit(ops);
+  }
+
+  // ---- blobs -----------------------------------------------------------------------------
+
+  async setStream(key: Bytes, source: AsyncIterable<Uint8Array> | Readable, options: BlobStreamOptions): Promise<void> {
+    const k = checkKey(key, this.engine.limits);
+    checkValueSize(options.size, this.engine.limits);
+    const expiresAt = this.expiryOf(options);
+    const drive = this.engine.pickDrive();
+    const address = await this.engine.ports.volumes.appendStream(drive, k, options.size, expiresAt, source);
+    if (this.txn.depth > 0) {
+      this.txn.put(mapKey(k), { kind: 'set', address, drive, expiresAt, size: options.size });
+      return;
+    }
+    await this.engine.commit([{ code: OpCode.Set, key: k, address, expiresAt }]);
+  }
+
+  async stat(key: Bytes): Promise<BlobInfo | null> {
+    const k = checkKey(key, this.engine.limits);
+    const visible = await this.visible(k);
+    if (visible === null) return null;
+    return { size: valueLengthOf(visible.address, k.length), expiresAt: visible.expiresAt };
+  }
+
+  async getStream(key: Bytes, range: ReadRange = {}): Promise<{ info: BlobInfo; body: AsyncIterable<Buffer> } | null> {
+    const k = checkKey(key, this.engine.limits);
+    const visible = await this.visible(k);
+    if (visible === null) return null;
+    const size = valueLengthOf(visible.address, k.length);
+    const start = range.offset ?? 0;
+    if (!Number.isSafeInteger(start) || start < 0 || start > size) {
+      throw new StoreError('BAD_ARGUMENT', `offset ${start} is outside the value (${size} bytes)`);
+    }
+    const length = Math.min(range.length ?? size - start, size - start);
+    const chunks = this.engine.ports.reader.readChunks(visible.address, k.length, start, length);
+    return { info: { size, expiresAt: visible.expiresAt }, body: asBuffers(chunks) };
+  }
+
+  // ---- pub/sub ---------------------------------------------------------------------------
+
+  publish(channel: Bytes, payload: Bytes): Promise<number> {
+    return this.engine.ports.broker.publish(toBuffer(channel), toBuffer(payload));
+  }
+
+  async subscribe(channels: Bytes[], patterns: Bytes[] = []): Promise<Subscription> {
+    const id = nextSubscriberId++;
+    const broker = this.engine.ports.broker;
+    const sub = new QueueSubscription(() => broker.unsubscribe(id));
+    await broker.subscribe(id, channels.map(toBuffer), patterns.map(toBuffer), (d) =>
+      sub.push({
+        channel: Buffer.from(d.channel),
+        payload: Buffer.from(d.payload),
+        ...(d.pattern ? { pattern: Buffer.from(d.pattern) } : {}),
+      }),
+    );
+    return sub;
+  }
+
+  // ---- helpers ---------------------------------------------------------------------------
+
+  private expiryOf(options: SetOptions): number {
+    if (options.ttlMs !== undefined && options.expiresAt !== undefined) {
+      throw new StoreError('BAD_ARGUMENT', 'give ttlMs or expiresAt, not both');
+    }
+    if (options.ttlMs !== undefined) {
+      if (!Number.isSafeInteger(options.ttlMs) || options.ttlMs <= 0) {
+        throw new StoreError('BAD_ARGUMENT', `invalid expire time ${options.ttlMs}`);
+      }
+      return this.engine.clock.now() + options.ttlMs;
+    }
+    if (options.expiresAt !== undefined) {
+      if (!Number.isSafeInteger(options.expiresAt) || options.expiresAt < 0) {
+        throw new StoreError('BAD_ARGUMENT', `invalid expiry ${options.expiresAt}`);
+      }
+      return options.expiresAt;
+    }
+    return 0;
+  }
+
+  /** A key as this session sees it: its pending write first, the committed store second. */
+  private async visible(k: Buffer): Promise<Visible | null> {
+    const now = this.engine.clock.now();
+    const pending = this.txn.depth > 0 ? this.txn.find(mapKey(k)) : undefined;
+    if (pending !== undefined) return resolvePending(pending, now, () => this.engine.lookupLive(k));
+    const entry = await this.engine.lookupLive(k);
+    return entry === undefined ? null : { address: entry.address, expiresAt: entry.expiresAt };
+  }
+
+  /**
+   * Every key this session sees, with its needle: the committed store page by page, with the
+   * transaction's pending writes laid over it. `match` filters keys by a glob.
+   */
+  private async *visibleEntries(match?: Buffer): AsyncGenerator<[Buffer, Visible]> {
+    const now = this.engine.clock.now();
+    const overlay = this.txn.depth > 0 ? this.flattenPending() : new Map<string, PendingWrite>();
+    let cursor = 0;
+    do {
+      const page = await this.engine.ports.index.scan(cursor, SCAN_PAGE, match);
+      for (const entry of page.entries) {
+        const key = Buffer.from(entry.key);
+        const mk = mapKey(key);
+        const pending = overlay.get(mk);
+        if (pending === undefined) {
+          if (isLive(entry.expiresAt, now)) yield [key, { address: entry.address, expiresAt: entry.expiresAt }];
+          continue;
+        }
+        overlay.delete(mk);
+        const visible = await resolvePending(pending, now, async () => entry);
+        if (visible !== null) yield [key, visible];
+      }
+      cursor = page.cursor;
+    } while (cursor !== 0);
+    // Keys set inside the transaction that the store does not have yet.
+    for (const [mk, pending] of overlay) {
+      const key = fromMapKey(mk);
+      if (match !== undefined && !globMatch(match, key)) continue;
+      const visible = await resolvePending(pending, now, () => this.engine.lookupLive(key));
+      if (visible !== null) yield [key, visible];
+    }
+  }
+
+  /** The newest pending write of every key across the open levels. */
+  private flattenPending(): Map<string, PendingWrite> {
+    const out = new Map<string, PendingWrite>();
+    for (const mk of this.txn.pendingKeys()) {
+      const write = this.txn.find(mk);
+      if (write !== undefined) out.set(mk, write);
+    }
+    return out;
+  }
+}
+
+async function resolvePending(
+  pending: PendingWrite,
+  now: number,
+  committed: () => Promise<IndexEntry | undefined>,
+): Promise<Visible | null> {
+  if (pending.kind === 'del') return null;
+  if (pending.kind === 'set') {
+    if (!isLive(pending.expiresAt, now)) return null;
+    return { address: pending.address, expiresAt: pending.expiresAt, ...(pending.value ? { value: pending.value } : {}) };
+  }
+  const entry = await committed();
+  if (entry === undefined || !isLive(pending.expiresAt, now)) return null;
+  return { address: entry.address, expiresAt: pending.expiresAt };
+}
+
+async function* asBuffers(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
+  for await (const chunk of chunks) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
