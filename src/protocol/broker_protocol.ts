@@ -1,0 +1,31 @@
+// Messages to and from the pub/sub broker. Subscriber ids are chosen by each front end; the
+// broker keys them by the front end they came from, and pushes deliveries back to it one-way.
+export const BROKER_PROTOCOL_VERSION = 1;
+
+export const BrokerMsg = {
+  Publish: 1,
+  Subscribe: 2,
+  Unsubscribe: 3,
+  /** Broker → front end, one-way. */
+  Deliver: 4,
+} as const;
+
+export type BrokerRequest =
+  | { t: typeof BrokerMsg.Publish; channel: Uint8Array; payload: Uint8Array }
+  | { t: typeof BrokerMsg.Subscribe; subscriber: number; channels: Uint8Array[]; patterns: Uint8Array[] }
+  | { t: typeof BrokerMsg.Unsubscribe; subscriber: number; channels?: Uint8Array[]; patterns?: Uint8Array[] };
+
+export interface BrokerDeliver {
+  t: typeof BrokerMsg.Deliver;
+  subscriber: number;
+  channel: Uint8Array;
+  payload: Uint8Array;
+  pattern?: Uint8Array;
+}
+
+export interface BrokerReplies {
+  [BrokerMsg.Publish]: number;
+  [BrokerMsg.Subscribe]: null;
+  /** How many subscriptions the subscriber still has. */
+  [BrokerMsg.Unsubscribe]: number;
+}

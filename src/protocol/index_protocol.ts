@@ -1,0 +1,48 @@
+// Messages to the index actor: lookups and scans from front ends, committed records from the
+// WAL committer (in LSN order), and the background jobs (checkpoint, rebuild, sweep slices).
+import type { IndexEntry, WalRecord } from '../storage/types.js';
+
+export const INDEX_PROTOCOL_VERSION = 1;
+
+export const IndexMsg = {
+  Lookup: 1,
+  Scan: 2,
+  DbSize: 3,
+  ExpiredSlice: 4,
+  Checkpoint: 5,
+  Rebuild: 6,
+  Stats: 7,
+  Apply: 8,
+  AppliedLsn: 9,
+} as const;
+
+export type IndexRequest =
+  | { t: typeof IndexMsg.Lookup; key: Uint8Array }
+  | { t: typeof IndexMsg.Scan; cursor: number; count: number; match?: Uint8Array }
+  | { t: typeof IndexMsg.DbSize }
+  | { t: typeof IndexMsg.ExpiredSlice; maxBuckets: number }
+  | { t: typeof IndexMsg.Checkpoint }
+  | { t: typeof IndexMsg.Rebuild }
+  | { t: typeof IndexMsg.Stats }
+  /** From the WAL committer: records in LSN order; answers one result list per record. */
+  | { t: typeof IndexMsg.Apply; records: WalRecord[] }
+  | { t: typeof IndexMsg.AppliedLsn };
+
+export interface IndexReplies {
+  [IndexMsg.Lookup]: { entry?: IndexEntry; expired?: { volume: number; offset: number } };
+  [IndexMsg.Scan]: { cursor: number; entries: IndexEntry[] };
+  [IndexMsg.DbSize]: number;
+  [IndexMsg.ExpiredSlice]: { key: Uint8Array; volume: number; offset: number }[];
+  [IndexMsg.Checkpoint]: number;
+  [IndexMsg.Rebuild]: number;
+  [IndexMsg.Stats]: {
+    liveCount: number;
+    bucketCount: number;
+    entryCount: number;
+    appliedLsn: number;
+    durableLsn: number;
+    rebuilding: boolean;
+  };
+  [IndexMsg.Apply]: number[][];
+  [IndexMsg.AppliedLsn]: number;
+}

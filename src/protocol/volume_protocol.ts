@@ -1,0 +1,48 @@
+// Messages to a drive's volume writer. Values never travel inside the CBOR: each needle's
+// value (and each stream chunk) is a transferred ArrayBuffer beside it, in order.
+import type { NeedleAddress } from '../storage/types.js';
+
+export const VOLUME_PROTOCOL_VERSION = 1;
+
+/** Wire tags. Never renumbered; a retired tag is never reused. */
+export const VolumeMsg = {
+  Append: 1,
+  StreamBegin: 2,
+  StreamChunk: 3,
+  StreamEnd: 4,
+  StreamAbort: 5,
+  Sync: 6,
+  List: 7,
+} as const;
+
+/** One needle to append; its value is blob number i of the request. */
+export interface NeedleSpec {
+  key: Uint8Array;
+  expiresAt: number;
+  flags: number;
+}
+
+export type VolumeRequest =
+  | { t: typeof VolumeMsg.Append; needles: NeedleSpec[]; sync: boolean }
+  | { t: typeof VolumeMsg.StreamBegin; key: Uint8Array; size: number; expiresAt: number }
+  | { t: typeof VolumeMsg.StreamChunk; stream: number }
+  | { t: typeof VolumeMsg.StreamEnd; stream: number }
+  | { t: typeof VolumeMsg.StreamAbort; stream: number }
+  | { t: typeof VolumeMsg.Sync }
+  | { t: typeof VolumeMsg.List };
+
+export interface VolumeListing {
+  id: number;
+  path: string;
+  sizeBytes: number;
+}
+
+export interface VolumeReplies {
+  [VolumeMsg.Append]: NeedleAddress[];
+  [VolumeMsg.StreamBegin]: number;
+  [VolumeMsg.StreamChunk]: number;
+  [VolumeMsg.StreamEnd]: NeedleAddress;
+  [VolumeMsg.StreamAbort]: null;
+  [VolumeMsg.Sync]: null;
+  [VolumeMsg.List]: VolumeListing[];
+}
