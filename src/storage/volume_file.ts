@@ -1,0 +1,557 @@
+// One open volume file (docs/formats.md §Volume file): appends needles at the tail, streams
+// large values into reserved regions, reads and verifies needles, scans the whole file.
+//
+// Invariants:
+// - the superblock was checked when the file was opened or written when it was created;
+// - `tail` is a multiple of 8, >= 64, and never moves back: every append and reservation
+//   takes [tail, tail + length) and moves the tail past it, so regions never overlap;
+// - nothing here allocates by a length read from disk without first bounding it by the file
+//   size (and whole reads by MAX_WHOLE_READ); values larger than that are read in chunks;
+// - after a failed fdatasync the file is fenced: every later write or sync fails, because the
+//   kernel may have dropped the dirty pages and a retry could report success for lost data;
+// - errors are StoreError: CORRUPT / CHECKSUM_MISMATCH for bad bytes, IO_ERROR / NO_SPACE
+//   for the file system, BAD_ARGUMENT / KEY_* / VALUE_TOO_LARGE / SIZE_MISMATCH for callers.
+import type { FileHandle, Fs } from '../runtime/fs.js';
+import { fsErrorCode } from '../runtime/fs.js';
+import { canaries } from '../runtime/canary.js';
+import type { NeedleAddress } from './types.js';
+import { StoreError } from './types.js';
+import {
+  MAX_KEY_LENGTH,
+  MAX_VALUE_LENGTH,
+  NEEDLE_ALIGN,
+  NEEDLE_HEADER_SIZE,
+  NEEDLE_TRAILER_SIZE,
+  NeedleFlag,
+  VOLUME_SUPERBLOCK_SIZE,
+  alignUp,
+  crc32,
+  decodeNeedleHeader,
+  decodeSuperblock,
+  decodeTrailer,
+  encodeNeedleHeader,
+  encodeSuperblock,
+  encodeTrailer,
+  needleLength,
+  type NeedleHeader,
+} from './volume_format.js';
+
+/** Streaming unit for verification and chunked reads: bounded memory whatever the value. */
+export const CHUNK_SIZE = 1024 * 1024;
+/** Largest single buffer readNeedle/readValue will allocate; bigger values must be streamed. */
+export const MAX_WHOLE_READ = 1024 * 1024 * 1024;
+/** Up to this size an append is one write (one syscall); above it, no second copy is made. */
+const SINGLE_WRITE_MAX = 4 * 1024 * 1024;
+/** Scan reads ahead this much, so stepping over garbage 8 bytes at a time is cheap. */
+const SCAN_WINDOW = 256 * 1024;
+
+export interface ScannedNeedle {
+  address: NeedleAddress;
+  key: Uint8Array;
+  flags: number;
+  expiresAt: number;
+  valueLength: number;
+  /** Header CRC ok and, when values are verified, the trailing CRC too. */
+  valid: boolean;
+}
+
+export interface NeedleStream {
+  readonly address: NeedleAddress;
+  /** Sequential; SIZE_MISMATCH past the declared length. */
+  write(chunk: Uint8Array): void;
+  /** SIZE_MISMATCH if short; writes the trailing CRC; no sync. */
+  finish(): NeedleAddress;
+  /** Leaves a needle whose trailing CRC fails; nothing may point at it. Idempotent. */
+  abort(): void;
+  readonly written: number;
+}
+
+export interface ReadNeedleResult {
+  key: Uint8Array;
+  value: Uint8Array;
+  expiresAt: number;
+  flags: number;
+}
+
+/** Maps a file-system failure to a StoreError naming what was being done. */
+export function ioError(err: unknown, what: string): StoreError {
+  if (err instanceof StoreError) return err;
+  const code = fsErrorCode(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO_ERROR';
+  const message = err instanceof Error ? err.message : String(err);
+  return new StoreError(code, `${what}: ${message}`);
+}
+
+export class VolumeFile {
+  private tailPos: number;
+  /** Bytes known to exist in the file; refreshed from the handle when a read needs more. */
+  private knownSize: number;
+  private closed = false;
+  private fenced: string | null = null;
+
+  private constructor(
+    private readonly handle: FileHandle,
+    readonly id: number,
+    readonly path: string,
+    readonly writable: boolean,
+    size: number,
+  ) {
+    this.knownSize = size;
+    this.tailPos = Math.max(VOLUME_SUPERBLOCK_SIZE, alignUp(size));
+  }
+
+  /** Writes the superblock and syncs the file; the caller makes the dir entry durable. */
+  static create(fs: Fs, path: string, volumeId: number, nowMs: number): VolumeFile {
+    const superblock = encodeSuperblock(volumeId, nowMs);
+    let handle: FileHandle;
+    try {
+      handle = fs.open(path, 'exclusive');
+    } catch (err) {
+      throw ioError(err, `creating volume ${path}`);
+    }
+    try {
+      handle.write(superblock, 0);
+      handle.sync();
+    } catch (err) {
+      handle.close();
+      throw ioError(err, `writing the superblock of ${path}`);
+    }
+    return new VolumeFile(handle, volumeId, path, true, VOLUME_SUPERBLOCK_SIZE);
+  }
+
+  /** Checks the superblock (CORRUPT naming the file); the tail is the aligned file size. */
+  static open(fs: Fs, path: string, mode: 'read' | 'write'): VolumeFile {
+    let handle: FileHandle;
+    try {
+      handle = fs.open(path, mode);
+    } catch (err) {
+      if (fsErrorCode(err) === 'ENOENT') throw new StoreError('NOT_FOUND', `volume file ${path} does not exist`);
+      throw ioError(err, `opening volume ${path}`);
+    }
+    try {
+      const size = handle.size();
+      const buf = new Uint8Array(VOLUME_SUPERBLOCK_SIZE);
+      const n = size >= VOLUME_SUPERBLOCK_SIZE ? handle.read(buf, 0) : 0;
+      const sb = n === VOLUME_SUPERBLOCK_SIZE ? decodeSuperblock(buf) : null;
+      if (sb === null) throw new StoreError('CORRUPT', `${path}: not a volume file (bad or missing superblock, ${size} bytes)`);
+      return new VolumeFile(handle, sb.volumeId, path, mode === 'write', size);
+    } catch (err) {
+      handle.close();
+      throw ioError(err, `opening volume ${path}`);
+    }
+  }
+
+  /** Where the next needle goes. */
+  get tail(): number {
+    return this.tailPos;
+  }
+
+  append(key: Uint8Array, value: Uint8Array, expiresAt: number, flags = 0): NeedleAddress {
+    this.checkWritable();
+    checkNeedleArgs(key, value.length, expiresAt, flags);
+    const header = encodeNeedleHeader(key, value.length, expiresAt, flags);
+    const offset = this.tailPos;
+    const length = needleLength(key.length, value.length);
+    const trailer = encodeTrailer(crc32(value, crc32(header)));
+    if (length <= SINGLE_WRITE_MAX) {
+      const buf = new Uint8Array(length);
+      buf.set(header, 0);
+      buf.set(value, header.length);
+      buf.set(trailer, header.length + value.length);
+      this.writeAt(buf, offset);
+    } else {
+      this.writeAt(header, offset);
+      this.writeAt(value, offset + header.length);
+      this.writeAt(trailer, offset + header.length + value.length);
+    }
+    this.tailPos = alignUp(offset + length);
+    return { volume: this.id, offset, length };
+  }
+
+  /** Takes [tail, tail + length) at once and writes the header; the value streams in later. */
+  reserve(key: Uint8Array, valueLength: number, expiresAt: number): NeedleStream {
+    this.checkWritable();
+    checkNeedleArgs(key, valueLength, expiresAt, 0);
+    const header = encodeNeedleHeader(key, valueLength, expiresAt, 0);
+    const address = { volume: this.id, offset: this.tailPos, length: needleLength(key.length, valueLength) };
+    // Moved before the write: even if writing the header fails, the region stays taken
+    // (garbage that a scan steps over) rather than half-reused.
+    this.tailPos = alignUp(address.offset + address.length);
+    this.writeAt(header, address.offset);
+    return new VolumeNeedleStream(address, header, valueLength, (buf, pos) => this.writeAt(buf, pos));
+  }
+
+  /** fdatasync. A failure fences the file for good. */
+  sync(): void {
+    if (!this.writable) return;
+    this.checkWritable();
+    if (canaries.skipFsync) return; // canary: acknowledged needles may vanish in a crash
+    try {
+      this.handle.sync();
+    } catch (err) {
+      this.fenced = `fsync failed: ${err instanceof Error ? err.message : String(err)}`;
+      throw new StoreError('IO_ERROR', `${this.path}: ${this.fenced}; the volume refuses writes from now on`);
+    }
+  }
+
+  /** `length` bytes of the value from `start`, bounds-checked against the value. */
+  readValue(address: NeedleAddress, keyLength: number, start: number, length: number): Uint8Array {
+    this.checkOpen();
+    const valueLength = this.checkAddress(address, keyLength);
+    checkRange(start, length, valueLength);
+    if (length > MAX_WHOLE_READ) {
+      throw new StoreError('VALUE_TOO_LARGE', `read of ${length} bytes at once; read it in chunks`);
+    }
+    return this.readAt(address.offset + NEEDLE_HEADER_SIZE + keyLength + start, length);
+  }
+
+  /** The value range in fresh buffers of at most chunkSize bytes (callers may keep them). */
+  *readChunks(address: NeedleAddress, keyLength: number, start: number, length: number, chunkSize = CHUNK_SIZE): IterableIterator<Uint8Array> {
+    if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_WHOLE_READ) {
+      throw new StoreError('BAD_ARGUMENT', `chunk size out of range: ${chunkSize}`);
+    }
+    this.checkOpen();
+    const valueLength = this.checkAddress(address, keyLength);
+    checkRange(start, length, valueLength);
+    const base = address.offset + NEEDLE_HEADER_SIZE + keyLength + start;
+    for (let done = 0; done < length; ) {
+      const n = Math.min(chunkSize, length - done);
+      this.checkOpen();
+      yield this.readAt(base + done, n);
+      done += n;
+    }
+  }
+
+  /** The whole needle, both CRCs checked (CHECKSUM_MISMATCH) unless canaries.skipChecksum. */
+  readNeedle(address: NeedleAddress): ReadNeedleResult {
+    this.checkOpen();
+    this.checkAddress(address, 1);
+    if (address.length > MAX_WHOLE_READ) {
+      throw new StoreError('VALUE_TOO_LARGE', `needle of ${address.length} bytes; read it in chunks`);
+    }
+    const buf = this.readAt(address.offset, address.length);
+    const header = decodeNeedleHeader(buf);
+    if (header === null || needleLength(header.keyLength, header.valueLength) !== address.length) {
+      throw this.damaged(address, 'header does not match the address');
+    }
+    const keyEnd = NEEDLE_HEADER_SIZE + header.keyLength;
+    const key = buf.slice(NEEDLE_HEADER_SIZE, keyEnd);
+    if (!canaries.skipChecksum) {
+      // canary above: a flipped byte would be served as if it were the value
+      if (decodeNeedleHeader(buf, key) === null) throw this.damaged(address, 'header CRC mismatch');
+      const end = address.length - NEEDLE_TRAILER_SIZE;
+      if (crc32(buf.subarray(0, end)) !== decodeTrailer(buf.subarray(end))) {
+        throw this.damaged(address, 'needle CRC mismatch');
+      }
+    }
+    const value = buf.subarray(keyEnd, keyEnd + header.valueLength);
+    return { key, value, expiresAt: header.expiresAt, flags: header.flags };
+  }
+
+  /** CRCs ok and the key matches; streams the value in 1 MiB chunks. False for bad bytes. */
+  verifyNeedle(address: NeedleAddress, key: Uint8Array): boolean {
+    this.checkOpen();
+    if (key.length < 1 || key.length > MAX_KEY_LENGTH) return false;
+    this.checkAddress(address, key.length);
+    const end = address.offset + address.length;
+    if (end > this.sizeAtLeast(end)) return false;
+    try {
+      return this.verifyInFile(address, key);
+    } catch (err) {
+      if (err instanceof StoreError && err.code === 'CORRUPT') return false; // shrank meanwhile
+      throw err;
+    }
+  }
+
+  /**
+   * Every needle in file order. Bytes that are not a needle header (zeros, garbage, a torn
+   * needle whose bytes run past the end) are stepped over 8 bytes at a time. With
+   * verifyValues (the default) each value's trailing CRC is checked: a needle that fails is
+   * reported invalid and the scan resyncs 8 bytes on, because after a crash the tail may
+   * have been reused inside its claimed region. Without it, `valid` covers the header only
+   * and the scan trusts the length to jump to the next needle.
+   */
+  *scan(options: { verifyValues?: boolean } = {}): IterableIterator<ScannedNeedle> {
+    this.checkOpen();
+    const verify = options.verifyValues ?? true;
+    const end = this.sizeAtLeast(Number.MAX_SAFE_INTEGER);
+    const window = new ReadWindow((buf, pos) => this.rawRead(buf, pos), end);
+    let pos = VOLUME_SUPERBLOCK_SIZE;
+    while (pos + NEEDLE_HEADER_SIZE <= end) {
+      pos = window.nextMagic(pos);
+      if (pos + NEEDLE_HEADER_SIZE > end) break;
+      const found = this.scanAt(window, pos, end, verify);
+      if (found === null) {
+        pos += NEEDLE_ALIGN;
+        continue;
+      }
+      yield found;
+      pos = found.valid ? alignUp(pos + found.address.length) : pos + NEEDLE_ALIGN;
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handle.close();
+  }
+
+  // ---- private helpers -----------------------------------------------------------------
+
+  private verifyInFile(address: NeedleAddress, key: Uint8Array): boolean {
+    const head = this.readAt(address.offset, NEEDLE_HEADER_SIZE + key.length);
+    const header = decodeNeedleHeader(head.subarray(0, NEEDLE_HEADER_SIZE), canaries.skipChecksum ? undefined : key);
+    if (header === null || needleLength(header.keyLength, header.valueLength) !== address.length) return false;
+    if (!bytesEqual(head.subarray(NEEDLE_HEADER_SIZE), key)) return false;
+    if (canaries.skipChecksum) return true; // canary: a scrub would call a damaged value good
+    const crc = this.valueCrc(address.offset + head.length, header.valueLength, crc32(head));
+    const trailer = this.readAt(address.offset + address.length - NEEDLE_TRAILER_SIZE, NEEDLE_TRAILER_SIZE);
+    return crc === decodeTrailer(trailer);
+  }
+
+  /** The needle at pos, or null when the bytes there are not a trustworthy header. */
+  private scanAt(window: ReadWindow, pos: number, end: number, verify: boolean): ScannedNeedle | null {
+    const head = window.bytes(pos, NEEDLE_HEADER_SIZE);
+    const header = decodeNeedleHeader(head);
+    if (header === null) return null;
+    const length = needleLength(header.keyLength, header.valueLength);
+    if (pos + length > end) return null; // torn: not all of it reached the disk
+    const key = window.bytes(pos + NEEDLE_HEADER_SIZE, header.keyLength).slice();
+    // The header CRC is what lets us trust the lengths at all, so even the skipChecksum
+    // canary keeps it here: the canary is about serving bad values, not losing the scan.
+    if (decodeNeedleHeader(head, key) === null) return null;
+    const valid = verify ? this.trailerOk(pos, length, header, head, key) : true;
+    const address = { volume: this.id, offset: pos, length };
+    return { address, key, flags: header.flags, expiresAt: header.expiresAt, valueLength: header.valueLength, valid };
+  }
+
+  private trailerOk(pos: number, length: number, header: NeedleHeader, head: Uint8Array, key: Uint8Array): boolean {
+    if (canaries.skipChecksum) return true; // canary: torn values would be indexed as good
+    const start = crc32(key, crc32(head));
+    const crc = this.valueCrc(pos + NEEDLE_HEADER_SIZE + key.length, header.valueLength, start);
+    const trailer = this.readAt(pos + length - NEEDLE_TRAILER_SIZE, NEEDLE_TRAILER_SIZE);
+    return crc === decodeTrailer(trailer);
+  }
+
+  /** CRC of `length` bytes at `position`, continuing `crc`; one reused chunk buffer. */
+  private valueCrc(position: number, length: number, crc: number): number {
+    const buf = new Uint8Array(Math.min(CHUNK_SIZE, length));
+    for (let done = 0; done < length; ) {
+      const part = buf.subarray(0, Math.min(buf.length, length - done));
+      this.readInto(part, position + done);
+      crc = crc32(part, crc);
+      done += part.length;
+    }
+    return crc;
+  }
+
+  private damaged(address: NeedleAddress, why: string): StoreError {
+    return new StoreError('CHECKSUM_MISMATCH', `needle at volume ${this.id} offset ${address.offset} in ${this.path}: ${why}`);
+  }
+
+  /** Shape of an address for this file; returns the value length. */
+  private checkAddress(address: NeedleAddress, keyLength: number): number {
+    if (address.volume !== this.id) {
+      throw new StoreError('BAD_ARGUMENT', `address of volume ${address.volume} given to volume ${this.id}`);
+    }
+    if (!Number.isInteger(keyLength) || keyLength < 1 || keyLength > MAX_KEY_LENGTH) {
+      throw new StoreError('BAD_ARGUMENT', `key length out of range: ${keyLength}`);
+    }
+    const { offset, length } = address;
+    const min = needleLength(keyLength, 0);
+    if (!Number.isSafeInteger(offset) || offset < VOLUME_SUPERBLOCK_SIZE || offset % NEEDLE_ALIGN !== 0 ||
+        !Number.isSafeInteger(length) || length < min || !Number.isSafeInteger(offset + length)) {
+      throw new StoreError('BAD_ARGUMENT', `bad needle address ${JSON.stringify(address)} for key length ${keyLength}`);
+    }
+    return length - min;
+  }
+
+  /** Fresh buffer of exactly `length` bytes at `position`, never past the end of the file. */
+  private readAt(position: number, length: number): Uint8Array {
+    const buf = new Uint8Array(this.checkInFile(position, length));
+    this.readInto(buf, position);
+    return buf;
+  }
+
+  private readInto(buf: Uint8Array, position: number): void {
+    this.checkInFile(position, buf.length);
+    const n = this.rawRead(buf, position);
+    if (n !== buf.length) {
+      throw new StoreError('CORRUPT', `short read of ${this.path} at ${position}: wanted ${buf.length}, got ${n}`);
+    }
+  }
+
+  private rawRead(buf: Uint8Array, position: number): number {
+    try {
+      return this.handle.read(buf, position);
+    } catch (err) {
+      throw ioError(err, `reading ${this.path} at ${position}`);
+    }
+  }
+
+  /** Bounds a read by the file size before anything is allocated for it. */
+  private checkInFile(position: number, length: number): number {
+    const end = position + length;
+    if (end > this.sizeAtLeast(end)) {
+      throw new StoreError('CORRUPT', `${this.path}: read of ${length} bytes at ${position} runs past the end of the file (${this.knownSize} bytes)`);
+    }
+    return length;
+  }
+
+  /** The file size, asking the file system only when `wanted` is beyond what we know. */
+  private sizeAtLeast(wanted: number): number {
+    if (wanted > this.knownSize) {
+      try {
+        this.knownSize = Math.max(this.knownSize, this.handle.size());
+      } catch (err) {
+        throw ioError(err, `size of ${this.path}`);
+      }
+    }
+    return this.knownSize;
+  }
+
+  private writeAt(buf: Uint8Array, position: number): void {
+    this.checkWritable();
+    try {
+      this.handle.write(buf, position);
+    } catch (err) {
+      throw ioError(err, `writing ${this.path} at ${position}`);
+    }
+    this.knownSize = Math.max(this.knownSize, position + buf.length);
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new StoreError('CLOSED', `volume ${this.path} is closed`);
+  }
+
+  private checkWritable(): void {
+    this.checkOpen();
+    if (!this.writable) throw new StoreError('INTERNAL', `volume ${this.path} is open read-only`);
+    if (this.fenced !== null) throw new StoreError('IO_ERROR', `${this.path}: ${this.fenced}; the volume refuses writes`);
+  }
+}
+
+class VolumeNeedleStream implements NeedleStream {
+  private state: 'open' | 'finished' | 'aborted' = 'open';
+  private crc: number;
+  private done = 0;
+  private readonly valueStart: number;
+
+  constructor(
+    readonly address: NeedleAddress,
+    header: Uint8Array,
+    private readonly valueLength: number,
+    private readonly writeAt: (buf: Uint8Array, position: number) => void,
+  ) {
+    this.crc = crc32(header);
+    this.valueStart = address.offset + header.length;
+  }
+
+  get written(): number {
+    return this.done;
+  }
+
+  write(chunk: Uint8Array): void {
+    this.checkOpen();
+    if (this.done + chunk.length > this.valueLength) {
+      throw new StoreError('SIZE_MISMATCH', `stream declared ${this.valueLength} bytes; ${this.done + chunk.length} given`);
+    }
+    this.writeAt(chunk, this.valueStart + this.done);
+    this.crc = crc32(chunk, this.crc);
+    this.done += chunk.length;
+  }
+
+  finish(): NeedleAddress {
+    this.checkOpen();
+    if (this.done !== this.valueLength) {
+      throw new StoreError('SIZE_MISMATCH', `stream declared ${this.valueLength} bytes; only ${this.done} given`);
+    }
+    this.writeAt(encodeTrailer(this.crc), this.valueStart + this.valueLength);
+    this.state = 'finished';
+    return this.address;
+  }
+
+  abort(): void {
+    if (this.state !== 'open') return;
+    this.state = 'aborted';
+    // Write a trailer that cannot match (the complement of the CRC of what was written), so
+    // the region is a whole needle that fails its check instead of a torn one; when the value
+    // is short the rest reads as zeros and a match would need a CRC collision. Best effort:
+    // the region is garbage either way, and nothing points at it.
+    try {
+      this.writeAt(encodeTrailer(~this.crc), this.valueStart + this.valueLength);
+    } catch {
+      // the volume is closed or failing; the caller already knows the upload is gone
+    }
+  }
+
+  private checkOpen(): void {
+    if (this.state === 'aborted') throw new StoreError('ABORTED', 'the needle stream was aborted');
+    if (this.state === 'finished') throw new StoreError('BAD_ARGUMENT', 'the needle stream is already finished');
+  }
+}
+
+/** Read-ahead over [0, end) for the scan; hands out views that live until the next call. */
+class ReadWindow {
+  private readonly buf = new Uint8Array(SCAN_WINDOW);
+  private start = 0;
+  private len = 0;
+
+  constructor(private readonly read: (buf: Uint8Array, position: number) => number, private readonly end: number) {}
+
+  bytes(position: number, length: number): Uint8Array {
+    if (position < this.start || position + length > this.start + this.len) this.fill(position);
+    if (position + length > this.start + this.len) {
+      throw new StoreError('CORRUPT', `scan read of ${length} bytes at ${position} past the end (${this.end})`);
+    }
+    return this.buf.subarray(position - this.start, position - this.start + length);
+  }
+
+  /** The first position p >= from, p ≡ from (mod 8), holding the needle magic; or `end`. */
+  nextMagic(from: number): number {
+    let pos = from;
+    while (pos + 4 <= this.end) {
+      if (pos < this.start || pos + 4 > this.start + this.len) {
+        this.fill(pos);
+        if (this.len < 4) return this.end; // the file shrank under us: nothing more to find
+      }
+      const b = this.buf;
+      let i = pos - this.start;
+      for (; i + 4 <= this.len; i += NEEDLE_ALIGN) {
+        if (b[i] === 0x42 && b[i + 1] === 0x4e && b[i + 2] === 0x44 && b[i + 3] === 0x4c) return this.start + i;
+      }
+      pos = this.start + i;
+    }
+    return this.end;
+  }
+
+  private fill(position: number): void {
+    const want = Math.min(this.buf.length, this.end - position);
+    this.start = position;
+    this.len = want > 0 ? this.read(this.buf.subarray(0, want), position) : 0;
+  }
+}
+
+function checkNeedleArgs(key: Uint8Array, valueLength: number, expiresAt: number, flags: number): void {
+  if (key.length === 0) throw new StoreError('KEY_EMPTY', 'a key must have at least one byte');
+  if (key.length > MAX_KEY_LENGTH) throw new StoreError('KEY_TOO_LONG', `key of ${key.length} bytes; the limit is ${MAX_KEY_LENGTH}`);
+  if (!Number.isSafeInteger(valueLength) || valueLength < 0 || valueLength > MAX_VALUE_LENGTH) {
+    throw new StoreError('VALUE_TOO_LARGE', `value length ${valueLength} out of range`);
+  }
+  if (!Number.isSafeInteger(expiresAt) || expiresAt < 0) throw new StoreError('BAD_ARGUMENT', `bad expiresAt ${expiresAt}`);
+  if (flags !== 0 && flags !== NeedleFlag.Tombstone) throw new StoreError('BAD_ARGUMENT', `unknown needle flags ${flags}`);
+  if (flags === NeedleFlag.Tombstone && valueLength !== 0) {
+    throw new StoreError('BAD_ARGUMENT', 'a tombstone needle has no value');
+  }
+}
+
+function checkRange(start: number, length: number, valueLength: number): void {
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > valueLength) {
+    throw new StoreError('BAD_ARGUMENT', `range ${start}+${length} outside a value of ${valueLength} bytes`);
+  }
+}
+
+function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
