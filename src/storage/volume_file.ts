@@ -531,7 +531,8 @@ class ReadWindow {
   }
 }
 
-function checkNeedleArgs(key: Uint8Array, valueLength: number, expiresAt: number, flags: number): void {
+/** The StoreError a caller gets for arguments no needle may have (checked before any write). */
+export function checkNeedleArgs(key: Uint8Array, valueLength: number, expiresAt: number, flags: number): void {
   if (key.length === 0) throw new StoreError('KEY_EMPTY', 'a key must have at least one byte');
   if (key.length > MAX_KEY_LENGTH) throw new StoreError('KEY_TOO_LONG', `key of ${key.length} bytes; the limit is ${MAX_KEY_LENGTH}`);
   if (!Number.isSafeInteger(valueLength) || valueLength < 0 || valueLength > MAX_VALUE_LENGTH) {

@@ -1,0 +1,253 @@
+// All volumes of ONE drive (data dir or an extra drive), owned by that drive's volume-writer
+// actor: appends and streams needles into the newest volume, rotates at maxVolumeSize, and
+// makes writes durable in sync().
+//
+// Invariants:
+// - files live in <dir>/volumes and are named by id; ids are volumeIdOf(slot, seq) with seq
+//   rising, so a drive writer never needs to coordinate with another one;
+// - exactly one volume (the one with the highest id) takes new needles; older ones stay open
+//   for reads and for streams that were reserved in them before the rotation;
+// - a needle is durable when sync() returns: every volume written since the last sync is
+//   fdatasynced, and, after a volume was created, the volumes/ directory too, so the new
+//   file's entry cannot vanish in a crash under an acknowledged needle;
+// - a failed sync fences the drive: every later write and sync fails (never retry-and-ack).
+import { join } from 'node:path';
+import type { Clock } from '../runtime/clock.js';
+import type { Fs } from '../runtime/fs.js';
+import type { NeedleAddress } from './types.js';
+import { StoreError } from './types.js';
+import { syncDirectory } from './atomic_file.js';
+import {
+  MAX_DRIVE_SLOT,
+  MAX_VALUE_LENGTH,
+  MAX_VOLUME_SEQ,
+  VOLUME_SUPERBLOCK_SIZE,
+  driveSlotOf,
+  needleLength,
+  parseVolumeFileName,
+  volumeFileName,
+  volumeIdOf,
+  volumeSeqOf,
+} from './volume_format.js';
+import { VolumeFile, checkNeedleArgs, ioError, type NeedleStream } from './volume_file.js';
+
+export const VOLUMES_DIR = 'volumes';
+/** Smallest maxVolumeSize accepted: a superblock and one small needle. */
+export const MIN_VOLUME_SIZE = 256;
+
+export interface DriveOptions {
+  /** The drive root; volume files live in <dir>/volumes. */
+  dir: string;
+  slot: number;
+  maxVolumeSize: number;
+  clock: Clock;
+}
+
+export class DriveVolumes {
+  private readonly volumes = new Map<number, VolumeFile>();
+  private readonly unsynced = new Set<VolumeFile>();
+  /** Directories whose entries changed since the last sync (volumes/ after a creation). */
+  private readonly dirtyDirs = new Set<string>();
+  private fenced: string | null = null;
+  private closed = false;
+
+  private constructor(
+    private readonly fs: Fs,
+    private readonly options: DriveOptions,
+    private readonly volumesDir: string,
+    private current: VolumeFile,
+  ) {}
+
+  static open(fs: Fs, options: DriveOptions): DriveVolumes {
+    checkOptions(options);
+    const volumesDir = join(options.dir, VOLUMES_DIR);
+    const dirty: string[] = [];
+    if (!fs.exists(volumesDir)) dirty.push(options.dir); // the new volumes/ entry itself
+    fs.mkdir(volumesDir);
+    const files = openExisting(fs, volumesDir, options.slot, dirty);
+    let last = files[files.length - 1];
+    if (last === undefined) {
+      last = VolumeFile.create(fs, join(volumesDir, volumeFileName(volumeIdOf(options.slot, 0))), volumeIdOf(options.slot, 0), options.clock.now());
+      files.push(last);
+      dirty.push(volumesDir);
+    }
+    const drive = new DriveVolumes(fs, options, volumesDir, last);
+    for (const f of files) drive.volumes.set(f.id, f);
+    for (const d of dirty) drive.dirtyDirs.add(d);
+    return drive;
+  }
+
+  /** Rotates first when the needle would pass maxVolumeSize (an oversized one gets its own volume). */
+  append(key: Uint8Array, value: Uint8Array, expiresAt: number, flags = 0): NeedleAddress {
+    this.checkUsable();
+    checkNeedleArgs(key, value.length, expiresAt, flags);
+    const target = this.roomFor(needleLength(key.length, value.length));
+    this.unsynced.add(target);
+    return target.append(key, value, expiresAt, flags);
+  }
+
+  reserve(key: Uint8Array, valueLength: number, expiresAt: number): NeedleStream {
+    this.checkUsable();
+    checkNeedleArgs(key, valueLength, expiresAt, 0);
+    const target = this.roomFor(needleLength(key.length, valueLength));
+    this.unsynced.add(target);
+    return new TrackedStream(target.reserve(key, valueLength, expiresAt), () => this.unsynced.add(target));
+  }
+
+  /** Makes every needle written so far durable. A failure fences the drive for good. */
+  sync(): void {
+    this.checkUsable();
+    try {
+      for (const file of [...this.unsynced]) {
+        file.sync();
+        this.unsynced.delete(file);
+      }
+      for (const dir of [...this.dirtyDirs]) {
+        syncDirectory(this.fs, dir);
+        this.dirtyDirs.delete(dir);
+      }
+    } catch (err) {
+      const e = ioError(err, `sync of drive ${this.options.dir}`);
+      this.fenced = e.message;
+      throw new StoreError('IO_ERROR', `${e.message}; drive ${this.options.dir} refuses writes from now on`);
+    }
+  }
+
+  list(): { id: number; path: string; sizeBytes: number }[] {
+    return [...this.volumes.values()].map((v) => ({ id: v.id, path: v.path, sizeBytes: v.tail }));
+  }
+
+  file(volumeId: number): VolumeFile | undefined {
+    return this.volumes.get(volumeId);
+  }
+
+  /** Closes every volume. Unsynced writes are not synced here: call sync() first. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const v of this.volumes.values()) v.close();
+  }
+
+  private roomFor(length: number): VolumeFile {
+    const cur = this.current;
+    if (cur.tail > VOLUME_SUPERBLOCK_SIZE && cur.tail + length > this.options.maxVolumeSize) this.rotate();
+    return this.current;
+  }
+
+  private rotate(): void {
+    const seq = volumeSeqOf(this.current.id) + 1;
+    if (seq > MAX_VOLUME_SEQ) {
+      throw new StoreError('NO_SPACE', `drive ${this.options.dir} has used all ${MAX_VOLUME_SEQ + 1} volume ids of slot ${this.options.slot}`);
+    }
+    const id = volumeIdOf(this.options.slot, seq);
+    const file = VolumeFile.create(this.fs, join(this.volumesDir, volumeFileName(id)), id, this.options.clock.now());
+    this.volumes.set(id, file);
+    this.current = file;
+    this.dirtyDirs.add(this.volumesDir);
+  }
+
+  private checkUsable(): void {
+    if (this.closed) throw new StoreError('CLOSED', `drive ${this.options.dir} is closed`);
+    if (this.fenced !== null) throw new StoreError('IO_ERROR', `drive ${this.options.dir} is fenced after a failed sync: ${this.fenced}`);
+  }
+}
+
+/** Re-marks its volume unsynced on every write, so a sync between chunks cannot miss one. */
+class TrackedStream implements NeedleStream {
+  constructor(private readonly inner: NeedleStream, private readonly touch: () => void) {}
+
+  get address(): NeedleAddress {
+    return this.inner.address;
+  }
+
+  get written(): number {
+    return this.inner.written;
+  }
+
+  write(chunk: Uint8Array): void {
+    this.touch();
+    this.inner.write(chunk);
+  }
+
+  finish(): NeedleAddress {
+    this.touch();
+    return this.inner.finish();
+  }
+
+  abort(): void {
+    this.touch();
+    this.inner.abort();
+  }
+}
+
+function checkOptions(o: DriveOptions): void {
+  if (!Number.isInteger(o.slot) || o.slot < 0 || o.slot > MAX_DRIVE_SLOT) {
+    throw new StoreError('BAD_ARGUMENT', `drive slot out of range: ${o.slot}`);
+  }
+  if (!Number.isSafeInteger(o.maxVolumeSize) || o.maxVolumeSize < MIN_VOLUME_SIZE || o.maxVolumeSize > MAX_VALUE_LENGTH) {
+    throw new StoreError('BAD_ARGUMENT', `max volume size out of range: ${o.maxVolumeSize}`);
+  }
+}
+
+/**
+ * Opens this slot's volumes in id order: all for read, the last for write. A last file whose
+ * superblock is bad and that holds nothing past it is a creation torn by a crash (no needle
+ * in it was ever acknowledged, since the superblock is synced first): it is removed. Any other
+ * bad volume is CORRUPT, never silently dropped.
+ */
+function openExisting(fs: Fs, volumesDir: string, slot: number, dirty: string[]): VolumeFile[] {
+  const ids = fs.readdir(volumesDir)
+    .map(parseVolumeFileName)
+    .filter((id): id is number => id !== null && driveSlotOf(id) === slot)
+    .sort((a, b) => a - b);
+  const files: VolumeFile[] = [];
+  try {
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i] as number;
+      const path = join(volumesDir, volumeFileName(id));
+      const isLast = i === ids.length - 1;
+      if (isLast && isTornCreation(fs, path)) {
+        fs.unlink(path);
+        dirty.push(volumesDir);
+        break;
+      }
+      files.push(openChecked(fs, path, id, 'read'));
+    }
+    reopenLastForWrite(fs, files);
+  } catch (err) {
+    for (const f of files) f.close();
+    throw err;
+  }
+  return files;
+}
+
+function reopenLastForWrite(fs: Fs, files: VolumeFile[]): void {
+  const last = files.pop();
+  if (last === undefined) return;
+  last.close();
+  files.push(openChecked(fs, last.path, last.id, 'write'));
+}
+
+function openChecked(fs: Fs, path: string, id: number, mode: 'read' | 'write'): VolumeFile {
+  const file = VolumeFile.open(fs, path, mode);
+  if (file.id !== id) {
+    file.close();
+    throw new StoreError('CORRUPT', `${path}: its superblock says volume ${file.id}`);
+  }
+  return file;
+}
+
+function isTornCreation(fs: Fs, path: string): boolean {
+  try {
+    VolumeFile.open(fs, path, 'read').close();
+    return false;
+  } catch (err) {
+    if (!(err instanceof StoreError) || err.code !== 'CORRUPT') throw err;
+  }
+  const handle = fs.open(path, 'read');
+  try {
+    return handle.size() <= VOLUME_SUPERBLOCK_SIZE;
+  } finally {
+    handle.close();
+  }
+}
