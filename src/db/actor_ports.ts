@@ -1,0 +1,210 @@
+// The ports over actor channels: what a front end (the embedded API in the main thread, and
+// later the TCP and HTTP front ends in theirs) uses to reach the volume writers, the WAL
+// committer, the index and the broker. Values cross as transferred ArrayBuffers of their
+// exact size, never inside the CBOR; committed bytes are read straight from the volume files.
+import type { Peer } from '../runtime/peer.js';
+import { StoreError, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { VolumeMsg, type VolumeListing, type VolumeRequest } from '../protocol/volume_protocol.js';
+import { WalMsg, type WalRequest } from '../protocol/wal_protocol.js';
+import { IndexMsg, type IndexReplies, type IndexRequest } from '../protocol/index_protocol.js';
+import { BrokerMsg, type BrokerDeliver, type BrokerRequest } from '../protocol/broker_protocol.js';
+import type { VolumeInfo } from './api.js';
+import type {
+  AppendRequest,
+  BrokerPort,
+  CommitPort,
+  CommitResult,
+  Delivery,
+  IndexPort,
+  IndexStats,
+  Lookup,
+  VolumePort,
+  WalAdminPort,
+} from './ports.js';
+
+/** Upload chunks are gathered to at least this size before a hop (a hop costs ~20 µs). */
+const STREAM_CHUNK = 1024 * 1024;
+/** Chunks of one upload in flight to the writer at once: enough to keep the disk busy. */
+const STREAM_WINDOW = 4;
+
+/** An exact-size copy: transferring detaches, and a caller's Buffer may sit in a shared slab. */
+export function exactCopy(bytes: Uint8Array): ArrayBuffer {
+  const out = new ArrayBuffer(bytes.byteLength);
+  new Uint8Array(out).set(bytes);
+  return out;
+}
+
+export class ActorVolumes implements VolumePort {
+  constructor(private readonly peers: Peer[], private readonly dirs: string[]) {}
+
+  get driveCount(): number {
+    return this.peers.length;
+  }
+
+  async append(drive: number, needles: AppendRequest[], sync: boolean): Promise<NeedleAddress[]> {
+    const msg: VolumeRequest = {
+      t: VolumeMsg.Append,
+      sync,
+      needles: needles.map((n) => ({ key: n.key, expiresAt: n.expiresAt, flags: n.flags ?? 0 })),
+    };
+    return this.peer(drive).call<NeedleAddress[]>(msg, { blobs: needles.map((n) => exactCopy(n.value)) });
+  }
+
+  async appendStream(drive: number, key: Uint8Array, size: number, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress> {
+    const peer = this.peer(drive);
+    const stream = await peer.call<number>({ t: VolumeMsg.StreamBegin, key, size, expiresAt } satisfies VolumeRequest);
+    const inFlight = new Set<Promise<unknown>>();
+    try {
+      for await (const chunk of gather(source, STREAM_CHUNK)) {
+        const sent = peer.call({ t: VolumeMsg.StreamChunk, stream } satisfies VolumeRequest, { blobs: [chunk] });
+        inFlight.add(sent);
+        void sent.then(
+          () => inFlight.delete(sent),
+          () => inFlight.delete(sent),
+        );
+        // Back-pressure: never more than STREAM_WINDOW chunks between us and the disk.
+        if (inFlight.size >= STREAM_WINDOW) await Promise.race(inFlight);
+      }
+      await Promise.all(inFlight);
+      return await peer.call<NeedleAddress>({ t: VolumeMsg.StreamEnd, stream } satisfies VolumeRequest);
+    } catch (err) {
+      await Promise.allSettled(inFlight);
+      await peer.call({ t: VolumeMsg.StreamAbort, stream } satisfies VolumeRequest).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async syncDrive(drive: number): Promise<void> {
+    await this.peer(drive).call({ t: VolumeMsg.Sync } satisfies VolumeRequest);
+  }
+
+  async list(): Promise<VolumeInfo[]> {
+    const lists = await Promise.all(this.peers.map((p) => p.call<VolumeListing[]>({ t: VolumeMsg.List } satisfies VolumeRequest)));
+    return lists.flatMap((list, slot) => list.map((v) => ({ id: v.id, drive: this.dirs[slot]!, sizeBytes: v.sizeBytes })));
+  }
+
+  private peer(drive: number): Peer {
+    const p = this.peers[drive];
+    if (p === undefined) throw new StoreError('BAD_ARGUMENT', `no drive ${drive}`);
+    return p;
+  }
+}
+
+/** Re-chunks a byte stream into exact-size ArrayBuffers of about `size` bytes (the last shorter). */
+async function* gather(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<ArrayBuffer> {
+  let buf = new Uint8Array(size);
+  let used = 0;
+  for await (const chunk of source) {
+    let at = 0;
+    while (at < chunk.byteLength) {
+      const n = Math.min(size - used, chunk.byteLength - at);
+      buf.set(chunk.subarray(at, at + n), used);
+      used += n;
+      at += n;
+      if (used === size) {
+        yield buf.buffer;
+        buf = new Uint8Array(size);
+        used = 0;
+      }
+    }
+  }
+  if (used > 0) yield buf.slice(0, used).buffer;
+}
+
+export class ActorCommit implements CommitPort {
+  constructor(private readonly wal: Peer) {}
+
+  commit(ops: Op[]): Promise<CommitResult> {
+    return this.wal.call<CommitResult>({ t: WalMsg.Commit, ops } satisfies WalRequest);
+  }
+}
+
+export class ActorIndex implements IndexPort {
+  constructor(private readonly index: Peer) {}
+
+  lookup(key: Uint8Array): Promise<Lookup> {
+    return this.call<IndexReplies[typeof IndexMsg.Lookup]>({ t: IndexMsg.Lookup, key });
+  }
+
+  scan(cursor: number, count: number, match?: Uint8Array): Promise<{ cursor: number; entries: IndexEntry[] }> {
+    return this.call({ t: IndexMsg.Scan, cursor, count, ...(match ? { match } : {}) });
+  }
+
+  dbsize(): Promise<number> {
+    return this.call({ t: IndexMsg.DbSize });
+  }
+
+  expiredSlice(maxBuckets: number): Promise<{ key: Uint8Array; volume: number; offset: number }[]> {
+    return this.call({ t: IndexMsg.ExpiredSlice, maxBuckets });
+  }
+
+  checkpoint(): Promise<number> {
+    return this.call({ t: IndexMsg.Checkpoint });
+  }
+
+  rebuild(): Promise<number> {
+    return this.index.call<number>({ t: IndexMsg.Rebuild } satisfies IndexRequest, { timeoutMs: 24 * 3600_000 });
+  }
+
+  stats(): Promise<IndexStats> {
+    return this.call({ t: IndexMsg.Stats });
+  }
+
+  private call<T>(msg: IndexRequest): Promise<T> {
+    return this.index.call<T>(msg);
+  }
+}
+
+export class ActorWalAdmin implements WalAdminPort {
+  constructor(private readonly wal: Peer) {}
+
+  async compactBegin(snapshotLsn: number): Promise<void> {
+    await this.wal.call({ t: WalMsg.CompactBegin, snapshotLsn } satisfies WalRequest);
+  }
+
+  async compactChunk(entries: IndexEntry[]): Promise<void> {
+    await this.wal.call({ t: WalMsg.CompactChunk, entries } satisfies WalRequest);
+  }
+
+  async compactFinish(): Promise<void> {
+    await this.wal.call({ t: WalMsg.CompactFinish } satisfies WalRequest, { timeoutMs: 3600_000 });
+  }
+
+  async compactAbort(): Promise<void> {
+    await this.wal.call({ t: WalMsg.CompactAbort } satisfies WalRequest);
+  }
+
+  lastLsn(): Promise<number> {
+    return this.wal.call<number>({ t: WalMsg.LastLsn } satisfies WalRequest);
+  }
+}
+
+/** Subscriber ids are this front end's; the broker pushes deliveries back one-way. */
+export class ActorBroker implements BrokerPort {
+  private readonly sinks = new Map<number, (d: Delivery) => void>();
+
+  constructor(private readonly broker: Peer) {
+    broker.onRequest((body) => {
+      const msg = body as BrokerDeliver;
+      if (msg.t !== BrokerMsg.Deliver) return null;
+      const sink = this.sinks.get(msg.subscriber);
+      if (sink !== undefined) sink({ subscriber: msg.subscriber, channel: msg.channel, payload: msg.payload, ...(msg.pattern ? { pattern: msg.pattern } : {}) });
+      return null;
+    });
+  }
+
+  publish(channel: Uint8Array, payload: Uint8Array): Promise<number> {
+    return this.broker.call<number>({ t: BrokerMsg.Publish, channel, payload } satisfies BrokerRequest);
+  }
+
+  async subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[], deliver: (d: Delivery) => void): Promise<void> {
+    this.sinks.set(subscriber, deliver);
+    await this.broker.call({ t: BrokerMsg.Subscribe, subscriber, channels, patterns } satisfies BrokerRequest);
+  }
+
+  async unsubscribe(subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): Promise<void> {
+    const msg: BrokerRequest = { t: BrokerMsg.Unsubscribe, subscriber, ...(channels ? { channels } : {}), ...(patterns ? { patterns } : {}) };
+    const left = await this.broker.call<number>(msg);
+    if (left === 0) this.sinks.delete(subscriber);
+  }
+}

@@ -1,0 +1,24 @@
+// The package's public surface: the embedded database and its types.
+export { open } from './db/open.js';
+export { openLocal, type LocalDatabase, type LocalOpenOptions } from './db/local.js';
+export type {
+  Database,
+  Session,
+  Bytes,
+  SetOptions,
+  ScanOptions,
+  ScanResult,
+  VolumeInfo,
+  PubSubMessage,
+  Subscription,
+  BlobStreamOptions,
+  ReadRange,
+  BlobInfo,
+  Limits,
+  OpenOptions,
+  SyncPolicy,
+} from './db/api.js';
+export { DEFAULT_LIMITS } from './db/api.js';
+export { StoreError, type ErrorCode } from './storage/types.js';
+export { NodeFs, type Fs, type FileHandle } from './runtime/fs.js';
+export { systemClock, ManualClock, type Clock } from './runtime/clock.js';
