@@ -20,10 +20,12 @@ class TestFs implements Fs {
   dirSyncs = 0;
   failSync: string | null = null;
   failWrite: string | null = null;
+  openHandles = 0;
 
   open(p: string, mode: OpenMode): FileHandle {
     const h = this.inner.open(p, mode);
     const self = this;
+    this.openHandles++;
     return {
       path: h.path,
       read: (buf, pos) => h.read(buf, pos),
@@ -39,7 +41,10 @@ class TestFs implements Fs {
       },
       truncate: (n) => h.truncate(n),
       size: () => h.size(),
-      close: () => h.close(),
+      close() {
+        self.openHandles--;
+        h.close();
+      },
     };
   }
   exists(p: string): boolean {
@@ -355,4 +360,21 @@ test('open removes a stale wal.log.tmp; a closed writer refuses commits', () => 
 test('reading a missing WAL is NOT_FOUND, a typed error', () => {
   const p = tmpWal();
   assert.throws(() => scanWal(new TestFs(), p), isCode('NOT_FOUND'));
+});
+
+test('a reader stopped early closes its file; a full scan leaves no handle open', () => {
+  const p = tmpWal();
+  const fs = new TestFs();
+  const w = WalWriter.open(fs, p, { sync: 'none' });
+  w.commit([setReq('a', 1), setReq('b', 2), setReq('c', 3)]);
+  w.close();
+  assert.equal(fs.openHandles, 0);
+  for (const r of readWal(fs, p)) {
+    assert.equal(r.lsn, 1);
+    assert.equal(fs.openHandles, 1);
+    break;
+  }
+  assert.equal(fs.openHandles, 0);
+  assert.equal(scanWal(fs, p).records.length, 3);
+  assert.equal(fs.openHandles, 0);
 });
