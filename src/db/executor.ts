@@ -66,7 +66,7 @@ function parseSetOptions(opts: Buffer[]): number | undefined {
     if ((opt !== 'ex' && opt !== 'px') || ttlMs !== undefined || i + 1 >= opts.length) fail(SYNTAX_ERROR);
     const n = parseInteger(opts[++i]!);
     const ms = opt === 'ex' ? n * 1000 : n;
-    if (n <= 0 || !Number.isSafeInteger(ms)) fail("ERR invalid expire time in 'set' command");
+    if (n <= 0 || !validTtl(ms)) fail("ERR invalid expire time in 'set' command");
     ttlMs = ms;
   }
   return ttlMs;
@@ -133,7 +133,7 @@ async function pexpireCommand(ctx: Context): Promise<Reply> {
 async function expireGeneric({ session, argv, spec }: Context, unitMs: number): Promise<Reply> {
   const n = parseInteger(argv[2]!);
   const ms = n * unitMs;
-  if (!Number.isSafeInteger(ms)) fail(`ERR invalid expire time in '${spec.name}' command`);
+  if (!validTtl(Math.abs(ms))) fail(`ERR invalid expire time in '${spec.name}' command`);
   return integer((await session.expire(argv[1]!, ms)) ? 1 : 0);
 }
 
@@ -264,6 +264,16 @@ function parseInteger(arg: Buffer): number {
   const n = Number(text);
   if (!Number.isSafeInteger(n)) fail(NOT_AN_INTEGER);
   return n;
+}
+
+/**
+ * Largest TTL: now + ttl must stay a safe integer, as Redis refuses a `when` that overflows.
+ * 2^42 ms since the epoch is the year 2109, so this bound holds for any clock until then.
+ */
+const MAX_TTL_MS = Number.MAX_SAFE_INTEGER - 2 ** 42;
+
+function validTtl(ms: number): boolean {
+  return Number.isSafeInteger(ms) && ms <= MAX_TTL_MS;
 }
 
 /** Plain words for each stable code; the StoreError's own message adds the particulars. */
