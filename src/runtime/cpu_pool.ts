@@ -1,0 +1,60 @@
+// A piscina pool for CPU-heavy batch jobs that are not state owners (DESIGN §1): checksums of
+// a whole volume, glob-matching a large key scan, the copy pass of a vacuum. An actor hands a
+// job here and keeps answering its mailbox.
+// Invariants: typed by the job table in cpu_jobs.ts; a job's error arrives as a StoreError with
+// its code; the queue is bounded (QUEUE_FULL past it); destroy() leaves no thread behind.
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { Piscina } from 'piscina';
+import { StoreError } from '../storage/types.js';
+import type { CpuJobs, CpuResult, CpuTask } from './cpu_jobs.js';
+import { fromWireError } from './errors.js';
+
+export interface CpuPoolOptions {
+  /** Default: the number of cores minus one, at least 1 (the actors need the rest). */
+  maxThreads?: number;
+  /** Jobs waiting for a thread; past it run() rejects with QUEUE_FULL. Default 10_000. */
+  maxQueue?: number;
+}
+
+export class CpuPool {
+  private readonly pool: Piscina<CpuTask, CpuResult>;
+  private destroyed = false;
+
+  constructor(options: CpuPoolOptions = {}) {
+    const maxThreads = options.maxThreads ?? Math.max(1, availableParallelism() - 1);
+    this.pool = new Piscina<CpuTask, CpuResult>({
+      filename: fileURLToPath(new URL('./cpu_jobs.js', import.meta.url)),
+      minThreads: 0,
+      maxThreads,
+      maxQueue: options.maxQueue ?? 10_000,
+      idleTimeout: 5_000,
+    });
+  }
+
+  async run<K extends keyof CpuJobs>(job: K, input: CpuJobs[K]['input']): Promise<CpuJobs[K]['output']> {
+    if (this.destroyed) throw new StoreError('CLOSED', 'the CPU pool is destroyed');
+    let result: CpuResult;
+    try {
+      result = await this.pool.run({ job, input });
+    } catch (err) {
+      throw poolError(job, err);
+    }
+    if (!result.ok) throw fromWireError(result.error);
+    return result.value as CpuJobs[K]['output'];
+  }
+
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    await this.pool.destroy();
+  }
+}
+
+/** piscina's own failures (queue full, a worker that died) as StoreErrors. */
+function poolError(job: string, err: unknown): StoreError {
+  const message = err instanceof Error ? err.message : String(err);
+  if (/queue is at limit/i.test(message)) return new StoreError('QUEUE_FULL', `CPU job ${job}: ${message}`);
+  if (/terminated|destroyed|closed/i.test(message)) return new StoreError('CLOSED', `CPU job ${job}: ${message}`);
+  return new StoreError('INTERNAL', `CPU job ${job} failed: ${message}`);
+}

@@ -1,0 +1,500 @@
+// The supervisor, on the main thread: starts the actors in dependency order, wires one
+// MessageChannel per edge of the topology, watches every worker, restarts a failed actor
+// one-for-one with backoff inside a restart budget (OTP: 5 in 10 s), and stops everything in
+// reverse order.
+// Invariants:
+// - A request to an actor that is down never hangs: when its worker errors or exits, every
+//   Peer connected to it (main's, and each live neighbour's, told by a 'peer-down' message)
+//   fails its pending requests with ACTOR_DOWN at once and refuses new ones until re-wired.
+// - Each (re)start of an actor gets fresh channels for all its edges; the other side of each
+//   is handed to the live neighbour ('rewire') and to main's stable Peer (replacePort) when
+//   the worker is spawned, so its init can call its dependencies. Until init is done the
+//   actor's runtime itself refuses requests with ACTOR_DOWN (actor.ts).
+// - Past the budget the actor is 'given-up' and stays down; requests to it fail fast.
+// - After stop() no worker, port or timer of ours keeps the process alive.
+import { EventEmitter } from 'node:events';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import * as Comlink from 'comlink';
+import { StoreError } from '../storage/types.js';
+import { deliver } from './actor.js';
+import { comlinkErrorPayload, installComlinkErrorCodes, type WireError } from './errors.js';
+import { Peer } from './peer.js';
+import {
+  DEFAULT_RESTART,
+  indexSpecs,
+  neighbours,
+  startOrder,
+  talksToMain,
+  type ActorMessage,
+  type ActorSpec,
+  type RestartPolicy,
+  type SupervisorMessage,
+} from './topology.js';
+
+export type ActorState = 'starting' | 'running' | 'restarting' | 'stopped' | 'given-up';
+
+export interface SupervisorOptions {
+  /** How long an actor may take from spawn to READY. Default 10 s. */
+  readyTimeoutMs?: number;
+  /** Delay before restart number `attempt` (1-based, within the budget window). */
+  backoffMs?: (attempt: number) => number;
+  /** How long stop() waits for an actor to exit before terminating it. Default 10 s. */
+  stopTimeoutMs?: number;
+  /** Timeout of a comlink control call. Default 30 s. */
+  controlTimeoutMs?: number;
+}
+
+export interface ActorStatus {
+  name: string;
+  threadId: number;
+  restarts: number;
+  state: ActorState;
+}
+
+export interface ActorExitEvent {
+  name: string;
+  code: number;
+  error?: string;
+}
+
+/** 50 ms, doubling, at most 2 s. */
+export function defaultBackoff(attempt: number): number {
+  return Math.min(2_000, 50 * 2 ** Math.max(0, attempt - 1));
+}
+
+interface Slot {
+  readonly spec: ActorSpec;
+  readonly name: string;
+  readonly neighbours: string[];
+  readonly policy: RestartPolicy;
+  readonly mainPeer: Peer;
+  readonly control: ControlEndpoint;
+  remote: unknown;
+  state: ActorState;
+  worker: Worker | null;
+  threadId: number;
+  /** Bumped at each spawn; events of an older incarnation are ignored. */
+  incarnation: number;
+  /** The last incarnation whose death has been handled. */
+  downIncarnation: number;
+  everReady: boolean;
+  restarts: number;
+  /** Times of the restarts inside the budget window. */
+  restartTimes: number[];
+  restartTimer: NodeJS.Timeout | null;
+  lastError: string | null;
+  ready: { resolve(): void; reject(err: Error): void } | null;
+  exited: Promise<void>;
+  markExited: () => void;
+}
+
+export class Supervisor extends EventEmitter {
+  private readonly slots = new Map<string, Slot>();
+  private readonly order: string[];
+  private readonly readyTimeoutMs: number;
+  private readonly stopTimeoutMs: number;
+  private readonly backoff: (attempt: number) => number;
+  private started = false;
+  private stopping = false;
+  private stopped: Promise<void> | null = null;
+
+  constructor(specs: ActorSpec[], options: SupervisorOptions = {}) {
+    super();
+    indexSpecs(specs);
+    this.order = startOrder(specs);
+    this.readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
+    this.stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
+    this.backoff = options.backoffMs ?? defaultBackoff;
+    const controlTimeoutMs = options.controlTimeoutMs ?? 30_000;
+    const edges = neighbours(specs);
+    for (const spec of specs) {
+      this.slots.set(spec.name, newSlot(spec, edges.get(spec.name) ?? [], controlTimeoutMs));
+    }
+    installComlinkErrorCodes(Comlink.transferHandlers);
+  }
+
+  // ---- API -----------------------------------------------------------------------------------
+
+  /** Starts every actor in dependency order, each READY before the next. */
+  async start(): Promise<void> {
+    if (this.started) throw new StoreError('BAD_ARGUMENT', 'supervisor already started');
+    this.started = true;
+    try {
+      for (const name of this.order) {
+        if (this.stopping) throw new StoreError('CLOSED', 'supervisor stopped during start');
+        const slot = this.slot(name);
+        await this.spawn(slot);
+        slot.everReady = true;
+        slot.state = 'running';
+      }
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Main's Peer to an actor that lists 'main' in talksTo: one object across restarts. */
+  peer(name: string): Peer {
+    const slot = this.slot(name);
+    if (!talksToMain(slot.spec)) {
+      throw new StoreError('BAD_ARGUMENT', `actor ${name} does not talk to main: add 'main' to its talksTo`);
+    }
+    return slot.mainPeer;
+  }
+
+  /** comlink proxy to the actor's onControl api; calls fail with ACTOR_DOWN while it is down. */
+  control<T>(name: string): Comlink.Remote<T> {
+    const slot = this.slot(name);
+    slot.remote ??= Comlink.wrap<T>(slot.control);
+    return slot.remote as Comlink.Remote<T>;
+  }
+
+  status(): ActorStatus[] {
+    return [...this.slots.values()].map((s) => ({
+      name: s.name,
+      threadId: s.threadId,
+      restarts: s.restarts,
+      state: s.state,
+    }));
+  }
+
+  /** Reverse dependency order: 'shutdown' to each, wait for its exit (terminate after a timeout). */
+  stop(): Promise<void> {
+    this.stopping = true;
+    this.stopped ??= this.stopAll();
+    return this.stopped;
+  }
+
+  // ---- start and restart ---------------------------------------------------------------------
+
+  private spawn(slot: Slot): Promise<void> {
+    const inc = ++slot.incarnation;
+    slot.lastError = null;
+    slot.state = slot.everReady ? 'restarting' : 'starting';
+    let worker: Worker;
+    try {
+      worker = new Worker(slot.spec.module);
+    } catch (err) {
+      slot.lastError = describe(err);
+      queueMicrotask(() => this.onExit(slot, inc, -1));
+      return this.readyPromise(slot, inc);
+    }
+    slot.worker = worker;
+    slot.threadId = worker.threadId;
+    slot.exited = new Promise((resolve) => (slot.markExited = resolve));
+    worker.on('message', (msg: ActorMessage) => this.onActorMessage(slot, inc, msg));
+    worker.on('error', (err) => {
+      slot.lastError = describe(err);
+      this.onDown(slot, inc);
+    });
+    worker.on('exit', (code) => this.onExit(slot, inc, code));
+    const ready = this.readyPromise(slot, inc);
+    worker.postMessage(...this.initMessage(slot));
+    return ready;
+  }
+
+  /** The init message; hands the other end of each fresh channel to main and live neighbours. */
+  private initMessage(slot: Slot): [SupervisorMessage, MessagePort[]] {
+    const peers: Record<string, MessagePort | null> = {};
+    const transfer: MessagePort[] = [];
+    for (const other of slot.neighbours) {
+      const o = this.slot(other);
+      if (!this.isLive(o) || o.worker === null) {
+        peers[other] = null; // wired when `other` (re)starts
+        continue;
+      }
+      const ch = new MessageChannel();
+      peers[other] = ch.port1;
+      transfer.push(ch.port1);
+      const rewire: SupervisorMessage = { t: 'rewire', peer: slot.name, port: ch.port2 };
+      o.worker.postMessage(rewire, [ch.port2]);
+    }
+    const main = new MessageChannel();
+    slot.mainPeer.replacePort(main.port1);
+    const control = new MessageChannel();
+    slot.control.replacePort(control.port1);
+    transfer.push(main.port2, control.port2);
+    const init: SupervisorMessage = {
+      t: 'init',
+      name: slot.name,
+      config: slot.spec.config,
+      peers,
+      main: main.port2,
+      control: control.port2,
+    };
+    return [init, transfer];
+  }
+
+  private readyPromise(slot: Slot, inc: number): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        slot.lastError = `not ready within ${this.readyTimeoutMs} ms`;
+        void slot.worker?.terminate();
+      }, this.readyTimeoutMs);
+      slot.ready = {
+        resolve: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        reject: (err) => {
+          clearTimeout(timer);
+          reject(err);
+        },
+      };
+    }).finally(() => {
+      if (slot.incarnation === inc) slot.ready = null;
+    });
+  }
+
+  private onActorMessage(slot: Slot, inc: number, msg: ActorMessage): void {
+    if (slot.incarnation !== inc) return;
+    switch (msg.t) {
+      case 'ready':
+        slot.ready?.resolve();
+        return;
+      case 'init-failed':
+        slot.lastError = `init failed: ${msg.error.code}: ${msg.error.message}`;
+        return;
+      default:
+        return assertNever(msg);
+    }
+  }
+
+  /** First sign of death (error or exit): everything waiting on the actor fails now. */
+  private onDown(slot: Slot, inc: number): void {
+    if (slot.downIncarnation >= inc) return;
+    slot.downIncarnation = inc;
+    const why = this.stopping ? 'stopped' : 'restarting';
+    this.markDownEverywhere(slot, `${slot.name} is down (${why})`);
+  }
+
+  private onExit(slot: Slot, inc: number, code: number): void {
+    if (slot.incarnation !== inc) return;
+    this.onDown(slot, inc);
+    slot.worker = null;
+    slot.markExited();
+    const event: ActorExitEvent = { name: slot.name, code };
+    if (slot.lastError !== null) event.error = slot.lastError;
+    this.emit('actor-exit', event);
+    slot.ready?.reject(
+      new StoreError('ACTOR_DOWN', `actor ${slot.name} failed to start: ${slot.lastError ?? `exit code ${code}`}`),
+    );
+    if (this.stopping || !slot.everReady) {
+      if (slot.state !== 'given-up') slot.state = 'stopped';
+      return;
+    }
+    this.scheduleRestart(slot);
+  }
+
+  private scheduleRestart(slot: Slot): void {
+    const now = Date.now();
+    const { maxRestarts, withinMs } = slot.policy;
+    slot.restartTimes = slot.restartTimes.filter((t) => now - t < withinMs);
+    if (slot.restartTimes.length >= maxRestarts) {
+      this.giveUp(slot);
+      return;
+    }
+    slot.restartTimes.push(now);
+    slot.restarts++;
+    const attempt = slot.restartTimes.length;
+    slot.state = 'restarting';
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = null;
+      if (this.stopping) return;
+      this.spawn(slot).then(
+        () => {
+          slot.state = 'running';
+          this.emit('actor-restart', { name: slot.name, attempt });
+        },
+        // A failed restart exits, and its exit schedules the next attempt or gives up.
+        () => undefined,
+      );
+    }, this.backoff(attempt));
+  }
+
+  private giveUp(slot: Slot): void {
+    slot.state = 'given-up';
+    const { maxRestarts, withinMs } = slot.policy;
+    this.markDownEverywhere(
+      slot,
+      `${slot.name} is down (given up after ${maxRestarts} restarts within ${withinMs} ms)`,
+    );
+    this.emit('actor-given-up', { name: slot.name, error: slot.lastError });
+  }
+
+  private markDownEverywhere(slot: Slot, message: string): void {
+    slot.mainPeer.markDown(message);
+    slot.control.markDown(message);
+    for (const other of slot.neighbours) {
+      const o = this.slot(other);
+      if (!this.isLive(o) || o.worker === null) continue;
+      const down: SupervisorMessage = { t: 'peer-down', peer: slot.name, message };
+      o.worker.postMessage(down);
+    }
+  }
+
+  // ---- stop ----------------------------------------------------------------------------------
+
+  private async stopAll(): Promise<void> {
+    for (const slot of this.slots.values()) {
+      if (slot.restartTimer) clearTimeout(slot.restartTimer);
+      slot.restartTimer = null;
+    }
+    for (const name of [...this.order].reverse()) await this.stopOne(this.slot(name));
+    for (const slot of this.slots.values()) {
+      slot.mainPeer.close();
+      slot.control.close();
+      slot.state = 'stopped';
+    }
+  }
+
+  private async stopOne(slot: Slot): Promise<void> {
+    const worker = slot.worker;
+    if (worker === null) return;
+    const shutdown: SupervisorMessage = { t: 'shutdown' };
+    worker.postMessage(shutdown);
+    const timer = setTimeout(() => void worker.terminate(), this.stopTimeoutMs);
+    await slot.exited;
+    clearTimeout(timer);
+  }
+
+  // ---- helpers -------------------------------------------------------------------------------
+
+  private slot(name: string): Slot {
+    const slot = this.slots.get(name);
+    if (!slot) throw new StoreError('BAD_ARGUMENT', `no actor named ${name}`);
+    return slot;
+  }
+
+  /** Has a worker that has not died: it can take a port or a peer-down message. */
+  private isLive(slot: Slot): boolean {
+    return slot.worker !== null && slot.downIncarnation < slot.incarnation;
+  }
+}
+
+function newSlot(spec: ActorSpec, edges: string[], controlTimeoutMs: number): Slot {
+  return {
+    spec,
+    name: spec.name,
+    neighbours: edges,
+    policy: spec.restart ?? DEFAULT_RESTART,
+    mainPeer: new Peer(spec.name, null),
+    control: new ControlEndpoint(spec.name, controlTimeoutMs),
+    remote: null,
+    state: 'stopped',
+    worker: null,
+    threadId: -1,
+    incarnation: 0,
+    downIncarnation: 0,
+    everReady: false,
+    restarts: 0,
+    restartTimes: [],
+    restartTimer: null,
+    lastError: null,
+    ready: null,
+    exited: Promise.resolve(),
+    markExited: () => undefined,
+  };
+}
+
+/**
+ * comlink's Endpoint on main's side of an actor's control port, stable across restarts (one
+ * comlink proxy per actor). comlink itself never gives up on a call, so this end tracks the
+ * ids of calls in flight and answers them itself with ACTOR_DOWN when the actor dies, and
+ * with TIMEOUT when it does not answer.
+ */
+class ControlEndpoint implements Comlink.Endpoint {
+  private port: MessagePort | null = null;
+  private downMessage: string;
+  private readonly listeners = new Set<unknown>();
+  private readonly waiting = new Map<string, NodeJS.Timeout>();
+
+  constructor(
+    private readonly name: string,
+    private readonly timeoutMs: number,
+  ) {
+    this.downMessage = `${name} is down (not started)`;
+  }
+
+  postMessage(message: unknown, transfer?: readonly unknown[]): void {
+    const id = idOf(message);
+    const port = this.port;
+    if (port === null) {
+      const err: WireError = { code: 'ACTOR_DOWN', message: this.downMessage };
+      if (id !== null) queueMicrotask(() => this.emitFault(id, err));
+      return;
+    }
+    if (id !== null) {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        this.emitFault(id, { code: 'TIMEOUT', message: `${this.name} did not answer a control call within ${this.timeoutMs} ms` });
+      }, this.timeoutMs);
+      timer.unref();
+      this.waiting.set(id, timer);
+    }
+    port.postMessage(message, (transfer ?? []) as never);
+  }
+
+  addEventListener(_type: string, listener: unknown): void {
+    this.listeners.add(listener);
+  }
+
+  removeEventListener(_type: string, listener: unknown): void {
+    this.listeners.delete(listener);
+  }
+
+  replacePort(port: MessagePort): void {
+    this.markDown(`${this.name} is down (restarting)`);
+    this.port = port;
+    port.on('message', (data: unknown) => {
+      if (this.port !== port) return;
+      const id = idOf(data);
+      if (id !== null) {
+        const timer = this.waiting.get(id);
+        if (timer === undefined) return; // answered already (timed out)
+        clearTimeout(timer);
+        this.waiting.delete(id);
+      }
+      this.emit(data);
+    });
+  }
+
+  markDown(message: string): void {
+    this.downMessage = message;
+    const port = this.port;
+    this.port = null;
+    if (port) port.close();
+    const ids = [...this.waiting.keys()];
+    for (const id of ids) {
+      clearTimeout(this.waiting.get(id));
+      this.waiting.delete(id);
+      this.emitFault(id, { code: 'ACTOR_DOWN', message });
+    }
+  }
+
+  close(): void {
+    this.markDown(`${this.name}: supervisor stopped`);
+  }
+
+  private emitFault(id: string, err: WireError): void {
+    this.emit({ id, type: 'HANDLER', name: 'throw', value: comlinkErrorPayload(err) });
+  }
+
+  private emit(data: unknown): void {
+    for (const l of [...this.listeners]) deliver(l, data);
+  }
+}
+
+function idOf(message: unknown): string | null {
+  if (typeof message !== 'object' || message === null) return null;
+  const id = (message as { id?: unknown }).id;
+  return typeof id === 'string' ? id : null;
+}
+
+function describe(err: unknown): string {
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+}
+
+function assertNever(msg: never): never {
+  throw new StoreError('INTERNAL', `unknown actor message ${JSON.stringify(msg)}`);
+}
