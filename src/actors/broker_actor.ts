@@ -5,6 +5,7 @@
 // Invariants: a delivery goes one-way to the front end that owns the subscriber; PUBLISH
 // answers the number of deliveries made (as Redis counts receivers).
 import { runActor, type ActorContext } from '../runtime/actor.js';
+import { MAIN } from '../runtime/topology.js';
 import { StoreError } from '../storage/types.js';
 import { BrokerMsg, type BrokerDeliver, type BrokerRequest } from '../protocol/broker_protocol.js';
 import { BrokerCore } from '../db/broker_core.js';
@@ -58,7 +59,8 @@ function onPublish(channel: Uint8Array, payload: Uint8Array): number {
     if (owner === undefined) continue;
     const out: BrokerDeliver = { t: BrokerMsg.Deliver, subscriber: owner.subscriber, channel: d.channel, payload: d.payload };
     if (d.pattern !== undefined) out.pattern = d.pattern;
-    s.ctx.peer(owner.frontEnd).send(out);
+    const peer = owner.frontEnd === MAIN ? s.ctx.main : s.ctx.peer(owner.frontEnd);
+    peer.send(out);
   }
   return deliveries.length;
 }
