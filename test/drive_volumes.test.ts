@@ -1,0 +1,312 @@
+// Tests of the volumes of a drive (src/storage/drive_volumes.ts) and of the any-thread reader
+// (src/storage/volume_reader.ts): rotation and ids, reopen, the durability order of sync()
+// (file syncs, and the directory after a creation), the fence, torn creations, two drives,
+// and the LRU bound on open handles.
+import { test, beforeEach, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import * as nodeFs from 'node:fs';
+import * as os from 'node:os';
+import { join } from 'node:path';
+import { NodeFs, type FileHandle, type Fs, type OpenMode } from '../src/runtime/fs.js';
+import { ManualClock } from '../src/runtime/clock.js';
+import { canaries, resetCanaries } from '../src/runtime/canary.js';
+import { StoreError, type NeedleAddress } from '../src/storage/types.js';
+import { volumeFileName, volumeIdOf } from '../src/storage/volume_format.js';
+import { DriveVolumes } from '../src/storage/drive_volumes.js';
+import { VolumeFile } from '../src/storage/volume_file.js';
+import { VolumeReader } from '../src/storage/volume_reader.js';
+
+const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
+const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
+let root = '';
+
+beforeEach(() => {
+  root = nodeFs.mkdtempSync(join(os.tmpdir(), 'brise-drive-'));
+  resetCanaries();
+});
+afterEach(() => {
+  resetCanaries();
+  nodeFs.rmSync(root, { recursive: true, force: true });
+});
+
+function code(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof StoreError, `not a StoreError: ${String(err)}`);
+    return err.code;
+  }
+  assert.fail('expected a StoreError');
+}
+
+/** NodeFs that records file syncs and directory syncs, and can fail fdatasync. */
+class RecordingFs implements Fs {
+  private readonly inner = new NodeFs();
+  log: string[] = [];
+  failSync = false;
+  opened = 0;
+  closed = 0;
+  open(path: string, mode: OpenMode): FileHandle {
+    const h = this.inner.open(path, mode);
+    this.opened++;
+    const outer = this; // eslint-disable-line @typescript-eslint/no-this-alias
+    return {
+      path: h.path,
+      read: (b, p) => h.read(b, p),
+      write: (b, p) => h.write(b, p),
+      sync: () => {
+        if (outer.failSync) throw Object.assign(new Error('EIO: fdatasync'), { code: 'EIO' });
+        outer.log.push(`sync ${path}`);
+        h.sync();
+      },
+      truncate: (n) => h.truncate(n),
+      size: () => h.size(),
+      close: () => {
+        outer.closed++;
+        h.close();
+      },
+    };
+  }
+  exists(p: string): boolean { return this.inner.exists(p); }
+  readdir(p: string): string[] { return this.inner.readdir(p); }
+  mkdir(p: string): void { this.inner.mkdir(p); }
+  rename(a: string, b: string): void { this.inner.rename(a, b); }
+  unlink(p: string): void { this.inner.unlink(p); }
+  syncDir(p: string): void {
+    this.log.push(`syncDir ${p}`);
+    this.inner.syncDir(p);
+  }
+  readFile(p: string): Uint8Array { return this.inner.readFile(p); }
+}
+
+function openDrive(fs: Fs, dir: string, slot: number, maxVolumeSize = 1024): DriveVolumes {
+  return DriveVolumes.open(fs, { dir, slot, maxVolumeSize, clock: new ManualClock() });
+}
+
+test('rotation at maxVolumeSize; ids are volumeIdOf(slot, seq); an oversized needle gets its own volume', () => {
+  const fs = new NodeFs();
+  const d = openDrive(fs, root, 2, 1024);
+  assert.deepEqual(d.list().map((v) => v.id), [volumeIdOf(2, 0)]);
+  const addrs: NeedleAddress[] = [];
+  for (let i = 0; i < 20; i++) addrs.push(d.append(enc(`k${i}`), new Uint8Array(100).fill(i), 0));
+  const big = d.append(enc('big'), new Uint8Array(3000).fill(7), 0);
+  const after = d.append(enc('after'), enc('small'), 0);
+  d.sync();
+  const vols = d.list();
+  assert.deepEqual(vols.map((v) => v.id), vols.map((_, i) => volumeIdOf(2, i)));
+  for (const v of vols) {
+    assert.equal(v.path, join(root, 'volumes', volumeFileName(v.id)));
+    if (v.id !== big.volume) assert.ok(v.sizeBytes <= 1024, `volume ${v.id} is ${v.sizeBytes} bytes`);
+  }
+  assert.ok(vols.length >= 4);
+  assert.equal(big.offset, 64, 'the oversized needle starts a fresh volume');
+  assert.equal(after.volume, big.volume + 1, 'and nothing joins it');
+  for (let i = 0; i < 20; i++) {
+    const a = addrs[i]!;
+    assert.ok(a.offset + a.length <= 1024);
+    const got = d.file(a.volume)!.readNeedle(a);
+    assert.deepEqual(got.value, new Uint8Array(100).fill(i));
+  }
+  assert.equal(d.file(12345), undefined);
+  d.close();
+});
+
+test('reopen finds its volumes, reads them, appends after the tail of the last', () => {
+  const fs = new NodeFs();
+  const d = openDrive(fs, root, 0, 600);
+  const addrs = Array.from({ length: 10 }, (_, i) => d.append(enc(`key${i}`), enc(`value ${i}`.repeat(10)), 0));
+  d.sync();
+  const before = d.list();
+  d.close();
+  // A file of another slot in the same folder is not ours.
+  VolumeFile.create(fs, join(root, 'volumes', volumeFileName(volumeIdOf(1, 0))), volumeIdOf(1, 0), 1).close();
+  const d2 = openDrive(fs, root, 0, 600);
+  assert.deepEqual(d2.list(), before);
+  for (let i = 0; i < 10; i++) assert.equal(dec(d2.file(addrs[i]!.volume)!.readNeedle(addrs[i]!).value), `value ${i}`.repeat(10));
+  const last = before[before.length - 1]!;
+  const next = d2.append(enc('new'), enc('x'), 0);
+  assert.deepEqual([next.volume, next.offset], [last.id, last.sizeBytes]);
+  d2.close();
+});
+
+test('sync: every written volume is fdatasynced, and volumes/ after a creation, once', () => {
+  const fs = new RecordingFs();
+  const d = openDrive(fs, root, 0, 1024);
+  const vdir = join(root, 'volumes');
+  fs.log = [];
+  d.sync();
+  assert.ok(fs.log.includes(`syncDir ${vdir}`), 'the first volume was created at open');
+  assert.ok(fs.log.includes(`syncDir ${root}`), 'and so was volumes/ itself');
+  fs.log = [];
+  const a = d.append(enc('a'), new Uint8Array(500), 0);
+  d.sync();
+  assert.deepEqual(fs.log, [`sync ${join(vdir, volumeFileName(a.volume))}`]);
+  fs.log = [];
+  d.sync();
+  assert.deepEqual(fs.log, [], 'nothing written, nothing synced');
+  const b = d.append(enc('b'), new Uint8Array(600), 0); // rotates
+  assert.equal(b.volume, a.volume + 1);
+  fs.log = [];
+  d.sync();
+  assert.deepEqual(fs.log, [`sync ${join(vdir, volumeFileName(b.volume))}`, `syncDir ${vdir}`]);
+  fs.log = [];
+  d.append(enc('c'), enc('c'), 0);
+  d.sync();
+  assert.deepEqual(fs.log, [`sync ${join(vdir, volumeFileName(b.volume))}`], 'the directory only after a creation');
+  d.close();
+});
+
+test('canary skipDirSync: the directory fsync after a creation is skipped', () => {
+  const fs = new RecordingFs();
+  const d = openDrive(fs, root, 0, 1024);
+  canaries.skipDirSync = true;
+  fs.log = [];
+  d.sync();
+  assert.deepEqual(fs.log.filter((l) => l.startsWith('syncDir')), []);
+  d.close();
+});
+
+test('a stream written across syncs keeps its volume tracked until finished', () => {
+  const fs = new RecordingFs();
+  const d = openDrive(fs, root, 0, 100_000);
+  d.sync();
+  const s = d.reserve(enc('blob'), 3000, 0);
+  const path = join(root, 'volumes', volumeFileName(s.address.volume));
+  s.write(new Uint8Array(1000).fill(1));
+  fs.log = [];
+  d.sync();
+  assert.deepEqual(fs.log, [`sync ${path}`]);
+  s.write(new Uint8Array(2000).fill(2));
+  s.finish();
+  fs.log = [];
+  d.sync();
+  assert.deepEqual(fs.log, [`sync ${path}`], 'the later chunks and the trailer are synced too');
+  const got = d.file(s.address.volume)!.readNeedle(s.address);
+  assert.equal(got.value.length, 3000);
+  assert.equal(got.value[2999], 2);
+  d.close();
+});
+
+test('a reservation rotates like an append; appends during the stream go after it', () => {
+  const d = openDrive(new NodeFs(), root, 0, 2048);
+  d.append(enc('first'), new Uint8Array(1500), 0);
+  const s = d.reserve(enc('blob'), 1000, 0);
+  assert.equal(s.address.offset, 64, 'did not fit: new volume');
+  const x = d.append(enc('x'), enc('y'), 0);
+  assert.deepEqual([x.volume, x.offset >= s.address.offset + s.address.length], [s.address.volume, true]);
+  s.write(new Uint8Array(1000).fill(9));
+  s.finish();
+  assert.deepEqual(d.file(s.address.volume)!.readNeedle(s.address).value, new Uint8Array(1000).fill(9));
+  d.close();
+});
+
+test('a failed sync fences the drive for good', () => {
+  const fs = new RecordingFs();
+  const d = openDrive(fs, root, 0, 4096);
+  d.append(enc('a'), enc('x'), 0);
+  fs.failSync = true;
+  assert.equal(code(() => d.sync()), 'IO_ERROR');
+  fs.failSync = false;
+  assert.equal(code(() => d.sync()), 'IO_ERROR');
+  assert.equal(code(() => d.append(enc('b'), enc('y'), 0)), 'IO_ERROR');
+  assert.equal(code(() => d.reserve(enc('b'), 1, 0)), 'IO_ERROR');
+  d.close();
+  assert.equal(code(() => d.append(enc('b'), enc('y'), 0)), 'CLOSED');
+});
+
+test('a torn creation (last file without a whole superblock) is removed; a damaged older volume is CORRUPT', () => {
+  const fs = new NodeFs();
+  const d = openDrive(fs, root, 0, 512);
+  const a = d.append(enc('a'), new Uint8Array(300), 0);
+  d.sync();
+  d.close();
+  const torn = join(root, 'volumes', volumeFileName(1));
+  nodeFs.writeFileSync(torn, new Uint8Array(20));
+  const d2 = openDrive(fs, root, 0, 512);
+  assert.deepEqual(d2.list().map((v) => v.id), [0]);
+  assert.equal(nodeFs.existsSync(torn), false);
+  assert.equal(d2.file(0)!.readNeedle(a).value.length, 300);
+  d2.append(enc('b'), new Uint8Array(300), 0); // rotates to volume 1 again
+  d2.append(enc('c'), new Uint8Array(300), 0);
+  d2.sync();
+  d2.close();
+  const first = join(root, 'volumes', volumeFileName(0));
+  const fd = nodeFs.openSync(first, 'r+');
+  nodeFs.writeSync(fd, new Uint8Array([0xff]), 0, 1, 3);
+  nodeFs.closeSync(fd);
+  assert.throws(() => openDrive(fs, root, 0, 512), (e: unknown) => e instanceof StoreError && e.code === 'CORRUPT' && e.message.includes(first));
+});
+
+test('options are checked', () => {
+  const fs = new NodeFs();
+  assert.equal(code(() => openDrive(fs, root, -1)), 'BAD_ARGUMENT');
+  assert.equal(code(() => openDrive(fs, root, 0, 10)), 'BAD_ARGUMENT');
+  assert.equal(code(() => openDrive(fs, root, 4096)), 'BAD_ARGUMENT');
+});
+
+test('VolumeReader reads needles of two drives; chunks are fresh buffers of at most chunkSize', () => {
+  const fs = new NodeFs();
+  const dirA = join(root, 'a');
+  const dirB = join(root, 'b');
+  const d0 = openDrive(fs, dirA, 0, 1 << 20);
+  const d1 = openDrive(fs, dirB, 1, 1 << 20);
+  const value = new Uint8Array(10_000).map((_, i) => i % 251);
+  const a0 = d0.append(enc('on-a'), value, 0);
+  const a1 = d1.append(enc('on-b'), enc('hello from b'), 0);
+  d0.sync();
+  d1.sync();
+  const r = new VolumeReader(fs, [dirA, dirB]);
+  assert.equal(r.pathOf(a1.volume), join(dirB, 'volumes', volumeFileName(volumeIdOf(1, 0))));
+  assert.equal(dec(r.readNeedle(a1).value), 'hello from b');
+  assert.deepEqual(r.readNeedle(a0).value, value);
+  assert.equal(dec(r.readValue(a1, 4, 6, 4)), 'from');
+  assert.equal(r.verifyNeedle(a0, enc('on-a')), true);
+  const chunks = [...r.readChunks(a0, 4, 100, 9000, 4096)];
+  assert.deepEqual(chunks.map((c) => c.length), [4096, 4096, 808]);
+  assert.notEqual(chunks[0]!.buffer, chunks[1]!.buffer, 'never a reused buffer');
+  assert.deepEqual(Buffer.concat(chunks), Buffer.from(value.subarray(100, 9100)));
+  assert.equal(code(() => [...r.readChunks(a0, 4, 5000, 5001)]), 'BAD_ARGUMENT', 'range checked before the first chunk');
+  assert.equal(code(() => r.readNeedle({ volume: volumeIdOf(2, 0), offset: 64, length: 40 })), 'NOT_FOUND');
+  assert.equal(code(() => r.readNeedle({ volume: 5, offset: 64, length: 40 })), 'NOT_FOUND');
+  // The writer keeps appending; the reader sees the new needle through its open handle.
+  const later = d0.append(enc('later'), enc('grown'), 0);
+  assert.equal(dec(r.readNeedle(later).value), 'grown');
+  r.close();
+  assert.equal(code(() => r.readNeedle(a0)), 'CLOSED');
+  d0.close();
+  d1.close();
+});
+
+test('VolumeReader keeps at most maxOpen handles open (LRU) and still reads everything', () => {
+  const fs = new RecordingFs();
+  const d = openDrive(fs, root, 0, 256);
+  const addrs = Array.from({ length: 12 }, (_, i) => d.append(enc(`k${i}`), enc(`v${i}`.repeat(40)), 0));
+  d.sync();
+  assert.equal(new Set(addrs.map((a) => a.volume)).size, 12);
+  d.close();
+  const r = new VolumeReader(fs, [root], 3);
+  const opened = fs.opened;
+  for (let round = 0; round < 2; round++) {
+    for (let i = 0; i < 12; i++) {
+      assert.equal(dec(r.readNeedle(addrs[i]!).value), `v${i}`.repeat(40));
+      assert.ok(r.openCount <= 3);
+    }
+  }
+  assert.equal(fs.opened - opened, 24, 'a cycle over 12 volumes with 3 slots always misses');
+  // A hot volume stays open while others come and go.
+  const hits = fs.opened;
+  for (let i = 0; i < 6; i++) {
+    r.readNeedle(addrs[0]!);
+    r.readNeedle(addrs[1 + (i % 5)]!);
+  }
+  assert.equal(fs.opened - hits, 1 + 6, 'volume 0 opened once, each of the others every time');
+  const again = fs.opened;
+  r.readNeedle(addrs[0]!);
+  assert.equal(fs.opened, again, 'volume 0 is still open');
+  r.forget(addrs[0]!.volume);
+  assert.ok(r.openCount <= 2);
+  r.close();
+  assert.equal(r.openCount, 0);
+  assert.equal(fs.opened, fs.closed, 'every handle closed');
+  assert.equal(code(() => new VolumeReader(fs, [root], 0)), 'BAD_ARGUMENT');
+});
