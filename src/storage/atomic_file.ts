@@ -28,8 +28,9 @@ export function replaceFileAtomically(fs: Fs, path: string, bytes: Uint8Array): 
   try {
     file.write(bytes, 0);
     file.sync();
-    file.close();
-    file = undefined;
+    const done = file;
+    file = undefined; // never closed twice: a retried close could hit a reused descriptor
+    done.close();
     fs.rename(tmp, path);
   } catch (err) {
     if (file !== undefined) closeQuietly(file);
