@@ -4,6 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { joinCommandLine, quoteArg, splitCommandLine } from '../src/protocol/command_line.js';
 import { COMMANDS, checkCommand, helpLines } from '../src/protocol/commands.js';
 import { OK, array, bulk, error, formatForRepl, formatRaw, integer, simple, NULL_BULK, NULL_ARRAY } from '../src/protocol/reply.js';
@@ -153,6 +156,16 @@ test('helpLines lists every command and explains one', () => {
   for (const c of COMMANDS) assert.match(all, new RegExp(`\\b${c.name.toUpperCase()}\\b`));
   assert.match(helpLines('set').join('\n'), /SET key value \[EX seconds \| PX milliseconds\]/);
   assert.match(helpLines('nosuch')[0]!, /unknown command/);
+});
+
+test('README.md documents every command of the table in its Command reference', () => {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+  const start = readme.indexOf('## Command reference');
+  assert.ok(start >= 0, 'README.md has no Command reference section');
+  const end = readme.indexOf('\n## ', start + 1);
+  const section = readme.slice(start, end < 0 ? undefined : end);
+  for (const c of COMMANDS) assert.ok(section.includes('`' + c.name.toUpperCase()), `${c.name} is not in the README table`);
 });
 
 // ---- redis-cli formatting -----------------------------------------------------------------

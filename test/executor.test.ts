@@ -156,7 +156,7 @@ test('KEYS matches a glob and is bounded; SCAN walks with an opaque cursor', asy
   assert.equal(errorText(await run('SCAN', '0', 'COUNT', 'x')), 'ERR value is not an integer or out of range');
   assert.equal(errorText(await run('SCAN', '0', 'MATCH')), 'ERR syntax error');
   assert.equal(errorText(await run('SCAN', '0', 'TYPE', 'string')), 'ERR syntax error');
-  assert.match(errorText(await run('SCAN', 'not-a-cursor')), /^ERR .*cursor/);
+  assert.equal(errorText(await run('SCAN', 'not-a-cursor')), 'ERR invalid cursor');
   // Past the maxKeysReply limit (50 here) KEYS refuses with a clear error instead of growing.
   const many: string[] = [];
   for (let i = 0; i < 60; i++) many.push(`bulk:${i}`, 'v');
@@ -222,7 +222,7 @@ test('unknown commands and wrong arity never reach a handler', async () => {
 
 test('store errors become clear ERR replies: empty key, key too long', async () => {
   assert.match(errorText(await run('SET', '', 'v')), /^ERR key is empty/);
-  assert.match(errorText(await run('GET', 'k'.repeat(65))), /^ERR key is .*/);
+  assert.equal(errorText(await run('GET', 'k'.repeat(65))), 'ERR key is 65 bytes; the limit is 64');
 });
 
 test('errorReply maps codes, plain {code, message} objects and bugs, without throwing', () => {

@@ -300,6 +300,10 @@ const CODE_TEXT: Record<ErrorCode, string> = {
   INTERNAL: 'internal error',
 };
 
+const SELF_DESCRIBING: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'KEY_TOO_LONG', 'KEY_EMPTY', 'VALUE_TOO_LARGE', 'BATCH_TOO_LARGE', 'BAD_ARGUMENT', 'SIZE_MISMATCH',
+]);
+
 /** Turns anything thrown by a handler into an error reply; never throws itself. */
 export function errorReply(err: unknown, spec?: CommandSpec): Reply {
   if (err instanceof ReplyError) return err.reply;
@@ -309,6 +313,9 @@ export function errorReply(err: unknown, spec?: CommandSpec): Reply {
     }
     const text = CODE_TEXT[err.code] ?? 'error';
     const message = err.message.trim();
+    // These codes come with messages that already say it all ("key is 5000 bytes; the limit
+    // is 4096", "invalid cursor"): a prefix would only repeat them.
+    if (SELF_DESCRIBING.has(err.code) && message !== '') return error(`ERR ${message}`);
     // Say the code's plain words once: the message often already starts with them.
     if (message === '' || message.toLowerCase() === text.toLowerCase()) return error(`ERR ${text}`);
     if (message.toLowerCase().startsWith(text.toLowerCase())) return error(`ERR ${message}`);

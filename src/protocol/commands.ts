@@ -52,7 +52,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   { name: 'exists', arity: -2, flags: ['readonly', 'fast'], group: 'generic', syntax: 'EXISTS key [key ...]',
     summary: 'Counts how many of the given keys exist; a key named twice counts twice.', reply: 'integer' },
   { name: 'ttl', arity: 2, flags: ['readonly', 'fast'], group: 'generic', syntax: 'TTL key',
-    summary: 'Remaining time to live in seconds (rounded up): -1 = no expiry, -2 = no such key.', reply: 'integer' },
+    summary: 'Remaining time to live in seconds (rounded to the nearest): -1 = no expiry, -2 = no such key.', reply: 'integer' },
   { name: 'pttl', arity: 2, flags: ['readonly', 'fast'], group: 'generic', syntax: 'PTTL key',
     summary: 'Remaining time to live in milliseconds: -1 = no expiry, -2 = no such key.', reply: 'integer' },
   { name: 'expire', arity: 3, flags: ['write', 'fast'], group: 'generic', syntax: 'EXPIRE key seconds',
