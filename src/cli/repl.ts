@@ -212,16 +212,22 @@ async function runInteractive(db: Database, io: CliIo): Promise<void> {
   const show = async (reply: Reply | string[]): Promise<void> => {
     await write(io.output, (Array.isArray(reply) ? reply.join('\n') : formatForRepl(reply)) + '\n');
   };
+  let quit = false;
   try {
     rl.prompt();
     for await (const line of rl) {
-      if ((await runLine(db, line, show)) === 'quit') break;
+      if ((await runLine(db, line, show)) === 'quit') {
+        quit = true;
+        break;
+      }
       rl.setPrompt(promptFor(db.depth));
       rl.prompt();
     }
   } finally {
     rl.close();
   }
+  // Ctrl-D or Ctrl-C leave the cursor after the prompt; end that line.
+  if (!quit) await write(io.output, '\n');
 }
 
 /** Loads the last HISTORY_LINES lines, newest first as readline wants them. */
