@@ -99,7 +99,8 @@ const DEFAULT_BUCKETS = 65536;
 const PENDING_CAPACITY = 1 << 20;
 /** I/O chunk for the bucket array and the heads file. */
 const IO_CHUNK = 1 << 20;
-const BUCKETS_PER_PAGE = 512; // 4 KiB of heads
+/** Clean heads between two dirty ones closer than this are written too (one run). */
+const HEAD_GAP = 64;
 const CHECKPOINT_DIRTY_BUCKETS = 16384;
 const CHECKPOINT_ENTRY_BYTES = 64 * 1024 * 1024;
 /** Walks (scan, sweep, rebuild) read this much per entry first; longer keys read again. */
@@ -511,7 +512,7 @@ export class HashIndex {
       f.handle.sync(); // 1: every entry appended so far is durable
       if (f.dirtyCount > 0) {
         this.writeHeadsFile(f, lsn); // 2: the dirty heads, durable in the double-write buffer
-        writeDirtyPages(f); // 3: the bucket array
+        writeListedHeads(f, HEAD_GAP); // 3: the bucket array
         f.handle.sync();
       }
       f.handle.write(encodeHeader(this.headerOf(f, lsn)), 0); // 4: the header
@@ -712,7 +713,7 @@ export class HashIndex {
       handle.truncate(0);
       const fixed = encodeHeadsFixed(
         { buckets: f.buckets, lsn, entriesEnd: f.end, entryCount: f.entryCount, liveCount: this.live },
-        f.dirtyCount,
+        countListed(f),
       );
       handle.write(fixed, 0);
       let crc = crc32(fixed);
@@ -727,7 +728,7 @@ export class HashIndex {
         at += used;
         used = 0;
       };
-      forEachDirty(f, (b) => {
+      forEachListed(f, HEAD_GAP, (b) => {
         if (used + HEADS_PAIR_SIZE > chunk.length) emit();
         writeU64(view, used, b);
         writeU64(view, used + 8, f.heads[b]!);
@@ -863,7 +864,7 @@ function loadFile(fs: Fs, path: string): { file: IndexFile; header: IndexHeader 
         heads[b] = redo.pairs[i + 1]!;
         file.markDirty(b);
       }
-      writeDirtyPages(file); // step 3 again
+      writeListedHeads(file, 0); // step 3 again: exactly the heads listed in the file
       handle.sync();
       handle.write(encodeHeader(header), 0); // step 4 again
       handle.sync();
@@ -900,9 +901,9 @@ function readHeadsArray(handle: FileHandle, buckets: number, path: string): Floa
     const got = handle.read(chunk, HEADER_SIZE + b * 8);
     if (got !== chunk.length) throw corrupt(path, 'bucket array is cut short');
     for (let i = 0; i < chunk.length / 8; i++) {
-      const v = readU64(view, i * 8);
-      if (v < 0) throw corrupt(path, `bucket ${b + i}: head above 2^53`);
-      heads[b + i] = v;
+      // A head above 2^53 reads as -1: a garbled write that a redo may still repair;
+      // checkHeads() rejects whatever is left after it.
+      heads[b + i] = readU64(view, i * 8);
     }
   }
   return heads;
@@ -930,28 +931,42 @@ function forEachDirty(f: IndexFile, fn: (bucket: number) => void): void {
   }
 }
 
-/** Step 3: every 4 KiB page of the bucket array holding a dirty head, in runs, from memory. */
-function writeDirtyPages(f: IndexFile): void {
-  const pages = Math.ceil(f.buckets / BUCKETS_PER_PAGE);
-  const wordsPerPage = BUCKETS_PER_PAGE / 32;
-  let runStart = -1;
-  for (let p = 0; p <= pages; p++) {
-    let dirty = false;
-    if (p < pages) {
-      for (let w = p * wordsPerPage; w < (p + 1) * wordsPerPage && w < f.dirty.length; w++) {
-        if (f.dirty[w] !== 0) {
-          dirty = true;
-          break;
-        }
-      }
+/**
+ * The heads a checkpoint writes: every dirty bucket, plus the clean buckets in gaps of at
+ * most `gap` between two dirty ones, so that step 3 writes long runs instead of one pwrite
+ * per head. Every bucket written in step 3 is listed in the heads file, so a write torn or
+ * garbled by a crash is always redone whole on open (clean heads included).
+ */
+function forEachListed(f: IndexFile, gap: number, fn: (bucket: number) => void): void {
+  let prev = -1;
+  forEachDirty(f, (b) => {
+    if (prev >= 0 && b - prev - 1 <= gap) for (let g = prev + 1; g < b; g++) fn(g);
+    fn(b);
+    prev = b;
+  });
+}
+
+function countListed(f: IndexFile): number {
+  let n = 0;
+  forEachListed(f, HEAD_GAP, () => n++);
+  return n;
+}
+
+/** Step 3: the listed heads, from memory, in runs of consecutive buckets. */
+function writeListedHeads(f: IndexFile, gap: number): void {
+  const maxRun = IO_CHUNK / 8;
+  let start = -1;
+  let end = -1;
+  forEachListed(f, gap, (b) => {
+    if (start >= 0 && b === end && end - start < maxRun) {
+      end++;
+      return;
     }
-    const runFull = runStart >= 0 && (p - runStart) * BUCKETS_PER_PAGE * 8 >= IO_CHUNK;
-    if (runStart >= 0 && (!dirty || runFull)) {
-      writeHeadRange(f, runStart * BUCKETS_PER_PAGE, Math.min(f.buckets, p * BUCKETS_PER_PAGE));
-      runStart = -1;
-    }
-    if (dirty && runStart < 0) runStart = p;
-  }
+    if (start >= 0) writeHeadRange(f, start, end);
+    start = b;
+    end = b + 1;
+  });
+  if (start >= 0) writeHeadRange(f, start, end);
 }
 
 function writeAllHeads(f: IndexFile): void {

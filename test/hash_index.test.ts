@@ -1,0 +1,569 @@
+// Tests of the on-disk hash index (src/storage/hash_index.ts): op results against a plain
+// model, persistence across reopen, crash safety of checkpoint and rebuild through SimFs
+// (every crash point, every crash mode), corruption detection, scan, growth, snapshots.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as nodeFs from 'node:fs';
+import * as os from 'node:os';
+import * as zlib from 'node:zlib';
+import { join } from 'node:path';
+import { HashIndex } from '../src/storage/hash_index.js';
+import { crc32Range, dataStart } from '../src/storage/hash_index_format.js';
+import { keyHash } from '../src/storage/key_hash.js';
+import { NodeFs, type Fs } from '../src/runtime/fs.js';
+import { OpCode, StoreError, isLive, type Op, type WalRecord } from '../src/storage/types.js';
+import { CRASH_MODES, SimCrash, SimFs, mulberry32, type Rng } from '../property-tests/sim_fs.js';
+
+const T0 = 1_700_000_000_000;
+const k = (s: string): Uint8Array => Buffer.from(s);
+
+const set = (key: string, volume: number, offset: number, expiresAt = 0): Op => ({
+  code: OpCode.Set,
+  key: k(key),
+  address: { volume, offset, length: 100 + offset },
+  expiresAt,
+});
+const del = (key: string): Op => ({ code: OpCode.Del, key: k(key) });
+const expire = (key: string, expiresAt: number): Op => ({ code: OpCode.Expire, key: k(key), expiresAt });
+const delIf = (key: string, volume: number, offset: number): Op => ({ code: OpCode.DelIf, key: k(key), volume, offset });
+const rec = (lsn: number, ops: Op[], timeMs = T0, kind: 0 | 1 = 0): WalRecord => ({ lsn, timeMs, kind, ops });
+
+// ---- the model: a Map with the same semantics, written independently -----------------------
+
+interface MEntry {
+  volume: number;
+  offset: number;
+  length: number;
+  expiresAt: number;
+}
+
+class Model {
+  map = new Map<string, MEntry>();
+  applied = 0;
+  loading = -1;
+
+  apply(r: WalRecord): number[] {
+    if (r.kind === 1) {
+      if (r.lsn !== this.loading) {
+        if (r.lsn <= (this.loading >= 0 ? this.loading : this.applied)) return [];
+        this.map.clear();
+        this.loading = r.lsn;
+      }
+      return r.ops.map((op) => this.op(op, r.timeMs));
+    }
+    if (this.loading >= 0) {
+      this.applied = this.loading;
+      this.loading = -1;
+    }
+    if (r.lsn <= this.applied) return [];
+    this.applied = r.lsn;
+    return r.ops.map((op) => this.op(op, r.timeMs));
+  }
+
+  private op(op: Op, now: number): number {
+    const key = Buffer.from(op.key).toString('latin1');
+    const e = this.map.get(key);
+    const live = e !== undefined && isLive(e.expiresAt, now);
+    switch (op.code) {
+      case OpCode.Set:
+        this.map.set(key, { ...op.address, expiresAt: op.expiresAt });
+        return 1;
+      case OpCode.Del:
+        this.map.delete(key);
+        return live ? 1 : 0;
+      case OpCode.Expire:
+        if (!live) return 0;
+        this.map.set(key, { ...e, expiresAt: op.expiresAt });
+        return 1;
+      case OpCode.DelIf:
+        if (e === undefined || e.volume !== op.volume || e.offset !== op.offset) return 0;
+        this.map.delete(key);
+        return 1;
+    }
+  }
+}
+
+/** Asserts that the index holds exactly the model's keys (raw, expired or not). */
+function assertSame(index: HashIndex, model: Model, universe: Iterable<string>, label = ''): void {
+  for (const key of universe) {
+    const e = model.map.get(key);
+    const got = index.getRaw(Buffer.from(key, 'latin1'));
+    if (e === undefined) {
+      assert.equal(got, undefined, `${label} ${key} should be absent`);
+    } else {
+      assert.ok(got !== undefined, `${label} ${key} should be present`);
+      assert.deepEqual({ ...got.address, expiresAt: got.expiresAt }, e, `${label} ${key}`);
+    }
+  }
+  assert.equal(index.liveCount, model.map.size, `${label} liveCount`);
+}
+
+function tempDir(): { dir: string; cleanup: () => void } {
+  const dir = nodeFs.mkdtempSync(join(os.tmpdir(), 'brise-index-'));
+  return { dir, cleanup: () => nodeFs.rmSync(dir, { recursive: true, force: true }) };
+}
+
+function withIndex(fn: (fs: Fs, path: string) => void): void {
+  const { dir, cleanup } = tempDir();
+  try {
+    fn(new NodeFs(), join(dir, 'index.hash'));
+  } finally {
+    cleanup();
+  }
+}
+
+/** A seeded workload: sets, overwrites, deletes, expires, del_ifs over a small key space. */
+function workload(rng: Rng, records: number, keys: number, firstLsn = 1): WalRecord[] {
+  const out: WalRecord[] = [];
+  for (let i = 0; i < records; i++) {
+    const ops: Op[] = [];
+    const n = 1 + Math.floor(rng() * 6);
+    const now = T0 + i * 10;
+    for (let j = 0; j < n; j++) {
+      const key = `key-${Math.floor(rng() * keys)}`;
+      const r = rng();
+      if (r < 0.5) ops.push(set(key, Math.floor(rng() * 3), Math.floor(rng() * 1000) * 8, rng() < 0.2 ? now + Math.floor(rng() * 50) : 0));
+      else if (r < 0.7) ops.push(del(key));
+      else if (r < 0.85) ops.push(expire(key, rng() < 0.5 ? 0 : now + Math.floor(rng() * 50)));
+      else ops.push(delIf(key, Math.floor(rng() * 3), Math.floor(rng() * 1000) * 8));
+    }
+    out.push(rec(firstLsn + i, ops, now));
+  }
+  return out;
+}
+
+const universe = (n: number): string[] => Array.from({ length: n }, (_, i) => `key-${i}`);
+
+// ---- format pieces ------------------------------------------------------------------------
+
+test('keyHash is 32-bit FNV-1a', () => {
+  assert.equal(keyHash(k('')), 0x811c9dc5);
+  assert.equal(keyHash(k('a')), 0xe40c292c);
+  assert.equal(keyHash(k('foobar')), 0xbf9cf968);
+});
+
+test('crc32Range agrees with zlib.crc32, whole and continued', () => {
+  const buf = Buffer.from(Array.from({ length: 300 }, (_, i) => (i * 37) & 0xff));
+  assert.equal(crc32Range(buf, 0, buf.length), zlib.crc32(buf) >>> 0);
+  const first = crc32Range(buf, 10, 100);
+  assert.equal(crc32Range(buf, 100, 250, first), zlib.crc32(buf.subarray(10, 250)) >>> 0);
+});
+
+// ---- op semantics -------------------------------------------------------------------------
+
+test('op results follow the WAL op table, expired keys included', () => {
+  withIndex((fs, path) => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    const cases: [string, WalRecord, number[], number][] = [
+      // label, record, results, liveCount after
+      ['set new', rec(1, [set('a', 1, 8)]), [1], 1],
+      ['set over live', rec(2, [set('a', 1, 16)]), [1], 1],
+      ['del live', rec(3, [del('a')]), [1], 0],
+      ['del missing', rec(4, [del('a')]), [0], 0],
+      ['expire missing', rec(5, [expire('a', T0 + 5)]), [0], 0],
+      ['set with ttl', rec(6, [set('b', 2, 24, T0 + 100)]), [1], 1],
+      ['expire live', rec(7, [expire('b', T0 + 200)], T0 + 50), [1], 1],
+      ['expire expired', rec(8, [expire('b', 0)], T0 + 300), [0], 1],
+      ['set over expired keeps count', rec(9, [set('b', 2, 32, T0 + 400)], T0 + 300), [1], 1],
+      ['del expired answers 0 and deletes', rec(10, [del('b')], T0 + 500), [0], 0],
+      ['del_if wrong address', rec(11, [set('c', 3, 40), delIf('c', 3, 48)]), [1, 0], 1],
+      ['del_if right address', rec(12, [delIf('c', 3, 40)]), [1], 0],
+      ['del_if missing', rec(13, [delIf('c', 3, 40)]), [0], 0],
+      ['del_if expired at address deletes', rec(14, [set('d', 4, 56, T0 + 1), delIf('d', 4, 56)], T0 + 2), [1, 1], 0],
+      ['persist', rec(15, [set('e', 5, 64, T0 + 10), expire('e', 0)], T0), [1, 1], 1],
+      ['ops in order inside one record', rec(16, [del('e'), set('e', 5, 72), del('e'), del('e')]), [1, 1, 1, 0], 0],
+      ['old lsn skipped', rec(16, [set('z', 1, 8)]), [], 0],
+    ];
+    for (const [label, record, results, live] of cases) {
+      assert.deepEqual(index.apply(record), results, label);
+      assert.equal(index.liveCount, live, `${label}: liveCount`);
+    }
+    assert.equal(index.appliedLsn, 16);
+    assert.equal(index.get(k('z'), T0), undefined);
+    const e = index.getRaw(k('d'));
+    assert.equal(e, undefined);
+    index.apply(rec(17, [set('f', 6, 80, T0 + 10)]));
+    assert.equal(index.get(k('f'), T0 + 9)?.address.offset, 80);
+    assert.equal(index.get(k('f'), T0 + 10), undefined, 'expired: not live');
+    assert.equal(index.getRaw(k('f'))?.expiresAt, T0 + 10, 'getRaw still sees it');
+    index.close();
+  });
+});
+
+test('bad keys are refused before any op of the record is applied', () => {
+  withIndex((fs, path) => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 16, maxKeyLength: 8 });
+    assert.throws(() => index.apply(rec(1, [set('ok', 1, 8), set('much-too-long', 1, 8)])), (e: StoreError) => e.code === 'KEY_TOO_LONG');
+    assert.throws(() => index.apply(rec(1, [set('', 1, 8)])), (e: StoreError) => e.code === 'KEY_EMPTY');
+    assert.equal(index.get(k('ok'), T0), undefined);
+    assert.equal(index.appliedLsn, 0);
+    assert.deepEqual(index.apply(rec(1, [set('ok', 1, 8)])), [1]);
+    index.close();
+  });
+});
+
+test('a random workload matches the model', () => {
+  withIndex((fs, path) => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    const model = new Model();
+    for (const r of workload(mulberry32(7), 400, 60)) {
+      assert.deepEqual(index.apply(r), model.apply(r), `lsn ${r.lsn}`);
+    }
+    assertSame(index, model, universe(60));
+    index.close();
+  });
+});
+
+// ---- persistence --------------------------------------------------------------------------
+
+test('reopen after checkpoint keeps everything; without checkpoint it returns the last durable LSN', () => {
+  withIndex((fs, path) => {
+    const records = workload(mulberry32(11), 300, 80);
+    const model = new Model();
+    let index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    for (const r of records.slice(0, 200)) {
+      index.apply(r);
+      model.apply(r);
+    }
+    index.checkpoint();
+    assert.equal(index.durableLsn, 200);
+    const atCheckpoint = new Model();
+    for (const r of records.slice(0, 200)) atCheckpoint.apply(r);
+    for (const r of records.slice(200)) {
+      index.apply(r);
+      model.apply(r);
+    }
+    index.close();
+
+    index = HashIndex.open(fs, path);
+    assert.equal(index.durableLsn, 200, 'no checkpoint after 200');
+    assert.equal(index.appliedLsn, 200);
+    assert.equal(index.bucketCount, 16, 'bucket count comes from the file');
+    assertSame(index, atCheckpoint, universe(80), 'at checkpoint');
+    for (const r of records) index.apply(r); // the owner replays: older records are skipped
+    assertSame(index, model, universe(80), 'after replay');
+    index.checkpoint();
+    index.close();
+
+    index = HashIndex.open(fs, path);
+    assert.equal(index.durableLsn, 300);
+    assertSame(index, model, universe(80), 'after second checkpoint');
+    index.close();
+  });
+});
+
+/** Crash-tests one mutation: every crash point × every crash mode, then reopen and replay. */
+function crashEveryPoint(
+  label: string,
+  setup: (fs: SimFs, path: string) => { index: HashIndex; records: WalRecord[]; model: Model },
+  mutate: (index: HashIndex) => void,
+  keys: number,
+): number {
+  let points = 0;
+  for (let n = 1; ; n++) {
+    let finished = false;
+    for (const mode of CRASH_MODES) {
+      const fs = new SimFs();
+      fs.mkdir('/d');
+      const { index, records, model } = setup(fs, '/d/index.hash');
+      fs.failAfter(n, 'crash');
+      try {
+        mutate(index);
+        finished = true;
+      } catch (err) {
+        if (!(err instanceof SimCrash) && !(err instanceof StoreError && /simulated power loss/.test(err.message))) throw err;
+      }
+      const claimed = index.durableLsn;
+      fs.crash(mode, mulberry32(n * 31 + mode.length));
+      const reopened = HashIndex.open(fs, '/d/index.hash');
+      const durable = reopened.durableLsn;
+      assert.ok(durable >= claimed, `${label}: claimed durable ${claimed}, recovered ${durable} (op ${n}, ${mode})`);
+      for (const r of records) if (r.lsn > durable) reopened.apply(r);
+      assertSame(reopened, model, universe(keys), `${label}: crash at op ${n}, mode ${mode}, durable ${durable}`);
+      // Recovering twice gives the same state.
+      reopened.checkpoint();
+      reopened.close();
+      const again = HashIndex.open(fs, '/d/index.hash');
+      assertSame(again, model, universe(keys), `${label}: second recovery at op ${n}, mode ${mode}`);
+      again.close();
+      if (finished) break;
+    }
+    points = n;
+    if (finished) break;
+  }
+  return points;
+}
+
+test('an interrupted checkpoint, at every file operation and in every crash mode, recovers', () => {
+  const records = workload(mulberry32(5), 120, 50);
+  const setup = (fs: SimFs, path: string): { index: HashIndex; records: WalRecord[]; model: Model } => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    const model = new Model();
+    records.forEach((r, i) => {
+      index.apply(r);
+      model.apply(r);
+      if (i === 59) index.checkpoint(); // an earlier checkpoint, so a redo has an old one to beat
+    });
+    return { index, records, model };
+  };
+  const points = crashEveryPoint('checkpoint', setup, (index) => index.checkpoint(), 50);
+  assert.ok(points >= 8, `checkpoint has at least 8 file operations (got ${points})`);
+});
+
+test('a crash without checkpoint loses only what the WAL replays', () => {
+  const fs = new SimFs();
+  fs.mkdir('/d');
+  const records = workload(mulberry32(9), 100, 40);
+  const model = new Model();
+  const index = HashIndex.open(fs, '/d/index.hash', { initialBuckets: 16 });
+  records.forEach((r, i) => {
+    index.apply(r);
+    model.apply(r);
+    if (i === 49) index.checkpoint();
+  });
+  fs.crash('torn', mulberry32(3));
+  const reopened = HashIndex.open(fs, '/d/index.hash');
+  assert.equal(reopened.durableLsn, 50);
+  for (const r of records) reopened.apply(r);
+  assertSame(reopened, model, universe(40));
+  reopened.close();
+});
+
+// ---- corruption ---------------------------------------------------------------------------
+
+test('a corrupt header is a CORRUPT error naming the file', () => {
+  withIndex((fs, path) => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    index.apply(rec(1, [set('a', 1, 8)]));
+    index.checkpoint();
+    index.close();
+    const bytes = nodeFs.readFileSync(path);
+    bytes[40] ^= 0x01; // live count, covered by the header CRC
+    nodeFs.writeFileSync(path, bytes);
+    assert.throws(
+      () => HashIndex.open(fs, path),
+      (e: unknown) => e instanceof StoreError && e.code === 'CORRUPT' && e.message.includes(path),
+    );
+    nodeFs.writeFileSync(path, Buffer.from('not an index at all'));
+    assert.throws(() => HashIndex.open(fs, path), (e: unknown) => e instanceof StoreError && e.code === 'CORRUPT');
+  });
+});
+
+test('a flipped byte in an entry is CORRUPT on get, never a miss', () => {
+  withIndex((fs, path) => {
+    let index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    index.apply(rec(1, [set('victim', 1, 8)]));
+    index.apply(rec(2, [set('other', 1, 16)]));
+    index.checkpoint();
+    index.close();
+    const first = dataStart(16); // 'victim' is the first entry
+    for (const at of [first + 58, first + 26, first + 9]) {
+      const bytes = nodeFs.readFileSync(path);
+      bytes[at] ^= 0x20; // a key byte, the needle offset, the hash
+      nodeFs.writeFileSync(path, bytes);
+      index = HashIndex.open(fs, path);
+      assert.throws(() => index.get(k('victim'), T0), (e: unknown) => e instanceof StoreError && e.code === 'CORRUPT', `byte ${at}`);
+      index.close();
+      bytes[at] ^= 0x20;
+      nodeFs.writeFileSync(path, bytes);
+    }
+    index = HashIndex.open(fs, path);
+    assert.equal(index.get(k('victim'), T0)?.address.offset, 8, 'restored file reads fine');
+    index.close();
+  });
+});
+
+// ---- scan, entries, sweep -----------------------------------------------------------------
+
+function fill(index: HashIndex, n: number, perRecord = 100, firstLsn = index.appliedLsn + 1): number {
+  let lsn = firstLsn;
+  for (let i = 0; i < n; i += perRecord) {
+    const ops: Op[] = [];
+    for (let j = i; j < Math.min(n, i + perRecord); j++) ops.push(set(`key-${j}`, 1, j * 8));
+    index.apply(rec(lsn++, ops));
+  }
+  return lsn;
+}
+
+test('scan returns every live key exactly once, and MATCH filters', () => {
+  withIndex((fs, path) => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 64 });
+    fill(index, 1000);
+    index.apply(rec(index.appliedLsn + 1, [set('key-5', 2, 8)])); // an overwrite: still once
+    index.apply(rec(index.appliedLsn + 1, [del('key-7'), set('key-9', 1, 8, T0 - 1)]));
+    const seen = new Map<string, number>();
+    let cursor = 0;
+    let calls = 0;
+    do {
+      const r = index.scan(cursor, 10, T0);
+      for (const e of r.entries) seen.set(Buffer.from(e.key).toString(), (seen.get(Buffer.from(e.key).toString()) ?? 0) + 1);
+      cursor = r.cursor;
+      calls++;
+    } while (cursor !== 0);
+    assert.ok(calls > 10);
+    assert.equal(seen.size, 998);
+    for (const [key, count] of seen) assert.equal(count, 1, key);
+    assert.equal(seen.has('key-7'), false);
+    assert.equal(seen.has('key-9'), false, 'expired keys are not returned');
+
+    let matched = 0;
+    cursor = 0;
+    do {
+      const r = index.scan(cursor, 50, T0, k('key-1?'));
+      matched += r.entries.length;
+      cursor = r.cursor;
+    } while (cursor !== 0);
+    assert.equal(matched, 10);
+    assert.equal([...index.entries(T0)].length, 998);
+    index.close();
+  });
+});
+
+test('scan returns every key at least once when a rebuild swaps in midway', () => {
+  withIndex((fs, path) => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    fill(index, 2000);
+    const seen = new Set<string>();
+    let cursor = 0;
+    let calls = 0;
+    do {
+      const r = index.scan(cursor, 20, T0);
+      for (const e of r.entries) seen.add(Buffer.from(e.key).toString());
+      cursor = r.cursor;
+      if (++calls === 3) {
+        index.startRebuild(1024);
+        while (!index.rebuildStep(4)) {
+          /* copy */
+        }
+        assert.equal(index.bucketCount, 1024);
+      }
+    } while (cursor !== 0);
+    for (let i = 0; i < 2000; i++) assert.ok(seen.has(`key-${i}`), `key-${i}`);
+    index.close();
+  });
+});
+
+test('expiredSlice walks the buckets and returns present-but-expired keys', () => {
+  withIndex((fs, path) => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    index.apply(rec(1, [set('a', 1, 8, T0 + 10), set('b', 1, 16, T0 + 20), set('c', 1, 24), set('d', 1, 32, T0 + 10)]));
+    index.apply(rec(2, [del('d')]));
+    const found = new Map<string, number>();
+    for (let i = 0; i < 4; i++) {
+      for (const e of index.expiredSlice(T0 + 15, 4)) found.set(Buffer.from(e.key).toString(), e.offset);
+    }
+    assert.deepEqual([...found.entries()].sort(), [['a', 8]]);
+    const swept = index.expiredSlice(T0 + 15, 16).map((e) => delIf(Buffer.from(e.key).toString(), e.volume, e.offset));
+    assert.deepEqual(index.apply(rec(3, swept, T0 + 15)), [1]);
+    assert.equal(index.liveCount, 2);
+    index.close();
+  });
+});
+
+// ---- growth -------------------------------------------------------------------------------
+
+test('growth from 16 buckets to many while applying: every key right after the swap and after reopen', () => {
+  withIndex((fs, path) => {
+    let index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    const model = new Model();
+    const rng = mulberry32(21);
+    let lsn = 1;
+    let swaps = 0;
+    for (let i = 0; i < 20000; i += 50) {
+      const ops: Op[] = [];
+      for (let j = i; j < i + 50; j++) ops.push(set(`key-${j}`, 1, j * 8));
+      // Some churn on keys that may sit in copied or uncopied buckets.
+      const victim = `key-${Math.floor(rng() * (i + 1))}`;
+      ops.push(rng() < 0.5 ? del(victim) : set(victim, 2, 8 * i));
+      const r = rec(lsn++, ops);
+      index.apply(r);
+      model.apply(r);
+      if (!index.rebuilding && index.needsGrowth()) index.startRebuild();
+      if (index.rebuilding && index.rebuildStep(8)) swaps++;
+      if (i % 5000 === 0) index.checkpoint();
+    }
+    while (index.rebuilding) if (index.rebuildStep(64)) swaps++;
+    assert.ok(swaps >= 3, `grew ${swaps} times`);
+    assert.ok(index.bucketCount >= 8192, `buckets ${index.bucketCount}`);
+    assert.equal(index.durableLsn, index.appliedLsn, 'a swap leaves the new file checkpointed');
+    assertSame(index, model, universe(20000), 'after swap');
+    assert.equal(nodeFs.existsSync(`${path}.tmp`), false);
+    index.close();
+    index = HashIndex.open(fs, path);
+    assertSame(index, model, universe(20000), 'after reopen');
+    index.close();
+  });
+});
+
+test('a crash at any point of a rebuild swap recovers to the state before or after', () => {
+  const records = workload(mulberry32(13), 80, 40);
+  const setup = (fs: SimFs, path: string): { index: HashIndex; records: WalRecord[]; model: Model } => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    const model = new Model();
+    records.forEach((r, i) => {
+      index.apply(r);
+      model.apply(r);
+      if (i === 39) index.checkpoint();
+      if (i === 69) index.startRebuild(64);
+      if (i > 69) index.rebuildStep(1); // 10 of 16 buckets copied before the crash test
+    });
+    return { index, records, model };
+  };
+  const points = crashEveryPoint('rebuild', setup, (index) => {
+    while (!index.rebuildStep(4)) {
+      /* copy and swap */
+    }
+  }, 40);
+  assert.ok(points >= 6, `rebuild swap has at least 6 file operations (got ${points})`);
+});
+
+// ---- snapshots ----------------------------------------------------------------------------
+
+test('snapshot chunks reset the index once, then load; appliedLsn moves at the next record', () => {
+  withIndex((fs, path) => {
+    let index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    index.apply(rec(1, [set('old-1', 1, 8), set('old-2', 1, 16)]));
+    index.apply(rec(2, [set('old-3', 1, 24)]));
+    index.checkpoint();
+    assert.deepEqual(index.apply(rec(2, [set('snap-0', 2, 8)], T0, 1)), [], 'a chunk at an applied LSN is skipped');
+    assert.deepEqual(index.apply(rec(10, [set('snap-1', 2, 8), set('old-2', 2, 16)], T0, 1)), [1, 1]);
+    assert.equal(index.get(k('old-1'), T0), undefined, 'the first chunk reset the index');
+    assert.deepEqual(index.apply(rec(10, [set('snap-2', 2, 24)], T0, 1)), [1], 'the second chunk does not reset');
+    assert.equal(index.liveCount, 3);
+    assert.equal(index.appliedLsn, 2, 'appliedLsn waits for the first committed record');
+    index.checkpoint(); // a partial snapshot is not checkpointed
+    assert.equal(index.durableLsn, 2);
+    assert.deepEqual(index.apply(rec(9, [set('stale', 1, 8)])), [], 'records up to S are skipped');
+    assert.equal(index.appliedLsn, 10);
+    assert.deepEqual(index.apply(rec(11, [del('snap-1')])), [1]);
+    assert.equal(index.appliedLsn, 11);
+    assert.equal(index.get(k('old-2'), T0)?.address.volume, 2);
+    assert.equal(index.get(k('snap-2'), T0)?.address.offset, 24);
+    assert.equal(index.get(k('old-3'), T0), undefined);
+    assert.equal(index.liveCount, 2);
+    index.checkpoint();
+    index.close();
+    index = HashIndex.open(fs, path);
+    assert.equal(index.durableLsn, 11);
+    assert.equal(index.get(k('old-1'), T0), undefined);
+    assert.equal(index.get(k('snap-2'), T0)?.address.offset, 24);
+    assert.equal(index.liveCount, 2);
+    index.close();
+  });
+});
+
+test('a crash in the middle of loading a snapshot falls back to the last checkpoint', () => {
+  const fs = new SimFs();
+  fs.mkdir('/d');
+  const index = HashIndex.open(fs, '/d/index.hash', { initialBuckets: 16 });
+  index.apply(rec(1, [set('old', 1, 8)]));
+  index.checkpoint();
+  index.apply(rec(5, [set('snap', 2, 8)], T0, 1));
+  index.checkpoint();
+  fs.crash('prefix', mulberry32(1));
+  const reopened = HashIndex.open(fs, '/d/index.hash');
+  assert.equal(reopened.durableLsn, 1);
+  assert.equal(reopened.get(k('old'), T0)?.address.offset, 8);
+  assert.equal(reopened.get(k('snap'), T0), undefined);
+  reopened.close();
+});
