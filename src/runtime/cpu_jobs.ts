@@ -6,6 +6,7 @@
 // {ok: false, error: WireError}, because piscina clones a thrown error without its code.
 // Every job bounds its input.
 import { crc32 } from 'node:zlib';
+import { globMatch, isMatchAll } from '../storage/glob.js';
 import { StoreError } from '../storage/types.js';
 import { toWireError, type WireError } from './errors.js';
 import { NodeFs } from './fs.js';
@@ -47,8 +48,9 @@ function globFilter(input: { pattern: Uint8Array; keys: Uint8Array[] }): number[
   const { pattern, keys } = input;
   if (pattern.length > MAX_GLOB_PATTERN) throw new StoreError('BAD_ARGUMENT', `glob pattern of ${pattern.length} bytes (limit ${MAX_GLOB_PATTERN})`);
   if (keys.length > MAX_GLOB_KEYS) throw new StoreError('BATCH_TOO_LARGE', `${keys.length} keys in one glob job (limit ${MAX_GLOB_KEYS})`);
+  const all = isMatchAll(pattern);
   const out: number[] = [];
-  for (let i = 0; i < keys.length; i++) if (globMatch(pattern, keys[i])) out.push(i);
+  for (let i = 0; i < keys.length; i++) if (all || globMatch(pattern, keys[i])) out.push(i);
   return out;
 }
 
@@ -75,76 +77,4 @@ function crcFile(input: { path: string; start: number; length: number }): number
   } finally {
     file.close();
   }
-}
-
-// ---- glob ---------------------------------------------------------------------------------------
-// Local until src/storage/glob.ts lands; same semantics as Redis stringmatchlen. Linear-ish:
-// on a mismatch it backtracks only to the last '*', so no pattern is exponential.
-
-const STAR = 0x2a;
-const QUESTION = 0x3f;
-const OPEN = 0x5b;
-const CLOSE = 0x5d;
-const CARET = 0x5e;
-const DASH = 0x2d;
-const BACKSLASH = 0x5c;
-
-/** True when `key` matches the whole of `pattern`. */
-export function globMatch(pattern: Uint8Array, key: Uint8Array): boolean {
-  let p = 0;
-  let k = 0;
-  let starP = -1;
-  let starK = 0;
-  while (k < key.length) {
-    if (p < pattern.length && pattern[p] === STAR) {
-      starP = p++;
-      starK = k;
-      continue;
-    }
-    if (p < pattern.length) {
-      const next = matchOne(pattern, p, key[k]);
-      if (next > 0) {
-        p = next;
-        k++;
-        continue;
-      }
-    }
-    if (starP < 0) return false;
-    p = starP + 1;
-    k = ++starK;
-  }
-  while (p < pattern.length && pattern[p] === STAR) p++;
-  return p === pattern.length;
-}
-
-/** Matches one pattern token at p against byte c: the index after the token, or -1. */
-function matchOne(pattern: Uint8Array, p: number, c: number): number {
-  const t = pattern[p];
-  if (t === QUESTION) return p + 1;
-  if (t === BACKSLASH && p + 1 < pattern.length) return pattern[p + 1] === c ? p + 2 : -1;
-  if (t === OPEN) return matchClass(pattern, p + 1, c);
-  return t === c ? p + 1 : -1;
-}
-
-/** A [class] from just after '[': the index after its ']' (or the pattern's end), or -1. */
-function matchClass(pattern: Uint8Array, p: number, c: number): number {
-  const negate = pattern[p] === CARET;
-  if (negate) p++;
-  let hit = false;
-  while (p < pattern.length && pattern[p] !== CLOSE) {
-    if (pattern[p] === BACKSLASH && p + 1 < pattern.length) {
-      if (pattern[p + 1] === c) hit = true;
-      p += 2;
-    } else if (p + 2 < pattern.length && pattern[p + 1] === DASH && pattern[p + 2] !== CLOSE) {
-      const lo = Math.min(pattern[p], pattern[p + 2]);
-      const hi = Math.max(pattern[p], pattern[p + 2]);
-      if (c >= lo && c <= hi) hit = true;
-      p += 3;
-    } else {
-      if (pattern[p] === c) hit = true;
-      p++;
-    }
-  }
-  const end = p < pattern.length ? p + 1 : p;
-  return hit !== negate ? end : -1;
 }
