@@ -205,3 +205,31 @@ test('one unsendable message fails alone; the rest of its batch goes through', a
   assert.match((err as Error).message, /'dup'/);
   close();
 });
+
+test('mixed timeouts expire in deadline order, never early, and answered requests never time out', async () => {
+  const { a, b, close } = pair();
+  const release: (() => void)[] = [];
+  b.onRequest((body) => {
+    if ((body as { t: string }).t === 'answer-later') return new Promise<string>((r) => release.push(() => r('done')));
+    return new Promise(() => undefined);
+  });
+  const t0 = performance.now();
+  const when = (p: Promise<unknown>): Promise<{ code: string; ms: number }> =>
+    p.then(
+      () => ({ code: 'OK', ms: performance.now() - t0 }),
+      (e: unknown) => ({ code: (e as StoreError).code, ms: performance.now() - t0 }),
+    );
+  const long = when(a.call({ t: 'long' }, { timeoutMs: 150 }));
+  const short = when(a.call({ t: 'short' }, { timeoutMs: 40 }));
+  const answered = when(a.call({ t: 'answer-later' }, { timeoutMs: 60 }));
+  await new Promise((r) => setTimeout(r, 20));
+  release.forEach((f) => f());
+  const [l, s, ans] = await Promise.all([long, short, answered]);
+  assert.equal(ans.code, 'OK');
+  assert.equal(s.code, 'TIMEOUT');
+  assert.equal(l.code, 'TIMEOUT');
+  assert.ok(s.ms >= 40 && l.ms >= 150, `not early: ${s.ms.toFixed(1)} ${l.ms.toFixed(1)}`);
+  assert.ok(s.ms < l.ms);
+  assert.equal(a.inFlight, 0);
+  close();
+});

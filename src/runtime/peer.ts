@@ -80,7 +80,9 @@ const MAX_TIMEOUT_MS = 2_147_483_647;
 interface Pending {
   resolve: (value: never) => void;
   reject: (err: StoreError) => void;
-  timer: NodeJS.Timeout;
+  /** Its bucket in `deadlines`. */
+  bucket: number;
+  timeoutMs: number;
   /** The `t` of the body, for error messages. */
   type: string;
   /** call(): resolve with the body only. */
@@ -98,6 +100,7 @@ export class Peer {
   private readonly maxInFlight: number;
   private nextId = 0;
   private readonly pending = new Map<number, Pending>();
+  private readonly deadlines = new Deadlines(this.onTimeout.bind(this));
   // The outbox of this turn: envelopes and, beside each, its blobs (null when none).
   private outEnvs: Envelope[] = [];
   private outBlobs: (ArrayBuffer[] | null)[] = [];
@@ -177,10 +180,8 @@ export class Peer {
     const err = fromWireError({ code, message });
     const all = [...this.pending.values()];
     this.pending.clear();
-    for (const p of all) {
-      clearTimeout(p.timer);
-      p.reject(err);
-    }
+    this.deadlines.clear();
+    for (const p of all) p.reject(err);
   }
 
   /** Send what is queued now instead of at the end of the turn (before a worker exits). */
@@ -229,20 +230,18 @@ export class Peer {
     }
     const id = ++this.nextId;
     return new Promise<R>((resolve, reject) => {
-      const timer = setTimeout(this.onTimeout, timeoutMs, id, timeoutMs);
-      // A pending request must not keep a process alive by itself; the port does that.
-      timer.unref();
-      this.pending.set(id, { resolve: resolve as (v: never) => void, reject, timer, type: typeOf(body), bodyOnly });
+      const bucket = this.deadlines.add(id, timeoutMs);
+      this.pending.set(id, { resolve: resolve as (v: never) => void, reject, bucket, timeoutMs, type: typeOf(body), bodyOnly });
       this.enqueue([EnvelopeKind.Request, id, body, 0, 0], options?.blobs);
     });
   }
 
-  private readonly onTimeout = (id: number, timeoutMs: number): void => {
+  private onTimeout(id: number): void {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
-    p.reject(new StoreError('TIMEOUT', `${this.name} did not answer '${p.type}' within ${timeoutMs} ms`));
-  };
+    p.reject(new StoreError('TIMEOUT', `${this.name} did not answer '${p.type}' within ${p.timeoutMs} ms`));
+  }
 
   private enqueue(env: Envelope, blobs: ArrayBuffer[] | undefined): void {
     this.outEnvs.push(env);
@@ -312,7 +311,7 @@ export class Peer {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
-    clearTimeout(p.timer);
+    this.deadlines.remove(id, p.bucket);
     p.reject(err);
   }
 
@@ -389,7 +388,7 @@ export class Peer {
     const p = this.pending.get(id);
     if (!p) return; // timed out or failed already: the answer is late, not wrong
     this.pending.delete(id);
-    clearTimeout(p.timer);
+    this.deadlines.remove(id, p.bucket);
     p.resolve((p.bodyOnly ? body : { body, blobs }) as never);
   }
 
@@ -397,7 +396,7 @@ export class Peer {
     const p = this.pending.get(id);
     if (!p) return;
     this.pending.delete(id);
-    clearTimeout(p.timer);
+    this.deadlines.remove(id, p.bucket);
     p.reject(fromWireError(error));
   }
 
@@ -466,4 +465,105 @@ function isPromiseLike(v: unknown): v is PromiseLike<unknown> {
 /** Exhaustiveness check at compile time; at run time a bad kind is dropped with a warning. */
 function unknownKind(kind: never): void {
   process.emitWarning(`dropped an envelope of unknown kind ${String(kind as Kind)}`);
+}
+
+// ---- timeouts ---------------------------------------------------------------------------------
+
+/** Timeouts fire up to this much late: the price of one timer per Peer instead of per request. */
+export const TIMEOUT_GRAIN_MS = 10;
+
+/**
+ * Request deadlines grouped in buckets of TIMEOUT_GRAIN_MS, with one timer per Peer armed
+ * for the earliest bucket. A Node timer per request (create, unref, clear) cost about as much
+ * as the rest of a batched round trip together; a Set add/delete is a fraction of it. Buckets
+ * are kept in a min-heap of their keys, so any mix of timeout values works.
+ */
+class Deadlines {
+  private readonly buckets = new Map<number, Set<number>>();
+  private readonly heap: number[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private armedFor = Infinity;
+
+  constructor(private readonly onExpire: (id: number) => void) {}
+
+  /** Registers id; returns its bucket key (pass it to remove). */
+  add(id: number, timeoutMs: number): number {
+    const key = Math.ceil((performance.now() + timeoutMs) / TIMEOUT_GRAIN_MS);
+    let set = this.buckets.get(key);
+    if (set === undefined) {
+      set = new Set();
+      this.buckets.set(key, set);
+      heapPush(this.heap, key);
+      if (key < this.armedFor) this.arm(key);
+    }
+    set.add(id);
+    return key;
+  }
+
+  remove(id: number, key: number): void {
+    const set = this.buckets.get(key);
+    if (set === undefined) return;
+    set.delete(id);
+    // An emptied bucket goes now, so the timer never wakes for a bucket with nothing in it
+    // (its key stays in the heap and is skipped).
+    if (set.size === 0) this.buckets.delete(key);
+  }
+
+  clear(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.armedFor = Infinity;
+    this.buckets.clear();
+    this.heap.length = 0;
+  }
+
+  private arm(key: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.armedFor = key;
+    this.timer = setTimeout(this.fire, Math.max(1, key * TIMEOUT_GRAIN_MS - performance.now()));
+    // A pending request must not keep a process alive by itself; the port does that.
+    this.timer.unref();
+  }
+
+  private readonly fire = (): void => {
+    this.timer = null;
+    this.armedFor = Infinity;
+    const now = performance.now();
+    while (this.heap.length > 0 && this.heap[0] * TIMEOUT_GRAIN_MS <= now) {
+      const key = heapPop(this.heap);
+      const set = this.buckets.get(key);
+      this.buckets.delete(key);
+      if (set) for (const id of set) this.onExpire(id);
+    }
+    while (this.heap.length > 0 && !this.buckets.has(this.heap[0])) heapPop(this.heap);
+    if (this.heap.length > 0) this.arm(this.heap[0]);
+  };
+}
+
+function heapPush(heap: number[], v: number): void {
+  let i = heap.push(v) - 1;
+  while (i > 0) {
+    const parent = (i - 1) >> 1;
+    if (heap[parent] <= v) break;
+    heap[i] = heap[parent];
+    i = parent;
+  }
+  heap[i] = v;
+}
+
+function heapPop(heap: number[]): number {
+  const top = heap[0];
+  const last = heap.pop() as number;
+  if (heap.length === 0) return top;
+  let i = 0;
+  for (;;) {
+    const l = 2 * i + 1;
+    if (l >= heap.length) break;
+    const c = l + 1 < heap.length && heap[l + 1] < heap[l] ? l + 1 : l;
+    if (heap[c] >= last) break;
+    heap[i] = heap[c];
+    i = c;
+  }
+  heap[i] = last;
+  return top;
 }
