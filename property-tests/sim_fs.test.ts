@@ -195,12 +195,16 @@ test('subset-garbage keeps subsets (holes allowed) and garbles only pending byte
   assert.ok(garbled > 50, `garbage happens (${garbled} sectors)`);
 });
 
-test('subset-garbage produces each flavor of garbage: random, zeros, a single flipped bit', () => {
+test('subset-garbage produces each flavor of garbage: random, zeros, a flipped bit when asked', () => {
+  const flavors = (garbage: 'power-loss' | 'with-bitflips'): { zeros: number; oneBit: number; random: number } => {
   let zeros = 0;
   let oneBit = 0;
   let random = 0;
   for (let seed = 0; seed < 300; seed++) {
-    const fs = withDurableFile('');
+    const fs = new SimFs({ garbage });
+    fs.mkdir('/d');
+    fs.open('/d/f', 'create').sync();
+    fs.syncDir('/d');
     const h = fs.open('/d/f', 'write');
     h.write(new Uint8Array(64).fill(0x55), 0);
     fs.crash('subset-garbage', mulberry32(seed));
@@ -212,7 +216,12 @@ test('subset-garbage produces each flavor of garbage: random, zeros, a single fl
     else if (diffBits === 1) oneBit++;
     else if (diffBits > 8) random++;
   }
-  assert.ok(zeros > 5 && oneBit > 5 && random > 5, `zeros ${zeros}, one bit ${oneBit}, random ${random}`);
+  return { zeros, oneBit, random };
+  };
+  const plain = flavors('power-loss');
+  assert.ok(plain.zeros > 5 && plain.random > 5 && plain.oneBit === 0, JSON.stringify(plain));
+  const flips = flavors('with-bitflips');
+  assert.ok(flips.zeros > 5 && flips.oneBit > 5 && flips.random > 5, JSON.stringify(flips));
 });
 
 function popcount(x: number): number {

@@ -56,7 +56,7 @@ export function randInt(rng: Rng, n: number): number {
  * - drop: all lost;
  * - prefix: a random prefix kept (in issue order);
  * - subset-garbage: a random subset kept; some kept writes get some of their 512-byte sectors
- *   replaced by garbage (random bytes, zeros, or a single flipped bit);
+ *   replaced by garbage (random bytes or zeros; also single flipped bits if asked, see SimFsOptions);
  * - torn: a prefix kept and the next write torn at a random byte;
  * - random: one of the above, picked per inode.
  */
@@ -100,6 +100,12 @@ export interface FaultOptions {
 export interface SimFsOptions {
   /** mkdir durable at once (default true); false: durable only after syncDir(parent). */
   durableMkdir?: boolean;
+  /**
+   * Garbage in 'subset-garbage' crashes: random bytes or zeros (default: what a power loss
+   * mid-sector can leave), or also single flipped bits ('with-bitflips': media corruption,
+   * for tests of checksums; it also hits files that carry no checksum by design, like LOCK).
+   */
+  garbage?: 'power-loss' | 'with-bitflips';
 }
 
 /** What one crash did to one inode's pending ops, for debugging a failing seed. */
@@ -235,9 +241,10 @@ function keepTorn(ops: Pending[], rng: Rng): Outcome {
   return { kept, torn: false, garbledSectors: 0 };
 }
 
-/** Garbage for the bytes of one sector: random bytes, zeros, or one flipped bit. */
-function garble(bytes: Uint8Array, rng: Rng): void {
-  const flavor = randInt(rng, 3);
+/** Garbage for the bytes of one sector: random bytes, zeros, or (bitflips) one flipped bit. */
+function garble(bytes: Uint8Array, rng: Rng, bitflips: boolean): void {
+  // With bitflips, half the garbage is a single flipped bit: the case only a checksum catches.
+  const flavor = bitflips ? (rng() < 0.5 ? 2 : randInt(rng, 2)) : randInt(rng, 2);
   if (flavor === 0) {
     for (let i = 0; i < bytes.length; i++) bytes[i] = randInt(rng, 256);
   } else if (flavor === 1) {
@@ -249,7 +256,7 @@ function garble(bytes: Uint8Array, rng: Rng): void {
 }
 
 /** Garbles at least one of the sectors that a write touches (only the write's own bytes). */
-function garbleWrite(op: { pos: number; data: Uint8Array }, rng: Rng): { data: Uint8Array; sectors: number } {
+function garbleWrite(op: { pos: number; data: Uint8Array }, rng: Rng, bitflips: boolean): { data: Uint8Array; sectors: number } {
   const data = op.data.slice();
   const first = Math.floor(op.pos / SECTOR_SIZE);
   const last = Math.floor((op.pos + data.length - 1) / SECTOR_SIZE);
@@ -259,19 +266,19 @@ function garbleWrite(op: { pos: number; data: Uint8Array }, rng: Rng): { data: U
     if (s !== forced && rng() >= 0.5) continue;
     const from = Math.max(s * SECTOR_SIZE, op.pos) - op.pos;
     const to = Math.min((s + 1) * SECTOR_SIZE, op.pos + data.length) - op.pos;
-    garble(data.subarray(from, to), rng);
+    garble(data.subarray(from, to), rng, bitflips);
     sectors++;
   }
   return { data, sectors };
 }
 
-function keepSubsetGarbage(ops: Pending[], rng: Rng): Outcome {
+function keepSubsetGarbage(ops: Pending[], rng: Rng, bitflips: boolean): Outcome {
   const kept: Pending[] = [];
   let garbledSectors = 0;
   for (const op of ops) {
     if (rng() < 0.5) continue;
     if (op.kind === 'write' && op.data.length > 0 && rng() < 0.5) {
-      const g = garbleWrite(op, rng);
+      const g = garbleWrite(op, rng, bitflips);
       garbledSectors += g.sectors;
       kept.push({ kind: 'write', pos: op.pos, data: g.data });
     } else {
@@ -281,7 +288,7 @@ function keepSubsetGarbage(ops: Pending[], rng: Rng): Outcome {
   return { kept, torn: false, garbledSectors };
 }
 
-function outcomeOf(mode: CrashMode, ops: Pending[], rng: Rng): Outcome {
+function outcomeOf(mode: CrashMode, ops: Pending[], rng: Rng, bitflips: boolean): Outcome {
   switch (mode) {
     case 'drop':
       return { kept: [], torn: false, garbledSectors: 0 };
@@ -290,7 +297,7 @@ function outcomeOf(mode: CrashMode, ops: Pending[], rng: Rng): Outcome {
     case 'torn':
       return keepTorn(ops, rng);
     case 'subset-garbage':
-      return keepSubsetGarbage(ops, rng);
+      return keepSubsetGarbage(ops, rng, bitflips);
     case 'random':
       throw new Error('random is resolved before outcomeOf');
   }
@@ -327,9 +334,11 @@ export class SimFs implements Fs {
   private ops = 0;
   private crashes = 0;
   private readonly durableMkdir: boolean;
+  private readonly bitflips: boolean;
 
-  constructor(options: SimFsOptions = {}) {
+  constructor(private readonly options: SimFsOptions = {}) {
     this.durableMkdir = options.durableMkdir ?? true;
+    this.bitflips = options.garbage === 'with-bitflips';
     this.dirs.set('/', { durable: new Map(), current: new Map() });
   }
 
@@ -467,7 +476,7 @@ export class SimFs implements Fs {
   private crashInode(inode: Inode, mode: CrashMode, rng: Rng, paths: string[]): CrashFileReport {
     const chosen = mode === 'random' ? (CONCRETE_MODES[randInt(rng, CONCRETE_MODES.length)] ?? 'drop') : mode;
     const pending = inode.pending.length;
-    const outcome = pending === 0 ? { kept: [], torn: false, garbledSectors: 0 } : outcomeOf(chosen, inode.pending, rng);
+    const outcome = pending === 0 ? { kept: [], torn: false, garbledSectors: 0 } : outcomeOf(chosen, inode.pending, rng, this.bitflips);
     for (const op of outcome.kept) applyOp(inode.durable, op);
     inode.current = inode.durable.copy();
     inode.pending = [];
@@ -478,7 +487,7 @@ export class SimFs implements Fs {
 
   /** A deep copy of the whole state (durable, pending, directories); no handles, no faults. */
   clone(): SimFs {
-    const copy = new SimFs({ durableMkdir: this.durableMkdir });
+    const copy = new SimFs(this.options);
     copy.nextIno = this.nextIno;
     copy.ops = this.ops;
     copy.crashes = this.crashes;
