@@ -220,3 +220,41 @@ test('an actor that never becomes ready fails start with a timeout naming it', a
   });
   await assert.rejects(sup.start(), /lost failed to start: .*(Cannot find module|ERR_MODULE_NOT_FOUND)/);
 });
+
+test('while an actor recovers in init, requests to it fail fast; a too-slow init fails start', async () => {
+  const { dir, cleanup } = tempDir();
+  const slow = new Supervisor([
+    { name: 'slow', module: CRASH, config: { stateFile: join(dir, 'a.json'), initDelayMs: 300 }, talksTo: ['main'] },
+  ]);
+  const started = slow.start();
+  await new Promise((r) => setTimeout(r, 100));
+  await assert.rejects(slow.peer('slow').call({ t: 'get' }), isCode('ACTOR_DOWN', /slow is down \(starting\)/));
+  await started;
+  assert.deepEqual(await slow.peer('slow').call({ t: 'get' }), { inits: 1, counter: 0 });
+  await slow.stop();
+
+  const stuck = new Supervisor(
+    [{ name: 'stuck', module: CRASH, config: { stateFile: join(dir, 'b.json'), initDelayMs: 10_000 } }],
+    { readyTimeoutMs: 200 },
+  );
+  const t0 = Date.now();
+  await assert.rejects(stuck.start(), /stuck failed to start: not ready within 200 ms/);
+  assert.ok(Date.now() - t0 < 5000);
+  cleanup();
+});
+
+test('stop lets in-flight requests finish, then refuses new ones', async () => {
+  const sup = new Supervisor([{ name: 'e', module: ECHO, config: {}, talksTo: ['main'] }]);
+  await sup.start();
+  const inFlight = settle(sup.peer('e').call({ t: 'sleep', ms: 200 }));
+  await new Promise((r) => setTimeout(r, 30));
+  const stopped = sup.stop();
+  await new Promise((r) => setTimeout(r, 30));
+  const late = settle(sup.peer('e').call({ t: 'echo', v: 1 }));
+  await stopped;
+  const done = await inFlight;
+  assert.equal(done.err, null, 'the request in flight at stop got its answer');
+  const refused = await late;
+  assert.ok(isCode('ACTOR_DOWN', /stopping/)(refused.err) || isCode('CLOSED')(refused.err), String(refused.err));
+  assert.equal(sup.status()[0].state, 'stopped');
+});

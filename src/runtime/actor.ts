@@ -160,6 +160,8 @@ class ActorRuntime {
     if (this.phase === 'stopping') return;
     this.phase = 'stopping';
     await this.drain();
+    // The last handlers' answers are queued on microtasks after they settle: let them be.
+    await nextTurn();
     let code = 0;
     try {
       await this.def.stop?.();
@@ -167,6 +169,7 @@ class ActorRuntime {
       process.emitWarning(`${this.init.name}: stop hook failed: ${toWireError(err).message}`);
       code = 1;
     }
+    await nextTurn();
     for (const peer of this.peers.values()) peer.flush();
     this.main.flush();
     process.exit(code);
@@ -186,6 +189,10 @@ class ActorRuntime {
   private post(msg: ActorMessage): void {
     this.parent.postMessage(msg);
   }
+}
+
+function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /** comlink's Endpoint over a node MessagePort (comlink's own adapter is not an ES export). */

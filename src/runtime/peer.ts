@@ -95,6 +95,8 @@ export class Peer {
   /** Bumped on every port change: a reply computed for an older port is dropped. */
   private generation = 0;
   private downMessage: string;
+  /** What pending and new requests are told when the port closes under us. */
+  private closeMessage: string;
   private closed = false;
   private handler: RequestHandler | null = null;
   private readonly maxInFlight: number;
@@ -110,6 +112,7 @@ export class Peer {
   constructor(name: string, port: MessagePort | null, options: PeerOptions = {}) {
     this.name = name;
     this.downMessage = `${name} is down (restarting)`;
+    this.closeMessage = this.downMessage;
     const max = options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
     if (!Number.isInteger(max) || max < 1) {
       throw new StoreError('BAD_ARGUMENT', `peer ${name}: maxInFlight must be a positive integer, got ${max}`);
@@ -162,7 +165,13 @@ export class Peer {
       return;
     }
     this.detachPort(`${this.name} is down (restarting)`);
+    this.closeMessage = `${this.name} is down (restarting)`;
     this.attach(port);
+  }
+
+  /** Announces why the port will close (the supervisor is stopping the other side). */
+  expectDown(message: string): void {
+    this.closeMessage = message;
   }
 
   /**
@@ -326,7 +335,7 @@ export class Peer {
     // The other end closed (its thread died or it closed the port): nothing on this port will
     // ever be answered, so fail now rather than at each timeout.
     port.once('close', () => {
-      if (this.generation === generation && !this.closed) this.markDown();
+      if (this.generation === generation && !this.closed) this.markDown(this.closeMessage);
     });
   }
 

@@ -351,6 +351,7 @@ export class Supervisor extends EventEmitter {
   private async stopOne(slot: Slot): Promise<void> {
     const worker = slot.worker;
     if (worker === null) return;
+    slot.mainPeer.expectDown(`${slot.name} is down (stopped)`);
     const shutdown: SupervisorMessage = { t: 'shutdown' };
     worker.postMessage(shutdown);
     const timer = setTimeout(() => void worker.terminate(), this.stopTimeoutMs);
