@@ -147,6 +147,11 @@ test('crc32Range agrees with zlib.crc32, whole and continued', () => {
   assert.equal(crc32Range(buf, 0, buf.length), zlib.crc32(buf) >>> 0);
   const first = crc32Range(buf, 10, 100);
   assert.equal(crc32Range(buf, 100, 250, first), zlib.crc32(buf.subarray(10, 250)) >>> 0);
+  for (let from = 0; from < 5; from++) {
+    for (let to = from; to < from + 9; to++) {
+      assert.equal(crc32Range(buf, from, to), zlib.crc32(buf.subarray(from, to)) >>> 0, `${from}..${to}`);
+    }
+  }
 });
 
 // ---- op semantics -------------------------------------------------------------------------
