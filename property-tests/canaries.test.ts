@@ -12,8 +12,8 @@ import { canaries, resetCanaries, type Canaries } from '../src/runtime/canary.js
 import { DEFAULT_CONFIG, checkOnce, type PropertyConfig } from './model.js';
 
 /** Runs per attempt, and attempts (seeds) per canary: the budget within which it must be caught. */
-const RUNS = Number(process.env.BRISE_CANARY_RUNS ?? 150);
-const ATTEMPTS = Number(process.env.BRISE_CANARY_ATTEMPTS ?? 4);
+const RUNS = Number(process.env.BRISE_CANARY_RUNS ?? 200);
+const ATTEMPTS = Number(process.env.BRISE_CANARY_ATTEMPTS ?? 5);
 
 interface Caught {
   caught: boolean;

@@ -106,6 +106,8 @@ export interface SimFsOptions {
    * for tests of checksums; it also hits files that carry no checksum by design, like LOCK).
    */
   garbage?: 'power-loss' | 'with-bitflips';
+  /** With bitflips: which files may get them (default all), e.g. only checksummed ones. */
+  bitflipsIn?: (path: string) => boolean;
 }
 
 /** What one crash did to one inode's pending ops, for debugging a failing seed. */
@@ -476,11 +478,16 @@ export class SimFs implements Fs {
   private crashInode(inode: Inode, mode: CrashMode, rng: Rng, paths: string[]): CrashFileReport {
     const chosen = mode === 'random' ? (CONCRETE_MODES[randInt(rng, CONCRETE_MODES.length)] ?? 'drop') : mode;
     const pending = inode.pending.length;
-    const outcome = pending === 0 ? { kept: [], torn: false, garbledSectors: 0 } : outcomeOf(chosen, inode.pending, rng, this.bitflips);
+    const outcome = pending === 0 ? { kept: [], torn: false, garbledSectors: 0 } : outcomeOf(chosen, inode.pending, rng, this.bitflipsFor(paths));
     for (const op of outcome.kept) applyOp(inode.durable, op);
     inode.current = inode.durable.copy();
     inode.pending = [];
     return { paths, mode: chosen, pending, kept: outcome.kept.length, torn: outcome.torn, garbledSectors: outcome.garbledSectors };
+  }
+
+  private bitflipsFor(paths: string[]): boolean {
+    const filter = this.options.bitflipsIn;
+    return this.bitflips && (filter === undefined || paths.some(filter));
   }
 
   // --- Copies -------------------------------------------------------------------------
