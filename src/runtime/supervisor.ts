@@ -158,6 +158,20 @@ export class Supervisor extends EventEmitter {
     }));
   }
 
+  /**
+   * Kills an actor's thread abruptly, as a crash would (fault injection in tests, and an
+   * operator's last resort for a stuck actor); the supervisor then restarts it as usual.
+   * Resolves once the thread has exited.
+   */
+  async kill(name: string): Promise<void> {
+    const slot = this.slot(name);
+    const worker = slot.worker;
+    if (worker === null) return;
+    const exited = slot.exited;
+    await worker.terminate();
+    await exited;
+  }
+
   /** Reverse dependency order: 'shutdown' to each, wait for its exit (terminate after a timeout). */
   stop(): Promise<void> {
     this.stopping = true;
