@@ -336,18 +336,33 @@ test('a crash without checkpoint loses only what the WAL replays', () => {
 
 // ---- corruption ---------------------------------------------------------------------------
 
-test('a corrupt header is a CORRUPT error naming the file', () => {
+test('a damaged newest header falls back to the older slot; both damaged is CORRUPT naming the file', () => {
   withIndex((fs, path) => {
     const index = HashIndex.open(fs, path, { initialBuckets: 16 });
     index.apply(rec(1, [set('a', 1, 8)]));
-    index.checkpoint();
+    index.checkpoint(); // generation 2, written to the slot at 0; the slot at 2048 keeps generation 1
     index.close();
     const bytes = nodeFs.readFileSync(path);
-    bytes[40] ^= 0x01; // live count, covered by the header CRC
+    bytes[40] ^= 0x01; // live count of the newest slot, covered by its CRC
     nodeFs.writeFileSync(path, bytes);
+    const older = HashIndex.open(fs, path);
+    // The older slot says LSN 0; index.hash.heads (LSN 1) brings it forward, as after a crash.
+    assert.equal(older.durableLsn, 1);
+    assert.ok(older.get(Buffer.from('a'), 1), 'the entry is back');
+    older.apply(rec(2, [set('b', 1, 16)]));
+    older.checkpoint(); // writes the slot that is not the newest valid one
+    older.close();
+    const reopened = HashIndex.open(fs, path);
+    assert.equal(reopened.durableLsn, 2);
+    assert.ok(reopened.get(Buffer.from('b'), 1));
+    reopened.close();
+    const both = nodeFs.readFileSync(path);
+    both[40] ^= 0x01;
+    both[2048 + 40] ^= 0x01;
+    nodeFs.writeFileSync(path, both);
     assert.throws(
       () => HashIndex.open(fs, path),
-      (e: unknown) => e instanceof StoreError && e.code === 'CORRUPT' && e.message.includes(path),
+      (e: unknown) => e instanceof StoreError && e.code === 'CORRUPT' && e.message.includes(path) && e.message.includes('no valid header'),
     );
     nodeFs.writeFileSync(path, Buffer.from('not an index at all'));
     assert.throws(() => HashIndex.open(fs, path), (e: unknown) => e instanceof StoreError && e.code === 'CORRUPT');

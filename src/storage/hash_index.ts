@@ -64,6 +64,7 @@ import {
   entrySize,
   FLAG_TOMBSTONE,
   HEADER_SIZE,
+  headerSlotOffset,
   HEADS_FIXED_SIZE,
   HEADS_PAIR_SIZE,
   isPowerOfTwo,
@@ -130,6 +131,8 @@ class IndexFile {
   /** Entries end as of the last checkpoint (the header's E). */
   durableEnd: number;
   entryCount: number;
+  /** Generation of the newest header written (or read) for this file. */
+  generation = 0;
   readonly dirty: Uint32Array;
   dirtyCount = 0;
   private readonly pending = new Uint8Array(PENDING_CAPACITY);
@@ -515,7 +518,7 @@ export class HashIndex {
         writeListedHeads(f, HEAD_GAP); // 3: the bucket array
         f.handle.sync();
       }
-      f.handle.write(encodeHeader(this.headerOf(f, lsn)), 0); // 4: the header
+      writeHeader(f, this.headerOf(f, lsn)); // 4: the header
       f.handle.sync();
       f.clearDirty();
       f.durableEnd = f.end;
@@ -702,7 +705,7 @@ export class HashIndex {
   // ---- private: checkpoint ----------------------------------------------------------------
 
   private headerOf(f: IndexFile, lsn: number): IndexHeader {
-    return { buckets: f.buckets, entriesEnd: f.end, entryCount: f.entryCount, liveCount: this.live, durableLsn: lsn };
+    return { generation: f.generation + 1, buckets: f.buckets, entriesEnd: f.end, entryCount: f.entryCount, liveCount: this.live, durableLsn: lsn };
   }
 
   /** Step 2: the dirty heads, with what the header will say, in index.hash.heads; fsynced. */
@@ -764,7 +767,7 @@ export class HashIndex {
     next.flush();
     next.handle.sync();
     writeAllHeads(next);
-    next.handle.write(encodeHeader(this.headerOf(next, this.applied)), 0);
+    writeHeader(next, this.headerOf(next, this.applied));
     next.handle.sync();
     next.handle.close();
     this.fs.rename(tmpPath(this.path), this.path);
@@ -820,6 +823,12 @@ function dirOf(path: string): string {
   return i <= 0 ? (i === 0 ? '/' : '.') : path.slice(0, i);
 }
 
+/** Writes a header into the slot of its generation (never over the newest valid one). */
+function writeHeader(f: IndexFile, header: IndexHeader): void {
+  f.handle.write(encodeHeader(header), headerSlotOffset(header.generation));
+  f.generation = header.generation;
+}
+
 function checkBucketCount(b: number): void {
   if (!isPowerOfTwo(b) || b < MIN_BUCKETS || b > MAX_BUCKETS) {
     throw new StoreError('BAD_ARGUMENT', `bucket count ${b} must be a power of two in ${MIN_BUCKETS}..${MAX_BUCKETS}`);
@@ -833,8 +842,8 @@ function createEmpty(fs: Fs, path: string, buckets: number): void {
   try {
     const zeros = new Uint8Array(Math.min(IO_CHUNK, buckets * 8));
     for (let at = HEADER_SIZE; at < dataStart(buckets); at += zeros.length) handle.write(zeros, at);
-    const header = { buckets, entriesEnd: dataStart(buckets), entryCount: 0, liveCount: 0, durableLsn: 0 };
-    handle.write(encodeHeader(header), 0);
+    const header = { generation: 1, buckets, entriesEnd: dataStart(buckets), entryCount: 0, liveCount: 0, durableLsn: 0 };
+    handle.write(encodeHeader(header), headerSlotOffset(header.generation));
     handle.sync();
   } finally {
     handle.close();
@@ -857,6 +866,7 @@ function loadFile(fs: Fs, path: string): { file: IndexFile; header: IndexHeader 
     if (size < header.entriesEnd) throw corrupt(path, `file is ${size} bytes, header says entries end at ${header.entriesEnd}`);
     if (size > header.entriesEnd) handle.truncate(header.entriesEnd);
     const file = new IndexFile(handle, path, header.buckets, heads, header.entriesEnd, header.entryCount);
+    file.generation = header.generation;
     if (redo !== undefined) {
       for (let i = 0; i < redo.pairs.length; i += 2) {
         const b = redo.pairs[i]!;
@@ -866,7 +876,7 @@ function loadFile(fs: Fs, path: string): { file: IndexFile; header: IndexHeader 
       }
       writeListedHeads(file, 0); // step 3 again: exactly the heads listed in the file
       handle.sync();
-      handle.write(encodeHeader(header), 0); // step 4 again
+      writeHeader(file, { ...header, generation: file.generation + 1 }); // step 4 again
       handle.sync();
       file.clearDirty();
     }
@@ -888,7 +898,7 @@ function readNewerHeadsFile(fs: Fs, path: string, header: IndexHeader): { header
     throw corrupt(hp, `newer than ${path} (LSN ${h.lsn} > ${header.durableLsn}) but does not fit it`);
   }
   return {
-    header: { buckets: h.buckets, entriesEnd: h.entriesEnd, entryCount: h.entryCount, liveCount: h.liveCount, durableLsn: h.lsn },
+    header: { generation: header.generation, buckets: h.buckets, entriesEnd: h.entriesEnd, entryCount: h.entryCount, liveCount: h.liveCount, durableLsn: h.lsn },
     pairs: h.pairs,
   };
 }

@@ -47,6 +47,8 @@ const TWO32 = 2 ** 32;
 const MAX_SAFE_HI = 2 ** 21; // hi half of any u64 below 2^53
 
 export interface IndexHeader {
+  /** Bumped at every header write; the write goes to slot generation % 2 (see headerSlotOffset). */
+  generation: number;
   buckets: number;
   entriesEnd: number;
   entryCount: number;
@@ -99,11 +101,27 @@ export function entrySize(keyLength: number): number {
   return (ENTRY_HEADER_SIZE + keyLength + ENTRY_ALIGN - 1) & ~(ENTRY_ALIGN - 1);
 }
 
+/**
+ * The header lives twice in the 4096-byte header region, at 0 and at HEADER_SLOT_SIZE, and a
+ * write goes to the slot of its generation's parity, as LMDB keeps two meta pages: a crash
+ * that tears or garbles the header being written leaves the other slot, one checkpoint older,
+ * intact (and index.hash.heads brings it forward).
+ */
+export const HEADER_SLOT_SIZE = 2048;
+/** Bytes of one header slot that are written and covered by its CRC. */
+export const HEADER_SLOT_USED = HEADER_CRC_OFFSET + 4;
+
+export function headerSlotOffset(generation: number): number {
+  return (generation % 2) * HEADER_SLOT_SIZE;
+}
+
+/** One header slot (HEADER_SLOT_USED bytes), to be written at headerSlotOffset(h.generation). */
 export function encodeHeader(h: IndexHeader): Uint8Array {
-  const buf = new Uint8Array(HEADER_SIZE);
+  const buf = new Uint8Array(HEADER_SLOT_USED);
   const view = new DataView(buf.buffer);
   buf.set(Buffer.from(INDEX_MAGIC, 'latin1'), 0);
   view.setUint32(8, INDEX_VERSION, true);
+  view.setUint32(12, h.generation, true);
   writeU64(view, 16, h.buckets);
   writeU64(view, 24, h.entriesEnd);
   writeU64(view, 32, h.entryCount);
@@ -113,9 +131,27 @@ export function encodeHeader(h: IndexHeader): Uint8Array {
   return buf;
 }
 
-/** Decodes and checks a header; throws CORRUPT naming the file when anything is off. */
+/**
+ * Decodes the header region: the valid slot with the higher generation. Throws CORRUPT naming
+ * the file when neither slot is valid (the reasons of both are given).
+ */
 export function decodeHeader(buf: Uint8Array, path: string): IndexHeader {
   if (buf.length < HEADER_SIZE) throw corrupt(path, `header is short (${buf.length} bytes)`);
+  const slots: IndexHeader[] = [];
+  const problems: string[] = [];
+  for (const at of [0, HEADER_SLOT_SIZE]) {
+    try {
+      slots.push(decodeHeaderSlot(buf.subarray(at, at + HEADER_SLOT_SIZE), path));
+    } catch (err) {
+      problems.push(`slot at ${at}: ${(err as Error).message}`);
+    }
+  }
+  if (slots.length === 0) throw corrupt(path, `no valid header (${problems.join('; ')})`);
+  return slots.reduce((a, b) => (b.generation > a.generation ? b : a));
+}
+
+/** Decodes and checks one header slot; throws CORRUPT naming the file when anything is off. */
+function decodeHeaderSlot(buf: Uint8Array, path: string): IndexHeader {
   if (Buffer.from(buf.subarray(0, 8)).toString('latin1') !== INDEX_MAGIC) {
     throw corrupt(path, 'bad magic (not a BriseDB index)');
   }
@@ -126,6 +162,7 @@ export function decodeHeader(buf: Uint8Array, path: string): IndexHeader {
   const version = view.getUint32(8, true);
   if (version !== INDEX_VERSION) throw corrupt(path, `unsupported version ${version}`);
   const h: IndexHeader = {
+    generation: view.getUint32(12, true),
     buckets: readU64(view, 16),
     entriesEnd: readU64(view, 24),
     entryCount: readU64(view, 32),
