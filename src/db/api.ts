@@ -1,6 +1,9 @@
 // The embedded API: what `open(dir, options)` returns. The REPL, the TCP and HTTP front ends
 // and the property tests all speak to the database through this one surface.
 import type { Readable } from 'node:stream';
+import type { ScrubReport } from '../runtime/cpu_jobs.js';
+
+export type { ScrubReport };
 
 /** Keys and values are bytes; a string is taken as its UTF-8 bytes. */
 export type Bytes = Uint8Array | string;
@@ -99,6 +102,8 @@ export interface Database extends Session {
   session(): Session;
   compact(): Promise<void>;
   volinfo(): Promise<VolumeInfo[]>;
+  /** Reads every volume and checks every needle's checksums (on the CPU pool); one report per volume. */
+  verify(): Promise<ScrubReport[]>;
   /** Checkpoints the index now (normally done in the background). */
   checkpoint(): Promise<void>;
   stats(): Promise<Record<string, unknown>>;

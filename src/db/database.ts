@@ -2,7 +2,7 @@
 // (new sessions, COMPACT, VOLINFO, checkpoint, stats, close). How the ports are provided —
 // actors on worker threads (open.ts) or storage objects in this thread (local.ts) — is the
 // opener's business; it hands its shutdown in as `closer`.
-import type { Database, Session, VolumeInfo } from './api.js';
+import type { Database, ScrubReport, Session, VolumeInfo } from './api.js';
 import type { Engine } from './engine.js';
 import { EngineSession } from './session.js';
 import { StoreError } from '../storage/types.js';
@@ -10,8 +10,18 @@ import { StoreError } from '../storage/types.js';
 export class EngineDatabase extends EngineSession implements Database {
   private closed = false;
 
-  constructor(engine: Engine, private readonly closer: () => Promise<void>, private readonly extraStats: () => Promise<Record<string, unknown>> = async () => ({})) {
+  constructor(
+    engine: Engine,
+    private readonly closer: () => Promise<void>,
+    private readonly extraStats: () => Promise<Record<string, unknown>> = async () => ({}),
+    private readonly scrubber: () => Promise<ScrubReport[]> = async () => [],
+  ) {
     super(engine);
+  }
+
+  verify(): Promise<ScrubReport[]> {
+    this.assertOpen();
+    return this.scrubber();
   }
 
   session(): Session {

@@ -16,6 +16,7 @@ import { WalWriter } from '../storage/wal_writer.js';
 import type { Database, OpenOptions } from './api.js';
 import { DEFAULT_LIMITS } from './api.js';
 import { mapKey } from './bytes.js';
+import { scrubVolume } from '../runtime/cpu_jobs.js';
 import { EngineDatabase } from './database.js';
 import { Engine } from './engine.js';
 import { LocalBroker, LocalCommit, LocalIndex, LocalReader, LocalVolumes, LocalWalAdmin, readVerifiedValue } from './local_ports.js';
@@ -94,7 +95,12 @@ export async function openLocal(options: LocalOpenOptions): Promise<LocalDatabas
     lock.release();
   };
 
-  const db = new EngineDatabase(engine, closer, async () => ({ wal: { lastLsn: wal.lastLsn, snapshotLsn: wal.snapshotLsn, size: wal.size } }));
+  const db = new EngineDatabase(
+    engine,
+    closer,
+    async () => ({ wal: { lastLsn: wal.lastLsn, snapshotLsn: wal.snapshotLsn, size: wal.size } }),
+    async () => (await volumes.list()).map((v) => scrubVolume({ path: reader.pathOf(v.id) })),
+  );
 
   const dumpIndex = (idx: HashIndex): DumpedState => {
     const out: DumpedState = new Map();

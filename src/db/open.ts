@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { NodeFs } from '../runtime/fs.js';
 import { systemClock } from '../runtime/clock.js';
 import { Supervisor } from '../runtime/supervisor.js';
+import { CpuPool } from '../runtime/cpu_pool.js';
 import { acquireLock } from '../storage/lock_file.js';
 import { saveRegistry } from '../storage/registry.js';
 import { VolumeReader } from '../storage/volume_reader.js';
@@ -70,10 +71,18 @@ export async function openStore(dir: string, options: OpenOptions = {}, frontEnd
   const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...options.limits }, systemClock);
   saveRegistry(fs, root, registryOf(dirs, await volumes.list()));
   const sweeper = startSweeper(engine);
+  // CPU-heavy scans (scrub) run on a piscina pool, started on first use.
+  let pool: CpuPool | null = null;
+  const scrub = async () => {
+    pool ??= new CpuPool();
+    const list = await volumes.list();
+    return Promise.all(list.map((v) => pool!.run('scrubVolume', { path: reader.pathOf(v.id) })));
+  };
 
   const closer = async (): Promise<void> => {
     clearInterval(sweeper);
     try {
+      await pool?.destroy();
       saveRegistry(fs, root, registryOf(dirs, await volumes.list()));
     } finally {
       await supervisor.stop();
@@ -81,7 +90,7 @@ export async function openStore(dir: string, options: OpenOptions = {}, frontEnd
       lock.release();
     }
   };
-  const db = new EngineDatabase(engine, closer, async () => ({ actors: supervisor.status() }));
+  const db = new EngineDatabase(engine, closer, async () => ({ actors: supervisor.status() }), scrub);
   return { db, supervisor, engine };
 }
 
