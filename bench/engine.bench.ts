@@ -13,7 +13,8 @@ import { HashIndex } from '../src/storage/hash_index.js';
 import { OpCode, type WalRecord } from '../src/storage/types.js';
 import { open } from '../src/db/open.js';
 import type { Database } from '../src/db/api.js';
-import { runIndexBench } from './index.bench.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 interface Row {
   name: string;
@@ -168,8 +169,14 @@ async function main(): Promise<void> {
   rows.push(...hashIndexRows());
   printTable(rows);
   if (!args.includes('--no-index')) {
-    console.log('\nIndex lookups at scale, beside lmdb in the same run:');
-    await runIndexBench(indexKeys);
+    // One process per size, so that each RSS figure is the index's own.
+    console.log('\nIndex lookups at scale, beside lmdb in the same run (one process per size):');
+    const script = fileURLToPath(new URL('./index.bench.js', import.meta.url));
+    for (const n of indexKeys) {
+      const run = spawnSync(process.execPath, ['--expose-gc', script, '--keys', String(n)], { stdio: ['ignore', 'pipe', 'inherit'], encoding: 'utf8' });
+      const lines = run.stdout.trim().split('\n');
+      console.log((n === indexKeys[0] ? lines : lines.slice(2)).join('\n'));
+    }
   }
 }
 
