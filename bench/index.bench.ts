@@ -11,7 +11,27 @@
 import * as nodeFs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
-import { open as openLmdb } from 'lmdb';
+
+/** The part of lmdb's API the bench uses. lmdb is not a dependency of the project (its
+ * platform packages are not all on every registry mirror, which breaks `npm ci`); `npm run
+ * bench` installs it with --no-save first, and it is loaded here at run time. */
+interface LmdbDatabase {
+  transactionSync(fn: () => void): void;
+  putSync(key: Buffer, value: Buffer): void;
+  get(key: Buffer): unknown;
+  close(): Promise<void>;
+}
+type LmdbOpen = (options: { path: string; keyEncoding: string; encoding: string; compression: boolean }) => LmdbDatabase;
+
+async function loadLmdb(): Promise<LmdbOpen> {
+  const name = 'lmdb';
+  try {
+    const mod = (await import(name)) as { open: LmdbOpen };
+    return mod.open;
+  } catch {
+    throw new Error('lmdb is not installed: run `npm install --no-save lmdb` (npm run bench does it for you)');
+  }
+}
 import { NodeFs } from '../src/runtime/fs.js';
 import { HashIndex } from '../src/storage/hash_index.js';
 import { OpCode, type Op } from '../src/storage/types.js';
@@ -86,6 +106,7 @@ function buildIndex(dir: string, n: number): { index: HashIndex; seconds: number
 }
 
 async function lmdbRate(dir: string, n: number, sample: Buffer[]): Promise<number> {
+  const openLmdb = await loadLmdb();
   const db = openLmdb({ path: join(dir, 'lmdb'), keyEncoding: 'binary', encoding: 'binary', compression: false });
   const value = Buffer.alloc(8, 7);
   for (let i = 0; i < n; i += 100_000) {
