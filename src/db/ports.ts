@@ -4,6 +4,7 @@
 // (src/db/local_ports.ts). Same logic above both, so the tests test the product.
 import type { IndexEntry, NeedleAddress, Op } from '../storage/types.js';
 import type { VolumeInfo } from './api.js';
+import type { IndexMsg, IndexReplies } from '../protocol/index_protocol.js';
 
 export interface AppendRequest {
   key: Uint8Array;
@@ -52,14 +53,8 @@ export interface Lookup {
   expired?: { volume: number; offset: number };
 }
 
-export interface IndexStats {
-  liveCount: number;
-  bucketCount: number;
-  entryCount: number;
-  appliedLsn: number;
-  durableLsn: number;
-  rebuilding: boolean;
-}
+/** What the index reports about itself (the index actor's Stats reply). */
+export type IndexStats = IndexReplies[typeof IndexMsg.Stats];
 
 export interface IndexPort {
   lookup(key: Uint8Array): Promise<Lookup>;
