@@ -9,6 +9,7 @@ import { WalMsg, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexReplies, type IndexRequest } from '../protocol/index_protocol.js';
 import { BrokerMsg, type BrokerDeliver, type BrokerRequest } from '../protocol/broker_protocol.js';
 import type { VolumeInfo } from './api.js';
+import { mapKey } from './bytes.js';
 import type {
   AppendRequest,
   BrokerPort,
@@ -179,9 +180,14 @@ export class ActorWalAdmin implements WalAdminPort {
   }
 }
 
-/** Subscriber ids are this front end's; the broker pushes deliveries back one-way. */
+/**
+ * Subscriber ids are this front end's; the broker pushes deliveries back one-way. The broker
+ * keeps its registry in memory, so this side keeps what it subscribed to and sends it again
+ * when the broker restarts (resubscribe): subscribers see a gap, not a silent end.
+ */
 export class ActorBroker implements BrokerPort {
   private readonly sinks = new Map<number, (d: Delivery) => void>();
+  private readonly subscribed = new Map<number, { channels: Map<string, Uint8Array>; patterns: Map<string, Uint8Array> }>();
 
   constructor(private readonly broker: Peer) {
     broker.onRequest((body) => {
@@ -199,12 +205,32 @@ export class ActorBroker implements BrokerPort {
 
   async subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[], deliver: (d: Delivery) => void): Promise<void> {
     this.sinks.set(subscriber, deliver);
+    let own = this.subscribed.get(subscriber);
+    if (own === undefined) this.subscribed.set(subscriber, (own = { channels: new Map(), patterns: new Map() }));
+    for (const c of channels) own.channels.set(mapKey(c), c);
+    for (const p of patterns) own.patterns.set(mapKey(p), p);
     await this.broker.call({ t: BrokerMsg.Subscribe, subscriber, channels, patterns } satisfies BrokerRequest);
   }
 
   async unsubscribe(subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): Promise<void> {
+    const own = this.subscribed.get(subscriber);
+    if (channels === undefined && patterns === undefined) this.subscribed.delete(subscriber);
+    for (const c of channels ?? []) own?.channels.delete(mapKey(c));
+    for (const p of patterns ?? []) own?.patterns.delete(mapKey(p));
     const msg: BrokerRequest = { t: BrokerMsg.Unsubscribe, subscriber, ...(channels ? { channels } : {}), ...(patterns ? { patterns } : {}) };
     const left = await this.broker.call<number>(msg);
-    if (left === 0) this.sinks.delete(subscriber);
+    if (left === 0) {
+      this.sinks.delete(subscriber);
+      this.subscribed.delete(subscriber);
+    }
+  }
+
+  /** After a broker restart: registers every live subscription again. */
+  async resubscribe(): Promise<void> {
+    await Promise.all(
+      [...this.subscribed].map(([subscriber, own]) =>
+        this.broker.call({ t: BrokerMsg.Subscribe, subscriber, channels: [...own.channels.values()], patterns: [...own.patterns.values()] } satisfies BrokerRequest),
+      ),
+    );
   }
 }

@@ -59,6 +59,11 @@ export async function openStore(dir: string, options: OpenOptions = {}, frontEnd
     throw err;
   }
   const reader = new VolumeReader(fs, dirs);
+  const broker = new ActorBroker(supervisor.peer('broker'));
+  // The broker's registry is in memory: after a restart, send it our subscriptions again.
+  supervisor.on('actor-restart', (event: { name: string }) => {
+    if (event.name === 'broker') void broker.resubscribe().catch(() => undefined);
+  });
   const volumes = new ActorVolumes(dirs.map((_, slot) => supervisor.peer(volumeActorName(slot))), dirs);
   const ports: Ports = {
     volumes,
@@ -66,7 +71,7 @@ export async function openStore(dir: string, options: OpenOptions = {}, frontEnd
     index: new ActorIndex(supervisor.peer('index')),
     wal: new ActorWalAdmin(supervisor.peer('wal')),
     reader: new LocalReader(reader),
-    broker: new ActorBroker(supervisor.peer('broker')),
+    broker,
   };
   const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...options.limits }, systemClock);
   saveRegistry(fs, root, registryOf(dirs, await volumes.list()));
