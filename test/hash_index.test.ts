@@ -11,7 +11,7 @@ import { HashIndex } from '../src/storage/hash_index.js';
 import { crc32Range, dataStart } from '../src/storage/hash_index_format.js';
 import { keyHash } from '../src/storage/key_hash.js';
 import { NodeFs, type Fs } from '../src/runtime/fs.js';
-import { OpCode, StoreError, isLive, type Op, type WalRecord } from '../src/storage/types.js';
+import { OpCode, SetFlag, StoreError, isLive, type Op, type WalRecord } from '../src/storage/types.js';
 import { CRASH_MODES, SimCrash, SimFs, mulberry32, type Rng } from '../property-tests/sim_fs.js';
 
 const T0 = 1_700_000_000_000;
@@ -79,8 +79,20 @@ class Model {
         if (e === undefined || e.volume !== op.volume || e.offset !== op.offset) return 0;
         this.map.delete(key);
         return 1;
+      case OpCode.SetIf: {
+        if ((op.flags & SetFlag.Nx) !== 0 && live) return 0;
+        if ((op.flags & SetFlag.Xx) !== 0 && !live) return 0;
+        if ((op.flags & SetFlag.IfAt) !== 0 && (!live || e!.volume !== op.expectVolume || e!.offset !== op.expectOffset)) return 0;
+        const keep = (op.flags & SetFlag.KeepTtl) !== 0 && live;
+        this.map.set(key, { ...op.address, expiresAt: keep ? e!.expiresAt : op.expiresAt });
+        return 1;
+      }
     }
   }
+}
+
+function setIf(key: string, volume: number, offset: number, flags: number, expiresAt = 0, expectVolume = 0, expectOffset = 0): Op {
+  return { code: OpCode.SetIf, key: k(key), address: { volume, offset, length: 8 }, expiresAt, flags, expectVolume, expectOffset };
 }
 
 /** Asserts that the index holds exactly the model's keys (raw, expired or not). */
@@ -184,10 +196,29 @@ test('op results follow the WAL op table, expired keys included', () => {
       assert.equal(index.liveCount, live, `${label}: liveCount`);
     }
     assert.equal(index.appliedLsn, 16);
+    const conditional: [string, WalRecord, number[], number][] = [
+      ['NX on missing sets', rec(20, [setIf('n', 7, 8, SetFlag.Nx)]), [1], 1],
+      ['NX on live refuses', rec(21, [setIf('n', 7, 16, SetFlag.Nx)]), [0], 1],
+      ['XX on missing refuses', rec(22, [setIf('x', 7, 24, SetFlag.Xx)]), [0], 1],
+      ['XX on live sets', rec(23, [setIf('n', 7, 32, SetFlag.Xx, T0 + 50)], T0), [1], 1],
+      ['KEEPTTL keeps the live expiry', rec(24, [setIf('n', 7, 40, SetFlag.KeepTtl)], T0), [1], 1],
+      ['NX on expired sets, count kept', rec(25, [setIf('n', 7, 48, SetFlag.Nx)], T0 + 60), [1], 1],
+      ['IF_AT wrong address refuses', rec(26, [setIf('n', 7, 56, SetFlag.IfAt, 0, 7, 40)], T0 + 60), [0], 1],
+      ['IF_AT right address sets', rec(27, [setIf('n', 7, 56, SetFlag.IfAt, 0, 7, 48)], T0 + 60), [1], 1],
+      ['IF_AT on missing refuses', rec(28, [setIf('m', 7, 64, SetFlag.IfAt, 0, 7, 48)]), [0], 1],
+    ];
+    for (const [label, record, results, live] of conditional) {
+      assert.deepEqual(index.apply(record), results, label);
+      assert.equal(index.liveCount, live, `${label}: liveCount`);
+    }
+    assert.equal(index.getRaw(k('n'))?.address.offset, 56);
+    assert.equal(index.getRaw(k('n'))?.expiresAt, 0);
+    index.apply(rec(29, [setIf('kt', 8, 8, 0, T0 + 500), setIf('kt', 8, 16, SetFlag.KeepTtl | SetFlag.Xx)], T0));
+    assert.equal(index.getRaw(k('kt'))?.expiresAt, T0 + 500, 'KEEPTTL with XX keeps the expiry');
     assert.equal(index.get(k('z'), T0), undefined);
     const e = index.getRaw(k('d'));
     assert.equal(e, undefined);
-    index.apply(rec(17, [set('f', 6, 80, T0 + 10)]));
+    index.apply(rec(30, [set('f', 6, 80, T0 + 10)]));
     assert.equal(index.get(k('f'), T0 + 9)?.address.offset, 80);
     assert.equal(index.get(k('f'), T0 + 10), undefined, 'expired: not live');
     assert.equal(index.getRaw(k('f'))?.expiresAt, T0 + 10, 'getRaw still sees it');

@@ -14,7 +14,7 @@ import {
   encodeRecord,
   encodeWalHeader,
 } from '../src/storage/wal_format.js';
-import { OpCode, StoreError, type Op, type WalRecord } from '../src/storage/types.js';
+import { OpCode, SetFlag, StoreError, type Op, type SetIfOp, type WalRecord } from '../src/storage/types.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
 
 const crc32 = (zlib as unknown as { crc32(d: Uint8Array, v?: number): number }).crc32;
@@ -242,4 +242,17 @@ test('a payload over WAL_MAX_PAYLOAD is BATCH_TOO_LARGE', () => {
     () => encodeRecord({ lsn: 1, timeMs: 1, kind: 0, ops }),
     (e: unknown) => e instanceof StoreError && e.code === 'BATCH_TOO_LARGE',
   );
+});
+
+test('SET_IF round-trips with its flags and expectations, and bad flags are refused', () => {
+  const record: WalRecord = {
+    lsn: 9,
+    timeMs: 1_700_000_000_000,
+    kind: 0,
+    ops: [{ code: OpCode.SetIf, key: new Uint8Array([1, 2, 3]), address: { volume: 1048576, offset: 4096, length: 99 }, expiresAt: 5, flags: SetFlag.Nx | SetFlag.KeepTtl, expectVolume: 0, expectOffset: 0 }],
+  };
+  const decoded = decodeRecord(encodeRecord(record), 0);
+  assert.ok(decoded.ok);
+  assert.deepEqual(decoded.record, record);
+  assert.throws(() => encodeRecord({ ...record, ops: [{ ...(record.ops[0] as SetIfOp), flags: 16 }] }), /flags/);
 });

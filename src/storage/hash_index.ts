@@ -81,6 +81,7 @@ import { keyHash } from './key_hash.js';
 import {
   isLive,
   OpCode,
+  SetFlag,
   StoreError,
   type IndexEntry,
   type NeedleAddress,
@@ -630,6 +631,18 @@ export class HashIndex {
         if (!present) return 0;
         if (r.view.getUint32(E_VOLUME, true) !== op.volume || r.u64(E_OFFSET, this.main) !== op.offset) return 0;
         this.writeTombstone(op.key, hash);
+        return 1;
+      }
+      case OpCode.SetIf: {
+        if ((op.flags & SetFlag.Nx) !== 0 && live) return 0;
+        if ((op.flags & SetFlag.Xx) !== 0 && !live) return 0;
+        if ((op.flags & SetFlag.IfAt) !== 0) {
+          if (!live || r.view.getUint32(E_VOLUME, true) !== op.expectVolume || r.u64(E_OFFSET, this.main) !== op.expectOffset) return 0;
+        }
+        const keep = (op.flags & SetFlag.KeepTtl) !== 0 && live;
+        const a = op.address;
+        this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, expiresAt: keep ? expiresAt : op.expiresAt });
+        if (!present) this.live++;
         return 1;
       }
       default:

@@ -14,6 +14,19 @@ export const OpCode = {
   Del: 2,
   Expire: 3,
   DelIf: 4,
+  SetIf: 5,
+} as const;
+
+/** Conditions of a SET_IF op, judged when the index applies it (so they are atomic). */
+export const SetFlag = {
+  /** Only if the key is not live (SET NX). */
+  Nx: 1,
+  /** Only if the key is live (SET XX). */
+  Xx: 2,
+  /** Keep the live key's expiry instead of the op's (SET KEEPTTL). */
+  KeepTtl: 4,
+  /** Only if the key is live at (expectVolume, expectOffset): compare-and-set. */
+  IfAt: 8,
 } as const;
 
 export type SetOp = {
@@ -28,7 +41,18 @@ export type ExpireOp = { code: typeof OpCode.Expire; key: Uint8Array; expiresAt:
 /** Delete only if the key still points at this needle (TTL sweep, lazy expiry). */
 export type DelIfOp = { code: typeof OpCode.DelIf; key: Uint8Array; volume: number; offset: number };
 
-export type Op = SetOp | DelOp | ExpireOp | DelIfOp;
+/** A SET under conditions (SetFlag); result 1 when it was applied, 0 when a condition failed. */
+export type SetIfOp = {
+  code: typeof OpCode.SetIf;
+  key: Uint8Array;
+  address: NeedleAddress;
+  expiresAt: number;
+  flags: number;
+  expectVolume: number;
+  expectOffset: number;
+};
+
+export type Op = SetOp | DelOp | ExpireOp | DelIfOp | SetIfOp;
 
 /** One committed WAL record: a transaction, applied whole or not at all. */
 export interface WalRecord {

@@ -153,6 +153,13 @@ function opToArray(op: Op, kind: 0 | 1): unknown[] {
       assertUint(op.volume, 'volume');
       assertUint(op.offset, 'offset');
       return [OpCode.DelIf, op.key, op.volume, op.offset];
+    case OpCode.SetIf: {
+      const { volume, offset, length } = op.address;
+      const fields = [[volume, 'volume'], [offset, 'offset'], [length, 'length'], [op.expiresAt, 'expiresAt'], [op.flags, 'flags'], [op.expectVolume, 'expectVolume'], [op.expectOffset, 'expectOffset']] as const;
+      for (const [v, what] of fields) assertUint(v, what);
+      if (op.flags > 15) bad(`SET_IF flags ${op.flags}`);
+      return [OpCode.SetIf, op.key, volume, offset, length, op.expiresAt, op.flags, op.expectVolume, op.expectOffset];
+    }
     default:
       return bad(`unknown op code ${String((op as { code: unknown }).code)}`);
   }
@@ -221,6 +228,13 @@ function toOp(v: unknown): Op | null {
     case OpCode.DelIf:
       if (a.length !== 4 || !isUint(a[2]) || !isUint(a[3])) return null;
       return { code: OpCode.DelIf, key, volume: a[2], offset: a[3] };
+    case OpCode.SetIf: {
+      if (a.length !== 9) return null;
+      const [, , volume, offset, length, expiresAt, flags, expectVolume, expectOffset] = a;
+      if (!isUint(volume) || !isUint(offset) || !isUint(length) || !isUint(expiresAt)) return null;
+      if (!isUint(flags) || flags > 15 || !isUint(expectVolume) || !isUint(expectOffset)) return null;
+      return { code: OpCode.SetIf, key, address: { volume, offset, length }, expiresAt, flags, expectVolume, expectOffset };
+    }
     default:
       return null;
   }
