@@ -154,7 +154,7 @@ test('the table is well formed: unique lower-case names, nonzero arity, syntax n
 test('helpLines lists every command and explains one', () => {
   const all = helpLines().join('\n');
   for (const c of COMMANDS) assert.match(all, new RegExp(`\\b${c.name.toUpperCase()}\\b`));
-  assert.match(helpLines('set').join('\n'), /SET key value \[EX seconds \| PX milliseconds\]/);
+  assert.match(helpLines('set').join('\n'), /SET key value \[NX \| XX\] \[GET\] \[EX seconds \| PX milliseconds/);
   assert.match(helpLines('nosuch')[0]!, /unknown command/);
 });
 

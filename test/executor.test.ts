@@ -66,7 +66,9 @@ test('SET EX/PX set a TTL; bad options answer the Redis errors', async () => {
   assert.ok(pttl.value > 40_000 && pttl.value <= 50_000);
   assert.equal(errorText(await run('SET', 'k', 'v', 'EX')), 'ERR syntax error');
   assert.equal(errorText(await run('SET', 'k', 'v', 'EX', '1', 'PX', '1')), 'ERR syntax error');
-  assert.equal(errorText(await run('SET', 'k', 'v', 'NX')), 'ERR syntax error');
+  assert.equal(errorText(await run('SET', 'k', 'v', 'BOGUS')), 'ERR syntax error');
+  assert.equal(errorText(await run('SET', 'k', 'v', 'NX', 'XX')), 'ERR syntax error');
+  assert.equal(errorText(await run('SET', 'k', 'v', 'KEEPTTL', 'EX', '5')), 'ERR syntax error');
   assert.equal(errorText(await run('SET', 'k', 'v', 'EX', 'abc')), 'ERR value is not an integer or out of range');
   assert.equal(errorText(await run('SET', 'k', 'v', 'EX', '+5')), 'ERR value is not an integer or out of range');
   assert.equal(errorText(await run('SET', 'k', 'v', 'EX', '0')), "ERR invalid expire time in 'set' command");
@@ -74,6 +76,39 @@ test('SET EX/PX set a TTL; bad options answer the Redis errors', async () => {
   assert.equal(errorText(await run('SET', 'k', 'v', 'EX', '9007199254740')), "ERR invalid expire time in 'set' command");
   // None of the refused SETs wrote anything.
   assert.deepEqual(await run('GET', 'k'), NULL_BULK);
+});
+
+test('SET NX / XX / GET / KEEPTTL / EXAT / PXAT behave as in Redis', async () => {
+  assert.deepEqual(await run('SET', 'c1', 'v1', 'NX'), OK);
+  assert.deepEqual(await run('SET', 'c1', 'v2', 'NX'), NULL_BULK, 'NX on an existing key: nil, not set');
+  assert.deepEqual(await run('GET', 'c1'), bulk('v1'));
+  assert.deepEqual(await run('SET', 'c2', 'v', 'XX'), NULL_BULK, 'XX on a missing key: nil');
+  assert.deepEqual(await run('EXISTS', 'c2'), integer(0));
+  assert.deepEqual(await run('SET', 'c1', 'v3', 'XX'), OK);
+  assert.deepEqual(await run('SET', 'c1', 'v4', 'GET'), bulk('v3'), 'GET answers the old value');
+  assert.deepEqual(await run('SET', 'c3', 'v', 'GET'), NULL_BULK, 'GET of a missing key: nil, and it is set');
+  assert.deepEqual(await run('GET', 'c3'), bulk('v'));
+  assert.deepEqual(await run('SET', 'c1', 'v5', 'NX', 'GET'), bulk('v4'), 'NX GET: the old value, not set');
+  assert.deepEqual(await run('GET', 'c1'), bulk('v4'));
+  assert.deepEqual(await run('SET', 'c4', 'v', 'EX', '100'), OK);
+  assert.deepEqual(await run('SET', 'c4', 'w', 'KEEPTTL'), OK);
+  const kept = (await run('TTL', 'c4')) as { value: number };
+  assert.ok(kept.value > 98 && kept.value <= 100, `KEEPTTL kept the TTL: ${kept.value}`);
+  assert.deepEqual(await run('SET', 'c4', 'x'), OK);
+  assert.deepEqual(await run('TTL', 'c4'), integer(-1), 'a plain SET drops the TTL');
+  const at = Math.floor(Date.now() / 1000) + 1000;
+  assert.deepEqual(await run('SET', 'c5', 'v', 'EXAT', String(at)), OK);
+  const exat = (await run('TTL', 'c5')) as { value: number };
+  assert.ok(exat.value > 990 && exat.value <= 1000, `EXAT: ${exat.value}`);
+  assert.deepEqual(await run('SET', 'c6', 'v', 'PXAT', String(Date.now() - 1000)), OK);
+  assert.deepEqual(await run('GET', 'c6'), NULL_BULK, 'PXAT in the past: expired at once');
+});
+
+test('SET NX is atomic across sessions: of 20 racing writers exactly one wins', async () => {
+  const sessions = Array.from({ length: 20 }, () => db.session());
+  const replies = await Promise.all(sessions.map((s, i) => execute(s, ['SET', 'race', `w${i}`, 'NX'].map((a) => Buffer.from(a)))));
+  assert.equal(replies.filter((r) => r.kind === 'simple').length, 1);
+  assert.equal(replies.filter((r) => r.kind === 'bulk' && r.value === null).length, 19);
 });
 
 test('a short TTL expires the key', async () => {

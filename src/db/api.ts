@@ -15,6 +15,24 @@ export interface SetOptions {
   expiresAt?: number;
 }
 
+/** SET's conditions, as Redis has them. */
+export interface SetCondOptions extends SetOptions {
+  /** Only if the key does not exist. */
+  nx?: boolean;
+  /** Only if the key exists. */
+  xx?: boolean;
+  /** Keep the existing key's expiry. */
+  keepTtl?: boolean;
+  /** Answer the value the key had before (atomically). */
+  get?: boolean;
+}
+
+export interface SetCondResult {
+  applied: boolean;
+  /** The previous value, when `get` was asked (null: there was none). */
+  previous: Buffer | null;
+}
+
 export interface ScanOptions {
   count?: number;
   match?: Bytes;
@@ -63,6 +81,8 @@ export interface BlobInfo {
 /** One client's view: its own transaction stack. `Database` is itself a session. */
 export interface Session {
   set(key: Bytes, value: Bytes, options?: SetOptions): Promise<void>;
+  /** SET with NX / XX / KEEPTTL / GET: conditions judged atomically when the write applies. */
+  setWith(key: Bytes, value: Bytes, options: SetCondOptions): Promise<SetCondResult>;
   get(key: Bytes): Promise<Buffer | null>;
   /** Deletes keys; answers how many existed. */
   delete(...keys: Bytes[]): Promise<number>;

@@ -9,10 +9,10 @@
 // Invariant: execute() never throws. An option error answers Redis' own error text; a
 // StoreError answers `ERR <clear text>` by its stable code; anything else (a bug) answers
 // `ERR internal error: ...` so one bad command cannot take a connection or the REPL down.
-import type { Database, Session } from './api.js';
+import type { Database, Session, SetCondOptions } from './api.js';
 import { StoreError, type ErrorCode } from '../storage/types.js';
 import { NOT_AN_INTEGER, SYNTAX_ERROR, checkCommand, helpLines, type CommandSpec } from '../protocol/commands.js';
-import { OK, array, bulk, error, integer, simple, type Reply } from '../protocol/reply.js';
+import { NULL_BULK, OK, array, bulk, error, integer, simple, type Reply } from '../protocol/reply.js';
 
 /** What a handler gets: the session, the database when there is one, and the raw arguments. */
 interface Context {
@@ -53,23 +53,48 @@ export async function execute(session: Session, argv: Buffer[], db?: Database): 
 // ---- strings ------------------------------------------------------------------------------
 
 async function setCommand({ session, argv }: Context): Promise<Reply> {
-  const ttlMs = parseSetOptions(argv.slice(3));
-  await session.set(argv[1]!, argv[2]!, ttlMs === undefined ? {} : { ttlMs });
-  return OK;
+  const o = parseSetOptions(argv.slice(3));
+  const plain = !o.nx && !o.xx && !o.keepTtl && !o.get;
+  if (plain) {
+    await session.set(argv[1]!, argv[2]!, o);
+    return OK;
+  }
+  const { applied, previous } = await session.setWith(argv[1]!, argv[2]!, o);
+  if (o.get) return bulk(previous);
+  return applied ? OK : NULL_BULK;
 }
 
-/** SET options: EX seconds | PX milliseconds, at most one, in any case. */
-function parseSetOptions(opts: Buffer[]): number | undefined {
-  let ttlMs: number | undefined;
+/**
+ * SET options as Redis 7 has them: EX seconds | PX ms | EXAT unix-s | PXAT unix-ms |
+ * KEEPTTL (one of these), NX | XX (one), GET; any case, any order.
+ */
+function parseSetOptions(opts: Buffer[]): SetCondOptions {
+  const out: SetCondOptions = {};
+  let expiry = false;
   for (let i = 0; i < opts.length; i++) {
     const opt = opts[i]!.toString('latin1').toLowerCase();
-    if ((opt !== 'ex' && opt !== 'px') || ttlMs !== undefined || i + 1 >= opts.length) fail(SYNTAX_ERROR);
-    const n = parseInteger(opts[++i]!);
-    const ms = opt === 'ex' ? n * 1000 : n;
-    if (n <= 0 || !validTtl(ms)) fail("ERR invalid expire time in 'set' command");
-    ttlMs = ms;
+    if (opt === 'nx' || opt === 'xx') {
+      if (out.nx || out.xx) fail(SYNTAX_ERROR);
+      out[opt] = true;
+    } else if (opt === 'get') {
+      out.get = true;
+    } else if (opt === 'keepttl') {
+      if (expiry) fail(SYNTAX_ERROR);
+      expiry = true;
+      out.keepTtl = true;
+    } else if (opt === 'ex' || opt === 'px' || opt === 'exat' || opt === 'pxat') {
+      if (expiry || i + 1 >= opts.length) fail(SYNTAX_ERROR);
+      expiry = true;
+      const n = parseInteger(opts[++i]!);
+      const ms = opt === 'ex' || opt === 'exat' ? n * 1000 : n;
+      if (n <= 0 || !validTtl(ms)) fail("ERR invalid expire time in 'set' command");
+      if (opt === 'ex' || opt === 'px') out.ttlMs = ms;
+      else out.expiresAt = ms;
+    } else {
+      fail(SYNTAX_ERROR);
+    }
   }
-  return ttlMs;
+  return out;
 }
 
 async function getCommand({ session, argv }: Context): Promise<Reply> {

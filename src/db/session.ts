@@ -4,7 +4,7 @@
 // this session (their needles appended but not yet synced) until the outermost COMMIT syncs
 // the drives it used and commits every pending write as ONE record.
 import type { Readable } from 'node:stream';
-import { OpCode, StoreError, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { OpCode, SetFlag, StoreError, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { valueLengthOf } from '../storage/types.js';
 import { globMatch } from '../storage/glob.js';
 import type {
@@ -15,6 +15,8 @@ import type {
   ScanOptions,
   ScanResult,
   Session,
+  SetCondOptions,
+  SetCondResult,
   SetOptions,
   Subscription,
 } from './api.js';
@@ -26,6 +28,8 @@ import { TransactionStack, withExpiry, type Level, type PendingWrite } from './t
 /** Values up to this size stay in memory inside a transaction, for reads without a disk hit. */
 const TXN_INLINE_VALUE = 64 * 1024;
 const SCAN_PAGE = 1000;
+/** SET ... GET retries when another writer changes the key between its look and its write. */
+const SET_GET_ATTEMPTS = 16;
 
 /** What a key resolves to for this session: a needle and its expiry. */
 interface Visible {
@@ -62,6 +66,60 @@ export class EngineSession implements Session {
       return;
     }
     await this.engine.commit([{ code: OpCode.Set, key: k, address, expiresAt }]);
+  }
+
+  async setWith(key: Bytes, value: Bytes, options: SetCondOptions): Promise<SetCondResult> {
+    const k = checkKey(key, this.engine.limits);
+    const v = toBuffer(value);
+    checkValueSize(v.length, this.engine.limits);
+    if (options.nx && options.xx) throw new StoreError('BAD_ARGUMENT', 'NX and XX exclude each other');
+    if (options.keepTtl && (options.ttlMs !== undefined || options.expiresAt !== undefined)) {
+      throw new StoreError('BAD_ARGUMENT', 'KEEPTTL excludes a new expiry');
+    }
+    const expiresAt = this.expiryOf(options);
+    if (this.txn.depth > 0) return this.setWithInTxn(k, v, expiresAt, options);
+    for (let attempt = 0; attempt < SET_GET_ATTEMPTS; attempt++) {
+      // Look first: a condition that already fails costs no needle.
+      const current = await this.engine.lookupLive(k);
+      const previous = options.get && current ? await this.valueOf(k, current.address) : null;
+      if ((options.nx && current) || (options.xx && !current)) return { applied: false, previous };
+      const { address } = await this.engine.writeNeedle(k, v, expiresAt, true);
+      let flags = options.keepTtl ? SetFlag.KeepTtl : 0;
+      if (options.nx) flags |= SetFlag.Nx;
+      if (options.xx) flags |= SetFlag.Xx;
+      // With GET, the value answered must be the one replaced: set only if the key is still
+      // where it was seen (or still absent), else look again.
+      if (options.get) flags |= current ? SetFlag.IfAt : SetFlag.Nx;
+      const op: Op = {
+        code: OpCode.SetIf,
+        key: k,
+        address,
+        expiresAt,
+        flags,
+        expectVolume: current?.address.volume ?? 0,
+        expectOffset: current?.address.offset ?? 0,
+      };
+      const { results } = await this.engine.commit([op]);
+      if (results[0] === 1) return { applied: true, previous };
+      if (!options.get) return { applied: false, previous: null };
+    }
+    throw new StoreError('TIMEOUT', `SET ... GET of a key written concurrently: gave up after ${SET_GET_ATTEMPTS} attempts`);
+  }
+
+  /** Inside a transaction the conditions are judged against what this session sees. */
+  private async setWithInTxn(k: Buffer, v: Buffer, expiresAt: number, options: SetCondOptions): Promise<SetCondResult> {
+    const visible = await this.visible(k);
+    const previous = options.get && visible ? (visible.value ?? (await this.valueOf(k, visible.address))) : null;
+    if ((options.nx && visible) || (options.xx && !visible)) return { applied: false, previous };
+    const keep = options.keepTtl && visible ? visible.expiresAt : expiresAt;
+    const { address, drive } = await this.engine.writeNeedle(k, v, keep, false);
+    const inline = v.length <= TXN_INLINE_VALUE ? Buffer.from(v) : undefined;
+    this.txn.put(mapKey(k), { kind: 'set', address, drive, expiresAt: keep, size: v.length, value: inline });
+    return { applied: true, previous };
+  }
+
+  private async valueOf(k: Buffer, address: NeedleAddress): Promise<Buffer> {
+    return Buffer.from(await this.engine.ports.reader.readVerified(address, k));
   }
 
   async get(key: Bytes): Promise<Buffer | null> {
