@@ -141,14 +141,14 @@ function intIn(min: number, max: number): Convert<number> {
 /** Redis' memtoll units: k/m/g are powers of 1000, kb/mb/gb powers of 1024. */
 const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1e3, kb: 1024, m: 1e6, mb: 1024 ** 2, g: 1e9, gb: 1024 ** 3 };
 
-/** Parses `2147483648`, `512mb`, `1GB`; null when it is not a size. */
+/** Parses `2147483648`, `512mb`, `1GB`; null when it is not a size, Infinity when too large to count. */
 export function parseSize(text: string): number | null {
   const m = /^(\d{1,15})([a-zA-Z]{0,2})$/.exec(text);
   if (m === null) return null;
   const unit = SIZE_UNITS[m[2]!.toLowerCase()];
   if (unit === undefined) return null;
   const n = Number(m[1]) * unit;
-  return Number.isSafeInteger(n) ? n : null;
+  return Number.isSafeInteger(n) ? n : Infinity; // past 2^53: above any maximum
 }
 
 function sizeIn(min: number, max: number): Convert<number> {
@@ -217,13 +217,13 @@ const path: Convert<string> = (v) => {
 };
 
 /** A flag's `a,b` or a file's `["a","b"]`; `""` from a flag is the empty list. */
-function listOf(what: string, max: number, item: (s: string) => Outcome<string>): Convert<string[]> {
+function listOf(what: string, whats: string, max: number, item: (s: string) => Outcome<string>): Convert<string[]> {
   return (v, fromFlag) => {
     let items: unknown[];
     if (fromFlag && typeof v === 'string') items = v === '' ? [] : v.split(',');
     else if (!fromFlag && Array.isArray(v)) items = v;
-    else return bad(`is not ${fromFlag ? `a comma-separated list of ${what}s` : `an array of ${what}s`}`);
-    if (items.length > max) return bad(`has ${items.length} ${what}s; at most ${max}`);
+    else return bad(`is not ${fromFlag ? `a comma-separated list of ${whats}` : `an array of ${whats}`}`);
+    if (items.length > max) return bad(`has ${items.length} ${whats}; at most ${max}`);
     const out: string[] = [];
     for (const it of items) {
       const p = typeof it === 'string' ? item(it) : bad(`is not a string`);
@@ -262,8 +262,8 @@ const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   addr: { flag: '--addr', convert: listenAddr },
   http_addr: { flag: '--http', convert: httpAddr },
   data_dir: { flag: '--data', convert: path },
-  drives: { flag: '--drives', convert: listOf('directory', MAX_DRIVES, (s) => path(s, true)) },
-  volume_servers: { flag: '--volume-servers', convert: listOf('URL', MAX_VOLUME_SERVERS, volumeServerUrl) },
+  drives: { flag: '--drives', convert: listOf('directory', 'directories', MAX_DRIVES, (s) => path(s, true)) },
+  volume_servers: { flag: '--volume-servers', convert: listOf('URL', 'URLs', MAX_VOLUME_SERVERS, volumeServerUrl) },
   replication_factor: { flag: '--replication-factor', convert: intIn(1, 1 + MAX_VOLUME_SERVERS) },
   max_volume_size: { flag: '--max-volume-size', convert: sizeIn(MIN_VOLUME_SIZE, MAX_VALUE_LENGTH) },
   requirepass: { flag: '--requirepass', convert: password, secret: true },
@@ -324,7 +324,13 @@ export function parseMasterArgs(argv: string[], env: NodeJS.ProcessEnv = process
     const flags = scanFlags(argv);
     const configFile = flags.get('--config') ?? null;
     const raws = new Map<Key, Raw>();
-    if (configFile !== null) for (const [k, value] of readConfigFile(configFile)) raws.set(k, { value, fromFlag: false, label: `config ${configFile}: ${k}` });
+    // Every field of the file is checked, even one a flag overrides: a broken file must not
+    // go unnoticed until the day the flag is dropped.
+    const checked = defaults(platform);
+    for (const [k, value] of configFile === null ? [] : readConfigFile(configFile)) {
+      raws.set(k, { value, fromFlag: false, label: `config ${configFile}: ${k}` });
+      assign(checked, k, raws.get(k)!);
+    }
     const envPass = env[REQUIREPASS_ENV];
     if (envPass !== undefined) raws.set('requirepass', { value: envPass, fromFlag: true, label: REQUIREPASS_ENV });
     for (const [flag, value] of flags) {
