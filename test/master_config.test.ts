@@ -388,5 +388,7 @@ describe('master log', () => {
     }
     assert.equal(JSON.parse(lines[0]!).config.requirepass, '(set)');
     assert.equal(JSON.parse(lines[0]!).msg, 'starting');
+    log.info({ config: redactedConfig(config([])) }, 'no password');
+    assert.equal(JSON.parse(lines[2]!).config.requirepass, null, 'no password logs as null, not as set');
   });
 });

@@ -27,7 +27,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       name: 'brisedb',
       level,
       // Belt and braces: redactedConfig() already hides it; this catches a careless caller.
-      redact: { paths: ['requirepass', '*.requirepass', '*.*.requirepass'], censor: '(set)' },
+      redact: { paths: ['requirepass', '*.requirepass', '*.*.requirepass'], censor: (value: unknown) => (value === null || value === undefined ? null : '(set)') },
     },
     destination ?? pino.destination({ fd: 2, sync: true }),
   );
