@@ -15,8 +15,6 @@ export interface StoreTopologyConfig {
   maxVolumeSize: number;
   sync: SyncPolicy;
   indexBuckets?: number;
-  /** Extra peers of every actor (front-end actors, later). */
-  frontEnds?: string[];
 }
 
 export function volumeActorName(slot: number): string {
@@ -24,7 +22,8 @@ export function volumeActorName(slot: number): string {
 }
 
 export function storeTopology(config: StoreTopologyConfig): ActorSpec[] {
-  const frontEnds = ['main', ...(config.frontEnds ?? [])];
+  // Front-end actors name the store's actors in their own talksTo; edges are symmetric.
+  const frontEnds = ['main'];
   const volumes: ActorSpec[] = config.drives.map((dir, slot) => {
     const cfg: VolumeWriterConfig = { dir, slot, maxVolumeSize: config.maxVolumeSize, sync: config.sync };
     return { name: volumeActorName(slot), module: new URL('./volume_writer.js', import.meta.url), config: cfg, talksTo: frontEnds };
@@ -49,4 +48,9 @@ export function storeTopology(config: StoreTopologyConfig): ActorSpec[] {
     },
     { name: 'broker', module: new URL('./broker_actor.js', import.meta.url), config: {}, talksTo: frontEnds },
   ];
+}
+
+/** The names of the store's actors, for front ends that talk to all of them. */
+export function storeActorNames(driveCount: number): string[] {
+  return [...Array.from({ length: driveCount }, (_, slot) => volumeActorName(slot)), 'wal', 'index', 'broker'];
 }

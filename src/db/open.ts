@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { NodeFs } from '../runtime/fs.js';
 import { systemClock } from '../runtime/clock.js';
 import { Supervisor } from '../runtime/supervisor.js';
+import type { ActorSpec } from '../runtime/topology.js';
 import { CpuPool } from '../runtime/cpu_pool.js';
 import { acquireLock } from '../storage/lock_file.js';
 import { saveRegistry } from '../storage/registry.js';
@@ -34,23 +35,26 @@ export async function open(dir = 'brisedb-data', options: OpenOptions = {}): Pro
   return (await openStore(dir, options)).db;
 }
 
+/** Extra actors (front ends) to run beside the store's, given the resolved drive roots. */
+export type ExtraActors = (drives: string[], dataDir: string) => ActorSpec[];
+
 /** open() with the supervisor and engine exposed, for the master and the tests. */
-export async function openStore(dir: string, options: OpenOptions = {}, frontEnds: string[] = []): Promise<OpenedStore> {
+export async function openStore(dir: string, options: OpenOptions = {}, extra: ExtraActors = () => []): Promise<OpenedStore> {
   const fs = new NodeFs();
   const root = resolve(dir);
   const dirs = driveDirs(root, (options.drives ?? []).map((d) => resolve(d)));
   fs.mkdir(root);
   const lock = acquireLock(fs, root, { pid: process.pid, host: hostname(), nowMs: Date.now() }, isProcessAlive);
-  const supervisor = new Supervisor(
-    storeTopology({
+  const supervisor = new Supervisor([
+    ...storeTopology({
       dir: root,
       drives: dirs,
       maxVolumeSize: options.maxVolumeSize ?? 2 ** 31,
       sync: options.sync ?? 'always',
       ...(options.indexBuckets ? { indexBuckets: options.indexBuckets } : {}),
-      frontEnds,
     }),
-  );
+    ...extra(dirs, root),
+  ]);
   try {
     await supervisor.start();
   } catch (err) {

@@ -99,6 +99,7 @@ export class Peer {
   private closeMessage: string;
   private closed = false;
   private handler: RequestHandler | null = null;
+  private readonly rewireListeners: (() => void)[] = [];
   private readonly maxInFlight: number;
   private nextId = 0;
   private readonly pending = new Map<number, Pending>();
@@ -167,6 +168,15 @@ export class Peer {
     this.detachPort(`${this.name} is down (restarting)`);
     this.closeMessage = `${this.name} is down (restarting)`;
     this.attach(port);
+    for (const listener of this.rewireListeners) listener();
+  }
+
+  /**
+   * Called after every re-wiring: the other side is a fresh incarnation, so state it kept in
+   * memory for us (subscriptions, open streams) is gone and must be sent again.
+   */
+  onRewire(listener: () => void): void {
+    this.rewireListeners.push(listener);
   }
 
   /** Announces why the port will close (the supervisor is stopping the other side). */

@@ -1,0 +1,385 @@
+// One client connection of the RESP front end: bytes in, commands through the executor or
+// the front end's own handlers, replies out, in order.
+// Owns: the parser and its limits (small until AUTH), the session (its BEGIN levels), the
+// MULTI queue, the pub/sub subscriptions of this connection, its output back-pressure.
+// Invariants:
+// - commands of one connection run one after another, in arrival order, so a pipeline reads
+//   its own writes and replies leave in order; many connections run concurrently, which is
+//   where the actors' batching pays;
+// - replies of a pipeline are gathered and written once the parser has no complete command
+//   left (one write per burst, not per command);
+// - a protocol error answers one error and closes this connection only;
+// - a client whose unsent replies pass the output limit is disconnected (Redis' output
+//   buffer limit) instead of growing memory; reading pauses while the socket is backed up.
+import type { Socket } from 'node:net';
+import { execute, errorReply } from '../db/executor.js';
+import type { Database, Session } from '../db/api.js';
+import type { BrokerPort, Delivery } from '../db/ports.js';
+import { checkCommand, hasFlag } from '../protocol/commands.js';
+import { OK, array, bulk, error, integer, push, simple, NULL_BULK, type Reply } from '../protocol/reply.js';
+import { RespCommandParser } from '../protocol/resp_parser.js';
+import { ReplyWriter } from '../protocol/resp_writer.js';
+import { UNAUTHENTICATED_TCP_LIMITS, type TcpLimits } from '../master/master_config.js';
+import {
+  authCommand,
+  clientCommand,
+  commandCommand,
+  configCommand,
+  helloCommand,
+  infoCommand,
+  selectCommand,
+  type ClientState,
+  type ServerState,
+} from './server_commands.js';
+
+/** Counters shared by every connection of a front end (INFO stats). */
+export interface FrontEndStats {
+  connectionsReceived: number;
+  commandsProcessed: number;
+  rejectedConnections: number;
+  protocolErrors: number;
+}
+
+export interface ConnectionContext {
+  db: Database;
+  broker: BrokerPort;
+  server: ServerState;
+  limits: TcpLimits;
+  stats: FrontEndStats;
+  clients: Map<number, ClientState>;
+  /** Subscriber ids are unique per front end thread. */
+  nextSubscriberId(): number;
+}
+
+/** Commands allowed in RESP2 subscribed mode (Redis: only these and RESET). */
+const PUBSUB_ALLOWED = new Set(['subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'ping', 'quit', 'stop', 'exit']);
+/** Commands allowed before AUTH when a password is set. */
+const NOAUTH_ALLOWED = new Set(['auth', 'hello', 'quit', 'stop', 'exit']);
+/** Front-end commands that may be queued after MULTI (run by EXEC like any other). */
+const QUEUEABLE_FRONT_END = new Set(['ping', 'echo']);
+/** Write replies once this many bytes are gathered, even mid-pipeline. */
+const FLUSH_BYTES = 64 * 1024;
+/** How long a closing socket may take to drain before it is destroyed. */
+const CLOSE_GRACE_MS = 5000;
+const EXECABORT = 'EXECABORT Transaction discarded because of previous errors.';
+
+let nextClientId = 1;
+
+export class RespConnection {
+  readonly client: ClientState;
+  private readonly parser: RespCommandParser;
+  private readonly writer = new ReplyWriter();
+  private readonly session: Session;
+  private running = false;
+  private closing = false;
+  private multi: Buffer[][] | null = null;
+  private multiError = false;
+  private subscriber = 0;
+  private readonly channels = new Set<string>();
+  private readonly patterns = new Set<string>();
+  /** Resolves when the current burst of commands has been answered (for graceful stop). */
+  private idle: Promise<void> = Promise.resolve();
+  private markIdle: () => void = () => undefined;
+
+  constructor(private readonly socket: Socket, private readonly ctx: ConnectionContext) {
+    const needAuth = ctx.server.requirepass !== null;
+    const limits = needAuth ? { ...ctx.limits, ...UNAUTHENTICATED_TCP_LIMITS } : ctx.limits;
+    this.parser = new RespCommandParser(limits);
+    this.session = ctx.db.session();
+    const now = Date.now();
+    this.client = {
+      id: nextClientId++,
+      addr: `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`,
+      laddr: `${socket.localAddress ?? '?'}:${socket.localPort ?? 0}`,
+      createdAt: now,
+      name: null,
+      libName: null,
+      libVer: null,
+      proto: 2,
+      authenticated: !needAuth,
+      lastCommand: 'NULL',
+      lastActiveAt: now,
+      subscriptions: 0,
+      inMulti: false,
+    };
+    ctx.clients.set(this.client.id, this.client);
+    ctx.stats.connectionsReceived += 1;
+    socket.setNoDelay(true);
+    if (ctx.limits.idleTimeoutSeconds > 0) {
+      socket.setTimeout(ctx.limits.idleTimeoutSeconds * 1000, () => this.close());
+    }
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => {
+      if (!this.closing) socket.resume();
+    });
+    socket.on('error', () => this.close());
+    socket.on('close', () => this.cleanup());
+  }
+
+  /** Graceful stop: no more input; the burst in progress is answered, then the socket ends. */
+  async shutdown(): Promise<void> {
+    this.socket.pause();
+    await this.idle;
+    this.close();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return;
+    this.client.lastActiveAt = Date.now();
+    this.parser.push(chunk);
+    if (!this.running) void this.pump();
+  }
+
+  /** Runs every complete command in the buffer, in order; one write per burst. */
+  private async pump(): Promise<void> {
+    this.running = true;
+    this.idle = new Promise((resolve) => (this.markIdle = resolve));
+    try {
+      while (!this.closing) {
+        const parsed = this.parser.next();
+        if (parsed.kind === 'need-more') break;
+        if (parsed.kind === 'error') {
+          this.ctx.stats.protocolErrors += 1;
+          this.reply(error(`ERR ${parsed.message}`));
+          this.flush();
+          this.close();
+          break;
+        }
+        await this.dispatch(parsed.args);
+        if (this.writer.length >= FLUSH_BYTES) this.flush();
+      }
+    } catch (err) {
+      // A bug in a handler must not take the connection's state down silently.
+      this.reply(errorReply(err));
+    } finally {
+      this.flush();
+      this.running = false;
+      this.markIdle();
+    }
+  }
+
+  private async dispatch(argv: Buffer[]): Promise<void> {
+    this.ctx.stats.commandsProcessed += 1;
+    const checked = checkCommand(argv);
+    if (!checked.ok) {
+      if (this.multi !== null) this.multiError = true;
+      this.reply(checked.reply);
+      return;
+    }
+    const { spec } = checked;
+    const name = spec.name;
+    this.client.lastCommand = name;
+    if (!this.client.authenticated && !NOAUTH_ALLOWED.has(name)) {
+      this.reply(error('NOAUTH Authentication required.'));
+      return;
+    }
+    if (this.multi !== null && name !== 'exec' && name !== 'discard' && name !== 'multi' && name !== 'quit') {
+      this.queueInMulti(argv, name, hasFlag(spec, 'front-end'));
+      return;
+    }
+    if (this.inSubscribedMode() && !PUBSUB_ALLOWED.has(name)) {
+      this.reply(error(`ERR Can't execute '${name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`));
+      return;
+    }
+    await this.run(name, argv);
+  }
+
+  private async run(name: string, argv: Buffer[]): Promise<void> {
+    const { server } = this.ctx;
+    switch (name) {
+      case 'quit':
+      case 'exit':
+      case 'stop':
+        this.reply(OK);
+        this.flush();
+        this.closeAfterFlush();
+        return;
+      case 'auth':
+        return this.applyAuth(authCommand(argv, server));
+      case 'hello':
+        return this.applyAuth(helloCommand(argv, this.client, server));
+      case 'select':
+        return this.reply(selectCommand(argv));
+      case 'client':
+        return this.reply(clientCommand(argv, this.client, server));
+      case 'config':
+        return this.reply(configCommand(argv, this.client, server));
+      case 'command':
+        return this.reply(commandCommand(argv));
+      case 'info':
+        return this.reply(await infoCommand(argv, server));
+      case 'multi':
+        return this.onMulti();
+      case 'exec':
+        return this.onExec();
+      case 'discard':
+        return this.onDiscard();
+      case 'subscribe':
+      case 'psubscribe':
+        return this.onSubscribe(name, argv.slice(1));
+      case 'unsubscribe':
+      case 'punsubscribe':
+        return this.onUnsubscribe(name, argv.slice(1));
+      case 'ping':
+        if (this.inSubscribedMode()) return this.reply(array([bulk('pong'), bulk(argv[1] ?? '')]));
+        break;
+      default:
+        break;
+    }
+    this.reply(await execute(this.session, argv, this.ctx.db));
+  }
+
+  // ---- AUTH ----------------------------------------------------------------------------
+
+  private applyAuth(effect: { reply: Reply; authenticated?: boolean }): void {
+    if (effect.authenticated) {
+      this.client.authenticated = true;
+      this.parser.setLimits(this.ctx.limits);
+    }
+    this.reply(effect.reply);
+  }
+
+  // ---- MULTI / EXEC ----------------------------------------------------------------------
+
+  private onMulti(): void {
+    if (this.multi !== null) return this.reply(error('ERR MULTI calls can not be nested'));
+    this.multi = [];
+    this.multiError = false;
+    this.client.inMulti = true;
+    this.reply(OK);
+  }
+
+  private queueInMulti(argv: Buffer[], name: string, frontEnd: boolean): void {
+    if (frontEnd && !QUEUEABLE_FRONT_END.has(name)) {
+      this.multiError = true;
+      this.reply(error(`ERR Command not allowed inside a transaction: '${name}'`));
+      return;
+    }
+    this.multi!.push(argv);
+    this.reply(simple('QUEUED'));
+  }
+
+  /** EXEC: the queued commands as one transaction level: one atomic WAL record. */
+  private async onExec(): Promise<void> {
+    const queued = this.multi;
+    if (queued === null) return this.reply(error('ERR EXEC without MULTI'));
+    this.multi = null;
+    this.client.inMulti = false;
+    if (this.multiError) return this.reply(error(EXECABORT));
+    this.session.begin();
+    const replies: Reply[] = [];
+    try {
+      for (const argv of queued) replies.push(await execute(this.session, argv, this.ctx.db));
+      await this.session.commit();
+    } catch (err) {
+      if (this.session.depth > 0) this.session.rollback();
+      return this.reply(errorReply(err));
+    }
+    this.reply(array(replies));
+  }
+
+  private onDiscard(): void {
+    if (this.multi === null) return this.reply(error('ERR DISCARD without MULTI'));
+    this.multi = null;
+    this.client.inMulti = false;
+    this.reply(OK);
+  }
+
+  // ---- pub/sub -------------------------------------------------------------------------
+
+  private inSubscribedMode(): boolean {
+    return this.client.proto === 2 && this.channels.size + this.patterns.size > 0;
+  }
+
+  private async onSubscribe(kind: 'subscribe' | 'psubscribe', names: Buffer[]): Promise<void> {
+    if (this.subscriber === 0) this.subscriber = this.ctx.nextSubscriberId();
+    const set = kind === 'subscribe' ? this.channels : this.patterns;
+    const fresh = names.filter((n) => !set.has(n.toString('latin1')));
+    if (fresh.length > 0) {
+      const channels = kind === 'subscribe' ? fresh : [];
+      const patterns = kind === 'psubscribe' ? fresh : [];
+      await this.ctx.broker.subscribe(this.subscriber, channels, patterns, (d) => this.deliver(d));
+    }
+    for (const n of names) {
+      set.add(n.toString('latin1'));
+      this.client.subscriptions = this.channels.size + this.patterns.size;
+      this.pushReply([bulk(kind), bulk(n), integer(this.client.subscriptions)]);
+    }
+  }
+
+  private async onUnsubscribe(kind: 'unsubscribe' | 'punsubscribe', names: Buffer[]): Promise<void> {
+    const set = kind === 'unsubscribe' ? this.channels : this.patterns;
+    const targets = names.length > 0 ? names : [...set].map((n) => Buffer.from(n, 'latin1'));
+    if (targets.length === 0) {
+      this.pushReply([bulk(kind), NULL_BULK, integer(this.channels.size + this.patterns.size)]);
+      return;
+    }
+    const known = targets.filter((n) => set.has(n.toString('latin1')));
+    if (known.length > 0 && this.subscriber !== 0) {
+      await this.ctx.broker.unsubscribe(this.subscriber, kind === 'unsubscribe' ? known : [], kind === 'punsubscribe' ? known : []);
+    }
+    for (const n of targets) {
+      set.delete(n.toString('latin1'));
+      this.client.subscriptions = this.channels.size + this.patterns.size;
+      this.pushReply([bulk(kind), bulk(n), integer(this.client.subscriptions)]);
+    }
+  }
+
+  /** A message from the broker: written at once (it is not the answer to a command). */
+  private deliver(d: Delivery): void {
+    if (this.closing) return;
+    const items = d.pattern !== undefined
+      ? [bulk('pmessage'), bulk(d.pattern), bulk(d.channel), bulk(d.payload)]
+      : [bulk('message'), bulk(d.channel), bulk(d.payload)];
+    this.pushReply(items);
+    if (!this.running) this.flush();
+  }
+
+  /** Pub/sub frames: RESP3 push (>), RESP2 array. */
+  private pushReply(items: Reply[]): void {
+    this.reply(this.client.proto === 3 ? push(items) : array(items));
+  }
+
+  // ---- output ----------------------------------------------------------------------------
+
+  private reply(reply: Reply): void {
+    this.writer.reply(reply, this.client.proto);
+  }
+
+  private flush(): void {
+    if (this.writer.length === 0 || this.socket.destroyed) return;
+    const chunks = this.writer.takeChunks();
+    let ok = true;
+    for (const chunk of chunks) ok = this.socket.write(chunk);
+    if (this.socket.writableLength > this.ctx.limits.maxOutputBuffer) {
+      // Redis' client-output-buffer-limit: a reader this slow is cut off, not buffered for.
+      this.socket.destroy();
+      return;
+    }
+    if (!ok) this.socket.pause();
+  }
+
+  private closeAfterFlush(): void {
+    this.closing = true;
+    this.socket.end();
+  }
+
+  close(): void {
+    if (this.socket.destroyed) return;
+    this.closing = true;
+    this.socket.end();
+    // A peer that never reads its last bytes must not hold the socket open.
+    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
+  }
+
+  /** The socket is gone: drop the transaction levels and the subscriptions. */
+  private cleanup(): void {
+    this.closing = true;
+    this.ctx.clients.delete(this.client.id);
+    while (this.session.depth > 0) this.session.rollback();
+    if (this.subscriber !== 0 && this.channels.size + this.patterns.size > 0) {
+      void this.ctx.broker.unsubscribe(this.subscriber).catch(() => undefined);
+    }
+  }
+}
+

@@ -1,0 +1,17 @@
+// What front-end actors (TCP now, HTTP later) and the main thread say to each other: the
+// front end asks main for the supervisor's view of the actors (INFO actors); main asks the
+// front end, by its control port, for the address it listens on.
+export const FRONTEND_PROTOCOL_VERSION = 1;
+
+export const FrontEndMsg = {
+  Status: 1,
+} as const;
+
+export type FrontEndToMain = { t: typeof FrontEndMsg.Status };
+
+export interface ActorStatusLine {
+  name: string;
+  threadId: number;
+  restarts: number;
+  state: string;
+}
