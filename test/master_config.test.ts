@@ -72,7 +72,9 @@ describe('master config: defaults', () => {
     assert.equal(config([], {}, NODE22).tcpThreads, 8);
     assert.equal(config([], {}, { ...NODE22, nodeVersion: '24.1.0', cores: 3 }).tcpThreads, 3);
     assert.equal(config([], {}, { ...NODE22, os: 'win32' }).tcpThreads, 1);
-    assert.equal(supportsReusePort({ ...NODE22, nodeVersion: '23.0.0' }), true);
+    assert.equal(supportsReusePort({ ...NODE22, nodeVersion: '23.0.0' }), false);
+    assert.equal(supportsReusePort({ ...NODE22, nodeVersion: '23.1.0' }), true);
+    assert.equal(supportsReusePort({ ...NODE22, nodeVersion: '22.11.9' }), false);
   });
 
   it('log level: info, else $BRISEDB_LOG_LEVEL, else --log-level', () => {

@@ -215,6 +215,9 @@ describe('startFailureLine', () => {
     assert.equal(startFailureLine(v6), 'cannot listen on [::1]:80: permission denied (ports below 1024 need privileges)');
     assert.equal(startFailureLine(new Error('data dir d is held by pid 7 (started x)\n    at stack')), 'data dir d is held by pid 7 (started x)');
     assert.equal(startFailureLine('plain'), 'plain');
+    const wrapped = new Error('actor tcp-0 failed to start: init failed: BAD_ARGUMENT: cannot listen on 127.0.0.1:1: address already in use');
+    assert.equal(startFailureLine(wrapped), 'cannot listen on 127.0.0.1:1: address already in use');
+    assert.equal(startFailureLine(new Error('actor wal failed to start: exit code 3')), 'actor wal failed to start: exit code 3');
     assert.equal(startFailureLine(new Error('')), 'could not start (no reason given)');
   });
 });

@@ -43,7 +43,7 @@ export const MAX_CLIENTS = 1_000_000;
 export const MAX_TIMEOUT_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 export const MAX_PASSWORD_BYTES = 4096;
 export const MAX_PATH_LENGTH = 4096;
-/** node:net has `reusePort` (one listener per thread on one port) from this version on. */
+/** node:net has `reusePort` (one listener per thread on one port) from 22.12 (and 23.1) on. */
 export const REUSE_PORT_NODE = [22, 12] as const;
 /** Where libuv's reusePort balances connections across listeners (Node docs). */
 const REUSE_PORT_PLATFORMS: readonly string[] = ['linux', 'freebsd', 'sunos', 'aix'];
@@ -278,10 +278,11 @@ const KEYS = Object.keys(FIELDS) as Key[];
 const BY_FLAG = new Map<string, Key>(KEYS.map((k) => [FIELDS[k].flag, k]));
 const OTHER_FLAGS = ['--config', '--log-level', '--help'];
 
+/** reusePort came to node:net in 22.12 and 23.1 (not 23.0). */
 export function supportsReusePort(p: Platform): boolean {
   const [major = 0, minor = 0] = p.nodeVersion.split('.').map(Number);
-  const [wantMajor, wantMinor] = REUSE_PORT_NODE;
-  return REUSE_PORT_PLATFORMS.includes(p.os) && (major > wantMajor || (major === wantMajor && minor >= wantMinor));
+  const node = major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
+  return node && REUSE_PORT_PLATFORMS.includes(p.os);
 }
 
 function defaults(p: Platform): Settings {

@@ -12,7 +12,7 @@
 // without waiting; a signal that arrives while starting stops the master once it is up.
 import { formatAddress, isLoopbackHost, parseMasterArgs } from './config.js';
 import { createLogger, redactedConfig, type Logger } from './log.js';
-import { runMaster, type RunningMaster } from './master.js';
+import type { RunningMaster } from './master.js';
 import type { ListenAddress, MasterConfig } from './master_config.js';
 
 /** How long a clean stop may take before the master gives up and exits 1. */
@@ -38,6 +38,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const signal = firstSignal(log);
   let master: RunningMaster;
   try {
+    // Loaded only now: --help and bad flags answer without loading the store and the actors.
+    const { runMaster } = await import('./master.js');
     master = await runMaster(config, log);
   } catch (err) {
     process.stderr.write(`brisedb: ${startFailureLine(err)}\n`);
@@ -127,9 +129,10 @@ function warnIfExposed(config: MasterConfig, log: Logger): void {
 }
 
 function logListening(master: RunningMaster, config: MasterConfig, log: Logger): void {
-  // The HTTP port as bound when runMaster reports it (port 0 picks one), else as configured.
-  const bound = (master as RunningMaster & { readonly httpPort?: number }).httpPort;
-  const http = config.httpAddr === null ? null : { host: config.httpAddr.host, port: bound ?? config.httpAddr.port };
+  // HTTP is reported only as runMaster reports it bound (`httpPort`, when the HTTP front end
+  // exists): logging the configured address of a server that is not there would mislead.
+  const bound = (master as RunningMaster & { readonly httpPort?: number | null }).httpPort;
+  const http = config.httpAddr === null || typeof bound !== 'number' ? null : { host: config.httpAddr.host, port: bound };
   log.info(
     {
       tcp: formatAddress({ host: master.tcpHost, port: master.tcpPort }),
@@ -155,6 +158,16 @@ export function startFailureLine(err: unknown): string {
   if (code !== undefined && code in LISTEN_PROBLEMS && e?.syscall === 'listen' && typeof e.port === 'number') {
     return `cannot listen on ${formatAddress({ host: e.address ?? '', port: e.port })}: ${LISTEN_PROBLEMS[code]}`;
   }
-  const message = err instanceof Error ? err.message : String(err);
-  return message.replace(/\s*\n[\s\S]*$/, '') || 'could not start (no reason given)';
+  const message = (err instanceof Error ? err.message : String(err)).replace(/\s*\n[\s\S]*$/, '');
+  return unwrapActorStart(message) || 'could not start (no reason given)';
+}
+
+/**
+ * The supervisor reports an actor that could not start as `actor tcp-0 failed to start: init
+ * failed: BAD_ARGUMENT: cannot listen on ...` (src/runtime/supervisor.ts); the user needs only
+ * the actor's own reason, which already says what failed.
+ */
+function unwrapActorStart(message: string): string {
+  const m = /^actor \S+ failed to start: init failed: [A-Z_]+: (.+)$/.exec(message);
+  return m === null ? message : m[1]!;
 }
