@@ -85,7 +85,7 @@ const NEED_MORE: ParseResult = Object.freeze({ kind: 'need-more' });
 /**
  * Redis' string2ll on buf[start, end): an optional '-', then "0" or a digit 1-9 and digits,
  * within a signed 64-bit integer. Returns null when Redis would reject it. Values beyond
- * 2^53 come back rounded; callers only compare them with limits far below that.
+ * 2^53 come back as the nearest double; callers only compare them with limits far below.
  */
 export function string2ll(buf: Uint8Array, start: number, end: number): number | null {
   let p = start;
@@ -104,6 +104,7 @@ export function string2ll(buf: Uint8Array, start: number, end: number): number |
     // Exactness matters only at the int64 boundary; check it with BigInt (rare path).
     const big = BigInt(Buffer.from(buf.buffer, buf.byteOffset + p, digits).toString('latin1'));
     if (neg ? big > 9223372036854775808n : big > 9223372036854775807n) return null;
+    return neg ? -Number(big) : Number(big);
   }
   return neg ? -v : v;
 }
