@@ -23,7 +23,7 @@ import type { Ports } from '../db/ports.js';
 import type { TcpLimits } from '../master/master_config.js';
 import { RespConnection, type FrontEndStats } from '../frontend/resp_connection.js';
 import { BRISEDB_VERSION, INFO_SECTIONS, REDIS_COMPAT_VERSION, type ClientState, type ServerState } from '../frontend/server_commands.js';
-import { volumeActorName } from './store_topology.js';
+import { storeActorNames, volumeActorName } from './store_topology.js';
 import { FrontEndMsg, type ActorStatusLine, type FrontEndToMain } from '../protocol/frontend_protocol.js';
 
 export interface TcpFrontendConfig {
@@ -61,6 +61,8 @@ let nextSubscriber = 1;
 async function init(ctx: ActorContext): Promise<void> {
   const config = ctx.config as TcpFrontendConfig;
   const reader = new VolumeReader(new NodeFs(), config.drives);
+  // Every request read from any socket in one poll phase leaves in one message per actor.
+  for (const name of storeActorNames(config.drives.length)) ctx.peer(name).setFlushMode('turn');
   const broker = new ActorBroker(ctx.peer('broker'));
   // The broker keeps subscriptions in memory: after it restarts, register ours again.
   ctx.peer('broker').onRewire(() => void broker.resubscribe().catch(() => undefined));

@@ -81,6 +81,12 @@ export interface BlobInfo {
 /** One client's view: its own transaction stack. `Database` is itself a session. */
 export interface Session {
   set(key: Bytes, value: Bytes, options?: SetOptions): Promise<void>;
+  /**
+   * Many SETs at once (a pipeline's burst): outside a transaction one append per drive and ONE
+   * WAL record for all (atomic together). One result per item: null, or the error of that item
+   * (an invalid key or value is refused alone; the others are written).
+   */
+  setMany(items: { key: Bytes; value: Bytes; options?: SetOptions }[]): Promise<(Error | null)[]>;
   /** SET with NX / XX / KEEPTTL / GET: conditions judged atomically when the write applies. */
   setWith(key: Bytes, value: Bytes, options: SetCondOptions): Promise<SetCondResult>;
   get(key: Bytes): Promise<Buffer | null>;

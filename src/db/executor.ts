@@ -65,6 +65,22 @@ async function setCommand({ session, argv }: Context): Promise<Reply> {
 }
 
 /**
+ * A SET that can join a batch (Session.setMany): no NX/XX/GET/KEEPTTL and options that parse.
+ * null otherwise: the command then runs alone, and answers its own exact error.
+ */
+export function plainSetOf(argv: Buffer[]): { key: Buffer; value: Buffer; options: SetCondOptions } | null {
+  if (argv.length < 3) return null;
+  let options: SetCondOptions;
+  try {
+    options = parseSetOptions(argv.slice(3));
+  } catch {
+    return null;
+  }
+  if (options.nx || options.xx || options.keepTtl || options.get) return null;
+  return { key: argv[1]!, value: argv[2]!, options };
+}
+
+/**
  * SET options as Redis 7 has them: EX seconds | PX ms | EXAT unix-s | PXAT unix-ms |
  * KEEPTTL (one of these), NX | XX (one), GET; any case, any order.
  */

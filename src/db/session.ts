@@ -68,6 +68,48 @@ export class EngineSession implements Session {
     await this.engine.commit([{ code: OpCode.Set, key: k, address, expiresAt }]);
   }
 
+  async setMany(items: { key: Bytes; value: Bytes; options?: SetOptions }[]): Promise<(Error | null)[]> {
+    const results: (Error | null)[] = new Array<Error | null>(items.length).fill(null);
+    if (this.txn.depth > 0) {
+      for (let i = 0; i < items.length; i++) {
+        await this.set(items[i]!.key, items[i]!.value, items[i]!.options).catch((err: Error) => (results[i] = err));
+      }
+      return results;
+    }
+    // Validate each alone; group the valid ones by drive (one append message per drive).
+    const valid: { i: number; key: Buffer; value: Buffer; expiresAt: number; drive: number }[] = [];
+    for (let i = 0; i < items.length; i++) {
+      try {
+        const key = checkKey(items[i]!.key, this.engine.limits);
+        const value = toBuffer(items[i]!.value);
+        checkValueSize(value.length, this.engine.limits);
+        valid.push({ i, key, value, expiresAt: this.expiryOf(items[i]!.options ?? {}), drive: this.engine.pickDrive() });
+      } catch (err) {
+        results[i] = err as Error;
+      }
+    }
+    if (valid.length === 0) return results;
+    try {
+      const byDrive = new Map<number, typeof valid>();
+      for (const v of valid) {
+        const list = byDrive.get(v.drive);
+        if (list === undefined) byDrive.set(v.drive, [v]);
+        else list.push(v);
+      }
+      const addresses = new Map<number, NeedleAddress>();
+      await Promise.all(
+        [...byDrive].map(async ([drive, list]) => {
+          const got = await this.engine.ports.volumes.append(drive, list.map((v) => ({ key: v.key, value: v.value, expiresAt: v.expiresAt })), true);
+          list.forEach((v, j) => addresses.set(v.i, got[j]!));
+        }),
+      );
+      await this.engine.commit(valid.map((v) => ({ code: OpCode.Set, key: v.key, address: addresses.get(v.i)!, expiresAt: v.expiresAt })));
+    } catch (err) {
+      for (const v of valid) results[v.i] = err as Error;
+    }
+    return results;
+  }
+
   async setWith(key: Bytes, value: Bytes, options: SetCondOptions): Promise<SetCondResult> {
     const k = checkKey(key, this.engine.limits);
     const v = toBuffer(value);

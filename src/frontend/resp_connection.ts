@@ -12,7 +12,7 @@
 // - a client whose unsent replies pass the output limit is disconnected (Redis' output
 //   buffer limit) instead of growing memory; reading pauses while the socket is backed up.
 import type { Socket } from 'node:net';
-import { execute, errorReply } from '../db/executor.js';
+import { execute, errorReply, plainSetOf } from '../db/executor.js';
 import type { Database, Session } from '../db/api.js';
 import type { BrokerPort, Delivery } from '../db/ports.js';
 import { checkCommand, hasFlag } from '../protocol/commands.js';
@@ -57,6 +57,8 @@ const PUBSUB_ALLOWED = new Set(['subscribe', 'unsubscribe', 'psubscribe', 'punsu
 const NOAUTH_ALLOWED = new Set(['auth', 'hello', 'quit', 'stop', 'exit']);
 /** Front-end commands that may be queued after MULTI (run by EXEC like any other). */
 const QUEUEABLE_FRONT_END = new Set(['ping', 'echo']);
+/** Commands taken from the buffer in one burst (bounds the replies held at once). */
+const MAX_BURST = 1024;
 /** Write replies once this many bytes are gathered, even mid-pipeline. */
 const FLUSH_BYTES = 64 * 1024;
 /** How long a closing socket may take to drain before it is destroyed. */
@@ -130,22 +132,28 @@ export class RespConnection {
     if (!this.running) void this.pump();
   }
 
-  /** Runs every complete command in the buffer, in order; one write per burst. */
+  /**
+   * Runs every complete command in the buffer, in order; one write per burst. Within a burst
+   * (a pipeline), a run of consecutive reads runs concurrently and a run of consecutive plain
+   * SETs is written as one batch: a connection then keeps many requests in flight, which is
+   * what lets the actors batch. Anything else runs alone, after what came before it, so a
+   * pipeline always reads its own writes and its replies leave in order.
+   */
   private async pump(): Promise<void> {
     this.running = true;
     this.idle = new Promise((resolve) => (this.markIdle = resolve));
     try {
       while (!this.closing) {
-        const parsed = this.parser.next();
-        if (parsed.kind === 'need-more') break;
-        if (parsed.kind === 'error') {
+        const burst = this.takeBurst();
+        if (burst.commands.length === 0 && burst.error === null) break;
+        await this.runBurst(burst.commands);
+        if (burst.error !== null) {
           this.ctx.stats.protocolErrors += 1;
-          this.reply(error(`ERR ${parsed.message}`));
+          this.reply(error(`ERR ${burst.error}`));
           this.flush();
           this.close();
           break;
         }
-        await this.dispatch(parsed.args);
         if (this.writer.length >= FLUSH_BYTES) this.flush();
       }
     } catch (err) {
@@ -156,6 +164,59 @@ export class RespConnection {
       this.running = false;
       this.markIdle();
     }
+  }
+
+  /** The complete commands buffered now (at most MAX_BURST), and a protocol error after them. */
+  private takeBurst(): { commands: Buffer[][]; error: string | null } {
+    const commands: Buffer[][] = [];
+    while (commands.length < MAX_BURST) {
+      const parsed = this.parser.next();
+      if (parsed.kind === 'need-more') break;
+      if (parsed.kind === 'error') return { commands, error: parsed.message };
+      commands.push(parsed.args);
+    }
+    return { commands, error: null };
+  }
+
+  private async runBurst(commands: Buffer[][]): Promise<void> {
+    let i = 0;
+    while (i < commands.length && !this.closing) {
+      const kind = this.groupKind(commands[i]!);
+      let j = i + 1;
+      if (kind !== 'alone') while (j < commands.length && this.groupKind(commands[j]!) === kind) j++;
+      if (j - i === 1) await this.dispatch(commands[i]!);
+      else if (kind === 'read') await this.runReads(commands.slice(i, j));
+      else await this.runSets(commands.slice(i, j));
+      i = j;
+      if (this.writer.length >= FLUSH_BYTES) this.flush();
+    }
+  }
+
+  /** Which commands may share a group: plain reads, or plain SETs outside any transaction. */
+  private groupKind(argv: Buffer[]): 'read' | 'set' | 'alone' {
+    if (this.multi !== null || !this.client.authenticated || this.inSubscribedMode()) return 'alone';
+    const checked = checkCommand(argv);
+    if (!checked.ok) return 'alone';
+    const { spec } = checked;
+    if (hasFlag(spec, 'front-end')) return 'alone';
+    if (hasFlag(spec, 'readonly')) return 'read';
+    if (spec.name === 'set' && this.session.depth === 0 && plainSetOf(argv) !== null) return 'set';
+    return 'alone';
+  }
+
+  private async runReads(group: Buffer[][]): Promise<void> {
+    this.ctx.stats.commandsProcessed += group.length;
+    this.client.lastCommand = checkName(group[group.length - 1]!);
+    const replies = await Promise.all(group.map((argv) => execute(this.session, argv, this.ctx.db)));
+    for (const r of replies) this.reply(r);
+  }
+
+  private async runSets(group: Buffer[][]): Promise<void> {
+    this.ctx.stats.commandsProcessed += group.length;
+    this.client.lastCommand = 'set';
+    const items = group.map((argv) => plainSetOf(argv)!);
+    const results = await this.session.setMany(items);
+    for (const err of results) this.reply(err === null ? OK : errorReply(err));
   }
 
   private async dispatch(argv: Buffer[]): Promise<void> {
@@ -383,3 +444,7 @@ export class RespConnection {
   }
 }
 
+
+function checkName(argv: Buffer[]): string {
+  return argv[0]!.toString('latin1').toLowerCase();
+}

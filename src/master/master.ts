@@ -64,7 +64,12 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   }
   let givenUp: () => void = () => undefined;
   const done = new Promise<void>((resolve) => (givenUp = resolve));
-  supervisor.on('actor-exit', (e: { name: string; code?: number; error?: string }) => log.error({ actor: e.name, code: e.code, error: e.error }, 'actor died'));
+  let stopping = false;
+  supervisor.on('actor-exit', (e: { name: string; code?: number; error?: string }) => {
+    // Exits during an ordered stop are the plan, not a death.
+    if (stopping) log.debug({ actor: e.name, code: e.code }, 'actor stopped');
+    else log.error({ actor: e.name, code: e.code, error: e.error }, 'actor died');
+  });
   supervisor.on('actor-restart', (e: { name: string; attempt: number }) => log.warn({ actor: e.name, attempt: e.attempt }, 'actor restarted'));
   supervisor.on('actor-given-up', (e: { name: string }) => {
     log.fatal({ actor: e.name }, 'actor keeps dying: given up');
@@ -74,7 +79,10 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   return {
     tcpPort: address.port,
     tcpHost: address.host,
-    stop: () => db.close(),
+    stop: () => {
+      stopping = true;
+      return db.close();
+    },
     done,
   };
 }

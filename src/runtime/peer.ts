@@ -108,6 +108,7 @@ export class Peer {
   private outEnvs: Envelope[] = [];
   private outBlobs: (ArrayBuffer[] | null)[] = [];
   private flushScheduled = false;
+  private flushMode: 'microtask' | 'turn' = 'microtask';
   private readonly counters = { posts: 0, sent: 0, received: 0 };
 
   constructor(name: string, port: MessagePort | null, options: PeerOptions = {}) {
@@ -267,8 +268,20 @@ export class Peer {
     this.outBlobs.push(blobs && blobs.length > 0 ? blobs : null);
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      queueMicrotask(this.scheduledFlush);
+      if (this.flushMode === 'microtask') queueMicrotask(this.scheduledFlush);
+      else setImmediate(this.scheduledFlush);
     }
+  }
+
+  /**
+   * When the outbox leaves: 'microtask' (default) at the end of the current task; 'turn' at the
+   * end of the event-loop turn (setImmediate), so that what every socket read of one poll
+   * phase asked for goes out in one postMessage. A front end with many connections wants
+   * 'turn': each client's request arrives in its own task, and a hop per request is the cost
+   * batching is there to pay back (DESIGN §6).
+   */
+  setFlushMode(mode: 'microtask' | 'turn'): void {
+    this.flushMode = mode;
   }
 
   private readonly scheduledFlush = (): void => {
