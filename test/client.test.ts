@@ -390,14 +390,34 @@ function suite(name: Server['name']): void {
   test('server killed mid-request: every pending request rejects with ConnectionError, none hangs', async () => {
     const victim = await startServer(name);
     const d = await Client.dial(victim.addr, { reconnect: false });
+    // A steady stream of writes, the kill in the middle of it: some are answered, the rest
+    // are in flight or sent after it, and each of those must reject, none may hang.
     const value = Buffer.alloc(4096, 7);
-    const inflight = Array.from({ length: 2000 }, (_, i) => d.set(`kill:${i}`, value).then(() => 'ok', (e: unknown) => e));
-    await sleep(5);
-    victim.child.kill('SIGKILL');
-    const outcomes = await Promise.race([Promise.all(inflight), sleep(8000).then(() => 'hung' as const)]);
+    await d.set('kill:warm', value);
+    const inflight: Promise<unknown>[] = [];
+    let answered = 0;
+    let settled = 0;
+    let killedAt = 0;
+    const started = Date.now();
+    while (Date.now() - started < 5000 && (killedAt === 0 || Date.now() - killedAt < 100)) {
+      if (answered > 0 && killedAt === 0) {
+        victim.child.kill('SIGKILL');
+        killedAt = Date.now();
+      }
+      // Keep a few hundred in flight (the client's own limit is 10,000).
+      for (let i = 0; i < 20 && inflight.length - settled < 500; i++) {
+        inflight.push(d.set(`kill:${inflight.length}`, value).then(() => (answered++, settled++, 'ok'), (e: unknown) => (settled++, e)));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    let hang: NodeJS.Timeout | undefined;
+    const hung = new Promise<'hung'>((resolve) => (hang = setTimeout(() => resolve('hung'), 8000)));
+    const outcomes = await Promise.race([Promise.all(inflight), hung]);
+    clearTimeout(hang);
     assert.notEqual(outcomes, 'hung');
     const failures = (outcomes as unknown[]).filter((o) => o !== 'ok');
     assert.ok(failures.length > 0, 'the kill landed before every reply');
+    assert.ok(failures.length < inflight.length, 'some writes were answered before the kill');
     for (const f of failures) assert.ok(f instanceof ConnectionError && f.code === 'CONNECTION_LOST', String(f));
     await assert.rejects(d.ping(), ConnectionError);
     await d.close();

@@ -12,7 +12,7 @@
 //   (the server already discarded them; rollback() only says the caller knows).
 // - Transaction depth counts BEGINs the server acknowledged minus COMMIT/ROLLBACKs it
 //   acknowledged, on this client's methods. BEGIN sent through command() is not tracked.
-import type { RespValue } from '../protocol/resp_reply_parser.js';
+import type { RespReplyParserLimits, RespValue } from '../protocol/resp_reply_parser.js';
 import { ConnectionError } from './errors.js';
 import { openSession, parseAddress, type Bytes, type Connection, type Endpoint, type SessionOptions } from './connection.js';
 import { Pipeline } from './pipeline.js';
@@ -37,6 +37,8 @@ export interface DialOptions {
   resp3?: boolean;
   /** Requests in flight on the connection before a call is refused (default 10000). */
   maxInFlight?: number;
+  /** Bounds on replies (default: 512 MB bulks, 1 GB held); past them the connection closes with PROTOCOL_ERROR. */
+  replyLimits?: Partial<RespReplyParserLimits>;
   /** Reconnect on the next call after the connection was lost outside a transaction (default true). */
   reconnect?: boolean;
 }
@@ -77,6 +79,7 @@ export class Client {
       password: options.password,
       username: options.username,
       resp3: options.resp3 ?? false,
+      replyLimits: options.replyLimits,
     };
     const conn = await openSession(endpoint, session);
     return new Client(endpoint, session, options.reconnect ?? true, conn);

@@ -16,9 +16,9 @@
 //   to `onPush`; with no handler they mean the stream is out of step, and the connection is
 //   closed rather than risk giving a request someone else's reply.
 import * as net from 'node:net';
-import { RespError, RespPush, RespReplyParser, type RespValue } from '../protocol/resp_reply_parser.js';
+import { RespError, RespPush, RespReplyParser, type RespReplyParserLimits, type RespValue } from '../protocol/resp_reply_parser.js';
 import { encodeCommand } from '../protocol/resp_writer.js';
-import { BriseError, ConnectionError, LimitError, TimeoutError, type ConnectionErrorCode } from './errors.js';
+import { BriseError, ConnectionError, LimitError, TimeoutError } from './errors.js';
 
 export type Bytes = Uint8Array | string;
 
@@ -34,6 +34,8 @@ export interface ConnectionOptions {
   readonly commandTimeoutMs: number;
   /** Requests sent and not yet answered on this connection. */
   readonly maxInFlight: number;
+  /** Bounds on what the server may send (bulk size, aggregate count, nesting, bytes held). */
+  readonly replyLimits?: Partial<RespReplyParserLimits> | undefined;
 }
 
 export const DEFAULT_PORT = 6380;
@@ -64,18 +66,13 @@ function parsePort(text: string | undefined, addr: string): number {
   return port;
 }
 
-export function toArg(value: Bytes): Buffer | string {
-  if (typeof value === 'string' || Buffer.isBuffer(value)) return value;
-  return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-}
-
 export class Connection {
   /** Values nobody asked for: push frames, and pub/sub messages of a subscriber connection. */
   onPush: ((value: RespValue) => void) | null = null;
   /** Called once when the connection ends, with the reason (CLIENT_CLOSED when asked to). */
   onClose: ((err: ConnectionError) => void) | null = null;
 
-  private readonly parser = new RespReplyParser();
+  private readonly parser: RespReplyParser;
   private readonly queue: Pending[] = [];
   private head = 0;
   private corked = false;
@@ -90,6 +87,7 @@ export class Connection {
     private readonly options: ConnectionOptions,
     readonly endpoint: Endpoint,
   ) {
+    this.parser = new RespReplyParser(options.replyLimits);
     socket.setNoDelay(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('error', (err) => {
@@ -193,7 +191,7 @@ export class Connection {
         this.socket.uncork();
       });
     }
-    this.socket.write(encodeCommand(args.map(toArg)));
+    this.socket.write(encodeCommand(args));
   }
 
   private onData(chunk: Buffer): void {
@@ -314,7 +312,6 @@ function messageOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-export type { ConnectionErrorCode };
 
 export interface SessionOptions extends ConnectionOptions {
   readonly password?: string | undefined;

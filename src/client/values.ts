@@ -21,7 +21,7 @@ function describe(value: RespValue): string {
 }
 
 export function isNull(value: RespValue): boolean {
-  return value === null || value === undefined;
+  return value === null;
 }
 
 export function asBuffer(value: RespValue): Buffer {
