@@ -780,7 +780,11 @@ export class HashIndex {
     next.flush();
     next.handle.sync();
     writeAllHeads(next);
-    writeHeader(next, this.headerOf(next, this.applied));
+    // Both slots: the file is new, and the next checkpoint must find a valid header in the
+    // slot it does not write (a torn header write then falls back to this one).
+    const header = this.headerOf(next, this.applied);
+    writeHeader(next, header);
+    writeHeader(next, { ...header, generation: header.generation + 1 });
     next.handle.sync();
     next.handle.close();
     this.fs.rename(tmpPath(this.path), this.path);
@@ -789,6 +793,7 @@ export class HashIndex {
     this.main.handle.close();
     const handle = this.fs.open(this.path, 'write');
     const file = new IndexFile(handle, this.path, next.buckets, next.heads, next.end, next.entryCount);
+    file.generation = next.generation;
     this.main = file;
     this.durable = this.applied;
     this.sweepCursor = 0;
