@@ -23,6 +23,7 @@ export type { Bytes } from './connection.js';
 export type { Message } from './subscriber.js';
 export type { ScanPage } from './values.js';
 export { Pipeline, Subscription };
+export { BriseError, ClientError, ConnectionError, LimitError, TimeoutError } from './errors.js';
 
 export interface DialOptions {
   /** AUTH password (requirepass). */
