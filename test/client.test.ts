@@ -546,6 +546,17 @@ test('a reply that is not RESP closes the connection with PROTOCOL_ERROR', async
   }
 });
 
+test('replies are bounded: a bulk past replyLimits.maxBulkLength closes with PROTOCOL_ERROR', async () => {
+  const server = await scriptedServer(() => `$2048\r\n${'x'.repeat(2048)}\r\n`);
+  const d = await Client.dial(server.addr, { reconnect: false, replyLimits: { maxBulkLength: 1024 } });
+  try {
+    await assert.rejects(d.get('k'), (e: unknown) => e instanceof ConnectionError && e.code === 'PROTOCOL_ERROR');
+  } finally {
+    await d.close();
+    await server.close();
+  }
+});
+
 test('password: AUTH is sent first; a wrong one fails the dial with the server error', async () => {
   const server = await scriptedServer((argv) => {
     if (argv[0] === 'AUTH') return argv[1] === 'sesame' ? '+OK\r\n' : '-WRONGPASS invalid username-password pair\r\n';
