@@ -1,0 +1,576 @@
+// `npm run bench:redis`: BriseDB against redis-server, both driven by redis-benchmark (from
+// Debian) in the same run, alternating BriseDB, Redis, BriseDB, Redis... so both see the same
+// machine conditions. SET and GET, 50 clients, pipeline 1 and 16, values of 3 B, 1 KB and
+// 64 KB, random keys (-r). Prints ops/s, the ratio BriseDB/Redis and the goals of issue 3.
+//
+// Invariants this script keeps:
+// - Same promise on both sides: the SET runs use a redis-server with `appendonly yes,
+//   appendfsync always` (durable before the reply) against a master with `--sync always`;
+//   the GET runs use a redis-server without persistence.
+// - Each (test, size) group gets fresh servers with fresh temp dirs, removed afterwards, so
+//   no group sees another's keys and disk and memory stay bounded (a byte budget per run and
+//   a smaller keyspace for big values).
+// - Everything is bounded: every child process has a timeout, the whole run has a deadline,
+//   and every child is stopped by its own PID on success, error, SIGINT and SIGTERM.
+//
+// Flags: --quick (short runs, smaller keyspace, 1 repeat), --requests N (fixed -n for every
+//        measured run instead of sizing it to --seconds), --repeat N (default 2; the median is
+//        reported), --seconds S (target length of a measured run, default 3),
+//        --json out.json (also write the table as JSON).
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { cpus, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+type Test = 'SET' | 'GET';
+type ServerName = 'brisedb' | 'redis';
+
+interface Options {
+  quick: boolean;
+  requests: number | null;
+  repeat: number;
+  seconds: number;
+  json: string | null;
+}
+
+interface Server {
+  name: ServerName;
+  port: number;
+  child: ChildProcess;
+  dir: string;
+  /** Last lines of the server's output, for the error message when it dies. */
+  tail: string[];
+}
+
+interface Measured {
+  /** ops/s of each repeat, in run order. */
+  runs: number[];
+  median: number;
+  /** -n of the measured runs. */
+  requests: number;
+}
+
+interface Row {
+  test: Test;
+  size: number;
+  pipeline: number;
+  keyspace: number;
+  brisedb: Measured;
+  redis: Measured;
+  ratio: number;
+  goal: number;
+  met: boolean;
+}
+
+const CLIENTS = 50;
+const SIZES = [3, 1024, 65536] as const;
+const PIPELINES = [1, 16] as const;
+const KEYSPACE = 100_000;
+const QUICK_KEYSPACE = 10_000;
+/** Values held by one server at once are at most this (keyspace × size): 8192 keys of 64 KB. */
+const MEMORY_BUDGET = 512 * 1024 * 1024;
+/** Bytes one measured run may write (requests × size): bounds disk (AOF, volumes) per run. */
+const RUN_BYTE_BUDGET = 1024 * 1024 * 1024;
+const MAX_REQUESTS = 10_000_000;
+const MIN_REQUESTS = 1000;
+const SERVER_START_TIMEOUT_MS = 30_000;
+const SERVER_STOP_TIMEOUT_MS = 30_000;
+const RUN_TIMEOUT_MS = 180_000;
+const CALIBRATION_TIMEOUT_MS = 60_000;
+const DEADLINE_MS = 40 * 60_000;
+const INSTALL_HINT = 'install them with: sudo apt-get install redis-server redis-tools (Debian/Ubuntu)';
+
+const REDIS_FLAGS: Record<Test, string[]> = {
+  SET: ['--appendonly', 'yes', '--appendfsync', 'always', '--save', ''],
+  GET: ['--appendonly', 'no', '--save', ''],
+};
+
+// Every child and temp dir the script made, so that cleanup can reach them from anywhere.
+const children = new Set<ChildProcess>();
+const tempDirs = new Set<string>();
+
+// ---------------------------------------------------------------------------------------
+// Flags
+
+function parseOptions(argv: string[]): Options {
+  const value = (name: string): string | undefined => {
+    const i = argv.indexOf(name);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const positive = (name: string, raw: string | undefined): number | null => {
+    if (raw === undefined) return null;
+    const n = Number(raw);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`${name}: "${raw}" is not a positive number`);
+    return n;
+  };
+  const quick = argv.includes('--quick');
+  const requests = positive('--requests', value('--requests'));
+  return {
+    quick,
+    requests: requests === null ? null : Math.floor(requests),
+    repeat: Math.floor(positive('--repeat', value('--repeat')) ?? (quick ? 1 : 2)),
+    seconds: positive('--seconds', value('--seconds')) ?? (quick ? 0.5 : 3),
+    json: value('--json') ?? null,
+  };
+}
+
+// ---------------------------------------------------------------------------------------
+// Tools and machine
+
+/** The first line of `cmd --version`, or null when the program is not installed. */
+function toolVersion(cmd: string): string | null {
+  const r = spawnSync(cmd, ['--version'], { encoding: 'utf8', timeout: 10_000 });
+  if (r.error !== undefined || r.status !== 0) return null;
+  return r.stdout.trim().split('\n')[0] ?? '';
+}
+
+function requireTools(): string {
+  const missing = ['redis-server', 'redis-benchmark'].filter((cmd) => toolVersion(cmd) === null);
+  if (missing.length > 0) {
+    process.stderr.write(`bench:redis: ${missing.join(' and ')} not found; ${INSTALL_HINT}\n`);
+    process.exit(1);
+  }
+  const version = toolVersion('redis-server') ?? '';
+  return /v=(\S+)/.exec(version)?.[1] ?? version;
+}
+
+function machineLine(redisVersion: string): string {
+  const cpu = cpus();
+  const model = cpu[0]?.model.trim() ?? 'unknown cpu';
+  const gib = (totalmem() / 2 ** 30).toFixed(1);
+  return `machine: ${cpu.length} cores (${model}), ${gib} GiB RAM, node ${process.version}, redis ${redisVersion}, temp dirs in ${tmpdir()}`;
+}
+
+// ---------------------------------------------------------------------------------------
+// Child processes
+
+/** Remembers the last `max` lines of a stream (a server's log), draining it so it never blocks. */
+function keepTail(stream: NodeJS.ReadableStream | null, tail: string[], onLine?: (line: string) => void, max = 20): void {
+  if (stream === null) return;
+  createInterface({ input: stream }).on('line', (line) => {
+    tail.push(line);
+    if (tail.length > max) tail.shift();
+    onLine?.(line);
+  });
+}
+
+function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+function makeTempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+/** Sends `signal` to the child by its PID, then SIGKILL if it has not exited in `ms`. */
+async function stopChild(child: ChildProcess, signal: NodeJS.Signals, ms: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  await exited;
+  clearTimeout(timer);
+}
+
+interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a program to completion, killing it after `timeoutMs` (then it rejects). */
+function run(cmd: string, args: string[], timeoutMs: number): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    let stdout = '';
+    let stderr = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      if (timedOut) reject(new Error(`${cmd} ${args.join(' ')}: no result after ${timeoutMs / 1000} s (killed)`));
+      else resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// One RESP command over a socket (readiness and DBSIZE); replies on one line only.
+
+function command(port: number, args: string[], timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    let data = '';
+    const timer = setTimeout(() => socket.destroy(new Error(`${args[0]}: no reply in ${timeoutMs} ms`)), timeoutMs);
+    socket.setEncoding('utf8');
+    socket.once('connect', () => {
+      socket.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('')}`);
+    });
+    socket.on('data', (chunk: string) => {
+      data += chunk;
+      const end = data.indexOf('\r\n');
+      if (end < 0) return;
+      clearTimeout(timer);
+      socket.destroy();
+      const line = data.slice(0, end);
+      if (line.startsWith('-')) reject(new Error(`${args[0]}: ${line.slice(1)}`));
+      else resolve(line.slice(1));
+    });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}
+
+async function dbsize(port: number): Promise<number> {
+  return Number(await command(port, ['DBSIZE']));
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves when `ready` resolves, rejects when the child exits first or after the timeout. */
+function awaitStart<T>(server: Pick<Server, 'child' | 'tail'>, what: string, ready: Promise<T>): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what}: not ready after ${SERVER_START_TIMEOUT_MS / 1000} s\n${server.tail.join('\n')}`)), SERVER_START_TIMEOUT_MS);
+    const onExit = (code: number | null): void => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code}) before it was ready:\n${server.tail.join('\n')}`));
+    };
+    server.child.once('exit', onExit);
+    ready.then(
+      (value) => {
+        clearTimeout(timer);
+        server.child.off('exit', onExit);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** The master on a port it picks itself (`--addr 127.0.0.1:0`), read back from its `listening` log line. */
+async function startBriseDB(): Promise<Server> {
+  const dir = makeTempDir('brisedb-bench-');
+  const master = fileURLToPath(new URL('../../cmd/master.js', import.meta.url));
+  const args = [master, '--addr', '127.0.0.1:0', '--http', '', '--data', dir, '--sync', 'always', '--log-level', 'info'];
+  const child = track(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const tail: string[] = [];
+  let onPort: (port: number) => void = () => undefined;
+  const portSeen = new Promise<number>((resolve) => (onPort = resolve));
+  keepTail(child.stdout, tail);
+  keepTail(child.stderr, tail, (line) => {
+    if (!line.includes('"listening"')) return;
+    try {
+      const port = (JSON.parse(line) as { port?: unknown }).port;
+      if (typeof port === 'number') onPort(port);
+    } catch {
+      // not a log line of ours; the timeout reports a master that never listens
+    }
+  });
+  const port = await awaitStart({ child, tail }, 'brisedb master', portSeen);
+  await awaitStart({ child, tail }, 'brisedb master', command(port, ['PING']));
+  return { name: 'brisedb', port, child, dir, tail };
+}
+
+async function startRedis(test: Test): Promise<Server> {
+  const dir = makeTempDir('redis-bench-');
+  // A free port can be taken between the probe and the bind: try a few.
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--daemonize', 'no', '--logfile', '', ...REDIS_FLAGS[test]];
+    const child = track(spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+    const tail: string[] = [];
+    keepTail(child.stdout, tail);
+    keepTail(child.stderr, tail);
+    try {
+      await awaitStart({ child, tail }, 'redis-server', waitForPing(port, child));
+      return { name: 'redis', port, child, dir, tail };
+    } catch (err) {
+      await stopChild(child, 'SIGKILL', 1000);
+      if (attempt >= 3) throw err;
+    }
+  }
+}
+
+/** PING until it answers (the server may still be binding). */
+async function waitForPing(port: number, child: ChildProcess): Promise<void> {
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) return new Promise(() => undefined); // awaitStart reports the exit
+    try {
+      if ((await command(port, ['PING'], 1000)) === 'PONG') return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function stopServer(server: Server): Promise<void> {
+  await stopChild(server.child, 'SIGTERM', SERVER_STOP_TIMEOUT_MS);
+  removeTempDir(server.dir);
+}
+
+// ---------------------------------------------------------------------------------------
+// redis-benchmark
+
+interface BenchRun {
+  test: Test;
+  size: number;
+  pipeline: number;
+  keyspace: number;
+  requests: number;
+}
+
+/** ops/s of one redis-benchmark run, from its --csv output ("test","rps",...). */
+async function benchmark(server: Server, r: BenchRun, timeoutMs = RUN_TIMEOUT_MS): Promise<number> {
+  const args = ['-h', '127.0.0.1', '-p', String(server.port), '-t', r.test.toLowerCase(), '-c', String(CLIENTS), '-P', String(r.pipeline), '-d', String(r.size), '-r', String(r.keyspace), '-n', String(r.requests), '--csv'];
+  const res = await run('redis-benchmark', args, timeoutMs);
+  const where = `redis-benchmark ${args.join(' ')} against ${server.name}`;
+  // redis-benchmark prints "Error from server: ..." and exits 1 when a reply is an error, so a
+  // server answering errors fast is never counted as throughput.
+  if (res.code !== 0) throw new Error(`${where}: exit ${res.code}\n${res.stderr.trim()}\n${res.stdout.trim()}`);
+  const rps = parseCsv(res.stdout, r.test);
+  if (rps === null) throw new Error(`${where}: no "${r.test}" row in\n${res.stdout}`);
+  return rps;
+}
+
+function parseCsv(text: string, test: string): number | null {
+  const rows = text
+    .split('\n')
+    .map((line) => line.trim())
+    .filter((line) => line.startsWith('"'))
+    .map((line) => line.split(',').map((cell) => cell.replace(/^"|"$/g, '')));
+  const header = rows.find((cells) => cells[0] === 'test');
+  const col = header?.indexOf('rps') ?? -1;
+  const row = rows.find((cells) => cells[0] === test);
+  if (col < 0 || row === undefined) return null;
+  const rps = Number(row[col]);
+  return Number.isFinite(rps) && rps > 0 ? rps : null;
+}
+
+/** The most requests one run may send: the byte budget and the hard cap. */
+function requestCap(size: number): number {
+  return Math.max(MIN_REQUESTS, Math.min(MAX_REQUESTS, Math.floor(RUN_BYTE_BUDGET / size)));
+}
+
+/**
+ * Warm-up and sizing in one: short runs, growing 4× until one lasts `minSeconds`; returns the
+ * rate of the last. Warms the master's JIT and both servers' caches before the measured runs.
+ */
+async function calibrate(server: Server, base: Omit<BenchRun, 'requests'>, minSeconds: number): Promise<number> {
+  let requests = Math.min(requestCap(base.size), base.size >= 65536 ? 200 : base.pipeline > 1 ? 8000 : 2000);
+  for (let i = 0; ; i++) {
+    const rps = await benchmark(server, { ...base, requests }, CALIBRATION_TIMEOUT_MS);
+    if (requests / rps >= minSeconds || i >= 4 || requests >= requestCap(base.size)) return rps;
+    requests = Math.min(requestCap(base.size), requests * 4);
+  }
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] ?? 0) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
+// ---------------------------------------------------------------------------------------
+// Goals (issue 3): the most specific rule wins: 64 KB SET ≥ 1.5× at any pipeline depth, then
+// -P 16 ≥ 0.6×, then SET ≥ 1.0× and GET ≥ 0.8×.
+
+function goalFor(test: Test, size: number, pipeline: number): number {
+  if (test === 'SET' && size >= 65536) return 1.5;
+  if (pipeline > 1) return 0.6;
+  return test === 'SET' ? 1.0 : 0.8;
+}
+
+// ---------------------------------------------------------------------------------------
+// Groups: fresh servers per (test, size); each pipeline depth calibrated, then measured
+// alternating BriseDB, Redis, BriseDB, Redis...
+
+function keyspaceFor(size: number, opts: Options): number {
+  return Math.min(opts.quick ? QUICK_KEYSPACE : KEYSPACE, Math.floor(MEMORY_BUDGET / size));
+}
+
+async function populate(servers: Server[], size: number, keyspace: number): Promise<void> {
+  // Random keys: 2 × keyspace SETs reach about 86% of them (1 - e^-2), the same share on both
+  // servers, so both GET runs see the same hit rate.
+  for (const server of servers) {
+    const requests = Math.min(2 * keyspace, requestCap(size) * 2);
+    await benchmark(server, { test: 'SET', size, pipeline: 16, keyspace, requests });
+    log(`    populated ${server.name}: ${await dbsize(server.port)} keys`);
+  }
+}
+
+async function runGroup(test: Test, size: number, opts: Options): Promise<Row[]> {
+  const keyspace = keyspaceFor(size, opts);
+  log(`${test} ${fmtSize(size)} (-r ${keyspace}): starting servers`);
+  const servers: Server[] = [];
+  try {
+    servers.push(await startBriseDB());
+    servers.push(await startRedis(test));
+    if (test === 'GET') await populate(servers, size, keyspace);
+    const rows: Row[] = [];
+    for (const pipeline of PIPELINES) rows.push(await measurePair(servers, { test, size, pipeline, keyspace }, opts));
+    return rows;
+  } finally {
+    for (const server of servers) await stopServer(server);
+  }
+}
+
+async function measurePair(servers: Server[], base: Omit<BenchRun, 'requests'>, opts: Options): Promise<Row> {
+  const requests = new Map<ServerName, number>();
+  for (const server of servers) {
+    const rps = await calibrate(server, base, Math.min(0.5, opts.seconds / 2));
+    const sized = Math.round(rps * opts.seconds);
+    requests.set(server.name, Math.max(MIN_REQUESTS, Math.min(requestCap(base.size), opts.requests ?? sized)));
+  }
+  const runs = new Map<ServerName, number[]>(servers.map((s) => [s.name, []]));
+  for (let rep = 0; rep < opts.repeat; rep++) {
+    for (const server of servers) {
+      const rps = await benchmark(server, { ...base, requests: requests.get(server.name) ?? MIN_REQUESTS });
+      runs.get(server.name)?.push(rps);
+      log(`    ${base.test} ${fmtSize(base.size)} -P ${base.pipeline} ${server.name}: ${fmtOps(rps)} ops/s (-n ${requests.get(server.name)})`);
+    }
+  }
+  const measured = (name: ServerName): Measured => {
+    const xs = runs.get(name) ?? [];
+    return { runs: xs, median: median(xs), requests: requests.get(name) ?? 0 };
+  };
+  const brisedb = measured('brisedb');
+  const redis = measured('redis');
+  const ratio = brisedb.median / redis.median;
+  const goal = goalFor(base.test, base.size, base.pipeline);
+  return { test: base.test, size: base.size, pipeline: base.pipeline, keyspace: base.keyspace, brisedb, redis, ratio, goal, met: ratio >= goal };
+}
+
+// ---------------------------------------------------------------------------------------
+// Output
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function fmtSize(size: number): string {
+  return size >= 1024 ? `${size / 1024} KB` : `${size} B`;
+}
+
+function fmtOps(ops: number): string {
+  return Math.round(ops).toLocaleString('en-US');
+}
+
+function table(rows: Row[]): string {
+  const head = ['test', 'size', 'pipeline', 'BriseDB ops/s', 'Redis ops/s', 'ratio BriseDB/Redis', 'goal', 'met?'];
+  const body = rows.map((r) => [r.test, fmtSize(r.size), `-P ${r.pipeline}`, fmtOps(r.brisedb.median), fmtOps(r.redis.median), `${r.ratio.toFixed(2)}×`, `≥ ${r.goal.toFixed(1)}×`, r.met ? 'yes' : 'no']);
+  const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
+  return [line(head), line(head.map(() => '---')), ...body.map(line)].join('\n');
+}
+
+function header(redisVersion: string, opts: Options): string[] {
+  const keyspaces = SIZES.map((s) => `${fmtSize(s)}: ${keyspaceFor(s, opts)}`).join(', ');
+  return [
+    machineLine(redisVersion),
+    'fsync: BriseDB --sync always (group commit) for SET and GET; Redis SET runs appendonly yes + appendfsync always, save ""; Redis GET runs appendonly no, save ""',
+    `redis-benchmark -c ${CLIENTS}, keyspace -r (${keyspaces}), GET keys populated first (2 × keyspace SETs), ` +
+      `${opts.requests === null ? `-n sized to ~${opts.seconds} s per run` : `-n ${opts.requests}`} (at most ${RUN_BYTE_BUDGET / 2 ** 20} MiB written per run), ` +
+      `median of ${opts.repeat} run(s) per server, alternating BriseDB/Redis`,
+  ];
+}
+
+// ---------------------------------------------------------------------------------------
+// Cleanup and main
+
+let cleaning: Promise<void> | null = null;
+
+/** Stops every child by its PID and removes every temp dir; idempotent. */
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    await Promise.all([...children].map((c) => stopChild(c, 'SIGTERM', 5000)));
+    for (const dir of [...tempDirs]) removeTempDir(dir);
+  })();
+  return cleaning;
+}
+
+function exitAfterCleanup(code: number): void {
+  cleanup().then(
+    () => process.exit(code),
+    () => process.exit(code),
+  );
+}
+
+async function main(): Promise<void> {
+  const opts = parseOptions(process.argv.slice(2));
+  const redisVersion = requireTools();
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`bench:redis: ${signal}, stopping the servers`);
+      exitAfterCleanup(130);
+    });
+  }
+  const deadline = setTimeout(() => {
+    log(`bench:redis: not done after ${DEADLINE_MS / 60_000} min, giving up`);
+    exitAfterCleanup(1);
+  }, DEADLINE_MS);
+  deadline.unref();
+  const head = header(redisVersion, opts);
+  for (const line of head) log(line);
+
+  const rows: Row[] = [];
+  for (const test of ['SET', 'GET'] as const) {
+    for (const size of SIZES) rows.push(...(await runGroup(test, size, opts)));
+  }
+  await cleanup();
+  clearTimeout(deadline);
+
+  process.stdout.write(`\n${head.join('\n')}\n\n${table(rows)}\n`);
+  const met = rows.filter((r) => r.met).length;
+  process.stdout.write(`\ngoals met: ${met} of ${rows.length}\n`);
+  if (opts.json !== null) {
+    writeFileSync(opts.json, `${JSON.stringify({ header: head, options: opts, rows }, null, 2)}\n`);
+    log(`wrote ${opts.json}`);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    log(`bench:redis: ${err instanceof Error ? err.message : String(err)}`);
+    exitAfterCleanup(1);
+  },
+);
