@@ -458,8 +458,10 @@ async function measurePair(servers: Server[], base: Omit<BenchRun, 'requests'>, 
   const requests = new Map<ServerName, number>();
   for (const server of servers) {
     const rps = await calibrate(server, base, Math.min(0.5, opts.seconds / 2));
-    const sized = Math.round(rps * opts.seconds);
-    requests.set(server.name, Math.max(MIN_REQUESTS, Math.min(requestCap(base.size), opts.requests ?? sized)));
+    // At least 8 pipelines per client, or a run measures connection set-up more than commands.
+    const floor = Math.max(MIN_REQUESTS, CLIENTS * base.pipeline * 8);
+    const sized = Math.max(floor, Math.round(rps * opts.seconds));
+    requests.set(server.name, Math.min(requestCap(base.size), opts.requests ?? sized));
   }
   const runs = new Map<ServerName, number[]>(servers.map((s) => [s.name, []]));
   for (let rep = 0; rep < opts.repeat; rep++) {
@@ -527,11 +529,13 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
+let exitCode: number | null = null;
+
+/** The first caller's code wins: after SIGINT, the runs it kills fail, and must not turn 130 into 1. */
 function exitAfterCleanup(code: number): void {
-  cleanup().then(
-    () => process.exit(code),
-    () => process.exit(code),
-  );
+  exitCode ??= code;
+  const exit = (): never => process.exit(exitCode ?? code);
+  cleanup().then(exit, exit);
 }
 
 async function main(): Promise<void> {
