@@ -22,3 +22,4 @@ export { DEFAULT_LIMITS } from './db/api.js';
 export { StoreError, type ErrorCode } from './storage/types.js';
 export { NodeFs, type Fs, type FileHandle } from './runtime/fs.js';
 export { systemClock, ManualClock, type Clock } from './runtime/clock.js';
+export { Client } from './client/client.js';

@@ -94,9 +94,12 @@ test('actor-to-actor and actor-to-main requests, blobs through a worker, comlink
     assert.deepEqual(await sup.peer('a').call({ t: 'ask-main', body: { t: 'q' } }), { mainSaw: { t: 'q' } });
 
     const blob = new Uint8Array([4, 5, 6]).buffer;
-    const r = await sup.peer('a').request<{ n: number }>({ t: 'blobs' }, { blobs: [blob] });
-    assert.equal(blob.byteLength, 0);
+    const big = new Uint8Array(64 * 1024).fill(7).buffer;
+    const r = await sup.peer('a').request<{ n: number }>({ t: 'blobs' }, { blobs: [blob, big] });
+    assert.equal(blob.byteLength, 3, 'a small blob travels copied in the packed buffer');
+    assert.equal(big.byteLength, 0, 'a big blob is transferred to the worker');
     assert.deepEqual([...new Uint8Array(r.blobs[0])], [4, 5, 6]);
+    assert.equal(new Uint8Array(r.blobs[1]).length, 64 * 1024);
 
     await assert.rejects(sup.peer('a').call({ t: 'fail', code: 'NOT_FOUND', message: 'gone' }), isCode('NOT_FOUND', /gone/));
 
