@@ -394,3 +394,17 @@ describe('master log', () => {
     assert.equal(JSON.parse(lines[2]!).config.requirepass, null, 'no password logs as null, not as set');
   });
 });
+
+describe('master config: the protocol limits are all configurable', () => {
+  it('--max-multibulk-len, --max-inline-len, --client-output-buffer-limit and their file fields', () => {
+    const c = config(['--max-multibulk-len', '100', '--max-inline-len', '8kb', '--client-output-buffer-limit', '1mb']);
+    assert.equal(c.tcpLimits.maxMultibulkCount, 100);
+    assert.equal(c.tcpLimits.maxInlineLength, 8 * 1024);
+    assert.equal(c.tcpLimits.maxOutputBuffer, 1024 * 1024);
+    const file = configFile({ max_multibulk_len: 7, max_inline_len: 4096, client_output_buffer_limit: 65536 });
+    const f = config(['--config', file]);
+    assert.deepEqual([f.tcpLimits.maxMultibulkCount, f.tcpLimits.maxInlineLength, f.tcpLimits.maxOutputBuffer], [7, 4096, 65536]);
+    assert.match(error(['--max-multibulk-len', '0']), /--max-multibulk-len/);
+    assert.match(error(['--max-inline-len', 'lots']), /--max-inline-len/);
+  });
+});

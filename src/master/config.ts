@@ -85,6 +85,9 @@ Flags override the fields of the --config file; sizes take bytes or a unit (512m
   --timeout SECONDS             close a client idle this long; 0 = never (0)       [timeout]
   --proto-max-bulk-len SIZE     longest bulk string (512mb)                         [proto_max_bulk_len]
   --client-query-buffer-limit SIZE  bytes buffered per client (1gb)                 [client_query_buffer_limit]
+  --max-multibulk-len N         arguments in one command (1048576)                  [max_multibulk_len]
+  --max-inline-len SIZE         longest inline command line (64kb)                  [max_inline_len]
+  --client-output-buffer-limit SIZE  reply bytes queued per client before it is cut off (256mb) [client_output_buffer_limit]
   --log-level LEVEL             ${LOG_LEVELS.join('|')} (default ${DEFAULT_LOG_LEVEL}; also $${LOG_LEVEL_ENV})
   --help                        show this text
 
@@ -107,6 +110,9 @@ interface Settings {
   timeout: number;
   proto_max_bulk_len: number;
   client_query_buffer_limit: number;
+  max_multibulk_len: number;
+  max_inline_len: number;
+  client_output_buffer_limit: number;
 }
 type Key = keyof Settings;
 
@@ -273,6 +279,9 @@ const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   timeout: { flag: '--timeout', convert: intIn(0, MAX_TIMEOUT_SECONDS) },
   proto_max_bulk_len: { flag: '--proto-max-bulk-len', convert: sizeIn(1, MAX_VALUE_LENGTH) },
   client_query_buffer_limit: { flag: '--client-query-buffer-limit', convert: sizeIn(1, MAX_VALUE_LENGTH) },
+  max_multibulk_len: { flag: '--max-multibulk-len', convert: intIn(1, 2 ** 31 - 1) },
+  max_inline_len: { flag: '--max-inline-len', convert: sizeIn(16, 1024 * 1024 * 1024) },
+  client_output_buffer_limit: { flag: '--client-output-buffer-limit', convert: sizeIn(1024, MAX_VALUE_LENGTH) },
 };
 const KEYS = Object.keys(FIELDS) as Key[];
 const BY_FLAG = new Map<string, Key>(KEYS.map((k) => [FIELDS[k].flag, k]));
@@ -301,6 +310,9 @@ function defaults(p: Platform): Settings {
     timeout: DEFAULT_TCP_LIMITS.idleTimeoutSeconds,
     proto_max_bulk_len: DEFAULT_TCP_LIMITS.maxBulkLength,
     client_query_buffer_limit: DEFAULT_TCP_LIMITS.maxQueryBuffer,
+    max_multibulk_len: DEFAULT_TCP_LIMITS.maxMultibulkCount,
+    max_inline_len: DEFAULT_TCP_LIMITS.maxInlineLength,
+    client_output_buffer_limit: DEFAULT_TCP_LIMITS.maxOutputBuffer,
   };
 }
 
@@ -457,6 +469,9 @@ function toConfig(s: Settings): MasterConfig {
       idleTimeoutSeconds: s.timeout,
       maxBulkLength: s.proto_max_bulk_len,
       maxQueryBuffer: s.client_query_buffer_limit,
+      maxMultibulkCount: s.max_multibulk_len,
+      maxInlineLength: s.max_inline_len,
+      maxOutputBuffer: s.client_output_buffer_limit,
     },
   };
 }
