@@ -386,8 +386,9 @@ function parseCsv(text: string, test: string): number | null {
   return Number.isFinite(rps) && rps > 0 ? rps : null;
 }
 
-/** The most requests one run may send: the byte budget and the hard cap. */
-function requestCap(size: number): number {
+/** The most requests one run may send: the hard cap, and for SET the byte budget (GETs write nothing). */
+function requestCap(test: Test, size: number): number {
+  if (test === 'GET') return MAX_REQUESTS;
   return Math.max(MIN_REQUESTS, Math.min(MAX_REQUESTS, Math.floor(RUN_BYTE_BUDGET / size)));
 }
 
@@ -396,11 +397,12 @@ function requestCap(size: number): number {
  * rate of the last. Warms the master's JIT and both servers' caches before the measured runs.
  */
 async function calibrate(server: Server, base: Omit<BenchRun, 'requests'>, minSeconds: number): Promise<number> {
-  let requests = Math.min(requestCap(base.size), base.size >= 65536 ? 200 : base.pipeline > 1 ? 8000 : 2000);
+  const cap = requestCap(base.test, base.size);
+  let requests = Math.min(cap, base.size >= 65536 ? 200 : base.pipeline > 1 ? 8000 : 2000);
   for (let i = 0; ; i++) {
     const rps = await benchmark(server, { ...base, requests }, CALIBRATION_TIMEOUT_MS);
-    if (requests / rps >= minSeconds || i >= 4 || requests >= requestCap(base.size)) return rps;
-    requests = Math.min(requestCap(base.size), requests * 4);
+    if (requests / rps >= minSeconds || i >= 4 || requests >= cap) return rps;
+    requests = Math.min(cap, requests * 4);
   }
 }
 
@@ -430,9 +432,9 @@ function keyspaceFor(size: number, opts: Options): number {
 
 async function populate(servers: Server[], size: number, keyspace: number): Promise<void> {
   // Random keys: 2 × keyspace SETs reach about 86% of them (1 - e^-2), the same share on both
-  // servers, so both GET runs see the same hit rate.
+  // servers, so both GET runs see the same hit rate. keyspace × size ≤ MEMORY_BUDGET bounds it.
   for (const server of servers) {
-    const requests = Math.min(2 * keyspace, requestCap(size) * 2);
+    const requests = 2 * keyspace;
     await benchmark(server, { test: 'SET', size, pipeline: 16, keyspace, requests });
     log(`    populated ${server.name}: ${await dbsize(server.port)} keys`);
   }
@@ -461,7 +463,7 @@ async function measurePair(servers: Server[], base: Omit<BenchRun, 'requests'>, 
     // At least 8 pipelines per client, or a run measures connection set-up more than commands.
     const floor = Math.max(MIN_REQUESTS, CLIENTS * base.pipeline * 8);
     const sized = Math.max(floor, Math.round(rps * opts.seconds));
-    requests.set(server.name, Math.min(requestCap(base.size), opts.requests ?? sized));
+    requests.set(server.name, Math.min(requestCap(base.test, base.size), opts.requests ?? sized));
   }
   const runs = new Map<ServerName, number[]>(servers.map((s) => [s.name, []]));
   for (let rep = 0; rep < opts.repeat; rep++) {
@@ -510,7 +512,7 @@ function header(redisVersion: string, opts: Options): string[] {
     machineLine(redisVersion),
     'fsync: BriseDB --sync always (group commit) for SET and GET; Redis SET runs appendonly yes + appendfsync always, save ""; Redis GET runs appendonly no, save ""',
     `redis-benchmark -c ${CLIENTS}, keyspace -r (${keyspaces}), GET keys populated first (2 × keyspace SETs), ` +
-      `${opts.requests === null ? `-n sized to ~${opts.seconds} s per run` : `-n ${opts.requests}`} (at most ${RUN_BYTE_BUDGET / 2 ** 20} MiB written per run), ` +
+      `${opts.requests === null ? `-n sized to ~${opts.seconds} s per run` : `-n ${opts.requests}`} (at most ${RUN_BYTE_BUDGET / 2 ** 20} MiB written per SET run), ` +
       `median of ${opts.repeat} run(s) per server, alternating BriseDB/Redis`,
   ];
 }
