@@ -14,7 +14,7 @@ import { runActor, type ActorContext } from '../runtime/actor.js';
 import type { HashIndex } from '../storage/hash_index.js';
 import { replayInto } from '../storage/wal_reader.js';
 import { StoreError, type WalRecord } from '../storage/types.js';
-import { IndexMsg, type IndexReplies, type IndexRequest } from '../protocol/index_protocol.js';
+import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
 import { WAL_FILE, recoverIndex } from '../db/local.js';
 import { assertNever } from './assert.js';
 
@@ -70,12 +70,12 @@ function onRequest(_from: string, body: unknown): unknown {
   }
 }
 
-function onLookup(key: Uint8Array): IndexReplies[typeof IndexMsg.Lookup] {
+function onLookup(key: Uint8Array): LookupReply {
   const { index } = live();
   const entry = index.get(key, systemClock.now());
-  if (entry !== undefined) return { entry };
+  if (entry !== undefined) return [entry.address.volume, entry.address.offset, entry.address.length, entry.expiresAt];
   const raw = index.getRaw(key);
-  return raw === undefined ? {} : { expired: { volume: raw.address.volume, offset: raw.address.offset } };
+  return raw === undefined ? null : [-1, raw.address.volume, raw.address.offset];
 }
 
 function onApply(records: WalRecord[]): number[][] {

@@ -6,7 +6,7 @@ import type { Peer } from '../runtime/peer.js';
 import { StoreError, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { VolumeMsg, type VolumeListing, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { WalMsg, type WalRequest } from '../protocol/wal_protocol.js';
-import { IndexMsg, type IndexReplies, type IndexRequest } from '../protocol/index_protocol.js';
+import { IndexMsg, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
 import { BrokerMsg, type BrokerDeliver, type BrokerRequest } from '../protocol/broker_protocol.js';
 import type { VolumeInfo } from './api.js';
 import { mapKey } from './bytes.js';
@@ -123,8 +123,12 @@ export class ActorCommit implements CommitPort {
 export class ActorIndex implements IndexPort {
   constructor(private readonly index: Peer) {}
 
-  lookup(key: Uint8Array): Promise<Lookup> {
-    return this.call<IndexReplies[typeof IndexMsg.Lookup]>({ t: IndexMsg.Lookup, key });
+  async lookup(key: Uint8Array): Promise<Lookup> {
+    const r = await this.call<LookupReply>({ t: IndexMsg.Lookup, key });
+    if (r === null) return {};
+    if (r[0] === -1) return { expired: { volume: r[1], offset: r[2] } };
+    const [volume, offset, length, expiresAt] = r as [number, number, number, number];
+    return { entry: { key, address: { volume, offset, length }, expiresAt } };
   }
 
   scan(cursor: number, count: number, match?: Uint8Array): Promise<{ cursor: number; entries: IndexEntry[] }> {

@@ -278,7 +278,7 @@ export class LocalReader implements ReadPort {
 /** Reads a whole needle, checks both CRCs and that it is the key's own needle. */
 export function readVerifiedValue(reader: VolumeReader, address: NeedleAddress, key: Uint8Array): Uint8Array {
   const needle = reader.readNeedle(address);
-  if (Buffer.compare(Buffer.from(needle.key), Buffer.from(key)) !== 0) {
+  if (!sameBytes(needle.key, key)) {
     throw new StoreError('CORRUPT', `needle at volume ${address.volume} offset ${address.offset} holds another key`);
   }
   return needle.value;
@@ -305,4 +305,10 @@ export class LocalBroker implements BrokerPort {
   async unsubscribe(subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): Promise<void> {
     if (this.core.unsubscribe(subscriber, channels, patterns) === 0) this.sinks.delete(subscriber);
   }
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

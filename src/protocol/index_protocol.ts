@@ -28,8 +28,15 @@ export type IndexRequest =
   | { t: typeof IndexMsg.Apply; records: WalRecord[] }
   | { t: typeof IndexMsg.AppliedLsn };
 
+export type LookupReply = [volume: number, offset: number, length: number, expiresAt: number] | [expired: -1, volume: number, offset: number] | null;
+
 export interface IndexReplies {
-  [IndexMsg.Lookup]: { entry?: IndexEntry; expired?: { volume: number; offset: number } };
+  /**
+   * Positional, the cheapest CBOR (lookups are the hottest message): a live entry as
+   * [volume, offset, length, expiresAt]; an expired one as [-1, volume, offset]; none as null.
+   * The key is not echoed: the asker has it.
+   */
+  [IndexMsg.Lookup]: LookupReply;
   [IndexMsg.Scan]: { cursor: number; entries: IndexEntry[] };
   [IndexMsg.DbSize]: number;
   [IndexMsg.ExpiredSlice]: { key: Uint8Array; volume: number; offset: number }[];

@@ -234,7 +234,7 @@ export class VolumeFile {
       throw this.damaged(address, 'header does not match the address');
     }
     const keyEnd = NEEDLE_HEADER_SIZE + header.keyLength;
-    const key = buf.slice(NEEDLE_HEADER_SIZE, keyEnd);
+    const key = buf.subarray(NEEDLE_HEADER_SIZE, keyEnd); // buf is fresh per read: a view is safe
     if (!canaries.skipChecksum) {
       // canary above: a flipped byte would be served as if it were the value
       if (decodeNeedleHeader(buf, key) === null) throw this.damaged(address, 'header CRC mismatch');
