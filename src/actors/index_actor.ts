@@ -65,6 +65,8 @@ function onRequest(_from: string, body: unknown): unknown {
       return onApply(msg.records);
     case IndexMsg.AppliedLsn:
       return live().index.appliedLsn;
+    case IndexMsg.LookupMany:
+      return msg.keys.map(onLookup);
     default:
       return assertNever(msg);
   }

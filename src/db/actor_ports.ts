@@ -91,6 +91,13 @@ export class ActorVolumes implements VolumePort {
   }
 }
 
+function lookupOf(key: Uint8Array, r: LookupReply): Lookup {
+  if (r === null) return {};
+  if (r[0] === -1) return { expired: { volume: r[1], offset: r[2] } };
+  const [volume, offset, length, expiresAt] = r as [number, number, number, number];
+  return { entry: { key, address: { volume, offset, length }, expiresAt } };
+}
+
 /** Re-chunks a byte stream into exact-size ArrayBuffers of about `size` bytes (the last shorter). */
 async function* gather(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<ArrayBuffer> {
   let buf = new Uint8Array(size);
@@ -124,11 +131,12 @@ export class ActorIndex implements IndexPort {
   constructor(private readonly index: Peer) {}
 
   async lookup(key: Uint8Array): Promise<Lookup> {
-    const r = await this.call<LookupReply>({ t: IndexMsg.Lookup, key });
-    if (r === null) return {};
-    if (r[0] === -1) return { expired: { volume: r[1], offset: r[2] } };
-    const [volume, offset, length, expiresAt] = r as [number, number, number, number];
-    return { entry: { key, address: { volume, offset, length }, expiresAt } };
+    return lookupOf(key, await this.call<LookupReply>({ t: IndexMsg.Lookup, key }));
+  }
+
+  async lookupMany(keys: Uint8Array[]): Promise<Lookup[]> {
+    const replies = await this.call<LookupReply[]>({ t: IndexMsg.LookupMany, keys });
+    return keys.map((key, i) => lookupOf(key, replies[i] ?? null));
   }
 
   scan(cursor: number, count: number, match?: Uint8Array): Promise<{ cursor: number; entries: IndexEntry[] }> {

@@ -90,6 +90,8 @@ export interface Session {
   /** SET with NX / XX / KEEPTTL / GET: conditions judged atomically when the write applies. */
   setWith(key: Bytes, value: Bytes, options: SetCondOptions): Promise<SetCondResult>;
   get(key: Bytes): Promise<Buffer | null>;
+  /** Many GETs in one index request (MGET, a pipeline's GETs); one value or null per key. */
+  getMany(keys: Bytes[]): Promise<(Buffer | null)[]>;
   /** Deletes keys; answers how many existed. */
   delete(...keys: Bytes[]): Promise<number>;
   exists(key: Bytes): Promise<boolean>;

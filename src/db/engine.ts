@@ -52,6 +52,18 @@ export class Engine {
     return undefined;
   }
 
+  /** lookupLive for many keys in one index request. */
+  async lookupLiveMany(keys: Uint8Array[]): Promise<(IndexEntry | undefined)[]> {
+    const found = await this.ports.index.lookupMany(keys);
+    const now = this.clock.now();
+    return found.map((f, i) => {
+      if (f.entry !== undefined && isLive(f.entry.expiresAt, now)) return f.entry;
+      const expired = f.expired ?? (f.entry ? f.entry.address : undefined);
+      if (expired !== undefined) this.scheduleExpiry(keys[i]!, expired.volume, expired.offset);
+      return undefined;
+    });
+  }
+
   /** Logs a DEL_IF for an expired key, without making the reader wait for it. */
   private scheduleExpiry(key: Uint8Array, volume: number, offset: number): void {
     if (this.pendingExpiries >= MAX_PENDING_EXPIRIES) return;

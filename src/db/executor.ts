@@ -132,9 +132,8 @@ async function msetCommand({ session, argv, spec }: Context): Promise<Reply> {
 }
 
 async function mgetCommand({ session, argv }: Context): Promise<Reply> {
-  const values: Reply[] = [];
-  for (const key of argv.slice(1)) values.push(bulk(await session.get(key)));
-  return array(values);
+  const values = await session.getMany(argv.slice(1));
+  return array(values.map((v) => bulk(v)));
 }
 
 async function countCommand({ session, argv }: Context): Promise<Reply> {

@@ -119,6 +119,10 @@ export class LocalIndex implements IndexPort {
     return raw === undefined ? {} : { expired: { volume: raw.address.volume, offset: raw.address.offset } };
   }
 
+  async lookupMany(keys: Uint8Array[]): Promise<Lookup[]> {
+    return Promise.all(keys.map((k) => this.lookup(k)));
+  }
+
   async scan(cursor: number, count: number, match?: Uint8Array): Promise<{ cursor: number; entries: IndexEntry[] }> {
     return this.index.scan(cursor, count, this.clock.now(), match);
   }

@@ -58,6 +58,8 @@ export type IndexStats = IndexReplies[typeof IndexMsg.Stats];
 
 export interface IndexPort {
   lookup(key: Uint8Array): Promise<Lookup>;
+  /** Many lookups in one request; one answer per key, in order. */
+  lookupMany(keys: Uint8Array[]): Promise<Lookup[]>;
   scan(cursor: number, count: number, match?: Uint8Array): Promise<{ cursor: number; entries: IndexEntry[] }>;
   dbsize(): Promise<number>;
   /** The next slice of the TTL sweep: expired keys with their addresses. */

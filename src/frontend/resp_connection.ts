@@ -207,8 +207,23 @@ export class RespConnection {
   private async runReads(group: Buffer[][]): Promise<void> {
     this.ctx.stats.commandsProcessed += group.length;
     this.client.lastCommand = checkName(group[group.length - 1]!);
+    if (group.every(isPlainGet)) return this.runGets(group);
     const replies = await Promise.all(group.map((argv) => execute(this.session, argv, this.ctx.db)));
     for (const r of replies) this.reply(r);
+  }
+
+  /** A pipeline's run of GETs: one index request for all of them. */
+  private async runGets(group: Buffer[][]): Promise<void> {
+    let values: (Buffer | null)[];
+    try {
+      values = await this.session.getMany(group.map((argv) => argv[1]!));
+    } catch {
+      // One bad key (too long, damaged needle) must answer its own error: run them one by one.
+      const replies = await Promise.all(group.map((argv) => execute(this.session, argv, this.ctx.db)));
+      for (const r of replies) this.reply(r);
+      return;
+    }
+    for (const v of values) this.reply(v === null ? NULL_BULK : bulk(v));
   }
 
   private async runSets(group: Buffer[][]): Promise<void> {
@@ -444,6 +459,11 @@ export class RespConnection {
   }
 }
 
+
+function isPlainGet(argv: Buffer[]): boolean {
+  const name = argv[0]!;
+  return argv.length === 2 && name.length === 3 && (name[0]! | 0x20) === 0x67 && (name[1]! | 0x20) === 0x65 && (name[2]! | 0x20) === 0x74;
+}
 
 function checkName(argv: Buffer[]): string {
   return argv[0]!.toString('latin1').toLowerCase();

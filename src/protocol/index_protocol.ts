@@ -14,6 +14,7 @@ export const IndexMsg = {
   Stats: 7,
   Apply: 8,
   AppliedLsn: 9,
+  LookupMany: 10,
 } as const;
 
 export type IndexRequest =
@@ -26,7 +27,9 @@ export type IndexRequest =
   | { t: typeof IndexMsg.Stats }
   /** From the WAL committer: records in LSN order; answers one result list per record. */
   | { t: typeof IndexMsg.Apply; records: WalRecord[] }
-  | { t: typeof IndexMsg.AppliedLsn };
+  | { t: typeof IndexMsg.AppliedLsn }
+  /** Many keys in one message (a pipeline's GETs, MGET): one answer per key, in order. */
+  | { t: typeof IndexMsg.LookupMany; keys: Uint8Array[] };
 
 export type LookupReply = [volume: number, offset: number, length: number, expiresAt: number] | [expired: -1, volume: number, offset: number] | null;
 
@@ -52,4 +55,5 @@ export interface IndexReplies {
   };
   [IndexMsg.Apply]: number[][];
   [IndexMsg.AppliedLsn]: number;
+  [IndexMsg.LookupMany]: LookupReply[];
 }
