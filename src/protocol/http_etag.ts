@@ -1,0 +1,105 @@
+// ETags and the conditional headers of RFC 9110 §13 for blobs. Pure (no I/O).
+//
+// ETag: strong, `"v<volume hex>-<offset hex>"`: the address of the needle a write stored.
+// Volume ids are unique per data dir and never reused (docs/formats.md) and a volume is
+// append-only, so two different writes never get the same address, hence never the same
+// ETag. A rewrite of the same bytes gets a new ETag (a spurious cache miss, never a wrong
+// hit); so does a needle that compaction moves.
+//
+// Preconditions: If-Match and If-None-Match are `"*"` or a list of entity-tags
+// (`[W/]"opaque"`; the opaque part may hold commas, so lists are scanned, not split).
+// If-Match uses the strong comparison (§8.8.3.2: both strong, same opaque), If-None-Match
+// the weak one (same opaque, W/ ignored). A header that does not parse is treated as an
+// empty list, which fails safe: If-Match never passes (412) and If-None-Match never hits
+// (no 304; a PUT goes ahead as if there were no such header).
+
+export function etagOf(volume: number, offset: number): string {
+  if (!Number.isSafeInteger(volume) || volume < 0 || !Number.isSafeInteger(offset) || offset < 0) {
+    throw new Error(`etagOf(${volume}, ${offset})`);
+  }
+  return `"v${volume.toString(16)}-${offset.toString(16)}"`;
+}
+
+/** The address an etagOf() value names; null for any other string (weak tags included). */
+export function parseEtagAddress(etag: string): { volume: number; offset: number } | null {
+  const m = /^"v([0-9a-f]{1,14})-([0-9a-f]{1,14})"$/.exec(etag);
+  if (m === null) return null;
+  // Only the canonical spelling etagOf gives (no leading zeros) names an address.
+  if ((m[1]!.length > 1 && m[1]![0] === '0') || (m[2]!.length > 1 && m[2]![0] === '0')) return null;
+  const volume = parseInt(m[1]!, 16);
+  const offset = parseInt(m[2]!, 16);
+  if (!Number.isSafeInteger(volume) || !Number.isSafeInteger(offset)) return null;
+  return { volume, offset };
+}
+
+export type Preconditions = {
+  ifMatch: { any: boolean; tags: string[] } | null;
+  ifNoneMatch: { any: boolean; tags: string[] } | null;
+};
+
+/** Most entity-tags kept from one header; a longer list is a malformed one. */
+export const MAX_CONDITION_TAGS = 64;
+
+export function parsePreconditions(ifMatch: string | undefined, ifNoneMatch: string | undefined): Preconditions {
+  return { ifMatch: parseCondition(ifMatch), ifNoneMatch: parseCondition(ifNoneMatch) };
+}
+
+/** If-None-Match "matches": `*` and the blob exists, or a tag weakly equals its ETag. */
+export function ifNoneMatchHits(p: Preconditions['ifNoneMatch'], etag: string | null): boolean {
+  if (p === null || etag === null) return false;
+  if (p.any) return true;
+  const want = opaque(etag);
+  return p.tags.some((t) => opaque(t) === want);
+}
+
+/** If-Match passes: no header, `*` and the blob exists, or a tag strongly equals its ETag. */
+export function ifMatchPasses(p: Preconditions['ifMatch'], etag: string | null): boolean {
+  if (p === null) return true;
+  if (etag === null) return false;
+  if (p.any) return true;
+  if (isWeak(etag)) return false;
+  return p.tags.some((t) => !isWeak(t) && t === etag);
+}
+
+// ---- private helpers ----
+
+const isWeak = (tag: string): boolean => tag.startsWith('W/');
+const opaque = (tag: string): string => (isWeak(tag) ? tag.slice(2) : tag);
+const isOws = (c: number): boolean => c === 0x20 || c === 0x09;
+/** etagc = %x21 / %x23-7E / obs-text (RFC 9110 §8.8.3). */
+const isEtagc = (c: number): boolean => c === 0x21 || (c >= 0x23 && c <= 0x7e) || (c >= 0x80 && c <= 0xff);
+
+function parseCondition(header: string | undefined): { any: boolean; tags: string[] } | null {
+  if (header === undefined) return null;
+  if (header.trim() === '*') return { any: true, tags: [] };
+  return { any: false, tags: parseTagList(header) ?? [] };
+}
+
+/** `#entity-tag` with empty elements allowed (§5.6.1.2); null when malformed. */
+function parseTagList(s: string): string[] | null {
+  const tags: string[] = [];
+  let i = 0;
+  for (;;) {
+    while (i < s.length && (isOws(s.charCodeAt(i)) || s[i] === ',')) i++;
+    if (i >= s.length) return tags;
+    const end = scanTag(s, i);
+    if (end < 0) return null;
+    tags.push(s.slice(i, end));
+    if (tags.length > MAX_CONDITION_TAGS) return null;
+    i = end;
+    while (i < s.length && isOws(s.charCodeAt(i))) i++;
+    if (i < s.length && s[i] !== ',') return null;
+  }
+}
+
+/** The index just past the entity-tag starting at i, or -1. */
+function scanTag(s: string, i: number): number {
+  if (s.startsWith('W/', i)) i += 2;
+  if (s[i] !== '"') return -1;
+  for (let j = i + 1; j < s.length; j++) {
+    const c = s.charCodeAt(j);
+    if (c === 0x22) return j + 1;
+    if (!isEtagc(c)) return -1;
+  }
+  return -1;
+}
