@@ -641,3 +641,26 @@ test('regression: after a rebuild swap both header slots are valid, so a torn ch
     again.close();
   });
 });
+
+test('an entry keeps the commit time of its write: EXPIRE, a rebuild and a reopen keep it; a new value moves it', () => {
+  withIndex((fs, path) => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    const t1 = 1_700_000_123_456;
+    index.apply(rec(1, [set('m', 1, 8)], t1));
+    assert.equal(index.getRaw(k('m'))?.modifiedAt, Math.floor(t1 / 1000) * 1000);
+    index.apply(rec(2, [expire('m', t1 + 10_000_000)], t1 + 5000));
+    assert.equal(index.getRaw(k('m'))?.modifiedAt, Math.floor(t1 / 1000) * 1000, 'EXPIRE is no change of the value');
+    index.startRebuild();
+    while (!index.rebuildStep(1024)) {
+      // copy to the end
+    }
+    assert.equal(index.getRaw(k('m'))?.modifiedAt, Math.floor(t1 / 1000) * 1000, 'the rebuild copies it');
+    index.apply(rec(3, [set('m', 1, 16)], t1 + 60_000));
+    assert.equal(index.getRaw(k('m'))?.modifiedAt, Math.floor((t1 + 60_000) / 1000) * 1000);
+    index.checkpoint();
+    index.close();
+    const again = HashIndex.open(fs, path);
+    assert.equal(again.getRaw(k('m'))?.modifiedAt, Math.floor((t1 + 60_000) / 1000) * 1000, 'durable');
+    again.close();
+  });
+});

@@ -75,7 +75,7 @@ function onRequest(_from: string, body: unknown): unknown {
 function onLookup(key: Uint8Array): LookupReply {
   const { index } = live();
   const entry = index.get(key, systemClock.now());
-  if (entry !== undefined) return [entry.address.volume, entry.address.offset, entry.address.length, entry.expiresAt];
+  if (entry !== undefined) return [entry.address.volume, entry.address.offset, entry.address.length, entry.expiresAt, entry.modifiedAt ?? 0];
   const raw = index.getRaw(key);
   return raw === undefined ? null : [-1, raw.address.volume, raw.address.offset];
 }

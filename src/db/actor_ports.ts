@@ -94,8 +94,8 @@ export class ActorVolumes implements VolumePort {
 function lookupOf(key: Uint8Array, r: LookupReply): Lookup {
   if (r === null) return {};
   if (r[0] === -1) return { expired: { volume: r[1], offset: r[2] } };
-  const [volume, offset, length, expiresAt] = r as [number, number, number, number];
-  return { entry: { key, address: { volume, offset, length }, expiresAt } };
+  const [volume, offset, length, expiresAt, modifiedAt] = r as [number, number, number, number, number];
+  return { entry: { key, address: { volume, offset, length }, expiresAt, modifiedAt } };
 }
 
 /** Re-chunks a byte stream into exact-size ArrayBuffers of about `size` bytes (the last shorter). */

@@ -31,12 +31,12 @@ export type IndexRequest =
   /** Many keys in one message (a pipeline's GETs, MGET): one answer per key, in order. */
   | { t: typeof IndexMsg.LookupMany; keys: Uint8Array[] };
 
-export type LookupReply = [volume: number, offset: number, length: number, expiresAt: number] | [expired: -1, volume: number, offset: number] | null;
+export type LookupReply = [volume: number, offset: number, length: number, expiresAt: number, modifiedAt: number] | [expired: -1, volume: number, offset: number] | null;
 
 export interface IndexReplies {
   /**
    * Positional, the cheapest CBOR (lookups are the hottest message): a live entry as
-   * [volume, offset, length, expiresAt]; an expired one as [-1, volume, offset]; none as null.
+   * [volume, offset, length, expiresAt, modifiedAt]; an expired one as [-1, volume, offset]; none as null.
    * The key is not echoed: the asker has it.
    */
   [IndexMsg.Lookup]: LookupReply;

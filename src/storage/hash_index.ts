@@ -53,6 +53,7 @@ import {
   E_KEYLEN,
   E_LENGTH,
   E_NEXT,
+  E_MODIFIED,
   E_OFFSET,
   E_VOLUME,
   encodeEntry,
@@ -119,6 +120,7 @@ interface ChainEntry {
   offset: number;
   length: number;
   expiresAt: number;
+  modified: number;
 }
 
 /** One index file: its handle, its heads in memory, and the entries not yet written out. */
@@ -270,6 +272,7 @@ class EntryReader {
       offset: this.u64(E_OFFSET, file),
       length: this.u64(E_LENGTH, file),
       expiresAt: this.u64(E_EXPIRES, file),
+      modified: this.view.getUint32(E_MODIFIED, true),
     };
   }
 
@@ -368,7 +371,7 @@ export class HashIndex {
         offset: r.u64(E_OFFSET, this.main),
         length: r.u64(E_LENGTH, this.main),
       };
-      return { key, address, expiresAt: r.u64(E_EXPIRES, this.main) };
+      return { key, address, expiresAt: r.u64(E_EXPIRES, this.main), modifiedAt: r.view.getUint32(E_MODIFIED, true) * 1000 };
     } catch (err) {
       throw asStoreError(err, this.main.path);
     }
@@ -608,10 +611,12 @@ export class HashIndex {
     const present = pos !== 0 && (r.buf[E_FLAGS]! & FLAG_TOMBSTONE) === 0;
     const expiresAt = present ? r.u64(E_EXPIRES, this.main) : 0;
     const live = present && isLive(expiresAt, timeMs);
+    // Deterministic on replay: the record's commit time, not the clock.
+    const modified = Math.floor(timeMs / 1000);
     switch (op.code) {
       case OpCode.Set: {
         const a = op.address;
-        this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, expiresAt: op.expiresAt });
+        this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, expiresAt: op.expiresAt, modified });
         if (!present) this.live++;
         return 1;
       }
@@ -624,7 +629,8 @@ export class HashIndex {
         const volume = r.view.getUint32(E_VOLUME, true);
         const offset = r.u64(E_OFFSET, this.main);
         const length = r.u64(E_LENGTH, this.main);
-        this.write(op.key, hash, { hash, flags: 0, volume, offset, length, expiresAt: op.expiresAt });
+        // An expiry change is no change of the value: the entry keeps its modified time.
+        this.write(op.key, hash, { hash, flags: 0, volume, offset, length, expiresAt: op.expiresAt, modified: r.view.getUint32(E_MODIFIED, true) });
         return 1;
       }
       case OpCode.DelIf: {
@@ -641,7 +647,7 @@ export class HashIndex {
         }
         const keep = (op.flags & SetFlag.KeepTtl) !== 0 && live;
         const a = op.address;
-        this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, expiresAt: keep ? expiresAt : op.expiresAt });
+        this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, expiresAt: keep ? expiresAt : op.expiresAt, modified });
         if (!present) this.live++;
         return 1;
       }
@@ -651,7 +657,7 @@ export class HashIndex {
   }
 
   private writeTombstone(key: Uint8Array, hash: number): void {
-    this.write(key, hash, { hash, flags: FLAG_TOMBSTONE, volume: 0, offset: 0, length: 0, expiresAt: 0 });
+    this.write(key, hash, { hash, flags: FLAG_TOMBSTONE, volume: 0, offset: 0, length: 0, expiresAt: 0, modified: 0 });
     this.live--;
   }
 
@@ -1016,7 +1022,7 @@ function isLiveEntry(e: ChainEntry, nowMs: number): boolean {
 }
 
 function toIndexEntry(e: ChainEntry): IndexEntry {
-  return { key: e.key, address: { volume: e.volume, offset: e.offset, length: e.length }, expiresAt: e.expiresAt };
+  return { key: e.key, address: { volume: e.volume, offset: e.offset, length: e.length }, expiresAt: e.expiresAt, modifiedAt: e.modified * 1000 };
 }
 
 function reverseBits32(v: number): number {

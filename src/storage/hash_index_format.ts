@@ -34,6 +34,8 @@ export const E_HASH = 8;
 export const E_KEYLEN = 12;
 export const E_FLAGS = 14;
 export const E_VOLUME = 16;
+/** Modified at: the commit time (seconds since the epoch) of the write the entry records. */
+export const E_MODIFIED = 20;
 export const E_OFFSET = 24;
 export const E_LENGTH = 32;
 export const E_EXPIRES = 40;
@@ -230,6 +232,8 @@ export interface EntryFields {
   offset: number;
   length: number;
   expiresAt: number;
+  /** Seconds since the epoch; 0 = unknown (tombstones). */
+  modified: number;
 }
 
 /** Writes one entry (header, key, CRC) into buf at `at`; returns its padded size. */
@@ -250,6 +254,7 @@ export function encodeEntry(
   writeU64(view, at + E_OFFSET, f.offset);
   writeU64(view, at + E_LENGTH, f.length);
   writeU64(view, at + E_EXPIRES, f.expiresAt);
+  view.setUint32(at + E_MODIFIED, f.modified, true);
   buf.set(key, at + ENTRY_HEADER_SIZE);
   view.setUint32(at + E_CRC, entryCrc(buf, at, key.length), true);
   return size;

@@ -68,6 +68,8 @@ export interface IndexEntry {
   key: Uint8Array;
   address: NeedleAddress;
   expiresAt: number;
+  /** Commit time of the write (ms, second precision); 0 when unknown. */
+  modifiedAt?: number;
 }
 
 /** True when an entry with this expiry is live at `nowMs`. */
