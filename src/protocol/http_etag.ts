@@ -66,8 +66,12 @@ export function ifMatchPasses(p: Preconditions['ifMatch'], etag: string | null):
 const isWeak = (tag: string): boolean => tag.startsWith('W/');
 const opaque = (tag: string): string => (isWeak(tag) ? tag.slice(2) : tag);
 const isOws = (c: number): boolean => c === 0x20 || c === 0x09;
-/** etagc = %x21 / %x23-7E / obs-text (RFC 9110 §8.8.3). */
-const isEtagc = (c: number): boolean => c === 0x21 || (c >= 0x23 && c <= 0x7e) || (c >= 0x80 && c <= 0xff);
+/**
+ * etagc = %x21 / %x23-7E / obs-text (RFC 9110 §8.8.3). obs-text is any code unit from 0x80:
+ * the server may hand header bytes over decoded as UTF-8, so a byte 0x80-0xFF can arrive as
+ * a character above 0xFF.
+ */
+const isEtagc = (c: number): boolean => c === 0x21 || (c >= 0x23 && c <= 0x7e) || c >= 0x80;
 
 function parseCondition(header: string | undefined): { any: boolean; tags: string[] } | null {
   if (header === undefined) return null;
