@@ -1,9 +1,18 @@
 // Messages to the WAL committer. A commit is answered only once its record is durable AND
 // applied by the index (the committer forwards records to the index in LSN order and waits).
-import type { IndexEntry, Op } from '../storage/types.js';
+//
+// The replication feed (tags 7..10): a front end asks to follow the WAL from an LSN; the
+// committer pushes Records one-way to the peer the Follow came from, history first (read from
+// wal.log, snapshot chunks first when `from` <= the snapshot LSN), then live after each group
+// commit. Each Records batch has a sequence number per follower; the front end acknowledges
+// batches with Ack, and the committer keeps at most `window` batches unacknowledged. A Records
+// message with `error` is the last one for that follower (dropped: too slow, WAL compacted
+// under it, limits). Follower ids are the front end's own; the committer keys them by peer.
+import type { IndexEntry, Op, WalRecord } from '../storage/types.js';
 
-export const WAL_PROTOCOL_VERSION = 1;
+export const WAL_PROTOCOL_VERSION = 2;
 
+/** Wire tags: never renumbered; a retired number is never reused. */
 export const WalMsg = {
   Commit: 1,
   CompactBegin: 2,
@@ -11,7 +20,22 @@ export const WalMsg = {
   CompactFinish: 4,
   CompactAbort: 5,
   LastLsn: 6,
+  Follow: 7,
+  Ack: 8,
+  Unfollow: 9,
+  Records: 10,
 } as const;
+
+/** `from` of a Follow that means "the current end": live records only. */
+export const WAL_FOLLOW_END = -1;
+
+/** What a follower may ask for; the committer clamps both to its own hard limits. */
+export interface FollowLimits {
+  /** Batches in flight unacknowledged (default 4). */
+  window?: number;
+  /** Bytes a live follower may lag (unacknowledged plus queued) before it is dropped (default 64 MiB). */
+  maxLagBytes?: number;
+}
 
 export type WalRequest =
   | { t: typeof WalMsg.Commit; ops: Op[] }
@@ -19,7 +43,32 @@ export type WalRequest =
   | { t: typeof WalMsg.CompactChunk; entries: IndexEntry[] }
   | { t: typeof WalMsg.CompactFinish }
   | { t: typeof WalMsg.CompactAbort }
-  | { t: typeof WalMsg.LastLsn };
+  | { t: typeof WalMsg.LastLsn }
+  /** Request. `from`: the first LSN wanted (0 or 1: all that is in the WAL), or WAL_FOLLOW_END. */
+  | { t: typeof WalMsg.Follow; follower: number; from: number; limits?: FollowLimits }
+  /** One-way: batches with seq <= upTo are consumed. */
+  | { t: typeof WalMsg.Ack; follower: number; upTo: number }
+  /** Request (answers whether it was following) or one-way. */
+  | { t: typeof WalMsg.Unfollow; follower: number };
+
+/** Pushed one-way by the committer to the front end that follows. */
+export interface WalRecordsPush {
+  t: typeof WalMsg.Records;
+  follower: number;
+  /** 1, 2, 3 ... per follower; what Ack's upTo refers to. */
+  seq: number;
+  records: WalRecord[];
+  /** Set on the last message of a follower that was dropped: why. */
+  error?: { code: string; message: string };
+}
+
+export interface FollowReply {
+  /** The last LSN in the WAL when the follow began. */
+  lastLsn: number;
+  snapshotLsn: number;
+  /** The first LSN this follower will get (after the snapshot chunks, if any). */
+  from: number;
+}
 
 export interface WalReplies {
   [WalMsg.Commit]: { lsn: number; results: number[] };
@@ -28,4 +77,7 @@ export interface WalReplies {
   [WalMsg.CompactFinish]: null;
   [WalMsg.CompactAbort]: null;
   [WalMsg.LastLsn]: number;
+  [WalMsg.Follow]: FollowReply;
+  [WalMsg.Ack]: null;
+  [WalMsg.Unfollow]: boolean;
 }
