@@ -120,10 +120,16 @@ test('encodeBlobKey then decodeBlobKey gives the key back, for every byte value 
   }
 });
 
-test('decodeBlobKey: the result is a copy the caller owns', () => {
+test('decodeBlobKey: the result is a copy the caller owns, in an ArrayBuffer of its own', () => {
   const r1 = decodeBlobKey('abc', MAX);
   const r2 = decodeBlobKey('abc', MAX);
   assert.ok(r1.ok && r2.ok);
   r1.key[0] = 0x7a;
   assert.equal(r2.key.toString(), 'abc');
+  for (const raw of ['abc', 'a%2Fb', 'caf%C3%A9', 'x'.repeat(MAX)]) {
+    const r = decodeBlobKey(raw, MAX);
+    assert.ok(r.ok);
+    assert.equal(r.key.byteOffset, 0, `${raw}: not a slice of the shared pool`);
+    assert.equal(r.key.buffer.byteLength, r.key.length, `${raw}: the ArrayBuffer is exactly the key`);
+  }
 });

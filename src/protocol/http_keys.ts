@@ -89,7 +89,7 @@ function percentDecode(raw: string): Buffer | string {
   // Decode the non-escape characters as UTF-8 first, then rewrite the escapes in place: the
   // escapes are ASCII, so their bytes sit exactly where their characters were.
   const bytes = Buffer.from(raw, 'utf8');
-  const out = Buffer.allocUnsafe(bytes.length);
+  const out = Buffer.alloc(bytes.length);
   let n = 0;
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i]!;
@@ -104,5 +104,16 @@ function percentDecode(raw: string): Buffer | string {
     out[n++] = (hi << 4) | lo;
     i += 2;
   }
-  return out.subarray(0, n);
+  return n === out.length ? out : exactCopy(out, n);
+}
+
+/**
+ * The first n bytes in a Buffer of their own: Buffer.alloc never uses Node's shared 8 KiB
+ * pool, so the key's ArrayBuffer is exactly the key (posting it to another thread copies or
+ * transfers the key, not a pool full of other requests' bytes).
+ */
+function exactCopy(buf: Buffer, n: number): Buffer {
+  const exact = Buffer.alloc(n);
+  buf.copy(exact, 0, 0, n);
+  return exact;
 }
