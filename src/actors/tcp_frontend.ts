@@ -15,11 +15,10 @@ import { systemClock } from '../runtime/clock.js';
 import { StoreError } from '../storage/types.js';
 import { VolumeReader } from '../storage/volume_reader.js';
 import { DEFAULT_LIMITS, type Limits } from '../db/api.js';
-import { ActorBroker, ActorCommit, ActorIndex, ActorVolumes, ActorWalAdmin } from '../db/actor_ports.js';
+import { frontEndPorts } from '../db/actor_ports.js';
 import { EngineDatabase } from '../db/database.js';
 import { Engine } from '../db/engine.js';
 import { LocalReader } from '../db/local_ports.js';
-import type { Ports } from '../db/ports.js';
 import type { TcpLimits } from '../master/master_config.js';
 import { RespConnection, type FrontEndStats } from '../frontend/resp_connection.js';
 import { BRISEDB_VERSION, INFO_SECTIONS, REDIS_COMPAT_VERSION, type ClientState, type ServerState } from '../frontend/server_commands.js';
@@ -63,17 +62,8 @@ async function init(ctx: ActorContext): Promise<void> {
   const reader = new VolumeReader(new NodeFs(), config.drives);
   // Every request read from any socket in one poll phase leaves in one message per actor.
   for (const name of storeActorNames(config.drives.length)) ctx.peer(name).setFlushMode('turn');
-  const broker = new ActorBroker(ctx.peer('broker'));
-  // The broker keeps subscriptions in memory: after it restarts, register ours again.
-  ctx.peer('broker').onRewire(() => void broker.resubscribe().catch(() => undefined));
-  const ports: Ports = {
-    volumes: new ActorVolumes(config.drives.map((_, slot) => ctx.peer(volumeActorName(slot))), config.drives),
-    commit: new ActorCommit(ctx.peer('wal')),
-    index: new ActorIndex(ctx.peer('index')),
-    wal: new ActorWalAdmin(ctx.peer('wal')),
-    reader: new LocalReader(reader),
-    broker,
-  };
+  const ports = frontEndPorts((name) => ctx.peer(name), config.drives, new LocalReader(reader), volumeActorName);
+  const broker = ports.broker;
   const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...config.engineLimits }, systemClock);
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}));
   const clients = new Map<number, ClientState>();

@@ -19,6 +19,8 @@ import type {
   IndexPort,
   IndexStats,
   Lookup,
+  Ports,
+  ReadPort,
   VolumePort,
   WalAdminPort,
 } from './ports.js';
@@ -245,4 +247,22 @@ export class ActorBroker implements BrokerPort {
       ),
     );
   }
+}
+
+/**
+ * The ports of a front-end actor (TCP, HTTP) over its channels to the store's actors, with
+ * committed bytes read straight from the volume files by `reader`. The broker's channel gets
+ * an ActorBroker that re-registers this thread's subscriptions when the broker restarts.
+ */
+export function frontEndPorts(peer: (name: string) => Peer, drives: string[], reader: ReadPort, volumeName: (slot: number) => string): Ports {
+  const broker = new ActorBroker(peer('broker'));
+  peer('broker').onRewire(() => void broker.resubscribe().catch(() => undefined));
+  return {
+    volumes: new ActorVolumes(drives.map((_, slot) => peer(volumeName(slot))), drives),
+    commit: new ActorCommit(peer('wal')),
+    index: new ActorIndex(peer('index')),
+    wal: new ActorWalAdmin(peer('wal')),
+    reader,
+    broker,
+  };
 }

@@ -32,6 +32,8 @@ export const DEFAULT_MAX_VOLUME_SIZE = 2 ** 31;
 export const ALL_INTERFACES = '0.0.0.0';
 export const LOOPBACK = '127.0.0.1';
 export const REQUIREPASS_ENV = 'BRISEDB_REQUIREPASS';
+/** The HTTP token from the environment keeps it out of `ps`, like the password. */
+export const HTTP_TOKEN_ENV = 'BRISEDB_HTTP_TOKEN';
 
 export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
 /** Each drive is a volume-writer thread; each volume server a set of connections. */
@@ -75,6 +77,9 @@ Flags override the fields of the --config file; sizes take bytes or a unit (512m
   --http HOST:PORT              HTTP blob API (default ${DEFAULT_HTTP_ADDR}); "" disables it [http_addr]
   --data DIR                    data directory (default ${DEFAULT_DATA_DIR})                  [data_dir]
   --drives DIR,DIR              extra directories for volume files                  [drives]
+  --http-threads N              HTTP front-end threads (the cores)                  [http_threads]
+  --http-token TOKEN            HTTP needs Authorization: Bearer TOKEN; also $BRISEDB_HTTP_TOKEN [http_token]
+  --max-body-size SIZE          largest blob a PUT may send (4gb)                   [max_body_size]
   --volume-servers URL,URL      remote volume servers (http://host:port)            [volume_servers]
   --replication-factor N        copies of each blob, at most 1 + volume servers (1) [replication_factor]
   --max-volume-size SIZE        bytes per volume file before a new one (2gb)        [max_volume_size]
@@ -98,6 +103,9 @@ Exit codes: 0 stopped cleanly, 1 could not start or failed, 2 bad flags or confi
 interface Settings {
   addr: ListenAddress;
   http_addr: ListenAddress | null;
+  http_threads: number;
+  http_token: string | null;
+  max_body_size: number;
   data_dir: string;
   drives: string[];
   volume_servers: string[];
@@ -267,6 +275,9 @@ const password: Convert<string | null> = (v) => {
 const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   addr: { flag: '--addr', convert: listenAddr },
   http_addr: { flag: '--http', convert: httpAddr },
+  http_threads: { flag: '--http-threads', convert: intIn(1, MAX_TCP_THREADS) },
+  http_token: { flag: '--http-token', convert: password, secret: true },
+  max_body_size: { flag: '--max-body-size', convert: sizeIn(0, MAX_VALUE_LENGTH) },
   data_dir: { flag: '--data', convert: path },
   drives: { flag: '--drives', convert: listOf('directory', 'directories', MAX_DRIVES, (s) => path(s, true)) },
   volume_servers: { flag: '--volume-servers', convert: listOf('URL', 'URLs', MAX_VOLUME_SERVERS, volumeServerUrl) },
@@ -298,6 +309,9 @@ function defaults(p: Platform): Settings {
   return {
     addr: parseListenAddress(DEFAULT_ADDR) as ListenAddress,
     http_addr: parseListenAddress(DEFAULT_HTTP_ADDR) as ListenAddress,
+    http_threads: Math.max(1, Math.min(p.cores, MAX_TCP_THREADS)),
+    http_token: null,
+    max_body_size: 4 * 1024 * 1024 * 1024,
     data_dir: DEFAULT_DATA_DIR,
     drives: [],
     volume_servers: [],
@@ -346,6 +360,8 @@ export function parseMasterArgs(argv: string[], env: NodeJS.ProcessEnv = process
     }
     const envPass = env[REQUIREPASS_ENV];
     if (envPass !== undefined) raws.set('requirepass', { value: envPass, fromFlag: true, label: REQUIREPASS_ENV });
+    const envToken = env[HTTP_TOKEN_ENV];
+    if (envToken !== undefined) raws.set('http_token', { value: envToken, fromFlag: true, label: HTTP_TOKEN_ENV });
     for (const [flag, value] of flags) {
       const k = BY_FLAG.get(flag);
       if (k !== undefined) raws.set(k, { value, fromFlag: true, label: flag });
@@ -455,6 +471,9 @@ function toConfig(s: Settings): MasterConfig {
   return {
     addr: s.addr,
     httpAddr: s.http_addr,
+    httpThreads: s.http_threads,
+    httpToken: s.http_token,
+    maxBodySize: s.max_body_size,
     dataDir: s.data_dir,
     drives: s.drives,
     volumeServers: s.volume_servers,

@@ -117,14 +117,13 @@ function exitOnCrash(log: Logger): void {
 }
 
 function warnIfExposed(config: MasterConfig, log: Logger): void {
-  if (config.requirepass !== null) return;
-  const fronts: Array<[string, ListenAddress | null]> = [
-    ['TCP', config.addr],
-    ['HTTP', config.httpAddr],
+  const fronts: Array<[string, ListenAddress | null, string | null, string]> = [
+    ['TCP', config.addr, config.requirepass, 'requirepass'],
+    ['HTTP', config.httpAddr, config.httpToken, 'an HTTP token (--http-token)'],
   ];
-  for (const [what, a] of fronts) {
-    if (a === null || isLoopbackHost(a.host)) continue;
-    log.warn({ addr: formatAddress(a) }, `${what} listens on ${formatAddress(a)} without requirepass: anyone who can reach it can read and write every key`);
+  for (const [what, a, secret, needed] of fronts) {
+    if (a === null || secret !== null || isLoopbackHost(a.host)) continue;
+    log.warn({ addr: formatAddress(a) }, `${what} listens on ${formatAddress(a)} without ${needed}: anyone who can reach it can read and write every key`);
   }
 }
 

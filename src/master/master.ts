@@ -8,12 +8,18 @@ import { openStore } from '../db/open.js';
 import type { ActorSpec } from '../runtime/topology.js';
 import { storeActorNames } from '../actors/store_topology.js';
 import type { TcpFrontendConfig } from '../actors/tcp_frontend.js';
+import type { HttpFrontendConfig } from '../actors/http_frontend.js';
+import { DEFAULT_LIMITS } from '../db/api.js';
+import { masterMetrics } from './metrics.js';
+import { createServer } from 'node:net';
 import { FrontEndMsg, type FrontEndToMain } from '../protocol/frontend_protocol.js';
 import type { MasterConfig } from './master_config.js';
 
 export interface RunningMaster {
   readonly tcpPort: number;
   readonly tcpHost: string;
+  /** null when HTTP is disabled. */
+  readonly httpPort: number | null;
   /** Stops accepting, lets in-flight commands finish, syncs, stops every actor. */
   stop(): Promise<void>;
   /** Resolves if the store dies for good (an actor given up). */
@@ -22,6 +28,10 @@ export interface RunningMaster {
 
 export function tcpActorName(i: number): string {
   return `tcp-${i}`;
+}
+
+export function httpActorName(i: number): string {
+  return `http-${i}`;
 }
 
 /** Node's net module gained reusePort in 22.12 (and 23.1): only then can threads share a port. */
@@ -51,14 +61,40 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
       return { name: tcpActorName(i), module: new URL('../actors/tcp_frontend.js', import.meta.url), config: cfg, dependsOn: store, talksTo: ['main', ...store] };
     });
   };
+  const http = config.httpAddr;
+  const httpThreads = http === null ? 0 : Math.max(1, config.httpThreads);
+  // Several HTTP threads share one port; a port 0 must become one concrete port for all.
+  const httpPort = http === null ? 0 : http.port === 0 && httpThreads > 1 ? await freePort(http.host) : http.port;
+  const httpSpecs = (drives: string[], dataDir: string): ActorSpec[] => {
+    if (http === null) return [];
+    const store = storeActorNames(drives.length);
+    return Array.from({ length: httpThreads }, (_, i) => {
+      const cfg: HttpFrontendConfig = {
+        host: http.host,
+        port: httpPort,
+        drives,
+        dataDir,
+        token: config.httpToken,
+        maxBodySize: config.maxBodySize,
+        maxKeyLength: DEFAULT_LIMITS.maxKeyLength,
+        wsMaxBackpressure: 16 * 1024 * 1024,
+        startedAt,
+      };
+      return { name: httpActorName(i), module: new URL('../actors/http_frontend.js', import.meta.url), config: cfg, dependsOn: store, talksTo: ['main', ...store] };
+    });
+  };
   const { db, supervisor } = await openStore(
     config.dataDir,
     { drives: config.drives, maxVolumeSize: config.maxVolumeSize, sync: config.sync },
-    tcpSpecs,
+    (drives, dataDir) => [...tcpSpecs(drives, dataDir), ...httpSpecs(drives, dataDir)],
   );
-  for (let i = 0; i < threads; i++) {
-    supervisor.peer(tcpActorName(i)).onRequest((body) => {
-      if ((body as FrontEndToMain).t === FrontEndMsg.Status) return supervisor.status();
+  const httpNames = Array.from({ length: httpThreads }, (_, i) => httpActorName(i));
+  const frontEnds = [...Array.from({ length: threads }, (_, i) => tcpActorName(i)), ...httpNames];
+  for (const name of frontEnds) {
+    supervisor.peer(name).onRequest((body) => {
+      const msg = body as FrontEndToMain;
+      if (msg.t === FrontEndMsg.Status) return supervisor.status();
+      if (msg.t === FrontEndMsg.Metrics) return masterMetrics(supervisor, db, httpNames);
       return null;
     });
   }
@@ -76,9 +112,11 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
     givenUp();
   });
   const address = await supervisor.control<{ address(): { host: string; port: number } }>(tcpActorName(0)).address();
+  const httpAddress = http === null ? null : await supervisor.control<{ address(): { host: string; port: number } }>(httpActorName(0)).address();
   return {
     tcpPort: address.port,
     tcpHost: address.host,
+    httpPort: httpAddress?.port ?? null,
     stop: () => {
       stopping = true;
       return db.close();
@@ -105,4 +143,17 @@ function configView(config: MasterConfig): Record<string, string> {
     'maxmemory-policy': 'noeviction',
     'replica-read-only': 'yes',
   };
+}
+
+/** A port free now on host (for sharing one port among threads when 0 was asked). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
 }

@@ -54,6 +54,12 @@ export interface MasterConfig {
   requirepass: string | null;
   /** TCP front-end threads: 1 on Node < 22.12 (no reusePort), else up to the cores. */
   tcpThreads: number;
+  /** HTTP front-end threads (uWebSockets.js shares the port itself): default the cores. */
+  httpThreads: number;
+  /** null: HTTP needs no token; else `Authorization: Bearer <token>` on every request. */
+  httpToken: string | null;
+  /** Largest blob a PUT may send (413 before the body is read). */
+  maxBodySize: number;
   sync: 'always' | 'none';
   tcpLimits: TcpLimits;
 }

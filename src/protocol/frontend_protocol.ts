@@ -5,9 +5,11 @@ export const FRONTEND_PROTOCOL_VERSION = 1;
 
 export const FrontEndMsg = {
   Status: 1,
+  /** The whole master's Prometheus text (main aggregates every front end's metrics). */
+  Metrics: 2,
 } as const;
 
-export type FrontEndToMain = { t: typeof FrontEndMsg.Status };
+export type FrontEndToMain = { t: typeof FrontEndMsg.Status } | { t: typeof FrontEndMsg.Metrics };
 
 export interface ActorStatusLine {
   name: string;

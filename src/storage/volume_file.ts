@@ -204,6 +204,26 @@ export class VolumeFile {
     return this.readAt(address.offset + NEEDLE_HEADER_SIZE + keyLength + start, length);
   }
 
+  /** Reads value bytes [start, start + buf.length) into buf (a reused buffer: no allocation). */
+  readValueInto(address: NeedleAddress, keyLength: number, start: number, buf: Uint8Array): void {
+    this.checkOpen();
+    const valueLength = this.checkAddress(address, keyLength);
+    checkRange(start, buf.length, valueLength);
+    this.readInto(buf, address.offset + NEEDLE_HEADER_SIZE + keyLength + start);
+  }
+
+  /**
+   * The needle's header and key, and its trailing CRC: what a reader streaming the value needs
+   * to check the whole needle's CRC as it goes (crc32 over head, then every value byte).
+   */
+  readEnvelope(address: NeedleAddress, keyLength: number): { head: Uint8Array; trailer: number } {
+    this.checkOpen();
+    this.checkAddress(address, keyLength);
+    const head = this.readAt(address.offset, NEEDLE_HEADER_SIZE + keyLength);
+    const trailer = decodeTrailer(this.readAt(address.offset + address.length - NEEDLE_TRAILER_SIZE, NEEDLE_TRAILER_SIZE));
+    return { head, trailer };
+  }
+
   /** The value range in fresh buffers of at most chunkSize bytes (callers may keep them). */
   *readChunks(address: NeedleAddress, keyLength: number, start: number, length: number, chunkSize = CHUNK_SIZE): IterableIterator<Uint8Array> {
     if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_WHOLE_READ) {

@@ -52,6 +52,14 @@ export class VolumeReader {
     return this.file(address.volume).readValue(address, keyLength, start, length);
   }
 
+  readValueInto(address: NeedleAddress, keyLength: number, start: number, buf: Uint8Array): void {
+    this.file(address.volume).readValueInto(address, keyLength, start, buf);
+  }
+
+  readEnvelope(address: NeedleAddress, keyLength: number): { head: Uint8Array; trailer: number } {
+    return this.file(address.volume).readEnvelope(address, keyLength);
+  }
+
   /** The range in fresh chunks of at most chunkSize bytes; the handle may be evicted between chunks. */
   *readChunks(address: NeedleAddress, keyLength: number, start: number, length: number, chunkSize = CHUNK_SIZE): IterableIterator<Uint8Array> {
     if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_WHOLE_READ) {

@@ -1,0 +1,147 @@
+// An HTTP front end: one uWebSockets.js app on its own worker thread. Several of them listen on
+// the same port (uSockets binds with SO_REUSEPORT, so this works on Node 20 too) and the kernel
+// spreads connections over them: one per core.
+// Owns: its app and listening socket, its metrics registry, its WebSocket clients.
+// It reaches the data through its own engine over the channels to the store's actors and reads
+// committed needle bytes straight from the volume files.
+// Invariants: every request is answered or its connection closed; a body is never held whole
+// in memory; with a token configured, nothing is served without `Authorization: Bearer`.
+import uWS from 'uWebSockets.js';
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
+import { runActor, type ActorContext } from '../runtime/actor.js';
+import { NodeFs } from '../runtime/fs.js';
+import { systemClock } from '../runtime/clock.js';
+import { StoreError } from '../storage/types.js';
+import { VolumeReader } from '../storage/volume_reader.js';
+import { DEFAULT_LIMITS } from '../db/api.js';
+import { frontEndPorts } from '../db/actor_ports.js';
+import { Engine } from '../db/engine.js';
+import { LocalReader } from '../db/local_ports.js';
+import { WalFeed } from '../db/wal_feed.js';
+import { parseBearer, tokenMatches } from '../protocol/http_params.js';
+import { FrontEndMsg, type ActorStatusLine, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+import { BLOB_PREFIX, deleteBlob, getBlob, putBlob, type BlobContext } from '../frontend/http_blobs.js';
+import { listKeys, metrics, scanKeys, status, type ApiContext } from '../frontend/http_api.js';
+import { HttpMetrics } from '../frontend/http_metrics.js';
+import { sendError, watchAbort } from '../frontend/http_util.js';
+import { registerWebSockets } from '../frontend/ws_routes.js';
+import { storeActorNames, volumeActorName } from './store_topology.js';
+
+export interface HttpFrontendConfig {
+  host: string;
+  port: number;
+  drives: string[];
+  dataDir: string;
+  /** null: no token required. */
+  token: string | null;
+  maxBodySize: number;
+  maxKeyLength: number;
+  /** WebSocket consumers buffered past this many bytes are closed as too slow. */
+  wsMaxBackpressure: number;
+  startedAt: number;
+}
+
+interface State {
+  ctx: ActorContext;
+  app: TemplatedApp;
+  socket: us_listen_socket;
+  port: number;
+  reader: VolumeReader;
+  metrics: HttpMetrics;
+}
+
+let state: State | null = null;
+let nextSubscriber = 1;
+
+async function init(ctx: ActorContext): Promise<void> {
+  const config = ctx.config as HttpFrontendConfig;
+  const reader = new VolumeReader(new NodeFs(), config.drives);
+  for (const name of storeActorNames(config.drives.length)) ctx.peer(name).setFlushMode('turn');
+  const ports = frontEndPorts((name) => ctx.peer(name), config.drives, new LocalReader(reader), volumeActorName);
+  const engine = new Engine(ports, { ...DEFAULT_LIMITS, maxKeyLength: config.maxKeyLength }, systemClock);
+  const httpMetrics = new HttpMetrics();
+  const now = (): number => systemClock.now();
+  const observe = (route: string, method: string, code: number, bytesIn: number, bytesOut: number, startedAt: number): void =>
+    httpMetrics.observe(route, method, code, bytesIn, bytesOut, startedAt, now());
+  const blobs: BlobContext = { engine, reader, maxKeyLength: config.maxKeyLength, maxBodySize: config.maxBodySize, now, observe };
+  const api: ApiContext = {
+    engine,
+    now,
+    startedAt: config.startedAt,
+    observe,
+    actors: () => ctx.main.call<ActorStatusLine[]>({ t: FrontEndMsg.Status } satisfies FrontEndToMain),
+    metrics: () => ctx.main.call<string>({ t: FrontEndMsg.Metrics } satisfies FrontEndToMain),
+  };
+  const authorized = (req: HttpRequest): boolean =>
+    config.token === null || tokenMatches(parseBearer(req.getHeader('authorization') || undefined), config.token);
+  const guard = (handler: (res: HttpResponse, req: HttpRequest) => void) => (res: HttpResponse, req: HttpRequest) => {
+    if (!authorized(req)) {
+      sendError(res, watchAbort(res), 401, 'UNAUTHORIZED', 'this server needs Authorization: Bearer <token>', { 'WWW-Authenticate': 'Bearer' });
+      return;
+    }
+    handler(res, req);
+  };
+
+  const app = uWS.App();
+  app.put(`${BLOB_PREFIX}*`, guard((res, req) => putBlob(res, req, blobs)));
+  app.get(`${BLOB_PREFIX}*`, guard((res, req) => getBlob(res, req, blobs, false)));
+  app.head(`${BLOB_PREFIX}*`, guard((res, req) => getBlob(res, req, blobs, true)));
+  app.del(`${BLOB_PREFIX}*`, guard((res, req) => deleteBlob(res, req, blobs)));
+  app.get('/v1/keys', guard((res, req) => listKeys(res, req, api)));
+  app.get('/v1/scan', guard((res, req) => scanKeys(res, req, api)));
+  app.get('/v1/status', guard((res, req) => status(res, req, api)));
+  app.get('/metrics', guard((res, req) => metrics(res, req, api)));
+  registerWebSockets(app, {
+    broker: ports.broker,
+    walFeed: new WalFeed(ctx.peer('wal')),
+    nextSubscriberId: () => nextSubscriber++,
+    authorize: authorized,
+    maxBackpressure: config.wsMaxBackpressure,
+    maxPayload: 1024 * 1024,
+    idleTimeoutSeconds: 120,
+  });
+  app.any('/*', (res, req) => {
+    const method = req.getMethod().toUpperCase();
+    const url = req.getUrl();
+    const known = url.startsWith(BLOB_PREFIX) || ['/v1/keys', '/v1/scan', '/v1/status', '/metrics'].includes(url);
+    const s = watchAbort(res);
+    if (known) sendError(res, s, 405, 'METHOD_NOT_ALLOWED', `${method} is not allowed on ${url}`);
+    else sendError(res, s, 404, 'NOT_FOUND', `no route ${method} ${url}`);
+  });
+
+  const socket = await listen(app, config);
+  state = { ctx, app, socket, port: uWS.us_socket_local_port(socket), reader, metrics: httpMetrics };
+  ctx.onControl({
+    address: () => ({ host: config.host, port: live().port }),
+    metricsJson: () => live().metrics.json(),
+  });
+}
+
+function listen(app: TemplatedApp, config: HttpFrontendConfig): Promise<us_listen_socket> {
+  return new Promise((resolve, reject) => {
+    app.listen(config.host, config.port, (socket) => {
+      if (socket) resolve(socket);
+      else reject(new StoreError('BAD_ARGUMENT', `cannot listen on ${config.host}:${config.port} for HTTP: address in use or not allowed`));
+    });
+  });
+}
+
+function onRequest(): unknown {
+  throw new StoreError('BAD_ARGUMENT', 'an HTTP front end takes no requests');
+}
+
+function stop(): void {
+  const s = state;
+  if (s === null) return;
+  // Stop accepting; uWS lets the requests in progress finish on their own sockets.
+  uWS.us_listen_socket_close(s.socket);
+  s.reader.close();
+  state = null;
+}
+
+function live(): State {
+  if (state === null) throw new StoreError('CLOSED', 'HTTP front end is not running');
+  return state;
+}
+
+runActor({ init, onRequest, stop });

@@ -1,0 +1,471 @@
+// The blob routes of the HTTP front end: PUT, GET, HEAD and DELETE of /v1/blobs/{key}.
+// Bodies stream both ways in constant memory:
+// - PUT: uWS hands the body in chunks; they queue (bounded) for the volume writer's upload
+//   stream, and the socket is paused while the queue is full; the needle's region is reserved
+//   from Content-Length up front, so a body without one is 411 (HTTP lets a server require it);
+//   201 only once the needle is fsynced and the WAL record committed.
+// - GET: chunks are read from the volume file (committed needles never change, so any thread
+//   may read them) into one reused buffer and written with tryEnd; when the socket is full the
+//   loop waits for onWritable. A full-body GET checks the needle's CRC as it goes and cuts the
+//   connection instead of finishing a response whose bytes do not match.
+import { crc32 } from 'node:zlib';
+import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
+import type { Engine } from '../db/engine.js';
+import type { VolumeReader } from '../storage/volume_reader.js';
+import { OpCode, SetFlag, StoreError, valueLengthOf, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { decodeBlobKey } from '../protocol/http_keys.js';
+import { contentRange, multipartByteranges, parseRange, type ByteRange } from '../protocol/http_range.js';
+import { formatTtlSeconds, httpDate, parseContentLength, parseQuery, parseTtl } from '../protocol/http_params.js';
+import { etagOf, ifMatchPasses, ifNoneMatchHits, parseEtagAddress, parsePreconditions } from '../protocol/http_etag.js';
+import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } from './http_util.js';
+
+export const BLOB_PREFIX = '/v1/blobs/';
+/** Body bytes queued for the volume writer before the socket is paused. */
+const BODY_HIGH_WATER = 8 * 1024 * 1024;
+const BODY_LOW_WATER = 2 * 1024 * 1024;
+/** GET reads this much per chunk, into one reused buffer. */
+const READ_CHUNK = 1024 * 1024;
+/** Chunks written in one go before yielding to other connections. */
+const CHUNKS_PER_TURN = 16;
+
+export interface BlobContext {
+  engine: Engine;
+  reader: VolumeReader;
+  maxKeyLength: number;
+  maxBodySize: number;
+  now(): number;
+  /** Called once per answered request, for metrics. */
+  observe(route: string, method: string, status: number, bytesIn: number, bytesOut: number, startedAt: number): void;
+}
+
+// ---- PUT --------------------------------------------------------------------------------
+
+/** The request body as an async iterable for the volume writer, with back-pressure. */
+class BodyQueue implements AsyncIterable<Uint8Array> {
+  private readonly chunks: Uint8Array[] = [];
+  private queued = 0;
+  private ended = false;
+  private failure: Error | null = null;
+  private wake: (() => void) | null = null;
+  private paused = false;
+  received = 0;
+
+  constructor(private readonly res: HttpResponse) {}
+
+  push(chunk: ArrayBuffer, last: boolean): void {
+    // uWS reuses the chunk's memory after this callback: copy it.
+    const copy = new Uint8Array(chunk.byteLength);
+    copy.set(new Uint8Array(chunk));
+    this.chunks.push(copy);
+    this.queued += copy.length;
+    this.received += copy.length;
+    if (last) this.ended = true;
+    if (!this.paused && this.queued > BODY_HIGH_WATER && !last) {
+      this.paused = true;
+      this.res.pause();
+    }
+    this.wakeUp();
+  }
+
+  fail(err: Error): void {
+    this.failure = err;
+    this.wakeUp();
+  }
+
+  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    for (;;) {
+      if (this.failure !== null) throw this.failure;
+      const chunk = this.chunks.shift();
+      if (chunk !== undefined) {
+        this.queued -= chunk.length;
+        if (this.paused && this.queued < BODY_LOW_WATER && this.failure === null) {
+          this.paused = false;
+          this.res.resume();
+        }
+        yield chunk;
+        continue;
+      }
+      if (this.ended) return;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  private wakeUp(): void {
+    const wake = this.wake;
+    this.wake = null;
+    wake?.();
+  }
+}
+
+export function putBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): void {
+  const startedAt = ctx.now();
+  const url = req.getUrl();
+  const query = parseQuery(req.getQuery());
+  const lengthHeader = req.getHeader('content-length');
+  const preconditions = parsePreconditions(req.getHeader('if-match') || undefined, req.getHeader('if-none-match') || undefined);
+  const body = new BodyQueue(res);
+  const state = watchAbort(res, () => body.fail(new StoreError('ABORTED', 'the client went away during the upload')));
+  const answer = (status: number, code: string, message: string): void => {
+    // The body was not read: close the connection after the answer so the client stops sending.
+    if (state.aborted || state.done) return;
+    state.done = true;
+    res.cork(() => {
+      res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json');
+      res.end(JSON.stringify({ error: message, code }), true);
+    });
+    ctx.observe('blobs', 'PUT', status, 0, 0, startedAt);
+  };
+  const key = decodeBlobKey(url.slice(BLOB_PREFIX.length), ctx.maxKeyLength);
+  if (!key.ok) return answer(key.status, key.code, key.message);
+  const length = parseContentLength(lengthHeader || undefined);
+  if (!length.ok) return answer(400, 'BAD_REQUEST', length.message);
+  if (length.length === null) {
+    return answer(411, 'LENGTH_REQUIRED', 'a PUT needs a Content-Length: the blob\'s place on disk is reserved from it before the body streams in');
+  }
+  if (length.length > ctx.maxBodySize) {
+    return answer(413, 'VALUE_TOO_LARGE', `body of ${length.length} bytes; the limit is ${ctx.maxBodySize}`);
+  }
+  let expiresAt = 0;
+  const ttl = query.get('ttl');
+  if (ttl !== null) {
+    const parsed = parseTtl(ttl);
+    if (!parsed.ok) return answer(400, 'BAD_TTL', parsed.message);
+    expiresAt = ctx.now() + parsed.ms;
+  }
+  const condition = conditionOf(preconditions);
+  if (condition === 'bad') return answer(412, 'PRECONDITION_FAILED', 'If-Match names an entity tag this server never made');
+  res.onData((chunk, last) => body.push(chunk, last));
+  void storeBody(res, state, ctx, key.key, length.length, expiresAt, condition, body).then(
+    (status) => ctx.observe('blobs', 'PUT', status, body.received, 0, startedAt),
+    (err: unknown) => {
+      if (!state.aborted) sendFailure(res, state, err);
+      ctx.observe('blobs', 'PUT', state.aborted ? 499 : 500, body.received, 0, startedAt);
+    },
+  );
+}
+
+/** What If-Match / If-None-Match ask of the write: none, create-only, or compare-and-set. */
+type Condition = { kind: 'none' } | { kind: 'absent' } | { kind: 'present' } | { kind: 'at'; volume: number; offset: number } | 'bad';
+
+function conditionOf(p: ReturnType<typeof parsePreconditions>): Condition {
+  if (p.ifNoneMatch !== null && p.ifNoneMatch.any) return { kind: 'absent' };
+  if (p.ifMatch !== null) {
+    if (p.ifMatch.any) return { kind: 'present' };
+    const tag = p.ifMatch.tags[0];
+    const at = tag === undefined ? null : parseEtagAddress(tag);
+    return at === null ? 'bad' : { kind: 'at', volume: at.volume, offset: at.offset };
+  }
+  return { kind: 'none' };
+}
+
+async function storeBody(
+  res: HttpResponse,
+  state: ResponseState,
+  ctx: BlobContext,
+  key: Buffer,
+  size: number,
+  expiresAt: number,
+  condition: Exclude<Condition, 'bad'>,
+  body: BodyQueue,
+): Promise<number> {
+  const { engine } = ctx;
+  const address = await engine.ports.volumes.appendStream(engine.pickDrive(), key, size, expiresAt, body);
+  if (state.aborted) return 499;
+  const { results } = await engine.commit([writeOp(key, address, expiresAt, condition)]);
+  if (results[0] !== 1) {
+    sendError(res, state, 412, 'PRECONDITION_FAILED', 'the precondition (If-Match / If-None-Match) does not hold for the stored blob');
+    return 412;
+  }
+  if (state.aborted || state.done) return 499;
+  state.done = true;
+  const etag = etagOf(address.volume, address.offset);
+  res.cork(() => {
+    res.writeStatus(statusLine(201)).writeHeader('ETag', etag).writeHeader('Content-Type', 'application/json');
+    res.end(JSON.stringify({ key: key.toString('utf8'), size, etag }));
+  });
+  return 201;
+}
+
+function writeOp(key: Buffer, address: NeedleAddress, expiresAt: number, c: Exclude<Condition, 'bad'>): Op {
+  if (c.kind === 'none') return { code: OpCode.Set, key, address, expiresAt };
+  const flags = c.kind === 'absent' ? SetFlag.Nx : c.kind === 'present' ? SetFlag.Xx : SetFlag.IfAt;
+  const expect = c.kind === 'at' ? c : { volume: 0, offset: 0 };
+  return { code: OpCode.SetIf, key, address, expiresAt, flags, expectVolume: expect.volume, expectOffset: expect.offset };
+}
+
+// ---- GET / HEAD ---------------------------------------------------------------------------
+
+export function getBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext, head: boolean): void {
+  const startedAt = ctx.now();
+  const method = head ? 'HEAD' : 'GET';
+  const url = req.getUrl();
+  const rangeHeader = req.getHeader('range') || undefined;
+  const preconditions = parsePreconditions(req.getHeader('if-match') || undefined, req.getHeader('if-none-match') || undefined);
+  const state = watchAbort(res);
+  const key = decodeBlobKey(url.slice(BLOB_PREFIX.length), ctx.maxKeyLength);
+  if (!key.ok) {
+    sendError(res, state, key.status, key.code, key.message);
+    ctx.observe('blobs', method, key.status, 0, 0, startedAt);
+    return;
+  }
+  void ctx.engine.lookupLive(key.key).then(
+    (entry) => {
+      const status = answerBlob(res, state, ctx, key.key, entry, rangeHeader, preconditions, head);
+      ctx.observe('blobs', method, status.code, 0, status.bytes, startedAt);
+    },
+    (err: unknown) => {
+      sendFailure(res, state, err);
+      ctx.observe('blobs', method, 500, 0, 0, startedAt);
+    },
+  );
+}
+
+function answerBlob(
+  res: HttpResponse,
+  state: ResponseState,
+  ctx: BlobContext,
+  key: Buffer,
+  entry: IndexEntry | undefined,
+  rangeHeader: string | undefined,
+  preconditions: ReturnType<typeof parsePreconditions>,
+  head: boolean,
+): { code: number; bytes: number } {
+  if (state.aborted) return { code: 499, bytes: 0 };
+  if (entry === undefined) {
+    sendError(res, state, 404, 'NOT_FOUND', `no blob named ${JSON.stringify(key.toString('utf8'))}`);
+    return { code: 404, bytes: 0 };
+  }
+  const size = valueLengthOf(entry.address, key.length);
+  const etag = etagOf(entry.address.volume, entry.address.offset);
+  const headers = blobHeaders(entry, size, etag, ctx.now());
+  if (preconditions.ifMatch !== null && !ifMatchPasses(preconditions.ifMatch, etag)) {
+    sendError(res, state, 412, 'PRECONDITION_FAILED', 'If-Match does not hold');
+    return { code: 412, bytes: 0 };
+  }
+  if (ifNoneMatchHits(preconditions.ifNoneMatch, etag)) {
+    state.done = true;
+    res.cork(() => {
+      res.writeStatus(statusLine(304));
+      for (const [n, v] of headers) res.writeHeader(n, v);
+      res.endWithoutBody();
+    });
+    return { code: 304, bytes: 0 };
+  }
+  const range = parseRange(rangeHeader, size);
+  if (range.kind === 'unsatisfiable') {
+    sendError(res, state, 416, 'RANGE_NOT_SATISFIABLE', `no part of the range is inside the blob (${size} bytes)`, { 'Content-Range': `bytes */${size}` });
+    return { code: 416, bytes: 0 };
+  }
+  if (range.kind === 'multi') return sendMultipart(res, state, ctx, key, entry, size, range.ranges, headers, head);
+  const part: ByteRange = range.kind === 'single' ? range.range : { start: 0, end: size - 1 };
+  const status = range.kind === 'single' ? 206 : 200;
+  const length = size === 0 ? 0 : part.end - part.start + 1;
+  state.done = true;
+  if (head) {
+    res.cork(() => {
+      res.writeStatus(statusLine(status));
+      for (const [n, v] of headers) res.writeHeader(n, v);
+      if (status === 206) res.writeHeader('Content-Range', contentRange(part, size));
+      res.endWithoutBody(length);
+    });
+    return { code: status, bytes: 0 };
+  }
+  res.cork(() => {
+    res.writeStatus(statusLine(status));
+    for (const [n, v] of headers) res.writeHeader(n, v);
+    if (status === 206) res.writeHeader('Content-Range', contentRange(part, size));
+  });
+  const verify = status === 200 && size > 0 ? needleCrcStart(ctx.reader, entry.address, key) : null;
+  streamValue(res, state, ctx.reader, entry.address, key.length, size === 0 ? [] : [{ start: part.start, length }], length, verify);
+  return { code: status, bytes: length };
+}
+
+function blobHeaders(entry: IndexEntry, size: number, etag: string, nowMs: number): [string, string][] {
+  const headers: [string, string][] = [
+    ['Content-Type', 'application/octet-stream'],
+    ['Accept-Ranges', 'bytes'],
+    ['ETag', etag],
+    ['X-Brise-Size', String(size)],
+    ['X-Brise-TTL', String(formatTtlSeconds(entry.expiresAt, nowMs))],
+  ];
+  if (entry.modifiedAt !== undefined && entry.modifiedAt > 0) headers.push(['Last-Modified', httpDate(entry.modifiedAt)]);
+  return headers;
+}
+
+/** Several ranges: multipart/byteranges, each part streamed from disk. */
+function sendMultipart(
+  res: HttpResponse,
+  state: ResponseState,
+  ctx: BlobContext,
+  _key: Buffer,
+  entry: IndexEntry,
+  size: number,
+  ranges: ByteRange[],
+  headers: [string, string][],
+  head: boolean,
+): { code: number; bytes: number } {
+  const mp = multipartByteranges(ranges, size, 'application/octet-stream');
+  state.done = true;
+  res.cork(() => {
+    res.writeStatus(statusLine(206));
+    for (const [n, v] of headers) if (n !== 'Content-Type') res.writeHeader(n, v);
+    res.writeHeader('Content-Type', `multipart/byteranges; boundary=${mp.boundary}`);
+    if (head) res.endWithoutBody(mp.totalLength);
+  });
+  if (head) return { code: 206, bytes: 0 };
+  const pieces: Piece[] = [];
+  for (const part of mp.parts) {
+    pieces.push({ bytes: part.head });
+    pieces.push({ start: part.range.start, length: part.range.end - part.range.start + 1 });
+  }
+  pieces.push({ bytes: mp.tail });
+  streamValue(res, state, ctx.reader, entry.address, _key.length, pieces, mp.totalLength, null);
+  return { code: 206, bytes: mp.totalLength };
+}
+
+/** A piece of a response body: literal bytes, or a range of the value read from disk. */
+type Piece = { bytes: Buffer } | { start: number; length: number };
+
+/** The running CRC of a needle being streamed whole, and the trailer it must end at. */
+interface CrcCheck {
+  crc: number;
+  expected: number;
+}
+
+function needleCrcStart(reader: VolumeReader, address: NeedleAddress, key: Buffer): CrcCheck {
+  const { head, trailer } = reader.readEnvelope(address, key.length);
+  return { crc: crc32(head), expected: trailer };
+}
+
+/**
+ * Streams pieces with tryEnd and onWritable: one reused read buffer; when uWS cannot take a
+ * chunk whole, the rest waits for onWritable (the buffer is reused only once a chunk is fully
+ * out). Yields to other connections every few chunks. With `verify`, the CRC of the whole
+ * needle is checked before the last chunk leaves: a mismatch cuts the connection, so a damaged
+ * value never arrives as a complete response.
+ */
+function streamValue(
+  res: HttpResponse,
+  state: ResponseState,
+  reader: VolumeReader,
+  address: NeedleAddress,
+  keyLength: number,
+  pieces: Piece[],
+  total: number,
+  verify: CrcCheck | null,
+): void {
+  if (total === 0) {
+    res.cork(() => res.end());
+    return;
+  }
+  const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, total));
+  let piece = 0;
+  let within = 0;
+  let pending: Uint8Array | null = null;
+  let pendingOffset = 0;
+  let written = 0;
+
+  /** The next chunk of the body, read into buf (or a literal piece), or null at the end. */
+  const nextChunk = (): Uint8Array | null => {
+    while (piece < pieces.length) {
+      const p = pieces[piece]!;
+      if ('bytes' in p) {
+        piece++;
+        return p.bytes;
+      }
+      if (within >= p.length) {
+        piece++;
+        within = 0;
+        continue;
+      }
+      const out = buf.subarray(0, Math.min(buf.length, p.length - within));
+      reader.readValueInto(address, keyLength, p.start + within, out);
+      within += out.length;
+      if (verify !== null) {
+        verify.crc = crc32(out, verify.crc);
+        if (written + out.length === total && verify.crc !== verify.expected) {
+          throw new StoreError('CHECKSUM_MISMATCH', `needle at volume ${address.volume} offset ${address.offset} fails its checksum`);
+        }
+      }
+      return out;
+    }
+    return null;
+  };
+
+  /** Writes until the socket is full or the body is done; true when done. */
+  const pump = (): boolean => {
+    for (let i = 0; i < CHUNKS_PER_TURN; i++) {
+      if (pending === null) {
+        pending = nextChunk();
+        pendingOffset = res.getWriteOffset();
+        if (pending === null) return true;
+      }
+      const sent = res.getWriteOffset() - pendingOffset;
+      const [ok, done] = res.tryEnd(pending.subarray(sent), total);
+      if (done) return true;
+      if (!ok) return false;
+      written += pending.length;
+      pending = null;
+    }
+    setImmediate(resume);
+    return false;
+  };
+
+  const step = (): boolean => {
+    try {
+      let done = false;
+      res.cork(() => {
+        done = pump();
+      });
+      return done;
+    } catch {
+      // Headers are out: the only honest signal left is to cut the connection.
+      if (!state.aborted) res.close();
+      return true;
+    }
+  };
+
+  const resume = (): void => {
+    if (!state.aborted) step();
+  };
+
+  res.onWritable(() => {
+    if (state.aborted) return true;
+    step();
+    // True tells uWS the write it retried went out; then the next chunk goes on.
+    return pending === null;
+  });
+  resume();
+}
+
+// ---- DELETE ---------------------------------------------------------------------------------
+
+export function deleteBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): void {
+  const startedAt = ctx.now();
+  const state = watchAbort(res);
+  const key = decodeBlobKey(req.getUrl().slice(BLOB_PREFIX.length), ctx.maxKeyLength);
+  if (!key.ok) {
+    sendError(res, state, key.status, key.code, key.message);
+    ctx.observe('blobs', 'DELETE', key.status, 0, 0, startedAt);
+    return;
+  }
+  void ctx.engine.commit([{ code: OpCode.Del, key: key.key }]).then(
+    ({ results }) => {
+      const found = results[0] === 1;
+      if (found) {
+        if (!state.aborted && !state.done) {
+          state.done = true;
+          res.cork(() => res.writeStatus(statusLine(204)).endWithoutBody());
+        }
+      } else {
+        sendError(res, state, 404, 'NOT_FOUND', `no blob named ${JSON.stringify(key.key.toString('utf8'))}`);
+      }
+      ctx.observe('blobs', 'DELETE', found ? 204 : 404, 0, 0, startedAt);
+    },
+    (err: unknown) => {
+      sendFailure(res, state, err);
+      ctx.observe('blobs', 'DELETE', 500, 0, 0, startedAt);
+    },
+  );
+}
+

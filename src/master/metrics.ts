@@ -1,0 +1,68 @@
+// The master's /metrics: every HTTP front end keeps its own prom-client registry (its thread's
+// requests, bytes, latencies); main gathers them as JSON, aggregates them (prom-client's
+// AggregatorRegistry, as for a cluster of processes) and adds the store's own gauges, read
+// fresh at each scrape: actors and their restarts, volumes, the WAL, the index.
+import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
+import type { Supervisor } from '../runtime/supervisor.js';
+import type { Database } from '../db/api.js';
+
+interface WalStats {
+  lastLsn: number;
+  size: number;
+  groups: number;
+  records: number;
+  fenced: string | null;
+}
+
+export async function masterMetrics(supervisor: Supervisor, db: Database, frontEnds: string[]): Promise<string> {
+  const perThread = await Promise.all(
+    frontEnds.map((name) =>
+      supervisor
+        .control<{ metricsJson(): Promise<object[]> }>(name)
+        .metricsJson()
+        .catch(() => [] as object[]),
+    ),
+  );
+  const http = AggregatorRegistry.aggregate(perThread);
+  const store = await storeRegistry(supervisor, db);
+  return (await http.metrics()) + '\n' + (await store.metrics());
+}
+
+async function storeRegistry(supervisor: Supervisor, db: Database): Promise<Registry> {
+  const registry = new Registry();
+  const gauge = (name: string, help: string, labelNames: string[] = []): Gauge<string> =>
+    new Gauge({ name, help, labelNames, registers: [registry] });
+
+  const up = gauge('brisedb_actor_up', 'Whether an actor is running (1) or not (0)', ['actor']);
+  const restarts = gauge('brisedb_actor_restarts_total', 'Restarts of an actor by the supervisor', ['actor']);
+  const inflight = gauge('brisedb_actor_inflight_requests', "Requests from main waiting on an actor (its mailbox, as main sees it)", ['actor']);
+  for (const a of supervisor.status()) {
+    up.set({ actor: a.name }, a.state === 'running' ? 1 : 0);
+    restarts.set({ actor: a.name }, a.restarts);
+    try {
+      inflight.set({ actor: a.name }, supervisor.peer(a.name).inFlight);
+    } catch {
+      // an actor main does not talk to
+    }
+  }
+
+  const volumes = gauge('brisedb_volume_bytes', 'Bytes in a volume file', ['volume', 'drive']);
+  for (const v of await db.volinfo().catch(() => [])) volumes.set({ volume: String(v.id), drive: v.drive }, v.sizeBytes);
+
+  const stats = (await db.stats().catch(() => ({}))) as { index?: { liveCount: number; bucketCount: number; entryCount: number; appliedLsn: number; durableLsn: number } };
+  if (stats.index !== undefined) {
+    gauge('brisedb_keys', 'Live keys (expired ones count until swept)').set(stats.index.liveCount);
+    gauge('brisedb_index_buckets', 'Buckets of the on-disk hash index').set(stats.index.bucketCount);
+    gauge('brisedb_index_entries', 'Entries in the index file (live or not)').set(stats.index.entryCount);
+    gauge('brisedb_index_durable_lsn', 'LSN up to which the index is durable').set(stats.index.durableLsn);
+  }
+  const wal = await supervisor.control<{ stats(): WalStats }>('wal').stats().catch(() => null);
+  if (wal !== null) {
+    gauge('brisedb_wal_last_lsn', 'LSN of the last committed WAL record').set(wal.lastLsn);
+    gauge('brisedb_wal_bytes', 'Size of wal.log').set(wal.size);
+    gauge('brisedb_wal_group_commits_total', 'Group commits (one write, one fdatasync each)').set(wal.groups);
+    gauge('brisedb_wal_records_total', 'Records committed').set(wal.records);
+    gauge('brisedb_wal_fenced', '1 when a failed fsync has fenced the WAL (writes refused)').set(wal.fenced === null ? 0 : 1);
+  }
+  return registry;
+}
