@@ -235,3 +235,32 @@ test('a history larger than one batch arrives whole, in bounded batches, while c
     h.cancel();
   });
 });
+
+test('a WAL committer restart ends every follow with a reason; following again resumes without a gap', async () => {
+  await withStore(async (store, feed) => {
+    await setKeys(store, 'r', 5);
+    const c = new Collector();
+    await feed.follow(1, c.onRecords, c.onEnd);
+    await c.until(() => c.records.length === 5, 'the first records');
+    await store.supervisor.kill('wal');
+    await c.until(() => c.ended.length === 1, 'the end after the restart');
+    assert.match(c.ended[0]!, /^ACTOR_DOWN: the WAL committer restarted/);
+    // The restarted committer answers commits again; a new follow from last + 1 continues.
+    const deadline = Date.now() + BOUND_MS;
+    for (;;) {
+      try {
+        await store.db.set('after-restart', 'v');
+        break;
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+    const again = new Collector();
+    const h = await feed.follow(c.lsns.at(-1)! + 1, again.onRecords, again.onEnd);
+    await again.until(() => again.keys.includes('after-restart'), 'the record after the restart');
+    assert.deepEqual([...c.lsns, ...again.lsns], range(1, c.lsns.length + again.lsns.length));
+    assert.equal(c.records.length, 5, 'nothing reached the ended follow');
+    h.cancel();
+  });
+});

@@ -54,9 +54,14 @@ const MIN_FOLLOW_LAG = 1024;
 /** A batch is cut at about this many bytes of records, or this many records. */
 const FOLLOW_BATCH_BYTES = 1024 * 1024;
 const FOLLOW_BATCH_RECORDS = 4096;
-/** The read chunk of a history reader (each holds one buffer of this size while it is open). */
-const FOLLOW_READ_CHUNK = 1024 * 1024;
-const MAX_FOLLOWERS = 1024;
+/**
+ * The read chunk of a history reader: each holds one buffer of this size while it is open
+ * (more only for a record larger than it), so readers hold at most MAX_FOLLOWERS times this.
+ */
+const FOLLOW_READ_CHUNK = 256 * 1024;
+const MAX_FOLLOWERS = 256;
+/** Live records queued for all followers together; past it the one furthest behind is dropped. */
+const FEED_MAX_BACKLOG = 256 * 1024 * 1024;
 /** A follower that acknowledges nothing for this long is dropped (it holds a file handle). */
 const FOLLOW_ACK_TIMEOUT_MS = 5 * 60_000;
 const FOLLOW_SWEEP_MS = 5_000;
@@ -106,6 +111,8 @@ interface State {
   pumpScheduled: boolean;
   sweeper: NodeJS.Timeout;
   dropped: number;
+  /** The sum of every follower's backlogBytes: the feed's memory in this thread. */
+  backlogTotal: number;
 }
 
 let state: State | null = null;
@@ -131,6 +138,7 @@ function init(ctx: ActorContext): void {
     pumpScheduled: false,
     sweeper,
     dropped: 0,
+    backlogTotal: 0,
   };
   ctx.onControl({
     stats: () => {
@@ -393,11 +401,17 @@ function pushLive(records: WalRecord[]): void {
     for (const r of records) {
       if (r.lsn < f.nextLsn) continue; // read from the file already
       f.backlog.push(r);
-      f.backlogBytes += recordBytes(r);
+      const bytes = recordBytes(r);
+      f.backlogBytes += bytes;
+      s.backlogTotal += bytes;
       f.nextLsn = r.lsn + 1;
       queued = true;
     }
     if (queued) flushBacklog(f);
+  }
+  while (s.backlogTotal > FEED_MAX_BACKLOG && s.followers.size > 0) {
+    const worst = [...s.followers.values()].reduce((a, b) => (b.backlogBytes > a.backlogBytes ? b : a));
+    drop(worst, 'QUEUE_FULL', `follower ${worst.key} was furthest behind when the WAL feed held more than ${FEED_MAX_BACKLOG} bytes for all followers (slow consumer)`);
   }
 }
 
@@ -408,6 +422,7 @@ function flushBacklog(f: Follower): void {
     while (n < f.backlog.length && n < FOLLOW_BATCH_RECORDS && bytes < FOLLOW_BATCH_BYTES) bytes += recordBytes(f.backlog[n++]!);
     const batch = f.backlog.splice(0, n);
     f.backlogBytes -= bytes;
+    live().backlogTotal -= bytes;
     if (!sendBatch(f, batch, bytes)) return;
   }
   if (f.backlogBytes + f.unackedBytes > f.maxLagBytes) {
@@ -442,6 +457,7 @@ function drop(f: Follower, code: ErrorCode, message: string): void {
 function forget(f: Follower): void {
   live().followers.delete(f.key);
   f.backlog = [];
+  live().backlogTotal -= f.backlogBytes;
   f.backlogBytes = 0;
   const reader = f.reader;
   f.reader = null;

@@ -199,11 +199,15 @@ async function subscribe(ws: WebSocket<SubscribeSocket>, d: SubscribeSocket, ctx
     sendJson(ws, d, ctx, { error: `a socket holds at most ${MAX_SUBSCRIPTIONS} channels and patterns`, code: 'LIMIT' });
     return;
   }
-  for (const c of channels) d.channels.add(text(c));
-  for (const p of patterns) d.patterns.add(text(p));
+  // Recorded before the await, so a close meanwhile unsubscribes them too.
+  const added = { channels: channels.map(text).filter((n) => !d.channels.has(n)), patterns: patterns.map(text).filter((n) => !d.patterns.has(n)) };
+  for (const c of added.channels) d.channels.add(c);
+  for (const p of added.patterns) d.patterns.add(p);
   try {
     await ctx.broker.subscribe(d.id, channels, patterns, (delivery) => deliver(ws, d, ctx, delivery));
   } catch (err) {
+    for (const c of added.channels) d.channels.delete(c);
+    for (const p of added.patterns) d.patterns.delete(p);
     sendError(ws, d, ctx, err);
     return;
   }
