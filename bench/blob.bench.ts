@@ -971,6 +971,14 @@ function wrkRows(w: { one: WrkCell; many: WrkCell; nginx: WrkCell; threads: numb
   ];
 }
 
+/** Whether this Node accepted N HTTP threads (uWebSockets.js binds with SO_REUSEPORT itself, so even Node 20 should). */
+function threadsNote(w: { one: WrkCell; many: WrkCell; threads: number }): string {
+  const head = `--http-threads ${w.threads} on Node ${process.version}`;
+  if (w.many.refused !== null) return `${head}: refused (${w.many.refused})`;
+  const cores = (c: WrkCell): string => (c.cores === null ? '' : `${c.cores.toFixed(2)} cores`);
+  return `${head}: accepted; the master used ${cores(w.many)} under wrk (--http-threads 1: ${cores(w.one) || 'n/a'})`;
+}
+
 function table(rows: Row[]): string {
   const head = ['measure', 'BriseDB', 'reference', 'ratio', 'goal', 'met?'];
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
@@ -1050,6 +1058,7 @@ async function main(): Promise<void> {
 
   const rows = [...sizes.flatMap(sizeRows), ...wrkRows(w)];
   process.stdout.write(`\n${head.join('\n')}\n\n${table(rows)}\n`);
+  process.stdout.write(`\n${threadsNote(w)}\n`);
   if (skipped.length > 0) process.stdout.write(`\nskipped (not enough free disk): ${skipped.map(fmtSize).join(', ')}\n`);
   const goals = rows.filter((r) => r.met !== '—');
   process.stdout.write(`\ngoals met: ${goals.filter((r) => r.met === 'yes').length} of ${goals.length}\n`);
