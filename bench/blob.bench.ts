@@ -742,7 +742,8 @@ async function runSize(size: number, opts: Options): Promise<SizeResult | null> 
     const runs = { PUT: emptyRuns(), GET: emptyRuns() };
     for (const op of ['PUT', 'GET'] as const) {
       for (let rep = 0; rep < plan.repeat; rep++) {
-        for (const [side, server] of all) {
+        // The order rotates each run, so that no side always follows the same writer (dirty pages, fsyncs).
+        for (const [side, server] of rotate(all, rep)) {
           const r = await timedRun(server, op, size, plan, rep * plan.count);
           runs[op][side].push(r);
           log(`    ${op} ${fmtSize(size)} ${server.label}: ${fmtMbps(r.bytes / MB / r.seconds)}, ${fmtRps(r.requests / r.seconds)}${r.rss === null ? '' : `, RSS ${fmtBytes(r.rss.before)} → peak ${fmtBytes(r.rss.peak)}`}`);
@@ -758,6 +759,11 @@ async function runSize(size: number, opts: Options): Promise<SizeResult | null> 
       if (server !== null) await stopServer(server);
     }
   }
+}
+
+function rotate<T>(xs: readonly T[], by: number): T[] {
+  const k = by % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
 }
 
 function emptyRuns(): Record<Side, RunStat[]> {
@@ -871,7 +877,7 @@ async function runWrk(opts: Options): Promise<{ one: WrkCell; many: WrkCell; ngi
     const repeat = opts.repeat ?? (opts.quick ? 1 : 2);
     const cores: number[][] = servers.map(() => []);
     for (let rep = 0; rep < repeat; rep++) {
-      for (const [i, s] of servers.entries()) {
+      for (const [i, s] of rotate([...servers.entries()], rep)) {
         if (s === null) continue;
         const r = await wrk(s, key, opts.wrkSeconds);
         cells[i]?.runs.push(r.rps);
@@ -939,7 +945,7 @@ function sizeRows(r: SizeResult): Row[] {
     const isGoal = r.size >= GB;
     rows.push({
       measure: `master RSS, PUT+GET ${fmtSize(r.size)}, --sync ${side}`,
-      brisedb: rss === null ? 'n/a (no /proc)' : `peak ${fmtBytes(rss.peak)}, +${fmtBytes(rss.growth)} in a run`,
+      brisedb: rss === null ? 'n/a (no /proc)' : `peak ${fmtBytes(rss.peak)}, +${(rss.growth / MB).toFixed(1)} MB in a run`,
       reference: '—',
       ratio: '—',
       goal: isGoal ? `growth < ${RSS_GOAL / MB} MB` : '—',
@@ -994,7 +1000,7 @@ function header(versions: { nginx: string; wrk: string }, opts: Options): string
     `nginx: minikeyvalue's volume config, worker_processes auto (${availableParallelism()}), dav_methods PUT DELETE, create_full_put_path on, ` +
       'client_body_buffer_size 16k (bodies spill to a temp file), sendfile on, tcp_nopush on, access_log off',
     `BriseDB: node cmd/master.js, default --http-threads (cores) for the single-client rows; wrk rows with --sync none`,
-    `single client, keep-alive, sequential requests, bodies streamed (MB = 2^20 bytes): ${plans}; median of the runs, alternating BriseDB always, BriseDB none, nginx`,
+    `single client, keep-alive, sequential requests, bodies streamed (MB = 2^20 bytes): ${plans}; median of the runs, alternating BriseDB always, BriseDB none, nginx (the order rotating each run)`,
   ];
 }
 
