@@ -1099,7 +1099,7 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(0),
   (err: unknown) => {
-    log(`bench:blob: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+    log(`bench:blob: ${err instanceof Error ? err.message : String(err)}`);
     exitAfterCleanup(1);
   },
 );
