@@ -47,7 +47,7 @@ async function startServer(name: Server['name'], extra: string[] = []): Promise<
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `brisedb-client-${name}-`));
   const args =
     name === 'brisedb'
-      ? [MASTER, '--addr', `127.0.0.1:${port}`, '--data', path.join(dir, 'data'), ...extra]
+      ? [MASTER, '--addr', `127.0.0.1:${port}`, '--http', '', '--data', path.join(dir, 'data'), ...extra]
       : ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra];
   const child = spawn(name === 'brisedb' ? process.execPath : 'redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';

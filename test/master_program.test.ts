@@ -152,6 +152,19 @@ describe('master program', () => {
     assert.equal(await first.exit(), 0);
   });
 
+  it('regression: a second master on the same HTTP port exits 1 (uWS binds with SO_REUSEPORT and would have shared it)', async () => {
+    const httpPort = await freePort();
+    const first = launch(['--addr', '127.0.0.1:0', '--http', `127.0.0.1:${httpPort}`, '--http-threads', '1', '--data', dataDir()]);
+    const line = await waitForLog(first, 'listening');
+    assert.equal(line.httpPort, httpPort);
+    const second = launch(['--addr', '127.0.0.1:0', '--http', `127.0.0.1:${httpPort}`, '--http-threads', '1', '--data', dataDir()]);
+    assert.equal(await second.exit(START_MS), 1);
+    assert.deepEqual(plainLines(second), [`brisedb: cannot listen on 127.0.0.1:${httpPort} for HTTP: address already in use`]);
+    assert.ok(!second.stderr().includes('Assertion failed'), second.stderr());
+    first.child.kill('SIGTERM');
+    assert.equal(await first.exit(), 0);
+  });
+
   it('a second master on the same data dir exits 1 with a line naming the holder pid', async () => {
     const dir = dataDir();
     const { m: first } = await start(['--addr', '127.0.0.1:0', '--data', dir]);

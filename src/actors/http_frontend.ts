@@ -109,7 +109,14 @@ async function init(ctx: ActorContext): Promise<void> {
     else sendError(res, s, 404, 'NOT_FOUND', `no route ${method} ${url}`);
   });
 
-  const socket = await listen(app, config);
+  let socket: us_listen_socket;
+  try {
+    socket = await listen(app, config);
+  } catch (err) {
+    // A worker must not exit with uWS handles open on its loop (Node aborts the process).
+    app.close();
+    throw err;
+  }
   state = { ctx, app, socket, port: uWS.us_socket_local_port(socket), reader, metrics: httpMetrics };
   ctx.onControl({
     address: () => ({ host: config.host, port: live().port }),
@@ -133,8 +140,10 @@ function onRequest(): unknown {
 function stop(): void {
   const s = state;
   if (s === null) return;
-  // Stop accepting; uWS lets the requests in progress finish on their own sockets.
+  // Stop accepting, then close every socket of the app: a worker must not exit with uWS
+  // handles open on its loop (Node aborts the whole process on that).
   uWS.us_listen_socket_close(s.socket);
+  s.app.close();
   s.reader.close();
   state = null;
 }

@@ -26,9 +26,9 @@ import type {
 } from './ports.js';
 
 /** Upload chunks are gathered to at least this size before a hop (a hop costs ~20 µs). */
-const STREAM_CHUNK = 1024 * 1024;
+const STREAM_CHUNK = 256 * 1024;
 /** Chunks of one upload in flight to the writer at once: enough to keep the disk busy. */
-const STREAM_WINDOW = 4;
+const STREAM_WINDOW = 2;
 
 /** An exact-size copy: transferring detaches, and a caller's Buffer may sit in a shared slab. */
 export function exactCopy(bytes: Uint8Array): ArrayBuffer {

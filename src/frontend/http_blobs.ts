@@ -21,8 +21,8 @@ import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } fr
 
 export const BLOB_PREFIX = '/v1/blobs/';
 /** Body bytes queued for the volume writer before the socket is paused. */
-const BODY_HIGH_WATER = 8 * 1024 * 1024;
-const BODY_LOW_WATER = 2 * 1024 * 1024;
+const BODY_HIGH_WATER = 2 * 1024 * 1024;
+const BODY_LOW_WATER = 512 * 1024;
 /** GET reads this much per chunk, into one reused buffer. */
 const READ_CHUNK = 1024 * 1024;
 /** Chunks written in one go before yielding to other connections. */

@@ -12,6 +12,7 @@ import type { HttpFrontendConfig } from '../actors/http_frontend.js';
 import { DEFAULT_LIMITS } from '../db/api.js';
 import { masterMetrics } from './metrics.js';
 import { createServer } from 'node:net';
+import { StoreError } from '../storage/types.js';
 import { FrontEndMsg, type FrontEndToMain } from '../protocol/frontend_protocol.js';
 import type { MasterConfig } from './master_config.js';
 
@@ -83,6 +84,11 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
       return { name: httpActorName(i), module: new URL('../actors/http_frontend.js', import.meta.url), config: cfg, dependsOn: store, talksTo: ['main', ...store] };
     });
   };
+  // uWebSockets.js (and node:net with reusePort) bind with SO_REUSEPORT, which would let a
+  // second master silently share the port and receive half the requests: an exclusive bind
+  // first makes "address in use" an error here too.
+  if (http !== null && httpPort !== 0) await assertPortFree(http.host, httpPort, 'HTTP');
+  if (threads > 1 && config.addr.port !== 0) await assertPortFree(config.addr.host, config.addr.port, 'TCP');
   const { db, supervisor } = await openStore(
     config.dataDir,
     { drives: config.drives, maxVolumeSize: config.maxVolumeSize, sync: config.sync },
@@ -155,5 +161,17 @@ function freePort(host: string): Promise<number> {
       const port = typeof address === 'object' && address !== null ? address.port : 0;
       server.close(() => resolve(port));
     });
+  });
+}
+
+/** Binds host:port exclusively once and lets go; throws the one-line error when it is taken. */
+function assertPortFree(host: string, port: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
+      reject(new StoreError('BAD_ARGUMENT', `cannot listen on ${host}:${port} for ${what}: ${why}`));
+    });
+    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
   });
 }

@@ -46,6 +46,21 @@ async function storeRegistry(supervisor: Supervisor, db: Database): Promise<Regi
     }
   }
 
+  const heap = gauge('brisedb_actor_heap_used_bytes', "V8 heap in use on an actor's thread", ['actor']);
+  const buffers = gauge('brisedb_actor_array_buffers_bytes', "ArrayBuffer memory held by an actor's thread", ['actor']);
+  await Promise.all(
+    supervisor.status().map(async (a) => {
+      const m = await supervisor.control<{ memory(): NodeJS.MemoryUsage }>(a.name).memory().catch(() => null);
+      if (m === null) return;
+      heap.set({ actor: a.name }, m.heapUsed);
+      buffers.set({ actor: a.name }, m.arrayBuffers);
+    }),
+  );
+  const main = process.memoryUsage();
+  heap.set({ actor: 'main' }, main.heapUsed);
+  buffers.set({ actor: 'main' }, main.arrayBuffers);
+  gauge('brisedb_process_rss_bytes', 'Resident memory of the whole master process').set(main.rss);
+
   const volumes = gauge('brisedb_volume_bytes', 'Bytes in a volume file', ['volume', 'drive']);
   for (const v of await db.volinfo().catch(() => [])) volumes.set({ volume: String(v.id), drive: v.drive }, v.sizeBytes);
 

@@ -55,7 +55,8 @@ class ActorRuntime {
   private phase: Phase = 'starting';
   private readonly peers = new Map<string, Peer>();
   private readonly main: Peer;
-  private readonly controlApi: Record<string, unknown> = {};
+  /** Built in for every actor: this thread's own heap and buffer memory (process-wide RSS aside). */
+  private readonly controlApi: Record<string, unknown> = { memory: () => process.memoryUsage() };
   private inFlight = 0;
   private drained: (() => void) | null = null;
   private initDone: Promise<void> = Promise.resolve();
