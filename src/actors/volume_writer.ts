@@ -8,6 +8,7 @@
 import { NodeFs } from '../runtime/fs.js';
 import { systemClock } from '../runtime/clock.js';
 import { runActor, type ActorContext } from '../runtime/actor.js';
+import { Reply } from '../runtime/peer.js';
 import { DriveVolumes } from '../storage/drive_volumes.js';
 import type { NeedleStream } from '../storage/volume_file.js';
 import { StoreError, type NeedleAddress } from '../storage/types.js';
@@ -87,10 +88,11 @@ function onStreamBegin(key: Uint8Array, size: number, expiresAt: number): number
   return id;
 }
 
-function onStreamChunk(id: number, blobs: ArrayBuffer[]): number {
+/** Writes the chunk, then hands its buffer back (transferred) for the sender to reuse. */
+function onStreamChunk(id: number, blobs: ArrayBuffer[]): Reply {
   const stream = streamOf(id);
   for (const blob of blobs) stream.write(new Uint8Array(blob));
-  return stream.written;
+  return new Reply(stream.written, blobs);
 }
 
 async function onStreamEnd(id: number): Promise<NeedleAddress> {

@@ -3,6 +3,7 @@
 // committer, the index and the broker. Values cross as transferred ArrayBuffers of their
 // exact size, never inside the CBOR; committed bytes are read straight from the volume files.
 import type { Peer } from '../runtime/peer.js';
+import { streamChunks } from '../runtime/buffer_pool.js';
 import { StoreError, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { VolumeMsg, type VolumeListing, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { WalMsg, type WalRequest } from '../protocol/wal_protocol.js';
@@ -25,8 +26,6 @@ import type {
   WalAdminPort,
 } from './ports.js';
 
-/** Upload chunks are gathered to at least this size before a hop (a hop costs ~20 µs). */
-const STREAM_CHUNK = 256 * 1024;
 /** Chunks of one upload in flight to the writer at once: enough to keep the disk busy. */
 const STREAM_WINDOW = 2;
 
@@ -58,8 +57,13 @@ export class ActorVolumes implements VolumePort {
     const stream = await peer.call<number>({ t: VolumeMsg.StreamBegin, key, size, expiresAt } satisfies VolumeRequest);
     const inFlight = new Set<Promise<unknown>>();
     try {
-      for await (const chunk of gather(source, STREAM_CHUNK)) {
-        const sent = peer.call({ t: VolumeMsg.StreamChunk, stream } satisfies VolumeRequest, { blobs: [chunk] });
+      for await (const chunk of gather(source)) {
+        // The writer sends the chunk's buffer back with its answer: it goes back to the pool.
+        const sent = peer.request({ t: VolumeMsg.StreamChunk, stream } satisfies VolumeRequest, { blobs: [chunk] }).then(
+          (reply) => {
+            for (const b of reply.blobs) streamChunks.give(b);
+          },
+        );
         inFlight.add(sent);
         void sent.then(
           () => inFlight.delete(sent),
@@ -100,25 +104,38 @@ function lookupOf(key: Uint8Array, r: LookupReply): Lookup {
   return { entry: { key, address: { volume, offset, length }, expiresAt, modifiedAt } };
 }
 
-/** Re-chunks a byte stream into exact-size ArrayBuffers of about `size` bytes (the last shorter). */
-async function* gather(source: AsyncIterable<Uint8Array>, size: number): AsyncGenerator<ArrayBuffer> {
-  let buf = new Uint8Array(size);
+/**
+ * Re-chunks a byte stream into ArrayBuffers of the pool's chunk size (the last one exact):
+ * a source chunk that is already a whole pool buffer passes through without a copy.
+ */
+async function* gather(source: AsyncIterable<Uint8Array>): AsyncGenerator<ArrayBuffer> {
+  const size = streamChunks.size;
+  let buf: Uint8Array | null = null;
   let used = 0;
   for await (const chunk of source) {
+    if (used === 0 && chunk.byteLength === size && chunk.byteOffset === 0 && chunk.buffer.byteLength === size && chunk.buffer instanceof ArrayBuffer) {
+      yield chunk.buffer;
+      continue;
+    }
     let at = 0;
     while (at < chunk.byteLength) {
+      buf ??= new Uint8Array(streamChunks.take());
       const n = Math.min(size - used, chunk.byteLength - at);
       buf.set(chunk.subarray(at, at + n), used);
       used += n;
       at += n;
       if (used === size) {
-        yield buf.buffer;
-        buf = new Uint8Array(size);
+        yield buf.buffer as ArrayBuffer;
+        buf = null;
         used = 0;
       }
     }
   }
-  if (used > 0) yield buf.slice(0, used).buffer;
+  if (buf !== null && used > 0) {
+    const last = buf.slice(0, used).buffer;
+    streamChunks.give(buf.buffer as ArrayBuffer);
+    yield last;
+  }
 }
 
 export class ActorCommit implements CommitPort {

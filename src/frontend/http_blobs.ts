@@ -18,11 +18,12 @@ import { contentRange, multipartByteranges, parseRange, type ByteRange } from '.
 import { formatTtlSeconds, httpDate, parseContentLength, parseQuery, parseTtl } from '../protocol/http_params.js';
 import { etagOf, ifMatchPasses, ifNoneMatchHits, parseEtagAddress, parsePreconditions } from '../protocol/http_etag.js';
 import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } from './http_util.js';
+import { streamChunks } from '../runtime/buffer_pool.js';
 
 export const BLOB_PREFIX = '/v1/blobs/';
 /** Body bytes queued for the volume writer before the socket is paused. */
-const BODY_HIGH_WATER = 2 * 1024 * 1024;
-const BODY_LOW_WATER = 512 * 1024;
+const BODY_HIGH_WATER = 3 * 1024 * 1024;
+const BODY_LOW_WATER = 1024 * 1024;
 /** GET reads this much per chunk, into one reused buffer. */
 const READ_CHUNK = 1024 * 1024;
 /** Chunks written in one go before yielding to other connections. */
@@ -40,9 +41,16 @@ export interface BlobContext {
 
 // ---- PUT --------------------------------------------------------------------------------
 
-/** The request body as an async iterable for the volume writer, with back-pressure. */
+/**
+ * The request body as an async iterable for the volume writer, with back-pressure. uWS reuses a
+ * chunk's memory after its callback, so the bytes are copied, straight into 1 MiB buffers of
+ * the thread's stream pool, which the volume writer hands back: a body of any size moves
+ * through a few recycled buffers.
+ */
 class BodyQueue implements AsyncIterable<Uint8Array> {
   private readonly chunks: Uint8Array[] = [];
+  private filling: Uint8Array | null = null;
+  private used = 0;
   private queued = 0;
   private ended = false;
   private failure: Error | null = null;
@@ -53,18 +61,34 @@ class BodyQueue implements AsyncIterable<Uint8Array> {
   constructor(private readonly res: HttpResponse) {}
 
   push(chunk: ArrayBuffer, last: boolean): void {
-    // uWS reuses the chunk's memory after this callback: copy it.
-    const copy = new Uint8Array(chunk.byteLength);
-    copy.set(new Uint8Array(chunk));
-    this.chunks.push(copy);
-    this.queued += copy.length;
-    this.received += copy.length;
-    if (last) this.ended = true;
+    const bytes = new Uint8Array(chunk);
+    let at = 0;
+    while (at < bytes.length) {
+      this.filling ??= new Uint8Array(streamChunks.take());
+      const n = Math.min(this.filling.length - this.used, bytes.length - at);
+      this.filling.set(bytes.subarray(at, at + n), this.used);
+      this.used += n;
+      at += n;
+      if (this.used === this.filling.length) this.seal();
+    }
+    this.received += bytes.length;
+    if (last) {
+      if (this.filling !== null && this.used > 0) this.seal();
+      this.ended = true;
+    }
     if (!this.paused && this.queued > BODY_HIGH_WATER && !last) {
       this.paused = true;
       this.res.pause();
     }
     this.wakeUp();
+  }
+
+  private seal(): void {
+    const full = this.used === this.filling!.length ? this.filling! : this.filling!.subarray(0, this.used);
+    this.chunks.push(full);
+    this.queued += full.length;
+    this.filling = null;
+    this.used = 0;
   }
 
   fail(err: Error): void {
