@@ -14,7 +14,7 @@ import type { Engine } from '../db/engine.js';
 import type { VolumeReader } from '../storage/volume_reader.js';
 import { OpCode, SetFlag, StoreError, valueLengthOf, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { decodeBlobKey } from '../protocol/http_keys.js';
-import { contentRange, multipartByteranges, parseRange, type ByteRange } from '../protocol/http_range.js';
+import { contentRange, multipartByteranges, parseRange, unsatisfiedRange, type ByteRange } from '../protocol/http_range.js';
 import { formatTtlSeconds, httpDate, parseContentLength, parseQuery, parseTtl } from '../protocol/http_params.js';
 import { etagOf, ifMatchPasses, ifNoneMatchHits, parseEtagAddress, parsePreconditions } from '../protocol/http_etag.js';
 import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } from './http_util.js';
@@ -142,7 +142,7 @@ export function putBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): 
   const key = decodeBlobKey(url.slice(BLOB_PREFIX.length), ctx.maxKeyLength);
   if (!key.ok) return answer(key.status, key.code, key.message);
   const length = parseContentLength(lengthHeader || undefined);
-  if (!length.ok) return answer(400, 'BAD_REQUEST', length.message);
+  if (!length.ok) return answer('tooLarge' in length && length.tooLarge ? 413 : 400, 'tooLarge' in length && length.tooLarge ? 'VALUE_TOO_LARGE' : 'BAD_REQUEST', length.message);
   if (length.length === null) {
     return answer(411, 'LENGTH_REQUIRED', 'a PUT needs a Content-Length: the blob\'s place on disk is reserved from it before the body streams in');
   }
@@ -156,16 +156,37 @@ export function putBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): 
     if (!parsed.ok) return answer(400, 'BAD_TTL', parsed.message);
     expiresAt = ctx.now() + parsed.ms;
   }
-  const condition = conditionOf(preconditions);
-  if (condition === 'bad') return answer(412, 'PRECONDITION_FAILED', 'If-Match names an entity tag this server never made');
   res.onData((chunk, last) => body.push(chunk, last));
-  void storeBody(res, state, ctx, key.key, length.length, expiresAt, condition, body).then(
-    (status) => ctx.observe('blobs', 'PUT', status, body.received, 0, startedAt),
-    (err: unknown) => {
-      if (!state.aborted) sendFailure(res, state, err);
-      ctx.observe('blobs', 'PUT', state.aborted ? 499 : 500, body.received, 0, startedAt);
-    },
-  );
+  void resolveCondition(ctx, key.key, preconditions)
+    .then((condition) => {
+      if (condition === 'bad') {
+        answer(412, 'PRECONDITION_FAILED', 'If-Match names no entity tag the blob has');
+        body.fail(new StoreError('ABORTED', 'precondition failed'));
+        return 412;
+      }
+      return storeBody(res, state, ctx, key.key, length.length!, expiresAt, condition, body);
+    })
+    .then(
+      (status) => ctx.observe('blobs', 'PUT', status, body.received, 0, startedAt),
+      (err: unknown) => {
+        if (!state.aborted) sendFailure(res, state, err);
+        ctx.observe('blobs', 'PUT', state.aborted ? 499 : 500, body.received, 0, startedAt);
+      },
+    );
+}
+
+/**
+ * The write's condition. An If-Match with several tags cannot be one compare-and-set, so the
+ * current tag is looked up: if it is in the list, the write is conditioned on it (and still
+ * fails atomically if the blob changes meanwhile); if not, 412 at once.
+ */
+async function resolveCondition(ctx: BlobContext, key: Buffer, p: ReturnType<typeof parsePreconditions>): Promise<Condition> {
+  const c = conditionOf(p);
+  if (c !== 'bad' || p.ifMatch === null || p.ifMatch.tags.length < 2) return c;
+  const entry = await ctx.engine.lookupLive(key);
+  if (entry === undefined) return 'bad';
+  const current = etagOf(entry.address.volume, entry.address.offset);
+  return ifMatchPasses(p.ifMatch, current) ? { kind: 'at', volume: entry.address.volume, offset: entry.address.offset } : 'bad';
 }
 
 /** What If-Match / If-None-Match ask of the write: none, create-only, or compare-and-set. */
@@ -175,7 +196,7 @@ function conditionOf(p: ReturnType<typeof parsePreconditions>): Condition {
   if (p.ifNoneMatch !== null && p.ifNoneMatch.any) return { kind: 'absent' };
   if (p.ifMatch !== null) {
     if (p.ifMatch.any) return { kind: 'present' };
-    const tag = p.ifMatch.tags[0];
+    const tag = p.ifMatch.tags.length === 1 ? p.ifMatch.tags[0] : undefined;
     const at = tag === undefined ? null : parseEtagAddress(tag);
     return at === null ? 'bad' : { kind: 'at', volume: at.volume, offset: at.offset };
   }
@@ -277,7 +298,7 @@ function answerBlob(
   }
   const range = parseRange(rangeHeader, size);
   if (range.kind === 'unsatisfiable') {
-    sendError(res, state, 416, 'RANGE_NOT_SATISFIABLE', `no part of the range is inside the blob (${size} bytes)`, { 'Content-Range': `bytes */${size}` });
+    sendError(res, state, 416, 'RANGE_NOT_SATISFIABLE', `no part of the range is inside the blob (${size} bytes)`, { 'Content-Range': unsatisfiedRange(size) });
     return { code: 416, bytes: 0 };
   }
   if (range.kind === 'multi') return sendMultipart(res, state, ctx, key, entry, size, range.ranges, headers, head);
