@@ -1,5 +1,6 @@
 // Test helper: the BriseDB master as a child process (`node cmd/master.js`) on a free port and
-// a temp data dir, plus a raw RESP socket for byte-level tests.
+// a temp data dir, plus a raw RESP socket for byte-level tests. HTTP is off (`--http ''`)
+// unless a test asks for it with `http: true` (then on its own free port, `httpPort`).
 // Owns: the children it started (by PID) and the temp dirs it made.
 // Invariants:
 // - every wait is bounded (start, stop, kill, reads), and a timeout names what it waited for;
@@ -7,7 +8,10 @@
 // - stopAll() in an `after` stops every child still running (SIGTERM, then SIGKILL past the
 //   bound) and removes the temp dirs, so a failing test leaves nothing behind.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import * as fs from 'node:fs';
+import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -26,12 +30,18 @@ export interface StartOptions {
   args?: string[];
   env?: NodeJS.ProcessEnv;
   startMs?: number;
+  /** Serve HTTP on a free loopback port (default false: `--http ''`). */
+  http?: boolean;
+  /** `--http-threads` when http is on (default 1: keeps a test machine calm). */
+  httpThreads?: number;
 }
 
 export interface MasterProcess {
   readonly child: ChildProcess;
   readonly pid: number;
   readonly port: number;
+  /** The HTTP port the master reported in its `listening` line; 0 when HTTP is off. */
+  readonly httpPort: number;
   readonly dataDir: string;
   stderr(): string;
   /** SIGTERM, wait for exit; SIGKILL if it takes longer than ms. Answers the exit code or signal. */
@@ -78,8 +88,9 @@ export async function startMaster(opts: StartOptions = {}): Promise<MasterProces
   let last: Error | undefined;
   for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
     const port = await freePort();
+    const httpPort = opts.http === true ? await freePortOtherThan(port) : 0;
     try {
-      return await launch(port, dataDir, opts);
+      return await launch(port, httpPort, dataDir, opts);
     } catch (e) {
       last = e as Error;
       if (!/address already in use|EADDRINUSE/i.test(last.message)) throw last;
@@ -88,10 +99,24 @@ export async function startMaster(opts: StartOptions = {}): Promise<MasterProces
   throw last ?? new Error('could not start a master');
 }
 
-async function launch(port: number, dataDir: string, opts: StartOptions): Promise<MasterProcess> {
+/** A free port that is not `taken` (two probes in a row may answer the same port). */
+async function freePortOtherThan(taken: number): Promise<number> {
+  for (let i = 0; i < PORT_ATTEMPTS; i++) {
+    const p = await freePort();
+    if (p !== taken) return p;
+  }
+  throw new Error(`no free port other than ${taken}`);
+}
+
+function httpArgs(httpPort: number, opts: StartOptions): string[] {
+  if (opts.http !== true) return ['--http', ''];
+  return ['--http', `127.0.0.1:${httpPort}`, '--http-threads', String(opts.httpThreads ?? 1)];
+}
+
+async function launch(port: number, httpPort: number, dataDir: string, opts: StartOptions): Promise<MasterProcess> {
   const child = spawn(
     process.execPath,
-    [MASTER_JS, '--addr', `127.0.0.1:${port}`, '--http', '', '--data', dataDir, ...(opts.args ?? [])],
+    [MASTER_JS, '--addr', `127.0.0.1:${port}`, ...httpArgs(httpPort, opts), '--data', dataDir, ...(opts.args ?? [])],
     {
       stdio: ['ignore', 'ignore', 'pipe'],
       env: { ...process.env, BRISEDB_LOG_LEVEL: 'info', BRISEDB_REQUIREPASS: undefined, ...opts.env },
@@ -110,6 +135,7 @@ async function launch(port: number, dataDir: string, opts: StartOptions): Promis
     child,
     pid: child.pid ?? -1,
     port,
+    httpPort,
     dataDir,
     stderr: () => err,
     exited: () => child.exitCode !== null || child.signalCode !== null,
@@ -136,7 +162,10 @@ async function launch(port: number, dataDir: string, opts: StartOptions): Promis
   };
   running.add(m);
   try {
-    await waitForListening(m, opts.startMs ?? START_MS);
+    const reported = await waitForListening(m, opts.startMs ?? START_MS);
+    if (opts.http === true && reported !== httpPort) {
+      throw new Error(`master reported httpPort ${String(reported)}, asked for ${httpPort}: ${m.stderr()}`);
+    }
   } catch (e) {
     await m.kill().catch(() => undefined);
     throw e;
@@ -144,13 +173,14 @@ async function launch(port: number, dataDir: string, opts: StartOptions): Promis
   return m;
 }
 
-async function waitForListening(m: MasterProcess, ms: number): Promise<void> {
+/** Waits for the `listening` line of this master; answers the httpPort it reports (or null). */
+async function waitForListening(m: MasterProcess, ms: number): Promise<number | null> {
   const deadline = Date.now() + ms;
   for (;;) {
     for (const line of m.stderr().split('\n')) {
       if (!line.includes('"listening"')) continue;
-      const parsed = JSON.parse(line) as { msg?: string; port?: number };
-      if (parsed.msg === 'listening' && parsed.port === m.port) return;
+      const parsed = JSON.parse(line) as { msg?: string; port?: number; httpPort?: number | null };
+      if (parsed.msg === 'listening' && parsed.port === m.port) return parsed.httpPort ?? null;
     }
     if (m.exited()) throw new Error(`master exited before "listening": ${m.stderr()}`);
     if (Date.now() > deadline) throw new Error(`no "listening" within ${ms} ms: ${m.stderr()}`);
@@ -264,4 +294,197 @@ export function hasProgram(name: string): boolean {
     }
   }
   return false;
+}
+
+// ---- HTTP helpers (for the HTTP API tests; everything bounded) ----------------------------
+
+/** The master's resident set in bytes (VmRSS of /proc/<pid>/status); 0 if it is gone. */
+export function rssBytes(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+)\s+kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m === null ? 0 : Number(m[1]) * 1024;
+  } catch {
+    return 0;
+  }
+}
+
+/** Samples a process's RSS every `everyMs` until stopped; answers the samples (bytes). */
+export function sampleRss(pid: number, everyMs = 50): { stop(): number[] } {
+  const samples: number[] = [rssBytes(pid)];
+  const timer = setInterval(() => samples.push(rssBytes(pid)), everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      samples.push(rssBytes(pid));
+      return samples;
+    },
+  };
+}
+
+/**
+ * A deterministic byte source of any length, never held whole: byte i is a function of
+ * (seed, i). A 1 MiB base block from a xorshift generator, each block k XORed with a word
+ * that depends on k, so no two blocks repeat and any slice can be rebuilt for a Range check.
+ */
+export const PATTERN_BLOCK = 1024 * 1024;
+
+function patternBase(seed: number): Uint32Array {
+  const base = new Uint32Array(PATTERN_BLOCK / 4);
+  let x = (seed ^ 0x9e3779b9) >>> 0 || 1;
+  for (let i = 0; i < base.length; i++) {
+    x ^= x << 13;
+    x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    x >>>= 0;
+    base[i] = x;
+  }
+  return base;
+}
+
+const baseCache = new Map<number, Uint32Array>();
+
+/** Block k of the pattern (PATTERN_BLOCK bytes, a fresh buffer). */
+export function patternBlock(seed: number, k: number): Buffer {
+  let base = baseCache.get(seed);
+  if (base === undefined) {
+    base = patternBase(seed);
+    baseCache.set(seed, base);
+  }
+  const out = new Uint32Array(base.length);
+  const mask = (Math.imul(k + 1, 0x85ebca6b) ^ (k >>> 7)) >>> 0;
+  for (let i = 0; i < base.length; i++) out[i] = base[i]! ^ mask;
+  return Buffer.from(out.buffer);
+}
+
+/** Bytes [start, start + length) of the pattern. */
+export function patternSlice(seed: number, start: number, length: number): Buffer {
+  const out = Buffer.alloc(length);
+  let at = 0;
+  while (at < length) {
+    const pos = start + at;
+    const k = Math.floor(pos / PATTERN_BLOCK);
+    const within = pos - k * PATTERN_BLOCK;
+    const n = Math.min(PATTERN_BLOCK - within, length - at);
+    patternBlock(seed, k).copy(out, at, within, within + n);
+    at += n;
+  }
+  return out;
+}
+
+/** The first `size` bytes of the pattern as a stream of blocks (constant memory). */
+export async function* patternChunks(seed: number, size: number): AsyncGenerator<Buffer> {
+  for (let at = 0, k = 0; at < size; at += PATTERN_BLOCK, k++) {
+    const block = patternBlock(seed, k);
+    yield size - at >= PATTERN_BLOCK ? block : block.subarray(0, size - at);
+  }
+}
+
+export interface StreamedReply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  /** Bytes of the body received, and their SHA-256 in hex (the body itself is not kept). */
+  length: number;
+  sha256: string;
+  /** The body, when `keep` was asked (small bodies only). */
+  body: Buffer;
+}
+
+export interface StreamedRequest {
+  method: string;
+  port: number;
+  path: string;
+  headers?: http.OutgoingHttpHeaders;
+  /** Sent with Content-Length `size` (set it in headers); chunks are written with back-pressure. */
+  body?: AsyncIterable<Buffer>;
+  /** Keep the response body in memory (small bodies only). */
+  keep?: boolean;
+  ms?: number;
+}
+
+/**
+ * One HTTP request over a fresh connection (node:http, no keep-alive), the request body
+ * streamed from an async iterable and the response body hashed as it arrives: moves a body of
+ * any size in constant memory on the client side.
+ */
+export function streamRequest(r: StreamedRequest): Promise<StreamedReply> {
+  const work = new Promise<StreamedReply>((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: r.port, path: r.path, method: r.method, headers: r.headers, agent: false });
+    req.once('error', reject);
+    req.once('response', (res) => {
+      const hash = createHash('sha256');
+      const kept: Buffer[] = [];
+      let length = 0;
+      res.on('data', (d: Buffer) => {
+        hash.update(d);
+        length += d.length;
+        if (r.keep === true) kept.push(d);
+      });
+      res.once('error', reject);
+      res.once('end', () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, length, sha256: hash.digest('hex'), body: Buffer.concat(kept) }),
+      );
+    });
+    void (async () => {
+      try {
+        if (r.body !== undefined) {
+          for await (const chunk of r.body) {
+            if (!req.write(chunk)) await once(req, 'drain');
+          }
+        }
+        req.end();
+      } catch (e) {
+        req.destroy(e as Error);
+      }
+    })();
+  });
+  return within(work, r.ms ?? 60_000, `${r.method} ${r.path}`);
+}
+
+/** SHA-256 in hex of everything an async iterable yields. */
+export async function sha256Of(chunks: AsyncIterable<Buffer>): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const c of chunks) hash.update(c);
+  return hash.digest('hex');
+}
+
+export interface MultipartPart {
+  headers: Record<string, string>;
+  body: Buffer;
+}
+
+/**
+ * Splits a multipart/byteranges body (RFC 9110 §14.6, RFC 2046 §5.1.1) into its parts; throws
+ * when the framing is wrong (no boundary parameter, a missing close delimiter, a part without
+ * the blank line after its headers). Written for the tests, independent of the server's code.
+ */
+export function parseMultipart(body: Buffer, contentType: string): MultipartPart[] {
+  const m = /^multipart\/byteranges;\s*boundary=("?)([^";]+)\1\s*$/i.exec(contentType);
+  if (m === null) throw new Error(`not multipart/byteranges with a boundary: ${contentType}`);
+  const delimiter = Buffer.from(`\r\n--${m[2]!}`, 'latin1');
+  // The first delimiter may open the body without the CRLF before it.
+  const text = Buffer.concat([Buffer.from('\r\n'), body]);
+  const cuts: number[] = [];
+  for (let at = text.indexOf(delimiter); at >= 0; at = text.indexOf(delimiter, at + delimiter.length)) cuts.push(at);
+  if (cuts.length < 2) throw new Error('fewer than two delimiters');
+  if (cuts[0] !== 0) throw new Error('text before the first delimiter');
+  const last = cuts[cuts.length - 1]!;
+  const closing = text.subarray(last + delimiter.length).toString('latin1');
+  if (!/^--(\r\n)?$/.test(closing)) throw new Error(`bad close delimiter: ${JSON.stringify(closing.slice(0, 40))}`);
+  const parts: MultipartPart[] = [];
+  for (let i = 0; i + 1 < cuts.length; i++) {
+    const seg = text.subarray(cuts[i]! + delimiter.length, cuts[i + 1]!);
+    if (seg[0] !== 0x0d || seg[1] !== 0x0a) throw new Error('no CRLF after a delimiter');
+    const blank = seg.indexOf('\r\n\r\n', 2);
+    if (blank < 0) throw new Error('a part without the blank line after its headers');
+    const headers: Record<string, string> = {};
+    const head = seg.subarray(2, blank).toString('latin1');
+    for (const line of head === '' ? [] : head.split('\r\n')) {
+      const colon = line.indexOf(':');
+      if (colon < 0) throw new Error(`bad part header ${JSON.stringify(line)}`);
+      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
+    }
+    parts.push({ headers, body: Buffer.from(seg.subarray(blank + 4)) });
+  }
+  return parts;
 }
