@@ -15,6 +15,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 
 export const MASTER_JS = fileURLToPath(new URL('../../../cmd/master.js', import.meta.url));
@@ -308,14 +309,30 @@ export function rssBytes(pid: number): number {
   }
 }
 
-/** Samples a process's RSS every `everyMs` until stopped; answers the samples (bytes). */
-export function sampleRss(pid: number, everyMs = 50): { stop(): number[] } {
-  const samples: number[] = [rssBytes(pid)];
-  const timer = setInterval(() => samples.push(rssBytes(pid)), everyMs);
+/**
+ * Samples a process's RSS every `everyMs` until stopped; answers the samples (bytes). The
+ * sampling runs on a worker thread, so a test busy generating or hashing a body on its main
+ * thread does not stretch the interval (and miss a peak).
+ */
+export function sampleRss(pid: number, everyMs = 50): { stop(): Promise<number[]> } {
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads');
+    const fs = require('node:fs');
+    const read = () => {
+      try { const m = /VmRSS:\\s+(\\d+)\\s+kB/.exec(fs.readFileSync('/proc/' + workerData.pid + '/status', 'utf8'));
+        return m === null ? 0 : Number(m[1]) * 1024; } catch { return 0; }
+    };
+    const samples = [read()];
+    const timer = setInterval(() => samples.push(read()), workerData.everyMs);
+    parentPort.once('message', () => { clearInterval(timer); samples.push(read()); parentPort.postMessage(samples); });
+  `;
+  const worker = new Worker(code, { eval: true, workerData: { pid, everyMs } });
   return {
-    stop() {
-      clearInterval(timer);
-      samples.push(rssBytes(pid));
+    async stop() {
+      const answer = once(worker, 'message') as Promise<[number[]]>;
+      worker.postMessage('stop');
+      const [samples] = await within(answer, 5000, 'the RSS sampler');
+      await worker.terminate();
       return samples;
     },
   };
