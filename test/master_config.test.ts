@@ -61,6 +61,9 @@ describe('master config: defaults', () => {
       maxVolumeSize: 2147483648,
       requirepass: null,
       tcpThreads: 1,
+      httpThreads: 8,
+      httpToken: null,
+      maxBodySize: 4 * 1024 ** 3,
       sync: 'always',
       tcpLimits: DEFAULT_TCP_LIMITS,
     });
@@ -116,6 +119,9 @@ describe('master config: every flag', () => {
       '--timeout', '300',
       '--proto-max-bulk-len', '1mb',
       '--client-query-buffer-limit', '2k',
+      '--http-threads', '3',
+      '--http-token', 't0ken',
+      '--max-body-size=64mb',
     ]);
     assert.deepEqual(c, {
       addr: { host: '0.0.0.0', port: 7000 },
@@ -127,6 +133,9 @@ describe('master config: every flag', () => {
       maxVolumeSize: 512 * 1024 * 1024,
       requirepass: 's3cret',
       tcpThreads: 1,
+      httpThreads: 3,
+      httpToken: 't0ken',
+      maxBodySize: 64 * 1024 * 1024,
       sync: 'none',
       tcpLimits: { ...DEFAULT_TCP_LIMITS, maxClients: 50, idleTimeoutSeconds: 300, maxBulkLength: 1024 * 1024, maxQueryBuffer: 2000 },
     });
@@ -218,6 +227,9 @@ describe('master config: the config file', () => {
       timeout: 9,
       proto_max_bulk_len: 4096,
       client_query_buffer_limit: '8kb',
+      http_threads: 2,
+      http_token: 'filetoken',
+      max_body_size: '1mb',
     });
     const r = parse(['--config', file]);
     assert.ok('config' in r);
@@ -232,6 +244,9 @@ describe('master config: the config file', () => {
       maxVolumeSize: 1024 ** 3,
       requirepass: 'pw',
       tcpThreads: 1,
+      httpThreads: 2,
+      httpToken: 'filetoken',
+      maxBodySize: 1024 * 1024,
       sync: 'none',
       tcpLimits: { ...DEFAULT_TCP_LIMITS, maxClients: 7, idleTimeoutSeconds: 9, maxBulkLength: 4096, maxQueryBuffer: 8192 },
     });
@@ -406,5 +421,15 @@ describe('master config: the protocol limits are all configurable', () => {
     assert.deepEqual([f.tcpLimits.maxMultibulkCount, f.tcpLimits.maxInlineLength, f.tcpLimits.maxOutputBuffer], [7, 4096, 65536]);
     assert.match(error(['--max-multibulk-len', '0']), /--max-multibulk-len/);
     assert.match(error(['--max-inline-len', 'lots']), /--max-inline-len/);
+  });
+});
+
+describe('master config: HTTP settings', () => {
+  it('--http-token comes from $BRISEDB_HTTP_TOKEN too (the flag wins), and is never in the logged config', () => {
+    assert.equal(config([], { BRISEDB_HTTP_TOKEN: 'from-env' }).httpToken, 'from-env');
+    assert.equal(config(['--http-token', 'from-flag'], { BRISEDB_HTTP_TOKEN: 'from-env' }).httpToken, 'from-flag');
+    assert.equal((redactedConfig(config(['--http-token', 'secret-token'])) as unknown as Record<string, unknown>).httpToken, '(set)');
+    assert.match(error(['--http-threads', '0']), /--http-threads/);
+    assert.match(error(['--max-body-size', 'huge']), /--max-body-size/);
   });
 });

@@ -27,7 +27,7 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
       name: 'brisedb',
       level,
       // Belt and braces: redactedConfig() already hides it; this catches a careless caller.
-      redact: { paths: ['requirepass', '*.requirepass', '*.*.requirepass'], censor: (value: unknown) => (value === null || value === undefined ? null : '(set)') },
+      redact: { paths: ['requirepass', '*.requirepass', '*.*.requirepass', 'httpToken', '*.httpToken', '*.*.httpToken'], censor: (value: unknown) => (value === null || value === undefined ? null : '(set)') },
     },
     destination ?? pino.destination({ fd: 2, sync: true }),
   );
@@ -35,5 +35,5 @@ export function createLogger(level: LogLevel, destination?: DestinationStream): 
 
 /** The config as it may be logged: the password replaced by whether one is set. */
 export function redactedConfig(config: MasterConfig): Record<string, unknown> {
-  return { ...config, requirepass: config.requirepass === null ? null : '(set)' };
+  return { ...config, requirepass: config.requirepass === null ? null : '(set)', httpToken: config.httpToken === null ? null : '(set)' };
 }

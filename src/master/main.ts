@@ -33,9 +33,10 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const { config } = parsed;
   const log = createLogger(parsed.logLevel);
   exitOnCrash(log);
+  // Handlers first: a signal sent by whoever reads "starting" must find them installed.
+  const signal = firstSignal(log);
   log.info({ config: redactedConfig(config), configFile: parsed.configFile, node: process.versions.node }, 'starting');
   warnIfExposed(config, log);
-  const signal = firstSignal(log);
   let master: RunningMaster;
   try {
     // Loaded only now: --help and bad flags answer without loading the store and the actors.
