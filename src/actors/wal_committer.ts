@@ -102,6 +102,9 @@ interface State {
   queue: Waiter[];
   compaction: WalCompactionDriver;
   groups: number;
+  /** Time spent in group commits (one write + one fdatasync each), and the longest one. */
+  commitSeconds: number;
+  commitSecondsMax: number;
   records: number;
   followers: Map<string, Follower>;
   /** Peers whose rewire listener is installed (once per peer). */
@@ -131,6 +134,8 @@ function init(ctx: ActorContext): void {
     queue: [],
     compaction: new WalCompactionDriver(fs, walPath, systemClock),
     groups: 0,
+    commitSeconds: 0,
+    commitSecondsMax: 0,
     records: 0,
     followers: new Map(),
     watched: new Set(),
@@ -149,6 +154,8 @@ function init(ctx: ActorContext): void {
         size: s.wal.size,
         groups: s.groups,
         records: s.records,
+        commitSeconds: s.commitSeconds,
+        commitSecondsMax: s.commitSecondsMax,
         fenced: s.wal.fenced?.message ?? null,
         followers: s.followers.size,
         followersDropped: s.dropped,
@@ -205,12 +212,16 @@ function flushGroup(): void {
   s.queue = [];
   const timeMs = systemClock.now();
   let records: WalRecord[];
+  const started = performance.now();
   try {
     records = s.wal.commit(group.map((w) => ({ ops: w.ops, timeMs })));
   } catch (err) {
     for (const w of group) w.reject(err);
     return;
   }
+  const seconds = (performance.now() - started) / 1000;
+  s.commitSeconds += seconds;
+  s.commitSecondsMax = Math.max(s.commitSecondsMax, seconds);
   s.groups += 1;
   s.records += records.length;
   const answered = s.index.call<number[][]>({ t: IndexMsg.Apply, records }, { timeoutMs: APPLY_TIMEOUT_MS }).then(

@@ -87,6 +87,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   // uWebSockets.js (and node:net with reusePort) bind with SO_REUSEPORT, which would let a
   // second master silently share the port and receive half the requests: an exclusive bind
   // first makes "address in use" an error here too.
+  if (http !== null) await assertUwsLoads();
   if (http !== null && httpPort !== 0) await assertPortFree(http.host, httpPort, 'HTTP');
   if (threads > 1 && config.addr.port !== 0) await assertPortFree(config.addr.host, config.addr.port, 'TCP');
   const { db, supervisor } = await openStore(
@@ -174,4 +175,17 @@ function assertPortFree(host: string, port: number, what: string): Promise<void>
     });
     server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
   });
+}
+
+/** uWebSockets.js ships native builds for some platforms only: say so in one line, with the way out. */
+async function assertUwsLoads(): Promise<void> {
+  try {
+    await import('uWebSockets.js');
+  } catch (err) {
+    const why = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    throw new StoreError(
+      'BAD_ARGUMENT',
+      `the HTTP API needs uWebSockets.js, which does not load on ${process.platform}-${process.arch} with Node ${process.versions.node} (${why}); start with --http "" to run without HTTP`,
+    );
+  }
 }

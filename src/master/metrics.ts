@@ -11,6 +11,8 @@ interface WalStats {
   size: number;
   groups: number;
   records: number;
+  commitSeconds: number;
+  commitSecondsMax: number;
   fenced: string | null;
 }
 
@@ -77,6 +79,8 @@ async function storeRegistry(supervisor: Supervisor, db: Database): Promise<Regi
     gauge('brisedb_wal_bytes', 'Size of wal.log').set(wal.size);
     gauge('brisedb_wal_group_commits_total', 'Group commits (one write, one fdatasync each)').set(wal.groups);
     gauge('brisedb_wal_records_total', 'Records committed').set(wal.records);
+    gauge('brisedb_wal_commit_seconds_total', 'Time in group commits (write + fdatasync): over the commits count, the mean fsync latency').set(wal.commitSeconds);
+    gauge('brisedb_wal_commit_seconds_max', 'Longest group commit (write + fdatasync) since start').set(wal.commitSecondsMax);
     gauge('brisedb_wal_fenced', '1 when a failed fsync has fenced the WAL (writes refused)').set(wal.fenced === null ? 0 : 1);
   }
   return registry;
