@@ -13,6 +13,9 @@ import {
   patternChunks, rawConnect, rssBytes, sha256Of, sleep, startMaster, stopAll, streamRequest, within, type MasterProcess,
 } from './helpers/master_process.js';
 
+/** Every test is bounded (fetch itself waits minutes by default). */
+const BOUNDED = { timeout: 30_000 };
+
 const MB = 1024 * 1024;
 const MAX_BODY = 8 * MB;
 
@@ -41,7 +44,7 @@ async function assertServing(): Promise<void> {
   assert.equal(m.exited(), false, 'the master is still running');
 }
 
-test('Content-Length above --max-body-size: 413 before the body is read, then the connection closes', async () => {
+test('Content-Length above --max-body-size: 413 before the body is read, then the connection closes', BOUNDED, async () => {
   const conn = await rawConnect(m.httpPort);
   conn.send(head('PUT', 'abuse/too-big', [`Content-Length: ${MAX_BODY + 1}`]));
   // No body byte is sent: the answer must come from the headers alone.
@@ -58,7 +61,7 @@ test('Content-Length above --max-body-size: 413 before the body is read, then th
   assert.equal(exact.status, 201, 'a body of exactly the limit is accepted');
 });
 
-test('a Content-Length past any integer is refused before the body, connection closed', async () => {
+test('a Content-Length past any integer is refused before the body, connection closed', BOUNDED, async () => {
   const conn = await rawConnect(m.httpPort);
   conn.send(head('PUT', 'abuse/huge', ['Content-Length: 99999999999999999999999']));
   const text = await conn.until((t) => t.includes('\r\n\r\n'), 3000, 'a refusal');
@@ -68,7 +71,7 @@ test('a Content-Length past any integer is refused before the body, connection c
   assert.equal(await statusOf('abuse/huge'), 404);
 });
 
-test('no Content-Length: chunked or bare PUT is 411, nothing stored', async () => {
+test('no Content-Length: chunked or bare PUT is 411, nothing stored', BOUNDED, async () => {
   for (const [key, headers, body] of [
     ['abuse/chunked', ['Transfer-Encoding: chunked'], '5\r\nhello\r\n0\r\n\r\n'],
     ['abuse/bare', [], ''],
@@ -98,7 +101,7 @@ async function abortedUpload(key: string, size: number): Promise<void> {
   conn.destroy();
 }
 
-test('an aborted upload stores nothing; the master stays up; the key can be written afterwards', async () => {
+test('an aborted upload stores nothing; the master stays up; the key can be written afterwards', BOUNDED, async () => {
   await abortedUpload('abuse/aborted', 4 * MB);
   await sleep(200);
   assert.equal(await statusOf('abuse/aborted'), 404, 'nothing stored');
@@ -110,7 +113,7 @@ test('an aborted upload stores nothing; the master stays up; the key can be writ
   assert.equal(await (await fetch(`${base}/v1/blobs/abuse/aborted`)).text(), 'complete');
 });
 
-test('50 aborted uploads: nothing stored, the master up, RSS growth bounded', async () => {
+test('50 aborted uploads: nothing stored, the master up, RSS growth bounded', BOUNDED, async () => {
   // A few first, so one-time allocations (buffer pools, code paths) are not counted.
   for (let i = 0; i < 5; i++) await abortedUpload(`abuse/warm-${i}`, 4 * MB);
   await sleep(300);
@@ -132,7 +135,7 @@ test('50 aborted uploads: nothing stored, the master up, RSS growth bounded', as
   assert.ok(peak - baseline < 48 * MB, `RSS peaked ${mb(peak - baseline)} MB above the baseline`);
 });
 
-test('aborted downloads (1 MB of a 64 MB GET, then the socket destroyed): the master stays up', async () => {
+test('aborted downloads (1 MB of a 64 MB GET, then the socket destroyed): the master stays up', BOUNDED, async () => {
   const size = 64 * MB;
   const big = await startMaster({ http: true });
   try {

@@ -11,6 +11,9 @@ import * as http from 'node:http';
 import { Redis } from 'ioredis';
 import { startMaster, stopAll, within, type MasterProcess } from './helpers/master_process.js';
 
+/** Every test is bounded (fetch itself waits minutes by default). */
+const BOUNDED = { timeout: 30_000 };
+
 let m: MasterProcess;
 let base = '';
 
@@ -51,7 +54,7 @@ function freshConnectionGet(path: string): Promise<number> {
 
 const KEYS = ['user:1', 'user:2', 'user:10', 'users', 'team/a/b', 'ünïcödé/日本', 'with space', 'odd[1]'];
 
-test('/v1/keys?pattern= answers the matching keys as PUT, with count; ?limit= truncates and says so', async () => {
+test('/v1/keys?pattern= answers the matching keys as PUT, with count; ?limit= truncates and says so', BOUNDED, async () => {
   for (const k of KEYS) await putKey(`list/${k}`);
   const all = await getJson('/v1/keys?pattern=' + encodeURIComponent('list/*'));
   assert.equal(all.status, 200);
@@ -80,7 +83,7 @@ test('/v1/keys?pattern= answers the matching keys as PUT, with count; ?limit= tr
   }
 });
 
-test('/v1/scan with a small count iterates to cursor 0 and collects every key exactly once', async () => {
+test('/v1/scan with a small count iterates to cursor 0 and collects every key exactly once', BOUNDED, async () => {
   const keys = Array.from({ length: 300 }, (_, i) => `scan/${i}/${i % 3 === 0 ? 'é' : 'x'}/${'z'.repeat(i % 7)}`);
   for (const k of keys) await putKey(k, String(k.length));
   const seen: string[] = [];
@@ -106,7 +109,7 @@ test('/v1/scan with a small count iterates to cursor 0 and collects every key ex
   }
 });
 
-test('keys written over TCP (ioredis) are listed and served over HTTP', async () => {
+test('keys written over TCP (ioredis) are listed and served over HTTP', BOUNDED, async () => {
   const redis = new Redis({ port: m.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1, connectTimeout: 5000 });
   try {
     await within(redis.connect(), 5000, 'ioredis connect');
@@ -123,7 +126,7 @@ test('keys written over TCP (ioredis) are listed and served over HTTP', async ()
   }
 });
 
-test('/v1/status: health, volumes with sizes, actors with threads and restarts, the WAL LSN', async () => {
+test('/v1/status: health, volumes with sizes, actors with threads and restarts, the WAL LSN', BOUNDED, async () => {
   const before = await getJson('/v1/status');
   assert.equal(before.status, 200);
   await putKey('status/probe', 'x'.repeat(1000));
@@ -165,7 +168,7 @@ async function metricsText(): Promise<string> {
   return res.text();
 }
 
-test('/metrics: Prometheus text; request counters by status add up across both threads', async () => {
+test('/metrics: Prometheus text; request counters by status add up across both threads', BOUNDED, async () => {
   const label = (method: string, status: number): string => `{route="blobs",method="${method}",status="${status}"}`;
   const before = samples(await metricsText(), 'brisedb_http_requests_total');
   const n = 40;

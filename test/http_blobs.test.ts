@@ -17,6 +17,9 @@ import {
   type MasterProcess,
 } from './helpers/master_process.js';
 
+/** Every test is bounded (fetch itself waits minutes by default). */
+const BOUNDED = { timeout: 30_000 };
+
 const run = promisify(execFile);
 const MB = 1024 * 1024;
 const TOKEN = 'open-sesame-42';
@@ -51,7 +54,7 @@ async function get(key: string, headers: Record<string, string> = {}): Promise<R
 // ---- bodies of every size -------------------------------------------------------------------
 
 for (const [name, size] of [['0 B', 0], ['1 B', 1], ['1 MB', MB], ['64 MB', 64 * MB]] as const) {
-  test(`PUT, GET, HEAD, DELETE of a ${name} body, streamed both ways, equal by SHA-256`, async () => {
+  test(`PUT, GET, HEAD, DELETE of a ${name} body, streamed both ways, equal by SHA-256`, BOUNDED, async () => {
     const key = `sized/${size}`;
     const seed = size + 7;
     const expected = await sha256Of(patternChunks(seed, size));
@@ -96,7 +99,7 @@ function checkBlobHeaders(h: Record<string, string | string[] | undefined>, size
   assert.ok(Math.abs(modified - Date.now()) < 5 * 60_000, 'Last-Modified is about now');
 }
 
-test('curl: PUT a 1 MB file and GET it back byte for byte; curl -I shows the headers', { skip: !hasProgram('curl') && 'curl is not installed' }, async () => {
+test('curl: PUT a 1 MB file and GET it back byte for byte; curl -I shows the headers', { ...BOUNDED, skip: !hasProgram('curl') && 'curl is not installed' }, async () => {
   const dir = tempDir('brisedb-http-curl-');
   const src = path.join(dir, 'src.bin');
   const dst = path.join(dir, 'dst.bin');
@@ -115,7 +118,7 @@ test('curl: PUT a 1 MB file and GET it back byte for byte; curl -I shows the hea
 
 // ---- TTL -----------------------------------------------------------------------------------
 
-test('?ttl=1h: X-Brise-TTL about 3600; ?ttl=1s: gone after about 1.5 s', async () => {
+test('?ttl=1h: X-Brise-TTL about 3600; ?ttl=1s: gone after about 1.5 s', BOUNDED, async () => {
   assert.equal((await put('ttl/hour', 'h', {}, '?ttl=1h')).status, 201);
   const hour = await get('ttl/hour');
   const left = Number(hour.headers.get('x-brise-ttl'));
@@ -136,7 +139,7 @@ test('?ttl=1h: X-Brise-TTL about 3600; ?ttl=1s: gone after about 1.5 s', async (
   assert.equal(status, 404, 'an expired blob is not served');
 });
 
-test('a bad ttl is 400 BAD_TTL and stores nothing', async () => {
+test('a bad ttl is 400 BAD_TTL and stores nothing', BOUNDED, async () => {
   for (const ttl of ['abc', '0', '-1', '1.5s', '1y', '', '10%20s']) {
     const res = await put('ttl/bad', 'x', {}, `?ttl=${ttl}`);
     assert.equal(res.status, 400, `ttl=${ttl}`);
@@ -147,7 +150,7 @@ test('a bad ttl is 400 BAD_TTL and stores nothing', async () => {
 
 // ---- preconditions -------------------------------------------------------------------------
 
-test('If-None-Match: * creates only; If-Match with the ETag replaces, a stale one is 412', async () => {
+test('If-None-Match: * creates only; If-Match with the ETag replaces, a stale one is 412', BOUNDED, async () => {
   const first = await put('cond/a', 'one', { 'if-none-match': '*' });
   assert.equal(first.status, 201);
   const etag1 = first.headers.get('etag')!;
@@ -171,7 +174,7 @@ test('If-None-Match: * creates only; If-Match with the ETag replaces, a stale on
   assert.equal((await get('cond/missing')).status, 404);
 });
 
-test('GET with If-None-Match of the current ETag is 304 without a body; another ETag is 200', async () => {
+test('GET with If-None-Match of the current ETag is 304 without a body; another ETag is 200', BOUNDED, async () => {
   const etag = (await put('cond/cache', 'cached bytes')).headers.get('etag')!;
   const hit = await streamRequest({ method: 'GET', port: m.httpPort, path: '/v1/blobs/cond/cache', headers: { 'if-none-match': etag } });
   assert.equal(hit.status, 304);
@@ -182,7 +185,7 @@ test('GET with If-None-Match of the current ETag is 304 without a body; another 
   assert.equal(await miss.text(), 'cached bytes');
 });
 
-test('DELETE: 204, then 404 (JSON), and GET/HEAD are 404', async () => {
+test('DELETE: 204, then 404 (JSON), and GET/HEAD are 404', BOUNDED, async () => {
   assert.equal((await put('del/me', 'bye')).status, 201);
   assert.equal((await fetch(blob('del/me'), { method: 'DELETE' })).status, 204);
   const again = await fetch(blob('del/me'), { method: 'DELETE' });
@@ -196,7 +199,7 @@ test('DELETE: 204, then 404 (JSON), and GET/HEAD are 404', async () => {
 
 // ---- keys ----------------------------------------------------------------------------------
 
-test("keys with '/', '..', spaces and UTF-8 round-trip (percent-encoded raw paths)", async () => {
+test("keys with '/', '..', spaces and UTF-8 round-trip (percent-encoded raw paths)", BOUNDED, async () => {
   const keys = ['a/b/c', '..', 'x/../y', '/lead//double', 'with space', 'héllo/日本語/🙂', 'plus+sign', '%literal'];
   for (const key of keys) {
     const raw = encodeKeyPath(key);
@@ -226,7 +229,7 @@ function encodeKeyPath(key: string): string {
   return out;
 }
 
-test('a key over the limit is 414; NUL and invalid UTF-8 are 400; nothing is stored', async () => {
+test('a key over the limit is 414; NUL and invalid UTF-8 are 400; nothing is stored', BOUNDED, async () => {
   const long = 'k'.repeat(4097);
   for (const method of ['PUT', 'GET', 'DELETE']) {
     const res = await fetch(blob(long), { method, ...(method === 'PUT' ? { body: 'x' } : {}) });
@@ -248,7 +251,7 @@ test('a key over the limit is 414; NUL and invalid UTF-8 are 400; nothing is sto
   assert.deepEqual(keys.keys, []);
 });
 
-test('unknown route 404, POST on a blob 405, empty key 400 (all JSON errors)', async () => {
+test('unknown route 404, POST on a blob 405, empty key 400 (all JSON errors)', BOUNDED, async () => {
   const unknown = await fetch(`${base}/v2/nothing`);
   assert.equal(unknown.status, 404);
   assert.equal((await json(unknown)).code, 'NOT_FOUND');
@@ -264,7 +267,7 @@ test('unknown route 404, POST on a blob 405, empty key 400 (all JSON errors)', a
 
 // ---- token ---------------------------------------------------------------------------------
 
-test('--http-token: 401 JSON with WWW-Authenticate without or with a wrong token; served with it', async () => {
+test('--http-token: 401 JSON with WWW-Authenticate without or with a wrong token; served with it', BOUNDED, async () => {
   const secured = await startMaster({ http: true, args: ['--http-token', TOKEN] });
   const url = (p: string): string => `http://127.0.0.1:${secured.httpPort}${p}`;
   const refusals: Array<[string, RequestInit]> = [
@@ -294,7 +297,7 @@ test('--http-token: 401 JSON with WWW-Authenticate without or with a wrong token
 
 // ---- Range ---------------------------------------------------------------------------------
 
-test('Range: first, open, suffix, middle, clamped past the end, 416 with bytes */size', async () => {
+test('Range: first, open, suffix, middle, clamped past the end, 416 with bytes */size', BOUNDED, async () => {
   const size = 1000;
   const data = patternSlice(99, 0, size);
   assert.equal((await put('range/r', data)).status, 201);
@@ -328,7 +331,7 @@ test('Range: first, open, suffix, middle, clamped past the end, 416 with bytes *
   }
 });
 
-test('several ranges: 206 multipart/byteranges, each part with its bytes and Content-Range', async () => {
+test('several ranges: 206 multipart/byteranges, each part with its bytes and Content-Range', BOUNDED, async () => {
   const size = 5000;
   const data = patternSlice(123, 0, size);
   assert.equal((await put('range/multi', data)).status, 201);
@@ -352,7 +355,7 @@ test('several ranges: 206 multipart/byteranges, each part with its bytes and Con
   assert.equal(merged.headers.get('content-range'), `bytes 0-149/${size}`);
 });
 
-test('curl: a Range request and an unsatisfiable one', { skip: !hasProgram('curl') && 'curl is not installed' }, async () => {
+test('curl: a Range request and an unsatisfiable one', { ...BOUNDED, skip: !hasProgram('curl') && 'curl is not installed' }, async () => {
   const data = patternSlice(5, 0, 300);
   assert.equal((await put('range/curl', data)).status, 201);
   const part = await run('curl', ['-sS', '-m', '10', '-r', '100-199', '-D', '-', '-o', '/dev/null', blob('range/curl')]);

@@ -12,6 +12,9 @@ import { Redis } from 'ioredis';
 import { WebSocket } from 'ws';
 import { sleep, startMaster, stopAll, within, type MasterProcess } from './helpers/master_process.js';
 
+/** Every test is bounded (fetch itself waits minutes by default). */
+const BOUNDED = { timeout: 30_000 };
+
 const BOUND_MS = 10_000;
 const TOKEN = 'ws-token-7';
 
@@ -82,7 +85,7 @@ class Client {
 
 const sub = (port: number, query: string): Promise<Client> => Client.open(port, `/v1/subscribe?${query}`);
 
-test('subscribe: messages from TCP PUBLISH (ioredis) and from another ws client arrive as {channel, payload}', async () => {
+test('subscribe: messages from TCP PUBLISH (ioredis) and from another ws client arrive as {channel, payload}', BOUNDED, async () => {
   const c = await sub(m.httpPort, 'channels=a&patterns=n.*');
   assert.deepEqual(await c.nextJson((f) => f.op === 'subscribed', 'subscribed'), { op: 'subscribed', channels: ['a'], patterns: ['n.*'], count: 2 });
   assert.equal(await redis.publish('a', 'from tcp'), 1);
@@ -110,7 +113,7 @@ test('subscribe: messages from TCP PUBLISH (ioredis) and from another ws client 
   assert.equal(c.json.filter((f) => f.channel !== undefined).length, 3, 'nothing else arrived');
 });
 
-test('a message published through one HTTP thread reaches subscribers on every thread', async () => {
+test('a message published through one HTTP thread reaches subscribers on every thread', BOUNDED, async () => {
   // Eight subscribers and four publishers, each on a connection of its own: the kernel spreads
   // them over the two threads, so some publisher and subscriber are on different threads
   // (all twelve on one thread: chance 2^-11).
@@ -133,7 +136,7 @@ interface WalFrame { lsn: number; kind: unknown; ops: Array<{ op: string; key: s
 
 const walFrames = (c: Client): WalFrame[] => c.json as unknown as WalFrame[];
 
-test('/v1/wal?from=1&format=json: records of SETs made through TCP and HTTP, an LSN in each, live', async () => {
+test('/v1/wal?from=1&format=json: records of SETs made through TCP and HTTP, an LSN in each, live', BOUNDED, async () => {
   await redis.set('wal/tcp/1', 'x');
   const put = await fetch(`http://127.0.0.1:${m.httpPort}/v1/blobs/wal/http/1`, { method: 'PUT', body: 'y' });
   assert.equal(put.status, 201);
@@ -153,7 +156,7 @@ test('/v1/wal?from=1&format=json: records of SETs made through TCP and HTTP, an 
   c.ws.close();
 });
 
-test('/v1/wal: resume after a disconnect from the last LSN + 1, without gap or duplicate', async () => {
+test('/v1/wal: resume after a disconnect from the last LSN + 1, without gap or duplicate', BOUNDED, async () => {
   const start = (await (await fetch(`http://127.0.0.1:${m.httpPort}/v1/status`)).json()) as { wal: { last_lsn: number } };
   const from = start.wal.last_lsn + 1;
   const first = await Client.open(m.httpPort, `/v1/wal?from=${from}&format=json`);
@@ -180,7 +183,7 @@ test('/v1/wal: resume after a disconnect from the last LSN + 1, without gap or d
   second.ws.close();
 });
 
-test('a slow subscriber (socket not read while 48 MB are published) is closed 1008 "slow consumer"', async () => {
+test('a slow subscriber (socket not read while 48 MB are published) is closed 1008 "slow consumer"', BOUNDED, async () => {
   const c = await sub(m.httpPort, 'channels=flood');
   await c.nextJson((f) => f.op === 'subscribed', 'subscribed');
   c.socket.pause();
@@ -230,7 +233,7 @@ test('a slow WAL follower (socket not read while the WAL grows) is closed 1008 "
   lsns.forEach((lsn, i) => assert.equal(lsn, start.wal.last_lsn + 1 + i, 'what did arrive has no gap'));
 });
 
-test('with --http-token, the upgrade is 401 without the token and opens with it', async () => {
+test('with --http-token, the upgrade is 401 without the token and opens with it', BOUNDED, async () => {
   const secured = await startMaster({ http: true, args: ['--http-token', TOKEN] });
   for (const [path, token] of [['/v1/subscribe?channels=x', null], ['/v1/wal?from=1', null], ['/v1/subscribe', 'wrong']] as const) {
     const ws = new WebSocket(`ws://127.0.0.1:${secured.httpPort}${path}`, token === null ? {} : { headers: { authorization: `Bearer ${token}` } });
