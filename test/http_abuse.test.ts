@@ -1,6 +1,6 @@
 // Hostile and broken HTTP clients against a real master (`--max-body-size 8mb`): oversized
 // bodies refused before they are read, bodies without a length, uploads and downloads cut
-// halfway, and slow clients holding connections. Raw sockets (node:net) so the test controls
+// halfway, slow clients and a stalled upload holding connections. Raw sockets (node:net) so the test controls
 // every byte and the moment the connection drops.
 // Owns: the master it starts (stopped by PID in `after`), its temp dir, and every socket it opens.
 // Invariants checked: nothing of a refused or aborted upload is stored; the master stays up and
@@ -166,12 +166,15 @@ test('aborted downloads (1 MB of a 64 MB GET, then the socket destroyed): the ma
   }
 });
 
-test('200 slow clients (a header byte a second) do not delay a normal one, and the server closes them', { timeout: 40_000 }, async () => {
+test('200 slow clients (a header byte a second) and a stalled upload do not delay a normal one; the server closes them', { timeout: 40_000 }, async () => {
   const slow: net.Socket[] = [];
   const closedAt = new Map<net.Socket, number>();
   const started = Date.now();
   const header = `GET /v1/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ${'a'.repeat(100)}`;
   let sentBytes = 0;
+  // Beside them, an upload that stops after 10 of its 1000 bytes: the idle timeout must end it.
+  const stalled = await rawConnect(m.httpPort);
+  stalled.send(head('PUT', 'abuse/stalled', ['Content-Length: 1000']) + '0123456789');
   try {
     await Promise.all(Array.from({ length: 200 }, async () => {
       const s = net.connect(m.httpPort, '127.0.0.1');
@@ -205,8 +208,11 @@ test('200 slow clients (a header byte a second) do not delay a normal one, and t
       clearInterval(drip);
     }
     assert.equal(closedAt.size, slow.length, `the server closed ${closedAt.size} of ${slow.length} slow clients within 20 s (${sentBytes} bytes each sent)`);
+    await stalled.closed(Math.max(1000, started + 20_000 - Date.now()));
+    assert.equal(await statusOf('abuse/stalled'), 404, 'nothing of the stalled upload stored');
     await assertServing();
   } finally {
     for (const s of slow) s.destroy();
+    stalled.destroy();
   }
 });
