@@ -74,23 +74,25 @@ async function init(ctx: ActorContext): Promise<void> {
   };
   const authorized = (req: HttpRequest): boolean =>
     config.token === null || tokenMatches(parseBearer(req.getHeader('authorization') || undefined), config.token);
-  const guard = (handler: (res: HttpResponse, req: HttpRequest) => void) => (res: HttpResponse, req: HttpRequest) => {
+  const guard = (route: string, handler: (res: HttpResponse, req: HttpRequest) => void) => (res: HttpResponse, req: HttpRequest) => {
     if (!authorized(req)) {
+      const method = req.getMethod().toUpperCase();
       sendError(res, watchAbort(res), 401, 'UNAUTHORIZED', 'this server needs Authorization: Bearer <token>', { 'WWW-Authenticate': 'Bearer' });
+      observe(route, method, 401, 0, 0, now());
       return;
     }
     handler(res, req);
   };
 
   const app = uWS.App();
-  app.put(`${BLOB_PREFIX}*`, guard((res, req) => putBlob(res, req, blobs)));
-  app.get(`${BLOB_PREFIX}*`, guard((res, req) => getBlob(res, req, blobs, false)));
-  app.head(`${BLOB_PREFIX}*`, guard((res, req) => getBlob(res, req, blobs, true)));
-  app.del(`${BLOB_PREFIX}*`, guard((res, req) => deleteBlob(res, req, blobs)));
-  app.get('/v1/keys', guard((res, req) => listKeys(res, req, api)));
-  app.get('/v1/scan', guard((res, req) => scanKeys(res, req, api)));
-  app.get('/v1/status', guard((res, req) => status(res, req, api)));
-  app.get('/metrics', guard((res, req) => metrics(res, req, api)));
+  app.put(`${BLOB_PREFIX}*`, guard('blobs', (res, req) => putBlob(res, req, blobs)));
+  app.get(`${BLOB_PREFIX}*`, guard('blobs', (res, req) => getBlob(res, req, blobs, false)));
+  app.head(`${BLOB_PREFIX}*`, guard('blobs', (res, req) => getBlob(res, req, blobs, true)));
+  app.del(`${BLOB_PREFIX}*`, guard('blobs', (res, req) => deleteBlob(res, req, blobs)));
+  app.get('/v1/keys', guard('keys', (res, req) => listKeys(res, req, api)));
+  app.get('/v1/scan', guard('scan', (res, req) => scanKeys(res, req, api)));
+  app.get('/v1/status', guard('status', (res, req) => status(res, req, api)));
+  app.get('/metrics', guard('metrics', (res, req) => metrics(res, req, api)));
   registerWebSockets(app, {
     broker: ports.broker,
     walFeed: new WalFeed(ctx.peer('wal')),
@@ -107,6 +109,8 @@ async function init(ctx: ActorContext): Promise<void> {
     const s = watchAbort(res);
     if (known) sendError(res, s, 405, 'METHOD_NOT_ALLOWED', `${method} is not allowed on ${url}`);
     else sendError(res, s, 404, 'NOT_FOUND', `no route ${method} ${url}`);
+    // Unknown routes share one label, so a scanner cannot grow the metrics without bound.
+    observe(known ? 'blobs' : 'unknown', method, known ? 405 : 404, 0, 0, now());
   });
 
   let socket: us_listen_socket;

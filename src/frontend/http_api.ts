@@ -37,6 +37,7 @@ export function listKeys(res: HttpResponse, req: HttpRequest, ctx: ApiContext): 
   const limit = parseCount(query.get('limit'), MAX_KEYS_ANSWER, MAX_KEYS_ANSWER);
   if (!limit.ok) {
     sendError(res, state, 400, 'BAD_REQUEST', limit.message);
+    ctx.observe('keys', 'GET', 400, 0, 0, startedAt);
     return;
   }
   void (async () => {
@@ -60,7 +61,10 @@ export function listKeys(res: HttpResponse, req: HttpRequest, ctx: ApiContext): 
       sendJson(res, state, 200, body);
       ctx.observe('keys', 'GET', 200, 0, 0, startedAt);
     },
-    (err: unknown) => sendFailure(res, state, err),
+    (err: unknown) => {
+      sendFailure(res, state, err);
+      ctx.observe('keys', 'GET', 500, 0, 0, startedAt);
+    },
   );
 }
 
@@ -72,11 +76,13 @@ export function scanKeys(res: HttpResponse, req: HttpRequest, ctx: ApiContext): 
   const cursor = Number(cursorText);
   if (!/^[0-9]{1,16}$/.test(cursorText) || !Number.isSafeInteger(cursor)) {
     sendError(res, state, 400, 'BAD_CURSOR', `cursor must be what the last scan answered, got ${JSON.stringify(cursorText)}`);
+    ctx.observe('scan', 'GET', 400, 0, 0, startedAt);
     return;
   }
   const count = parseCount(query.get('count'), 100, MAX_SCAN_COUNT);
   if (!count.ok) {
     sendError(res, state, 400, 'BAD_REQUEST', count.message);
+    ctx.observe('scan', 'GET', 400, 0, 0, startedAt);
     return;
   }
   const match = query.get('match') ?? query.get('pattern');
@@ -112,6 +118,8 @@ export function status(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): v
 
 export function metrics(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): void {
   const state = watchAbort(res);
+  // Counted before it is built, so a scrape sees itself (as Prometheus exporters do).
+  ctx.observe('metrics', 'GET', 200, 0, 0, ctx.now());
   void ctx.metrics().then(
     (text) => {
       if (state.aborted || state.done) return;
