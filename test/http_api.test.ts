@@ -201,3 +201,18 @@ test('regression: /metrics counts refused requests too (unknown route 404, wrong
   // Four refused requests, and the second scrape counts itself (a scrape sees itself).
   assert.equal(await total() - before, 5, 'four answered requests and one scrape, all counted');
 });
+
+test('/v1/scan fills a page over a sparse index: a few keys among many empty buckets come in one answer', BOUNDED, async () => {
+  const sparse = await startMaster({ http: true });
+  try {
+    const at = `http://127.0.0.1:${sparse.httpPort}`;
+    for (const k of ['sparse-a', 'sparse-b', 'sparse-c']) {
+      assert.equal((await fetch(`${at}/v1/blobs/${k}`, { method: 'PUT', body: 'v' })).status, 201);
+    }
+    const page = (await (await fetch(`${at}/v1/scan?cursor=0&count=100`)).json()) as { next_cursor: number; keys: string[]; count: number };
+    assert.deepEqual([...page.keys].sort(), ['sparse-a', 'sparse-b', 'sparse-c']);
+    assert.equal(page.next_cursor, 0, 'the whole (small) index in one page');
+  } finally {
+    await sparse.stop();
+  }
+});
