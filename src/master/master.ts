@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
 import { openStore } from '../db/open.js';
 import type { ActorSpec } from '../runtime/topology.js';
+import type { Supervisor } from '../runtime/supervisor.js';
 import { storeActorNames } from '../actors/store_topology.js';
 import type { TcpFrontendConfig } from '../actors/tcp_frontend.js';
 import type { HttpFrontendConfig } from '../actors/http_frontend.js';
@@ -25,6 +26,8 @@ export interface RunningMaster {
   stop(): Promise<void>;
   /** Resolves if the store dies for good (an actor given up). */
   readonly done: Promise<void>;
+  /** The actors' supervisor: status, and kill() for fault injection in tests (in-process masters only). */
+  readonly supervisor?: Supervisor;
 }
 
 export function tcpActorName(i: number): string {
@@ -129,6 +132,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
       return db.close();
     },
     done,
+    supervisor,
   };
 }
 
