@@ -30,7 +30,7 @@ import { after, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { sleep, startMaster, stopAll, within, type MasterProcess } from './helpers/master_process.js';
 import {
-  ABSENT, KINDS, Load, OrderedOracle, TxOracle, blobValue, checkOrdered, checkTx, clearBlobShas, httpWriter, matchesBlob,
+  ABSENT, InFlight, KINDS, Load, OrderedOracle, TxOracle, blobValue, checkOrdered, checkTx, clearBlobShas, httpWriter, matchesBlob,
   openTxWriter, readBlobs, readTcp, rng, subSeed, tcpLaneWriter, txWriter, type KeyState, type Observed, blobSha,
 } from './helpers/crash_workload.js';
 
@@ -134,7 +134,7 @@ async function loadAndKill(m: MasterProcess, models: Models, cycle: number, kill
 }
 
 /** Reads every key of the restarted master and checks it against the models; answers the failures. */
-async function verify(m: MasterProcess, models: Models, where: string): Promise<string[]> {
+async function verify(m: MasterProcess, models: Models, where: string, flight: InFlight): Promise<string[]> {
   const c = await connected(m.port);
   try {
     await liveness(c, m.httpPort, where);
@@ -142,10 +142,10 @@ async function verify(m: MasterProcess, models: Models, where: string): Promise<
     const seen = await readTcp(c, tcp);
     const blobs = await readBlobs(m.httpPort, models.blobs.flatMap((o) => o.names()));
     const failures: string[] = [];
-    for (const o of models.lanes) failures.push(...(await checkOrdered(o, seen, false)));
-    models.txs.forEach((o, i) => failures.push(...checkTx(o, seen, `transaction writer x${i}`)));
+    for (const o of models.lanes) failures.push(...(await checkOrdered(o, seen, false, flight)));
+    models.txs.forEach((o, i) => failures.push(...checkTx(o, seen, `transaction writer x${i}`, flight)));
     failures.push(...checkTx(models.open, seen, 'the open (never committed) transaction'));
-    for (const o of models.blobs) failures.push(...(await checkOrdered(o, blobs, true)));
+    for (const o of models.blobs) failures.push(...(await checkOrdered(o, blobs, true, flight)));
     clearBlobShas();
     return failures;
   } finally {
@@ -196,6 +196,7 @@ describe('process crashes: SIGKILL under TCP and HTTP load, restart, check again
     await seedOpenKeys(m, models.open);
     const lines: string[] = [];
     const totals = new Load();
+    const flights = new InFlight();
     for (let cycle = 0; cycle < CYCLES; cycle++) {
       const t0 = Date.now();
       const killAt = KILL_MIN_MS + Math.floor(r() * KILL_SPAN_MS);
@@ -206,18 +207,23 @@ describe('process crashes: SIGKILL under TCP and HTTP load, restart, check again
       const t1 = Date.now();
       m = await startMaster({ dataDir, http: true, httpThreads: 1 });
       const t2 = Date.now();
-      const failures = await within(verify(m, models, where), VERIFY_MS, `${where}: the checks`);
+      const flight = new InFlight();
+      const failures = await within(verify(m, models, where, flight), VERIFY_MS, `${where}: the checks`);
       assert.deepEqual(failures, [], `${where}: the restarted master does not hold what was acknowledged`);
       for (const k of KINDS) totals.acked[k] += load.acked[k];
       totals.sent += load.sent;
       totals.bytesPut += load.bytesPut;
-      lines.push(`cycle ${cycle}: kill at ${killAt} ms, ${load.summary()}; restart ${t2 - t1} ms, check ${Date.now() - t2} ms, cycle ${Date.now() - t0} ms`);
+      flights.add(flight);
+      lines.push(`cycle ${cycle}: kill at ${killAt} ms, ${load.summary()}; ${flight.summary()}; restart ${t2 - t1} ms, check ${Date.now() - t2} ms, cycle ${Date.now() - t0} ms`);
     }
     await m.stop();
     console.log(lines.join('\n'));
-    console.log(`crash_process: seed ${SEED}: ${CYCLES} cycles, ${totals.summary()}, ${Date.now() - started} ms`);
-    // The run must have exercised every kind of write, or it proves less than it says.
-    for (const k of KINDS) assert.ok(totals.acked[k] > 0, `no ${k} was acknowledged in ${CYCLES} cycles: ${totals.summary()}`);
-    assert.ok(totals.sent > KINDS.reduce((n, k) => n + totals.acked[k], 0), 'some writes were in flight at the kills');
+    console.log(`crash_process: seed ${SEED}: ${CYCLES} cycles, ${totals.summary()}; ${flights.summary()}; ${Date.now() - started} ms`);
+    // The run must have exercised every kind of write and caught writes in flight, or it proves
+    // less than it says (checked on runs long enough for every kind to come up).
+    if (CYCLES >= 10) {
+      for (const k of KINDS) assert.ok(totals.acked[k] > 0, `no ${k} was acknowledged in ${CYCLES} cycles: ${totals.summary()}`);
+      assert.ok(flights.keys > 0 && flights.txs > 0, `the kills caught writes and transactions in flight: ${flights.summary()}`);
+    }
   });
 });

@@ -300,34 +300,65 @@ export function showObserved(o: Observed): string {
 }
 
 /**
+ * How the writes in flight at the kill came out: keys (or transactions) with an unacknowledged
+ * write, and how many of those recovered it. Both outcomes showing up over a run says the
+ * kills land inside the write path, not only between writes.
+ */
+export class InFlight {
+  keys = 0;
+  keysLanded = 0;
+  txs = 0;
+  txsLanded = 0;
+
+  summary(): string {
+    return `in flight: ${this.keysLanded}/${this.keys} keys and ${this.txsLanded}/${this.txs} transactions landed`;
+  }
+
+  add(o: InFlight): void {
+    this.keys += o.keys;
+    this.keysLanded += o.keysLanded;
+    this.txs += o.txs;
+    this.txsLanded += o.txsLanded;
+  }
+}
+
+/**
  * Checks ordered keys; settles each on the state it matched. Answers the failures (empty when
  * all hold). Blob keys are matched with matchesBlob, the others with matchesTcp.
  */
-export async function checkOrdered(oracle: OrderedOracle, seen: Map<string, Observed>, blobs: boolean): Promise<string[]> {
+export async function checkOrdered(oracle: OrderedOracle, seen: Map<string, Observed>, blobs: boolean, flight = new InFlight()): Promise<string[]> {
   const failures: string[] = [];
   for (const k of oracle.names()) {
     const o = seen.get(k);
     if (o === undefined) throw new Error(`key ${k} was not read back`);
-    let match: KeyState | undefined;
-    for (const s of oracle.allowed(k)) {
-      if (blobs ? await matchesBlob(s, o) : matchesTcp(s, o)) {
-        match = s;
-        break;
-      }
+    const allowed = oracle.allowed(k);
+    let at = -1;
+    for (let i = 0; i < allowed.length && at < 0; i++) if (blobs ? await matchesBlob(allowed[i]!, o) : matchesTcp(allowed[i]!, o)) at = i;
+    if (at < 0) {
+      failures.push(`key ${k} holds ${showObserved(o)}; ${oracle.describe(k)}`);
+      continue;
     }
-    if (match === undefined) failures.push(`key ${k} holds ${showObserved(o)}; ${oracle.describe(k)}`);
-    else oracle.settle(k, match);
+    // allowed[0] is the acknowledged state; later ones were in flight.
+    if (allowed.length > 1) flight.keys++;
+    if (at > 0) flight.keysLanded++;
+    oracle.settle(k, allowed[at]!);
   }
   return failures;
 }
 
 /** Checks a transaction writer's keys as one state; settles on the candidate it matched. */
-export function checkTx(oracle: TxOracle, seen: Map<string, Observed>, who: string): string[] {
+export function checkTx(oracle: TxOracle, seen: Map<string, Observed>, who: string, flight = new InFlight()): string[] {
   const candidates = oracle.candidates();
-  const holds = (c: Map<string, KeyState>): boolean => [...c].every(([k, s]) => matchesTcp(s, seen.get(k)!));
-  const match = candidates.find(holds);
-  if (match !== undefined) {
-    oracle.settle(match);
+  const holds = (c: Map<string, KeyState>): boolean => [...c].every(([k, s]) => {
+    const o = seen.get(k);
+    if (o === undefined) throw new Error(`key ${k} was not read back`);
+    return matchesTcp(s, o);
+  });
+  const at = candidates.findIndex(holds);
+  if (at >= 0) {
+    if (candidates.length > 1) flight.txs++;
+    if (at > 0) flight.txsLanded++;
+    oracle.settle(candidates[at]!);
     return [];
   }
   // Say which keys differ from each candidate: a mix of both names a partial transaction.
