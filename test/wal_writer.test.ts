@@ -198,7 +198,7 @@ test('torn tail: a cut at every byte inside the last record is truncated away an
   }
 });
 
-test('corruption in the middle cuts the log there: later records are not replayed', () => {
+test('corruption in the middle is refused, not cut: open names the place and leaves the file as it was', () => {
   const p = tmpWal();
   const fs = new TestFs();
   const w = WalWriter.open(fs, p, { sync: 'none' });
@@ -208,16 +208,23 @@ test('corruption in the middle cuts the log there: later records are not replaye
     w.commit([setReq(`k${i}`, i)]);
   }
   w.close();
-  const bytes = nodeFs.readFileSync(p);
-  bytes[offsets[2]! + 12]! ^= 0x40; // inside record 3's payload
-  nodeFs.writeFileSync(p, bytes);
-  assert.deepEqual(scanWal(fs, p).records.map((r) => r.lsn), [1, 2]);
-  assert.equal(scanWal(fs, p).stopReason, 'checksum');
-  const r = WalWriter.open(fs, p, { sync: 'always' });
-  assert.equal(r.lastLsn, 2);
-  assert.equal(r.recovery.stopReason, 'checksum');
-  assert.equal(fileSize(p), offsets[2]);
-  r.close();
+  const size = fileSize(p);
+  for (const [label, at] of [['a payload byte', offsets[2]! + 12], ['the length field', offsets[2]! + 1]] as const) {
+    const bytes = nodeFs.readFileSync(p);
+    const damaged = Buffer.from(bytes);
+    damaged[at]! ^= 0x40;
+    nodeFs.writeFileSync(p, damaged);
+    // The reader stops at the damage (records 4 and 5 are never replayed past it) ...
+    assert.deepEqual(scanWal(fs, p).records.map((r) => r.lsn), [1, 2], label);
+    // ... and the writer refuses to open rather than cut acknowledged records 4 and 5 away.
+    assert.throws(
+      () => WalWriter.open(fs, p, { sync: 'always' }),
+      (e: unknown) => e instanceof StoreError && e.code === 'CORRUPT' && e.message.includes(`offset ${offsets[2]}`) && e.message.includes('LSN 4'),
+      label,
+    );
+    assert.equal(fileSize(p), size, `${label}: nothing truncated`);
+    nodeFs.writeFileSync(p, bytes);
+  }
 });
 
 test('a record out of sequence ends the log (a duplicated frame is not replayed twice)', () => {
@@ -377,4 +384,22 @@ test('a reader stopped early closes its file; a full scan leaves no handle open'
   assert.equal(fs.openHandles, 0);
   assert.equal(scanWal(fs, p).records.length, 3);
   assert.equal(fs.openHandles, 0);
+});
+
+test('damage inside the last group commit, with valid records of the same group after it, is a torn batch: cut, not refused', () => {
+  const p = tmpWal();
+  const fs = new TestFs();
+  const w = WalWriter.open(fs, p, { sync: 'none' });
+  w.commit([setReq('a', 1)]);
+  const batchStart = w.size;
+  // One group commit of 5 records: a power loss may persist its sectors in any order.
+  w.commit([setReq('b', 2), setReq('c', 3), setReq('d', 4), setReq('e', 5), setReq('f', 6)]);
+  w.close();
+  const bytes = nodeFs.readFileSync(p);
+  bytes[batchStart + 12]! ^= 0x40; // the group's first record is garbled; the other four survive
+  nodeFs.writeFileSync(p, bytes);
+  const r = WalWriter.open(fs, p, { sync: 'always' });
+  assert.equal(r.lastLsn, 1, 'the torn group is cut whole');
+  assert.equal(fileSize(p), batchStart);
+  r.close();
 });

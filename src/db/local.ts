@@ -67,9 +67,23 @@ export async function openLocal(options: LocalOpenOptions): Promise<LocalDatabas
   const lock = acquireLock(fs, dir, { pid: options.pid ?? process.pid, host: hostname(), nowMs: clock.now() }, options.isAlive ?? isProcessAlive);
   const dirs = driveDirs(dir, options.drives);
   const maxVolumeSize = options.maxVolumeSize ?? 2 ** 31;
-  const drives = dirs.map((d, slot) => DriveVolumes.open(fs, { dir: d, slot, maxVolumeSize, clock }));
-  const wal = WalWriter.open(fs, join(dir, WAL_FILE), { sync: policy });
-  const index = recoverIndex(fs, dir, options.indexBuckets);
+  let drives: DriveVolumes[];
+  let wal: WalWriter;
+  let index: HashIndex;
+  try {
+    drives = dirs.map((d, slot) => DriveVolumes.open(fs, { dir: d, slot, maxVolumeSize, clock }));
+    wal = WalWriter.open(fs, join(dir, WAL_FILE), { sync: policy });
+    index = recoverIndex(fs, dir, options.indexBuckets);
+  } catch (err) {
+    // A store that cannot recover must not keep its data dir locked against the next try
+    // (and a failing release must not hide why the open failed).
+    try {
+      lock.release();
+    } catch {
+      // the open's own error is the one to report
+    }
+    throw err;
+  }
   const reader = new VolumeReader(fs, dirs);
   const volumes = new LocalVolumes(drives, dirs, policy);
   const ports: Ports = {

@@ -61,6 +61,12 @@ export interface WalRecord {
   /** 0 = committed batch, 1 = snapshot chunk (start of a compacted WAL). */
   kind: 0 | 1;
   ops: Op[];
+  /**
+   * First LSN of the group commit that wrote this record (one write, one fdatasync). A later
+   * group is written only after the earlier one's fsync returned, so a valid record of a later
+   * group after a damaged one proves the damage hit synced data, not a torn unsynced tail.
+   */
+  batchFirstLsn?: number;
 }
 
 /** What the index holds for a live key. */

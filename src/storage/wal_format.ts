@@ -130,7 +130,10 @@ function encodeCbor(record: WalRecord): Uint8Array {
   if (!Array.isArray(record.ops)) bad('ops is not an array');
   const ops = record.ops.map((op) => opToArray(op, record.kind));
   // The encoder reuses its output buffer: callers copy before the next encode.
-  return codec.encode([record.lsn, record.timeMs, record.kind, ops]);
+  if (record.batchFirstLsn === undefined) return codec.encode([record.lsn, record.timeMs, record.kind, ops]);
+  assertUint(record.batchFirstLsn, 'batchFirstLsn');
+  if (record.batchFirstLsn > record.lsn) bad(`batchFirstLsn ${record.batchFirstLsn} after lsn ${record.lsn}`);
+  return codec.encode([record.lsn, record.timeMs, record.kind, ops, record.batchFirstLsn]);
 }
 
 function opToArray(op: Op, kind: 0 | 1): unknown[] {
@@ -198,8 +201,8 @@ function toKey(v: unknown): Uint8Array | null {
 }
 
 function toRecord(v: unknown): WalRecord | null {
-  if (!Array.isArray(v) || v.length !== 4) return null;
-  const [lsn, timeMs, kind, rawOps] = v as unknown[];
+  if (!Array.isArray(v) || (v.length !== 4 && v.length !== 5)) return null;
+  const [lsn, timeMs, kind, rawOps, batchFirstLsn] = v as unknown[];
   if (!isUint(lsn) || !isUint(timeMs) || (kind !== 0 && kind !== 1)) return null;
   if (!Array.isArray(rawOps)) return null;
   const ops: Op[] = [];
@@ -208,7 +211,9 @@ function toRecord(v: unknown): WalRecord | null {
     if (op === null || (kind === 1 && op.code !== OpCode.Set)) return null;
     ops.push(op);
   }
-  return { lsn, timeMs, kind, ops };
+  if (batchFirstLsn === undefined) return { lsn, timeMs, kind, ops };
+  if (!isUint(batchFirstLsn) || batchFirstLsn > lsn) return null;
+  return { lsn, timeMs, kind, ops, batchFirstLsn };
 }
 
 function toOp(v: unknown): Op | null {

@@ -232,3 +232,51 @@ export function io<T>(path: string, fn: () => T): T {
     throw new StoreError(code === 'ENOSPC' ? 'NO_SPACE' : 'IO_ERROR', `${path}: ${msg}`);
   }
 }
+
+/** A valid record found after a damaged one: proof the damage is not a torn tail. */
+export interface RecordAfterDamage {
+  offset: number;
+  lsn: number;
+}
+
+/**
+ * Looks, from `from` to the end of the file, for a record that is whole and valid (sane length,
+ * CRC, decodes) and belongs to a group commit that began after `afterLsn` (its batchFirstLsn,
+ * or its LSN for records written before batches were recorded, is above it). Used at open when a record fails: a torn tail
+ * (the unsynced end of the last group commit) has nothing valid after it; damage in the middle
+ * of the log has the records that followed it. Every byte offset is tried, since the damaged
+ * record's own length may be what is damaged; cheap checks (a sane length, a CBOR array of 4
+ * or 5 as the payload's first byte) filter candidates before a CRC is computed.
+ */
+export function findValidRecordAfter(fs: Fs, path: string, from: number, afterLsn: number): RecordAfterDamage | null {
+  const file = openForRead(fs, path);
+  try {
+    const size = io(path, () => file.size());
+    const window = 16 * 1024 * 1024;
+    const buf = new Uint8Array(Math.min(window, Math.max(0, size - from)));
+    for (let base = from; base < size; base += window - WAL_RECORD_HEADER_SIZE) {
+      const n = io(path, () => file.read(buf, base));
+      const view = new DataView(buf.buffer, 0, n);
+      for (let i = base === from ? 1 : 0; i + WAL_RECORD_HEADER_SIZE < n; i++) {
+        const length = view.getUint32(i, true);
+        if (length < 1 || length > WAL_MAX_PAYLOAD || base + i + WAL_RECORD_HEADER_SIZE + length > size) continue;
+        // A payload is a CBOR array of 4 or 5 (0x84, 0x85): a one-byte check before any CRC.
+        const head = buf[i + WAL_RECORD_HEADER_SIZE];
+        if (i + WAL_RECORD_HEADER_SIZE < n && head !== 0x84 && head !== 0x85) continue;
+        const frame = readFrameAt(file, base + i, length);
+        const res = decodeRecord(frame, 0);
+        if (res.ok && (res.record.batchFirstLsn ?? res.record.lsn) > afterLsn) return { offset: base + i, lsn: res.record.lsn };
+      }
+      if (base + n >= size) break;
+    }
+    return null;
+  } finally {
+    file.close();
+  }
+}
+
+function readFrameAt(file: FileHandle, offset: number, length: number): Uint8Array {
+  const frame = new Uint8Array(WAL_RECORD_HEADER_SIZE + length);
+  const n = io(file.path, () => file.read(frame, offset));
+  return frame.subarray(0, n);
+}

@@ -15,7 +15,7 @@ import type { FileHandle, Fs } from '../runtime/fs.js';
 import { fsErrorCode } from '../runtime/fs.js';
 import { StoreError, type Op, type WalRecord } from './types.js';
 import { WAL_HEADER_SIZE, encodeRecord, encodeWalHeader } from './wal_format.js';
-import { io, scanFrames, type WalScanEnd } from './wal_reader.js';
+import { findValidRecordAfter, io, scanFrames, type WalScanEnd } from './wal_reader.js';
 
 /** A group commit larger than this is refused (the committer cuts its batches below it). */
 export const WAL_MAX_BATCH_BYTES = 256 * 1024 * 1024;
@@ -62,6 +62,7 @@ export class WalWriter {
     const created = !io(path, () => fs.exists(path));
     if (created) createEmpty(fs, path);
     const end = scanToEnd(fs, path);
+    if (end.validEnd < end.fileSize) refuseMidLogDamage(fs, path, end);
     const file = io(path, () => fs.open(path, 'write'));
     try {
       if (end.validEnd < end.fileSize) {
@@ -102,7 +103,8 @@ export class WalWriter {
   commit(batch: CommitRequest[]): WalRecord[] {
     this.assertWritable();
     if (batch.length === 0) return [];
-    const records = batch.map((req, i): WalRecord => ({ lsn: this.last + 1 + i, timeMs: req.timeMs, kind: 0, ops: req.ops }));
+    const first = this.last + 1;
+    const records = batch.map((req, i): WalRecord => ({ lsn: first + i, timeMs: req.timeMs, kind: 0, ops: req.ops, batchFirstLsn: first }));
     const bytes = this.encodeBatch(records);
     try {
       this.file.write(bytes, this.end);
@@ -203,4 +205,24 @@ function scanToEnd(fs: Fs, path: string): WalScanEnd {
     const next = it.next();
     if (next.done === true) return next.value;
   }
+}
+
+/**
+ * A torn tail (the unsynced end of the last group commit) is cut; damage in the MIDDLE of the
+ * log is not: the records after it were acknowledged, and cutting them would lose them in
+ * silence. As Redis refuses an AOF corrupt in the middle, open refuses, names the place, and
+ * leaves the file untouched for `node cmd/check-wal.js` (which reports, and with --fix cuts
+ * after a backup, as an operator's explicit choice).
+ */
+function refuseMidLogDamage(fs: Fs, path: string, end: WalScanEnd): void {
+  // Only a record of a LATER group commit proves the damaged one was synced; valid records of
+  // the same (last, unsynced) group can survive a power loss around a garbled sector.
+  const after = findValidRecordAfter(fs, path, end.validEnd, end.lastLsn + 1);
+  if (after === null) return;
+  throw new StoreError(
+    'CORRUPT',
+    `${path} is damaged in the middle: the record at offset ${end.validEnd} (after LSN ${end.lastLsn}) is unreadable ` +
+      `(${end.stopReason ?? 'bad record'}), but valid records follow (LSN ${after.lsn} at offset ${after.offset}). ` +
+      `Refusing to start rather than drop acknowledged writes; run node cmd/check-wal.js --data <dir> to inspect (--fix cuts the log there after a backup).`,
+  );
 }
