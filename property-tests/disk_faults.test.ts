@@ -542,6 +542,7 @@ async function walMiddleFlip(checkpointed: boolean): Promise<void> {
     const code = storeCode(err, 'open after a flipped WAL record');
     assert.ok(['CORRUPT', 'CHECKSUM_MISMATCH'].includes(code), showErr(err));
     assert.match((err as Error).message, /wal\.log/);
+    assert.match((err as Error).message, /offset \d+/, 'the error does not say where');
     assert.equal(s.sim.readFile(path).length, sizeBefore, 'open refused but cut the WAL anyway');
     return;
   }
@@ -558,19 +559,36 @@ async function walMiddleFlip(checkpointed: boolean): Promise<void> {
   db.abandon();
 }
 
-test(
-  'flipped bit in a WAL record in the middle of the log (index not checkpointed): refused or reported, never cut silently',
-  { todo: 'bug: WalWriter.open cuts wal.log at the first bad record (scan stopReason "checksum"), dropping every later acknowledged record; the lead is changing the WAL open' },
-  async () => {
-    await walMiddleFlip(false);
-  },
-);
+test('flipped bit in a WAL record in the middle of the log (index not checkpointed): refused naming wal.log, never cut', async () => {
+  await walMiddleFlip(false);
+});
+
+test('flipped bit in a WAL record in the middle of the log (index checkpointed): refused naming wal.log, never cut', async () => {
+  await walMiddleFlip(true);
+});
 
 test(
-  'flipped bit in a WAL record in the middle of the log (index checkpointed): refused or reported, never cut silently',
-  { todo: 'bug: WalWriter.open cuts wal.log at the first bad record; the checkpointed index still serves the keys, but the log lost them' },
+  'flipped bit in the LAST WAL record (synced, acknowledged): reported, not cut silently',
+  {
+    todo:
+      'limitation: a damaged last record looks like a torn tail (nothing after it proves it was synced), so WalWriter.open ' +
+      'cuts it and the acknowledged write is gone; only WalRecovery.truncatedBytes/stopReason tell',
+  },
   async () => {
-    await walMiddleFlip(true);
+    const s = await storeWith(6);
+    await setAcked(s, 'flip-last-target', 1);
+    s.db.abandon(); // not checkpointed: the record is the only copy of the write's index entry
+    const path = `${DATA_DIR}/wal.log`;
+    flipDurableByte(s.sim, path, onlyOffset(s.sim.readFile(path), 'flip-last-target', 'wal.log') + 3, 1);
+    count('bit flip: last WAL record');
+    try {
+      s.db = await s.machine.open();
+    } catch (err) {
+      assert.ok(['CORRUPT', 'CHECKSUM_MISMATCH'].includes(storeCode(err, 'open')), showErr(err));
+      return;
+    }
+    const found = await liveState(s.db, s.machine.clock.now());
+    assert.ok(statesEqual(found, s.state), `opened without a word and serves ${describeState(found)}; acknowledged ${describeState(s.state)}`);
   },
 );
 
