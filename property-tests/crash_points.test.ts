@@ -16,7 +16,7 @@
 // The rewrite itself, run without a crash, must reach the "after" state, and its op trace
 // must contain the replacement it is meant to exercise (so the test cannot go toothless).
 //
-// Counts: BRISE_CRASH_POINT_SEEDS (default 2) seeds per non-drop mode. Prints the number of
+// Counts: BRISE_CRASH_POINT_SEEDS (default 3) seeds per non-drop mode. Prints the number of
 // (rewrite, k, mode, seed) cases run.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -39,7 +39,7 @@ import {
   type State,
 } from './fault_harness.js';
 
-const SEEDS = Number(process.env.BRISE_CRASH_POINT_SEEDS ?? 2);
+const SEEDS = Number(process.env.BRISE_CRASH_POINT_SEEDS ?? 3);
 /** Each mode with the seeds it is crashed with ('drop' is deterministic: one seed). */
 const MODES: [CrashMode, number[]][] = [
   ['drop', [0]],
