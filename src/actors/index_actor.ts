@@ -45,7 +45,30 @@ function init(ctx: ActorContext): void {
 }
 
 function onRequest(_from: string, body: unknown): unknown {
-  const msg = body as IndexRequest;
+  try {
+    return dispatch(body as IndexRequest);
+  } catch (err) {
+    exitIfFenced();
+    throw err;
+  }
+}
+
+/**
+ * An index fenced by an I/O failure (its memory may be ahead of its file) is of no use until it
+ * is reopened, and reopening is what the supervisor does: so this actor crashes, one-for-one,
+ * and its restart recovers from disk (the WAL replays what the file lacks). Reads resume by
+ * themselves instead of failing until an operator restarts the master.
+ */
+function exitIfFenced(): void {
+  const s = state;
+  if (s === null || s.index.fenced === undefined) return;
+  const why = s.index.fenced.message;
+  setImmediate(() => {
+    throw new StoreError('IO_ERROR', `index actor restarting to recover: ${why}`);
+  });
+}
+
+function dispatch(msg: IndexRequest): unknown {
   switch (msg.t) {
     case IndexMsg.Lookup:
       return onLookup(msg.key);
@@ -135,7 +158,9 @@ function rebuildSlice(): void {
     if (done) s.index.checkpoint();
   } catch (err) {
     for (const w of s.rebuildWaiters.splice(0)) w.reject(err);
-    throw err; // a failed rebuild leaves the index in an unknown state: crash, restart, recover
+    // A dropped rebuild leaves the index serving; a failed swap fences it: then restart.
+    exitIfFenced();
+    return;
   }
   if (!done) {
     scheduleRebuild();

@@ -91,6 +91,13 @@ export class LocalCommit implements CommitPort {
     const batch = this.queue;
     this.queue = [];
     const timeMs = this.clock.now();
+    // A fenced index cannot apply what the WAL would make durable: refuse before the WAL, so a
+    // write answered with an error never takes effect (a reopen recovers the index).
+    const fenced = this.index.fenced;
+    if (fenced !== undefined) {
+      for (const b of batch) b.reject(fenced);
+      return;
+    }
     let records;
     try {
       records = this.wal.commit(batch.map((b) => ({ ops: b.ops, timeMs })));

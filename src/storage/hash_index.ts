@@ -305,6 +305,8 @@ export class HashIndex {
   private rebuild: Rebuild | undefined;
   private sweepCursor = 0;
   private failure: StoreError | undefined;
+  /** Why the last rebuild was dropped, reported once by the next rebuildStep. */
+  private rebuildFailure: StoreError | undefined;
   private closed = false;
   /** Whether index.hash.heads has a durable directory entry. */
   private headsFileDurable: boolean;
@@ -546,13 +548,16 @@ export class HashIndex {
     if (this.rebuild !== undefined || this.loadingLsn >= 0) return;
     const b = buckets ?? Math.min(MAX_BUCKETS, nextPow2(Math.max(2 * this.live, this.main.buckets)));
     checkBucketCount(b);
-    this.guard(() => {
+    // Creating the new file touches nothing of the main one: a failure is the rebuild's alone.
+    try {
       const tmp = tmpPath(this.path);
       if (this.fs.exists(tmp)) this.fs.unlink(tmp);
       const handle = this.fs.open(tmp, 'exclusive');
       const file = new IndexFile(handle, tmp, b, new Float64Array(b), dataStart(b), 0);
       this.rebuild = { file, cursor: 0 };
-    });
+    } catch (err) {
+      throw new StoreError(asStoreError(err, tmpPath(this.path)).code, `index rebuild not started: ${asStoreError(err, tmpPath(this.path)).message}`);
+    }
   }
 
   /**
@@ -561,16 +566,35 @@ export class HashIndex {
    */
   rebuildStep(maxBuckets: number): boolean {
     this.assertUsable();
+    if (this.rebuildFailure !== undefined) {
+      const err = this.rebuildFailure;
+      this.rebuildFailure = undefined;
+      throw new StoreError(err.code, `index rebuild dropped: ${err.message}`);
+    }
     const rb = this.rebuild;
     if (rb === undefined) return true;
-    return this.guard(() => {
+    // Copying writes only the new file: a failure there drops the rebuild, not the index.
+    try {
       const stop = Math.min(this.main.buckets, rb.cursor + Math.max(1, maxBuckets));
       for (; rb.cursor < stop; rb.cursor++) this.copyBucket(rb.cursor, rb.file);
       rb.file.flush();
-      if (rb.cursor < this.main.buckets) return false;
+    } catch (err) {
+      this.dropRebuild(err);
+      const e = this.rebuildFailure!;
+      this.rebuildFailure = undefined;
+      throw new StoreError(e.code, `index rebuild dropped: ${e.message}`);
+    }
+    if (rb.cursor < this.main.buckets) return false;
+    // The swap replaces the main file: a failure part-way fences (memory may be ahead of disk).
+    return this.guard(() => {
       this.swapIn(rb.file);
       return true;
     });
+  }
+
+  /** The failure that fenced the index, if any: every later call fails with it until reopened. */
+  get fenced(): StoreError | undefined {
+    return this.failure;
   }
 
   /** Writes out pending entries and closes the files (no checkpoint: the owner decides). */
@@ -600,7 +624,11 @@ export class HashIndex {
     const results = new Array<number>(record.ops.length);
     for (let i = 0; i < record.ops.length; i++) results[i] = this.applyOp(record.ops[i]!, record.timeMs);
     this.main.flush();
-    this.rebuild?.file.flush();
+    try {
+      this.rebuild?.file.flush();
+    } catch (err) {
+      this.dropRebuild(err);
+    }
     return results;
   }
 
@@ -666,7 +694,27 @@ export class HashIndex {
     const bucket = hash & this.main.mask;
     this.main.append(bucket, f, key);
     const rb = this.rebuild;
-    if (rb !== undefined && bucket < rb.cursor) rb.file.append(hash & rb.file.mask, f, key);
+    if (rb !== undefined && bucket < rb.cursor) {
+      try {
+        rb.file.append(hash & rb.file.mask, f, key);
+      } catch (err) {
+        this.dropRebuild(err);
+      }
+    }
+  }
+
+  /**
+   * A failure on the rebuild's own file (ENOSPC on index.hash.tmp, say) drops the rebuild, not
+   * the index: the main file is untouched by it. The next rebuildStep reports the failure, so
+   * whoever waits on the rebuild (COMPACT, growth) hears it.
+   */
+  private dropRebuild(err: unknown): void {
+    this.rebuildFailure = asStoreError(err, tmpPath(this.path));
+    try {
+      this.abortRebuild();
+    } catch {
+      // the temp file is removed on the next start if not now
+    }
   }
 
   /**
