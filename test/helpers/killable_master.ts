@@ -2,7 +2,7 @@
 // kill, over the IPC channel. Used where killing an actor may take the whole process down (a
 // test process must not abort with it): `node dist/test/helpers/killable_master.js <flags>`,
 // spawned with stdio 'ipc'. The flags are the master's own (cmd/master.js), parsed the same way.
-// Owns: nothing but this process's master; it exits when the parent goes (IPC disconnect), so
+// Owns: nothing but this process's master. It exits when the parent goes (IPC disconnect), so
 // a failed test leaves no orphan.
 // Protocol (parent → child): {t:'kill', name} · {t:'status'} · {t:'address', name} · {t:'stop'}.
 // (child → parent): {t:'listening', tcpPort, httpPort} once; {t:'event', kind, name, ...} for
