@@ -49,7 +49,10 @@ export class ActorVolumes implements VolumePort {
       sync,
       needles: needles.map((n) => ({ key: n.key, expiresAt: n.expiresAt, flags: n.flags ?? 0 })),
     };
-    return this.peer(drive).call<NeedleAddress[]>(msg, { blobs: needles.map((n) => exactCopy(n.value)) });
+    // The writer hands large value buffers back: they die here, in a thread that collects often.
+    const reply = await this.peer(drive).request<NeedleAddress[]>(msg, { blobs: needles.map((n) => exactCopy(n.value)) });
+    for (const b of reply.blobs) streamChunks.give(b);
+    return reply.body;
   }
 
   async appendStream(drive: number, key: Uint8Array, size: number, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress> {

@@ -90,6 +90,12 @@ export interface Session {
   /** SET with NX / XX / KEEPTTL / GET: conditions judged atomically when the write applies. */
   setWith(key: Bytes, value: Bytes, options: SetCondOptions): Promise<SetCondResult>;
   get(key: Bytes): Promise<Buffer | null>;
+  /**
+   * Many GETs with one index request, the values read and handed to `each` one at a time, in
+   * order (it may wait, e.g. for a socket to drain): a pipeline of large values never holds
+   * them all at once.
+   */
+  getEach(keys: Bytes[], each: (value: Buffer | null) => Promise<void> | void): Promise<void>;
   /** Many GETs in one index request (MGET, a pipeline's GETs); one value or null per key. */
   getMany(keys: Bytes[]): Promise<(Buffer | null)[]>;
   /** Deletes keys; answers how many existed. */

@@ -172,6 +172,20 @@ export class EngineSession implements Session {
     return Buffer.from(await this.engine.ports.reader.readVerified(visible.address, k));
   }
 
+  async getEach(keys: Bytes[], each: (value: Buffer | null) => Promise<void> | void): Promise<void> {
+    const ks = keys.map((k) => checkKey(k, this.engine.limits));
+    if (this.txn.depth > 0) {
+      for (const k of ks) await each(await this.get(k));
+      return;
+    }
+    const entries = await this.engine.lookupLiveMany(ks);
+    const reader = this.engine.ports.reader;
+    for (let i = 0; i < ks.length; i++) {
+      const e = entries[i];
+      await each(e === undefined ? null : toBuffer(await reader.readVerified(e.address, ks[i]!)));
+    }
+  }
+
   async getMany(keys: Bytes[]): Promise<(Buffer | null)[]> {
     const ks = keys.map((k) => checkKey(k, this.engine.limits));
     if (this.txn.depth > 0) return Promise.all(ks.map((k) => this.get(k)));

@@ -59,6 +59,16 @@ const NOAUTH_ALLOWED = new Set(['auth', 'hello', 'quit', 'stop', 'exit']);
 const QUEUEABLE_FRONT_END = new Set(['ping', 'echo']);
 /** Commands taken from the buffer in one burst (bounds the replies held at once). */
 const MAX_BURST = 1024;
+/** Argument bytes taken in one burst. */
+const BURST_BYTES = 2 * 1024 * 1024;
+/** Commands of one read or SET group (one index request, one WAL record). */
+const MAX_GROUP = 16;
+/** Unprocessed input past which the socket stops being read. */
+const INPUT_HIGH_WATER = 4 * 1024 * 1024;
+/** A client whose unsent replies do not shrink for this long is disconnected. */
+const STALL_MS = 5000;
+/** Unsent output past which a burst waits for the client to read. */
+const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
 /** Write replies once this many bytes are gathered, even mid-pipeline. */
 const FLUSH_BYTES = 64 * 1024;
 /** How long a closing socket may take to drain before it is destroyed. */
@@ -73,6 +83,9 @@ export class RespConnection {
   private readonly writer = new ReplyWriter();
   private readonly session: Session;
   private running = false;
+  private inputPaused = false;
+  /** Replies given by runGets so far (to resume after a failure part-way through a group). */
+  private writerCount = 0;
   private closing = false;
   private multi: Buffer[][] | null = null;
   private multiError = false;
@@ -129,6 +142,14 @@ export class RespConnection {
     if (this.closing) return;
     this.client.lastActiveAt = Date.now();
     this.parser.push(chunk);
+    // Input is bounded: while a burst runs and this much more waits behind it, stop reading
+    // (the kernel's socket buffer, then TCP flow control, hold the rest); the pump resumes
+    // reading when it is done. An incomplete command keeps reading (the parser's own limits
+    // bound it), else a value larger than the watermark could never arrive.
+    if (this.running && this.parser.buffered > INPUT_HIGH_WATER && !this.inputPaused) {
+      this.inputPaused = true;
+      this.socket.pause();
+    }
     if (!this.running) void this.pump();
   }
 
@@ -162,18 +183,25 @@ export class RespConnection {
     } finally {
       this.flush();
       this.running = false;
+      if (this.inputPaused && !this.closing) {
+        this.inputPaused = false;
+        this.socket.resume();
+      }
       this.markIdle();
     }
   }
 
   /** The complete commands buffered now (at most MAX_BURST), and a protocol error after them. */
+  /** The complete commands buffered now: at most MAX_BURST of them and about BURST_BYTES. */
   private takeBurst(): { commands: Buffer[][]; error: string | null } {
     const commands: Buffer[][] = [];
-    while (commands.length < MAX_BURST) {
+    let bytes = 0;
+    while (commands.length < MAX_BURST && bytes < BURST_BYTES) {
       const parsed = this.parser.next();
       if (parsed.kind === 'need-more') break;
       if (parsed.kind === 'error') return { commands, error: parsed.message };
       commands.push(parsed.args);
+      for (const a of parsed.args) bytes += a.length;
     }
     return { commands, error: null };
   }
@@ -183,13 +211,43 @@ export class RespConnection {
     while (i < commands.length && !this.closing) {
       const kind = this.groupKind(commands[i]!);
       let j = i + 1;
-      if (kind !== 'alone') while (j < commands.length && this.groupKind(commands[j]!) === kind) j++;
+      // A group is bounded: a pipeline of 1 MB GETs must not read all its values at once.
+      if (kind !== 'alone') while (j < commands.length && j - i < MAX_GROUP && this.groupKind(commands[j]!) === kind) j++;
       if (j - i === 1) await this.dispatch(commands[i]!);
       else if (kind === 'read') await this.runReads(commands.slice(i, j));
       else await this.runSets(commands.slice(i, j));
       i = j;
       if (this.writer.length >= FLUSH_BYTES) this.flush();
+      // Output back-pressure: a client not reading stops its own burst here (and one past
+      // the output limit was disconnected by flush).
+      if (this.socket.writableLength > OUTPUT_HIGH_WATER) await this.drained();
     }
+  }
+
+  /**
+   * Resolves when the socket has written its buffer out, or is gone. A client whose unsent
+   * replies do not shrink for STALL_MS is disconnected (it holds its burst meanwhile; one that
+   * never reads must not hold it forever); a slow one that keeps reading is never cut off.
+   */
+  private drained(): Promise<void> {
+    if (this.socket.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      let last = this.socket.writableLength;
+      const timer = setInterval(() => {
+        const now = this.socket.writableLength;
+        if (now >= last) this.socket.destroy();
+        last = now;
+      }, STALL_MS);
+      timer.unref();
+      const done = (): void => {
+        clearInterval(timer);
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
   }
 
   /** Which commands may share a group: plain reads, or plain SETs outside any transaction. */
@@ -212,18 +270,25 @@ export class RespConnection {
     for (const r of replies) this.reply(r);
   }
 
-  /** A pipeline's run of GETs: one index request for all of them. */
+  /**
+   * A pipeline's run of GETs: one index request for all of them, then each value read and
+   * answered in turn, waiting for the client to read when its unsent replies pile up.
+   */
   private async runGets(group: Buffer[][]): Promise<void> {
-    let values: (Buffer | null)[];
+    const answered = this.writerCount;
     try {
-      values = await this.session.getMany(group.map((argv) => argv[1]!));
+      await this.session.getEach(group.map((argv) => argv[1]!), async (v) => {
+        this.reply(v === null ? NULL_BULK : bulk(v));
+        this.writerCount++;
+        if (this.writer.length >= FLUSH_BYTES) this.flush();
+        if (this.socket.writableLength > OUTPUT_HIGH_WATER) await this.drained();
+      });
     } catch {
-      // One bad key (too long, damaged needle) must answer its own error: run them one by one.
-      const replies = await Promise.all(group.map((argv) => execute(this.session, argv, this.ctx.db)));
-      for (const r of replies) this.reply(r);
-      return;
+      // One bad key (too long, damaged needle) answers its own error: the rest one by one.
+      const done = this.writerCount - answered;
+      const rest = await Promise.all(group.slice(done).map((argv) => execute(this.session, argv, this.ctx.db)));
+      for (const r of rest) this.reply(r);
     }
-    for (const v of values) this.reply(v === null ? NULL_BULK : bulk(v));
   }
 
   private async runSets(group: Buffer[][]): Promise<void> {
