@@ -122,6 +122,19 @@ async function init(ctx: ActorContext): Promise<void> {
     throw err;
   }
   state = { ctx, app, socket, port: uWS.us_socket_local_port(socket), reader, metrics: httpMetrics };
+  // A thread that dies with uWS handles open aborts the whole process (Node asserts on them):
+  // so an uncaught error closes the app first, then ends this thread; the supervisor restarts
+  // it, one-for-one, and the other front ends never notice.
+  process.on('uncaughtException', (err) => {
+    try {
+      uWS.us_listen_socket_close(socket);
+      app.close();
+    } catch {
+      // closing is best effort: the exit below must happen
+    }
+    process.stderr.write(`http front end crashed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
   ctx.onControl({
     address: () => ({ host: config.host, port: live().port }),
     metricsJson: () => live().metrics.json(),

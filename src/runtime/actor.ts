@@ -140,6 +140,12 @@ class ActorRuntime {
       case 'shutdown':
         void this.onShutdown();
         return;
+      case 'crash':
+        // Thrown outside any handler: the thread dies of an uncaught error, as with a real bug.
+        setImmediate(() => {
+          throw new Error(`${this.init.name} crashed on purpose (fault injection)`);
+        });
+        return;
       case 'init':
         throw new StoreError('INTERNAL', `${this.init.name} got a second init message`);
       default:

@@ -57,6 +57,9 @@ export interface ActorExitEvent {
   error?: string;
 }
 
+/** How long kill() lets an actor crash by itself before terminating its thread. */
+const KILL_GRACE_MS = 2000;
+
 /** 50 ms, doubling, at most 2 s. */
 export function defaultBackoff(attempt: number): number {
   return Math.min(2_000, 50 * 2 ** Math.max(0, attempt - 1));
@@ -159,8 +162,10 @@ export class Supervisor extends EventEmitter {
   }
 
   /**
-   * Kills an actor's thread abruptly, as a crash would (fault injection in tests, and an
-   * operator's last resort for a stuck actor); the supervisor then restarts it as usual.
+   * Kills an actor's thread (fault injection in tests, and an operator's last resort for a stuck
+   * actor); the supervisor then restarts it as usual. First as a bug would: an uncaught error
+   * inside the thread (so an actor that must close native handles before its thread ends, as
+   * uWebSockets.js must, can); if the thread is still there after a bound, it is terminated.
    * Resolves once the thread has exited.
    */
   async kill(name: string): Promise<void> {
@@ -168,8 +173,13 @@ export class Supervisor extends EventEmitter {
     const worker = slot.worker;
     if (worker === null) return;
     const exited = slot.exited;
-    await worker.terminate();
-    await exited;
+    worker.postMessage({ t: 'crash' } satisfies SupervisorMessage);
+    const timer = setTimeout(() => void worker.terminate(), KILL_GRACE_MS);
+    try {
+      await exited;
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Reverse dependency order: 'shutdown' to each, wait for its exit (terminate after a timeout). */

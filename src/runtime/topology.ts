@@ -124,6 +124,8 @@ export type SupervisorMessage =
   /** The neighbour `peer` died or stopped: fail what waits on it, refuse new requests. */
   | { t: 'peer-down'; peer: string; message: string }
   /** Finish in-flight requests, run the stop hook, exit 0. */
-  | { t: 'shutdown' };
+  | { t: 'shutdown' }
+  /** Crash now, as a bug would: an uncaught error in the actor's thread (fault injection). */
+  | { t: 'crash' };
 
 export type ActorMessage = { t: 'ready' } | { t: 'init-failed'; error: WireError };
