@@ -23,22 +23,12 @@ import { RespProtocolError, RespReplyParser } from '../src/protocol/resp_reply_p
 import { encodeCommand, writeReply } from '../src/protocol/resp_writer.js';
 import { joinCommandLine } from '../src/protocol/command_line.js';
 import { array, bulk, double, error, integer, map, nil, push, simple, type Reply } from '../src/protocol/reply.js';
+import { mulberry32 as rng } from './sim_fs.js';
 
 const SEED = Number(process.env.BRISE_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const INPUTS = Number(process.env.BRISE_RESP_FUZZ ?? 100_000);
 const MEMORY_BOUND = 128 * 1024 * 1024; // well below the 512 MiB a declared length would cost; above GC lag
 
-/** mulberry32: small, fast, seeded. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const random = rng(SEED);
 const int = (n: number): number => Math.floor(random() * n);

@@ -18,6 +18,7 @@ import { strict as assert } from 'node:assert';
 import { after, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { sleep, startMaster, stopAll, type MasterProcess } from './helpers/master_process.js';
+import { mulberry32 as rng } from '../property-tests/sim_fs.js';
 
 const CYCLES = Math.max(1, Number(process.env.BRISE_KILL_CYCLES ?? 20));
 const SEED = Number(process.env.BRISE_KILL_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -32,17 +33,6 @@ const BUDGET_MS = process.env.BRISE_KILL_CYCLES === undefined ? 80_000 : CYCLES 
 
 after(stopAll);
 
-/** mulberry32: a small seeded generator, so a failing run replays from its seed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The state of one key: its value (null = absent) and whether it was set with EX. */
 interface KeyState {

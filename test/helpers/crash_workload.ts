@@ -20,6 +20,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { streamRequest } from './master_process.js';
+export { mulberry32 as rng } from '../../property-tests/sim_fs.js';
 
 /** SET ... EX over TCP. */
 export const TCP_TTL_SECONDS = 1000;
@@ -30,17 +31,6 @@ export const MAX_BLOB = 4 * 1024 * 1024;
 /** Bounds on single requests of the workload and the checks: a hung server fails the test. */
 const REQUEST_MS = 20_000;
 
-/** mulberry32: a small seeded generator, so a failing run replays from its seed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A sub-seed from a seed and a path (cycle, writer...): independent streams per writer. */
 export function subSeed(...parts: number[]): number {
