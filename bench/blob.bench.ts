@@ -24,15 +24,15 @@
 //        (default 5), --json out.json (also write the results as JSON).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statfsSync, writeFileSync } from 'node:fs';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { createServer } from 'node:net';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
+import { children, keepTail, makeTempDir, removeTempDir, stopChild, tempDirs, track } from './children.js';
 
 const MB = 2 ** 20;
 const GB = 2 ** 30;
@@ -145,8 +145,6 @@ const DEADLINE_MS = 45 * 60_000;
 const INSTALL_HINT = 'install them with: sudo apt-get install -y nginx wrk (Debian/Ubuntu)';
 
 // Every child and temp dir the script made, so that cleanup can reach them from anywhere.
-const children = new Set<ChildProcess>();
-const tempDirs = new Set<string>();
 /** PIDs of nginx workers, stopped by PID if they outlive their master. */
 const strayPids = new Set<number>();
 
@@ -221,44 +219,8 @@ function freeBytes(dir: string): number {
 }
 
 // ---------------------------------------------------------------------------------------
-// Child processes (copied in spirit from bench/redis.bench.ts, which exports nothing)
+// Child processes: bench/children.ts
 
-/** Remembers the last `max` lines of a stream (a server's log), draining it so it never blocks. */
-function keepTail(stream: NodeJS.ReadableStream | null, tail: string[], onLine?: (line: string) => void, max = 20): void {
-  if (stream === null) return;
-  createInterface({ input: stream }).on('line', (line) => {
-    tail.push(line);
-    if (tail.length > max) tail.shift();
-    onLine?.(line);
-  });
-}
-
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-
-function makeTempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  tempDirs.add(dir);
-  return dir;
-}
-
-function removeTempDir(dir: string): void {
-  rmSync(dir, { recursive: true, force: true });
-  tempDirs.delete(dir);
-}
-
-/** Sends `signal` to the child by its PID, then SIGKILL if it has not exited in `ms`. */
-async function stopChild(child: ChildProcess, signal: NodeJS.Signals, ms: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill(signal);
-  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-  await exited;
-  clearTimeout(timer);
-}
 
 function alive(pid: number): boolean {
   try {

@@ -18,12 +18,11 @@
 //        reported), --seconds S (target length of a measured run, default 3),
 //        --json out.json (also write the table as JSON).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { children, keepTail, makeTempDir, removeTempDir, stopChild, tempDirs, track } from './children.js';
 
 type Test = 'SET' | 'GET';
 type ServerName = 'brisedb' | 'redis';
@@ -89,8 +88,6 @@ const REDIS_FLAGS: Record<Test, string[]> = {
 };
 
 // Every child and temp dir the script made, so that cleanup can reach them from anywhere.
-const children = new Set<ChildProcess>();
-const tempDirs = new Set<string>();
 
 // ---------------------------------------------------------------------------------------
 // Flags
@@ -147,42 +144,6 @@ function machineLine(redisVersion: string): string {
 // ---------------------------------------------------------------------------------------
 // Child processes
 
-/** Remembers the last `max` lines of a stream (a server's log), draining it so it never blocks. */
-function keepTail(stream: NodeJS.ReadableStream | null, tail: string[], onLine?: (line: string) => void, max = 20): void {
-  if (stream === null) return;
-  createInterface({ input: stream }).on('line', (line) => {
-    tail.push(line);
-    if (tail.length > max) tail.shift();
-    onLine?.(line);
-  });
-}
-
-function track(child: ChildProcess): ChildProcess {
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  return child;
-}
-
-function makeTempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix));
-  tempDirs.add(dir);
-  return dir;
-}
-
-function removeTempDir(dir: string): void {
-  rmSync(dir, { recursive: true, force: true });
-  tempDirs.delete(dir);
-}
-
-/** Sends `signal` to the child by its PID, then SIGKILL if it has not exited in `ms`. */
-async function stopChild(child: ChildProcess, signal: NodeJS.Signals, ms: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  child.kill(signal);
-  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
-  await exited;
-  clearTimeout(timer);
-}
 
 interface RunResult {
   code: number | null;

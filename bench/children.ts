@@ -1,0 +1,48 @@
+// The child processes and temp dirs of a benchmark script (servers it starts, their data), so
+// that every exit path (success, error, SIGINT) can stop each child by its own PID and remove
+// each dir. One set per process: each benchmark script runs alone.
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+export const children = new Set<ChildProcess>();
+export const tempDirs = new Set<string>();
+
+/** Remembers the last `max` lines of a stream (a server's log), draining it so it never blocks. */
+export function keepTail(stream: NodeJS.ReadableStream | null, tail: string[], onLine?: (line: string) => void, max = 20): void {
+  if (stream === null) return;
+  createInterface({ input: stream }).on('line', (line) => {
+    tail.push(line);
+    if (tail.length > max) tail.shift();
+    onLine?.(line);
+  });
+}
+
+export function track(child: ChildProcess): ChildProcess {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
+export function makeTempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.add(dir);
+  return dir;
+}
+
+export function removeTempDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+/** Sends `signal` to the child by its PID, then SIGKILL if it has not exited in `ms`. */
+export async function stopChild(child: ChildProcess, signal: NodeJS.Signals, ms: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+  await exited;
+  clearTimeout(timer);
+}
