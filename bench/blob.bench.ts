@@ -32,7 +32,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { children, keepTail, makeTempDir, removeTempDir, stopChild, tempDirs, track } from './children.js';
+import { children, keepTail, makeTempDir, removeTempDir, runBench, stopChild, tempDirs, track } from './children.js';
 
 const MB = 2 ** 20;
 const GB = 2 ** 30;
@@ -1009,29 +1009,9 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
-let exitCode: number | null = null;
-
-/** The first caller's code wins: after SIGINT, the runs it kills fail, and must not turn 130 into 1. */
-function exitAfterCleanup(code: number): void {
-  exitCode ??= code;
-  const exit = (): never => process.exit(exitCode ?? code);
-  cleanup().then(exit, exit);
-}
-
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const versions = requireTools();
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      log(`bench:blob: ${signal}, stopping the servers`);
-      exitAfterCleanup(130);
-    });
-  }
-  const deadline = setTimeout(() => {
-    log(`bench:blob: not done after ${DEADLINE_MS / 60_000} min, giving up`);
-    exitAfterCleanup(1);
-  }, DEADLINE_MS);
-  deadline.unref();
   const head = header(versions, opts);
   for (const line of head) log(line);
 
@@ -1044,7 +1024,6 @@ async function main(): Promise<void> {
   }
   const w = await runWrk(opts);
   await cleanup();
-  clearTimeout(deadline);
 
   const rows = [...sizes.flatMap(sizeRows), ...wrkRows(w)];
   process.stdout.write(`\n${head.join('\n')}\n\n${table(rows)}\n`);
@@ -1058,10 +1037,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    log(`bench:blob: ${err instanceof Error ? err.message : String(err)}`);
-    exitAfterCleanup(1);
-  },
-);
+runBench('bench:blob', DEADLINE_MS, cleanup, main, log);

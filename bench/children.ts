@@ -46,3 +46,36 @@ export async function stopChild(child: ChildProcess, signal: NodeJS.Signals, ms:
   await exited;
   clearTimeout(timer);
 }
+
+/**
+ * Runs a benchmark's main so that it always ends cleanly: SIGINT/SIGTERM (exit 130), an error
+ * (exit 1) or the deadline (exit 1) stop every child and remove every dir through `cleanup`
+ * first. The first exit code wins: after SIGINT, the runs it kills fail and must not turn 130
+ * into 1.
+ */
+export function runBench(name: string, deadlineMs: number, cleanup: () => Promise<void>, main: () => Promise<void>, log: (line: string) => void): void {
+  let exitCode: number | null = null;
+  const exitAfterCleanup = (code: number): void => {
+    exitCode ??= code;
+    const exit = (): never => process.exit(exitCode ?? code);
+    cleanup().then(exit, exit);
+  };
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      log(`${name}: ${signal}, stopping the servers`);
+      exitAfterCleanup(130);
+    });
+  }
+  const deadline = setTimeout(() => {
+    log(`${name}: not done after ${deadlineMs / 60_000} min, giving up`);
+    exitAfterCleanup(1);
+  }, deadlineMs);
+  deadline.unref();
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      log(`${name}: ${err instanceof Error ? err.message : String(err)}`);
+      exitAfterCleanup(1);
+    },
+  );
+}

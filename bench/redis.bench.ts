@@ -22,7 +22,7 @@ import { writeFileSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { children, keepTail, makeTempDir, removeTempDir, stopChild, tempDirs, track } from './children.js';
+import { children, keepTail, makeTempDir, removeTempDir, runBench, stopChild, tempDirs, track } from './children.js';
 
 type Test = 'SET' | 'GET';
 type ServerName = 'brisedb' | 'redis';
@@ -492,29 +492,9 @@ function cleanup(): Promise<void> {
   return cleaning;
 }
 
-let exitCode: number | null = null;
-
-/** The first caller's code wins: after SIGINT, the runs it kills fail, and must not turn 130 into 1. */
-function exitAfterCleanup(code: number): void {
-  exitCode ??= code;
-  const exit = (): never => process.exit(exitCode ?? code);
-  cleanup().then(exit, exit);
-}
-
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
   const redisVersion = requireTools();
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      log(`bench:redis: ${signal}, stopping the servers`);
-      exitAfterCleanup(130);
-    });
-  }
-  const deadline = setTimeout(() => {
-    log(`bench:redis: not done after ${DEADLINE_MS / 60_000} min, giving up`);
-    exitAfterCleanup(1);
-  }, DEADLINE_MS);
-  deadline.unref();
   const head = header(redisVersion, opts);
   for (const line of head) log(line);
 
@@ -523,7 +503,6 @@ async function main(): Promise<void> {
     for (const size of SIZES) rows.push(...(await runGroup(test, size, opts)));
   }
   await cleanup();
-  clearTimeout(deadline);
 
   process.stdout.write(`\n${head.join('\n')}\n\n${table(rows)}\n`);
   const met = rows.filter((r) => r.met).length;
@@ -534,10 +513,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err: unknown) => {
-    log(`bench:redis: ${err instanceof Error ? err.message : String(err)}`);
-    exitAfterCleanup(1);
-  },
-);
+runBench('bench:redis', DEADLINE_MS, cleanup, main, log);
