@@ -9,14 +9,9 @@
 import uWS from 'uWebSockets.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { runActor, type ActorContext } from '../runtime/actor.js';
-import { NodeFs } from '../runtime/fs.js';
 import { systemClock } from '../runtime/clock.js';
 import { StoreError } from '../storage/types.js';
 import { VolumeReader } from '../storage/volume_reader.js';
-import { DEFAULT_LIMITS } from '../db/api.js';
-import { frontEndPorts } from '../db/actor_ports.js';
-import { Engine } from '../db/engine.js';
-import { LocalReader } from '../db/local_ports.js';
 import { WalFeed } from '../db/wal_feed.js';
 import { parseBearer, tokenMatches } from '../protocol/http_params.js';
 import { FrontEndMsg, type ActorStatusLine, type FrontEndToMain } from '../protocol/frontend_protocol.js';
@@ -25,7 +20,7 @@ import { listKeys, metrics, scanKeys, status, type ApiContext } from '../fronten
 import { HttpMetrics } from '../frontend/http_metrics.js';
 import { sendError, watchAbort } from '../frontend/http_util.js';
 import { registerWebSockets } from '../frontend/ws_routes.js';
-import { storeActorNames, volumeActorName } from './store_topology.js';
+import { frontEndEngine } from './front_end.js';
 
 export interface HttpFrontendConfig {
   host: string;
@@ -55,10 +50,8 @@ let nextSubscriber = 1;
 
 async function init(ctx: ActorContext): Promise<void> {
   const config = ctx.config as HttpFrontendConfig;
-  const reader = new VolumeReader(new NodeFs(), config.drives);
-  for (const name of storeActorNames(config.drives.length)) ctx.peer(name).setFlushMode('turn');
-  const ports = frontEndPorts((name) => ctx.peer(name), config.drives, new LocalReader(reader), volumeActorName);
-  const engine = new Engine(ports, { ...DEFAULT_LIMITS, maxKeyLength: config.maxKeyLength }, systemClock);
+  const { engine, reader } = frontEndEngine(ctx, config.drives, { maxKeyLength: config.maxKeyLength });
+  const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
   const now = (): number => systemClock.now();
   const observe = (route: string, method: string, code: number, bytesIn: number, bytesOut: number, startedAt: number): void =>

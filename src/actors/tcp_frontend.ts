@@ -10,19 +10,15 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { cpus, hostname, totalmem } from 'node:os';
 import { runActor, type ActorContext } from '../runtime/actor.js';
-import { NodeFs } from '../runtime/fs.js';
-import { systemClock } from '../runtime/clock.js';
 import { StoreError } from '../storage/types.js';
 import { VolumeReader } from '../storage/volume_reader.js';
-import { DEFAULT_LIMITS, type Limits } from '../db/api.js';
-import { frontEndPorts } from '../db/actor_ports.js';
+import type { Limits } from '../db/api.js';
 import { EngineDatabase } from '../db/database.js';
 import { Engine } from '../db/engine.js';
-import { LocalReader } from '../db/local_ports.js';
 import type { TcpLimits } from '../master/master_config.js';
 import { RespConnection, type FrontEndStats } from '../frontend/resp_connection.js';
 import { BRISEDB_VERSION, INFO_SECTIONS, REDIS_COMPAT_VERSION, type ClientState, type ServerState } from '../frontend/server_commands.js';
-import { storeActorNames, volumeActorName } from './store_topology.js';
+import { frontEndEngine } from './front_end.js';
 import { FrontEndMsg, type ActorStatusLine, type FrontEndToMain } from '../protocol/frontend_protocol.js';
 
 export interface TcpFrontendConfig {
@@ -59,12 +55,8 @@ let nextSubscriber = 1;
 
 async function init(ctx: ActorContext): Promise<void> {
   const config = ctx.config as TcpFrontendConfig;
-  const reader = new VolumeReader(new NodeFs(), config.drives);
-  // Every request read from any socket in one poll phase leaves in one message per actor.
-  for (const name of storeActorNames(config.drives.length)) ctx.peer(name).setFlushMode('turn');
-  const ports = frontEndPorts((name) => ctx.peer(name), config.drives, new LocalReader(reader), volumeActorName);
-  const broker = ports.broker;
-  const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...config.engineLimits }, systemClock);
+  const { engine, reader } = frontEndEngine(ctx, config.drives, config.engineLimits);
+  const broker = engine.ports.broker;
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}));
   const clients = new Map<number, ClientState>();
   const stats: FrontEndStats = { connectionsReceived: 0, commandsProcessed: 0, rejectedConnections: 0, protocolErrors: 0 };

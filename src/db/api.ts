@@ -96,8 +96,6 @@ export interface Session {
    * them all at once.
    */
   getEach(keys: Bytes[], each: (value: Buffer | null) => Promise<void> | void): Promise<void>;
-  /** Many GETs in one index request (MGET, a pipeline's GETs); one value or null per key. */
-  getMany(keys: Bytes[]): Promise<(Buffer | null)[]>;
   /** Deletes keys; answers how many existed. */
   delete(...keys: Bytes[]): Promise<number>;
   exists(key: Bytes): Promise<boolean>;

@@ -5,7 +5,7 @@
 import type { Clock } from '../runtime/clock.js';
 import { OpCode, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import type { Limits } from './api.js';
-import type { CommitResult, Ports } from './ports.js';
+import type { CommitResult, Lookup, Ports } from './ports.js';
 
 /** Lazy-expiry deletes in flight at once; past it, the background sweep gets the rest. */
 const MAX_PENDING_EXPIRIES = 1024;
@@ -45,23 +45,21 @@ export class Engine {
 
   /** The live entry of a key; an expired one is treated as absent and its deletion logged. */
   async lookupLive(key: Uint8Array): Promise<IndexEntry | undefined> {
-    const found = await this.ports.index.lookup(key);
-    if (found.entry !== undefined && isLive(found.entry.expiresAt, this.clock.now())) return found.entry;
-    const expired = found.expired ?? (found.entry ? found.entry.address : undefined);
-    if (expired !== undefined) this.scheduleExpiry(key, expired.volume, expired.offset);
-    return undefined;
+    return this.liveOf(key, await this.ports.index.lookup(key), this.clock.now());
   }
 
   /** lookupLive for many keys in one index request. */
   async lookupLiveMany(keys: Uint8Array[]): Promise<(IndexEntry | undefined)[]> {
     const found = await this.ports.index.lookupMany(keys);
     const now = this.clock.now();
-    return found.map((f, i) => {
-      if (f.entry !== undefined && isLive(f.entry.expiresAt, now)) return f.entry;
-      const expired = f.expired ?? (f.entry ? f.entry.address : undefined);
-      if (expired !== undefined) this.scheduleExpiry(keys[i]!, expired.volume, expired.offset);
-      return undefined;
-    });
+    return found.map((f, i) => this.liveOf(keys[i]!, f, now));
+  }
+
+  private liveOf(key: Uint8Array, found: Lookup, now: number): IndexEntry | undefined {
+    if (found.entry !== undefined && isLive(found.entry.expiresAt, now)) return found.entry;
+    const expired = found.expired ?? found.entry?.address;
+    if (expired !== undefined) this.scheduleExpiry(key, expired.volume, expired.offset);
+    return undefined;
   }
 
   /** Logs a DEL_IF for an expired key, without making the reader wait for it. */

@@ -39,14 +39,19 @@ function fail(message: string): never {
 export async function execute(session: Session, argv: Buffer[], db?: Database): Promise<Reply> {
   const checked = checkCommand(argv);
   if (!checked.ok) return checked.reply;
-  const handler = HANDLERS[checked.spec.name];
+  return executeChecked(session, argv, checked.spec, db);
+}
+
+/** execute() for a command line already checked against the table (the RESP front end checks once). */
+export async function executeChecked(session: Session, argv: Buffer[], spec: CommandSpec, db?: Database): Promise<Reply> {
+  const handler = HANDLERS[spec.name];
   if (handler === undefined) {
-    return error(`ERR '${checked.spec.name}' is handled by the front end (REPL or TCP connection), not here`);
+    return error(`ERR '${spec.name}' is handled by the front end (REPL or TCP connection), not here`);
   }
   try {
-    return await handler({ session, db, argv, spec: checked.spec });
+    return await handler({ session, db, argv, spec });
   } catch (err) {
-    return errorReply(err, checked.spec);
+    return errorReply(err, spec);
   }
 }
 
@@ -132,8 +137,11 @@ async function msetCommand({ session, argv, spec }: Context): Promise<Reply> {
 }
 
 async function mgetCommand({ session, argv }: Context): Promise<Reply> {
-  const values = await session.getMany(argv.slice(1));
-  return array(values.map((v) => bulk(v)));
+  const values: Reply[] = [];
+  await session.getEach(argv.slice(1), (v) => {
+    values.push(bulk(v));
+  });
+  return array(values);
 }
 
 async function countCommand({ session, argv }: Context): Promise<Reply> {

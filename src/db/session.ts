@@ -186,16 +186,6 @@ export class EngineSession implements Session {
     }
   }
 
-  async getMany(keys: Bytes[]): Promise<(Buffer | null)[]> {
-    const ks = keys.map((k) => checkKey(k, this.engine.limits));
-    if (this.txn.depth > 0) return Promise.all(ks.map((k) => this.get(k)));
-    const entries = await this.engine.lookupLiveMany(ks);
-    const reader = this.engine.ports.reader;
-    return Promise.all(
-      entries.map(async (e, i) => (e === undefined ? null : toBuffer(await reader.readVerified(e.address, ks[i]!)))),
-    );
-  }
-
   async delete(...keys: Bytes[]): Promise<number> {
     const ks = keys.map((k) => checkKey(k, this.engine.limits));
     if (ks.length === 0) return 0;

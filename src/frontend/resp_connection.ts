@@ -12,10 +12,10 @@
 // - a client whose unsent replies pass the output limit is disconnected (Redis' output
 //   buffer limit) instead of growing memory; reading pauses while the socket is backed up.
 import type { Socket } from 'node:net';
-import { execute, errorReply, plainSetOf } from '../db/executor.js';
+import { execute, executeChecked, errorReply, plainSetOf } from '../db/executor.js';
 import type { Database, Session } from '../db/api.js';
 import type { BrokerPort, Delivery } from '../db/ports.js';
-import { checkCommand, hasFlag } from '../protocol/commands.js';
+import { checkCommand, hasFlag, type CheckResult, type CommandSpec } from '../protocol/commands.js';
 import { OK, array, bulk, error, integer, push, simple, NULL_BULK, type Reply } from '../protocol/reply.js';
 import { RespCommandParser } from '../protocol/resp_parser.js';
 import { ReplyWriter } from '../protocol/resp_writer.js';
@@ -207,14 +207,16 @@ export class RespConnection {
   }
 
   private async runBurst(commands: Buffer[][]): Promise<void> {
+    // Each command is checked against the table once, here, and the result passed along.
+    const checks = commands.map((argv) => checkCommand(argv));
     let i = 0;
     while (i < commands.length && !this.closing) {
-      const kind = this.groupKind(commands[i]!);
+      const kind = this.groupKind(commands[i]!, checks[i]!);
       let j = i + 1;
       // A group is bounded: a pipeline of 1 MB GETs must not read all its values at once.
-      if (kind !== 'alone') while (j < commands.length && j - i < MAX_GROUP && this.groupKind(commands[j]!) === kind) j++;
-      if (j - i === 1) await this.dispatch(commands[i]!);
-      else if (kind === 'read') await this.runReads(commands.slice(i, j));
+      if (kind !== 'alone') while (j < commands.length && j - i < MAX_GROUP && this.groupKind(commands[j]!, checks[j]!) === kind) j++;
+      if (j - i === 1) await this.dispatch(commands[i]!, checks[i]!);
+      else if (kind === 'read') await this.runReads(commands.slice(i, j), checks.slice(i, j));
       else await this.runSets(commands.slice(i, j));
       i = j;
       if (this.writer.length >= FLUSH_BYTES) this.flush();
@@ -251,9 +253,8 @@ export class RespConnection {
   }
 
   /** Which commands may share a group: plain reads, or plain SETs outside any transaction. */
-  private groupKind(argv: Buffer[]): 'read' | 'set' | 'alone' {
+  private groupKind(argv: Buffer[], checked: CheckResult): 'read' | 'set' | 'alone' {
     if (this.multi !== null || !this.client.authenticated || this.inSubscribedMode()) return 'alone';
-    const checked = checkCommand(argv);
     if (!checked.ok) return 'alone';
     const { spec } = checked;
     if (hasFlag(spec, 'front-end')) return 'alone';
@@ -262,11 +263,16 @@ export class RespConnection {
     return 'alone';
   }
 
-  private async runReads(group: Buffer[][]): Promise<void> {
+  private async runReads(group: Buffer[][], checks: CheckResult[]): Promise<void> {
     this.ctx.stats.commandsProcessed += group.length;
     this.client.lastCommand = checkName(group[group.length - 1]!);
     if (group.every(isPlainGet)) return this.runGets(group);
-    const replies = await Promise.all(group.map((argv) => execute(this.session, argv, this.ctx.db)));
+    const replies = await Promise.all(
+      group.map((argv, k) => {
+        const c = checks[k]!;
+        return c.ok ? executeChecked(this.session, argv, c.spec, this.ctx.db) : Promise.resolve(c.reply);
+      }),
+    );
     for (const r of replies) this.reply(r);
   }
 
@@ -299,9 +305,8 @@ export class RespConnection {
     for (const err of results) this.reply(err === null ? OK : errorReply(err));
   }
 
-  private async dispatch(argv: Buffer[]): Promise<void> {
+  private async dispatch(argv: Buffer[], checked: CheckResult = checkCommand(argv)): Promise<void> {
     this.ctx.stats.commandsProcessed += 1;
-    const checked = checkCommand(argv);
     if (!checked.ok) {
       if (this.multi !== null) this.multiError = true;
       this.reply(checked.reply);
@@ -322,10 +327,11 @@ export class RespConnection {
       this.reply(error(`ERR Can't execute '${name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`));
       return;
     }
-    await this.run(name, argv);
+    await this.run(spec, argv);
   }
 
-  private async run(name: string, argv: Buffer[]): Promise<void> {
+  private async run(spec: CommandSpec, argv: Buffer[]): Promise<void> {
+    const name = spec.name;
     const { server } = this.ctx;
     switch (name) {
       case 'quit':
@@ -367,7 +373,7 @@ export class RespConnection {
       default:
         break;
     }
-    this.reply(await execute(this.session, argv, this.ctx.db));
+    this.reply(await executeChecked(this.session, argv, spec, this.ctx.db));
   }
 
   // ---- AUTH ----------------------------------------------------------------------------

@@ -111,17 +111,8 @@ const WALK_READ = 256;
 /** Hard limit of buckets visited by one scan() call (empty buckets cost little). */
 const SCAN_MAX_VISITS_PER_COUNT = 10;
 
-/** Newest state of one key of a chain, as the walks return it. */
-interface ChainEntry {
-  hash: number;
-  key: Uint8Array;
-  flags: number;
-  volume: number;
-  offset: number;
-  length: number;
-  expiresAt: number;
-  modified: number;
-}
+/** Newest state of one key of a chain, as the walks return it: an entry's fields and its key. */
+type ChainEntry = Omit<EntryFields, 'next'> & { key: Uint8Array };
 
 /** One index file: its handle, its heads in memory, and the entries not yet written out. */
 class IndexFile {
