@@ -15,6 +15,7 @@ import { volumeFileName, volumeIdOf } from '../src/storage/volume_format.js';
 import { DriveVolumes } from '../src/storage/drive_volumes.js';
 import { VolumeFile } from '../src/storage/volume_file.js';
 import { VolumeReader } from '../src/storage/volume_reader.js';
+import { codeOf } from './helpers/store_error.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array): string => new TextDecoder().decode(b);
@@ -29,15 +30,7 @@ afterEach(() => {
   nodeFs.rmSync(root, { recursive: true, force: true });
 });
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof StoreError, `not a StoreError: ${String(err)}`);
-    return err.code;
-  }
-  assert.fail('expected a StoreError');
-}
+const code = codeOf;
 
 /** NodeFs that records file syncs and directory syncs, and can fail fdatasync. */
 class RecordingFs implements Fs {

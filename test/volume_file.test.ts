@@ -12,6 +12,7 @@ import { canaries, resetCanaries } from '../src/runtime/canary.js';
 import { StoreError, type NeedleAddress } from '../src/storage/types.js';
 import { NeedleFlag, alignUp, needleLength } from '../src/storage/volume_format.js';
 import { VolumeFile, type ScannedNeedle } from '../src/storage/volume_file.js';
+import { codeOf } from './helpers/store_error.js';
 
 const fs = new NodeFs();
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
@@ -28,15 +29,7 @@ afterEach(() => {
   nodeFs.rmSync(dir, { recursive: true, force: true });
 });
 
-function code(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof StoreError, `not a StoreError: ${String(err)}`);
-    return err.code;
-  }
-  assert.fail('expected a StoreError');
-}
+const code = codeOf;
 
 function bytes(n: number, seed = 1): Uint8Array {
   const b = new Uint8Array(n);
