@@ -5,9 +5,10 @@
 // is measured by benchmarks, never by tests).
 //
 // Run: npx tsc -p . && node dist/bench/resp.bench.js [--seconds N]
-import { DEFAULT_PARSER_LIMITS, RespCommandParser } from '../src/protocol/resp_parser.js';
+import { RespCommandParser } from '../src/protocol/resp_parser.js';
 import { ReplyWriter, encodeCommand } from '../src/protocol/resp_writer.js';
 import { RespReplyParser } from '../src/protocol/resp_reply_parser.js';
+import { DEFAULT_PARSER_LIMITS } from '../src/protocol/tcp_limits.js';
 
 const args = process.argv.slice(2);
 const secondsArg = args.indexOf('--seconds');

@@ -22,7 +22,6 @@ import assert from 'node:assert/strict';
 import { ManualClock } from '../src/runtime/clock.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
 import type { LocalDatabase } from '../src/db/local.js';
-import { StoreError } from '../src/storage/types.js';
 import { ENTRY_HEADER_SIZE, E_EXPIRES, E_OFFSET } from '../src/storage/hash_index_format.js';
 import { NEEDLE_HEADER_SIZE } from '../src/storage/volume_format.js';
 import { SimFs, mulberry32, randInt, type OpInfo } from './sim_fs.js';
@@ -43,6 +42,7 @@ import {
   type FaultClass,
   type State,
 } from './fault_harness.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 /** Faults injected, per kind, over the whole file (printed at the end). */
 const injected = new Map<string, number>();

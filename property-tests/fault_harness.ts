@@ -14,9 +14,9 @@
 import { ManualClock } from '../src/runtime/clock.js';
 import type { FileHandle, Fs, OpenMode } from '../src/runtime/fs.js';
 import { openLocal, type LocalDatabase } from '../src/db/local.js';
-import { StoreError } from '../src/storage/types.js';
 import { SimFs, SimFsError, mulberry32, type OpInfo, type OpName, type Rng } from './sim_fs.js';
 import { describeState, liveView, statesEqual, type State } from './model.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 export { describeState, liveView, statesEqual, type State };
 

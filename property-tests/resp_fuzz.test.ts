@@ -16,14 +16,13 @@
 // Environment: BRISE_SEED (replay a run), BRISE_RESP_FUZZ (inputs, default 100000).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  DEFAULT_PARSER_LIMITS, PROTOCOL_ERRORS, RespCommandParser, type RespParserLimits,
-} from '../src/protocol/resp_parser.js';
+import { PROTOCOL_ERRORS, RespCommandParser } from '../src/protocol/resp_parser.js';
 import { RespProtocolError, RespReplyParser } from '../src/protocol/resp_reply_parser.js';
 import { encodeCommand, writeReply } from '../src/protocol/resp_writer.js';
 import { joinCommandLine } from '../src/protocol/command_line.js';
 import { array, bulk, double, error, integer, map, nil, push, simple, type Reply } from '../src/protocol/reply.js';
 import { mulberry32 as rng } from './sim_fs.js';
+import { DEFAULT_PARSER_LIMITS, type RespParserLimits } from '../src/protocol/tcp_limits.js';
 
 const SEED = Number(process.env.BRISE_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const INPUTS = Number(process.env.BRISE_RESP_FUZZ ?? 100_000);

@@ -19,7 +19,7 @@ export type {
   SyncPolicy,
 } from './db/api.js';
 export { DEFAULT_LIMITS } from './db/api.js';
-export { StoreError, type ErrorCode } from './storage/types.js';
+export { StoreError, type ErrorCode } from './runtime/errors.js';
 export { NodeFs, type Fs, type FileHandle } from './runtime/fs.js';
 export { systemClock, ManualClock, type Clock } from './runtime/clock.js';
 export { Client } from './client/client.js';

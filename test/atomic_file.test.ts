@@ -9,9 +9,9 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { NodeFs, type FileHandle, type Fs, type OpenMode } from '../src/runtime/fs.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
-import { StoreError } from '../src/storage/types.js';
 import { removeStaleTemp, replaceFileAtomically } from '../src/storage/atomic_file.js';
 import { loadRegistry, saveRegistry, type Registry } from '../src/storage/registry.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 let dir = '';

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { openLocal } from '../src/db/local.js';
 import { NodeFs } from '../src/runtime/fs.js';
 import { systemClock } from '../src/runtime/clock.js';
-import { StoreError } from '../src/storage/types.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 const ROOT = join(fileURLToPath(new URL('.', import.meta.url)), '..', '..');
 

@@ -10,12 +10,13 @@ import { join } from 'node:path';
 import { NodeFs, type FileHandle, type Fs, type OpenMode } from '../src/runtime/fs.js';
 import { ManualClock } from '../src/runtime/clock.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
-import { StoreError, type NeedleAddress } from '../src/storage/types.js';
+import { type NeedleAddress } from '../src/storage/types.js';
 import { volumeFileName, volumeIdOf } from '../src/storage/volume_format.js';
 import { DriveVolumes } from '../src/storage/drive_volumes.js';
 import { VolumeFile } from '../src/storage/volume_file.js';
 import { VolumeReader } from '../src/storage/volume_reader.js';
 import { codeOf } from './helpers/store_error.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const dec = (b: Uint8Array): string => new TextDecoder().decode(b);

@@ -10,8 +10,8 @@ import { openLocal, type LocalDatabase } from '../src/db/local.js';
 import { execute, errorReply } from '../src/db/executor.js';
 import { NodeFs } from '../src/runtime/fs.js';
 import { systemClock } from '../src/runtime/clock.js';
-import { StoreError } from '../src/storage/types.js';
 import { OK, array, bulk, error, integer, simple, NULL_BULK, type Reply } from '../src/protocol/reply.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 let dir: string;
 let db: LocalDatabase;

@@ -11,8 +11,9 @@ import { HashIndex } from '../src/storage/hash_index.js';
 import { crc32Range, dataStart } from '../src/storage/hash_index_format.js';
 import { keyHash } from '../src/storage/key_hash.js';
 import { NodeFs, type Fs } from '../src/runtime/fs.js';
-import { OpCode, SetFlag, StoreError, isLive, type Op, type WalRecord } from '../src/storage/types.js';
+import { OpCode, SetFlag, isLive, type Op, type WalRecord } from '../src/storage/types.js';
 import { CRASH_MODES, SimCrash, SimFs, mulberry32, type Rng } from '../property-tests/sim_fs.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 const T0 = 1_700_000_000_000;
 const k = (s: string): Uint8Array => Buffer.from(s);

@@ -6,8 +6,8 @@ import * as nodeFs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
 import { NodeFs } from '../src/runtime/fs.js';
-import { StoreError } from '../src/storage/types.js';
 import { acquireLock } from '../src/storage/lock_file.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 const fs = new NodeFs();
 const STARTED = 1_700_000_000_000;

@@ -16,7 +16,8 @@ import {
   type Platform,
 } from '../src/master/config.js';
 import { createLogger, redactedConfig } from '../src/master/log.js';
-import { DEFAULT_TCP_LIMITS, type MasterConfig } from '../src/master/master_config.js';
+import { type MasterConfig } from '../src/master/master_config.js';
+import { DEFAULT_TCP_LIMITS } from '../src/protocol/tcp_limits.js';
 
 const NODE20: Platform = { nodeVersion: '20.20.2', os: 'linux', cores: 8 };
 const NODE22: Platform = { nodeVersion: '22.12.0', os: 'linux', cores: 8 };

@@ -4,17 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import {
-  RespCommandParser,
-  DEFAULT_PARSER_LIMITS,
-  UNAUTHENTICATED_PARSER_LIMITS,
-  PROTOCOL_ERRORS,
-  string2ll,
-  type ParseResult,
-  type RespParserLimits,
-} from '../src/protocol/resp_parser.js';
+import { RespCommandParser, PROTOCOL_ERRORS, string2ll, type ParseResult } from '../src/protocol/resp_parser.js';
 import { encodeCommand } from '../src/protocol/resp_writer.js';
 import { joinCommandLine } from '../src/protocol/command_line.js';
+import { DEFAULT_PARSER_LIMITS, UNAUTHENTICATED_PARSER_LIMITS, type RespParserLimits } from '../src/protocol/tcp_limits.js';
 
 type Outcome = { commands: string[][]; inline: boolean[]; end: string };
 

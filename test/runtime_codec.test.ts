@@ -2,8 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeBatch, encodeBatch } from '../src/runtime/codec.js';
-import { fromWireError, toWireError } from '../src/runtime/errors.js';
-import { StoreError } from '../src/storage/types.js';
+import { fromWireError, toWireError, StoreError } from '../src/runtime/errors.js';
 
 test('a batch round-trips, Buffers and Uint8Arrays included', () => {
   const key = Buffer.from('user:42');

@@ -1,4 +1,4 @@
-// cpu_pool.ts + cpu_jobs.ts: jobs run on piscina threads with typed input and output, and a
+// runtime/cpu_pool.ts + storage/cpu_jobs.ts: jobs run on piscina threads with typed input and output, and a
 // job's error arrives with its code.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -7,12 +7,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { CpuPool } from '../src/runtime/cpu_pool.js';
-import { StoreError } from '../src/storage/types.js';
+import { CPU_JOBS, type StoreJobs } from '../src/storage/cpu_jobs.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
 test('globFilter returns the indexes of the matching keys', async () => {
-  const pool = new CpuPool({ maxThreads: 1 });
+  const pool = new CpuPool<StoreJobs>(CPU_JOBS, { maxThreads: 1 });
   try {
     const keys = ['user:1', 'user:22', 'order:1', 'user:', 'users:3'].map(enc);
     assert.deepEqual(await pool.run('globFilter', { pattern: enc('user:*'), keys }), [0, 1, 3]);
@@ -26,7 +27,7 @@ test('globFilter returns the indexes of the matching keys', async () => {
 
 test('crcFile matches zlib.crc32 of the range, across 1 MiB chunks', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'brise-cpu-'));
-  const pool = new CpuPool({ maxThreads: 2 });
+  const pool = new CpuPool<StoreJobs>(CPU_JOBS, { maxThreads: 2 });
   try {
     const data = Buffer.alloc(3 * 1024 * 1024 + 17);
     for (let i = 0; i < data.length; i++) data[i] = (i * 31 + (i >> 9)) & 0xff;
@@ -57,7 +58,7 @@ test('crcFile matches zlib.crc32 of the range, across 1 MiB chunks', async () =>
 });
 
 test('a destroyed pool refuses jobs with CLOSED', async () => {
-  const pool = new CpuPool({ maxThreads: 1 });
+  const pool = new CpuPool<StoreJobs>(CPU_JOBS, { maxThreads: 1 });
   await pool.destroy();
   await assert.rejects(pool.run('globFilter', { pattern: enc('*'), keys: [] }), (e: unknown) => e instanceof StoreError && e.code === 'CLOSED');
 });

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MessageChannel } from 'node:worker_threads';
 import { Peer, Reply } from '../src/runtime/peer.js';
-import { StoreError } from '../src/storage/types.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 function pair(options: { maxInFlight?: number } = {}): { a: Peer; b: Peer; close(): void } {
   const ch = new MessageChannel();

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Supervisor, type ActorExitEvent } from '../src/runtime/supervisor.js';
 import type { ActorSpec } from '../src/runtime/topology.js';
-import { StoreError } from '../src/storage/types.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 const ECHO = new URL('./fixtures/echo_actor.js', import.meta.url);
 const CRASH = new URL('./fixtures/crash_actor.js', import.meta.url);

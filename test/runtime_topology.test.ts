@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { neighbours, startOrder, type ActorSpec } from '../src/runtime/topology.js';
-import { StoreError } from '../src/storage/types.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 const module = new URL('file:///nowhere.js');
 const spec = (name: string, dependsOn: string[] = [], talksTo: string[] = []): ActorSpec => ({

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { openStore, type OpenedStore } from '../src/db/open.js';
-import { StoreError } from '../src/storage/types.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 const SETTLE_BOUND_MS = 5_000;
 

@@ -7,7 +7,7 @@ import { mkdtempSync, openSync, readSync, writeSync, closeSync, rmSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open } from '../src/db/open.js';
-import { StoreError } from '../src/storage/types.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 test('verify() finds a flipped byte in a value; GET refuses to serve it', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'brise-verify-'));

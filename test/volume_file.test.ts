@@ -9,10 +9,11 @@ import * as os from 'node:os';
 import { join } from 'node:path';
 import { NodeFs, type FileHandle, type Fs, type OpenMode } from '../src/runtime/fs.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
-import { StoreError, type NeedleAddress } from '../src/storage/types.js';
+import { type NeedleAddress } from '../src/storage/types.js';
 import { NeedleFlag, alignUp, needleLength } from '../src/storage/volume_format.js';
 import { VolumeFile, type ScannedNeedle } from '../src/storage/volume_file.js';
 import { codeOf } from './helpers/store_error.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 const fs = new NodeFs();
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);

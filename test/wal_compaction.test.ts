@@ -7,11 +7,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { NodeFs, type FileHandle, type Fs, type OpenMode } from '../src/runtime/fs.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
-import { OpCode, StoreError, type SetOp, type WalRecord } from '../src/storage/types.js';
+import { OpCode, type SetOp, type WalRecord } from '../src/storage/types.js';
 import { WAL_MAX_PAYLOAD, WAL_SNAPSHOT_CHUNK_OPS } from '../src/storage/wal_format.js';
 import { WalWriter, type CommitRequest } from '../src/storage/wal_writer.js';
 import { WalCompaction } from '../src/storage/wal_compaction.js';
 import { readWal, scanFrames, scanWal } from '../src/storage/wal_reader.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 /** node:fs counting syncs of files and directories. */
 class CountingFs implements Fs {

@@ -14,8 +14,9 @@ import {
   encodeRecord,
   encodeWalHeader,
 } from '../src/storage/wal_format.js';
-import { OpCode, SetFlag, StoreError, type Op, type SetIfOp, type WalRecord } from '../src/storage/types.js';
+import { OpCode, SetFlag, type Op, type SetIfOp, type WalRecord } from '../src/storage/types.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 const crc32 = (zlib as unknown as { crc32(d: Uint8Array, v?: number): number }).crc32;
 const bytes = (s: string): Uint8Array => new TextEncoder().encode(s);

@@ -7,10 +7,11 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { NodeFs, type FileHandle, type Fs, type OpenMode } from '../src/runtime/fs.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
-import { OpCode, StoreError, type Op, type WalRecord } from '../src/storage/types.js';
+import { OpCode, type Op, type WalRecord } from '../src/storage/types.js';
 import { WAL_HEADER_SIZE, WAL_MAX_PAYLOAD, encodeRecord } from '../src/storage/wal_format.js';
 import { WalWriter, type CommitRequest } from '../src/storage/wal_writer.js';
 import { readWal, replayInto, scanWal, type WalScanEnd } from '../src/storage/wal_reader.js';
+import { StoreError } from '../src/runtime/errors.js';
 
 /** node:fs with counters and injectable failures, the way the crash tests will wrap it. */
 class TestFs implements Fs {

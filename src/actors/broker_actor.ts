@@ -6,10 +6,10 @@
 // answers the number of deliveries made (as Redis counts receivers).
 import { runActor, type ActorContext } from '../runtime/actor.js';
 import { MAIN } from '../runtime/topology.js';
-import { StoreError } from '../storage/types.js';
 import { BrokerMsg, type BrokerDeliver, type BrokerRequest } from '../protocol/broker_protocol.js';
 import { BrokerCore } from '../db/broker_core.js';
 import { assertNever } from './assert.js';
+import { StoreError } from '../runtime/errors.js';
 
 interface Owner {
   frontEnd: string;

@@ -10,7 +10,6 @@ import uWS from 'uWebSockets.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import { runActor, type ActorContext } from '../runtime/actor.js';
 import { systemClock } from '../runtime/clock.js';
-import { StoreError } from '../storage/types.js';
 import { VolumeReader } from '../storage/volume_reader.js';
 import { WalFeed } from '../db/wal_feed.js';
 import { parseBearer, tokenMatches } from '../protocol/http_params.js';
@@ -21,6 +20,7 @@ import { HttpMetrics } from '../frontend/http_metrics.js';
 import { sendError, watchAbort } from '../frontend/http_util.js';
 import { registerWebSockets } from '../frontend/ws_routes.js';
 import { frontEndEngine } from './front_end.js';
+import { StoreError } from '../runtime/errors.js';
 
 export interface HttpFrontendConfig {
   host: string;

@@ -13,10 +13,11 @@ import { systemClock } from '../runtime/clock.js';
 import { runActor, type ActorContext } from '../runtime/actor.js';
 import type { HashIndex } from '../storage/hash_index.js';
 import { replayInto } from '../storage/wal_reader.js';
-import { StoreError, type WalRecord } from '../storage/types.js';
+import { type WalRecord } from '../storage/types.js';
 import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
 import { WAL_FILE, recoverIndex } from '../db/local.js';
 import { assertNever } from './assert.js';
+import { StoreError } from '../runtime/errors.js';
 
 export interface IndexActorConfig {
   dir: string;

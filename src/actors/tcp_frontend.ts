@@ -10,16 +10,16 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { cpus, hostname, totalmem } from 'node:os';
 import { runActor, type ActorContext } from '../runtime/actor.js';
-import { StoreError } from '../storage/types.js';
 import { VolumeReader } from '../storage/volume_reader.js';
 import type { Limits } from '../db/api.js';
 import { EngineDatabase } from '../db/database.js';
 import { Engine } from '../db/engine.js';
-import type { TcpLimits } from '../master/master_config.js';
+import type { TcpLimits } from '../protocol/tcp_limits.js';
 import { RespConnection, type FrontEndStats } from '../frontend/resp_connection.js';
 import { BRISEDB_VERSION, INFO_SECTIONS, REDIS_COMPAT_VERSION, type ClientState, type ServerState } from '../frontend/server_commands.js';
 import { frontEndEngine } from './front_end.js';
 import { FrontEndMsg, type ActorStatusLine, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+import { StoreError } from '../runtime/errors.js';
 
 export interface TcpFrontendConfig {
   host: string;

@@ -11,10 +11,11 @@ import { runActor, type ActorContext } from '../runtime/actor.js';
 import { PACK_BELOW, Reply } from '../runtime/peer.js';
 import { DriveVolumes } from '../storage/drive_volumes.js';
 import type { NeedleStream } from '../storage/volume_file.js';
-import { StoreError, type NeedleAddress } from '../storage/types.js';
+import { type NeedleAddress } from '../storage/types.js';
 import { VolumeMsg, type NeedleSpec, type VolumeListing, type VolumeRequest } from '../protocol/volume_protocol.js';
 import type { SyncPolicy } from '../db/api.js';
 import { assertNever } from './assert.js';
+import { StoreError } from '../runtime/errors.js';
 
 export interface VolumeWriterConfig {
   dir: string;

@@ -4,7 +4,7 @@
 // exact size, never inside the CBOR; committed bytes are read straight from the volume files.
 import type { Peer } from '../runtime/peer.js';
 import { streamChunks } from '../runtime/buffer_pool.js';
-import { StoreError, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { VolumeMsg, type VolumeListing, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { WalMsg, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
@@ -25,6 +25,7 @@ import type {
   VolumePort,
   WalAdminPort,
 } from './ports.js';
+import { StoreError } from '../runtime/errors.js';
 
 /** Chunks of one upload in flight to the writer at once: enough to keep the disk busy. */
 const STREAM_WINDOW = 2;

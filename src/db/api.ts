@@ -1,7 +1,7 @@
 // The embedded API: what `open(dir, options)` returns. The REPL, the TCP and HTTP front ends
 // and the property tests all speak to the database through this one surface.
 import type { Readable } from 'node:stream';
-import type { ScrubReport } from '../runtime/cpu_jobs.js';
+import type { ScrubReport } from '../storage/volume_scrub.js';
 
 export type { ScrubReport };
 

@@ -1,8 +1,8 @@
 // Byte handling at the API edge: keys and values are bytes; strings are their UTF-8 bytes.
 // Maps inside the database are keyed by the latin1 form of the key bytes, which is a
 // lossless one-char-per-byte string, so binary keys never collide.
-import { StoreError } from '../storage/types.js';
 import type { Bytes, Limits } from './api.js';
+import { StoreError } from '../runtime/errors.js';
 
 export function toBuffer(value: Bytes): Buffer {
   if (typeof value === 'string') return Buffer.from(value, 'utf8');

@@ -5,7 +5,7 @@
 import type { Database, ScrubReport, Session, VolumeInfo } from './api.js';
 import type { Engine } from './engine.js';
 import { EngineSession } from './session.js';
-import { StoreError } from '../storage/types.js';
+import { StoreError } from '../runtime/errors.js';
 
 export class EngineDatabase extends EngineSession implements Database {
   private closed = false;

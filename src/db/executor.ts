@@ -10,9 +10,9 @@
 // StoreError answers `ERR <clear text>` by its stable code; anything else (a bug) answers
 // `ERR internal error: ...` so one bad command cannot take a connection or the REPL down.
 import type { Database, Session, SetCondOptions } from './api.js';
-import { StoreError, type ErrorCode } from '../storage/types.js';
 import { NOT_AN_INTEGER, SYNTAX_ERROR, checkCommand, helpLines, type CommandSpec } from '../protocol/commands.js';
 import { NULL_BULK, OK, array, bulk, error, integer, simple, type Reply } from '../protocol/reply.js';
+import { StoreError, type ErrorCode } from '../runtime/errors.js';
 
 /** What a handler gets: the session, the database when there is one, and the raw arguments. */
 interface Context {

@@ -16,7 +16,7 @@ import { WalWriter } from '../storage/wal_writer.js';
 import type { Database, OpenOptions } from './api.js';
 import { DEFAULT_LIMITS } from './api.js';
 import { mapKey } from './bytes.js';
-import { scrubVolume } from '../runtime/cpu_jobs.js';
+import { scrubVolume } from '../storage/volume_scrub.js';
 import { EngineDatabase } from './database.js';
 import { Engine } from './engine.js';
 import { LocalBroker, LocalCommit, LocalIndex, LocalReader, LocalVolumes, LocalWalAdmin, readVerifiedValue } from './local_ports.js';
@@ -113,7 +113,7 @@ export async function openLocal(options: LocalOpenOptions): Promise<LocalDatabas
     engine,
     closer,
     async () => ({ wal: { lastLsn: wal.lastLsn, snapshotLsn: wal.snapshotLsn, size: wal.size } }),
-    async () => (await volumes.list()).map((v) => scrubVolume({ path: reader.pathOf(v.id) })),
+    async () => (await volumes.list()).map((v) => scrubVolume({ path: reader.pathOf(v.id) }, fs)),
   );
 
   const dumpIndex = (idx: HashIndex): DumpedState => {

@@ -9,7 +9,7 @@ import type { VolumeReader } from '../storage/volume_reader.js';
 import type { WalWriter } from '../storage/wal_writer.js';
 import { WalCompaction } from '../storage/wal_compaction.js';
 import type { Fs } from '../runtime/fs.js';
-import { OpCode, StoreError, type IndexEntry, type NeedleAddress, type Op, type SetOp } from '../storage/types.js';
+import { OpCode, type IndexEntry, type NeedleAddress, type Op, type SetOp } from '../storage/types.js';
 import type { SyncPolicy, VolumeInfo } from './api.js';
 import { BrokerCore } from './broker_core.js';
 import type {
@@ -25,6 +25,7 @@ import type {
   VolumePort,
   WalAdminPort,
 } from './ports.js';
+import { StoreError } from '../runtime/errors.js';
 
 export class LocalVolumes implements VolumePort {
   constructor(private readonly drives: DriveVolumes[], private readonly dirs: string[], private readonly policy: SyncPolicy) {}

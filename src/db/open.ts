@@ -9,6 +9,7 @@ import { systemClock } from '../runtime/clock.js';
 import { Supervisor } from '../runtime/supervisor.js';
 import type { ActorSpec } from '../runtime/topology.js';
 import { CpuPool } from '../runtime/cpu_pool.js';
+import { CPU_JOBS, type StoreJobs } from '../storage/cpu_jobs.js';
 import { acquireLock } from '../storage/lock_file.js';
 import { saveRegistry } from '../storage/registry.js';
 import { VolumeReader } from '../storage/volume_reader.js';
@@ -81,9 +82,9 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
   saveRegistry(fs, root, registryOf(dirs, await volumes.list()));
   const sweeper = startSweeper(engine);
   // CPU-heavy scans (scrub) run on a piscina pool, started on first use.
-  let pool: CpuPool | null = null;
+  let pool: CpuPool<StoreJobs> | null = null;
   const scrub = async () => {
-    pool ??= new CpuPool();
+    pool ??= new CpuPool<StoreJobs>(CPU_JOBS);
     const list = await volumes.list();
     return Promise.all(list.map((v) => pool!.run('scrubVolume', { path: reader.pathOf(v.id) })));
   };

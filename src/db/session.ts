@@ -4,7 +4,7 @@
 // this session (their needles appended but not yet synced) until the outermost COMMIT syncs
 // the drives it used and commits every pending write as ONE record.
 import type { Readable } from 'node:stream';
-import { OpCode, SetFlag, StoreError, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { OpCode, SetFlag, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { valueLengthOf } from '../storage/types.js';
 import { globMatch } from '../storage/glob.js';
 import type {
@@ -24,6 +24,7 @@ import { checkKey, checkValueSize, fromMapKey, mapKey, toBuffer } from './bytes.
 import type { Engine } from './engine.js';
 import { QueueSubscription } from './subscription.js';
 import { TransactionStack, withExpiry, type Level, type PendingWrite } from './transaction.js';
+import { StoreError } from '../runtime/errors.js';
 
 /** Values up to this size stay in memory inside a transaction, for reads without a disk hit. */
 const TXN_INLINE_VALUE = 64 * 1024;

@@ -2,7 +2,7 @@
 // more than `limit` messages behind is cut off (as Redis closes a subscriber past its output
 // buffer limit) instead of letting memory grow without bound.
 import type { PubSubMessage, Subscription } from './api.js';
-import { StoreError } from '../storage/types.js';
+import { StoreError } from '../runtime/errors.js';
 
 export class QueueSubscription implements Subscription {
   private readonly queue: PubSubMessage[] = [];

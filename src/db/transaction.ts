@@ -4,7 +4,8 @@
 // except small values kept for read-your-writes without a disk read. Nothing here is visible
 // to other sessions until the outermost COMMIT turns the merged level into one WAL record.
 import { canaries } from '../runtime/canary.js';
-import { StoreError, type NeedleAddress } from '../storage/types.js';
+import { type NeedleAddress } from '../storage/types.js';
+import { StoreError } from '../runtime/errors.js';
 
 export type PendingWrite =
   | { kind: 'set'; address: NeedleAddress; drive: number; expiresAt: number; size: number; value?: Buffer }

@@ -12,13 +12,14 @@ import { crc32 } from 'node:zlib';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Engine } from '../db/engine.js';
 import type { VolumeReader } from '../storage/volume_reader.js';
-import { OpCode, SetFlag, StoreError, valueLengthOf, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { OpCode, SetFlag, valueLengthOf, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { decodeBlobKey } from '../protocol/http_keys.js';
 import { contentRange, multipartByteranges, parseRange, unsatisfiedRange, type ByteRange } from '../protocol/http_range.js';
 import { formatTtlSeconds, httpDate, parseContentLength, parseQuery, parseTtl } from '../protocol/http_params.js';
 import { etagOf, ifMatchPasses, ifNoneMatchHits, parseEtagAddress, parsePreconditions } from '../protocol/http_etag.js';
 import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } from './http_util.js';
 import { streamChunks } from '../runtime/buffer_pool.js';
+import { StoreError } from '../runtime/errors.js';
 
 export const BLOB_PREFIX = '/v1/blobs/';
 /** Body bytes queued for the volume writer before the socket is paused. */

@@ -19,7 +19,7 @@ import { checkCommand, hasFlag, type CheckResult, type CommandSpec } from '../pr
 import { OK, array, bulk, error, integer, push, simple, NULL_BULK, type Reply } from '../protocol/reply.js';
 import { RespCommandParser } from '../protocol/resp_parser.js';
 import { ReplyWriter } from '../protocol/resp_writer.js';
-import { UNAUTHENTICATED_TCP_LIMITS, type TcpLimits } from '../master/master_config.js';
+import { UNAUTHENTICATED_TCP_LIMITS, type TcpLimits } from '../protocol/tcp_limits.js';
 import {
   authCommand,
   clientCommand,

@@ -22,7 +22,8 @@ import { resolve as resolvePath } from 'node:path';
 import { MIN_VOLUME_SIZE } from '../storage/drive_volumes.js';
 import { MAX_VALUE_LENGTH } from '../storage/volume_format.js';
 import { DEFAULT_LOG_LEVEL, LOG_LEVELS, LOG_LEVEL_ENV, parseLogLevel, type LogLevel } from './log.js';
-import { DEFAULT_TCP_LIMITS, type ListenAddress, type MasterConfig } from './master_config.js';
+import { DEFAULT_TCP_LIMITS } from '../protocol/tcp_limits.js';
+import type { ListenAddress, MasterConfig } from './master_config.js';
 
 export const DEFAULT_ADDR = '127.0.0.1:6380';
 export const DEFAULT_HTTP_ADDR = '127.0.0.1:6381';

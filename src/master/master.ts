@@ -13,9 +13,9 @@ import type { HttpFrontendConfig } from '../actors/http_frontend.js';
 import { DEFAULT_LIMITS } from '../db/api.js';
 import { masterMetrics } from './metrics.js';
 import { createServer } from 'node:net';
-import { StoreError } from '../storage/types.js';
 import { FrontEndMsg, type FrontEndToMain } from '../protocol/frontend_protocol.js';
 import type { MasterConfig } from './master_config.js';
+import { StoreError } from '../runtime/errors.js';
 
 export interface RunningMaster {
   readonly tcpPort: number;

@@ -22,38 +22,12 @@
 //   whole bulk arrived in it. Bytes are never written after being handed out, so an argument
 //   stays valid for as long as the caller holds it (chunks from sockets are fresh Buffers).
 import { splitCommandLine } from './command_line.js';
-
-export interface RespParserLimits {
-  /** Largest bulk argument ($len), Redis proto-max-bulk-len. */
-  maxBulkLength: number;
-  /** Most arguments in one multibulk (*N). */
-  maxMultibulkCount: number;
-  /** Longest inline command line, and longest `*`/`$` length line (Redis: 64 KiB for both). */
-  maxInlineLength: number;
-  /** Most bytes held at once: unread input plus the command being collected. */
-  maxQueryBuffer: number;
-}
+import type { RespParserLimits } from './tcp_limits.js';
 
 export type ParseResult =
   | { kind: 'command'; args: Buffer[]; inline: boolean }
   | { kind: 'need-more' }
   | { kind: 'error'; message: string };
-
-/** The limits of an authenticated connection: Redis' defaults. */
-export const DEFAULT_PARSER_LIMITS: Readonly<RespParserLimits> = Object.freeze({
-  maxBulkLength: 512 * 1024 * 1024,
-  maxMultibulkCount: 1024 * 1024,
-  maxInlineLength: 64 * 1024,
-  maxQueryBuffer: 1024 * 1024 * 1024,
-});
-
-/** The limits before AUTH: what Redis allows an unauthenticated client (10 args, 16 KiB bulks). */
-export const UNAUTHENTICATED_PARSER_LIMITS: Readonly<RespParserLimits> = Object.freeze({
-  maxBulkLength: 16 * 1024,
-  maxMultibulkCount: 10,
-  maxInlineLength: 64 * 1024,
-  maxQueryBuffer: 1024 * 1024,
-});
 
 export const PROTOCOL_ERRORS = Object.freeze({
   invalidMultibulkLength: 'Protocol error: invalid multibulk length',

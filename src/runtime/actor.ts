@@ -11,8 +11,7 @@
 // - ctx.peer(x) is one Peer object for the life of this thread; re-wiring swaps its port.
 import { isMainThread, parentPort, type MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
-import { StoreError } from '../storage/types.js';
-import { installComlinkErrorCodes, toWireError } from './errors.js';
+import { installComlinkErrorCodes, toWireError, StoreError } from './errors.js';
 import { Peer } from './peer.js';
 import type { ActorMessage, SupervisorMessage } from './topology.js';
 

@@ -13,7 +13,7 @@
 // Not for anything persisted or sent to another process: those formats must decode without
 // this build (see docs/formats.md); this is only for thread-to-thread messages.
 import { Decoder, Encoder } from 'cbor-x';
-import { StoreError } from '../storage/types.js';
+import { StoreError } from './errors.js';
 
 /** A batch above this is a runaway producer, not traffic: refuse it loudly. */
 export const MAX_BATCH_BYTES = 256 * 1024 * 1024;

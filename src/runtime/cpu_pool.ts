@@ -1,14 +1,14 @@
 // A piscina pool for CPU-heavy batch jobs that are not state owners (DESIGN §1): checksums of
 // a whole volume, glob-matching a large key scan, the copy pass of a vacuum. An actor hands a
 // job here and keeps answering its mailbox.
-// Invariants: typed by the job table in cpu_jobs.ts; a job's error arrives as a StoreError with
-// its code; the queue is bounded (QUEUE_FULL past it); destroy() leaves no thread behind.
+// Invariants: typed by the job table of the worker file it runs (cpu_job.ts); a job's error
+// arrives as a StoreError with its code; the queue is bounded (QUEUE_FULL past it); destroy()
+// leaves no thread behind.
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
-import { StoreError } from '../storage/types.js';
-import type { CpuJobs, CpuResult, CpuTask } from './cpu_jobs.js';
-import { fromWireError } from './errors.js';
+import type { CpuResult, CpuTask, JobTable, JobsOf } from './cpu_job.js';
+import { fromWireError, StoreError } from './errors.js';
 
 export interface CpuPoolOptions {
   /** Default: the number of cores minus one, at least 1 (the actors need the rest). */
@@ -17,14 +17,15 @@ export interface CpuPoolOptions {
   maxQueue?: number;
 }
 
-export class CpuPool {
+export class CpuPool<Table extends JobTable> {
   private readonly pool: Piscina<CpuTask, CpuResult>;
   private destroyed = false;
 
-  constructor(options: CpuPoolOptions = {}) {
+  /** `jobs`: the URL of a worker file whose default export is jobRunner(table). */
+  constructor(jobs: URL, options: CpuPoolOptions = {}) {
     const maxThreads = options.maxThreads ?? Math.max(1, availableParallelism() - 1);
     this.pool = new Piscina<CpuTask, CpuResult>({
-      filename: fileURLToPath(new URL('./cpu_jobs.js', import.meta.url)),
+      filename: fileURLToPath(jobs),
       minThreads: 0,
       maxThreads,
       maxQueue: options.maxQueue ?? 10_000,
@@ -32,7 +33,7 @@ export class CpuPool {
     });
   }
 
-  async run<K extends keyof CpuJobs>(job: K, input: CpuJobs[K]['input']): Promise<CpuJobs[K]['output']> {
+  async run<K extends keyof Table & string>(job: K, input: JobsOf<Table>[K]['input']): Promise<JobsOf<Table>[K]['output']> {
     if (this.destroyed) throw new StoreError('CLOSED', 'the CPU pool is destroyed');
     let result: CpuResult;
     try {
@@ -41,7 +42,7 @@ export class CpuPool {
       throw poolError(job, err);
     }
     if (!result.ok) throw fromWireError(result.error);
-    return result.value as CpuJobs[K]['output'];
+    return result.value as JobsOf<Table>[K]['output'];
   }
 
   async destroy(): Promise<void> {

@@ -4,7 +4,37 @@
 // Invariants: toWireError never throws; a StoreError keeps its code; anything else becomes
 // INTERNAL with its message kept, so a programmer error still says what went wrong.
 import type { TransferHandler } from 'comlink';
-import { StoreError, type ErrorCode } from '../storage/types.js';
+
+/** An error with a stable code (storage, runtime, protocol), safe to send across threads as {code, message}. */
+export class StoreError extends Error {
+  constructor(readonly code: ErrorCode, message: string) {
+    super(message);
+    this.name = 'StoreError';
+  }
+}
+
+/** Stable error codes. Clients and other threads see these, never class instances. */
+export type ErrorCode =
+  | 'KEY_TOO_LONG'
+  | 'KEY_EMPTY'
+  | 'VALUE_TOO_LARGE'
+  | 'BATCH_TOO_LARGE'
+  | 'QUEUE_FULL'
+  | 'WAL_FENCED'
+  | 'IO_ERROR'
+  | 'NO_SPACE'
+  | 'CORRUPT'
+  | 'CHECKSUM_MISMATCH'
+  | 'NOT_FOUND'
+  | 'LOCKED'
+  | 'CLOSED'
+  | 'ACTOR_DOWN'
+  | 'TIMEOUT'
+  | 'BAD_ARGUMENT'
+  | 'NO_TRANSACTION'
+  | 'SIZE_MISMATCH'
+  | 'ABORTED'
+  | 'INTERNAL';
 
 export interface WireError {
   code: string;

@@ -19,9 +19,8 @@
 // - A reply is only sent on the port its request came in on (ports carry a generation);
 //   after replacePort, answers for the old incarnation of the other side are dropped.
 import type { MessagePort } from 'node:worker_threads';
-import { StoreError } from '../storage/types.js';
 import { decodeBatch, encodeBatch } from './codec.js';
-import { fromWireError, toWireError, type WireError } from './errors.js';
+import { fromWireError, toWireError, type WireError, StoreError } from './errors.js';
 
 /** Envelope kinds on the wire. Never renumber; a retired number is never reused. */
 export const EnvelopeKind = {

@@ -15,9 +15,8 @@
 import { EventEmitter } from 'node:events';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
-import { StoreError } from '../storage/types.js';
 import { deliver } from './actor.js';
-import { comlinkErrorPayload, installComlinkErrorCodes, type WireError } from './errors.js';
+import { comlinkErrorPayload, installComlinkErrorCodes, type WireError, StoreError } from './errors.js';
 import { Peer } from './peer.js';
 import {
   DEFAULT_RESTART,

@@ -6,8 +6,8 @@
 // Invariants: names are unique and not 'main'; every dependsOn/talksTo name exists; edges are
 // symmetric; startOrder puts every actor after all it depends on, or throws naming a cycle.
 import type { MessagePort } from 'node:worker_threads';
-import { StoreError } from '../storage/types.js';
 import type { WireError } from './errors.js';
+import { StoreError } from './errors.js';
 
 /** The main thread's name in talksTo. */
 export const MAIN = 'main';

@@ -15,7 +15,6 @@ import { join } from 'node:path';
 import type { Clock } from '../runtime/clock.js';
 import type { Fs } from '../runtime/fs.js';
 import type { NeedleAddress } from './types.js';
-import { StoreError } from './types.js';
 import { syncDirectory } from './atomic_file.js';
 import {
   MAX_DRIVE_SLOT,
@@ -30,6 +29,7 @@ import {
   volumeSeqOf,
 } from './volume_format.js';
 import { VolumeFile, checkNeedleArgs, ioError, type NeedleStream } from './volume_file.js';
+import { StoreError } from '../runtime/errors.js';
 
 export const VOLUMES_DIR = 'volumes';
 /** Smallest maxVolumeSize accepted: a superblock and one small needle. */

@@ -79,16 +79,8 @@ import {
   type IndexHeader,
 } from './hash_index_format.js';
 import { keyHash } from './key_hash.js';
-import {
-  isLive,
-  OpCode,
-  SetFlag,
-  StoreError,
-  type IndexEntry,
-  type NeedleAddress,
-  type Op,
-  type WalRecord,
-} from './types.js';
+import { isLive, OpCode, SetFlag, type IndexEntry, type NeedleAddress, type Op, type WalRecord } from './types.js';
+import { StoreError } from '../runtime/errors.js';
 
 export interface HashIndexOptions {
   /** Bucket count of a new index: a power of two, default 65536. */

@@ -3,7 +3,7 @@
 // All integers are little-endian; u64 fields hold offsets and times below 2^53, read as two
 // u32 halves (a value at or above 2^53 is corrupt by definition). CRCs are zlib.crc32.
 import * as zlib from 'node:zlib';
-import { StoreError } from './types.js';
+import { StoreError } from '../runtime/errors.js';
 
 /** CRC-32 (IEEE) as Node computes it; `previous` continues a running CRC. */
 export function crc32(data: Uint8Array, previous = 0): number {

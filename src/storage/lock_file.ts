@@ -12,7 +12,7 @@
 import { join } from 'node:path';
 import type { Fs } from '../runtime/fs.js';
 import { fsErrorCode } from '../runtime/fs.js';
-import { StoreError } from './types.js';
+import { StoreError } from '../runtime/errors.js';
 
 export const LOCK_FILE = 'LOCK';
 const MAX_LOCK_BYTES = 4096;

@@ -7,8 +7,8 @@
 // strings; every volume key is a canonical decimal u32 and its `drive` indexes `drives`.
 import { join } from 'node:path';
 import type { Fs } from '../runtime/fs.js';
-import { StoreError } from './types.js';
 import { removeStaleTemp, replaceFileAtomically } from './atomic_file.js';
+import { StoreError } from '../runtime/errors.js';
 
 export const REGISTRY_FILE = 'vol-registry.json';
 /** A registry is a few bytes per volume; anything this big is not one. */

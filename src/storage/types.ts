@@ -92,34 +92,3 @@ export function valueLengthOf(address: NeedleAddress, keyLength: number): number
 export function valueOffsetOf(address: NeedleAddress, keyLength: number): number {
   return address.offset + 32 + keyLength;
 }
-
-/** A storage error with a stable code, safe to send across threads as {code, message}. */
-export class StoreError extends Error {
-  constructor(readonly code: ErrorCode, message: string) {
-    super(message);
-    this.name = 'StoreError';
-  }
-}
-
-/** Stable error codes. Clients and other threads see these, never class instances. */
-export type ErrorCode =
-  | 'KEY_TOO_LONG'
-  | 'KEY_EMPTY'
-  | 'VALUE_TOO_LARGE'
-  | 'BATCH_TOO_LARGE'
-  | 'QUEUE_FULL'
-  | 'WAL_FENCED'
-  | 'IO_ERROR'
-  | 'NO_SPACE'
-  | 'CORRUPT'
-  | 'CHECKSUM_MISMATCH'
-  | 'NOT_FOUND'
-  | 'LOCKED'
-  | 'CLOSED'
-  | 'ACTOR_DOWN'
-  | 'TIMEOUT'
-  | 'BAD_ARGUMENT'
-  | 'NO_TRANSACTION'
-  | 'SIZE_MISMATCH'
-  | 'ABORTED'
-  | 'INTERNAL';

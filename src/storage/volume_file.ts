@@ -15,7 +15,6 @@ import type { FileHandle, Fs } from '../runtime/fs.js';
 import { fsErrorCode } from '../runtime/fs.js';
 import { canaries } from '../runtime/canary.js';
 import type { NeedleAddress } from './types.js';
-import { StoreError } from './types.js';
 import {
   MAX_KEY_LENGTH,
   MAX_VALUE_LENGTH,
@@ -35,6 +34,7 @@ import {
   needleLength,
   type NeedleHeader,
 } from './volume_format.js';
+import { StoreError } from '../runtime/errors.js';
 
 /** Streaming unit for verification and chunked reads: bounded memory whatever the value. */
 export const CHUNK_SIZE = 1024 * 1024;

@@ -10,10 +10,10 @@
 import { join } from 'node:path';
 import type { Fs } from '../runtime/fs.js';
 import type { NeedleAddress } from './types.js';
-import { StoreError } from './types.js';
 import { driveSlotOf, volumeFileName } from './volume_format.js';
 import { CHUNK_SIZE, MAX_WHOLE_READ, VolumeFile, type ReadNeedleResult } from './volume_file.js';
 import { VOLUMES_DIR } from './drive_volumes.js';
+import { StoreError } from '../runtime/errors.js';
 
 export const DEFAULT_MAX_OPEN = 64;
 const MAX_OPEN_LIMIT = 65536;

@@ -14,10 +14,11 @@
 //  - finish refuses to swap when the live WAL does not read back to exactly the writer's
 //    size and lastLsn (no record is ever dropped by a swap).
 import type { FileHandle, Fs } from '../runtime/fs.js';
-import { OpCode, StoreError, type SetOp } from './types.js';
+import { OpCode, type SetOp } from './types.js';
 import { WAL_MAX_PAYLOAD, WAL_SNAPSHOT_CHUNK_OPS, encodeRecord, encodeWalHeader } from './wal_format.js';
 import { WAL_READ_CHUNK, io, scanFrames } from './wal_reader.js';
 import { syncParent, type WalWriter } from './wal_writer.js';
+import { StoreError } from '../runtime/errors.js';
 
 /** A chunk is cut before its estimated payload passes this (long keys), far below the max. */
 const CHUNK_BYTES_SOFT_LIMIT = WAL_MAX_PAYLOAD / 4;

@@ -11,7 +11,8 @@
 import * as zlib from 'node:zlib';
 import { Encoder } from 'cbor-x';
 import { canaries } from '../runtime/canary.js';
-import { OpCode, StoreError, type Op, type WalRecord } from './types.js';
+import { OpCode, type Op, type WalRecord } from './types.js';
+import { StoreError } from '../runtime/errors.js';
 
 export const WAL_HEADER_SIZE = 32;
 export const WAL_RECORD_HEADER_SIZE = 8;

@@ -12,7 +12,7 @@
 //    file system), never untyped.
 import type { FileHandle, Fs } from '../runtime/fs.js';
 import { fsErrorCode } from '../runtime/fs.js';
-import { StoreError, type WalRecord } from './types.js';
+import { type WalRecord } from './types.js';
 import {
   WAL_HEADER_SIZE,
   WAL_MAX_PAYLOAD,
@@ -20,6 +20,7 @@ import {
   decodeRecord,
   decodeWalHeader,
 } from './wal_format.js';
+import { StoreError } from '../runtime/errors.js';
 
 export const WAL_READ_CHUNK = 4 * 1024 * 1024;
 

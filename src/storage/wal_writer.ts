@@ -13,9 +13,10 @@ import * as nodePath from 'node:path';
 import { canaries } from '../runtime/canary.js';
 import type { FileHandle, Fs } from '../runtime/fs.js';
 import { fsErrorCode } from '../runtime/fs.js';
-import { StoreError, type Op, type WalRecord } from './types.js';
+import { type Op, type WalRecord } from './types.js';
 import { WAL_HEADER_SIZE, encodeRecord, encodeWalHeader } from './wal_format.js';
 import { findValidRecordAfter, io, scanFrames, type WalScanEnd } from './wal_reader.js';
+import { StoreError } from '../runtime/errors.js';
 
 /** A group commit larger than this is refused (the committer cuts its batches below it). */
 export const WAL_MAX_BATCH_BYTES = 256 * 1024 * 1024;
