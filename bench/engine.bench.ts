@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { NodeFs } from '../src/runtime/fs.js';
 import { HashIndex } from '../src/storage/hash_index.js';
 import { OpCode, type WalRecord } from '../src/storage/types.js';
-import { open } from '../src/db/open.js';
+import { open } from '../src/wiring/open.js';
 import type { Database } from '../src/db/api.js';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

@@ -1,5 +1,7 @@
 // Canaries (../shared/TESTING.md, plan item 1): the crash/recovery property must catch each
-// planted bug of src/runtime/canary.ts within a bounded number of runs. A canary that survives
+// planted bug of src/runtime/canary.ts within a bounded number of runs. The property runs the
+// shipped actors, so answerBeforeSync (a bug of the WAL committer actor's own path) is caught
+// the same way as the storage canaries. A canary that survives
 // means the test has no teeth.
 //
 // Attribution: a failure only counts for a canary if the very same run (same seed and path)
@@ -53,6 +55,11 @@ const CASES: { flag: keyof Canaries; why: string; config: PropertyConfig }[] = [
   },
   { flag: 'applyRollback', why: 'a rolled-back level leaks into the parent and is committed', config: DEFAULT_CONFIG },
   { flag: 'skipDirSync', why: 'a new volume or a compacted WAL/index vanishes with its unsynced directory entry', config: DEFAULT_CONFIG },
+  {
+    flag: 'answerBeforeSync',
+    why: 'the WAL committer actor answers a group before its fdatasync: the write is acknowledged and lost by a crash',
+    config: DEFAULT_CONFIG,
+  },
 ];
 
 for (const { flag, why, config } of CASES) {

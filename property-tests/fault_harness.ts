@@ -1,6 +1,6 @@
 // Shared helpers of the crash-point and disk-fault tests (crash_points.test.ts,
-// disk_faults.test.ts): a "process" that opens the in-thread engine (src/db/local.ts) on a
-// SimFs with a fresh fake pid, deterministic values, the live state as a comparable map, an op
+// disk_faults.test.ts): a "process" that opens the shipped store in one thread
+// (src/wiring/in_thread.ts: the actor factories, Peers and engine) on a SimFs with a fresh fake pid, deterministic values, the live state as a comparable map, an op
 // recorder, a seeded fault-injecting Fs wrapper, and byte flips in the durable image.
 //
 // Invariants:
@@ -13,7 +13,8 @@
 //   durable image (what a latent media error looks like after the data was synced).
 import { ManualClock } from '../src/runtime/clock.js';
 import type { FileHandle, Fs, OpenMode } from '../src/runtime/fs.js';
-import { openLocal, type LocalDatabase } from '../src/db/local.js';
+import { ManualScheduler } from '../src/runtime/scheduler.js';
+import { openInThread, type InThreadDatabase } from '../src/wiring/in_thread.js';
 import { SimFs, SimFsError, mulberry32, type OpInfo, type OpName, type Rng } from './sim_fs.js';
 import { describeState, liveView, statesEqual, type State } from './model.js';
 import { StoreError } from '../src/runtime/errors.js';
@@ -30,17 +31,20 @@ export interface ProcOptions {
 /** One simulated machine: a file system and a clock; each open() is a new process. */
 export class Machine {
   private pid: number;
+  readonly scheduler: ManualScheduler;
 
   constructor(readonly fs: Fs, readonly clock: ManualClock, readonly options: ProcOptions = {}, firstPid = 5000) {
     this.pid = firstPid;
+    this.scheduler = new ManualScheduler(clock);
   }
 
-  async open(): Promise<LocalDatabase> {
+  async open(): Promise<InThreadDatabase> {
     this.pid += 1;
     const pid = this.pid;
-    return openLocal({
+    return openInThread({
       fs: this.fs,
       clock: this.clock,
+      scheduler: this.scheduler,
       dir: DATA_DIR,
       pid,
       isAlive: (p) => p === pid,
@@ -62,11 +66,11 @@ export function valueFor(key: string, version: number, len = 40 + ((version * 37
 }
 
 /** The live state of a store, as its index serves it, judged at the clock's now. */
-export async function liveState(db: LocalDatabase, now: number): Promise<State> {
+export async function liveState(db: InThreadDatabase, now: number): Promise<State> {
   return liveView(copyState(await db.dump()), now);
 }
 
-export async function rebuiltState(db: LocalDatabase, now: number): Promise<State> {
+export async function rebuiltState(db: InThreadDatabase, now: number): Promise<State> {
   return liveView(copyState(await db.rebuildCheck()), now);
 }
 
@@ -99,8 +103,15 @@ export function showOp(op: OpInfo | undefined): string {
 // ---------------------------------------------------------------------------------------
 // Errors
 
-/** The codes a file-system fault may legitimately surface as. */
-export const FAULT_CODES: ReadonlySet<string> = new Set(['IO_ERROR', 'WAL_FENCED', 'NO_SPACE', 'CHECKSUM_MISMATCH', 'CORRUPT']);
+/**
+ * The codes a file-system fault may legitimately surface as. ACTOR_DOWN: a fault that fenced the
+ * index makes the index actor restart to recover (one-for-one), and what was in flight to it,
+ * or is written until it is back, gets ACTOR_DOWN.
+ */
+export const FAULT_CODES: ReadonlySet<string> = new Set(['IO_ERROR', 'WAL_FENCED', 'NO_SPACE', 'CHECKSUM_MISMATCH', 'CORRUPT', 'ACTOR_DOWN']);
+
+/** Virtual time in which the supervisor restarts a crashed actor (its backoff is at most 2 s). */
+export const RESTART_WAIT_MS = 2_100;
 
 /** The StoreError code of err, or throws a clear assertion-style error when it is untyped. */
 export function storeCode(err: unknown, what: string): string {

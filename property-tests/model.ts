@@ -1,8 +1,11 @@
 // The model-based crash/recovery property (../shared/TESTING.md, plan item 1), shared by
 // crash_recovery.test.ts (the CI run and soak) and canaries.test.ts (proof that it has teeth).
 //
-// The system under test is the whole in-process engine (src/db/local.ts) on a SimFs. The
-// model is the acknowledged state: key -> {value, expiresAt}, judged against the same
+// The system under test is the shipped store run in one thread (src/wiring/in_thread.ts): the
+// supervisor, the actor factories of the volume writer, WAL committer, index and broker, the
+// Peers between them and the engine, on a SimFs, a ManualClock and a ManualScheduler, so every
+// run is deterministic from its seed. Every actor checks its invariants after every message.
+// The model is the acknowledged state: key -> {value, expiresAt}, judged against the same
 // ManualClock the engine reads, plus the stack of open transaction levels of the one session.
 //
 // Invariants checked after every crash and reopen:
@@ -20,7 +23,8 @@
 // from fast-check's seed, so a failure replays from its seed and path (see README.md).
 import fc from 'fast-check';
 import { ManualClock } from '../src/runtime/clock.js';
-import { openLocal, type LocalDatabase } from '../src/db/local.js';
+import { ManualScheduler } from '../src/runtime/scheduler.js';
+import { openInThread, type InThreadDatabase } from '../src/wiring/in_thread.js';
 import { CRASH_MODES, SimFs, mulberry32, type CrashMode, type CrashReport, type OpInfo } from './sim_fs.js';
 
 // ---------------------------------------------------------------------------------------
@@ -244,7 +248,9 @@ export class Model {
 export interface Real {
   fs: SimFs;
   clock: ManualClock;
-  db: LocalDatabase;
+  /** Virtual time: the actors' timers fire when a command moves the clock. */
+  scheduler: ManualScheduler;
+  db: InThreadDatabase;
   /** The fake pid of the running "process"; every reopen is a new process. */
   pid: number;
   config: PropertyConfig;
@@ -252,12 +258,13 @@ export interface Real {
   lastCrash: string;
 }
 
-async function openDb(real: Real): Promise<LocalDatabase> {
+async function openDb(real: Real): Promise<InThreadDatabase> {
   real.pid += 1;
   const pid = real.pid;
-  return openLocal({
+  return openInThread({
     fs: real.fs,
     clock: real.clock,
+    scheduler: real.scheduler,
     dir: DATA_DIR,
     pid,
     isAlive: (p) => p === pid,
@@ -273,7 +280,7 @@ export async function freshSystem(config: PropertyConfig): Promise<{ model: Mode
   // design (it is never fsynced, see src/storage/lock_file.ts), so it is spared them.
   const fs = new SimFs({ garbage: config.garbage, bitflipsIn: (path) => !path.endsWith('/LOCK') });
   fs.mkdir(DATA_DIR);
-  const real: Real = { fs, clock, db: undefined as unknown as LocalDatabase, pid: 1000, config, lastCrash: 'none' };
+  const real: Real = { fs, clock, scheduler: new ManualScheduler(clock), db: undefined as unknown as InThreadDatabase, pid: 1000, config, lastCrash: 'none' };
   real.db = await openDb(real);
   return { model: new Model(clock), real };
 }
@@ -283,6 +290,12 @@ function summarize(report: CrashReport): string {
     .filter((f) => f.pending > 0)
     .map((f) => `${f.paths.join('|')}:${f.mode} kept ${f.kept}/${f.pending}${f.torn ? ' torn' : ''}${f.garbledSectors ? ` garbled ${f.garbledSectors}` : ''}`);
   return `${report.mode} [${files.join('; ')}]`;
+}
+
+/** An actor that died of an error outside a simulated power loss is a bug (a broken invariant among them). */
+export function assertNoActorCrashes(real: Real, label: string): void {
+  const crashes = real.db.actorCrashes();
+  if (crashes.length > 0) throw new Error(`after ${label}: actor ${crashes[0]!.name} crashed: ${crashes[0]!.error}`);
 }
 
 /** Power loss: the process dies (no flush, no close), then the machine loses unsynced data. */
@@ -311,6 +324,7 @@ function liveDump(dump: Map<string, { value: Buffer; expiresAt: number }>, now: 
 
 /** The checks after every recovery (see the top of this file). */
 export async function verifyRecovered(model: Model, real: Real, label: string): Promise<void> {
+  assertNoActorCrashes(real, `${label} (recovered)`);
   const now = model.now();
   const found = liveDump(await real.db.dump(), now);
   const candidates = model.candidates ?? [model.committed];
@@ -472,8 +486,10 @@ class AdvanceClockCmd implements Cmd {
   check(): boolean {
     return true;
   }
-  async run(m: Model): Promise<void> {
-    m.clock.advance(this.ms);
+  async run(_m: Model, r: Real): Promise<void> {
+    // The clock moves, and the actors' timers that fall due on the way fire (checkpoints, sweeps).
+    await r.scheduler.advance(this.ms);
+    assertNoActorCrashes(r, this.toString());
   }
   toString(): string {
     return `tick(${this.ms})`;
@@ -582,6 +598,7 @@ class CrashCmd implements Cmd {
     return true;
   }
   async run(m: Model, r: Real): Promise<void> {
+    assertNoActorCrashes(r, `the commands before ${this.toString()}`);
     powerLoss(r, this.mode, this.seed);
     m.dropTransactions();
     stats.crashes += 1;
@@ -733,6 +750,7 @@ class CrashDuringOpCmd implements Cmd {
     return m.depth === 0;
   }
   async run(m: Model, r: Real): Promise<void> {
+    assertNoActorCrashes(r, `the commands before ${this.toString()}`);
     const before = new Map(m.committed);
     arm(r, this.point);
     let outcome: VictimOutcome;
@@ -896,6 +914,7 @@ export function crashProperty(config: PropertyConfig): fc.IAsyncProperty<[Iterab
     const { model, real } = await freshSystem(config);
     try {
       await fc.asyncModelRun(() => ({ model, real }), commands);
+      assertNoActorCrashes(real, 'the last command');
       await new CrashCmd(mode, seed).run(model, real);
     } finally {
       real.db.abandon();

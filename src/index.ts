@@ -1,6 +1,6 @@
 // The package's public surface: the embedded database and its types.
-export { open } from './db/open.js';
-export { openLocal, type LocalDatabase, type LocalOpenOptions } from './db/local.js';
+export { open } from './wiring/open.js';
+export { openInThread, type InThreadDatabase, type InThreadOptions } from './wiring/in_thread.js';
 export type {
   Database,
   Session,

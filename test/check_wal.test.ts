@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { openLocal } from '../src/db/local.js';
+import { openInThread } from '../src/wiring/in_thread.js';
+import { systemScheduler } from '../src/runtime/scheduler.js';
 import { NodeFs } from '../src/runtime/fs.js';
 import { systemClock } from '../src/runtime/clock.js';
 import { StoreError } from '../src/runtime/errors.js';
@@ -22,7 +23,7 @@ function checkWal(dir: string, ...extra: string[]): { code: number | null; out: 
 test('damage in the middle of wal.log: the store refuses to open; check-wal reports it; --fix cuts it and the store opens with what came before', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'brise-checkwal-'));
   try {
-    let db = await openLocal({ fs: new NodeFs(), clock: systemClock, dir });
+    let db = await openInThread({ fs: new NodeFs(), clock: systemClock, scheduler: systemScheduler, dir });
     for (let i = 0; i < 20; i++) await db.set(`k${i}`, `value-${i}`);
     await db.close();
     assert.equal(checkWal(dir).code, 0);
@@ -33,7 +34,7 @@ test('damage in the middle of wal.log: the store refuses to open; check-wal repo
     writeFileSync(wal, bytes);
 
     await assert.rejects(
-      openLocal({ fs: new NodeFs(), clock: systemClock, dir }),
+      openInThread({ fs: new NodeFs(), clock: systemClock, scheduler: systemScheduler, dir }),
       (e: unknown) => e instanceof StoreError && e.code === 'CORRUPT' && /damaged in the middle/.test(e.message),
     );
     assert.equal(readFileSync(wal).length, bytes.length, 'nothing was cut by the failed open');
@@ -46,7 +47,7 @@ test('damage in the middle of wal.log: the store refuses to open; check-wal repo
     assert.equal(fixed.code, 0, fixed.out);
     assert.ok(readdirSync(dir).some((n) => n.startsWith('wal.log.corrupt-')), 'a copy of the damaged log is kept');
 
-    db = await openLocal({ fs: new NodeFs(), clock: systemClock, dir });
+    db = await openInThread({ fs: new NodeFs(), clock: systemClock, scheduler: systemScheduler, dir });
     const size = await db.dbsize();
     assert.ok(size > 0 && size < 20, `the records before the damage are there (${size})`);
     assert.equal((await db.get('k0'))?.toString(), 'value-0');

@@ -10,7 +10,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { openLocal } from '../src/db/local.js';
+import { openInThread } from '../src/wiring/in_thread.js';
+import { systemScheduler } from '../src/runtime/scheduler.js';
 import { NodeFs } from '../src/runtime/fs.js';
 import { systemClock } from '../src/runtime/clock.js';
 import { HISTORY_LINES, loadHistory, parseArgs, runAndClose, saveHistory } from '../src/cli/repl.js';
@@ -186,7 +187,7 @@ test('interactive: prompts (with the transaction depth), redis-cli formatting, H
   const dir = tempDir();
   const historyPath = path.join(dir, 'history');
   try {
-    const db = await openLocal({ fs: new NodeFs(), clock: systemClock, dir: path.join(dir, 'data') });
+    const db = await openInThread({ fs: new NodeFs(), clock: systemClock, scheduler: systemScheduler, dir: path.join(dir, 'data') });
     const input = new PassThrough();
     const output = new PassThrough();
     const errors = new PassThrough();

@@ -1,4 +1,4 @@
-// Every command through execute() (src/db/executor.ts) against a real database: openLocal on
+// Every command through execute() (src/db/executor.ts) against a real database: openInThread on
 // NodeFs in a fresh temp dir. Checks the replies a RESP client and the REPL will see, the
 // Redis error texts of option parsing, and the mapping of StoreErrors to ERR replies.
 import { test, before, after } from 'node:test';
@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { openLocal, type LocalDatabase } from '../src/db/local.js';
+import { openInThread, type InThreadDatabase } from '../src/wiring/in_thread.js';
+import { systemScheduler } from '../src/runtime/scheduler.js';
 import { execute, errorReply } from '../src/db/executor.js';
 import { NodeFs } from '../src/runtime/fs.js';
 import { systemClock } from '../src/runtime/clock.js';
@@ -14,11 +15,11 @@ import { OK, array, bulk, error, integer, simple, NULL_BULK, type Reply } from '
 import { StoreError } from '../src/runtime/errors.js';
 
 let dir: string;
-let db: LocalDatabase;
+let db: InThreadDatabase;
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'brisedb-executor-'));
-  db = await openLocal({ fs: new NodeFs(), clock: systemClock, dir, limits: { maxKeyLength: 64, maxKeysReply: 50 } });
+  db = await openInThread({ fs: new NodeFs(), clock: systemClock, scheduler: systemScheduler, dir, limits: { maxKeyLength: 64, maxKeysReply: 50 } });
 });
 
 after(async () => {
@@ -270,7 +271,7 @@ test('errorReply maps codes, plain {code, message} objects and bugs, without thr
 test('a closed database answers errors, not throws', async () => {
   const d2 = fs.mkdtempSync(path.join(os.tmpdir(), 'brisedb-executor-closed-'));
   try {
-    const closed = await openLocal({ fs: new NodeFs(), clock: systemClock, dir: d2 });
+    const closed = await openInThread({ fs: new NodeFs(), clock: systemClock, scheduler: systemScheduler, dir: d2 });
     await closed.close();
     const reply = await execute(closed, [Buffer.from('SET'), Buffer.from('a'), Buffer.from('b')], closed);
     assert.equal(reply.kind, 'error');

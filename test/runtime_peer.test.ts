@@ -88,6 +88,18 @@ test('blobs of several messages in one batch reach the right message', async () 
   close();
 });
 
+test('regression: an empty blob (SET k "") travels, alone and among others (was: "cannot send", no pack buffer)', async () => {
+  const { a, b, close } = pair();
+  b.onRequest((_body, blobs) => new Reply(blobs.map((x) => x.byteLength), blobs));
+  const alone = await a.request<number[]>({ t: 'put' }, { blobs: [new ArrayBuffer(0)] });
+  assert.deepEqual(alone.body, [0]);
+  assert.deepEqual(alone.blobs.map((x) => x.byteLength), [0]);
+  const mixed = await a.request<number[]>({ t: 'put' }, { blobs: [new ArrayBuffer(0), new Uint8Array([7]).buffer, new ArrayBuffer(0)] });
+  assert.deepEqual(mixed.body, [0, 1, 0]);
+  assert.deepEqual([...new Uint8Array(mixed.blobs[1]!)], [7]);
+  close();
+});
+
 test('a request with no answer rejects with TIMEOUT naming the peer and the message type', async () => {
   const { a, b, close } = pair();
   b.onRequest(() => new Promise(() => undefined));

@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
-import { openStore, type OpenedStore } from '../src/db/open.js';
+import { openStore, type OpenedStore } from '../src/wiring/open.js';
 import { StoreError } from '../src/runtime/errors.js';
 
 const SETTLE_BOUND_MS = 5_000;

@@ -75,6 +75,14 @@ for (const protocol of [2, 3] as const) {
       assert.equal(await r.echo('hello world'), 'hello world');
     });
 
+    it('regression: an empty value (SET k "") is stored and read back, alone and in a pipeline (was: an error, then a failed checksum)', T, async () => {
+      assert.equal(await r.set(`${p}empty`, ''), 'OK');
+      assert.equal(await r.get(`${p}empty`), '');
+      assert.equal(await r.exists(`${p}empty`), 1);
+      const replies = await r.pipeline().set(`${p}e1`, '').set(`${p}e2`, 'x').set(`${p}e3`, '').mget(`${p}e1`, `${p}e2`, `${p}e3`).exec();
+      assert.deepEqual(replies?.map(([err, v]) => [err, v]), [[null, 'OK'], [null, 'OK'], [null, 'OK'], [null, ['', 'x', '']]]);
+    });
+
     it('SET and GET, with EX, PX, NX, XX, KEEPTTL, GET', T, async () => {
       assert.equal(await r.set(`${p}a`, '1'), 'OK');
       assert.equal(await r.get(`${p}a`), '1');

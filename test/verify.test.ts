@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, openSync, readSync, writeSync, closeSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { open } from '../src/db/open.js';
+import { open } from '../src/wiring/open.js';
 import { StoreError } from '../src/runtime/errors.js';
 
 test('verify() finds a flipped byte in a value; GET refuses to serve it', async () => {

@@ -10,7 +10,6 @@ import {
   NeedleFlag,
   VOLUME_SUPERBLOCK_SIZE,
   alignUp,
-  crc32,
   decodeNeedleHeader,
   decodeSuperblock,
   decodeTrailer,
@@ -24,6 +23,7 @@ import {
   volumeIdOf,
   volumeSeqOf,
 } from '../src/storage/volume_format.js';
+import { crc32 } from '../src/storage/checksum.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 
@@ -31,6 +31,13 @@ test('crc32 is CRC-32 (IEEE) and can be fed incrementally', () => {
   assert.equal(crc32(enc('123456789')), 0xcbf43926);
   const all = enc('hello, needle world');
   assert.equal(crc32(all.subarray(7), crc32(all.subarray(0, 7))), crc32(all));
+});
+
+test('regression: crc32 of an empty value over a zero-length ArrayBuffer keeps the running CRC (an empty SET failed its own checksum)', () => {
+  const running = crc32(enc('header and key'));
+  assert.equal(crc32(new Uint8Array(new ArrayBuffer(0)), running), running);
+  assert.equal(crc32(new Uint8Array(0), running), running);
+  assert.equal(crc32(Buffer.alloc(0), running), running);
 });
 
 test('superblock round-trips and starts with BRISEVOL', () => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openStore, type OpenedStore } from '../src/db/open.js';
+import { openStore, type OpenedStore } from '../src/wiring/open.js';
 import { WalFeed, WAL_FOLLOW_END } from '../src/db/wal_feed.js';
 import { OpCode, type WalRecord } from '../src/storage/types.js';
 

@@ -12,7 +12,7 @@ import type { Socket } from 'node:net';
 import uWS from 'uWebSockets.js';
 import { WebSocket } from 'ws';
 import { decode } from 'cbor-x';
-import { openStore, type OpenedStore } from '../src/db/open.js';
+import { openStore, type OpenedStore } from '../src/wiring/open.js';
 import { WalFeed } from '../src/db/wal_feed.js';
 import { registerWebSockets, type WsContext } from '../src/frontend/ws_routes.js';
 

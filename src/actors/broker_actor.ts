@@ -3,13 +3,13 @@
 // subscriber everywhere.
 // Owns: BrokerCore, and the map from (front end, its subscriber id) to a broker-wide id.
 // Invariants: a delivery goes one-way to the front end that owns the subscriber; PUBLISH
-// answers the number of deliveries made (as Redis counts receivers).
-import { runActor, type ActorContext } from '../runtime/actor.js';
+// answers the number of deliveries made (as Redis counts receivers); owners and ids are the
+// two directions of one map, and every subscriber the core knows has an owner.
+import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { MAIN } from '../runtime/topology.js';
-import { BrokerMsg, type BrokerDeliver, type BrokerRequest } from '../protocol/broker_protocol.js';
-import { BrokerCore } from '../db/broker_core.js';
+import { BROKER_PROTOCOL, BrokerMsg, type BrokerDeliver, type BrokerRequest } from '../protocol/broker_protocol.js';
+import { BrokerCore } from './broker_core.js';
 import { assertNever } from './assert.js';
-import { StoreError } from '../runtime/errors.js';
 
 interface Owner {
   frontEnd: string;
@@ -17,7 +17,7 @@ interface Owner {
 }
 
 interface State {
-  ctx: ActorContext;
+  env: ActorEnv;
   core: BrokerCore;
   /** broker-wide id → who owns it */
   owners: Map<number, Owner>;
@@ -27,31 +27,31 @@ interface State {
   published: number;
 }
 
-let state: State | null = null;
+const createBroker: ActorFactory = (env) => {
+  const s: State = { env, core: new BrokerCore(), owners: new Map(), ids: new Map(), nextId: 1, published: 0 };
+  return {
+    protocol: BROKER_PROTOCOL,
+    handle: (from, body) => handle(s, from, body as BrokerRequest),
+    invariants: () => invariants(s),
+    control: { stats: () => ({ subscriptions: s.core.size(), subscribers: s.owners.size, published: s.published }) },
+  };
+};
+export default createBroker;
 
-function init(ctx: ActorContext): void {
-  state = { ctx, core: new BrokerCore(), owners: new Map(), ids: new Map(), nextId: 1, published: 0 };
-  ctx.onControl({
-    stats: () => ({ subscriptions: live().core.size(), subscribers: live().owners.size, published: live().published }),
-  });
-}
-
-function onRequest(from: string, body: unknown): unknown {
-  const msg = body as BrokerRequest;
+function handle(s: State, from: string, msg: BrokerRequest): unknown {
   switch (msg.t) {
     case BrokerMsg.Publish:
-      return onPublish(msg.channel, msg.payload);
+      return onPublish(s, msg.channel, msg.payload);
     case BrokerMsg.Subscribe:
-      return onSubscribe(from, msg.subscriber, msg.channels, msg.patterns);
+      return onSubscribe(s, from, msg.subscriber, msg.channels, msg.patterns);
     case BrokerMsg.Unsubscribe:
-      return onUnsubscribe(from, msg.subscriber, msg.channels, msg.patterns);
+      return onUnsubscribe(s, from, msg.subscriber, msg.channels, msg.patterns);
     default:
       return assertNever(msg);
   }
 }
 
-function onPublish(channel: Uint8Array, payload: Uint8Array): number {
-  const s = live();
+function onPublish(s: State, channel: Uint8Array, payload: Uint8Array): number {
   s.published += 1;
   const deliveries = s.core.publish(channel, payload);
   for (const d of deliveries) {
@@ -59,14 +59,13 @@ function onPublish(channel: Uint8Array, payload: Uint8Array): number {
     if (owner === undefined) continue;
     const out: BrokerDeliver = { t: BrokerMsg.Deliver, subscriber: owner.subscriber, channel: d.channel, payload: d.payload };
     if (d.pattern !== undefined) out.pattern = d.pattern;
-    const peer = owner.frontEnd === MAIN ? s.ctx.main : s.ctx.peer(owner.frontEnd);
+    const peer = owner.frontEnd === MAIN ? s.env.main : s.env.peer(owner.frontEnd);
     peer.send(out);
   }
   return deliveries.length;
 }
 
-function onSubscribe(from: string, subscriber: number, channels: Uint8Array[], patterns: Uint8Array[]): null {
-  const s = live();
+function onSubscribe(s: State, from: string, subscriber: number, channels: Uint8Array[], patterns: Uint8Array[]): null {
   const key = `${from}:${subscriber}`;
   let id = s.ids.get(key);
   if (id === undefined) {
@@ -78,8 +77,7 @@ function onSubscribe(from: string, subscriber: number, channels: Uint8Array[], p
   return null;
 }
 
-function onUnsubscribe(from: string, subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): number {
-  const s = live();
+function onUnsubscribe(s: State, from: string, subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): number {
   const key = `${from}:${subscriber}`;
   const id = s.ids.get(key);
   if (id === undefined) return 0;
@@ -91,9 +89,11 @@ function onUnsubscribe(from: string, subscriber: number, channels?: Uint8Array[]
   return left;
 }
 
-function live(): State {
-  if (state === null) throw new StoreError('CLOSED', 'broker is not running');
-  return state;
+function invariants(s: State): void {
+  if (s.ids.size !== s.owners.size) throw new Error(`${s.ids.size} ids but ${s.owners.size} owners`);
+  for (const [key, id] of s.ids) {
+    const o = s.owners.get(id);
+    if (o === undefined || `${o.frontEnd}:${o.subscriber}` !== key) throw new Error(`id ${id} of ${key} has no matching owner`);
+  }
+  for (const id of s.core.subscribers()) if (!s.owners.has(id)) throw new Error(`subscriber ${id} has no owner`);
 }
-
-runActor({ init, onRequest });

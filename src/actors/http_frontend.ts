@@ -8,8 +8,7 @@
 // in memory; with a token configured, nothing is served without `Authorization: Bearer`.
 import uWS from 'uWebSockets.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
-import { runActor, type ActorContext } from '../runtime/actor.js';
-import { systemClock } from '../runtime/clock.js';
+import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { VolumeReader } from '../storage/volume_reader.js';
 import { WalFeed } from '../db/wal_feed.js';
 import { parseBearer, tokenMatches } from '../protocol/http_params.js';
@@ -37,7 +36,7 @@ export interface HttpFrontendConfig {
 }
 
 interface State {
-  ctx: ActorContext;
+  env: ActorEnv<HttpFrontendConfig>;
   app: TemplatedApp;
   socket: us_listen_socket;
   port: number;
@@ -45,15 +44,13 @@ interface State {
   metrics: HttpMetrics;
 }
 
-let state: State | null = null;
-let nextSubscriber = 1;
-
-async function init(ctx: ActorContext): Promise<void> {
-  const config = ctx.config as HttpFrontendConfig;
-  const { engine, reader } = frontEndEngine(ctx, config.drives, { maxKeyLength: config.maxKeyLength });
+const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
+  const config = env.config;
+  let nextSubscriber = 1;
+  const { engine, reader } = frontEndEngine(env, config.drives, { maxKeyLength: config.maxKeyLength });
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
-  const now = (): number => systemClock.now();
+  const now = (): number => env.clock.now();
   const observe = (route: string, method: string, code: number, bytesIn: number, bytesOut: number, startedAt: number): void =>
     httpMetrics.observe(route, method, code, bytesIn, bytesOut, startedAt, now());
   const blobs: BlobContext = { engine, reader, maxKeyLength: config.maxKeyLength, maxBodySize: config.maxBodySize, now, observe };
@@ -62,8 +59,8 @@ async function init(ctx: ActorContext): Promise<void> {
     now,
     startedAt: config.startedAt,
     observe,
-    actors: () => ctx.main.call<ActorStatusLine[]>({ t: FrontEndMsg.Status } satisfies FrontEndToMain),
-    metrics: () => ctx.main.call<string>({ t: FrontEndMsg.Metrics } satisfies FrontEndToMain),
+    actors: () => env.main.call<ActorStatusLine[]>({ t: FrontEndMsg.Status } satisfies FrontEndToMain),
+    metrics: () => env.main.call<string>({ t: FrontEndMsg.Metrics } satisfies FrontEndToMain),
   };
   const authorized = (req: HttpRequest): boolean =>
     config.token === null || tokenMatches(parseBearer(req.getHeader('authorization') || undefined), config.token);
@@ -88,7 +85,7 @@ async function init(ctx: ActorContext): Promise<void> {
   app.get('/metrics', guard('metrics', (res, req) => metrics(res, req, api)));
   registerWebSockets(app, {
     broker: ports.broker,
-    walFeed: new WalFeed(ctx.peer('wal')),
+    walFeed: new WalFeed(env.peer('wal')),
     nextSubscriberId: () => nextSubscriber++,
     authorize: authorized,
     maxBackpressure: config.wsMaxBackpressure,
@@ -114,7 +111,7 @@ async function init(ctx: ActorContext): Promise<void> {
     app.close();
     throw err;
   }
-  state = { ctx, app, socket, port: uWS.us_socket_local_port(socket), reader, metrics: httpMetrics };
+  const s: State = { env, app, socket, port: uWS.us_socket_local_port(socket), reader, metrics: httpMetrics };
   // A thread that dies with uWS handles open aborts the whole process (Node asserts on them):
   // so an uncaught error closes the app first, then ends this thread; the supervisor restarts
   // it, one-for-one, and the other front ends never notice.
@@ -128,11 +125,18 @@ async function init(ctx: ActorContext): Promise<void> {
     process.stderr.write(`http front end crashed: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exit(1);
   });
-  ctx.onControl({
-    address: () => ({ host: config.host, port: live().port }),
-    metricsJson: () => live().metrics.json(),
-  });
-}
+  return {
+    handle: () => {
+      throw new StoreError('BAD_ARGUMENT', 'an HTTP front end takes no requests');
+    },
+    control: {
+      address: () => ({ host: config.host, port: s.port }),
+      metricsJson: () => s.metrics.json(),
+    },
+    stop: () => stop(s),
+  };
+};
+export default createHttpFrontend;
 
 function listen(app: TemplatedApp, config: HttpFrontendConfig): Promise<us_listen_socket> {
   return new Promise((resolve, reject) => {
@@ -143,24 +147,10 @@ function listen(app: TemplatedApp, config: HttpFrontendConfig): Promise<us_liste
   });
 }
 
-function onRequest(): unknown {
-  throw new StoreError('BAD_ARGUMENT', 'an HTTP front end takes no requests');
-}
-
-function stop(): void {
-  const s = state;
-  if (s === null) return;
+function stop(s: State): void {
   // Stop accepting, then close every socket of the app: a worker must not exit with uWS
   // handles open on its loop (Node aborts the whole process on that).
   uWS.us_listen_socket_close(s.socket);
   s.app.close();
   s.reader.close();
-  state = null;
 }
-
-function live(): State {
-  if (state === null) throw new StoreError('CLOSED', 'HTTP front end is not running');
-  return state;
-}
-
-runActor({ init, onRequest, stop });

@@ -5,19 +5,18 @@
 // - records are applied in LSN order with no gap: a record that arrives after a gap (it was
 //   forwarded while this actor was restarting) first makes the index read the missing ones
 //   from wal.log, where they are durable because the committer forwards only after fsync;
-// - the header LSN on disk only covers what was fsynced (HashIndex.checkpoint does it);
-// - at most one rebuild runs; lookups during it use the old file until the swap.
-import { join } from 'node:path';
-import { NodeFs } from '../runtime/fs.js';
-import { systemClock } from '../runtime/clock.js';
-import { runActor, type ActorContext } from '../runtime/actor.js';
+// - the header LSN on disk only covers what was fsynced (HashIndex.checkpoint does it), so
+//   durableLsn <= appliedLsn;
+// - at most one rebuild runs; lookups during it use the old file until the swap; a COMPACT
+//   waiting on a rebuild is answered when it swaps (or fails).
+import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
+import { StoreError, toWireError, type ErrorCode } from '../runtime/errors.js';
+import type { Timer } from '../runtime/scheduler.js';
 import type { HashIndex } from '../storage/hash_index.js';
-import { replayInto } from '../storage/wal_reader.js';
-import { type WalRecord } from '../storage/types.js';
-import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
-import { WAL_FILE, recoverIndex } from '../db/local.js';
+import { fillIndexGap, recoverIndex } from '../storage/store_files.js';
+import type { WalRecord } from '../storage/types.js';
+import { INDEX_PROTOCOL, IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
 import { assertNever } from './assert.js';
-import { StoreError } from '../runtime/errors.js';
 
 export interface IndexActorConfig {
   dir: string;
@@ -28,28 +27,38 @@ const CHECKPOINT_EVERY_MS = 1000;
 const REBUILD_SLICE = 1024;
 
 interface State {
+  env: ActorEnv<IndexActorConfig>;
   index: HashIndex;
-  dir: string;
   rebuildWaiters: { resolve: (lsn: number) => void; reject: (err: unknown) => void }[];
   rebuildScheduled: boolean;
-  timer: NodeJS.Timeout;
+  /**
+   * Why the last rebuild failed (ENOSPC on index.hash.tmp, say), until one succeeds: growth has
+   * no caller to tell, so it is reported in the stats, and retried by the timer, not by every
+   * write (a full disk would be hit once per apply).
+   */
+  rebuildError: StoreError | null;
+  timer: Timer;
 }
 
-let state: State | null = null;
+const createIndexActor: ActorFactory<IndexActorConfig> = (env) => {
+  const index = recoverIndex(env.fs, env.config.dir, env.config.indexBuckets);
+  const s: State = { env, index, rebuildWaiters: [], rebuildScheduled: false, rebuildError: null, timer: { cancel: () => undefined } };
+  s.timer = env.scheduler.every(CHECKPOINT_EVERY_MS, () => background(s));
+  return {
+    protocol: INDEX_PROTOCOL,
+    handle: (_from, body) => handle(s, body as IndexRequest),
+    invariants: () => invariants(s),
+    control: { stats: () => onStats(s), checkpoint: () => onCheckpoint(s) },
+    stop: () => stop(s),
+  };
+};
+export default createIndexActor;
 
-function init(ctx: ActorContext): void {
-  const config = ctx.config as IndexActorConfig;
-  const index = recoverIndex(new NodeFs(), config.dir, config.indexBuckets);
-  const timer = setInterval(background, CHECKPOINT_EVERY_MS);
-  state = { index, dir: config.dir, rebuildWaiters: [], rebuildScheduled: false, timer };
-  ctx.onControl({ stats: () => onStats(), checkpoint: () => onCheckpoint() });
-}
-
-function onRequest(_from: string, body: unknown): unknown {
+function handle(s: State, msg: IndexRequest): unknown {
   try {
-    return dispatch(body as IndexRequest);
+    return dispatch(s, msg);
   } catch (err) {
-    exitIfFenced();
+    crashIfFenced(s);
     throw err;
   }
 }
@@ -58,120 +67,118 @@ function onRequest(_from: string, body: unknown): unknown {
  * An index fenced by an I/O failure (its memory may be ahead of its file) is of no use until it
  * is reopened, and reopening is what the supervisor does: so this actor crashes, one-for-one,
  * and its restart recovers from disk (the WAL replays what the file lacks). Reads resume by
- * themselves instead of failing until an operator restarts the master.
+ * themselves instead of failing until an operator restarts the master. The failed request is
+ * answered first (the crash comes a turn later).
  */
-function exitIfFenced(): void {
-  const s = state;
-  if (s === null || s.index.fenced === undefined) return;
-  const why = s.index.fenced.message;
-  setImmediate(() => {
-    throw new StoreError('IO_ERROR', `index actor restarting to recover: ${why}`);
-  });
+function crashIfFenced(s: State): void {
+  const fenced = s.index.fenced;
+  if (fenced === undefined) return;
+  s.env.crash(new StoreError('IO_ERROR', `index actor restarting to recover: ${fenced.message}`));
 }
 
-function dispatch(msg: IndexRequest): unknown {
+function dispatch(s: State, msg: IndexRequest): unknown {
   switch (msg.t) {
     case IndexMsg.Lookup:
-      return onLookup(msg.key);
+      return onLookup(s, msg.key);
     case IndexMsg.Scan:
-      return live().index.scan(msg.cursor, msg.count, systemClock.now(), msg.match);
+      return s.index.scan(msg.cursor, msg.count, s.env.clock.now(), msg.match);
     case IndexMsg.DbSize:
-      return live().index.liveCount;
+      return s.index.liveCount;
     case IndexMsg.ExpiredSlice:
-      return live().index.expiredSlice(systemClock.now(), msg.maxBuckets);
+      return s.index.expiredSlice(s.env.clock.now(), msg.maxBuckets);
     case IndexMsg.Checkpoint:
-      return onCheckpoint();
+      return onCheckpoint(s);
     case IndexMsg.Rebuild:
-      return onRebuild();
+      return onRebuild(s);
     case IndexMsg.Stats:
-      return onStats();
+      return onStats(s);
     case IndexMsg.Apply:
-      return onApply(msg.records);
+      return onApply(s, msg.records);
     case IndexMsg.AppliedLsn:
-      return live().index.appliedLsn;
+      return s.index.appliedLsn;
     case IndexMsg.LookupMany:
-      return msg.keys.map(onLookup);
+      return msg.keys.map((key) => onLookup(s, key));
+    case IndexMsg.Maintain:
+      return onMaintain(s);
     default:
       return assertNever(msg);
   }
 }
 
-function onLookup(key: Uint8Array): LookupReply {
-  const { index } = live();
-  const entry = index.get(key, systemClock.now());
+function onLookup(s: State, key: Uint8Array): LookupReply {
+  const { index } = s;
+  const entry = index.get(key, s.env.clock.now());
   if (entry !== undefined) return [entry.address.volume, entry.address.offset, entry.address.length, entry.expiresAt, entry.modifiedAt ?? 0];
   const raw = index.getRaw(key);
   return raw === undefined ? null : [-1, raw.address.volume, raw.address.offset];
 }
 
-function onApply(records: WalRecord[]): number[][] {
-  const s = live();
+function onApply(s: State, records: WalRecord[]): number[][] {
   const first = records[0];
-  if (first !== undefined && first.kind === 0 && first.lsn > s.index.appliedLsn + 1) fillGap(s, first.lsn);
-  const results = records.map((r) => s.index.apply(r));
-  if (s.index.needsGrowth() && !s.index.rebuilding) {
-    s.index.startRebuild();
-    scheduleRebuild();
+  if (first !== undefined && first.kind === 0 && first.lsn > s.index.appliedLsn + 1) {
+    fillIndexGap(s.env.fs, s.env.config.dir, s.index, first.lsn);
   }
+  const results = records.map((r) => s.index.apply(r));
+  if (s.rebuildError === null) startGrowthIfDue(s);
   return results;
 }
 
-/** Reads the records this index missed (sent while it was down) from the WAL file. */
-function fillGap(s: State, nextLsn: number): void {
-  replayInto(new NodeFs(), join(s.dir, WAL_FILE), s.index.appliedLsn, (record) => {
-    if (record.lsn < nextLsn) s.index.apply(record);
-  });
-  if (s.index.appliedLsn !== nextLsn - 1) {
-    throw new StoreError('CORRUPT', `index at LSN ${s.index.appliedLsn} cannot reach LSN ${nextLsn - 1} from the WAL`);
+/** Growth is background work: its failure is kept for the stats, never thrown at a write. */
+function startGrowthIfDue(s: State): void {
+  if (!s.index.needsGrowth() || s.index.rebuilding) return;
+  try {
+    s.index.startRebuild();
+  } catch (err) {
+    s.rebuildError = asStoreError(err);
+    return;
   }
+  scheduleRebuild(s);
 }
 
-function onCheckpoint(): number {
-  const { index } = live();
-  index.checkpoint();
-  return index.durableLsn;
+function onCheckpoint(s: State): number {
+  s.index.checkpoint();
+  return s.index.durableLsn;
 }
 
 /** Rebuild (COMPACT): copied a slice per turn so lookups and applies go on meanwhile. */
-function onRebuild(): Promise<number> {
-  const s = live();
+function onRebuild(s: State): Promise<number> {
   if (!s.index.rebuilding) s.index.startRebuild();
   return new Promise((resolve, reject) => {
     s.rebuildWaiters.push({ resolve, reject });
-    scheduleRebuild();
+    scheduleRebuild(s);
   });
 }
 
-function scheduleRebuild(): void {
-  const s = live();
+function scheduleRebuild(s: State): void {
   if (s.rebuildScheduled) return;
   s.rebuildScheduled = true;
-  setImmediate(rebuildSlice);
+  s.env.scheduler.defer(() => rebuildSlice(s));
 }
 
-function rebuildSlice(): void {
-  const s = state;
-  if (s === null) return;
+function rebuildSlice(s: State): void {
   s.rebuildScheduled = false;
+  if (!s.index.rebuilding) return;
   let done: boolean;
   try {
     done = s.index.rebuildStep(REBUILD_SLICE);
     if (done) s.index.checkpoint();
   } catch (err) {
+    s.rebuildError = asStoreError(err);
     for (const w of s.rebuildWaiters.splice(0)) w.reject(err);
     // A dropped rebuild leaves the index serving; a failed swap fences it: then restart.
-    exitIfFenced();
+    crashIfFenced(s);
     return;
   }
   if (!done) {
-    scheduleRebuild();
+    scheduleRebuild(s);
     return;
   }
+  s.rebuildError = null;
   for (const w of s.rebuildWaiters.splice(0)) w.resolve(s.index.durableLsn);
 }
 
-function onStats(): IndexReplies[typeof IndexMsg.Stats] {
-  const { index } = live();
+function onStats(s: State): IndexReplies[typeof IndexMsg.Stats] {
+  const { index } = s;
   return {
     liveCount: index.liveCount,
     bucketCount: index.bucketCount,
@@ -179,29 +186,41 @@ function onStats(): IndexReplies[typeof IndexMsg.Stats] {
     appliedLsn: index.appliedLsn,
     durableLsn: index.durableLsn,
     rebuilding: index.rebuilding,
+    rebuildError: s.rebuildError === null ? null : { code: s.rebuildError.code, message: s.rebuildError.message },
   };
 }
 
-/** Periodic: checkpoint when due (so recovery replays little), keep a rebuild moving. */
-function background(): void {
-  const s = state;
-  if (s === null) return;
-  if (s.index.needsCheckpoint()) s.index.checkpoint();
-  if (s.index.rebuilding) scheduleRebuild();
+/** What the timer does, on demand (the simulation's maintenance): see background(). */
+function onMaintain(s: State): IndexReplies[typeof IndexMsg.Maintain] {
+  background(s);
+  return { rebuilding: s.index.rebuilding, durableLsn: s.index.durableLsn };
 }
 
-function stop(): void {
-  const s = state;
-  if (s === null) return;
-  clearInterval(s.timer);
+/**
+ * Periodic: checkpoint when due (so recovery replays little), keep a rebuild moving, and start
+ * a growth that is due (again, after a failed one: the timer is its retry).
+ */
+function background(s: State): void {
+  if (s.index.needsCheckpoint()) s.index.checkpoint();
+  if (s.index.rebuilding) scheduleRebuild(s);
+  else startGrowthIfDue(s);
+}
+
+function invariants(s: State): void {
+  const i = s.index;
+  if (i.durableLsn > i.appliedLsn) throw new Error(`durable LSN ${i.durableLsn} is past the applied LSN ${i.appliedLsn}`);
+  if (i.liveCount < 0 || i.liveCount > i.entryCount) throw new Error(`${i.liveCount} live keys in ${i.entryCount} entries`);
+  if (s.rebuildWaiters.length > 0 && !i.rebuilding) throw new Error(`${s.rebuildWaiters.length} COMPACTs wait on no rebuild`);
+}
+
+function stop(s: State): void {
+  s.timer.cancel();
   s.index.checkpoint();
   s.index.close();
-  state = null;
 }
 
-function live(): State {
-  if (state === null) throw new StoreError('CLOSED', 'index is not running');
-  return state;
+function asStoreError(err: unknown): StoreError {
+  if (err instanceof StoreError) return err;
+  const e = toWireError(err);
+  return new StoreError(e.code as ErrorCode, e.message);
 }
-
-runActor({ init, onRequest, stop });

@@ -9,7 +9,7 @@
 // stop() stops accepting, lets every connection finish the burst it is running, then closes.
 import { createServer, type Server, type Socket } from 'node:net';
 import { cpus, hostname, totalmem } from 'node:os';
-import { runActor, type ActorContext } from '../runtime/actor.js';
+import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { VolumeReader } from '../storage/volume_reader.js';
 import type { Limits } from '../db/api.js';
 import { EngineDatabase } from '../db/database.js';
@@ -39,7 +39,7 @@ export interface TcpFrontendConfig {
 
 
 interface State {
-  ctx: ActorContext;
+  env: ActorEnv<TcpFrontendConfig>;
   config: TcpFrontendConfig;
   server: Server;
   engine: Engine;
@@ -50,12 +50,10 @@ interface State {
   port: number;
 }
 
-let state: State | null = null;
-let nextSubscriber = 1;
-
-async function init(ctx: ActorContext): Promise<void> {
-  const config = ctx.config as TcpFrontendConfig;
-  const { engine, reader } = frontEndEngine(ctx, config.drives, config.engineLimits);
+const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
+  const config = env.config;
+  let nextSubscriber = 1;
+  const { engine, reader } = frontEndEngine(env, config.drives, config.engineLimits);
   const broker = engine.ports.broker;
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}));
   const clients = new Map<number, ClientState>();
@@ -65,7 +63,7 @@ async function init(ctx: ActorContext): Promise<void> {
     requirepass: config.requirepass,
     config: config.configView,
     clients,
-    info: (sections) => infoText(sections),
+    info: (sections) => infoText(s, sections),
   };
   const server = createServer((socket) => accept(socket));
   const accept = (socket: Socket): void => {
@@ -87,12 +85,20 @@ async function init(ctx: ActorContext): Promise<void> {
     socket.on('close', () => connections.delete(conn));
   };
   const port = await listen(server, config);
-  state = { ctx, config, server, engine, reader, connections, clients, stats, port };
-  ctx.onControl({
-    address: () => ({ host: config.host, port: live().port }),
-    stats: () => ({ ...live().stats, connectedClients: live().clients.size }),
-  });
-}
+  const s: State = { env, config, server, engine, reader, connections, clients, stats, port };
+  return {
+    // Nothing asks a front end for anything: clients reach it over TCP.
+    handle: () => {
+      throw new StoreError('BAD_ARGUMENT', 'a TCP front end takes no requests');
+    },
+    control: {
+      address: () => ({ host: config.host, port: s.port }),
+      stats: () => ({ ...s.stats, connectedClients: s.clients.size }),
+    },
+    stop: () => stop(s),
+  };
+};
+export default createTcpFrontend;
 
 function listen(server: Server, config: TcpFrontendConfig): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -110,26 +116,17 @@ function listen(server: Server, config: TcpFrontendConfig): Promise<number> {
   });
 }
 
-function onRequest(): unknown {
-  // Nothing asks a front end for anything: clients reach it over TCP.
-  throw new StoreError('BAD_ARGUMENT', 'a TCP front end takes no requests');
-}
-
-async function stop(): Promise<void> {
-  const s = state;
-  if (s === null) return;
+async function stop(s: State): Promise<void> {
   await new Promise<void>((resolve) => {
     s.server.close(() => resolve());
     for (const conn of s.connections) void conn.shutdown();
   });
   s.reader.close();
-  state = null;
 }
 
 // ---- INFO -------------------------------------------------------------------------------
 
-async function infoText(wanted: string[]): Promise<string> {
-  const s = live();
+async function infoText(s: State, wanted: string[]): Promise<string> {
   const all = wanted.length === 0 || wanted.includes('all') || wanted.includes('everything') || wanted.includes('default');
   const sections = all ? [...INFO_SECTIONS] : INFO_SECTIONS.filter((name) => wanted.includes(name));
   const parts: string[] = [];
@@ -194,7 +191,7 @@ async function infoSection(s: State, name: (typeof INFO_SECTIONS)[number]): Prom
     case 'keyspace':
       return [`db0:keys=${await s.engine.ports.index.dbsize()}`];
     case 'actors': {
-      const lines = await s.ctx.main.call<ActorStatusLine[]>({ t: FrontEndMsg.Status } satisfies FrontEndToMain).catch(() => [] as ActorStatusLine[]);
+      const lines = await s.env.main.call<ActorStatusLine[]>({ t: FrontEndMsg.Status } satisfies FrontEndToMain).catch(() => [] as ActorStatusLine[]);
       return [`cpus:${cpus().length}`, ...lines.map((a) => `actor_${a.name}:thread=${a.threadId},state=${a.state},restarts=${a.restarts}`)];
     }
   }
@@ -203,10 +200,3 @@ async function infoSection(s: State, name: (typeof INFO_SECTIONS)[number]): Prom
 function mb(bytes: number): string {
   return `${(bytes / 2 ** 20).toFixed(2)}M`;
 }
-
-function live(): State {
-  if (state === null) throw new StoreError('CLOSED', 'TCP front end is not running');
-  return state;
-}
-
-runActor({ init, onRequest, stop });

@@ -20,7 +20,7 @@ import * as readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import type { Database } from '../db/api.js';
 import { execute } from '../db/executor.js';
-import { open } from '../db/open.js';
+import { open } from '../wiring/open.js';
 import { splitCommandLine } from '../protocol/command_line.js';
 import { helpLines, lookupCommand } from '../protocol/commands.js';
 import { formatForRepl, formatRaw, type Reply } from '../protocol/reply.js';

@@ -2,8 +2,9 @@
 // and the property tests all speak to the database through this one surface.
 import type { Readable } from 'node:stream';
 import type { ScrubReport } from '../storage/volume_scrub.js';
+import type { SyncPolicy } from '../storage/types.js';
 
-export type { ScrubReport };
+export type { ScrubReport, SyncPolicy };
 
 /** Keys and values are bytes; a string is taken as its UTF-8 bytes. */
 export type Bytes = Uint8Array | string;
@@ -164,7 +165,6 @@ export const DEFAULT_LIMITS: Limits = {
   maxInFlight: 100_000,
 };
 
-export type SyncPolicy = 'always' | 'none';
 
 export interface OpenOptions {
   /** Extra drive directories; new volumes are spread over the data dir and these. */

@@ -1,22 +1,10 @@
-// Byte handling at the API edge: keys and values are bytes; strings are their UTF-8 bytes.
-// Maps inside the database are keyed by the latin1 form of the key bytes, which is a
-// lossless one-char-per-byte string, so binary keys never collide.
+// Checks at the API edge: a key and a value size within the limits. (Byte conversions are in
+// runtime/bytes.ts.)
 import type { Bytes, Limits } from './api.js';
 import { StoreError } from '../runtime/errors.js';
+import { toBuffer } from '../runtime/bytes.js';
 
-export function toBuffer(value: Bytes): Buffer {
-  if (typeof value === 'string') return Buffer.from(value, 'utf8');
-  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-}
-
-/** The map key of a byte key: lossless, one char per byte. */
-export function mapKey(key: Uint8Array): string {
-  return Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1');
-}
-
-export function fromMapKey(key: string): Buffer {
-  return Buffer.from(key, 'latin1');
-}
+export { fromMapKey, mapKey, toBuffer } from '../runtime/bytes.js';
 
 export function checkKey(key: Bytes, limits: Limits): Buffer {
   const bytes = toBuffer(key);

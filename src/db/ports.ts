@@ -5,6 +5,9 @@
 import type { IndexEntry, NeedleAddress, Op } from '../storage/types.js';
 import type { VolumeInfo } from './api.js';
 import type { IndexMsg, IndexReplies } from '../protocol/index_protocol.js';
+import type { Delivery } from '../protocol/broker_protocol.js';
+
+export type { Delivery };
 
 export interface AppendRequest {
   key: Uint8Array;
@@ -87,12 +90,6 @@ export interface ReadPort {
   readChunks(address: NeedleAddress, keyLength: number, start: number, length: number): AsyncIterable<Uint8Array>;
 }
 
-export interface Delivery {
-  subscriber: number;
-  channel: Uint8Array;
-  payload: Uint8Array;
-  pattern?: Uint8Array;
-}
 
 export interface BrokerPort {
   publish(channel: Uint8Array, payload: Uint8Array): Promise<number>;

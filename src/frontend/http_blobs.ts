@@ -8,7 +8,7 @@
 //   may read them) into one reused buffer and written with tryEnd; when the socket is full the
 //   loop waits for onWritable. A full-body GET checks the needle's CRC as it goes and cuts the
 //   connection instead of finishing a response whose bytes do not match.
-import { crc32 } from 'node:zlib';
+import { crc32 } from '../storage/checksum.js';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Engine } from '../db/engine.js';
 import type { VolumeReader } from '../storage/volume_reader.js';

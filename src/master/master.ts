@@ -4,10 +4,10 @@
 // requests (INFO actors), logs actor deaths and restarts, and stops everything in order.
 import { availableParallelism } from 'node:os';
 import type { Logger } from 'pino';
-import { openStore } from '../db/open.js';
+import { openStore } from '../wiring/open.js';
 import type { ActorSpec } from '../runtime/topology.js';
 import type { Supervisor } from '../runtime/supervisor.js';
-import { storeActorNames } from '../actors/store_topology.js';
+import { storeActorNames } from '../protocol/store_actors.js';
 import type { TcpFrontendConfig } from '../actors/tcp_frontend.js';
 import type { HttpFrontendConfig } from '../actors/http_frontend.js';
 import { DEFAULT_LIMITS } from '../db/api.js';

@@ -1,6 +1,8 @@
 // Messages to and from the pub/sub broker. Subscriber ids are chosen by each front end; the
 // broker keys them by the front end they came from, and pushes deliveries back to it one-way.
 export const BROKER_PROTOCOL_VERSION = 1;
+/** What this actor's start-up handshake checks (runtime/actor.ts). */
+export const BROKER_PROTOCOL = { name: 'broker', version: BROKER_PROTOCOL_VERSION } as const;
 
 export const BrokerMsg = {
   Publish: 1,
@@ -28,4 +30,12 @@ export interface BrokerReplies {
   [BrokerMsg.Subscribe]: null;
   /** How many subscriptions the subscriber still has. */
   [BrokerMsg.Unsubscribe]: number;
+}
+
+/** One message for one subscriber, as the broker hands it to the front end that owns it. */
+export interface Delivery {
+  subscriber: number;
+  channel: Uint8Array;
+  payload: Uint8Array;
+  pattern?: Uint8Array;
 }

@@ -2,6 +2,8 @@
 // front end asks main for the supervisor's view of the actors (INFO actors); main asks the
 // front end, by its control port, for the address it listens on.
 export const FRONTEND_PROTOCOL_VERSION = 1;
+/** What this actor's start-up handshake checks (runtime/actor.ts). */
+export const FRONTEND_PROTOCOL = { name: 'frontend', version: FRONTEND_PROTOCOL_VERSION } as const;
 
 export const FrontEndMsg = {
   Status: 1,

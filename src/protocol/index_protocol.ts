@@ -3,6 +3,8 @@
 import type { IndexEntry, WalRecord } from '../storage/types.js';
 
 export const INDEX_PROTOCOL_VERSION = 1;
+/** What this actor's start-up handshake checks (runtime/actor.ts). */
+export const INDEX_PROTOCOL = { name: 'index', version: INDEX_PROTOCOL_VERSION } as const;
 
 export const IndexMsg = {
   Lookup: 1,
@@ -15,6 +17,7 @@ export const IndexMsg = {
   Apply: 8,
   AppliedLsn: 9,
   LookupMany: 10,
+  Maintain: 11,
 } as const;
 
 export type IndexRequest =
@@ -29,7 +32,9 @@ export type IndexRequest =
   | { t: typeof IndexMsg.Apply; records: WalRecord[] }
   | { t: typeof IndexMsg.AppliedLsn }
   /** Many keys in one message (a pipeline's GETs, MGET): one answer per key, in order. */
-  | { t: typeof IndexMsg.LookupMany; keys: Uint8Array[] };
+  | { t: typeof IndexMsg.LookupMany; keys: Uint8Array[] }
+  /** The background timer's work, now: checkpoint when due, growth when due, a rebuild slice. */
+  | { t: typeof IndexMsg.Maintain };
 
 export type LookupReply = [volume: number, offset: number, length: number, expiresAt: number, modifiedAt: number] | [expired: -1, volume: number, offset: number] | null;
 
@@ -52,8 +57,11 @@ export interface IndexReplies {
     appliedLsn: number;
     durableLsn: number;
     rebuilding: boolean;
+    /** Why the last rebuild (growth or COMPACT) failed, until one succeeds. */
+    rebuildError: { code: string; message: string } | null;
   };
   [IndexMsg.Apply]: number[][];
   [IndexMsg.AppliedLsn]: number;
   [IndexMsg.LookupMany]: LookupReply[];
+  [IndexMsg.Maintain]: { rebuilding: boolean; durableLsn: number };
 }

@@ -3,6 +3,8 @@
 import type { NeedleAddress } from '../storage/types.js';
 
 export const VOLUME_PROTOCOL_VERSION = 1;
+/** What this actor's start-up handshake checks (runtime/actor.ts). */
+export const VOLUME_PROTOCOL = { name: 'volume', version: VOLUME_PROTOCOL_VERSION } as const;
 
 /** Wire tags. Never renumbered; a retired tag is never reused. */
 export const VolumeMsg = {

@@ -11,6 +11,8 @@
 import type { IndexEntry, Op, WalRecord } from '../storage/types.js';
 
 export const WAL_PROTOCOL_VERSION = 2;
+/** What this actor's start-up handshake checks (runtime/actor.ts). */
+export const WAL_PROTOCOL = { name: 'wal', version: WAL_PROTOCOL_VERSION } as const;
 
 /** Wire tags: never renumbered; a retired number is never reused. */
 export const WalMsg = {

@@ -1,107 +1,190 @@
-// The actor runtime inside a worker: binds an actor module (ActorDefinition) to its thread.
-// Owns: the start-up handshake with the supervisor (init message -> def.init -> READY), the
-// Peers to every neighbour and to main, routing every request to def.onRequest(from, ...),
-// the comlink control port, re-wiring when a neighbour restarts, and ordered shutdown.
+// The actor runtime: binds an actor (made by its factory) to the thread it runs in. The same
+// runtime runs a factory on a worker thread in production (actor_worker.ts) and in the calling
+// thread under the in-thread host (host.ts), where the tests run the shipped actors over a
+// simulated file system and virtual time.
+//
+// An actor is `factory(env) -> { handle, invariants, control, stop }`: no module state, and
+// nothing reached for: files, time, timers and its neighbours come in `env`.
+//
+// Owns: the start-up handshake with the supervisor (init -> factory -> READY with the protocol
+// it speaks), the Peers to every neighbour and to main, routing every request to
+// actor.handle(from, ...), the comlink control port, re-wiring when a neighbour restarts,
+// invariant checks, and ordered shutdown.
 // Invariants:
-// - Before init has finished, and once shutdown has begun, requests are refused with
-//   ACTOR_DOWN at once (the supervisor hands out ports before READY so that init can call
-//   its dependencies; a request the other way must fail fast, not wait behind recovery).
-// - Shutdown lets in-flight requests finish (bounded), then runs def.stop, flushes every
-//   outbox and exits 0. A failed init reports its error and exits 1.
-// - ctx.peer(x) is one Peer object for the life of this thread; re-wiring swaps its port.
-import { isMainThread, parentPort, type MessagePort } from 'node:worker_threads';
+// - Before the factory has finished, and once shutdown has begun, requests are refused with
+//   ACTOR_DOWN at once (the supervisor hands out ports before READY so that the factory can
+//   call its dependencies; a request the other way must fail fast, not wait behind recovery).
+// - With invariant checks on, actor.invariants() runs after every message (and after the
+//   answer of an async handler); a violation crashes the actor as a failed assertion would.
+// - Shutdown lets in-flight requests finish (bounded), runs actor.stop, flushes every outbox
+//   and exits 0. A failed factory reports its error and exits 1.
+// - env.peer(x) is one Peer object for the life of the incarnation; re-wiring swaps its port.
+import type { TransferListItem } from 'node:worker_threads';
 import * as Comlink from 'comlink';
-import { installComlinkErrorCodes, toWireError, StoreError } from './errors.js';
+import type { Clock } from './clock.js';
+import { StoreError, installComlinkErrorCodes, toWireError } from './errors.js';
+import type { Fs } from './fs.js';
 import { Peer } from './peer.js';
-import type { ActorMessage, SupervisorMessage } from './topology.js';
+import type { PortLike } from './port.js';
+import type { Scheduler } from './scheduler.js';
+import type { ActorMessage, InitMessage, SupervisorMessage } from './topology.js';
 
-export interface ActorContext {
+/** What an actor is given from outside: the seams a simulation replaces. */
+export interface ActorSeams {
+  readonly fs: Fs;
+  readonly clock: Clock;
+  readonly scheduler: Scheduler;
+}
+
+export interface ActorEnv<C = unknown> extends ActorSeams {
   readonly name: string;
   /** Structured-cloned from the spec. */
-  readonly config: unknown;
+  readonly config: C;
   /** A neighbour declared in the topology: a stable object across its restarts. */
   peer(name: string): Peer;
-  /** Exposed with comlink on the control port (stats, compact, checkpoint ...). */
-  onControl(api: Record<string, (...args: never[]) => unknown>): void;
-  /** The channel to the supervisor/main thread. */
+  /** The channel to the supervisor's thread. */
   readonly main: Peer;
+  /** Ends this actor now, as an uncaught error would; the supervisor restarts it. */
+  crash(err: unknown): void;
 }
 
-export interface ActorDefinition {
-  init(ctx: ActorContext): Promise<void> | void;
-  onRequest(from: string, body: unknown, blobs: ArrayBuffer[]): unknown | Promise<unknown>;
-  stop?(): Promise<void> | void;
+/** A protocol an actor serves, checked against what the wiring expects at the handshake. */
+export interface ProtocolId {
+  name: string;
+  version: number;
 }
+
+export interface Actor {
+  /** The protocol this actor answers (checked at start against the spec's). */
+  readonly protocol?: ProtocolId;
+  /** One exhaustive dispatch over the actor's message union. */
+  handle(from: string, body: unknown, blobs: ArrayBuffer[]): unknown;
+  /** Throws when the actor's state breaks a rule it promises; run after every message in tests. */
+  invariants?(): void;
+  /** Exposed with comlink on the control port (stats, checkpoint ...). */
+  readonly control?: Record<string, (...args: never[]) => unknown>;
+  stop?(): void | Promise<void>;
+}
+
+export type ActorFactory<C = unknown> = (env: ActorEnv<C>) => Actor | Promise<Actor>;
+
+/** How the runtime reaches the thread it runs in. */
+export interface ActorLink {
+  post(msg: ActorMessage): void;
+  /** The thread ends with this code (process.exit in a worker). */
+  exit(code: number): void;
+  /** The thread dies of err, as an uncaught error ends it. */
+  crash(err: unknown): void;
+  /** Something went wrong that ends nothing (a failed stop hook): for the log. */
+  warn(message: string): void;
+}
+
+/** 'every-message' in tests; 'sampled' (every 1024th message) where a check is not free. */
+export type InvariantMode = 'every-message' | 'sampled' | 'off';
+const SAMPLE_EVERY = 1024;
 
 /** How long shutdown waits for in-flight requests before running the stop hook anyway. */
 export const DRAIN_TIMEOUT_MS = 5_000;
 
-type Phase = 'starting' | 'running' | 'stopping';
+type Phase = 'starting' | 'running' | 'stopping' | 'dead';
 
-/** Call at the bottom of an actor module. */
-export function runActor(def: ActorDefinition): void {
-  if (isMainThread || parentPort === null) {
-    throw new StoreError('BAD_ARGUMENT', 'runActor must run in a worker started by the Supervisor');
-  }
-  const parent = parentPort;
-  parent.once('message', (msg: SupervisorMessage) => {
-    if (msg.t !== 'init') throw new StoreError('INTERNAL', `expected the init message first, got ${msg.t}`);
-    new ActorRuntime(def, parent, msg).start();
-  });
+/** Starts an actor: the factory runs now; the supervisor's messages go to the returned runtime. */
+export function startActor<C>(factory: ActorFactory<C>, init: InitMessage, link: ActorLink, seams: ActorSeams): ActorRuntime<C> {
+  const runtime = new ActorRuntime(factory, init, link, seams);
+  runtime.start();
+  return runtime;
 }
 
-class ActorRuntime {
+export class ActorRuntime<C = unknown> {
   private phase: Phase = 'starting';
   private readonly peers = new Map<string, Peer>();
   private readonly main: Peer;
-  /** Built in for every actor: this thread's own heap and buffer memory (process-wide RSS aside). */
+  /** Built in for every actor: its thread's own heap and buffer memory. */
   private readonly controlApi: Record<string, unknown> = { memory: () => process.memoryUsage() };
+  private actor: Actor | null = null;
   private inFlight = 0;
+  private handled = 0;
   private drained: (() => void) | null = null;
   private initDone: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly def: ActorDefinition,
-    private readonly parent: MessagePort,
-    private readonly init: Extract<SupervisorMessage, { t: 'init' }>,
+    private readonly factory: ActorFactory<C>,
+    private readonly init: InitMessage,
+    private readonly link: ActorLink,
+    private readonly seams: ActorSeams,
   ) {
     for (const [name, port] of Object.entries(init.peers)) this.peers.set(name, this.route(new Peer(name, port)));
     this.main = this.route(new Peer('main', init.main));
     installComlinkErrorCodes(Comlink.transferHandlers);
-    // Exposed now, filled by onControl: a call that comes before init answers "not a function".
-    Comlink.expose(this.controlApi, nodeEndpoint(init.control));
+    // Exposed now, filled once the factory returns: a call before that answers "not a function".
+    Comlink.expose(this.controlApi, portEndpoint(init.control));
   }
 
   start(): void {
-    this.parent.on('message', (msg: SupervisorMessage) => this.onSupervisor(msg));
-    this.initDone = this.runInit();
+    this.initDone = this.runFactory();
   }
 
-  private async runInit(): Promise<void> {
-    try {
-      await this.def.init(this.context());
-    } catch (err) {
-      this.post({ t: 'init-failed', error: toWireError(err) });
-      process.exit(1);
+  /** A message from the supervisor on the thread's own channel. */
+  onSupervisor(msg: SupervisorMessage): void {
+    switch (msg.t) {
+      case 'rewire':
+        return this.onRewire(msg.peer, msg.port);
+      case 'peer-down':
+        return this.peers.get(msg.peer)?.markDown(msg.message);
+      case 'shutdown':
+        void this.onShutdown();
+        return;
+      case 'crash':
+        // As a bug would: the thread dies of an uncaught error, outside any handler.
+        this.link.crash(new Error(`${this.init.name} crashed on purpose (fault injection)`));
+        return;
+      case 'init':
+        throw new StoreError('INTERNAL', `${this.init.name} got a second init message`);
+      default:
+        return assertNever(msg);
     }
-    if (this.phase === 'starting') this.phase = 'running';
-    this.post({ t: 'ready' });
   }
 
-  private context(): ActorContext {
+  /** The thread is gone (in-thread host): nothing of this incarnation may run or answer again. */
+  die(): void {
+    this.phase = 'dead';
+    for (const peer of this.peers.values()) peer.close();
+    this.main.close();
+  }
+
+  private async runFactory(): Promise<void> {
+    let actor: Actor;
+    try {
+      actor = await this.factory(this.env());
+      checkProtocol(this.init, actor);
+    } catch (err) {
+      if (this.phase === 'dead') return;
+      this.link.post({ t: 'init-failed', error: toWireError(err) });
+      this.link.exit(1);
+      return;
+    }
+    if (this.phase === 'dead') return;
+    this.actor = actor;
+    Object.assign(this.controlApi, actor.control ?? {});
+    if (this.phase === 'starting') this.phase = 'running';
+    this.link.post({ t: 'ready', ...(actor.protocol ? { protocol: actor.protocol } : {}) });
+  }
+
+  private env(): ActorEnv<C> {
     const name = this.init.name;
     return {
       name,
-      config: this.init.config,
+      config: this.init.config as C,
+      fs: this.seams.fs,
+      clock: this.seams.clock,
+      scheduler: this.seams.scheduler,
       main: this.main,
       peer: (peerName: string): Peer => {
         const p = this.peers.get(peerName);
         if (!p) throw new StoreError('BAD_ARGUMENT', `${name} does not talk to ${peerName}: add it to talksTo`);
         return p;
       },
-      onControl: (api) => {
-        Object.assign(this.controlApi, api);
-      },
+      crash: (err: unknown) => this.link.crash(err),
     };
   }
 
@@ -114,45 +197,41 @@ class ActorRuntime {
   }
 
   private onRequest(from: string, body: unknown, blobs: ArrayBuffer[]): unknown {
-    if (this.phase !== 'running') {
+    const actor = this.actor;
+    if (this.phase !== 'running' || actor === null) {
       throw new StoreError('ACTOR_DOWN', `${this.init.name} is down (${this.phase})`);
     }
-    const result = this.def.onRequest(from, body, blobs);
+    let result: unknown;
+    try {
+      result = actor.handle(from, body, blobs);
+    } finally {
+      this.checkInvariants(actor);
+    }
     if (!(result instanceof Promise)) return result;
     this.inFlight++;
-    return result.finally(this.requestDone);
+    return result.finally(() => {
+      this.inFlight--;
+      if (this.inFlight === 0 && this.drained) this.drained();
+      this.checkInvariants(actor);
+    });
   }
 
-  private readonly requestDone = (): void => {
-    this.inFlight--;
-    if (this.inFlight === 0 && this.drained) this.drained();
-  };
+  private checkInvariants(actor: Actor): void {
+    const mode = this.init.invariants;
+    if (mode === 'off' || actor.invariants === undefined || this.phase === 'dead') return;
+    this.handled++;
+    if (mode === 'sampled' && this.handled % SAMPLE_EVERY !== 0) return;
+    try {
+      actor.invariants();
+    } catch (err) {
+      // A broken invariant is a programmer error: crash, as a failed assertion would.
+      this.link.crash(new StoreError('INTERNAL', `${this.init.name}: invariant violated: ${toWireError(err).message}`));
+    }
+  }
 
   // ---- supervisor messages -------------------------------------------------------------------
 
-  private onSupervisor(msg: SupervisorMessage): void {
-    switch (msg.t) {
-      case 'rewire':
-        return this.onRewire(msg.peer, msg.port);
-      case 'peer-down':
-        return this.peers.get(msg.peer)?.markDown(msg.message);
-      case 'shutdown':
-        void this.onShutdown();
-        return;
-      case 'crash':
-        // Thrown outside any handler: the thread dies of an uncaught error, as with a real bug.
-        setImmediate(() => {
-          throw new Error(`${this.init.name} crashed on purpose (fault injection)`);
-        });
-        return;
-      case 'init':
-        throw new StoreError('INTERNAL', `${this.init.name} got a second init message`);
-      default:
-        return assertNever(msg);
-    }
-  }
-
-  private onRewire(peerName: string, port: MessagePort): void {
+  private onRewire(peerName: string, port: PortLike): void {
     const peer = this.peers.get(peerName);
     if (!peer) {
       port.close();
@@ -163,50 +242,66 @@ class ActorRuntime {
 
   private async onShutdown(): Promise<void> {
     await this.initDone;
-    if (this.phase === 'stopping') return;
+    if (this.phase === 'stopping' || this.phase === 'dead') return;
     this.phase = 'stopping';
     await this.drain();
     // The last handlers' answers are queued on microtasks after they settle: let them be.
-    await nextTurn();
+    await nextTurn(this.seams.scheduler);
     let code = 0;
     try {
-      await this.def.stop?.();
+      await this.actor?.stop?.();
     } catch (err) {
-      process.emitWarning(`${this.init.name}: stop hook failed: ${toWireError(err).message}`);
+      this.link.warn(`${this.init.name}: stop hook failed: ${toWireError(err).message}`);
       code = 1;
     }
-    await nextTurn();
+    await nextTurn(this.seams.scheduler);
     for (const peer of this.peers.values()) peer.flush();
     this.main.flush();
-    process.exit(code);
+    this.link.exit(code);
   }
 
   private drain(): Promise<void> {
     if (this.inFlight === 0) return Promise.resolve();
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, DRAIN_TIMEOUT_MS);
+      const timer = this.seams.scheduler.after(DRAIN_TIMEOUT_MS, resolve);
       this.drained = () => {
-        clearTimeout(timer);
+        timer.cancel();
         resolve();
       };
     });
   }
+}
 
-  private post(msg: ActorMessage): void {
-    this.parent.postMessage(msg);
+/** The default export of an actor module, checked to be a function. */
+export async function loadFactory(href: string): Promise<ActorFactory> {
+  const mod = (await import(href)) as { default?: unknown };
+  if (typeof mod.default !== 'function') {
+    throw new StoreError('BAD_ARGUMENT', `${href} has no actor factory as its default export`);
+  }
+  return mod.default as ActorFactory;
+}
+
+/** The wiring expects a protocol version; an actor of another build must not start. */
+function checkProtocol(init: InitMessage, actor: Actor): void {
+  const want = init.protocol;
+  if (want === undefined) return;
+  const got = actor.protocol;
+  if (got === undefined || got.name !== want.name || got.version !== want.version) {
+    const have = got === undefined ? 'none' : `${got.name} v${got.version}`;
+    throw new StoreError('BAD_ARGUMENT', `${init.name}: the wiring expects protocol ${want.name} v${want.version}, the actor speaks ${have}`);
   }
 }
 
-function nextTurn(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+function nextTurn(scheduler: Scheduler): Promise<void> {
+  return new Promise((resolve) => scheduler.defer(resolve));
 }
 
-/** comlink's Endpoint over a node MessagePort (comlink's own adapter is not an ES export). */
-function nodeEndpoint(port: MessagePort): Comlink.Endpoint {
+/** comlink's Endpoint over a port (comlink's own node adapter is not an ES export). */
+export function portEndpoint(port: PortLike): Comlink.Endpoint {
   const wrapped = new Map<unknown, (data: unknown) => void>();
   return {
     postMessage: (message: unknown, transfer?: readonly unknown[]) => {
-      port.postMessage(message, (transfer ?? []) as never);
+      port.postMessage(message, (transfer ?? []) as TransferListItem[]);
     },
     addEventListener: (_type: string, listener: unknown) => {
       const l = (data: unknown): void => deliver(listener, data);

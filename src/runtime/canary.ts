@@ -11,6 +11,11 @@ export interface Canaries {
   applyRollback: boolean;
   /** Atomic file replacement and file creation skip the directory fsync (atomic_file). */
   skipDirSync: boolean;
+  /**
+   * The WAL committer answers a group before its fdatasync and syncs 10 ms later
+   * (actors/wal_committer): the bug of the actor path, as a lazy-sync "optimisation" makes it.
+   */
+  answerBeforeSync: boolean;
 }
 
 export const canaries: Canaries = {
@@ -18,6 +23,7 @@ export const canaries: Canaries = {
   skipChecksum: false,
   applyRollback: false,
   skipDirSync: false,
+  answerBeforeSync: false,
 };
 
 export function resetCanaries(): void {
@@ -25,4 +31,5 @@ export function resetCanaries(): void {
   canaries.skipChecksum = false;
   canaries.applyRollback = false;
   canaries.skipDirSync = false;
+  canaries.answerBeforeSync = false;
 }

@@ -1,7 +1,9 @@
 // The supervisor, on the main thread: starts the actors in dependency order, wires one
-// MessageChannel per edge of the topology, watches every worker, restarts a failed actor
+// channel per edge of the topology, watches every actor's thread, restarts a failed actor
 // one-for-one with backoff inside a restart budget (OTP: 5 in 10 s), and stops everything in
-// reverse order.
+// reverse order. Where an actor runs is its host's business (host.ts): a worker thread each in
+// production, or all in the calling thread over simulated seams in the tests; the supervision
+// is the same code either way.
 // Invariants:
 // - A request to an actor that is down never hangs: when its worker errors or exits, every
 //   Peer connected to it (main's, and each live neighbour's, told by a 'peer-down' message)
@@ -12,12 +14,15 @@
 //   actor's runtime itself refuses requests with ACTOR_DOWN (actor.ts).
 // - Past the budget the actor is 'given-up' and stays down; requests to it fail fast.
 // - After stop() no worker, port or timer of ours keeps the process alive.
+import type { TransferListItem } from 'node:worker_threads';
 import { EventEmitter } from 'node:events';
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import * as Comlink from 'comlink';
 import { deliver } from './actor.js';
-import { comlinkErrorPayload, installComlinkErrorCodes, type WireError, StoreError } from './errors.js';
+import { StoreError, comlinkErrorPayload, fromWireError, installComlinkErrorCodes, type WireError } from './errors.js';
 import { Peer } from './peer.js';
+import type { PortLike } from './port.js';
+import { workerHost, type ActorHost, type ActorThread } from './host.js';
+import type { Timer } from './scheduler.js';
 import {
   DEFAULT_RESTART,
   indexSpecs,
@@ -33,6 +38,8 @@ import {
 export type ActorState = 'starting' | 'running' | 'restarting' | 'stopped' | 'given-up';
 
 export interface SupervisorOptions {
+  /** Where the actors run: worker threads (default) or the calling thread (tests). */
+  host?: ActorHost;
   /** How long an actor may take from spawn to READY. Default 10 s. */
   readyTimeoutMs?: number;
   /** Delay before restart number `attempt` (1-based, within the budget window). */
@@ -73,7 +80,7 @@ interface Slot {
   readonly control: ControlEndpoint;
   remote: unknown;
   state: ActorState;
-  worker: Worker | null;
+  worker: ActorThread | null;
   threadId: number;
   /** Bumped at each spawn; events of an older incarnation are ignored. */
   incarnation: number;
@@ -83,8 +90,10 @@ interface Slot {
   restarts: number;
   /** Times of the restarts inside the budget window. */
   restartTimes: number[];
-  restartTimer: NodeJS.Timeout | null;
+  restartTimer: Timer | null;
   lastError: string | null;
+  /** The code of the error its factory failed with: a failed start is reported with it (CORRUPT...). */
+  initErrorCode: string | null;
   ready: { resolve(): void; reject(err: Error): void } | null;
   exited: Promise<void>;
   markExited: () => void;
@@ -96,6 +105,7 @@ export class Supervisor extends EventEmitter {
   private readonly readyTimeoutMs: number;
   private readonly stopTimeoutMs: number;
   private readonly backoff: (attempt: number) => number;
+  private readonly host: ActorHost;
   private started = false;
   private stopping = false;
   private stopped: Promise<void> | null = null;
@@ -107,10 +117,11 @@ export class Supervisor extends EventEmitter {
     this.readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
     this.stopTimeoutMs = options.stopTimeoutMs ?? 10_000;
     this.backoff = options.backoffMs ?? defaultBackoff;
+    this.host = options.host ?? workerHost;
     const controlTimeoutMs = options.controlTimeoutMs ?? 30_000;
     const edges = neighbours(specs);
     for (const spec of specs) {
-      this.slots.set(spec.name, newSlot(spec, edges.get(spec.name) ?? [], controlTimeoutMs));
+      this.slots.set(spec.name, newSlot(spec, edges.get(spec.name) ?? [], controlTimeoutMs, this.host));
     }
     installComlinkErrorCodes(Comlink.transferHandlers);
   }
@@ -173,11 +184,30 @@ export class Supervisor extends EventEmitter {
     if (worker === null) return;
     const exited = slot.exited;
     worker.postMessage({ t: 'crash' } satisfies SupervisorMessage);
-    const timer = setTimeout(() => void worker.terminate(), KILL_GRACE_MS);
+    const timer = this.host.scheduler.after(KILL_GRACE_MS, () => void worker.terminate());
     try {
       await exited;
     } finally {
-      clearTimeout(timer);
+      timer.cancel();
+    }
+  }
+
+  /**
+   * Every actor dies at once, as in a process killed by SIGKILL or a power cut: no stop hook
+   * runs, nothing is flushed, nothing restarts. For the in-thread host's simulated crashes.
+   */
+  halt(): void {
+    this.stopping = true;
+    this.stopped ??= Promise.resolve();
+    for (const slot of this.slots.values()) {
+      slot.restartTimer?.cancel();
+      slot.restartTimer = null;
+      const worker = slot.worker;
+      slot.worker = null;
+      void worker?.terminate();
+      slot.mainPeer.markDown(`${slot.name} is down (halted)`);
+      slot.control.close();
+      slot.state = 'stopped';
     }
   }
 
@@ -193,10 +223,11 @@ export class Supervisor extends EventEmitter {
   private spawn(slot: Slot): Promise<void> {
     const inc = ++slot.incarnation;
     slot.lastError = null;
+    slot.initErrorCode = null;
     slot.state = slot.everReady ? 'restarting' : 'starting';
-    let worker: Worker;
+    let worker: ActorThread;
     try {
-      worker = new Worker(slot.spec.module);
+      worker = this.host.spawn(slot.spec);
     } catch (err) {
       slot.lastError = describe(err);
       queueMicrotask(() => this.onExit(slot, inc, -1));
@@ -217,50 +248,53 @@ export class Supervisor extends EventEmitter {
   }
 
   /** The init message; hands the other end of each fresh channel to main and live neighbours. */
-  private initMessage(slot: Slot): [SupervisorMessage, MessagePort[]] {
-    const peers: Record<string, MessagePort | null> = {};
-    const transfer: MessagePort[] = [];
+  private initMessage(slot: Slot): [SupervisorMessage, PortLike[]] {
+    const peers: Record<string, PortLike | null> = {};
+    const transfer: PortLike[] = [];
     for (const other of slot.neighbours) {
       const o = this.slot(other);
       if (!this.isLive(o) || o.worker === null) {
         peers[other] = null; // wired when `other` (re)starts
         continue;
       }
-      const ch = new MessageChannel();
+      const ch = this.host.channel();
       peers[other] = ch.port1;
       transfer.push(ch.port1);
       const rewire: SupervisorMessage = { t: 'rewire', peer: slot.name, port: ch.port2 };
       o.worker.postMessage(rewire, [ch.port2]);
     }
-    const main = new MessageChannel();
+    const main = this.host.channel();
     slot.mainPeer.replacePort(main.port1);
-    const control = new MessageChannel();
+    const control = this.host.channel();
     slot.control.replacePort(control.port1);
     transfer.push(main.port2, control.port2);
     const init: SupervisorMessage = {
       t: 'init',
       name: slot.name,
+      module: slot.spec.module.href,
       config: slot.spec.config,
       peers,
       main: main.port2,
       control: control.port2,
+      invariants: this.host.invariants,
+      ...(slot.spec.protocol ? { protocol: slot.spec.protocol } : {}),
     };
     return [init, transfer];
   }
 
   private readyPromise(slot: Slot, inc: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const timer = this.host.scheduler.after(this.readyTimeoutMs, () => {
         slot.lastError = `not ready within ${this.readyTimeoutMs} ms`;
         void slot.worker?.terminate();
-      }, this.readyTimeoutMs);
+      });
       slot.ready = {
         resolve: () => {
-          clearTimeout(timer);
+          timer.cancel();
           resolve();
         },
         reject: (err) => {
-          clearTimeout(timer);
+          timer.cancel();
           reject(err);
         },
       };
@@ -277,6 +311,7 @@ export class Supervisor extends EventEmitter {
         return;
       case 'init-failed':
         slot.lastError = `init failed: ${msg.error.code}: ${msg.error.message}`;
+        slot.initErrorCode = msg.error.code;
         return;
       default:
         return assertNever(msg);
@@ -300,7 +335,7 @@ export class Supervisor extends EventEmitter {
     if (slot.lastError !== null) event.error = slot.lastError;
     this.emit('actor-exit', event);
     slot.ready?.reject(
-      new StoreError('ACTOR_DOWN', `actor ${slot.name} failed to start: ${slot.lastError ?? `exit code ${code}`}`),
+      fromWireError({ code: slot.initErrorCode ?? 'ACTOR_DOWN', message: `actor ${slot.name} failed to start: ${slot.lastError ?? `exit code ${code}`}` }),
     );
     if (this.stopping || !slot.everReady) {
       if (slot.state !== 'given-up') slot.state = 'stopped';
@@ -310,7 +345,7 @@ export class Supervisor extends EventEmitter {
   }
 
   private scheduleRestart(slot: Slot): void {
-    const now = Date.now();
+    const now = this.host.clock.now();
     const { maxRestarts, withinMs } = slot.policy;
     slot.restartTimes = slot.restartTimes.filter((t) => now - t < withinMs);
     if (slot.restartTimes.length >= maxRestarts) {
@@ -321,7 +356,11 @@ export class Supervisor extends EventEmitter {
     slot.restarts++;
     const attempt = slot.restartTimes.length;
     slot.state = 'restarting';
-    slot.restartTimer = setTimeout(() => {
+    slot.restartTimer = this.host.scheduler.after(this.backoff(attempt), this.restartNow(slot, attempt), true);
+  }
+
+  private restartNow(slot: Slot, attempt: number): () => void {
+    return () => {
       slot.restartTimer = null;
       if (this.stopping) return;
       this.spawn(slot).then(
@@ -332,7 +371,7 @@ export class Supervisor extends EventEmitter {
         // A failed restart exits, and its exit schedules the next attempt or gives up.
         () => undefined,
       );
-    }, this.backoff(attempt));
+    };
   }
 
   private giveUp(slot: Slot): void {
@@ -360,7 +399,7 @@ export class Supervisor extends EventEmitter {
 
   private async stopAll(): Promise<void> {
     for (const slot of this.slots.values()) {
-      if (slot.restartTimer) clearTimeout(slot.restartTimer);
+      slot.restartTimer?.cancel();
       slot.restartTimer = null;
     }
     for (const name of [...this.order].reverse()) await this.stopOne(this.slot(name));
@@ -377,9 +416,9 @@ export class Supervisor extends EventEmitter {
     slot.mainPeer.expectDown(`${slot.name} is down (stopped)`);
     const shutdown: SupervisorMessage = { t: 'shutdown' };
     worker.postMessage(shutdown);
-    const timer = setTimeout(() => void worker.terminate(), this.stopTimeoutMs);
+    const timer = this.host.scheduler.after(this.stopTimeoutMs, () => void worker.terminate());
     await slot.exited;
-    clearTimeout(timer);
+    timer.cancel();
   }
 
   // ---- helpers -------------------------------------------------------------------------------
@@ -396,14 +435,14 @@ export class Supervisor extends EventEmitter {
   }
 }
 
-function newSlot(spec: ActorSpec, edges: string[], controlTimeoutMs: number): Slot {
+function newSlot(spec: ActorSpec, edges: string[], controlTimeoutMs: number, host: ActorHost): Slot {
   return {
     spec,
     name: spec.name,
     neighbours: edges,
     policy: spec.restart ?? DEFAULT_RESTART,
     mainPeer: new Peer(spec.name, null),
-    control: new ControlEndpoint(spec.name, controlTimeoutMs),
+    control: new ControlEndpoint(spec.name, controlTimeoutMs, host),
     remote: null,
     state: 'stopped',
     worker: null,
@@ -415,6 +454,7 @@ function newSlot(spec: ActorSpec, edges: string[], controlTimeoutMs: number): Sl
     restartTimes: [],
     restartTimer: null,
     lastError: null,
+    initErrorCode: null,
     ready: null,
     exited: Promise.resolve(),
     markExited: () => undefined,
@@ -428,14 +468,15 @@ function newSlot(spec: ActorSpec, edges: string[], controlTimeoutMs: number): Sl
  * with TIMEOUT when it does not answer.
  */
 class ControlEndpoint implements Comlink.Endpoint {
-  private port: MessagePort | null = null;
+  private port: PortLike | null = null;
   private downMessage: string;
   private readonly listeners = new Set<unknown>();
-  private readonly waiting = new Map<string, NodeJS.Timeout>();
+  private readonly waiting = new Map<string, Timer>();
 
   constructor(
     private readonly name: string,
     private readonly timeoutMs: number,
+    private readonly host: ActorHost,
   ) {
     this.downMessage = `${name} is down (not started)`;
   }
@@ -449,14 +490,13 @@ class ControlEndpoint implements Comlink.Endpoint {
       return;
     }
     if (id !== null) {
-      const timer = setTimeout(() => {
+      const timer = this.host.scheduler.after(this.timeoutMs, () => {
         this.waiting.delete(id);
         this.emitFault(id, { code: 'TIMEOUT', message: `${this.name} did not answer a control call within ${this.timeoutMs} ms` });
-      }, this.timeoutMs);
-      timer.unref();
+      });
       this.waiting.set(id, timer);
     }
-    port.postMessage(message, (transfer ?? []) as never);
+    port.postMessage(message, (transfer ?? []) as TransferListItem[]);
   }
 
   addEventListener(_type: string, listener: unknown): void {
@@ -467,7 +507,7 @@ class ControlEndpoint implements Comlink.Endpoint {
     this.listeners.delete(listener);
   }
 
-  replacePort(port: MessagePort): void {
+  replacePort(port: PortLike): void {
     this.markDown(`${this.name} is down (restarting)`);
     this.port = port;
     port.on('message', (data: unknown) => {
@@ -476,7 +516,7 @@ class ControlEndpoint implements Comlink.Endpoint {
       if (id !== null) {
         const timer = this.waiting.get(id);
         if (timer === undefined) return; // answered already (timed out)
-        clearTimeout(timer);
+        timer.cancel();
         this.waiting.delete(id);
       }
       this.emit(data);
@@ -490,7 +530,7 @@ class ControlEndpoint implements Comlink.Endpoint {
     if (port) port.close();
     const ids = [...this.waiting.keys()];
     for (const id of ids) {
-      clearTimeout(this.waiting.get(id));
+      this.waiting.get(id)?.cancel();
       this.waiting.delete(id);
       this.emitFault(id, { code: 'ACTOR_DOWN', message });
     }

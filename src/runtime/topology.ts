@@ -5,9 +5,9 @@
 // port (start-up handshake, re-wiring, shutdown): a closed union, like every protocol.
 // Invariants: names are unique and not 'main'; every dependsOn/talksTo name exists; edges are
 // symmetric; startOrder puts every actor after all it depends on, or throws naming a cycle.
-import type { MessagePort } from 'node:worker_threads';
-import type { WireError } from './errors.js';
-import { StoreError } from './errors.js';
+import { StoreError, type WireError } from './errors.js';
+import type { InvariantMode, ProtocolId } from './actor.js';
+import type { PortLike } from './port.js';
 
 /** The main thread's name in talksTo. */
 export const MAIN = 'main';
@@ -24,8 +24,10 @@ export const DEFAULT_RESTART: RestartPolicy = { maxRestarts: 5, withinMs: 10_000
 
 export interface ActorSpec {
   name: string;
-  /** The compiled actor file, e.g. new URL('./index_actor.js', import.meta.url). */
+  /** The compiled actor file, e.g. new URL('./index_actor.js', import.meta.url); its default export is the factory. */
   module: URL;
+  /** The protocol the actor must speak (checked at its start-up handshake). */
+  protocol?: ProtocolId;
   /** Structured-cloned into the worker. */
   config: unknown;
   /** Started (and READY) before this one; stopped after it. */
@@ -109,18 +111,25 @@ function bad(message: string): StoreError {
 
 // ---- supervisor <-> actor runtime, on the worker's own port (structured clone: ports travel) ----
 
+export interface InitMessage {
+  t: 'init';
+  name: string;
+  /** The module whose default export is the actor's factory (a URL's href). */
+  module: string;
+  config: unknown;
+  /** One port per neighbour; null when that neighbour is not running (yet). */
+  peers: Record<string, PortLike | null>;
+  main: PortLike;
+  control: PortLike;
+  /** What the wiring expects the actor to speak; absent: not checked. */
+  protocol?: ProtocolId;
+  invariants: InvariantMode;
+}
+
 export type SupervisorMessage =
-  | {
-      t: 'init';
-      name: string;
-      config: unknown;
-      /** One port per neighbour; null when that neighbour is not running (yet). */
-      peers: Record<string, MessagePort | null>;
-      main: MessagePort;
-      control: MessagePort;
-    }
+  | InitMessage
   /** The neighbour `peer` (re)started: talk to it on this port from now on. */
-  | { t: 'rewire'; peer: string; port: MessagePort }
+  | { t: 'rewire'; peer: string; port: PortLike }
   /** The neighbour `peer` died or stopped: fail what waits on it, refuse new requests. */
   | { t: 'peer-down'; peer: string; message: string }
   /** Finish in-flight requests, run the stop hook, exit 0. */
@@ -128,4 +137,4 @@ export type SupervisorMessage =
   /** Crash now, as a bug would: an uncaught error in the actor's thread (fault injection). */
   | { t: 'crash' };
 
-export type ActorMessage = { t: 'ready' } | { t: 'init-failed'; error: WireError };
+export type ActorMessage = { t: 'ready'; protocol?: ProtocolId } | { t: 'init-failed'; error: WireError };

@@ -2,10 +2,10 @@
 // large key lists, CRCs of file ranges, volume scrubs. CpuPool (runtime/cpu_pool.ts) runs them
 // by name; adding a job is one line in `jobs`, and the types of CpuPool.run follow from it.
 // Invariants: every job bounds its input; errors travel as WireErrors (runtime/cpu_job.ts).
-import { crc32 } from 'node:zlib';
 import { StoreError } from '../runtime/errors.js';
 import { NodeFs } from '../runtime/fs.js';
 import { jobRunner, type JobsOf } from '../runtime/cpu_job.js';
+import { crc32 } from './checksum.js';
 import { globMatch, isMatchAll } from './glob.js';
 import { scrubVolume } from './volume_scrub.js';
 

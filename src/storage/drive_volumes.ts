@@ -117,6 +117,17 @@ export class DriveVolumes {
     return [...this.volumes.values()].map((v) => ({ id: v.id, path: v.path, sizeBytes: v.tail }));
   }
 
+  /** Throws when the drive's bookkeeping breaks its rules (checked after every message in tests). */
+  checkInvariants(): void {
+    if (this.volumes.get(this.current.id) !== this.current) throw new Error(`current volume ${this.current.id} is not among the open volumes`);
+    for (const id of this.volumes.keys()) {
+      if (id > this.current.id) throw new Error(`volume ${id} is newer than the current volume ${this.current.id}`);
+    }
+    for (const f of this.unsynced) {
+      if (this.volumes.get(f.id) !== f) throw new Error(`unsynced volume ${f.id} is not open`);
+    }
+  }
+
   file(volumeId: number): VolumeFile | undefined {
     return this.volumes.get(volumeId);
   }

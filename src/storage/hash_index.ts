@@ -41,7 +41,6 @@ import { fsErrorCode, type FileHandle, type Fs } from '../runtime/fs.js';
 import { globMatch, isMatchAll } from './glob.js';
 import {
   corrupt,
-  crc32,
   dataStart,
   decodeHeader,
   decodeHeads,
@@ -78,6 +77,7 @@ import {
   type EntryFields,
   type IndexHeader,
 } from './hash_index_format.js';
+import { crc32 } from './checksum.js';
 import { keyHash } from './key_hash.js';
 import { isLive, OpCode, SetFlag, type IndexEntry, type NeedleAddress, type Op, type WalRecord } from './types.js';
 import { StoreError } from '../runtime/errors.js';

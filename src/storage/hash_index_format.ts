@@ -2,13 +2,10 @@
 // encoders and decoders shared by every reader and writer of the index, and nothing else.
 // All integers are little-endian; u64 fields hold offsets and times below 2^53, read as two
 // u32 halves (a value at or above 2^53 is corrupt by definition). CRCs are zlib.crc32.
-import * as zlib from 'node:zlib';
+import { crc32 } from './checksum.js';
 import { StoreError } from '../runtime/errors.js';
 
 /** CRC-32 (IEEE) as Node computes it; `previous` continues a running CRC. */
-export function crc32(data: Uint8Array, previous = 0): number {
-  return zlib.crc32(data, previous) >>> 0;
-}
 
 export const INDEX_MAGIC = 'BRISEIDX';
 export const HEADS_MAGIC = 'BRISEHDS';

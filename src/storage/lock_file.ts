@@ -30,12 +30,11 @@ interface LockContent {
   started: number;
 }
 
-export function acquireLock(
-  fs: Fs,
-  dataDir: string,
-  me: LockOwner,
-  isAlive: (pid: number) => boolean,
-): { release(): void } {
+export interface LockHandle {
+  release(): void;
+}
+
+export function acquireLock(fs: Fs, dataDir: string, me: LockOwner, isAlive: (pid: number) => boolean): LockHandle {
   const path = join(dataDir, LOCK_FILE);
   const mine: LockContent = { pid: me.pid, host: me.host, started: me.nowMs };
   const bytes = new TextEncoder().encode(JSON.stringify(mine));

@@ -92,3 +92,6 @@ export function valueLengthOf(address: NeedleAddress, keyLength: number): number
 export function valueOffsetOf(address: NeedleAddress, keyLength: number): number {
   return address.offset + 32 + keyLength;
 }
+
+/** When writes are fsynced: 'always' before a write is acknowledged (group-committed), or never. */
+export type SyncPolicy = 'always' | 'none';

@@ -24,7 +24,6 @@ import {
   NeedleFlag,
   VOLUME_SUPERBLOCK_SIZE,
   alignUp,
-  crc32,
   decodeNeedleHeader,
   decodeSuperblock,
   decodeTrailer,
@@ -34,6 +33,7 @@ import {
   needleLength,
   type NeedleHeader,
 } from './volume_format.js';
+import { crc32 } from './checksum.js';
 import { StoreError } from '../runtime/errors.js';
 
 /** Streaming unit for verification and chunked reads: bounded memory whatever the value. */

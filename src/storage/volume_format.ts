@@ -2,12 +2,12 @@
 // shared by the writer (volume_file, drive_volumes) and every reader. No I/O here.
 //
 // Invariants:
-// - every integer is little-endian; every checksum is CRC-32 (IEEE) via `crc32` below;
+// - every integer is little-endian; every checksum is CRC-32 (IEEE) via `crc32` (checksum.ts);
 // - a decoder never trusts a length it cannot represent exactly (u64 fields above
 //   Number.MAX_SAFE_INTEGER, or above the limits below, decode as "not a needle");
 // - a decoder returns null for anything that is not a well-formed header, never throws, so a
 //   scan can step over garbage.
-import * as zlib from 'node:zlib';
+import { crc32 } from './checksum.js';
 
 export const VOLUME_SUPERBLOCK_SIZE = 64;
 export const NEEDLE_HEADER_SIZE = 32;
@@ -35,10 +35,6 @@ export const VOLUME_SEQ_BITS = 20;
 export const MAX_VOLUME_SEQ = 2 ** VOLUME_SEQ_BITS - 1;
 export const MAX_DRIVE_SLOT = 2 ** (32 - VOLUME_SEQ_BITS) - 1;
 
-/** CRC-32 (IEEE), incremental: crc32(b, crc32(a)) === crc32(a ++ b). */
-export function crc32(data: Uint8Array, prev = 0): number {
-  return zlib.crc32(data, prev) >>> 0;
-}
 
 function view(buf: Uint8Array): DataView {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);

@@ -13,8 +13,9 @@
 //    open);
 //  - finish refuses to swap when the live WAL does not read back to exactly the writer's
 //    size and lastLsn (no record is ever dropped by a swap).
+import type { Clock } from '../runtime/clock.js';
 import type { FileHandle, Fs } from '../runtime/fs.js';
-import { OpCode, type SetOp } from './types.js';
+import { OpCode, type IndexEntry, type SetOp } from './types.js';
 import { WAL_MAX_PAYLOAD, WAL_SNAPSHOT_CHUNK_OPS, encodeRecord, encodeWalHeader } from './wal_format.js';
 import { WAL_READ_CHUNK, io, scanFrames } from './wal_reader.js';
 import { syncParent, type WalWriter } from './wal_writer.js';
@@ -212,5 +213,80 @@ export class WalCompaction {
     if (this.phase !== want) {
       throw new StoreError('INTERNAL', `WAL compaction is ${this.phase}, expected ${want}`);
     }
+  }
+}
+
+// ---- driving a compaction from chunks of a snapshot -------------------------------------
+
+/** A pull source for WalCompaction fed chunk by chunk by the engine. */
+export class ChunkFeed implements Iterable<SetOp> {
+  private readonly queue: SetOp[] = [];
+  private done = false;
+
+  push(entries: IndexEntry[]): void {
+    for (const e of entries) this.queue.push({ code: OpCode.Set, key: e.key, address: e.address, expiresAt: e.expiresAt });
+  }
+
+  end(): void {
+    this.done = true;
+  }
+
+  get available(): number {
+    return this.queue.length;
+  }
+
+  *[Symbol.iterator](): Iterator<SetOp> {
+    for (;;) {
+      const op = this.queue.shift();
+      if (op !== undefined) {
+        yield op;
+        continue;
+      }
+      if (this.done) return;
+      // The compaction asked for more than was fed: a programming error in the driver.
+      throw new StoreError('INTERNAL', 'WAL compaction read past the fed snapshot');
+    }
+  }
+}
+
+/** Drives a WalCompaction from engine calls: begin, chunks, finish. */
+export class WalCompactionDriver {
+  private compaction: WalCompaction | null = null;
+  private feed: ChunkFeed | null = null;
+
+  constructor(private readonly fs: Fs, private readonly walPath: string, private readonly clock: Clock) {}
+
+  begin(snapshotLsn: number): void {
+    if (this.compaction !== null) throw new StoreError('BAD_ARGUMENT', 'a WAL compaction is already running');
+    this.feed = new ChunkFeed();
+    this.compaction = new WalCompaction(this.fs, this.walPath, snapshotLsn, this.feed, this.clock.now());
+  }
+
+  chunk(entries: IndexEntry[]): void {
+    const { compaction, feed } = this.running();
+    feed.push(entries);
+    if (feed.available > 0) compaction.step(feed.available);
+  }
+
+  finish(wal: WalWriter): void {
+    const { compaction, feed } = this.running();
+    feed.end();
+    while (!compaction.step(4096)) {
+      // drain what is left of the snapshot
+    }
+    compaction.finish(wal);
+    this.compaction = null;
+    this.feed = null;
+  }
+
+  abort(): void {
+    this.compaction?.abort();
+    this.compaction = null;
+    this.feed = null;
+  }
+
+  private running(): { compaction: WalCompaction; feed: ChunkFeed } {
+    if (this.compaction === null || this.feed === null) throw new StoreError('BAD_ARGUMENT', 'no WAL compaction is running');
+    return { compaction: this.compaction, feed: this.feed };
   }
 }

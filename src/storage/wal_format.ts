@@ -8,7 +8,7 @@
 //    the reader treats as the end of the log;
 //  - encoding refuses (StoreError) a record that decoding would reject, because such a record
 //    would silently cut off every record after it on the next open.
-import * as zlib from 'node:zlib';
+import { crc32 } from './checksum.js';
 import { Encoder } from 'cbor-x';
 import { canaries } from '../runtime/canary.js';
 import { OpCode, type Op, type WalRecord } from './types.js';
@@ -24,9 +24,6 @@ export const WAL_SNAPSHOT_CHUNK_OPS = 4096;
 /** Hard limit of a key (formats.md §Keys). */
 export const WAL_MAX_KEY_LENGTH = 65535;
 
-// Typed wrapper: @types/node 20 declares zlib.crc32, but keep the cast so older typings compile.
-// Not exported: volume_format.ts has its own, and the two files stay independent.
-const crc32 = (zlib as unknown as { crc32(d: Uint8Array, v?: number): number }).crc32;
 
 // Positional arrays, no record structures, no tag 64 on byte strings: the payload is plain CBOR
 // that any decoder reads without shared state (STYLE.md: persisted data decodes alone).

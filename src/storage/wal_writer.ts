@@ -101,7 +101,7 @@ export class WalWriter {
    * the records once durable. Throws BATCH_TOO_LARGE / BAD_ARGUMENT before writing anything,
    * WAL_FENCED when this or an earlier write or sync failed.
    */
-  commit(batch: CommitRequest[]): WalRecord[] {
+  commit(batch: CommitRequest[], options: { sync: boolean } = { sync: true }): WalRecord[] {
     this.assertWritable();
     if (batch.length === 0) return [];
     const first = this.last + 1;
@@ -110,13 +110,24 @@ export class WalWriter {
     try {
       this.file.write(bytes, this.end);
       // canary skipFsync: the one place the WAL's group commit syncs.
-      if (this.options.sync === 'always' && !canaries.skipFsync) this.file.sync();
+      if (options.sync && this.options.sync === 'always' && !canaries.skipFsync) this.file.sync();
     } catch (err) {
       throw this.fenceWith(err);
     }
     this.end += bytes.length;
     this.last += records.length;
     return records;
+  }
+
+  /** fdatasync of what commit({sync: false}) wrote (only the answerBeforeSync canary does that). */
+  syncNow(): void {
+    this.assertWritable();
+    if (this.options.sync !== 'always') return;
+    try {
+      this.file.sync();
+    } catch (err) {
+      throw this.fenceWith(err);
+    }
   }
 
   /**

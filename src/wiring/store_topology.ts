@@ -3,10 +3,15 @@
 // WAL committer, then the index (it replays the WAL on start and hears from the committer),
 // then the broker. The main thread talks to all of them: it is the embedded API's front end.
 import type { ActorSpec } from '../runtime/topology.js';
-import type { SyncPolicy } from '../db/api.js';
-import type { VolumeWriterConfig } from './volume_writer.js';
-import type { WalCommitterConfig } from './wal_committer.js';
-import type { IndexActorConfig } from './index_actor.js';
+import type { SyncPolicy } from '../storage/types.js';
+import { BROKER_PROTOCOL } from '../protocol/broker_protocol.js';
+import { INDEX_PROTOCOL } from '../protocol/index_protocol.js';
+import { BROKER_ACTOR, INDEX_ACTOR, WAL_ACTOR, volumeActorName } from '../protocol/store_actors.js';
+import { VOLUME_PROTOCOL } from '../protocol/volume_protocol.js';
+import { WAL_PROTOCOL } from '../protocol/wal_protocol.js';
+import type { VolumeWriterConfig } from '../actors/volume_writer.js';
+import type { WalCommitterConfig } from '../actors/wal_committer.js';
+import type { IndexActorConfig } from '../actors/index_actor.js';
 
 export interface StoreTopologyConfig {
   dir: string;
@@ -17,40 +22,33 @@ export interface StoreTopologyConfig {
   indexBuckets?: number;
 }
 
-export function volumeActorName(slot: number): string {
-  return `volume-${slot}`;
-}
-
 export function storeTopology(config: StoreTopologyConfig): ActorSpec[] {
   // Front-end actors name the store's actors in their own talksTo; edges are symmetric.
   const frontEnds = ['main'];
   const volumes: ActorSpec[] = config.drives.map((dir, slot) => {
     const cfg: VolumeWriterConfig = { dir, slot, maxVolumeSize: config.maxVolumeSize, sync: config.sync };
-    return { name: volumeActorName(slot), module: new URL('./volume_writer.js', import.meta.url), config: cfg, talksTo: frontEnds };
+    return { name: volumeActorName(slot), module: new URL('../actors/volume_writer.js', import.meta.url), protocol: VOLUME_PROTOCOL, config: cfg, talksTo: frontEnds };
   });
   const walConfig: WalCommitterConfig = { dir: config.dir, sync: config.sync };
   const indexConfig: IndexActorConfig = { dir: config.dir, ...(config.indexBuckets ? { indexBuckets: config.indexBuckets } : {}) };
   return [
     ...volumes,
     {
-      name: 'wal',
-      module: new URL('./wal_committer.js', import.meta.url),
+      name: WAL_ACTOR,
+      module: new URL('../actors/wal_committer.js', import.meta.url),
+      protocol: WAL_PROTOCOL,
       config: walConfig,
       dependsOn: volumes.map((v) => v.name),
-      talksTo: ['index', ...frontEnds],
+      talksTo: [INDEX_ACTOR, ...frontEnds],
     },
     {
-      name: 'index',
-      module: new URL('./index_actor.js', import.meta.url),
+      name: INDEX_ACTOR,
+      module: new URL('../actors/index_actor.js', import.meta.url),
+      protocol: INDEX_PROTOCOL,
       config: indexConfig,
-      dependsOn: ['wal'],
-      talksTo: ['wal', ...frontEnds],
+      dependsOn: [WAL_ACTOR],
+      talksTo: [WAL_ACTOR, ...frontEnds],
     },
-    { name: 'broker', module: new URL('./broker_actor.js', import.meta.url), config: {}, talksTo: frontEnds },
+    { name: BROKER_ACTOR, module: new URL('../actors/broker_actor.js', import.meta.url), protocol: BROKER_PROTOCOL, config: {}, talksTo: frontEnds },
   ];
-}
-
-/** The names of the store's actors, for front ends that talk to all of them. */
-export function storeActorNames(driveCount: number): string[] {
-  return [...Array.from({ length: driveCount }, (_, slot) => volumeActorName(slot)), 'wal', 'index', 'broker'];
 }

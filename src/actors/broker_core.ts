@@ -1,9 +1,9 @@
-// The pub/sub registry: which subscriber listens to which channel and pattern. Pure data, so
-// the broker actor and the in-process engine share it. PUBLISH answers the number of
+// The pub/sub registry of the broker actor: which subscriber listens to which channel and
+// pattern. Pure data, tested without a thread. PUBLISH answers the number of
 // deliveries, as Redis does (a subscriber matching by channel and by a pattern counts twice).
 import { globMatch } from '../storage/glob.js';
-import { mapKey } from './bytes.js';
-import type { Delivery } from './ports.js';
+import { mapKey } from '../runtime/bytes.js';
+import type { Delivery } from '../protocol/broker_protocol.js';
 
 export class BrokerCore {
   private readonly channels = new Map<string, Set<number>>();
@@ -70,6 +70,11 @@ export class BrokerCore {
   /** Subscribers that are gone (a front end restarted): forget them all. */
   dropWhere(test: (subscriber: number) => boolean): void {
     for (const id of [...this.bySubscriber.keys()]) if (test(id)) this.unsubscribe(id);
+  }
+
+  /** Every subscriber with at least one subscription. */
+  subscribers(): IterableIterator<number> {
+    return this.bySubscriber.keys();
   }
 
   size(): number {

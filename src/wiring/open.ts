@@ -1,0 +1,210 @@
+// Opening a store: the supervisor and the store's actors (volume writers, WAL committer, index,
+// broker), and this thread as a front end speaking to them through the engine's ports. One
+// function for both hosts:
+// - open(dir): actors on worker threads, node's file system and timers (the embedded API, the
+//   master, the REPL);
+// - openInThread(...) (in_thread.ts): the same actors in the calling thread over the seams it is
+//   given (the crash/recovery suites: a simulated file system and virtual time).
+// The lock on the data dir is held for as long as the store is open.
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { systemClock, type Clock } from '../runtime/clock.js';
+import { CpuPool } from '../runtime/cpu_pool.js';
+import { NodeFs, type Fs } from '../runtime/fs.js';
+import { workerHost, type ActorHost } from '../runtime/host.js';
+import { ScopedScheduler, systemScheduler, type Scheduler } from '../runtime/scheduler.js';
+import { Supervisor } from '../runtime/supervisor.js';
+import type { ActorSpec } from '../runtime/topology.js';
+import { CPU_JOBS, type StoreJobs } from '../storage/cpu_jobs.js';
+import { acquireLock, type LockHandle } from '../storage/lock_file.js';
+import { saveRegistry } from '../storage/registry.js';
+import { VolumeReader } from '../storage/volume_reader.js';
+import type { ScrubReport } from '../storage/volume_scrub.js';
+import { BROKER_ACTOR, INDEX_ACTOR, WAL_ACTOR, volumeActorName } from '../protocol/store_actors.js';
+import { DEFAULT_LIMITS, type Database, type OpenOptions, type VolumeInfo } from '../db/api.js';
+import { ActorBroker, ActorCommit, ActorIndex, ActorVolumes, ActorWalAdmin } from '../db/actor_ports.js';
+import { EngineDatabase } from '../db/database.js';
+import { Engine } from '../db/engine.js';
+import { DriveReader } from '../db/read_port.js';
+import type { Ports } from '../db/ports.js';
+import { storeTopology } from './store_topology.js';
+
+/** How often the TTL sweep runs, and how many buckets each slice looks at. */
+const SWEEP_EVERY_MS = 100;
+const SWEEP_BUCKETS = 1024;
+
+export interface OpenedStore {
+  db: Database;
+  supervisor: Supervisor;
+  engine: Engine;
+  /** This thread's reader of committed needles. */
+  reader: VolumeReader;
+  /** The drive roots by slot: [dataDir, ...drives]. */
+  drives: string[];
+  /** Stops this thread's background work (the TTL sweep) without closing anything. */
+  halt(): void;
+}
+
+/** Extra actors (front ends) to run beside the store's, given the resolved drive roots. */
+export type ExtraActors = (drives: string[], dataDir: string) => ActorSpec[];
+
+/** Where and on what a store runs: the defaults are production's. */
+export interface StoreSeams {
+  fs: Fs;
+  clock: Clock;
+  scheduler: Scheduler;
+  host: ActorHost;
+  /** Scrubs the volumes (production: on the CPU pool). */
+  scrub?: Scrubber;
+  pid: number;
+  isAlive: (pid: number) => boolean;
+}
+
+export function productionSeams(): StoreSeams {
+  return { fs: new NodeFs(), clock: systemClock, scheduler: systemScheduler, host: workerHost, pid: process.pid, isAlive: isProcessAlive };
+}
+
+export async function open(dir = 'brisedb-data', options: OpenOptions = {}): Promise<Database> {
+  return (await openStore(dir, options)).db;
+}
+
+/** open() with the supervisor and engine exposed, for the master and the tests. */
+export async function openStore(dir: string, options: OpenOptions = {}, extra: ExtraActors = () => [], seams: StoreSeams = productionSeams()): Promise<OpenedStore> {
+  const { fs } = seams;
+  const root = seams.fs instanceof NodeFs ? resolve(dir) : dir;
+  const dirs = driveDirs(root, (options.drives ?? []).map((d) => (seams.fs instanceof NodeFs ? resolve(d) : d)));
+  fs.mkdir(root);
+  const lock = acquireLock(fs, root, { pid: seams.pid, host: hostname(), nowMs: seams.clock.now() }, seams.isAlive);
+  const supervisor = new Supervisor(
+    [
+      ...storeTopology({
+        dir: root,
+        drives: dirs,
+        maxVolumeSize: options.maxVolumeSize ?? 2 ** 31,
+        sync: options.sync ?? 'always',
+        ...(options.indexBuckets ? { indexBuckets: options.indexBuckets } : {}),
+      }),
+      ...extra(dirs, root),
+    ],
+    { host: seams.host },
+  );
+  try {
+    await supervisor.start();
+  } catch (err) {
+    await supervisor.stop().catch(() => undefined);
+    releaseQuietly(lock);
+    throw err;
+  }
+  const reader = new VolumeReader(fs, dirs);
+  const ports = mainPorts(supervisor, dirs, reader);
+  const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...options.limits }, seams.clock);
+  // This thread's own background work stops with the store (or dies with it in a simulated crash).
+  const background = new ScopedScheduler(seams.scheduler, (err) => process.emitWarning(`store background work failed: ${String(err)}`));
+  try {
+    saveRegistry(fs, root, registryOf(dirs, await ports.volumes.list()));
+  } catch (err) {
+    await supervisor.stop().catch(() => undefined);
+    reader.close();
+    releaseQuietly(lock);
+    throw err;
+  }
+  startSweeper(engine, background);
+  const scrub = seams.scrub ?? scrubOnPool();
+  let closed = false;
+  const closer = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    background.close();
+    try {
+      await scrub.close?.();
+      saveRegistry(fs, root, registryOf(dirs, await ports.volumes.list()));
+    } finally {
+      await supervisor.stop();
+      reader.close();
+      lock.release();
+    }
+  };
+  const verify = async (): Promise<ScrubReport[]> => scrub((await ports.volumes.list()).map((v) => reader.pathOf(v.id)));
+  const db = new EngineDatabase(engine, closer, async () => ({ actors: supervisor.status() }), verify);
+  const halt = (): void => {
+    closed = true;
+    background.close();
+  };
+  return { db, supervisor, engine, reader, drives: dirs, halt };
+}
+
+/** The engine's ports from the main thread, over the supervisor's Peers. */
+function mainPorts(supervisor: Supervisor, dirs: string[], reader: VolumeReader): Ports {
+  const broker = new ActorBroker(supervisor.peer(BROKER_ACTOR));
+  // The broker's registry is in memory: after a restart, send it our subscriptions again.
+  supervisor.on('actor-restart', (event: { name: string }) => {
+    if (event.name === BROKER_ACTOR) void broker.resubscribe().catch(() => undefined);
+  });
+  return {
+    volumes: new ActorVolumes(dirs.map((_, slot) => supervisor.peer(volumeActorName(slot))), dirs),
+    commit: new ActorCommit(supervisor.peer(WAL_ACTOR)),
+    index: new ActorIndex(supervisor.peer(INDEX_ACTOR)),
+    wal: new ActorWalAdmin(supervisor.peer(WAL_ACTOR)),
+    reader: new DriveReader(reader),
+    broker,
+  };
+}
+
+/** The background TTL sweep: a slice every 100 ms, never two at once. */
+function startSweeper(engine: Engine, scheduler: Scheduler): void {
+  let running = false;
+  scheduler.every(SWEEP_EVERY_MS, () => {
+    if (running) return;
+    running = true;
+    engine
+      .sweep(SWEEP_BUCKETS)
+      .catch(() => undefined) // an actor restarting: the next slice retries
+      .finally(() => {
+        running = false;
+      });
+  });
+}
+
+/** Checks every needle of the volumes at `paths`; `close` frees what it started. */
+export type Scrubber = ((paths: string[]) => Promise<ScrubReport[]>) & { close?: () => Promise<void> };
+
+/** CPU-heavy scans (scrub) run on a piscina pool, started on first use. */
+function scrubOnPool(): Scrubber {
+  let pool: CpuPool<StoreJobs> | null = null;
+  const scrub: Scrubber = async (paths) => {
+    pool ??= new CpuPool<StoreJobs>(CPU_JOBS);
+    const p = pool;
+    return Promise.all(paths.map((path) => p.run('scrubVolume', { path })));
+  };
+  scrub.close = async () => {
+    await pool?.destroy();
+  };
+  return scrub;
+}
+
+export function driveDirs(dir: string, drives: string[] = []): string[] {
+  return [dir, ...drives];
+}
+
+export function registryOf(dirs: string[], volumes: VolumeInfo[]) {
+  const entries: Record<string, { drive: number }> = {};
+  for (const v of volumes) entries[String(v.id)] = { drive: Math.max(0, dirs.indexOf(v.drive)) };
+  return { version: 1 as const, drives: dirs, volumes: entries };
+}
+
+export function isProcessAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as { code?: string }).code === 'EPERM';
+  }
+}
+
+function releaseQuietly(lock: LockHandle): void {
+  try {
+    lock.release();
+  } catch {
+    // the open's own error is the one to report
+  }
+}
