@@ -1,4 +1,4 @@
-// Every command through execute() (src/db/executor.ts) against a real database: openInThread on
+// Every command through execute() (src/frontend/executor.ts) against a real database: openInThread on
 // NodeFs in a fresh temp dir. Checks the replies a RESP client and the REPL will see, the
 // Redis error texts of option parsing, and the mapping of StoreErrors to ERR replies.
 import { test, before, after } from 'node:test';
@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { openInThread, type InThreadDatabase } from '../src/wiring/in_thread.js';
 import { systemScheduler } from '../src/runtime/scheduler.js';
-import { execute, errorReply } from '../src/db/executor.js';
+import { execute, errorReply } from '../src/frontend/executor.js';
 import { NodeFs } from '../src/runtime/fs.js';
 import { systemClock } from '../src/runtime/clock.js';
 import { OK, array, bulk, error, integer, simple, NULL_BULK, type Reply } from '../src/protocol/reply.js';

@@ -19,7 +19,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import type { Database } from '../db/api.js';
-import { execute } from '../db/executor.js';
+import { execute } from '../frontend/executor.js';
 import { open } from '../wiring/open.js';
 import { splitCommandLine } from '../protocol/command_line.js';
 import { helpLines, lookupCommand } from '../protocol/commands.js';

@@ -12,7 +12,7 @@
 // - a client whose unsent replies pass the output limit is disconnected (Redis' output
 //   buffer limit) instead of growing memory; reading pauses while the socket is backed up.
 import type { Socket } from 'node:net';
-import { execute, executeChecked, errorReply, plainSetOf } from '../db/executor.js';
+import { execute, executeChecked, errorReply, plainSetOf } from './executor.js';
 import type { Database, Session } from '../db/api.js';
 import type { BrokerPort, Delivery } from '../db/ports.js';
 import { checkCommand, hasFlag, type CheckResult, type CommandSpec } from '../protocol/commands.js';

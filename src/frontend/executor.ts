@@ -9,7 +9,7 @@
 // Invariant: execute() never throws. An option error answers Redis' own error text; a
 // StoreError answers `ERR <clear text>` by its stable code; anything else (a bug) answers
 // `ERR internal error: ...` so one bad command cannot take a connection or the REPL down.
-import type { Database, Session, SetCondOptions } from './api.js';
+import type { Database, Session, SetCondOptions } from '../db/api.js';
 import { NOT_AN_INTEGER, SYNTAX_ERROR, checkCommand, helpLines, type CommandSpec } from '../protocol/commands.js';
 import { NULL_BULK, OK, array, bulk, error, integer, simple, type Reply } from '../protocol/reply.js';
 import { StoreError, type ErrorCode } from '../runtime/errors.js';
