@@ -1,7 +1,6 @@
-// Tests of whole-file replacement (src/storage/atomic_file.ts) and of the volume registry
-// that uses it (src/storage/registry.ts): a failure at any step leaves the old file or the
-// new one, the directory is fsynced after the rename, stale temps go away, and a bad registry
-// is CORRUPT with the file named.
+// Tests of whole-file replacement (src/storage/atomic_file.ts): a failure at any step leaves
+// the old file or the new one, the directory is fsynced after the rename, stale temps go away.
+// (The volume registry that uses it has test/registry.test.ts.)
 import { test, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import * as nodeFs from 'node:fs';
@@ -10,8 +9,6 @@ import { join } from 'node:path';
 import { NodeFs, type FileHandle, type Fs, type OpenMode } from '../src/runtime/fs.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
 import { removeStaleTemp, replaceFileAtomically } from '../src/storage/atomic_file.js';
-import { loadRegistry, saveRegistry, type Registry } from '../src/storage/registry.js';
-import { StoreError } from '../src/runtime/errors.js';
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 let dir = '';
@@ -115,51 +112,4 @@ test('canary skipDirSync: the directory fsync after the rename is skipped', () =
   canaries.skipDirSync = true;
   replaceFileAtomically(fs, join(dir, 'y'), enc('y'));
   assert.deepEqual(fs.log, ['open', 'write', 'sync', 'close', 'rename']);
-});
-
-const REG: Registry = { version: 1, drives: ['/data', '/disk2'], volumes: { '0': { drive: 0 }, '1048576': { drive: 1 } } };
-
-function corrupt(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    assert.ok(err instanceof StoreError && err.code === 'CORRUPT', String(err));
-    return err.message;
-  }
-  assert.fail('expected CORRUPT');
-}
-
-test('registry: missing is null; save then load round-trips; a stale temp is removed', () => {
-  const fs = new NodeFs();
-  assert.equal(loadRegistry(fs, dir), null);
-  saveRegistry(fs, dir, REG);
-  assert.deepEqual(loadRegistry(fs, dir), REG);
-  nodeFs.writeFileSync(join(dir, 'vol-registry.json.tmp'), '{');
-  assert.deepEqual(loadRegistry(fs, dir), REG);
-  assert.equal(nodeFs.existsSync(join(dir, 'vol-registry.json.tmp')), false);
-});
-
-test('registry: bad JSON or a bad shape is CORRUPT naming the file; a bad save is refused', () => {
-  const fs = new NodeFs();
-  const path = join(dir, 'vol-registry.json');
-  nodeFs.writeFileSync(path, '{"version": 1, "drives": [');
-  assert.match(corrupt(() => loadRegistry(fs, dir)), /vol-registry\.json.*JSON/);
-  const bad: unknown[] = [
-    [],
-    { version: 2, drives: ['/d'], volumes: {} },
-    { version: 1, drives: [], volumes: {} },
-    { version: 1, drives: [''], volumes: {} },
-    { version: 1, drives: ['/d'], volumes: [] },
-    { version: 1, drives: ['/d'], volumes: { '01': { drive: 0 } } },
-    { version: 1, drives: ['/d'], volumes: { x: { drive: 0 } } },
-    { version: 1, drives: ['/d'], volumes: { '3': { drive: 1 } } },
-    { version: 1, drives: ['/d'], volumes: { '3': { drive: 0.5 } } },
-    { version: 1, drives: ['/d'], volumes: { '3': null } },
-  ];
-  for (const b of bad) {
-    nodeFs.writeFileSync(path, JSON.stringify(b));
-    assert.ok(corrupt(() => loadRegistry(fs, dir)).includes(path), JSON.stringify(b));
-  }
-  const wrong = { version: 1, drives: ['/d'], volumes: { '3': { drive: 4 } } } as Registry;
-  assert.throws(() => saveRegistry(fs, dir, wrong), (e: unknown) => e instanceof StoreError && e.code === 'BAD_ARGUMENT');
 });

@@ -11,7 +11,7 @@ import { NodeFs, type FileHandle, type Fs, type OpenMode } from '../src/runtime/
 import { ManualClock } from '../src/runtime/clock.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
 import { type NeedleAddress } from '../src/storage/types.js';
-import { volumeFileName, volumeIdOf } from '../src/storage/volume_format.js';
+import { needleLength, volumeFileName, volumeIdOf } from '../src/storage/volume_format.js';
 import { DriveVolumes } from '../src/storage/drive_volumes.js';
 import { VolumeFile } from '../src/storage/volume_file.js';
 import { VolumeReader } from '../src/storage/volume_reader.js';
@@ -73,11 +73,11 @@ class RecordingFs implements Fs {
   readFile(p: string): Uint8Array { return this.inner.readFile(p); }
 }
 
-function openDrive(fs: Fs, dir: string, slot: number, maxVolumeSize = 1024): DriveVolumes {
-  return DriveVolumes.open(fs, { dir, slot, maxVolumeSize, clock: new ManualClock() });
+function openDrive(fs: Fs, dir: string, group: number, maxVolumeSize = 1024): DriveVolumes {
+  return DriveVolumes.open(fs, { dir, group, maxVolumeSize, clock: new ManualClock() });
 }
 
-test('rotation at maxVolumeSize; ids are volumeIdOf(slot, seq); an oversized needle gets its own volume', () => {
+test('rotation at maxVolumeSize; ids are volumeIdOf(group, seq); an oversized needle gets its own volume', () => {
   const fs = new NodeFs();
   const d = openDrive(fs, root, 2, 1024);
   assert.deepEqual(d.list().map((v) => v.id), [volumeIdOf(2, 0)]);
@@ -112,7 +112,7 @@ test('reopen finds its volumes, reads them, appends after the tail of the last',
   d.sync();
   const before = d.list();
   d.close();
-  // A file of another slot in the same folder is not ours.
+  // A file of another group in the same folder is not ours.
   VolumeFile.create(fs, join(root, 'volumes', volumeFileName(volumeIdOf(1, 0))), volumeIdOf(1, 0), 1).close();
   const d2 = openDrive(fs, root, 0, 600);
   assert.deepEqual(d2.list(), before);
@@ -249,7 +249,7 @@ test('VolumeReader reads needles of two drives; chunks are fresh buffers of at m
   const a1 = d1.append(enc('on-b'), enc('hello from b'), 0);
   d0.sync();
   d1.sync();
-  const r = new VolumeReader(fs, [dirA, dirB]);
+  const r = new VolumeReader(fs, [{ id: 0, dir: dirA }, { id: 1, dir: dirB }]);
   assert.equal(r.pathOf(a1.volume), join(dirB, 'volumes', volumeFileName(volumeIdOf(1, 0))));
   assert.equal(dec(r.readNeedle(a1).value), 'hello from b');
   assert.deepEqual(r.readNeedle(a0).value, value);
@@ -278,7 +278,7 @@ test('VolumeReader keeps at most maxOpen handles open (LRU) and still reads ever
   d.sync();
   assert.equal(new Set(addrs.map((a) => a.volume)).size, 12);
   d.close();
-  const r = new VolumeReader(fs, [root], 3);
+  const r = new VolumeReader(fs, [{ id: 0, dir: root }], 3);
   const opened = fs.opened;
   for (let round = 0; round < 2; round++) {
     for (let i = 0; i < 12; i++) {
@@ -286,7 +286,7 @@ test('VolumeReader keeps at most maxOpen handles open (LRU) and still reads ever
       assert.ok(r.openCount <= 3);
     }
   }
-  assert.equal(fs.opened - opened, 24, 'a cycle over 12 volumes with 3 slots always misses');
+  assert.equal(fs.opened - opened, 24, 'a cycle over 12 volumes with 3 groups always misses');
   // A hot volume stays open while others come and go.
   const hits = fs.opened;
   for (let i = 0; i < 6; i++) {
@@ -302,5 +302,55 @@ test('VolumeReader keeps at most maxOpen handles open (LRU) and still reads ever
   r.close();
   assert.equal(r.openCount, 0);
   assert.equal(fs.opened, fs.closed, 'every handle closed');
-  assert.equal(code(() => new VolumeReader(fs, [root], 0)), 'BAD_ARGUMENT');
+  assert.equal(code(() => new VolumeReader(fs, [{ id: 0, dir: root }], 0)), 'BAD_ARGUMENT');
+});
+
+test('appendAt writes only at the offset the group names: two members given the same places hold identical bytes', () => {
+  const fs = new NodeFs();
+  const a = openDrive(fs, join(root, 'member-a'), 3, 4096);
+  const b = openDrive(fs, join(root, 'member-b'), 3, 4096);
+  for (let i = 0; i < 30; i++) {
+    const key = enc(`k${i}`);
+    const value = new Uint8Array(50 + i * 7).fill(i);
+    // The group assigns the place once (from one member's view) and every member writes there.
+    const at = a.place(needleLength(key.length, value.length));
+    const fromA = a.appendAt(at, key, value, 0);
+    const fromB = b.appendAt(at, key, value, 0);
+    assert.deepEqual(fromA, fromB);
+  }
+  a.sync();
+  b.sync();
+  const va = a.list();
+  assert.deepEqual(va.map((v) => v.id), b.list().map((v) => v.id));
+  assert.ok(va.length > 1, 'the places crossed a rotation');
+  for (const v of va) {
+    const bytesA = nodeFs.readFileSync(v.path);
+    const bytesB = nodeFs.readFileSync(v.path.replace('member-a', 'member-b'));
+    // Superblocks carry the creation time; everything after them is byte-for-byte the same.
+    assert.ok(bytesA.subarray(64).equals(bytesB.subarray(64)), `volume ${v.id} differs between members`);
+  }
+  a.close();
+  b.close();
+});
+
+test('appendAt refuses another offset or a sealed volume with CONFLICT, naming the length', () => {
+  const fs = new NodeFs();
+  const d = openDrive(fs, root, 0, 1024);
+  const first = d.place(needleLength(2, 10));
+  d.appendAt(first, enc('k1'), new Uint8Array(10), 0);
+  assert.throws(
+    () => d.appendAt(first, enc('k2'), new Uint8Array(10), 0),
+    (e: unknown) => e instanceof StoreError && e.code === 'CONFLICT' && /whose length is \d+/.test(e.message),
+  );
+  for (let i = 0; i < 20; i++) d.append(enc(`r${i}`), new Uint8Array(100), 0); // rotates
+  assert.throws(
+    () => d.appendAt({ volume: first.volume, offset: 512 }, enc('k3'), new Uint8Array(1), 0),
+    (e: unknown) => e instanceof StoreError && e.code === 'CONFLICT' && /does not take needles/.test(e.message),
+  );
+  assert.throws(
+    () => d.appendAt({ volume: volumeIdOf(1, 9), offset: 64 }, enc('k4'), new Uint8Array(1), 0),
+    (e: unknown) => e instanceof StoreError && e.code === 'CONFLICT',
+    'a volume of another group is never created here',
+  );
+  d.close();
 });

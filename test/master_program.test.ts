@@ -212,6 +212,20 @@ describe('master program', () => {
     assert.equal(fs.existsSync(dir), false, 'nothing was created');
   });
 
+  it('--volume-servers and --replication-factor are refused with one line (exit 2) until remote volume servers exist, never ignored', async () => {
+    const dir = dataDir();
+    const servers = launch(['--volume-servers', 'http://127.0.0.1:1', '--data', dir]);
+    assert.equal(await servers.exit(), 2);
+    assert.match(servers.stderr(), /^brisedb: --volume-servers \(volume_servers\): remote volume servers are not supported by this build yet; every blob would be stored on local drives only\./);
+    assert.equal(servers.stderr().split('\n').filter(Boolean).length, 1, servers.stderr());
+    const file = path.join(tmp, 'cluster.json');
+    fs.writeFileSync(file, JSON.stringify({ volume_servers: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], replication_factor: 3 }));
+    const cluster = launch(['--config', file, '--data', dir]);
+    assert.equal(await cluster.exit(), 2);
+    assert.match(cluster.stderr(), /^brisedb: --volume-servers \(volume_servers\)/);
+    assert.equal(fs.existsSync(dir), false, 'nothing was created');
+  });
+
   it('--help prints the usage on stdout and exits 0', async () => {
     const m = launch(['--help']);
     assert.equal(await m.exit(), 0);

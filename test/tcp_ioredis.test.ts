@@ -322,8 +322,9 @@ for (const protocol of [2, 3] as const) {
       const vols = (await r.call('VOLINFO')) as unknown[][];
       assert.ok(Array.isArray(vols) && vols.length >= 1, 'at least one volume');
       for (const v of vols) {
-        assert.equal(v.length, 3, 'id, drive, size');
+        assert.equal(v.length, 4, 'id, drive, size, group');
         assert.equal(typeof v[2], 'number');
+        assert.equal(v[3], Math.floor((v[0] as number) / 2 ** 20), 'the group is named by the id');
       }
     });
 

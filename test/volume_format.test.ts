@@ -13,7 +13,7 @@ import {
   decodeNeedleHeader,
   decodeSuperblock,
   decodeTrailer,
-  driveSlotOf,
+  groupOfVolume,
   encodeNeedleHeader,
   encodeSuperblock,
   encodeTrailer,
@@ -131,7 +131,7 @@ test('volume file names and ids', () => {
   }
   assert.equal(volumeIdOf(0, 5), 5);
   assert.equal(volumeIdOf(2, 7), 2 * 2 ** 20 + 7);
-  assert.equal(driveSlotOf(volumeIdOf(2, 7)), 2);
+  assert.equal(groupOfVolume(volumeIdOf(2, 7)), 2);
   assert.equal(volumeSeqOf(volumeIdOf(2, 7)), 7);
   assert.throws(() => volumeIdOf(0, 2 ** 20), RangeError);
   assert.throws(() => volumeIdOf(4096, 0), RangeError);

@@ -20,11 +20,13 @@ import { sendError, watchAbort } from '../frontend/http_util.js';
 import { registerWebSockets } from '../frontend/ws_routes.js';
 import { frontEndEngine } from './front_end.js';
 import { StoreError } from '../runtime/errors.js';
+import type { LocalGroup } from '../storage/registry.js';
 
 export interface HttpFrontendConfig {
   host: string;
   port: number;
-  drives: string[];
+  /** The volume groups and the drive of each. */
+  groups: LocalGroup[];
   dataDir: string;
   /** null: no token required. */
   token: string | null;
@@ -47,13 +49,13 @@ interface State {
 const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
-  const { engine, reader } = frontEndEngine(env, config.drives, { maxKeyLength: config.maxKeyLength });
+  const { engine, reader } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength });
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
   const now = (): number => env.clock.now();
   const observe = (route: string, method: string, code: number, bytesIn: number, bytesOut: number, startedAt: number): void =>
     httpMetrics.observe(route, method, code, bytesIn, bytesOut, startedAt, now());
-  const blobs: BlobContext = { engine, reader, maxKeyLength: config.maxKeyLength, maxBodySize: config.maxBodySize, now, observe };
+  const blobs: BlobContext = { engine, maxKeyLength: config.maxKeyLength, maxBodySize: config.maxBodySize, now, observe };
   const api: ApiContext = {
     engine,
     now,

@@ -20,6 +20,7 @@ import { BRISEDB_VERSION, INFO_SECTIONS, REDIS_COMPAT_VERSION, type ClientState,
 import { frontEndEngine } from './front_end.js';
 import { FrontEndMsg, type ActorStatusLine, type FrontEndToMain } from '../protocol/frontend_protocol.js';
 import { StoreError } from '../runtime/errors.js';
+import type { LocalGroup } from '../storage/registry.js';
 
 export interface TcpFrontendConfig {
   host: string;
@@ -27,8 +28,8 @@ export interface TcpFrontendConfig {
   reusePort: boolean;
   limits: TcpLimits;
   requirepass: string | null;
-  /** Drive roots by slot: [dataDir, ...extraDrives]. */
-  drives: string[];
+  /** The volume groups and the drive of each. */
+  groups: LocalGroup[];
   dataDir: string;
   sync: 'always' | 'none';
   /** What CONFIG GET answers. */
@@ -53,7 +54,7 @@ interface State {
 const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
-  const { engine, reader } = frontEndEngine(env, config.drives, config.engineLimits);
+  const { engine, reader } = frontEndEngine(env, config.groups, config.engineLimits);
   const broker = engine.ports.broker;
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}));
   const clients = new Map<number, ClientState>();

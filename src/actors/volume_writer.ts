@@ -1,4 +1,7 @@
-// The volume writer of one drive: the only writer of that drive's volume files.
+// The volume writer of one drive: the only writer of that drive's volume files, and the writer
+// of the volume group the drive holds (one member today). It assigns each needle its place
+// (volume, offset) once and writes it there (DriveVolumes.appendAt): the step a group of
+// several members repeats on each of them.
 // Owns: the drive's open volumes (DriveVolumes) and the streams of values being uploaded.
 // Invariants:
 // - appends land in the order they arrive; a needle's bytes are durable (under the sync
@@ -10,13 +13,16 @@ import { StoreError } from '../runtime/errors.js';
 import { PACK_BELOW, Reply } from '../runtime/peer.js';
 import { DriveVolumes } from '../storage/drive_volumes.js';
 import type { NeedleStream } from '../storage/volume_file.js';
+import { needleLength } from '../storage/volume_format.js';
 import type { NeedleAddress, SyncPolicy } from '../storage/types.js';
 import { VOLUME_PROTOCOL, VolumeMsg, type NeedleSpec, type VolumeListing, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { assertNever } from './assert.js';
 
 export interface VolumeWriterConfig {
+  /** The drive this writer owns. */
   dir: string;
-  slot: number;
+  /** The volume group the drive holds (today each group is one drive). */
+  group: number;
   maxVolumeSize: number;
   sync: SyncPolicy;
 }
@@ -37,7 +43,7 @@ const createVolumeWriter: ActorFactory<VolumeWriterConfig> = (env) => {
   const { config } = env;
   const s: State = {
     env,
-    drive: DriveVolumes.open(env.fs, { dir: config.dir, slot: config.slot, maxVolumeSize: config.maxVolumeSize, clock: env.clock }),
+    drive: DriveVolumes.open(env.fs, { dir: config.dir, group: config.group, maxVolumeSize: config.maxVolumeSize, clock: env.clock }),
     policy: config.sync,
     streams: new Map(),
     nextStream: 1,
@@ -83,7 +89,11 @@ async function onAppend(s: State, needles: NeedleSpec[], blobs: ArrayBuffer[], s
   if (blobs.length !== needles.length) {
     throw new StoreError('BAD_ARGUMENT', `append of ${needles.length} needles came with ${blobs.length} values`);
   }
-  const addresses = needles.map((n, i) => s.drive.append(n.key, new Uint8Array(blobs[i]!), n.expiresAt, n.flags));
+  const addresses = needles.map((n, i) => {
+    const value = new Uint8Array(blobs[i]!);
+    const at = s.drive.place(needleLength(n.key.length, value.length));
+    return s.drive.appendAt(at, n.key, value, n.expiresAt, n.flags);
+  });
   if (sync) await groupSync(s);
   return new Reply(addresses, blobs.filter((b) => b.byteLength >= PACK_BELOW));
 }
@@ -91,7 +101,7 @@ async function onAppend(s: State, needles: NeedleSpec[], blobs: ArrayBuffer[], s
 function onStreamBegin(s: State, key: Uint8Array, size: number, expiresAt: number): number {
   if (s.streams.size >= MAX_STREAMS) throw new StoreError('QUEUE_FULL', `more than ${MAX_STREAMS} uploads open on this drive`);
   const id = s.nextStream++;
-  s.streams.set(id, s.drive.reserve(key, size, expiresAt));
+  s.streams.set(id, s.drive.reserveAt(s.drive.place(needleLength(key.length, size)), key, size, expiresAt));
   return id;
 }
 

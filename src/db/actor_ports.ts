@@ -1,7 +1,7 @@
-// The ports over actor channels: what a front end (the embedded API in the main thread, and
-// later the TCP and HTTP front ends in theirs) uses to reach the volume writers, the WAL
-// committer, the index and the broker. Values cross as transferred ArrayBuffers of their
-// exact size, never inside the CBOR; committed bytes are read straight from the volume files.
+// The ports over actor channels: what the engine of a front end (the embedded API in the main
+// thread, the TCP and HTTP front ends in theirs) uses to reach the volume writers, the WAL
+// committer, the index and the broker. Values cross as transferred ArrayBuffers of their exact
+// size, never inside the CBOR.
 import type { Peer } from '../runtime/peer.js';
 import { streamChunks } from '../runtime/buffer_pool.js';
 import { type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
@@ -9,6 +9,7 @@ import { VolumeMsg, type VolumeListing, type VolumeRequest } from '../protocol/v
 import { WalMsg, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
 import { BrokerMsg, type BrokerDeliver, type BrokerRequest } from '../protocol/broker_protocol.js';
+import { BROKER_ACTOR, INDEX_ACTOR, WAL_ACTOR, volumeActorName } from '../protocol/store_actors.js';
 import type { VolumeInfo } from './api.js';
 import { mapKey } from './bytes.js';
 import type {
@@ -37,27 +38,30 @@ export function exactCopy(bytes: Uint8Array): ArrayBuffer {
   return out;
 }
 
+/** The volume groups, each reached through its writer (today: the writer of its one local drive). */
 export class ActorVolumes implements VolumePort {
-  constructor(private readonly peers: Peer[], private readonly dirs: string[]) {}
+  private readonly byGroup = new Map<number, { peer: Peer; dir: string }>();
+  readonly groups: readonly number[];
 
-  get driveCount(): number {
-    return this.peers.length;
+  constructor(groups: ReadonlyArray<{ id: number; dir: string; peer: Peer }>) {
+    for (const g of groups) this.byGroup.set(g.id, { peer: g.peer, dir: g.dir });
+    this.groups = groups.map((g) => g.id);
   }
 
-  async append(drive: number, needles: AppendRequest[], sync: boolean): Promise<NeedleAddress[]> {
+  async append(group: number, needles: AppendRequest[], sync: boolean): Promise<NeedleAddress[]> {
     const msg: VolumeRequest = {
       t: VolumeMsg.Append,
       sync,
       needles: needles.map((n) => ({ key: n.key, expiresAt: n.expiresAt, flags: n.flags ?? 0 })),
     };
     // The writer hands large value buffers back: they die here, in a thread that collects often.
-    const reply = await this.peer(drive).request<NeedleAddress[]>(msg, { blobs: needles.map((n) => exactCopy(n.value)) });
+    const reply = await this.peer(group).request<NeedleAddress[]>(msg, { blobs: needles.map((n) => exactCopy(n.value)) });
     for (const b of reply.blobs) streamChunks.give(b);
     return reply.body;
   }
 
-  async appendStream(drive: number, key: Uint8Array, size: number, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress> {
-    const peer = this.peer(drive);
+  async appendStream(group: number, key: Uint8Array, size: number, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress> {
+    const peer = this.peer(group);
     const stream = await peer.call<number>({ t: VolumeMsg.StreamBegin, key, size, expiresAt } satisfies VolumeRequest);
     const inFlight = new Set<Promise<unknown>>();
     try {
@@ -85,19 +89,20 @@ export class ActorVolumes implements VolumePort {
     }
   }
 
-  async syncDrive(drive: number): Promise<void> {
-    await this.peer(drive).call({ t: VolumeMsg.Sync } satisfies VolumeRequest);
+  async syncGroup(group: number): Promise<void> {
+    await this.peer(group).call({ t: VolumeMsg.Sync } satisfies VolumeRequest);
   }
 
   async list(): Promise<VolumeInfo[]> {
-    const lists = await Promise.all(this.peers.map((p) => p.call<VolumeListing[]>({ t: VolumeMsg.List } satisfies VolumeRequest)));
-    return lists.flatMap((list, slot) => list.map((v) => ({ id: v.id, drive: this.dirs[slot]!, sizeBytes: v.sizeBytes })));
+    const entries = [...this.byGroup];
+    const lists = await Promise.all(entries.map(([, g]) => g.peer.call<VolumeListing[]>({ t: VolumeMsg.List } satisfies VolumeRequest)));
+    return lists.flatMap((list, i) => list.map((v) => ({ id: v.id, group: entries[i]![0], drive: entries[i]![1].dir, sizeBytes: v.sizeBytes })));
   }
 
-  private peer(drive: number): Peer {
-    const p = this.peers[drive];
-    if (p === undefined) throw new StoreError('BAD_ARGUMENT', `no drive ${drive}`);
-    return p;
+  private peer(group: number): Peer {
+    const g = this.byGroup.get(group);
+    if (g === undefined) throw new StoreError('BAD_ARGUMENT', `no volume group ${group}`);
+    return g.peer;
   }
 }
 
@@ -270,19 +275,22 @@ export class ActorBroker implements BrokerPort {
   }
 }
 
+/** The store's actors as the engine needs them: a Peer by actor name (main's or a neighbour's). */
+export type PeerOf = (name: string) => Peer;
+
 /**
- * The ports of a front-end actor (TCP, HTTP) over its channels to the store's actors, with
- * committed bytes read straight from the volume files by `reader`. The broker's channel gets
- * an ActorBroker that re-registers this thread's subscriptions when the broker restarts.
+ * The ports over the channels to the store's actors, with committed needles read through
+ * `reader`. The broker's channel gets an ActorBroker that re-registers this thread's
+ * subscriptions when the broker restarts (told by the peer's rewire, or by `onBrokerRestart`).
  */
-export function frontEndPorts(peer: (name: string) => Peer, drives: string[], reader: ReadPort, volumeName: (slot: number) => string): Ports {
-  const broker = new ActorBroker(peer('broker'));
-  peer('broker').onRewire(() => void broker.resubscribe().catch(() => undefined));
+export function actorPorts(peer: PeerOf, groups: ReadonlyArray<{ id: number; dir: string }>, reader: ReadPort): Ports {
+  const broker = new ActorBroker(peer(BROKER_ACTOR));
+  peer(BROKER_ACTOR).onRewire(() => void broker.resubscribe().catch(() => undefined));
   return {
-    volumes: new ActorVolumes(drives.map((_, slot) => peer(volumeName(slot))), drives),
-    commit: new ActorCommit(peer('wal')),
-    index: new ActorIndex(peer('index')),
-    wal: new ActorWalAdmin(peer('wal')),
+    volumes: new ActorVolumes(groups.map((g) => ({ ...g, peer: peer(volumeActorName(g.id)) }))),
+    commit: new ActorCommit(peer(WAL_ACTOR)),
+    index: new ActorIndex(peer(INDEX_ACTOR)),
+    wal: new ActorWalAdmin(peer(WAL_ACTOR)),
     reader,
     broker,
   };

@@ -47,6 +47,9 @@ export interface ScanResult {
 
 export interface VolumeInfo {
   id: number;
+  /** The volume group it belongs to (named by the id's high bits, see vol-registry.json). */
+  group: number;
+  /** The drive of the group's local member. */
   drive: string;
   sizeBytes: number;
 }

@@ -1,9 +1,16 @@
-// The database logic shared by every session: where a value goes, the crash-safe write order
-// (needle durable first, then the WAL record that names it, then the index), lazy expiry and
-// the TTL sweep, and the COMPACT choreography across the index and the WAL. It owns no state
-// on disk: that is the actors' (or, in-process, the storage objects') behind the ports.
+// The engine: every read and write of the store goes through it, whichever front end asks (the
+// embedded API, the RESP executor, the HTTP routes). It owns the paths, not the state: the
+// state is the actors', behind the ports.
+// - Placement: a needle goes to a volume group (round-robin over the groups that take writes).
+// - The write order, in one function (write()): the needles durable first, then ONE WAL record
+//   naming them (the committer makes it durable, then the index applies it), then the answer.
+//   A crash between any two steps leaves nothing that points at missing bytes.
+// - Conditions (NX, XX, compare-and-set) become one SET_IF op, judged when the index applies it.
+// - Reads: the index for the address, then the read port for checked bytes; lazy expiry.
+// - The TTL sweep, and the COMPACT choreography across the index and the WAL.
 import type { Clock } from '../runtime/clock.js';
-import { OpCode, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { OpCode, SetFlag, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { StoreError } from '../runtime/errors.js';
 import type { Limits } from './api.js';
 import type { CommitResult, Lookup, Ports } from './ports.js';
 
@@ -14,34 +21,137 @@ const SWEEP_BATCH = 512;
 /** Entries per WAL snapshot chunk during COMPACT. */
 const COMPACT_CHUNK = 4096;
 
+/** A value to write: bytes, or a stream of exactly `size` bytes (never held whole). */
+export type PutValue = Uint8Array | { size: number; source: AsyncIterable<Uint8Array> };
+
+/**
+ * What must hold of the key when the write applies (atomically, in the index): nothing; that it
+ * is absent (SET NX, If-None-Match: *); present (SET XX, If-Match: *); or live at exactly this
+ * needle (compare-and-set: If-Match with an ETag, SET ... GET).
+ */
+export type Condition = { kind: 'none' } | { kind: 'absent' } | { kind: 'present' } | { kind: 'at'; volume: number; offset: number };
+
+export interface PutOptions {
+  expiresAt: number;
+  condition?: Condition;
+  /** Keep the live key's expiry instead of `expiresAt` (SET KEEPTTL). */
+  keepTtl?: boolean;
+}
+
+export interface PutResult {
+  /** False when the condition did not hold (nothing changed). */
+  applied: boolean;
+  address: NeedleAddress;
+  lsn: number;
+}
+
+/** A needle placed in a volume group: durable already, or to be synced before a record names it. */
+export interface Placed {
+  address: NeedleAddress;
+  group: number;
+  durable: boolean;
+}
+
+export interface NeedleToPlace {
+  key: Uint8Array;
+  value: Uint8Array;
+  expiresAt: number;
+}
+
 export class Engine {
-  private nextDrive = 0;
+  private nextGroup = 0;
   private pendingExpiries = 0;
   private compacting: Promise<void> | null = null;
 
-  constructor(readonly ports: Ports, readonly limits: Limits, readonly clock: Clock) {}
+  constructor(
+    readonly ports: Ports,
+    readonly limits: Limits,
+    readonly clock: Clock,
+  ) {}
 
-  /** Round-robin over the drives, so that writes use every disk (and every writer thread). */
-  pickDrive(): number {
-    const drive = this.nextDrive;
-    this.nextDrive = (this.nextDrive + 1) % this.ports.volumes.driveCount;
-    return drive;
-  }
+  // ---- writes ----------------------------------------------------------------------------
 
-  async writeNeedle(
-    key: Uint8Array,
-    value: Uint8Array,
-    expiresAt: number,
-    sync: boolean,
-  ): Promise<{ address: NeedleAddress; drive: number }> {
-    const drive = this.pickDrive();
-    const [address] = await this.ports.volumes.append(drive, [{ key, value, expiresAt }], sync);
-    return { address: address!, drive };
-  }
-
-  commit(ops: Op[]): Promise<CommitResult> {
+  /**
+   * The write order, the one place it is written: every needle the ops name is made durable
+   * (a group sync for those placed unsynced), then the ops commit as ONE record (durable, then
+   * applied by the index), then the caller hears. Every write of every front end ends here.
+   */
+  async write(placed: readonly Placed[], ops: Op[]): Promise<CommitResult> {
+    const unsynced = new Set<number>();
+    for (const p of placed) if (!p.durable) unsynced.add(p.group);
+    await Promise.all([...unsynced].map((g) => this.ports.volumes.syncGroup(g)));
     return this.ports.commit.commit(ops);
   }
+
+  /** One key, bytes or a stream, under a condition: its needle, then write(). */
+  async put(key: Uint8Array, value: PutValue, options: PutOptions): Promise<PutResult> {
+    const placed = await this.placeValue(key, value, options.expiresAt, true);
+    const op = setOp(key, placed.address, options.expiresAt, options.condition ?? { kind: 'none' }, options.keepTtl ?? false);
+    const { lsn, results } = await this.write([placed], [op]);
+    return { applied: results[0] === 1, address: placed.address, lsn };
+  }
+
+  /** Many keys as ONE record (atomic together): one append per group, one commit. */
+  async putMany(items: NeedleToPlace[]): Promise<CommitResult> {
+    const placed = await this.place(items, true);
+    return this.write(
+      placed,
+      items.map((item, i) => ({ code: OpCode.Set, key: item.key, address: placed[i]!.address, expiresAt: item.expiresAt })),
+    );
+  }
+
+  /** Deletes keys (one record); answers how many existed. */
+  async delete(keys: Uint8Array[]): Promise<number> {
+    if (keys.length === 0) return 0;
+    const { results } = await this.write([], keys.map((key) => ({ code: OpCode.Del, key })));
+    return results.reduce((a, b) => a + b, 0);
+  }
+
+  /** Sets a live key's expiry (0: none); false when the key is not live. */
+  async setExpiry(key: Uint8Array, expiresAt: number): Promise<boolean> {
+    const { results } = await this.write([], [{ code: OpCode.Expire, key, expiresAt }]);
+    return results[0] === 1;
+  }
+
+  /**
+   * Needles into volume groups, round-robin, one append per group. `durable`: synced before
+   * this resolves; otherwise write() syncs them (a transaction syncs once, at COMMIT).
+   */
+  async place(items: NeedleToPlace[], durable: boolean): Promise<Placed[]> {
+    const byGroup = new Map<number, number[]>();
+    items.forEach((_, i) => {
+      const g = this.pickGroup();
+      const list = byGroup.get(g);
+      if (list === undefined) byGroup.set(g, [i]);
+      else list.push(i);
+    });
+    const out = new Array<Placed>(items.length);
+    await Promise.all(
+      [...byGroup].map(async ([group, indexes]) => {
+        const addresses = await this.ports.volumes.append(group, indexes.map((i) => items[i]!), durable);
+        indexes.forEach((i, j) => (out[i] = { address: addresses[j]!, group, durable }));
+      }),
+    );
+    return out;
+  }
+
+  /** One value, bytes or a stream (a stream is always durable once placed). */
+  async placeValue(key: Uint8Array, value: PutValue, expiresAt: number, durable: boolean): Promise<Placed> {
+    if (value instanceof Uint8Array) return (await this.place([{ key, value, expiresAt }], durable))[0]!;
+    const group = this.pickGroup();
+    const address = await this.ports.volumes.appendStream(group, key, value.size, expiresAt, value.source);
+    return { address, group, durable: true };
+  }
+
+  /** Round-robin over the groups that take writes, so that writes use every disk and writer. */
+  private pickGroup(): number {
+    const groups = this.ports.volumes.groups;
+    if (groups.length === 0) throw new StoreError('NO_SPACE', 'no volume group takes writes');
+    this.nextGroup = (this.nextGroup + 1) % groups.length;
+    return groups[this.nextGroup]!;
+  }
+
+  // ---- reads -----------------------------------------------------------------------------
 
   /** The live entry of a key; an expired one is treated as absent and its deletion logged. */
   async lookupLive(key: Uint8Array): Promise<IndexEntry | undefined> {
@@ -55,6 +165,16 @@ export class Engine {
     return found.map((f, i) => this.liveOf(keys[i]!, f, now));
   }
 
+  /** The whole value of an entry, checked. */
+  read(entry: IndexEntry): Promise<Uint8Array> {
+    return this.ports.reader.read(entry.address, entry.key);
+  }
+
+  /** Value bytes of an entry, streamed and checked (see ReadPort.stream). */
+  stream(entry: IndexEntry, start: number, length: number, buf?: Uint8Array): AsyncIterableIterator<Uint8Array> {
+    return this.ports.reader.stream(entry.address, entry.key, start, length, buf);
+  }
+
   private liveOf(key: Uint8Array, found: Lookup, now: number): IndexEntry | undefined {
     if (found.entry !== undefined && isLive(found.entry.expiresAt, now)) return found.entry;
     const expired = found.expired ?? found.entry?.address;
@@ -66,12 +186,14 @@ export class Engine {
   private scheduleExpiry(key: Uint8Array, volume: number, offset: number): void {
     if (this.pendingExpiries >= MAX_PENDING_EXPIRIES) return;
     this.pendingExpiries += 1;
-    this.commit([{ code: OpCode.DelIf, key, volume, offset }])
+    this.write([], [{ code: OpCode.DelIf, key, volume, offset }])
       .catch(() => undefined) // the sweep retries; an expired key is invisible either way
       .finally(() => {
         this.pendingExpiries -= 1;
       });
   }
+
+  // ---- background ------------------------------------------------------------------------
 
   /** One slice of the TTL sweep: deletes (through the WAL) the expired keys it finds. */
   async sweep(maxBuckets: number): Promise<number> {
@@ -81,7 +203,7 @@ export class Engine {
       const ops: Op[] = expired
         .slice(i, i + SWEEP_BATCH)
         .map((e) => ({ code: OpCode.DelIf, key: e.key, volume: e.volume, offset: e.offset }));
-      const { results } = await this.commit(ops);
+      const { results } = await this.write([], ops);
       deleted += results.reduce((a, b) => a + b, 0);
     }
     return deleted;
@@ -121,4 +243,15 @@ export class Engine {
       throw err;
     }
   }
+}
+
+/** The op of a write under a condition: a plain SET, or a SET_IF the index judges atomically. */
+export function setOp(key: Uint8Array, address: NeedleAddress, expiresAt: number, condition: Condition, keepTtl: boolean): Op {
+  if (condition.kind === 'none' && !keepTtl) return { code: OpCode.Set, key, address, expiresAt };
+  let flags = keepTtl ? SetFlag.KeepTtl : 0;
+  if (condition.kind === 'absent') flags |= SetFlag.Nx;
+  else if (condition.kind === 'present') flags |= SetFlag.Xx;
+  else if (condition.kind === 'at') flags |= SetFlag.IfAt;
+  const expect = condition.kind === 'at' ? condition : { volume: 0, offset: 0 };
+  return { code: OpCode.SetIf, key, address, expiresAt, flags, expectVolume: expect.volume, expectOffset: expect.offset };
 }

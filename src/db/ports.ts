@@ -1,7 +1,8 @@
-// The ports through which the database logic (src/db/engine.ts) reaches the state owners.
-// Production implements them over actor channels (src/db/actor_ports.ts); the in-process
-// engine used by the crash property tests implements them over the storage objects directly
-// (src/db/local_ports.ts). Same logic above both, so the tests test the product.
+// The ports through which the engine (src/db/engine.ts) reaches the state owners. One set of
+// implementations, over the actors' channels (src/db/actor_ports.ts), whatever thread the
+// engine runs in and whichever host runs the actors (worker threads, or the calling thread in
+// the simulation); reads of committed needles go through the ReadPort, behind which a local
+// drive (src/db/drive_reader.ts) and, next, a remote member of a volume group both fit.
 import type { IndexEntry, NeedleAddress, Op } from '../storage/types.js';
 import type { VolumeInfo } from './api.js';
 import type { IndexMsg, IndexReplies } from '../protocol/index_protocol.js';
@@ -16,24 +17,18 @@ export interface AppendRequest {
   flags?: number;
 }
 
+/** Where needles go: volume groups, each with its own writer, named by id (vol-registry.json). */
 export interface VolumePort {
-  /** How many drives there are (the data dir is drive 0). */
-  readonly driveCount: number;
+  /** The groups that take writes now, by id. */
+  readonly groups: readonly number[];
   /**
-   * Appends needles to one drive. With `sync`, the needles are durable (under the sync
-   * policy) when this resolves; without it, `syncDrive` must be called before a WAL record
-   * names them.
+   * Appends needles to one group. With `sync`, the needles are durable (under the sync policy)
+   * when this resolves; without it, syncGroup must be called before a WAL record names them.
    */
-  append(drive: number, needles: AppendRequest[], sync: boolean): Promise<NeedleAddress[]>;
+  append(group: number, needles: AppendRequest[], sync: boolean): Promise<NeedleAddress[]>;
   /** Streams one value of exactly `size` bytes into a reserved region; durable when resolved. */
-  appendStream(
-    drive: number,
-    key: Uint8Array,
-    size: number,
-    expiresAt: number,
-    source: AsyncIterable<Uint8Array>,
-  ): Promise<NeedleAddress>;
-  syncDrive(drive: number): Promise<void>;
+  appendStream(group: number, key: Uint8Array, size: number, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress>;
+  syncGroup(group: number): Promise<void>;
   list(): Promise<VolumeInfo[]>;
 }
 
@@ -82,24 +77,27 @@ export interface WalAdminPort {
   lastLsn(): Promise<number>;
 }
 
-/** Reading committed needle bytes: any thread may do it (a committed needle never changes). */
+/**
+ * Reading committed needles, checked: every read checks the needle's head (header CRC, lengths,
+ * that it is the key's own needle) before handing out a byte; a read of the whole value checks
+ * the needle CRC too, before the last byte leaves (CHECKSUM_MISMATCH instead). A range read
+ * cannot check the value bytes it skips: the needle's one CRC covers them all.
+ */
 export interface ReadPort {
-  readValue(address: NeedleAddress, keyLength: number, start: number, length: number): Promise<Uint8Array>;
-  /** The whole value, with both needle checksums verified. */
-  readVerified(address: NeedleAddress, key: Uint8Array): Promise<Uint8Array>;
-  readChunks(address: NeedleAddress, keyLength: number, start: number, length: number): AsyncIterable<Uint8Array>;
+  /** The whole value. */
+  read(address: NeedleAddress, key: Uint8Array): Promise<Uint8Array>;
+  /**
+   * Value bytes [start, start + length) in chunks. With `buf`, each chunk is a view of it, valid
+   * until the next one is asked for (a GET streams a 1 GB value through one buffer); without,
+   * each is a fresh buffer of at most 1 MiB.
+   */
+  stream(address: NeedleAddress, key: Uint8Array, start: number, length: number, buf?: Uint8Array): AsyncIterableIterator<Uint8Array>;
 }
-
 
 export interface BrokerPort {
   publish(channel: Uint8Array, payload: Uint8Array): Promise<number>;
   /** Registers a subscriber; `deliver` is called for each message until it is removed. */
-  subscribe(
-    subscriber: number,
-    channels: Uint8Array[],
-    patterns: Uint8Array[],
-    deliver: (d: Delivery) => void,
-  ): Promise<void>;
+  subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[], deliver: (d: Delivery) => void): Promise<void>;
   unsubscribe(subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): Promise<void>;
 }
 

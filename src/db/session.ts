@@ -1,10 +1,10 @@
 // One client's view of the database: the commands of the embedded API, each reading through
 // the session's open transaction levels first (read-your-writes) and the committed store
-// second. Outside a transaction a write is one WAL record; inside one, writes are pending on
-// this session (their needles appended but not yet synced) until the outermost COMMIT syncs
-// the drives it used and commits every pending write as ONE record.
+// second. Outside a transaction a write is the engine's put/delete (one WAL record); inside one,
+// writes are pending on this session (their needles placed but not yet synced) until the
+// outermost COMMIT hands them all to the engine's write(): synced, then ONE record.
 import type { Readable } from 'node:stream';
-import { OpCode, SetFlag, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { OpCode, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { valueLengthOf } from '../storage/types.js';
 import { globMatch } from '../storage/glob.js';
 import type {
@@ -21,7 +21,7 @@ import type {
   Subscription,
 } from './api.js';
 import { checkKey, checkValueSize, fromMapKey, mapKey, toBuffer } from './bytes.js';
-import type { Engine } from './engine.js';
+import type { Condition, Engine, NeedleToPlace, Placed } from './engine.js';
 import { QueueSubscription } from './subscription.js';
 import { TransactionStack, withExpiry, type Level, type PendingWrite } from './transaction.js';
 import { StoreError } from '../runtime/errors.js';
@@ -59,14 +59,11 @@ export class EngineSession implements Session {
     const v = toBuffer(value);
     checkValueSize(v.length, this.engine.limits);
     const expiresAt = this.expiryOf(options);
-    const inTxn = this.txn.depth > 0;
-    const { address, drive } = await this.engine.writeNeedle(k, v, expiresAt, !inTxn);
-    if (inTxn) {
-      const inline = v.length <= TXN_INLINE_VALUE ? Buffer.from(v) : undefined;
-      this.txn.put(mapKey(k), { kind: 'set', address, drive, expiresAt, size: v.length, value: inline });
+    if (this.txn.depth > 0) {
+      this.stage(k, await this.engine.placeValue(k, v, expiresAt, false), expiresAt, v.length, v);
       return;
     }
-    await this.engine.commit([{ code: OpCode.Set, key: k, address, expiresAt }]);
+    await this.engine.put(k, v, { expiresAt });
   }
 
   async setMany(items: { key: Bytes; value: Bytes; options?: SetOptions }[]): Promise<(Error | null)[]> {
@@ -77,34 +74,21 @@ export class EngineSession implements Session {
       }
       return results;
     }
-    // Validate each alone; group the valid ones by drive (one append message per drive).
-    const valid: { i: number; key: Buffer; value: Buffer; expiresAt: number; drive: number }[] = [];
+    // Validate each alone; the valid ones go as one record.
+    const valid: { i: number; needle: NeedleToPlace }[] = [];
     for (let i = 0; i < items.length; i++) {
       try {
         const key = checkKey(items[i]!.key, this.engine.limits);
         const value = toBuffer(items[i]!.value);
         checkValueSize(value.length, this.engine.limits);
-        valid.push({ i, key, value, expiresAt: this.expiryOf(items[i]!.options ?? {}), drive: this.engine.pickDrive() });
+        valid.push({ i, needle: { key, value, expiresAt: this.expiryOf(items[i]!.options ?? {}) } });
       } catch (err) {
         results[i] = err as Error;
       }
     }
     if (valid.length === 0) return results;
     try {
-      const byDrive = new Map<number, typeof valid>();
-      for (const v of valid) {
-        const list = byDrive.get(v.drive);
-        if (list === undefined) byDrive.set(v.drive, [v]);
-        else list.push(v);
-      }
-      const addresses = new Map<number, NeedleAddress>();
-      await Promise.all(
-        [...byDrive].map(async ([drive, list]) => {
-          const got = await this.engine.ports.volumes.append(drive, list.map((v) => ({ key: v.key, value: v.value, expiresAt: v.expiresAt })), true);
-          list.forEach((v, j) => addresses.set(v.i, got[j]!));
-        }),
-      );
-      await this.engine.commit(valid.map((v) => ({ code: OpCode.Set, key: v.key, address: addresses.get(v.i)!, expiresAt: v.expiresAt })));
+      await this.engine.putMany(valid.map((v) => v.needle));
     } catch (err) {
       for (const v of valid) results[v.i] = err as Error;
     }
@@ -124,26 +108,21 @@ export class EngineSession implements Session {
     for (let attempt = 0; attempt < SET_GET_ATTEMPTS; attempt++) {
       // Look first: a condition that already fails costs no needle.
       const current = await this.engine.lookupLive(k);
-      const previous = options.get && current ? await this.valueOf(k, current.address) : null;
+      const previous = options.get && current ? Buffer.from(await this.engine.read(current)) : null;
       if ((options.nx && current) || (options.xx && !current)) return { applied: false, previous };
-      const { address } = await this.engine.writeNeedle(k, v, expiresAt, true);
-      let flags = options.keepTtl ? SetFlag.KeepTtl : 0;
-      if (options.nx) flags |= SetFlag.Nx;
-      if (options.xx) flags |= SetFlag.Xx;
       // With GET, the value answered must be the one replaced: set only if the key is still
       // where it was seen (or still absent), else look again.
-      if (options.get) flags |= current ? SetFlag.IfAt : SetFlag.Nx;
-      const op: Op = {
-        code: OpCode.SetIf,
-        key: k,
-        address,
-        expiresAt,
-        flags,
-        expectVolume: current?.address.volume ?? 0,
-        expectOffset: current?.address.offset ?? 0,
-      };
-      const { results } = await this.engine.commit([op]);
-      if (results[0] === 1) return { applied: true, previous };
+      const condition: Condition = options.get
+        ? current
+          ? { kind: 'at', volume: current.address.volume, offset: current.address.offset }
+          : { kind: 'absent' }
+        : options.nx
+          ? { kind: 'absent' }
+          : options.xx
+            ? { kind: 'present' }
+            : { kind: 'none' };
+      const { applied } = await this.engine.put(k, v, { expiresAt, condition, keepTtl: options.keepTtl ?? false });
+      if (applied) return { applied: true, previous };
       if (!options.get) return { applied: false, previous: null };
     }
     throw new StoreError('TIMEOUT', `SET ... GET of a key written concurrently: gave up after ${SET_GET_ATTEMPTS} attempts`);
@@ -152,17 +131,17 @@ export class EngineSession implements Session {
   /** Inside a transaction the conditions are judged against what this session sees. */
   private async setWithInTxn(k: Buffer, v: Buffer, expiresAt: number, options: SetCondOptions): Promise<SetCondResult> {
     const visible = await this.visible(k);
-    const previous = options.get && visible ? (visible.value ?? (await this.valueOf(k, visible.address))) : null;
+    const previous = options.get && visible ? (visible.value ?? Buffer.from(await this.engine.ports.reader.read(visible.address, k))) : null;
     if ((options.nx && visible) || (options.xx && !visible)) return { applied: false, previous };
     const keep = options.keepTtl && visible ? visible.expiresAt : expiresAt;
-    const { address, drive } = await this.engine.writeNeedle(k, v, keep, false);
-    const inline = v.length <= TXN_INLINE_VALUE ? Buffer.from(v) : undefined;
-    this.txn.put(mapKey(k), { kind: 'set', address, drive, expiresAt: keep, size: v.length, value: inline });
+    this.stage(k, await this.engine.placeValue(k, v, keep, false), keep, v.length, v);
     return { applied: true, previous };
   }
 
-  private async valueOf(k: Buffer, address: NeedleAddress): Promise<Buffer> {
-    return Buffer.from(await this.engine.ports.reader.readVerified(address, k));
+  /** A write pending in the open transaction: its needle placed, unsynced. */
+  private stage(k: Buffer, placed: Placed, expiresAt: number, size: number, value?: Buffer): void {
+    const inline = value !== undefined && value.length <= TXN_INLINE_VALUE ? Buffer.from(value) : undefined;
+    this.txn.put(mapKey(k), { kind: 'set', placed, expiresAt, size, value: inline });
   }
 
   async get(key: Bytes): Promise<Buffer | null> {
@@ -170,7 +149,7 @@ export class EngineSession implements Session {
     const visible = await this.visible(k);
     if (visible === null) return null;
     if (visible.value !== undefined) return visible.value;
-    return Buffer.from(await this.engine.ports.reader.readVerified(visible.address, k));
+    return Buffer.from(await this.engine.ports.reader.read(visible.address, k));
   }
 
   async getEach(keys: Bytes[], each: (value: Buffer | null) => Promise<void> | void): Promise<void> {
@@ -180,11 +159,7 @@ export class EngineSession implements Session {
       return;
     }
     const entries = await this.engine.lookupLiveMany(ks);
-    const reader = this.engine.ports.reader;
-    for (let i = 0; i < ks.length; i++) {
-      const e = entries[i];
-      await each(e === undefined ? null : toBuffer(await reader.readVerified(e.address, ks[i]!)));
-    }
+    for (const e of entries) await each(e === undefined ? null : toBuffer(await this.engine.read(e)));
   }
 
   async delete(...keys: Bytes[]): Promise<number> {
@@ -198,8 +173,7 @@ export class EngineSession implements Session {
       }
       return existed;
     }
-    const { results } = await this.engine.commit(ks.map((k) => ({ code: OpCode.Del, key: k })));
-    return results.reduce((a, b) => a + b, 0);
+    return this.engine.delete(ks);
   }
 
   async exists(key: Bytes): Promise<boolean> {
@@ -239,8 +213,7 @@ export class EngineSession implements Session {
       this.txn.put(mapKey(k), withExpiry(this.txn.find(mapKey(k)), expiresAt));
       return true;
     }
-    const { results } = await this.engine.commit([{ code: OpCode.Expire, key: k, expiresAt }]);
-    return results[0] === 1;
+    return this.engine.setExpiry(k, expiresAt);
   }
 
   async count(value: Bytes): Promise<number> {
@@ -252,8 +225,7 @@ export class EngineSession implements Session {
         continue;
       }
       if (valueLengthOf(visible.address, key.length) !== target.length) continue;
-      const bytes = await this.engine.ports.reader.readValue(visible.address, key.length, 0, target.length);
-      if (Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).equals(target)) n += 1;
+      if (Buffer.from(await this.engine.ports.reader.read(visible.address, key)).equals(target)) n += 1;
     }
     return n;
   }
@@ -301,23 +273,22 @@ export class EngineSession implements Session {
     this.txn.rollback();
   }
 
+  /** The outermost COMMIT: every pending write as ONE record, after their needles are synced. */
   private async commitLevel(level: Level): Promise<void> {
     const ops: Op[] = [];
-    const drives = new Set<number>();
+    const placed: Placed[] = [];
     for (const [mk, write] of level) {
       const key = fromMapKey(mk);
       if (write.kind === 'set') {
-        drives.add(write.drive);
-        ops.push({ code: OpCode.Set, key, address: write.address, expiresAt: write.expiresAt });
+        placed.push(write.placed);
+        ops.push({ code: OpCode.Set, key, address: write.placed.address, expiresAt: write.expiresAt });
       } else if (write.kind === 'del') {
         ops.push({ code: OpCode.Del, key });
       } else {
         ops.push({ code: OpCode.Expire, key, expiresAt: write.expiresAt });
       }
     }
-    // The needles were appended unsynced; they must be durable before the record names them.
-    await Promise.all([...drives].map((d) => this.engine.ports.volumes.syncDrive(d)));
-    await this.engine.commit(ops);
+    await this.engine.write(placed, ops);
   }
 
   // ---- blobs -----------------------------------------------------------------------------
@@ -326,13 +297,12 @@ export class EngineSession implements Session {
     const k = checkKey(key, this.engine.limits);
     checkValueSize(options.size, this.engine.limits);
     const expiresAt = this.expiryOf(options);
-    const drive = this.engine.pickDrive();
-    const address = await this.engine.ports.volumes.appendStream(drive, k, options.size, expiresAt, source);
+    const value = { size: options.size, source };
     if (this.txn.depth > 0) {
-      this.txn.put(mapKey(k), { kind: 'set', address, drive, expiresAt, size: options.size });
+      this.stage(k, await this.engine.placeValue(k, value, expiresAt, false), expiresAt, options.size);
       return;
     }
-    await this.engine.commit([{ code: OpCode.Set, key: k, address, expiresAt }]);
+    await this.engine.put(k, value, { expiresAt });
   }
 
   async stat(key: Bytes): Promise<BlobInfo | null> {
@@ -352,7 +322,7 @@ export class EngineSession implements Session {
       throw new StoreError('BAD_ARGUMENT', `offset ${start} is outside the value (${size} bytes)`);
     }
     const length = Math.min(range.length ?? size - start, size - start);
-    const chunks = this.engine.ports.reader.readChunks(visible.address, k.length, start, length);
+    const chunks = this.engine.ports.reader.stream(visible.address, k, start, length);
     return { info: { size, expiresAt: visible.expiresAt }, body: asBuffers(chunks) };
   }
 
@@ -458,7 +428,7 @@ async function resolvePending(
   if (pending.kind === 'del') return null;
   if (pending.kind === 'set') {
     if (!isLive(pending.expiresAt, now)) return null;
-    return { address: pending.address, expiresAt: pending.expiresAt, ...(pending.value ? { value: pending.value } : {}) };
+    return { address: pending.placed.address, expiresAt: pending.expiresAt, ...(pending.value ? { value: pending.value } : {}) };
   }
   const entry = await committed();
   if (entry === undefined || !isLive(pending.expiresAt, now)) return null;

@@ -4,11 +4,11 @@
 // except small values kept for read-your-writes without a disk read. Nothing here is visible
 // to other sessions until the outermost COMMIT turns the merged level into one WAL record.
 import { canaries } from '../runtime/canary.js';
-import { type NeedleAddress } from '../storage/types.js';
+import type { Placed } from './engine.js';
 import { StoreError } from '../runtime/errors.js';
 
 export type PendingWrite =
-  | { kind: 'set'; address: NeedleAddress; drive: number; expiresAt: number; size: number; value?: Buffer }
+  | { kind: 'set'; placed: Placed; expiresAt: number; size: number; value?: Buffer }
   | { kind: 'del' }
   /** An expiry change on a value that is not pending in the transaction (EXPIRE/PERSIST). */
   | { kind: 'expire'; expiresAt: number };

@@ -244,10 +244,10 @@ async function compactCommand(ctx: Context): Promise<Reply> {
   return OK;
 }
 
-/** Each volume as [id, drive, size in bytes]. */
+/** Each volume as [id, drive, size in bytes, volume group]. */
 async function volinfoCommand(ctx: Context): Promise<Reply> {
   const volumes = await needDb(ctx).volinfo();
-  return array(volumes.map((v) => array([integer(v.id), bulk(v.drive), integer(v.sizeBytes)])));
+  return array(volumes.map((v) => array([integer(v.id), bulk(v.drive), integer(v.sizeBytes), integer(v.group)])));
 }
 
 function needDb({ db, spec }: Context): Database {
@@ -343,6 +343,7 @@ const CODE_TEXT: Record<ErrorCode, string> = {
   TIMEOUT: 'timed out',
   BAD_ARGUMENT: 'invalid argument',
   NO_TRANSACTION: 'no transaction is open (BEGIN first)',
+  CONFLICT: 'conflict: the write does not fit what is stored',
   SIZE_MISMATCH: 'size mismatch',
   ABORTED: 'aborted',
   INTERNAL: 'internal error',

@@ -1,18 +1,16 @@
 // The blob routes of the HTTP front end: PUT, GET, HEAD and DELETE of /v1/blobs/{key}.
 // Bodies stream both ways in constant memory:
-// - PUT: uWS hands the body in chunks; they queue (bounded) for the volume writer's upload
-//   stream, and the socket is paused while the queue is full; the needle's region is reserved
-//   from Content-Length up front, so a body without one is 411 (HTTP lets a server require it);
-//   201 only once the needle is fsynced and the WAL record committed.
-// - GET: chunks are read from the volume file (committed needles never change, so any thread
-//   may read them) into one reused buffer and written with tryEnd; when the socket is full the
-//   loop waits for onWritable. A full-body GET checks the needle's CRC as it goes and cuts the
-//   connection instead of finishing a response whose bytes do not match.
-import { crc32 } from '../storage/checksum.js';
+// - PUT: uWS hands the body in chunks; they queue (bounded) for the engine's put, which streams
+//   them to the volume writer, and the socket is paused while the queue is full; the needle's
+//   region is reserved from Content-Length up front, so a body without one is 411 (HTTP lets a
+//   server require it); 201 only once the needle is fsynced and the WAL record committed.
+// - GET: the engine streams the value through its read port into one reused buffer, and each
+//   chunk is written with tryEnd; when the socket is full the loop waits for onWritable. A
+//   full-body GET has the needle's CRC checked as it goes, and the connection is cut instead
+//   of finishing a response whose bytes do not match. No route here opens a volume file.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
-import type { Engine } from '../db/engine.js';
-import type { VolumeReader } from '../storage/volume_reader.js';
-import { OpCode, SetFlag, valueLengthOf, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import type { Condition, Engine } from '../db/engine.js';
+import { valueLengthOf, type IndexEntry } from '../storage/types.js';
 import { decodeBlobKey } from '../protocol/http_keys.js';
 import { contentRange, multipartByteranges, parseRange, unsatisfiedRange, type ByteRange } from '../protocol/http_range.js';
 import { formatTtlSeconds, httpDate, parseContentLength, parseQuery, parseTtl } from '../protocol/http_params.js';
@@ -32,7 +30,6 @@ const CHUNKS_PER_TURN = 16;
 
 export interface BlobContext {
   engine: Engine;
-  reader: VolumeReader;
   maxKeyLength: number;
   maxBodySize: number;
   now(): number;
@@ -181,7 +178,7 @@ export function putBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): 
  * current tag is looked up: if it is in the list, the write is conditioned on it (and still
  * fails atomically if the blob changes meanwhile); if not, 412 at once.
  */
-async function resolveCondition(ctx: BlobContext, key: Buffer, p: ReturnType<typeof parsePreconditions>): Promise<Condition> {
+async function resolveCondition(ctx: BlobContext, key: Buffer, p: ReturnType<typeof parsePreconditions>): Promise<Condition | 'bad'> {
   const c = conditionOf(p);
   if (c !== 'bad' || p.ifMatch === null || p.ifMatch.tags.length < 2) return c;
   const entry = await ctx.engine.lookupLive(key);
@@ -191,9 +188,7 @@ async function resolveCondition(ctx: BlobContext, key: Buffer, p: ReturnType<typ
 }
 
 /** What If-Match / If-None-Match ask of the write: none, create-only, or compare-and-set. */
-type Condition = { kind: 'none' } | { kind: 'absent' } | { kind: 'present' } | { kind: 'at'; volume: number; offset: number } | 'bad';
-
-function conditionOf(p: ReturnType<typeof parsePreconditions>): Condition {
+function conditionOf(p: ReturnType<typeof parsePreconditions>): Condition | 'bad' {
   if (p.ifNoneMatch !== null && p.ifNoneMatch.any) return { kind: 'absent' };
   if (p.ifMatch !== null) {
     if (p.ifMatch.any) return { kind: 'present' };
@@ -211,14 +206,11 @@ async function storeBody(
   key: Buffer,
   size: number,
   expiresAt: number,
-  condition: Exclude<Condition, 'bad'>,
+  condition: Condition,
   body: BodyQueue,
 ): Promise<number> {
-  const { engine } = ctx;
-  const address = await engine.ports.volumes.appendStream(engine.pickDrive(), key, size, expiresAt, body);
-  if (state.aborted) return 499;
-  const { results } = await engine.commit([writeOp(key, address, expiresAt, condition)]);
-  if (results[0] !== 1) {
+  const { applied, address } = await ctx.engine.put(key, { size, source: body }, { expiresAt, condition });
+  if (!applied) {
     sendError(res, state, 412, 'PRECONDITION_FAILED', 'the precondition (If-Match / If-None-Match) does not hold for the stored blob');
     return 412;
   }
@@ -230,13 +222,6 @@ async function storeBody(
     res.end(JSON.stringify({ key: key.toString('utf8'), size, etag }));
   });
   return 201;
-}
-
-function writeOp(key: Buffer, address: NeedleAddress, expiresAt: number, c: Exclude<Condition, 'bad'>): Op {
-  if (c.kind === 'none') return { code: OpCode.Set, key, address, expiresAt };
-  const flags = c.kind === 'absent' ? SetFlag.Nx : c.kind === 'present' ? SetFlag.Xx : SetFlag.IfAt;
-  const expect = c.kind === 'at' ? c : { volume: 0, offset: 0 };
-  return { code: OpCode.SetIf, key, address, expiresAt, flags, expectVolume: expect.volume, expectOffset: expect.offset };
 }
 
 // ---- GET / HEAD ---------------------------------------------------------------------------
@@ -302,7 +287,7 @@ function answerBlob(
     sendError(res, state, 416, 'RANGE_NOT_SATISFIABLE', `no part of the range is inside the blob (${size} bytes)`, { 'Content-Range': unsatisfiedRange(size) });
     return { code: 416, bytes: 0 };
   }
-  if (range.kind === 'multi') return sendMultipart(res, state, ctx, key, entry, size, range.ranges, headers, head);
+  if (range.kind === 'multi') return sendMultipart(res, state, ctx, entry, size, range.ranges, headers, head);
   const part: ByteRange = range.kind === 'single' ? range.range : { start: 0, end: size - 1 };
   const status = range.kind === 'single' ? 206 : 200;
   const length = size === 0 ? 0 : part.end - part.start + 1;
@@ -321,8 +306,7 @@ function answerBlob(
     for (const [n, v] of headers) res.writeHeader(n, v);
     if (status === 206) res.writeHeader('Content-Range', contentRange(part, size));
   });
-  const verify = status === 200 && size > 0 ? needleCrcStart(ctx.reader, entry.address, key) : null;
-  streamValue(res, state, ctx.reader, entry.address, key.length, size === 0 ? [] : [{ start: part.start, length }], length, verify);
+  streamPieces(res, state, ctx, entry, size === 0 ? [] : [{ start: part.start, length }], length);
   return { code: status, bytes: length };
 }
 
@@ -343,7 +327,6 @@ function sendMultipart(
   res: HttpResponse,
   state: ResponseState,
   ctx: BlobContext,
-  _key: Buffer,
   entry: IndexEntry,
   size: number,
   ranges: ByteRange[],
@@ -365,123 +348,92 @@ function sendMultipart(
     pieces.push({ start: part.range.start, length: part.range.end - part.range.start + 1 });
   }
   pieces.push({ bytes: mp.tail });
-  streamValue(res, state, ctx.reader, entry.address, _key.length, pieces, mp.totalLength, null);
+  streamPieces(res, state, ctx, entry, pieces, mp.totalLength);
   return { code: 206, bytes: mp.totalLength };
 }
 
-/** A piece of a response body: literal bytes, or a range of the value read from disk. */
+/** A piece of a response body: literal bytes, or a range of the value. */
 type Piece = { bytes: Buffer } | { start: number; length: number };
 
-/** The running CRC of a needle being streamed whole, and the trailer it must end at. */
-interface CrcCheck {
-  crc: number;
-  expected: number;
-}
-
-function needleCrcStart(reader: VolumeReader, address: NeedleAddress, key: Buffer): CrcCheck {
-  const { head, trailer } = reader.readEnvelope(address, key.length);
-  return { crc: crc32(head), expected: trailer };
-}
-
 /**
- * Streams pieces with tryEnd and onWritable: one reused read buffer; when uWS cannot take a
- * chunk whole, the rest waits for onWritable (the buffer is reused only once a chunk is fully
- * out). Yields to other connections every few chunks. With `verify`, the CRC of the whole
- * needle is checked before the last chunk leaves: a mismatch cuts the connection, so a damaged
- * value never arrives as a complete response.
+ * Streams the pieces with tryEnd through one reused read buffer: the next chunk is asked of the
+ * engine only once the previous one is wholly handed to uWS (the buffer is then free again).
+ * The read port checks a whole value's CRC before its last chunk leaves; a read that fails
+ * after the headers are out cuts the connection, so a damaged value never arrives as a
+ * complete response. Yields to other connections every few chunks.
  */
-function streamValue(
-  res: HttpResponse,
-  state: ResponseState,
-  reader: VolumeReader,
-  address: NeedleAddress,
-  keyLength: number,
-  pieces: Piece[],
-  total: number,
-  verify: CrcCheck | null,
-): void {
+function streamPieces(res: HttpResponse, state: ResponseState, ctx: BlobContext, entry: IndexEntry, pieces: Piece[], total: number): void {
   if (total === 0) {
     res.cork(() => res.end());
     return;
   }
   const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, total));
-  let piece = 0;
-  let within = 0;
-  let pending: Uint8Array | null = null;
-  let pendingOffset = 0;
-  let written = 0;
-
-  /** The next chunk of the body, read into buf (or a literal piece), or null at the end. */
-  const nextChunk = (): Uint8Array | null => {
-    while (piece < pieces.length) {
-      const p = pieces[piece]!;
+  const writer = new BodyWriter(res, state, total);
+  const send = async (): Promise<void> => {
+    let chunks = 0;
+    for (const p of pieces) {
       if ('bytes' in p) {
-        piece++;
-        return p.bytes;
-      }
-      if (within >= p.length) {
-        piece++;
-        within = 0;
+        if (!(await writer.write(p.bytes))) return;
         continue;
       }
-      const out = buf.subarray(0, Math.min(buf.length, p.length - within));
-      reader.readValueInto(address, keyLength, p.start + within, out);
-      within += out.length;
-      if (verify !== null) {
-        verify.crc = crc32(out, verify.crc);
-        if (written + out.length === total && verify.crc !== verify.expected) {
-          throw new StoreError('CHECKSUM_MISMATCH', `needle at volume ${address.volume} offset ${address.offset} fails its checksum`);
-        }
+      for await (const chunk of ctx.engine.stream(entry, p.start, p.length, buf)) {
+        if (!(await writer.write(chunk))) return; // the client went away; the read stops here
+        if (++chunks % CHUNKS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
       }
-      return out;
-    }
-    return null;
-  };
-
-  /** Writes until the socket is full or the body is done; true when done. */
-  const pump = (): boolean => {
-    for (let i = 0; i < CHUNKS_PER_TURN; i++) {
-      if (pending === null) {
-        pending = nextChunk();
-        pendingOffset = res.getWriteOffset();
-        if (pending === null) return true;
-      }
-      const sent = res.getWriteOffset() - pendingOffset;
-      const [ok, done] = res.tryEnd(pending.subarray(sent), total);
-      if (done) return true;
-      if (!ok) return false;
-      written += pending.length;
-      pending = null;
-    }
-    setImmediate(resume);
-    return false;
-  };
-
-  const step = (): boolean => {
-    try {
-      let done = false;
-      res.cork(() => {
-        done = pump();
-      });
-      return done;
-    } catch {
-      // Headers are out: the only honest signal left is to cut the connection.
-      if (!state.aborted) res.close();
-      return true;
     }
   };
-
-  const resume = (): void => {
-    if (!state.aborted) step();
-  };
-
-  res.onWritable(() => {
-    if (state.aborted) return true;
-    step();
-    // True tells uWS the write it retried went out; then the next chunk goes on.
-    return pending === null;
+  send().catch(() => {
+    // Headers are out: the only honest signal left is to cut the connection.
+    if (!state.aborted) res.close();
   });
-  resume();
+}
+
+/**
+ * Hands chunks of a body of known length to uWS with tryEnd. When uWS takes only part of one,
+ * the rest is offered again from onWritable; write() resolves once the chunk is wholly taken
+ * (true) or the client is gone (false).
+ */
+class BodyWriter {
+  private waiting: { chunk: Uint8Array; start: number; resolve: (taken: boolean) => void } | null = null;
+
+  constructor(
+    private readonly res: HttpResponse,
+    private readonly state: ResponseState,
+    private readonly total: number,
+  ) {
+    res.onWritable(() => this.retry());
+    state.onAbort = () => {
+      const w = this.waiting;
+      this.waiting = null;
+      w?.resolve(false);
+    };
+  }
+
+  write(chunk: Uint8Array): Promise<boolean> | boolean {
+    if (this.state.aborted) return false;
+    let start = 0;
+    let taken = false;
+    this.res.cork(() => {
+      start = this.res.getWriteOffset();
+      const [ok, done] = this.res.tryEnd(chunk, this.total);
+      taken = ok || done;
+    });
+    if (taken) return true;
+    return new Promise((resolve) => (this.waiting = { chunk, start, resolve }));
+  }
+
+  /** onWritable: offer what is left of the waiting chunk; true tells uWS it went out. */
+  private retry(): boolean {
+    const w = this.waiting;
+    if (w === null || this.state.aborted) return true;
+    const sent = this.res.getWriteOffset() - w.start;
+    const [ok, done] = this.res.tryEnd(w.chunk.subarray(sent), this.total);
+    if (ok || done) {
+      this.waiting = null;
+      w.resolve(true);
+    }
+    return ok || done;
+  }
 }
 
 // ---- DELETE ---------------------------------------------------------------------------------
@@ -495,9 +447,9 @@ export function deleteBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext
     ctx.observe('blobs', 'DELETE', key.status, 0, 0, startedAt);
     return;
   }
-  void ctx.engine.commit([{ code: OpCode.Del, key: key.key }]).then(
-    ({ results }) => {
-      const found = results[0] === 1;
+  void ctx.engine.delete([key.key]).then(
+    (count) => {
+      const found = count === 1;
       if (found) {
         if (!state.aborted && !state.done) {
           state.done = true;

@@ -7,6 +7,8 @@ import type { HttpResponse } from 'uWebSockets.js';
 export interface ResponseState {
   aborted: boolean;
   done: boolean;
+  /** Set by whatever waits on the socket (a body being streamed): told when the client goes. */
+  onAbort?: () => void;
 }
 
 /** Call first in every handler that answers later: uWS requires an abort handler. */
@@ -15,6 +17,7 @@ export function watchAbort(res: HttpResponse, onAbort: () => void = () => undefi
   res.onAborted(() => {
     state.aborted = true;
     onAbort();
+    state.onAbort?.();
   });
   return state;
 }

@@ -445,6 +445,21 @@ function readProblem(err: unknown): string {
   return oneLine(err instanceof Error ? err.message : String(err));
 }
 
+/**
+ * Settings this build parses but cannot honour yet: a master with remote volume servers or more
+ * than one copy of each blob would acknowledge every write with one local copy, so it refuses
+ * to start instead (the remote volume servers are the next piece of work), naming the setting.
+ */
+export function notYetSupported(config: MasterConfig): string | null {
+  if (config.volumeServers.length > 0) {
+    return `--volume-servers (volume_servers): remote volume servers are not supported by this build yet; every blob would be stored on local drives only. Remove the setting (or use --drives for more local disks)`;
+  }
+  if (config.replicationFactor > 1) {
+    return `--replication-factor (replication_factor): ${config.replicationFactor} copies need remote volume servers, which this build does not support yet; every blob would have one copy. Use 1`;
+  }
+  return null;
+}
+
 /** Rules across fields: each names the field (flag or file) that would fix it. */
 function crossCheck(s: Settings, labelOf: (k: Key) => string, p: Platform): void {
   const servers = s.volume_servers.length;

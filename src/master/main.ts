@@ -10,7 +10,7 @@
 // never logged (redactedConfig, and pino's redact); the first signal stops cleanly (stop
 // accepting, finish in-flight writes, sync, stop the actors), a second exits 1 at once
 // without waiting; a signal that arrives while starting stops the master once it is up.
-import { formatAddress, isLoopbackHost, parseMasterArgs } from './config.js';
+import { formatAddress, isLoopbackHost, notYetSupported, parseMasterArgs } from './config.js';
 import { createLogger, redactedConfig, type Logger } from './log.js';
 import type { RunningMaster } from './master.js';
 import type { ListenAddress, MasterConfig } from './master_config.js';
@@ -31,6 +31,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     return 2;
   }
   const { config } = parsed;
+  const unsupported = notYetSupported(config);
+  if (unsupported !== null) {
+    process.stderr.write(`brisedb: ${unsupported}\n`);
+    return 2;
+  }
   const log = createLogger(parsed.logLevel);
   exitOnCrash(log);
   // Handlers first: a signal sent by whoever reads "starting" must find them installed.

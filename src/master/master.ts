@@ -15,6 +15,7 @@ import { masterMetrics } from './metrics.js';
 import { createServer } from 'node:net';
 import { FrontEndMsg, type FrontEndToMain } from '../protocol/frontend_protocol.js';
 import type { MasterConfig } from './master_config.js';
+import type { LocalGroup } from '../storage/registry.js';
 import { StoreError } from '../runtime/errors.js';
 
 export interface RunningMaster {
@@ -47,8 +48,8 @@ export function supportsReusePort(version = process.versions.node): boolean {
 export async function runMaster(config: MasterConfig, log: Logger): Promise<RunningMaster> {
   const startedAt = Date.now();
   const threads = supportsReusePort() ? Math.max(1, Math.min(config.tcpThreads, availableParallelism())) : 1;
-  const tcpSpecs = (drives: string[], dataDir: string): ActorSpec[] => {
-    const store = storeActorNames(drives.length);
+  const tcpSpecs = (groups: LocalGroup[], dataDir: string): ActorSpec[] => {
+    const store = storeActorNames(groups.map((g) => g.id));
     return Array.from({ length: threads }, (_, i) => {
       const cfg: TcpFrontendConfig = {
         host: config.addr.host,
@@ -56,7 +57,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
         reusePort: threads > 1,
         limits: config.tcpLimits,
         requirepass: config.requirepass,
-        drives,
+        groups,
         dataDir,
         sync: config.sync,
         configView: configView(config),
@@ -69,14 +70,14 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   const httpThreads = http === null ? 0 : Math.max(1, config.httpThreads);
   // Several HTTP threads share one port; a port 0 must become one concrete port for all.
   const httpPort = http === null ? 0 : http.port === 0 && httpThreads > 1 ? await freePort(http.host) : http.port;
-  const httpSpecs = (drives: string[], dataDir: string): ActorSpec[] => {
+  const httpSpecs = (groups: LocalGroup[], dataDir: string): ActorSpec[] => {
     if (http === null) return [];
-    const store = storeActorNames(drives.length);
+    const store = storeActorNames(groups.map((g) => g.id));
     return Array.from({ length: httpThreads }, (_, i) => {
       const cfg: HttpFrontendConfig = {
         host: http.host,
         port: httpPort,
-        drives,
+        groups,
         dataDir,
         token: config.httpToken,
         maxBodySize: config.maxBodySize,
@@ -96,7 +97,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   const { db, supervisor } = await openStore(
     config.dataDir,
     { drives: config.drives, maxVolumeSize: config.maxVolumeSize, sync: config.sync },
-    (drives, dataDir) => [...tcpSpecs(drives, dataDir), ...httpSpecs(drives, dataDir)],
+    (groups, dataDir) => [...tcpSpecs(groups, dataDir), ...httpSpecs(groups, dataDir)],
   );
   const httpNames = Array.from({ length: httpThreads }, (_, i) => httpActorName(i));
   const frontEnds = [...Array.from({ length: threads }, (_, i) => tcpActorName(i)), ...httpNames];

@@ -5,11 +5,12 @@ export const WAL_ACTOR = 'wal';
 export const INDEX_ACTOR = 'index';
 export const BROKER_ACTOR = 'broker';
 
-export function volumeActorName(slot: number): string {
-  return `volume-${slot}`;
+/** The writer of a volume group. */
+export function volumeActorName(group: number): string {
+  return `volume-${group}`;
 }
 
-/** Every store actor a front end talks to, for a store of `driveCount` drives. */
-export function storeActorNames(driveCount: number): string[] {
-  return [...Array.from({ length: driveCount }, (_, slot) => volumeActorName(slot)), WAL_ACTOR, INDEX_ACTOR, BROKER_ACTOR];
+/** Every store actor a front end talks to, for a store of these volume groups. */
+export function storeActorNames(groups: readonly number[]): string[] {
+  return [...groups.map(volumeActorName), WAL_ACTOR, INDEX_ACTOR, BROKER_ACTOR];
 }

@@ -34,6 +34,8 @@ export type ErrorCode =
   | 'NO_TRANSACTION'
   | 'SIZE_MISMATCH'
   | 'ABORTED'
+  /** A write at an offset that is not the volume's length: a member that missed a write. */
+  | 'CONFLICT'
   | 'INTERNAL';
 
 export interface WireError {

@@ -1,10 +1,12 @@
-// All volumes of ONE drive (data dir or an extra drive), owned by that drive's volume-writer
-// actor: appends and streams needles into the newest volume, rotates at maxVolumeSize, and
-// makes writes durable in sync().
+// All volumes of ONE volume group held on ONE local drive (the data dir or an extra drive),
+// owned by that drive's volume-writer actor: appends and streams needles into the newest
+// volume, rotates at maxVolumeSize, and makes writes durable in sync().
 //
 // Invariants:
-// - files live in <dir>/volumes and are named by id; ids are volumeIdOf(slot, seq) with seq
-//   rising, so a drive writer never needs to coordinate with another one;
+// - files live in <dir>/volumes and are named by id; ids are volumeIdOf(group, seq) with seq
+//   rising, so a group's writer never needs to coordinate with another one;
+// - a needle is written at the offset the group names for it, and only there: appendAt()
+//   refuses any other offset, so every member of a group holds a needle at the same offset;
 // - exactly one volume (the one with the highest id) takes new needles; older ones stay open
 //   for reads and for streams that were reserved in them before the rotation;
 // - a needle is durable when sync() returns: every volume written since the last sync is
@@ -17,11 +19,11 @@ import type { Fs } from '../runtime/fs.js';
 import type { NeedleAddress } from './types.js';
 import { syncDirectory } from './atomic_file.js';
 import {
-  MAX_DRIVE_SLOT,
+  MAX_GROUP_ID,
   MAX_VALUE_LENGTH,
   MAX_VOLUME_SEQ,
   VOLUME_SUPERBLOCK_SIZE,
-  driveSlotOf,
+  groupOfVolume,
   needleLength,
   parseVolumeFileName,
   volumeFileName,
@@ -38,7 +40,8 @@ export const MIN_VOLUME_SIZE = 256;
 export interface DriveOptions {
   /** The drive root; volume files live in <dir>/volumes. */
   dir: string;
-  slot: number;
+  /** The volume group this drive holds (the high bits of its volume ids). */
+  group: number;
   maxVolumeSize: number;
   clock: Clock;
 }
@@ -64,10 +67,10 @@ export class DriveVolumes {
     const dirty: string[] = [];
     if (!fs.exists(volumesDir)) dirty.push(options.dir); // the new volumes/ entry itself
     fs.mkdir(volumesDir);
-    const files = openExisting(fs, volumesDir, options.slot, dirty);
+    const files = openExisting(fs, volumesDir, options.group, dirty);
     let last = files[files.length - 1];
     if (last === undefined) {
-      last = VolumeFile.create(fs, join(volumesDir, volumeFileName(volumeIdOf(options.slot, 0))), volumeIdOf(options.slot, 0), options.clock.now());
+      last = VolumeFile.create(fs, join(volumesDir, volumeFileName(volumeIdOf(options.group, 0))), volumeIdOf(options.group, 0), options.clock.now());
       files.push(last);
       dirty.push(volumesDir);
     }
@@ -77,21 +80,40 @@ export class DriveVolumes {
     return drive;
   }
 
-  /** Rotates first when the needle would pass maxVolumeSize (an oversized one gets its own volume). */
-  append(key: Uint8Array, value: Uint8Array, expiresAt: number, flags = 0): NeedleAddress {
+  /**
+   * Where the next needle of `length` bytes goes: the current volume's tail, after a rotation
+   * when it would pass maxVolumeSize (an oversized needle gets a volume of its own). The group
+   * assigns this once; every member then writes there (appendAt, reserveAt).
+   */
+  place(length: number): { volume: number; offset: number } {
     this.checkUsable();
+    const target = this.roomFor(length);
+    return { volume: target.id, offset: target.tail };
+  }
+
+  append(key: Uint8Array, value: Uint8Array, expiresAt: number, flags = 0): NeedleAddress {
     checkNeedleArgs(key, value.length, expiresAt, flags);
-    const target = this.roomFor(needleLength(key.length, value.length));
+    return this.appendAt(this.place(needleLength(key.length, value.length)), key, value, expiresAt, flags);
+  }
+
+  /** Appends at the place the group named; CONFLICT when this drive's volume is not there. */
+  appendAt(at: { volume: number; offset: number }, key: Uint8Array, value: Uint8Array, expiresAt: number, flags = 0): NeedleAddress {
+    this.checkUsable();
+    const target = this.writableVolume(at.volume);
     this.unsynced.add(target);
-    return target.append(key, value, expiresAt, flags);
+    return target.appendAt(at.offset, key, value, expiresAt, flags);
   }
 
   reserve(key: Uint8Array, valueLength: number, expiresAt: number): NeedleStream {
-    this.checkUsable();
     checkNeedleArgs(key, valueLength, expiresAt, 0);
-    const target = this.roomFor(needleLength(key.length, valueLength));
+    return this.reserveAt(this.place(needleLength(key.length, valueLength)), key, valueLength, expiresAt);
+  }
+
+  reserveAt(at: { volume: number; offset: number }, key: Uint8Array, valueLength: number, expiresAt: number): NeedleStream {
+    this.checkUsable();
+    const target = this.writableVolume(at.volume);
     this.unsynced.add(target);
-    return new TrackedStream(target.reserve(key, valueLength, expiresAt), () => this.unsynced.add(target));
+    return new TrackedStream(target.reserveAt(at.offset, key, valueLength, expiresAt), () => this.unsynced.add(target));
   }
 
   /** Makes every needle written so far durable. A failure fences the drive for good. */
@@ -139,6 +161,16 @@ export class DriveVolumes {
     for (const v of this.volumes.values()) v.close();
   }
 
+  /**
+   * Only the current volume takes needles; an older one is sealed. A newer volume of this group
+   * is created when the group names it (a member follows the rotation its group decided).
+   */
+  private writableVolume(volumeId: number): VolumeFile {
+    if (volumeId === this.current.id) return this.current;
+    if (volumeId > this.current.id && groupOfVolume(volumeId) === this.options.group) return this.createVolume(volumeId);
+    throw new StoreError('CONFLICT', `drive ${this.options.dir}: volume ${volumeId} does not take needles (the current volume of group ${this.options.group} is ${this.current.id})`);
+  }
+
   private roomFor(length: number): VolumeFile {
     const cur = this.current;
     if (cur.tail > VOLUME_SUPERBLOCK_SIZE && cur.tail + length > this.options.maxVolumeSize) this.rotate();
@@ -148,13 +180,18 @@ export class DriveVolumes {
   private rotate(): void {
     const seq = volumeSeqOf(this.current.id) + 1;
     if (seq > MAX_VOLUME_SEQ) {
-      throw new StoreError('NO_SPACE', `drive ${this.options.dir} has used all ${MAX_VOLUME_SEQ + 1} volume ids of slot ${this.options.slot}`);
+      throw new StoreError('NO_SPACE', `drive ${this.options.dir} has used all ${MAX_VOLUME_SEQ + 1} volume ids of group ${this.options.group}`);
     }
-    const id = volumeIdOf(this.options.slot, seq);
+    this.createVolume(volumeIdOf(this.options.group, seq));
+  }
+
+  /** A new volume becomes the current one; its directory entry is synced with the next sync. */
+  private createVolume(id: number): VolumeFile {
     const file = VolumeFile.create(this.fs, join(this.volumesDir, volumeFileName(id)), id, this.options.clock.now());
     this.volumes.set(id, file);
     this.current = file;
     this.dirtyDirs.add(this.volumesDir);
+    return file;
   }
 
   private checkUsable(): void {
@@ -192,8 +229,8 @@ class TrackedStream implements NeedleStream {
 }
 
 function checkOptions(o: DriveOptions): void {
-  if (!Number.isInteger(o.slot) || o.slot < 0 || o.slot > MAX_DRIVE_SLOT) {
-    throw new StoreError('BAD_ARGUMENT', `drive slot out of range: ${o.slot}`);
+  if (!Number.isInteger(o.group) || o.group < 0 || o.group > MAX_GROUP_ID) {
+    throw new StoreError('BAD_ARGUMENT', `volume group out of range: ${o.group}`);
   }
   if (!Number.isSafeInteger(o.maxVolumeSize) || o.maxVolumeSize < MIN_VOLUME_SIZE || o.maxVolumeSize > MAX_VALUE_LENGTH) {
     throw new StoreError('BAD_ARGUMENT', `max volume size out of range: ${o.maxVolumeSize}`);
@@ -201,15 +238,15 @@ function checkOptions(o: DriveOptions): void {
 }
 
 /**
- * Opens this slot's volumes in id order: all for read, the last for write. A last file whose
+ * Opens this group's volumes in id order: all for read, the last for write. A last file whose
  * superblock is bad and that holds nothing past it is a creation torn by a crash (no needle
  * in it was ever acknowledged, since the superblock is synced first): it is removed. Any other
  * bad volume is CORRUPT, never silently dropped.
  */
-function openExisting(fs: Fs, volumesDir: string, slot: number, dirty: string[]): VolumeFile[] {
+function openExisting(fs: Fs, volumesDir: string, group: number, dirty: string[]): VolumeFile[] {
   const ids = fs.readdir(volumesDir)
     .map(parseVolumeFileName)
-    .filter((id): id is number => id !== null && driveSlotOf(id) === slot)
+    .filter((id): id is number => id !== null && groupOfVolume(id) === group)
     .sort((a, b) => a - b);
   const files: VolumeFile[] = [];
   try {

@@ -1,23 +1,38 @@
-// The volume registry `vol-registry.json` (docs/formats.md §Volume registry): volume id → the
-// drive slot holding it. Written whole by the supervisor through replaceFileAtomically, so a
-// reader sees the old registry or the new one. For local volumes it is derivable from the
-// drives' volumes/ folders; it exists so remote members of a volume group have a place.
+// The volume registry `vol-registry.json` (docs/formats.md §Volume registry): which volume groups
+// exist, which members hold each group (today one local drive per group, by its path), and which
+// volumes each group has. Loaded on open and authoritative: a drive keeps its group id however
+// the configured drives are ordered, and a drive that holds volumes cannot silently go missing.
+// Written whole through replaceFileAtomically, so a reader sees the old registry or the new one.
 //
-// Invariants of a loaded registry: version 1; `drives` is a non-empty list of non-empty
-// strings; every volume key is a canonical decimal u32 and its `drive` indexes `drives`.
+// Invariants of a loaded registry: version 2 (a version 1 file is read and converted); group
+// ids are canonical decimals <= MAX_GROUP_ID; every group has at least one member and no drive
+// is a member of two groups; every volume key is a canonical decimal u32 whose group bits name
+// a registered group.
 import { join } from 'node:path';
+import { StoreError } from '../runtime/errors.js';
 import type { Fs } from '../runtime/fs.js';
 import { removeStaleTemp, replaceFileAtomically } from './atomic_file.js';
-import { StoreError } from '../runtime/errors.js';
+import { MAX_GROUP_ID, groupOfVolume } from './volume_format.js';
 
 export const REGISTRY_FILE = 'vol-registry.json';
 /** A registry is a few bytes per volume; anything this big is not one. */
 export const MAX_REGISTRY_BYTES = 64 * 1024 * 1024;
 
+/** A member of a volume group: a local drive (its root directory). Remote servers come next. */
+export interface GroupMember {
+  drive: string;
+}
+
 export interface Registry {
-  version: 1;
-  drives: string[];
-  volumes: Record<string, { drive: number }>;
+  version: 2;
+  groups: Record<string, { members: GroupMember[] }>;
+  volumes: Record<string, { group: number }>;
+}
+
+/** A group as the store runs it: its id and the drive that holds it. */
+export interface LocalGroup {
+  id: number;
+  dir: string;
 }
 
 /** null when there is no registry yet; CORRUPT (naming the file) when it is not valid. */
@@ -32,9 +47,12 @@ export function loadRegistry(fs: Fs, dataDir: string): Registry | null {
   } catch (err) {
     throw new StoreError('CORRUPT', `${path}: not valid JSON (${(err as Error).message})`);
   }
-  const problem = registryProblem(parsed);
+  const old = isObject(parsed) && parsed['version'] === 1 ? version1Problem(parsed) : null;
+  if (old !== null) throw new StoreError('CORRUPT', `${path}: ${old}`);
+  const registry = isObject(parsed) && parsed['version'] === 1 ? fromVersion1(parsed) : parsed;
+  const problem = registryProblem(registry);
   if (problem !== null) throw new StoreError('CORRUPT', `${path}: ${problem}`);
-  return parsed as Registry;
+  return registry as Registry;
 }
 
 export function saveRegistry(fs: Fs, dataDir: string, registry: Registry): void {
@@ -42,6 +60,79 @@ export function saveRegistry(fs: Fs, dataDir: string, registry: Registry): void 
   if (problem !== null) throw new StoreError('BAD_ARGUMENT', `registry not saved: ${problem}`);
   const bytes = new TextEncoder().encode(`${JSON.stringify(registry, null, 2)}\n`);
   replaceFileAtomically(fs, join(dataDir, REGISTRY_FILE), bytes);
+}
+
+/**
+ * The groups to run for the configured drives (data dir first): a drive the registry knows keeps
+ * its group; a new drive gets the lowest free id; a registered drive that is not configured is
+ * an error when it holds volumes (they would be unreadable), and is forgotten when it holds none.
+ * With no registry (a fresh store, or one from before the registry was read), group i is drive i,
+ * which is how volume ids were assigned then.
+ */
+export function resolveGroups(registry: Registry | null, drives: string[]): LocalGroup[] {
+  const known = new Map<string, number>();
+  for (const [id, g] of Object.entries(registry?.groups ?? {})) for (const m of g.members) known.set(m.drive, Number(id));
+  if (registry === null) return drives.map((dir, i) => ({ id: i, dir }));
+  const configured = new Set(drives);
+  for (const [dir, id] of known) {
+    if (configured.has(dir)) continue;
+    const volumes = Object.entries(registry.volumes).filter(([, v]) => v.group === id).map(([vid]) => vid);
+    if (volumes.length > 0) {
+      throw new StoreError(
+        'BAD_ARGUMENT',
+        `drive ${dir} holds volume group ${id} (volumes ${volumes.slice(0, 8).join(', ')}${volumes.length > 8 ? ', ...' : ''}) but is not configured: add it back to --drives`,
+      );
+    }
+  }
+  const used = new Set<number>();
+  const groups = drives.map((dir) => {
+    const id = known.get(dir);
+    if (id !== undefined) used.add(id);
+    return { dir, id };
+  });
+  let next = 0;
+  return groups.map(({ dir, id }) => {
+    if (id !== undefined) return { id, dir };
+    while (used.has(next)) next++;
+    if (next > MAX_GROUP_ID) throw new StoreError('BAD_ARGUMENT', `more than ${MAX_GROUP_ID + 1} volume groups`);
+    used.add(next);
+    return { id: next, dir };
+  });
+}
+
+/** The registry of running groups and the volumes they hold now. */
+export function registryOf(groups: LocalGroup[], volumes: { id: number }[]): Registry {
+  const out: Registry = { version: 2, groups: {}, volumes: {} };
+  for (const g of groups) out.groups[String(g.id)] = { members: [{ drive: g.dir }] };
+  for (const v of volumes) out.volumes[String(v.id)] = { group: groupOfVolume(v.id) };
+  return out;
+}
+
+/** Version 1 (issue 2): `drives` by slot, each volume naming its slot; slot i becomes group i. */
+function fromVersion1(v1: Record<string, unknown>): Registry {
+  const drives = v1['drives'] as string[];
+  const volumes = v1['volumes'] as Record<string, { drive: number }>;
+  const groups: Registry['groups'] = {};
+  drives.forEach((drive, i) => (groups[String(i)] = { members: [{ drive }] }));
+  const out: Registry['volumes'] = {};
+  for (const [id, v] of Object.entries(volumes)) out[id] = { group: v.drive };
+  return { version: 2, groups, volumes: out };
+}
+
+function version1Problem(value: Record<string, unknown>): string | null {
+  const drives = value['drives'];
+  if (!Array.isArray(drives) || drives.length === 0) return '"drives" must be a non-empty array';
+  if (!drives.every((d) => typeof d === 'string' && d.length > 0)) return '"drives" must hold non-empty strings';
+  const volumes = value['volumes'];
+  if (!isObject(volumes)) return '"volumes" must be an object';
+  for (const [id, entry] of Object.entries(volumes)) {
+    if (!isCanonical(id) || Number(id) > 0xffffffff) return `bad volume id "${id}"`;
+    const drive = isObject(entry) ? entry['drive'] : undefined;
+    if (typeof drive !== 'number' || !Number.isInteger(drive) || drive < 0 || drive >= drives.length) {
+      return `volume ${id}: drive ${JSON.stringify(drive)} is not an index into "drives"`;
+    }
+  }
+  return null;
 }
 
 function checkSize(fs: Fs, path: string): void {
@@ -59,21 +150,34 @@ function checkSize(fs: Fs, path: string): void {
 /** Why `value` is not a valid registry, or null when it is. */
 export function registryProblem(value: unknown): string | null {
   if (!isObject(value)) return 'not a JSON object';
-  if (value['version'] !== 1) return `unknown version ${JSON.stringify(value['version'])}`;
-  const drives = value['drives'];
-  if (!Array.isArray(drives) || drives.length === 0) return '"drives" must be a non-empty array';
-  if (!drives.every((d) => typeof d === 'string' && d.length > 0)) return '"drives" must hold non-empty strings';
+  if (value['version'] !== 2) return `unknown version ${JSON.stringify(value['version'])}`;
+  const groups = value['groups'];
+  if (!isObject(groups) || Object.keys(groups).length === 0) return '"groups" must be a non-empty object';
+  const drives = new Set<string>();
+  for (const [id, group] of Object.entries(groups)) {
+    if (!isCanonical(id) || Number(id) > MAX_GROUP_ID) return `bad group id "${id}"`;
+    const members = isObject(group) ? group['members'] : undefined;
+    if (!Array.isArray(members) || members.length === 0) return `group ${id}: "members" must be a non-empty array`;
+    for (const m of members) {
+      const drive = isObject(m) ? m['drive'] : undefined;
+      if (typeof drive !== 'string' || drive.length === 0) return `group ${id}: a member needs a non-empty "drive"`;
+      if (drives.has(drive)) return `drive ${drive} is a member of two groups`;
+      drives.add(drive);
+    }
+  }
   const volumes = value['volumes'];
   if (!isObject(volumes)) return '"volumes" must be an object';
   for (const [id, entry] of Object.entries(volumes)) {
-    if (!/^(0|[1-9]\d{0,9})$/.test(id) || Number(id) > 0xffffffff) return `bad volume id "${id}"`;
-    if (!isObject(entry)) return `volume ${id}: not an object`;
-    const drive = entry['drive'];
-    if (typeof drive !== 'number' || !Number.isInteger(drive) || drive < 0 || drive >= drives.length) {
-      return `volume ${id}: drive ${JSON.stringify(drive)} is not an index into "drives"`;
-    }
+    if (!isCanonical(id) || Number(id) > 0xffffffff) return `bad volume id "${id}"`;
+    const group = isObject(entry) ? entry['group'] : undefined;
+    if (group !== groupOfVolume(Number(id))) return `volume ${id}: group ${JSON.stringify(group)} is not the group its id names (${groupOfVolume(Number(id))})`;
+    if (!(String(group) in groups)) return `volume ${id}: group ${group} is not registered`;
   }
   return null;
+}
+
+function isCanonical(id: string): boolean {
+  return /^(0|[1-9]\d{0,9})$/.test(id);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

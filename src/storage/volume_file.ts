@@ -146,10 +146,19 @@ export class VolumeFile {
   }
 
   append(key: Uint8Array, value: Uint8Array, expiresAt: number, flags = 0): NeedleAddress {
+    return this.appendAt(this.tailPos, key, value, expiresAt, flags);
+  }
+
+  /**
+   * Appends a needle at `offset`, which must be where the next needle goes (the tail): every
+   * member of a volume group is told the same offset, so a member that missed a write refuses
+   * the next one (CONFLICT, naming its length) instead of writing it at another place.
+   */
+  appendAt(offset: number, key: Uint8Array, value: Uint8Array, expiresAt: number, flags = 0): NeedleAddress {
     this.checkWritable();
+    this.checkTail(offset);
     checkNeedleArgs(key, value.length, expiresAt, flags);
     const header = encodeNeedleHeader(key, value.length, expiresAt, flags);
-    const offset = this.tailPos;
     const length = needleLength(key.length, value.length);
     const trailer = encodeTrailer(crc32(value, crc32(header)));
     if (length <= SINGLE_WRITE_MAX) {
@@ -169,10 +178,16 @@ export class VolumeFile {
 
   /** Takes [tail, tail + length) at once and writes the header; the value streams in later. */
   reserve(key: Uint8Array, valueLength: number, expiresAt: number): NeedleStream {
+    return this.reserveAt(this.tailPos, key, valueLength, expiresAt);
+  }
+
+  /** reserve() at `offset`, which must be the tail (see appendAt). */
+  reserveAt(offset: number, key: Uint8Array, valueLength: number, expiresAt: number): NeedleStream {
     this.checkWritable();
+    this.checkTail(offset);
     checkNeedleArgs(key, valueLength, expiresAt, 0);
     const header = encodeNeedleHeader(key, valueLength, expiresAt, 0);
-    const address = { volume: this.id, offset: this.tailPos, length: needleLength(key.length, valueLength) };
+    const address = { volume: this.id, offset, length: needleLength(key.length, valueLength) };
     // Moved before the write: even if writing the header fails, the region stays taken
     // (garbage that a scan steps over) rather than half-reused.
     this.tailPos = alignUp(address.offset + address.length);
@@ -213,15 +228,28 @@ export class VolumeFile {
   }
 
   /**
-   * The needle's header and key, and its trailing CRC: what a reader streaming the value needs
-   * to check the whole needle's CRC as it goes (crc32 over head, then every value byte).
+   * The head of the key's needle, checked: its header CRC holds, its lengths are the address's,
+   * and its key is `key` (CHECKSUM_MISMATCH / CORRUPT otherwise). Returns what a reader
+   * streaming the value needs to check the whole needle: the CRC of the head (to continue over
+   * the value bytes) and the trailer it must end at.
    */
-  readEnvelope(address: NeedleAddress, keyLength: number): { head: Uint8Array; trailer: number } {
+  readHead(address: NeedleAddress, key: Uint8Array): { valueLength: number; crc: number; trailer: number } {
     this.checkOpen();
-    this.checkAddress(address, keyLength);
-    const head = this.readAt(address.offset, NEEDLE_HEADER_SIZE + keyLength);
+    const valueLength = this.checkAddress(address, key.length);
+    const head = this.readAt(address.offset, NEEDLE_HEADER_SIZE + key.length);
+    const header = decodeNeedleHeader(head.subarray(0, NEEDLE_HEADER_SIZE));
+    if (header === null || header.keyLength !== key.length || header.valueLength !== valueLength) {
+      throw this.damaged(address, 'header does not match the address');
+    }
+    if (!bytesEqual(head.subarray(NEEDLE_HEADER_SIZE), key)) {
+      throw new StoreError('CORRUPT', `needle at volume ${this.id} offset ${address.offset} in ${this.path} holds another key`);
+    }
+    // canary skipChecksum: a flipped header byte would be trusted
+    if (!canaries.skipChecksum && decodeNeedleHeader(head.subarray(0, NEEDLE_HEADER_SIZE), key) === null) {
+      throw this.damaged(address, 'header CRC mismatch');
+    }
     const trailer = decodeTrailer(this.readAt(address.offset + address.length - NEEDLE_TRAILER_SIZE, NEEDLE_TRAILER_SIZE));
-    return { head, trailer };
+    return { valueLength, crc: crc32(head), trailer };
   }
 
   /** The value range in fresh buffers of at most chunkSize bytes (callers may keep them). */
@@ -437,6 +465,12 @@ export class VolumeFile {
       throw ioError(err, `writing ${this.path} at ${position}`);
     }
     this.knownSize = Math.max(this.knownSize, position + buf.length);
+  }
+
+  private checkTail(offset: number): void {
+    if (offset !== this.tailPos) {
+      throw new StoreError('CONFLICT', `${this.path}: a needle at offset ${offset} asked of volume ${this.id}, whose length is ${this.tailPos}`);
+    }
   }
 
   private checkOpen(): void {

@@ -30,10 +30,14 @@ export const MAX_KEY_LENGTH = 65535;
  * low enough that offsets stay exact doubles; a header declaring more is garbage.
  */
 export const MAX_VALUE_LENGTH = 2 ** 46;
-/** Volume ids: `slot × 2^20 + seq` fits the u32 field of the superblock. */
+/**
+ * Volume ids: `group × 2^20 + seq` fits the u32 field of the superblock. A volume id names its
+ * volume group (the members that hold identical copies of it: today one local drive), so a
+ * group's writer never needs to coordinate ids with another group's.
+ */
 export const VOLUME_SEQ_BITS = 20;
 export const MAX_VOLUME_SEQ = 2 ** VOLUME_SEQ_BITS - 1;
-export const MAX_DRIVE_SLOT = 2 ** (32 - VOLUME_SEQ_BITS) - 1;
+export const MAX_GROUP_ID = 2 ** (32 - VOLUME_SEQ_BITS) - 1;
 
 
 function view(buf: Uint8Array): DataView {
@@ -190,15 +194,15 @@ export function parseVolumeFileName(name: string): number | null {
   return id <= 0xffffffff && volumeFileName(id) === name ? id : null;
 }
 
-export function volumeIdOf(driveSlot: number, seq: number): number {
-  if (!Number.isInteger(driveSlot) || driveSlot < 0 || driveSlot > MAX_DRIVE_SLOT) {
-    throw new RangeError(`drive slot out of range: ${driveSlot}`);
+export function volumeIdOf(group: number, seq: number): number {
+  if (!Number.isInteger(group) || group < 0 || group > MAX_GROUP_ID) {
+    throw new RangeError(`volume group out of range: ${group}`);
   }
   if (!Number.isInteger(seq) || seq < 0 || seq > MAX_VOLUME_SEQ) throw new RangeError(`volume seq out of range: ${seq}`);
-  return driveSlot * 2 ** VOLUME_SEQ_BITS + seq;
+  return group * 2 ** VOLUME_SEQ_BITS + seq;
 }
 
-export function driveSlotOf(volumeId: number): number {
+export function groupOfVolume(volumeId: number): number {
   return Math.floor(volumeId / 2 ** VOLUME_SEQ_BITS);
 }
 

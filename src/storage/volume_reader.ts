@@ -1,16 +1,22 @@
-// Read-only access to the volumes of every local drive, from any thread: a committed needle
-// never changes, so readers need no coordination with the drive writers (docs/formats.md
-// §Volume file). Keeps an LRU of open handles so a thread never holds more than `maxOpen`
-// descriptors whatever the number of volumes.
+// Read-only access to the volumes of every local volume group, from any thread: a committed
+// needle never changes, so readers need no coordination with the writers (docs/formats.md
+// §Volume file). A volume id names its group, and the group its drive. Keeps an LRU of open
+// handles so a thread never holds more than `maxOpen` descriptors whatever the number of
+// volumes.
 //
 // Invariants:
 // - at most maxOpen volume files are open; the least recently used is closed first;
 // - a file is checked (superblock, id matching its name) every time it is opened;
-// - every chunk handed out is a fresh buffer the caller may keep (never reused).
+// - readChunks hands out fresh buffers the caller may keep; streamValue hands out views of the
+//   caller's buffer when given one (each valid until the next is asked for);
+// - streamValue checks the needle's head (its CRC, lengths, and that it is the key's) before the
+//   first byte, and, for a whole value, the needle CRC before the last chunk is handed out.
 import { join } from 'node:path';
+import { canaries } from '../runtime/canary.js';
 import type { Fs } from '../runtime/fs.js';
+import { crc32 } from './checksum.js';
 import type { NeedleAddress } from './types.js';
-import { driveSlotOf, volumeFileName } from './volume_format.js';
+import { groupOfVolume, volumeFileName } from './volume_format.js';
 import { CHUNK_SIZE, MAX_WHOLE_READ, VolumeFile, type ReadNeedleResult } from './volume_file.js';
 import { VOLUMES_DIR } from './drive_volumes.js';
 import { StoreError } from '../runtime/errors.js';
@@ -23,15 +29,18 @@ export class VolumeReader {
   private readonly open = new Map<number, VolumeFile>();
   private closed = false;
 
+  /** The drive of each local group. */
+  private readonly dirs = new Map<number, string>();
+
   constructor(
     private readonly fs: Fs,
-    /** Drive roots by slot: [dataDir, ...extraDrives]. */
-    private readonly drives: string[],
+    groups: ReadonlyArray<{ id: number; dir: string }>,
     private readonly maxOpen = DEFAULT_MAX_OPEN,
   ) {
     if (!Number.isInteger(maxOpen) || maxOpen < 1 || maxOpen > MAX_OPEN_LIMIT) {
       throw new StoreError('BAD_ARGUMENT', `maxOpen out of range: ${maxOpen}`);
     }
+    for (const g of groups) this.dirs.set(g.id, g.dir);
   }
 
   /** How many volume files are open now (never more than maxOpen). */
@@ -40,10 +49,10 @@ export class VolumeReader {
   }
 
   pathOf(volumeId: number): string {
-    const slot = driveSlotOf(volumeId);
-    const drive = this.drives[slot];
-    if (!Number.isInteger(volumeId) || volumeId < 0 || drive === undefined) {
-      throw new StoreError('NOT_FOUND', `volume ${volumeId} is on drive slot ${slot}, but there are ${this.drives.length} drives`);
+    const group = groupOfVolume(volumeId);
+    const drive = Number.isInteger(volumeId) && volumeId >= 0 ? this.dirs.get(group) : undefined;
+    if (drive === undefined) {
+      throw new StoreError('NOT_FOUND', `volume ${volumeId} belongs to volume group ${group}, which has no local drive here`);
     }
     return join(drive, VOLUMES_DIR, volumeFileName(volumeId));
   }
@@ -54,10 +63,6 @@ export class VolumeReader {
 
   readValueInto(address: NeedleAddress, keyLength: number, start: number, buf: Uint8Array): void {
     this.file(address.volume).readValueInto(address, keyLength, start, buf);
-  }
-
-  readEnvelope(address: NeedleAddress, keyLength: number): { head: Uint8Array; trailer: number } {
-    return this.file(address.volume).readEnvelope(address, keyLength);
   }
 
   /** The range in fresh chunks of at most chunkSize bytes; the handle may be evicted between chunks. */
@@ -74,6 +79,38 @@ export class VolumeReader {
       const n = Math.min(chunkSize, length - done);
       yield this.readValue(address, keyLength, start + done, n);
       done += n;
+    }
+  }
+
+  /**
+   * Value bytes [start, start + length) of the key's needle, in chunks of at most buf.length
+   * (CHUNK_SIZE without a buffer). With `buf`, each chunk is a view of it, valid until the next
+   * one is asked for; without, a fresh buffer. The head is checked first; a whole value's CRC
+   * is checked before its last chunk leaves (CHECKSUM_MISMATCH instead).
+   */
+  *streamValue(address: NeedleAddress, key: Uint8Array, start: number, length: number, buf?: Uint8Array): Generator<Uint8Array> {
+    const head = this.file(address.volume).readHead(address, key);
+    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > head.valueLength) {
+      throw new StoreError('BAD_ARGUMENT', `range ${start}+${length} is outside the value (${head.valueLength} bytes)`);
+    }
+    const whole = start === 0 && length === head.valueLength && !canaries.skipChecksum;
+    const chunk = buf ?? null;
+    const size = chunk === null ? CHUNK_SIZE : chunk.length;
+    if (size < 1) throw new StoreError('BAD_ARGUMENT', 'a read buffer of 0 bytes');
+    let crc = head.crc;
+    for (let done = 0; done < length || (whole && done === 0 && length === 0); ) {
+      const n = Math.min(size, length - done);
+      const out = chunk === null ? new Uint8Array(n) : chunk.subarray(0, n);
+      if (n > 0) this.file(address.volume).readValueInto(address, key.length, start + done, out);
+      done += n;
+      if (whole) {
+        crc = crc32(out, crc);
+        if (done === length && crc !== head.trailer) {
+          throw new StoreError('CHECKSUM_MISMATCH', `needle at volume ${address.volume} offset ${address.offset} in ${this.pathOf(address.volume)}: needle CRC mismatch`);
+        }
+      }
+      if (n > 0) yield out;
+      if (length === 0) break;
     }
   }
 

@@ -22,7 +22,7 @@ import { scrubVolume } from '../storage/volume_scrub.js';
 import { IndexMsg } from '../protocol/index_protocol.js';
 import { INDEX_ACTOR } from '../protocol/store_actors.js';
 import type { Database, OpenOptions } from '../db/api.js';
-import { readVerifiedValue } from '../db/read_port.js';
+import { readVerifiedValue } from '../db/drive_reader.js';
 import { isProcessAlive, openStore, type OpenedStore } from './open.js';
 
 export interface InThreadOptions extends OpenOptions {

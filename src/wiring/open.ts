@@ -17,16 +17,15 @@ import { Supervisor } from '../runtime/supervisor.js';
 import type { ActorSpec } from '../runtime/topology.js';
 import { CPU_JOBS, type StoreJobs } from '../storage/cpu_jobs.js';
 import { acquireLock, type LockHandle } from '../storage/lock_file.js';
-import { saveRegistry } from '../storage/registry.js';
+import { loadRegistry, registryOf, resolveGroups, saveRegistry, type LocalGroup } from '../storage/registry.js';
 import { VolumeReader } from '../storage/volume_reader.js';
 import type { ScrubReport } from '../storage/volume_scrub.js';
-import { BROKER_ACTOR, INDEX_ACTOR, WAL_ACTOR, volumeActorName } from '../protocol/store_actors.js';
-import { DEFAULT_LIMITS, type Database, type OpenOptions, type VolumeInfo } from '../db/api.js';
-import { ActorBroker, ActorCommit, ActorIndex, ActorVolumes, ActorWalAdmin } from '../db/actor_ports.js';
+import { BROKER_ACTOR } from '../protocol/store_actors.js';
+import { DEFAULT_LIMITS, type Database, type OpenOptions } from '../db/api.js';
+import { ActorBroker, actorPorts } from '../db/actor_ports.js';
 import { EngineDatabase } from '../db/database.js';
+import { DriveReader } from '../db/drive_reader.js';
 import { Engine } from '../db/engine.js';
-import { DriveReader } from '../db/read_port.js';
-import type { Ports } from '../db/ports.js';
 import { storeTopology } from './store_topology.js';
 
 /** How often the TTL sweep runs, and how many buckets each slice looks at. */
@@ -39,14 +38,14 @@ export interface OpenedStore {
   engine: Engine;
   /** This thread's reader of committed needles. */
   reader: VolumeReader;
-  /** The drive roots by slot: [dataDir, ...drives]. */
-  drives: string[];
+  /** The volume groups and the drive of each (from vol-registry.json and the configured drives). */
+  groups: LocalGroup[];
   /** Stops this thread's background work (the TTL sweep) without closing anything. */
   halt(): void;
 }
 
-/** Extra actors (front ends) to run beside the store's, given the resolved drive roots. */
-export type ExtraActors = (drives: string[], dataDir: string) => ActorSpec[];
+/** Extra actors (front ends) to run beside the store's, given the resolved volume groups. */
+export type ExtraActors = (groups: LocalGroup[], dataDir: string) => ActorSpec[];
 
 /** Where and on what a store runs: the defaults are production's. */
 export interface StoreSeams {
@@ -75,16 +74,24 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
   const dirs = driveDirs(root, (options.drives ?? []).map((d) => (seams.fs instanceof NodeFs ? resolve(d) : d)));
   fs.mkdir(root);
   const lock = acquireLock(fs, root, { pid: seams.pid, host: hostname(), nowMs: seams.clock.now() }, seams.isAlive);
+  let groups: LocalGroup[];
+  try {
+    // The registry is authoritative: a drive keeps its group however --drives is ordered.
+    groups = resolveGroups(loadRegistry(fs, root), dirs);
+  } catch (err) {
+    releaseQuietly(lock);
+    throw err;
+  }
   const supervisor = new Supervisor(
     [
       ...storeTopology({
         dir: root,
-        drives: dirs,
+        groups,
         maxVolumeSize: options.maxVolumeSize ?? 2 ** 31,
         sync: options.sync ?? 'always',
         ...(options.indexBuckets ? { indexBuckets: options.indexBuckets } : {}),
       }),
-      ...extra(dirs, root),
+      ...extra(groups, root),
     ],
     { host: seams.host },
   );
@@ -95,13 +102,17 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     releaseQuietly(lock);
     throw err;
   }
-  const reader = new VolumeReader(fs, dirs);
-  const ports = mainPorts(supervisor, dirs, reader);
+  const reader = new VolumeReader(fs, groups);
+  const ports = actorPorts((name) => supervisor.peer(name), groups, new DriveReader(reader));
+  // The broker's registry is in memory: after a restart (READY again), send it our subscriptions.
+  supervisor.on('actor-restart', (event: { name: string }) => {
+    if (event.name === BROKER_ACTOR) void (ports.broker as ActorBroker).resubscribe().catch(() => undefined);
+  });
   const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...options.limits }, seams.clock);
   // This thread's own background work stops with the store (or dies with it in a simulated crash).
   const background = new ScopedScheduler(seams.scheduler, (err) => process.emitWarning(`store background work failed: ${String(err)}`));
   try {
-    saveRegistry(fs, root, registryOf(dirs, await ports.volumes.list()));
+    saveRegistry(fs, root, registryOf(groups, await ports.volumes.list()));
   } catch (err) {
     await supervisor.stop().catch(() => undefined);
     reader.close();
@@ -117,7 +128,7 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     background.close();
     try {
       await scrub.close?.();
-      saveRegistry(fs, root, registryOf(dirs, await ports.volumes.list()));
+      saveRegistry(fs, root, registryOf(groups, await ports.volumes.list()));
     } finally {
       await supervisor.stop();
       reader.close();
@@ -130,24 +141,7 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     closed = true;
     background.close();
   };
-  return { db, supervisor, engine, reader, drives: dirs, halt };
-}
-
-/** The engine's ports from the main thread, over the supervisor's Peers. */
-function mainPorts(supervisor: Supervisor, dirs: string[], reader: VolumeReader): Ports {
-  const broker = new ActorBroker(supervisor.peer(BROKER_ACTOR));
-  // The broker's registry is in memory: after a restart, send it our subscriptions again.
-  supervisor.on('actor-restart', (event: { name: string }) => {
-    if (event.name === BROKER_ACTOR) void broker.resubscribe().catch(() => undefined);
-  });
-  return {
-    volumes: new ActorVolumes(dirs.map((_, slot) => supervisor.peer(volumeActorName(slot))), dirs),
-    commit: new ActorCommit(supervisor.peer(WAL_ACTOR)),
-    index: new ActorIndex(supervisor.peer(INDEX_ACTOR)),
-    wal: new ActorWalAdmin(supervisor.peer(WAL_ACTOR)),
-    reader: new DriveReader(reader),
-    broker,
-  };
+  return { db, supervisor, engine, reader, groups, halt };
 }
 
 /** The background TTL sweep: a slice every 100 ms, never two at once. */
@@ -184,12 +178,6 @@ function scrubOnPool(): Scrubber {
 
 export function driveDirs(dir: string, drives: string[] = []): string[] {
   return [dir, ...drives];
-}
-
-export function registryOf(dirs: string[], volumes: VolumeInfo[]) {
-  const entries: Record<string, { drive: number }> = {};
-  for (const v of volumes) entries[String(v.id)] = { drive: Math.max(0, dirs.indexOf(v.drive)) };
-  return { version: 1 as const, drives: dirs, volumes: entries };
 }
 
 export function isProcessAlive(pid: number): boolean {

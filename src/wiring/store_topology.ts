@@ -3,6 +3,7 @@
 // WAL committer, then the index (it replays the WAL on start and hears from the committer),
 // then the broker. The main thread talks to all of them: it is the embedded API's front end.
 import type { ActorSpec } from '../runtime/topology.js';
+import type { LocalGroup } from '../storage/registry.js';
 import type { SyncPolicy } from '../storage/types.js';
 import { BROKER_PROTOCOL } from '../protocol/broker_protocol.js';
 import { INDEX_PROTOCOL } from '../protocol/index_protocol.js';
@@ -15,8 +16,8 @@ import type { IndexActorConfig } from '../actors/index_actor.js';
 
 export interface StoreTopologyConfig {
   dir: string;
-  /** Drive roots by slot: [dataDir, ...extraDrives]. */
-  drives: string[];
+  /** The volume groups, each held by one local drive (its writer is one actor). */
+  groups: LocalGroup[];
   maxVolumeSize: number;
   sync: SyncPolicy;
   indexBuckets?: number;
@@ -25,9 +26,9 @@ export interface StoreTopologyConfig {
 export function storeTopology(config: StoreTopologyConfig): ActorSpec[] {
   // Front-end actors name the store's actors in their own talksTo; edges are symmetric.
   const frontEnds = ['main'];
-  const volumes: ActorSpec[] = config.drives.map((dir, slot) => {
-    const cfg: VolumeWriterConfig = { dir, slot, maxVolumeSize: config.maxVolumeSize, sync: config.sync };
-    return { name: volumeActorName(slot), module: new URL('../actors/volume_writer.js', import.meta.url), protocol: VOLUME_PROTOCOL, config: cfg, talksTo: frontEnds };
+  const volumes: ActorSpec[] = config.groups.map((g) => {
+    const cfg: VolumeWriterConfig = { dir: g.dir, group: g.id, maxVolumeSize: config.maxVolumeSize, sync: config.sync };
+    return { name: volumeActorName(g.id), module: new URL('../actors/volume_writer.js', import.meta.url), protocol: VOLUME_PROTOCOL, config: cfg, talksTo: frontEnds };
   });
   const walConfig: WalCommitterConfig = { dir: config.dir, sync: config.sync };
   const indexConfig: IndexActorConfig = { dir: config.dir, ...(config.indexBuckets ? { indexBuckets: config.indexBuckets } : {}) };

@@ -1,5 +1,5 @@
-// Reading committed needles for the engine: the ReadPort over the volume files of the local
-// drives (a committed needle never changes, so any thread may read it).
+// The ReadPort of the local drives: committed needles read straight from the volume files (a
+// committed needle never changes, so any thread may read it), checked as ports.ts promises.
 import { sameBytes } from '../runtime/bytes.js';
 import { StoreError } from '../runtime/errors.js';
 import type { VolumeReader } from '../storage/volume_reader.js';
@@ -9,16 +9,12 @@ import type { ReadPort } from './ports.js';
 export class DriveReader implements ReadPort {
   constructor(private readonly reader: VolumeReader) {}
 
-  async readValue(address: NeedleAddress, keyLength: number, start: number, length: number): Promise<Uint8Array> {
-    return this.reader.readValue(address, keyLength, start, length);
-  }
-
-  async readVerified(address: NeedleAddress, key: Uint8Array): Promise<Uint8Array> {
+  async read(address: NeedleAddress, key: Uint8Array): Promise<Uint8Array> {
     return readVerifiedValue(this.reader, address, key);
   }
 
-  async *readChunks(address: NeedleAddress, keyLength: number, start: number, length: number): AsyncIterable<Uint8Array> {
-    yield* this.reader.readChunks(address, keyLength, start, length);
+  async *stream(address: NeedleAddress, key: Uint8Array, start: number, length: number, buf?: Uint8Array): AsyncIterableIterator<Uint8Array> {
+    yield* this.reader.streamValue(address, key, start, length, buf);
   }
 }
 
