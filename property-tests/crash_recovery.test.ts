@@ -13,7 +13,7 @@ const RUNS_PER_BATCH = Number(process.env.BRISE_RUNS_PER_BATCH ?? 50);
 /** A batch limit, so a slow engine fails clearly instead of hanging CI. */
 const MAX_BATCHES = Number(process.env.BRISE_MAX_BATCHES ?? 10_000);
 
-test(`model-based crash/recovery: at least ${TARGET} crash cycles`, { timeout: 30 * 60_000 }, async () => {
+test(`model-based crash/recovery: at least ${TARGET} crash cycles`, { timeout: 10 * 60_000 }, async () => {
   resetCanaries();
   resetStats();
   const replay = replayFromEnv();

@@ -57,18 +57,25 @@ test('1 GiB + 1 byte: PUT streamed, GET equal by SHA-256, a Range from the middl
   const sampler = sampleRss(m.pid, 50);
   const sent = createHash('sha256');
   const started = Date.now();
-  const put = await streamRequest({
-    method: 'PUT', port: m.httpPort, path: blob('big'), headers: { 'content-length': String(SIZE) },
-    body: hashing(patternChunks(SEED, SIZE), sent), keep: true, ms: 60_000,
-  });
-  const putMs = Date.now() - started;
+  let put: Awaited<ReturnType<typeof streamRequest>>;
+  let got: Awaited<ReturnType<typeof streamRequest>>;
+  let samples: number[] = [];
+  let putMs = 0;
+  try {
+    put = await streamRequest({
+      method: 'PUT', port: m.httpPort, path: blob('big'), headers: { 'content-length': String(SIZE) },
+      body: hashing(patternChunks(SEED, SIZE), sent), keep: true, ms: 60_000,
+    });
+    putMs = Date.now() - started;
+    got = await streamRequest({ method: 'GET', port: m.httpPort, path: blob('big'), ms: 60_000 });
+  } finally {
+    // Stopped whatever happened: a sampler left running would keep this file alive.
+    samples = await sampler.stop();
+  }
+  const totalMs = Date.now() - started;
   assert.equal(put.status, 201, put.body.toString());
   assert.equal((JSON.parse(put.body.toString()) as { size: number }).size, SIZE);
   const expected = sent.digest('hex');
-
-  const got = await streamRequest({ method: 'GET', port: m.httpPort, path: blob('big'), ms: 60_000 });
-  const totalMs = Date.now() - started;
-  const samples = await sampler.stop();
   assert.equal(got.status, 200);
   assert.equal(got.headers['content-length'], String(SIZE));
   assert.equal(got.length, SIZE);

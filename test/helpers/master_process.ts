@@ -192,6 +192,8 @@ async function waitForListening(m: MasterProcess, ms: number): Promise<number | 
 /** For `after`: stops every master still running (by its PID) and removes the temp dirs. */
 export async function stopAll(): Promise<void> {
   for (const m of [...running]) await m.stop().catch(() => undefined);
+  for (const w of [...samplers]) await w.terminate().catch(() => undefined);
+  samplers.clear();
   for (const dir of tempDirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 }
 
@@ -327,16 +329,27 @@ export function sampleRss(pid: number, everyMs = 50): { stop(): Promise<number[]
     parentPort.once('message', () => { clearInterval(timer); samples.push(read()); parentPort.postMessage(samples); });
   `;
   const worker = new Worker(code, { eval: true, workerData: { pid, everyMs } });
+  // A sampler whose stop() a failing test never reaches must not keep its file alive: unref'd,
+  // and terminated by stopAll() with the masters.
+  worker.unref();
+  samplers.add(worker);
   return {
     async stop() {
       const answer = once(worker, 'message') as Promise<[number[]]>;
       worker.postMessage('stop');
-      const [samples] = await within(answer, 5000, 'the RSS sampler');
-      await worker.terminate();
-      return samples;
+      try {
+        const [samples] = await within(answer, 5000, 'the RSS sampler');
+        return samples;
+      } finally {
+        samplers.delete(worker);
+        await worker.terminate();
+      }
     },
   };
 }
+
+/** RSS samplers not stopped yet (a test failed before it stopped its own). */
+const samplers = new Set<Worker>();
 
 /**
  * A deterministic byte source of any length, never held whole: byte i is a function of
