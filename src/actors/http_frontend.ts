@@ -12,7 +12,8 @@ import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { VolumeReader } from '../storage/volume_reader.js';
 import { WalFeed } from '../db/wal_feed.js';
 import { parseBearer, tokenMatches } from '../protocol/http_params.js';
-import { FrontEndMsg, type ActorStatusLine, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+import { FrontEndMsg, type FrontEndReplies, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+import { Channel } from '../runtime/channel.js';
 import { BLOB_PREFIX, deleteBlob, getBlob, putBlob, type BlobContext } from '../frontend/http_blobs.js';
 import { listKeys, metrics, scanKeys, status, type ApiContext } from '../frontend/http_api.js';
 import { HttpMetrics } from '../frontend/http_metrics.js';
@@ -53,6 +54,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
   const now = (): number => env.clock.now();
+  const toMain = new Channel<FrontEndToMain, FrontEndReplies>(env.main);
   const observe = (route: string, method: string, code: number, bytesIn: number, bytesOut: number, startedAt: number): void =>
     httpMetrics.observe(route, method, code, bytesIn, bytesOut, startedAt, now());
   const blobs: BlobContext = { engine, maxKeyLength: config.maxKeyLength, maxBodySize: config.maxBodySize, now, observe };
@@ -61,8 +63,8 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
     now,
     startedAt: config.startedAt,
     observe,
-    actors: () => env.main.call<ActorStatusLine[]>({ t: FrontEndMsg.Status } satisfies FrontEndToMain),
-    metrics: () => env.main.call<string>({ t: FrontEndMsg.Metrics } satisfies FrontEndToMain),
+    actors: () => toMain.call({ t: FrontEndMsg.Status }),
+    metrics: () => toMain.call({ t: FrontEndMsg.Metrics }),
   };
   const authorized = (req: HttpRequest): boolean =>
     config.token === null || tokenMatches(parseBearer(req.getHeader('authorization') || undefined), config.token);

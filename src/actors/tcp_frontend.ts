@@ -18,7 +18,8 @@ import type { TcpLimits } from '../protocol/tcp_limits.js';
 import { RespConnection, type FrontEndStats } from '../frontend/resp_connection.js';
 import { BRISEDB_VERSION, INFO_SECTIONS, REDIS_COMPAT_VERSION, type ClientState, type ServerState } from '../frontend/server_commands.js';
 import { frontEndEngine } from './front_end.js';
-import { FrontEndMsg, type ActorStatusLine, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+import { FrontEndMsg, type ActorStatusLine, type FrontEndReplies, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+import { Channel } from '../runtime/channel.js';
 import { StoreError } from '../runtime/errors.js';
 import type { LocalGroup } from '../storage/registry.js';
 
@@ -192,7 +193,8 @@ async function infoSection(s: State, name: (typeof INFO_SECTIONS)[number]): Prom
     case 'keyspace':
       return [`db0:keys=${await s.engine.ports.index.dbsize()}`];
     case 'actors': {
-      const lines = await s.env.main.call<ActorStatusLine[]>({ t: FrontEndMsg.Status } satisfies FrontEndToMain).catch(() => [] as ActorStatusLine[]);
+      const toMain = new Channel<FrontEndToMain, FrontEndReplies>(s.env.main);
+      const lines = await toMain.call({ t: FrontEndMsg.Status }).catch(() => [] as ActorStatusLine[]);
       return [`cpus:${cpus().length}`, ...lines.map((a) => `actor_${a.name}:thread=${a.threadId},state=${a.state},restarts=${a.restarts}`)];
     }
   }

@@ -15,14 +15,15 @@ import { join } from 'node:path';
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { canaries } from '../runtime/canary.js';
 import { StoreError, toWireError } from '../runtime/errors.js';
-import type { Peer } from '../runtime/peer.js';
+import { Channel } from '../runtime/channel.js';
 import type { Timer } from '../runtime/scheduler.js';
 import { WalCompactionDriver } from '../storage/wal_compaction.js';
 import { WAL_FILE } from '../storage/store_files.js';
 import { WalWriter } from '../storage/wal_writer.js';
 import type { IndexEntry, Op, SyncPolicy, WalRecord } from '../storage/types.js';
 import { WAL_PROTOCOL, WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
-import { IndexMsg } from '../protocol/index_protocol.js';
+import { IndexMsg, type IndexReplies, type IndexRequest } from '../protocol/index_protocol.js';
+import { INDEX_ACTOR } from '../protocol/store_actors.js';
 import { ReplicationFeed } from './replication_feed.js';
 import { assertNever } from './assert.js';
 
@@ -47,7 +48,7 @@ interface Waiter {
 interface State {
   env: ActorEnv<WalCommitterConfig>;
   wal: WalWriter;
-  index: Peer;
+  index: Channel<IndexRequest, IndexReplies>;
   queue: Waiter[];
   compaction: WalCompactionDriver;
   feed: ReplicationFeed;
@@ -71,7 +72,7 @@ const createWalCommitter: ActorFactory<WalCommitterConfig> = (env) => {
   const s: State = {
     env,
     wal,
-    index: env.peer('index'),
+    index: new Channel(env.peer(INDEX_ACTOR)),
     queue: [],
     compaction: new WalCompactionDriver(env.fs, walPath, env.clock),
     feed: null as unknown as ReplicationFeed,
@@ -95,7 +96,7 @@ const createWalCommitter: ActorFactory<WalCommitterConfig> = (env) => {
   });
   s.sweeper = env.scheduler.every(FOLLOW_SWEEP_MS, () => s.feed.sweep());
   // A restarted index recovered from wal.log: it holds every durable record.
-  s.index.onRewire(() => {
+  s.index.peer.onRewire(() => {
     s.indexHealthy = true;
   });
   return {
@@ -153,7 +154,7 @@ function flushGroup(s: State): void {
   const group = s.queue;
   s.queue = [];
   if (group.length === 0) return;
-  if (!s.indexHealthy || !s.index.connected) {
+  if (!s.indexHealthy || !s.index.peer.connected) {
     const refusal = new StoreError('ACTOR_DOWN', 'the index is down or recovering after a failure: nothing was written; retry');
     for (const w of group) w.reject(refusal);
     probeIndex(s);
@@ -191,7 +192,7 @@ function flushGroup(s: State): void {
 
 /** The index applies the group's records; then each waiter gets its LSN and results. */
 function applyAndAnswer(s: State, group: Waiter[], records: WalRecord[]): Promise<void> {
-  const apply = s.index.call<number[][]>({ t: IndexMsg.Apply, records }, { timeoutMs: APPLY_TIMEOUT_MS });
+  const apply = s.index.call({ t: IndexMsg.Apply, records }, { timeoutMs: APPLY_TIMEOUT_MS });
   return apply.then(
     (results) => records.forEach((r, i) => group[i]!.resolve({ lsn: r.lsn, results: results[i] ?? [] })),
     (err: unknown) => {
@@ -207,10 +208,10 @@ function applyAndAnswer(s: State, group: Waiter[], records: WalRecord[]): Promis
 
 /** Health comes back when the index answers that it has applied every record of the WAL. */
 function probeIndex(s: State): void {
-  if (s.probing || !s.index.connected) return;
+  if (s.probing || !s.index.peer.connected) return;
   s.probing = true;
   s.index
-    .call<number>({ t: IndexMsg.AppliedLsn })
+    .call({ t: IndexMsg.AppliedLsn })
     .then(
       (applied) => {
         if (applied === s.wal.lastLsn) s.indexHealthy = true;

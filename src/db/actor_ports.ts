@@ -3,12 +3,13 @@
 // committer, the index and the broker. Values cross as transferred ArrayBuffers of their exact
 // size, never inside the CBOR.
 import type { Peer } from '../runtime/peer.js';
+import { Channel } from '../runtime/channel.js';
 import { streamChunks } from '../runtime/buffer_pool.js';
 import { type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
-import { VolumeMsg, type VolumeListing, type VolumeRequest } from '../protocol/volume_protocol.js';
-import { WalMsg, type WalRequest } from '../protocol/wal_protocol.js';
-import { IndexMsg, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
-import { BrokerMsg, type BrokerDeliver, type BrokerRequest } from '../protocol/broker_protocol.js';
+import { VolumeMsg, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
+import { WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
+import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
+import { BrokerMsg, type BrokerDeliver, type BrokerReplies, type BrokerRequest } from '../protocol/broker_protocol.js';
 import { BROKER_ACTOR, INDEX_ACTOR, WAL_ACTOR, volumeActorName } from '../protocol/store_actors.js';
 import type { VolumeInfo } from './api.js';
 import { mapKey } from './bytes.js';
@@ -39,35 +40,37 @@ export function exactCopy(bytes: Uint8Array): ArrayBuffer {
 }
 
 /** The volume groups, each reached through its writer (today: the writer of its one local drive). */
+type VolumeChannel = Channel<VolumeRequest, VolumeReplies>;
+
 export class ActorVolumes implements VolumePort {
-  private readonly byGroup = new Map<number, { peer: Peer; dir: string }>();
+  private readonly byGroup = new Map<number, { channel: VolumeChannel; dir: string }>();
   readonly groups: readonly number[];
 
   constructor(groups: ReadonlyArray<{ id: number; dir: string; peer: Peer }>) {
-    for (const g of groups) this.byGroup.set(g.id, { peer: g.peer, dir: g.dir });
+    for (const g of groups) this.byGroup.set(g.id, { channel: new Channel(g.peer), dir: g.dir });
     this.groups = groups.map((g) => g.id);
   }
 
   async append(group: number, needles: AppendRequest[], sync: boolean): Promise<NeedleAddress[]> {
-    const msg: VolumeRequest = {
+    const msg = {
       t: VolumeMsg.Append,
       sync,
       needles: needles.map((n) => ({ key: n.key, expiresAt: n.expiresAt, flags: n.flags ?? 0 })),
     };
     // The writer hands large value buffers back: they die here, in a thread that collects often.
-    const reply = await this.peer(group).request<NeedleAddress[]>(msg, { blobs: needles.map((n) => exactCopy(n.value)) });
+    const reply = await this.channel(group).request(msg, { blobs: needles.map((n) => exactCopy(n.value)) });
     for (const b of reply.blobs) streamChunks.give(b);
     return reply.body;
   }
 
   async appendStream(group: number, key: Uint8Array, size: number, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress> {
-    const peer = this.peer(group);
-    const stream = await peer.call<number>({ t: VolumeMsg.StreamBegin, key, size, expiresAt } satisfies VolumeRequest);
+    const peer = this.channel(group);
+    const stream = await peer.call({ t: VolumeMsg.StreamBegin, key, size, expiresAt });
     const inFlight = new Set<Promise<unknown>>();
     try {
       for await (const chunk of gather(source)) {
         // The writer sends the chunk's buffer back with its answer: it goes back to the pool.
-        const sent = peer.request({ t: VolumeMsg.StreamChunk, stream } satisfies VolumeRequest, { blobs: [chunk] }).then(
+        const sent = peer.request({ t: VolumeMsg.StreamChunk, stream }, { blobs: [chunk] }).then(
           (reply) => {
             for (const b of reply.blobs) streamChunks.give(b);
           },
@@ -81,28 +84,28 @@ export class ActorVolumes implements VolumePort {
         if (inFlight.size >= STREAM_WINDOW) await Promise.race(inFlight);
       }
       await Promise.all(inFlight);
-      return await peer.call<NeedleAddress>({ t: VolumeMsg.StreamEnd, stream } satisfies VolumeRequest);
+      return await peer.call({ t: VolumeMsg.StreamEnd, stream });
     } catch (err) {
       await Promise.allSettled(inFlight);
-      await peer.call({ t: VolumeMsg.StreamAbort, stream } satisfies VolumeRequest).catch(() => undefined);
+      await peer.call({ t: VolumeMsg.StreamAbort, stream }).catch(() => undefined);
       throw err;
     }
   }
 
   async syncGroup(group: number): Promise<void> {
-    await this.peer(group).call({ t: VolumeMsg.Sync } satisfies VolumeRequest);
+    await this.channel(group).call({ t: VolumeMsg.Sync });
   }
 
   async list(): Promise<VolumeInfo[]> {
     const entries = [...this.byGroup];
-    const lists = await Promise.all(entries.map(([, g]) => g.peer.call<VolumeListing[]>({ t: VolumeMsg.List } satisfies VolumeRequest)));
+    const lists = await Promise.all(entries.map(([, g]) => g.channel.call({ t: VolumeMsg.List })));
     return lists.flatMap((list, i) => list.map((v) => ({ id: v.id, group: entries[i]![0], drive: entries[i]![1].dir, sizeBytes: v.sizeBytes })));
   }
 
-  private peer(group: number): Peer {
+  private channel(group: number): VolumeChannel {
     const g = this.byGroup.get(group);
     if (g === undefined) throw new StoreError('BAD_ARGUMENT', `no volume group ${group}`);
-    return g.peer;
+    return g.channel;
   }
 }
 
@@ -148,75 +151,83 @@ async function* gather(source: AsyncIterable<Uint8Array>): AsyncGenerator<ArrayB
 }
 
 export class ActorCommit implements CommitPort {
-  constructor(private readonly wal: Peer) {}
+  private readonly wal: Channel<WalRequest, WalReplies>;
+
+  constructor(peer: Peer) {
+    this.wal = new Channel(peer);
+  }
 
   commit(ops: Op[]): Promise<CommitResult> {
-    return this.wal.call<CommitResult>({ t: WalMsg.Commit, ops } satisfies WalRequest);
+    return this.wal.call({ t: WalMsg.Commit, ops });
   }
 }
 
 export class ActorIndex implements IndexPort {
-  constructor(private readonly index: Peer) {}
+  private readonly index: Channel<IndexRequest, IndexReplies>;
+
+  constructor(peer: Peer) {
+    this.index = new Channel(peer);
+  }
 
   async lookup(key: Uint8Array): Promise<Lookup> {
-    return lookupOf(key, await this.call<LookupReply>({ t: IndexMsg.Lookup, key }));
+    return lookupOf(key, await this.index.call({ t: IndexMsg.Lookup, key }));
   }
 
   async lookupMany(keys: Uint8Array[]): Promise<Lookup[]> {
-    const replies = await this.call<LookupReply[]>({ t: IndexMsg.LookupMany, keys });
+    const replies = await this.index.call({ t: IndexMsg.LookupMany, keys });
     return keys.map((key, i) => lookupOf(key, replies[i] ?? null));
   }
 
   scan(cursor: number, count: number, match?: Uint8Array): Promise<{ cursor: number; entries: IndexEntry[] }> {
-    return this.call({ t: IndexMsg.Scan, cursor, count, ...(match ? { match } : {}) });
+    return this.index.call({ t: IndexMsg.Scan, cursor, count, ...(match ? { match } : {}) });
   }
 
   dbsize(): Promise<number> {
-    return this.call({ t: IndexMsg.DbSize });
+    return this.index.call({ t: IndexMsg.DbSize });
   }
 
   expiredSlice(maxBuckets: number): Promise<{ key: Uint8Array; volume: number; offset: number }[]> {
-    return this.call({ t: IndexMsg.ExpiredSlice, maxBuckets });
+    return this.index.call({ t: IndexMsg.ExpiredSlice, maxBuckets });
   }
 
   checkpoint(): Promise<number> {
-    return this.call({ t: IndexMsg.Checkpoint });
+    return this.index.call({ t: IndexMsg.Checkpoint });
   }
 
   rebuild(): Promise<number> {
-    return this.index.call<number>({ t: IndexMsg.Rebuild } satisfies IndexRequest, { timeoutMs: 24 * 3600_000 });
+    return this.index.call({ t: IndexMsg.Rebuild }, { timeoutMs: 24 * 3600_000 });
   }
 
   stats(): Promise<IndexStats> {
-    return this.call({ t: IndexMsg.Stats });
-  }
-
-  private call<T>(msg: IndexRequest): Promise<T> {
-    return this.index.call<T>(msg);
+    return this.index.call({ t: IndexMsg.Stats });
   }
 }
 
 export class ActorWalAdmin implements WalAdminPort {
-  constructor(private readonly wal: Peer) {}
+  private readonly wal: Channel<WalRequest, WalReplies>;
+
+  constructor(peer: Peer) {
+    this.wal = new Channel(peer);
+  }
 
   async compactBegin(snapshotLsn: number): Promise<void> {
-    await this.wal.call({ t: WalMsg.CompactBegin, snapshotLsn } satisfies WalRequest);
+    await this.wal.call({ t: WalMsg.CompactBegin, snapshotLsn });
   }
 
   async compactChunk(entries: IndexEntry[]): Promise<void> {
-    await this.wal.call({ t: WalMsg.CompactChunk, entries } satisfies WalRequest);
+    await this.wal.call({ t: WalMsg.CompactChunk, entries });
   }
 
   async compactFinish(): Promise<void> {
-    await this.wal.call({ t: WalMsg.CompactFinish } satisfies WalRequest, { timeoutMs: 3600_000 });
+    await this.wal.call({ t: WalMsg.CompactFinish }, { timeoutMs: 3600_000 });
   }
 
   async compactAbort(): Promise<void> {
-    await this.wal.call({ t: WalMsg.CompactAbort } satisfies WalRequest);
+    await this.wal.call({ t: WalMsg.CompactAbort });
   }
 
   lastLsn(): Promise<number> {
-    return this.wal.call<number>({ t: WalMsg.LastLsn } satisfies WalRequest);
+    return this.wal.call({ t: WalMsg.LastLsn });
   }
 }
 
@@ -229,8 +240,11 @@ export class ActorBroker implements BrokerPort {
   private readonly sinks = new Map<number, (d: Delivery) => void>();
   private readonly subscribed = new Map<number, { channels: Map<string, Uint8Array>; patterns: Map<string, Uint8Array> }>();
 
-  constructor(private readonly broker: Peer) {
-    broker.onRequest((body) => {
+  private readonly broker: Channel<BrokerRequest, BrokerReplies>;
+
+  constructor(peer: Peer) {
+    this.broker = new Channel(peer);
+    peer.onRequest((body) => {
       const msg = body as BrokerDeliver;
       if (msg.t !== BrokerMsg.Deliver) return null;
       const sink = this.sinks.get(msg.subscriber);
@@ -240,7 +254,7 @@ export class ActorBroker implements BrokerPort {
   }
 
   publish(channel: Uint8Array, payload: Uint8Array): Promise<number> {
-    return this.broker.call<number>({ t: BrokerMsg.Publish, channel, payload } satisfies BrokerRequest);
+    return this.broker.call({ t: BrokerMsg.Publish, channel, payload });
   }
 
   async subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[], deliver: (d: Delivery) => void): Promise<void> {
@@ -249,7 +263,7 @@ export class ActorBroker implements BrokerPort {
     if (own === undefined) this.subscribed.set(subscriber, (own = { channels: new Map(), patterns: new Map() }));
     for (const c of channels) own.channels.set(mapKey(c), c);
     for (const p of patterns) own.patterns.set(mapKey(p), p);
-    await this.broker.call({ t: BrokerMsg.Subscribe, subscriber, channels, patterns } satisfies BrokerRequest);
+    await this.broker.call({ t: BrokerMsg.Subscribe, subscriber, channels, patterns });
   }
 
   async unsubscribe(subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): Promise<void> {
@@ -258,7 +272,7 @@ export class ActorBroker implements BrokerPort {
     for (const c of channels ?? []) own?.channels.delete(mapKey(c));
     for (const p of patterns ?? []) own?.patterns.delete(mapKey(p));
     const msg: BrokerRequest = { t: BrokerMsg.Unsubscribe, subscriber, ...(channels ? { channels } : {}), ...(patterns ? { patterns } : {}) };
-    const left = await this.broker.call<number>(msg);
+    const left = await this.broker.call(msg);
     if (left === 0) {
       this.sinks.delete(subscriber);
       this.subscribed.delete(subscriber);
@@ -269,7 +283,7 @@ export class ActorBroker implements BrokerPort {
   async resubscribe(): Promise<void> {
     await Promise.all(
       [...this.subscribed].map(([subscriber, own]) =>
-        this.broker.call({ t: BrokerMsg.Subscribe, subscriber, channels: [...own.channels.values()], patterns: [...own.patterns.values()] } satisfies BrokerRequest),
+        this.broker.call({ t: BrokerMsg.Subscribe, subscriber, channels: [...own.channels.values()], patterns: [...own.patterns.values()] }),
       ),
     );
   }

@@ -12,7 +12,8 @@
 //    same peer are unaffected.
 import type { Peer } from '../runtime/peer.js';
 import type { WalRecord } from '../storage/types.js';
-import { WalMsg, type FollowLimits, type FollowReply, type WalRecordsPush, type WalRequest } from '../protocol/wal_protocol.js';
+import { WalMsg, type FollowLimits, type FollowReply, type WalRecordsPush, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
+import { Channel } from '../runtime/channel.js';
 
 export { WAL_FOLLOW_END } from '../protocol/wal_protocol.js';
 
@@ -45,7 +46,11 @@ export class WalFeed {
   private nextId = 1;
   private readonly follows = new Map<number, Follow>();
 
-  constructor(private readonly wal: Peer) {
+  private readonly wal: Channel<WalRequest, WalReplies>;
+
+  constructor(peer: Peer) {
+    this.wal = new Channel(peer);
+    const wal = peer;
     wal.onRequest((body) => {
       const msg = body as WalRecordsPush;
       if (typeof msg === 'object' && msg !== null && msg.t === WalMsg.Records) this.onPush(msg);
@@ -74,8 +79,7 @@ export class WalFeed {
     this.follows.set(id, f);
     let reply: FollowReply;
     try {
-      const msg: WalRequest = { t: WalMsg.Follow, follower: id, from, ...(limits ? { limits } : {}) };
-      reply = await this.wal.call<FollowReply>(msg);
+      reply = await this.wal.call({ t: WalMsg.Follow, follower: id, from, ...(limits ? { limits } : {}) });
     } catch (err) {
       this.follows.delete(id);
       f.ended = true;
@@ -87,7 +91,7 @@ export class WalFeed {
   private cancel(f: Follow): void {
     if (f.ended) return;
     this.end(f, null);
-    this.wal.call({ t: WalMsg.Unfollow, follower: f.id } satisfies WalRequest).catch(() => undefined);
+    this.wal.call({ t: WalMsg.Unfollow, follower: f.id }).catch(() => undefined);
   }
 
   private onPush(msg: WalRecordsPush): void {
@@ -113,13 +117,13 @@ export class WalFeed {
         const batch = f.queue.shift()!;
         await f.onRecords(batch.records);
         if (f.ended) return;
-        this.wal.send({ t: WalMsg.Ack, follower: f.id, upTo: batch.seq } satisfies WalRequest);
+        this.wal.send({ t: WalMsg.Ack, follower: f.id, upTo: batch.seq });
       }
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
       if (!f.ended) {
         this.end(f, `ABORTED: the consumer failed: ${why}`);
-        this.wal.call({ t: WalMsg.Unfollow, follower: f.id } satisfies WalRequest).catch(() => undefined);
+        this.wal.call({ t: WalMsg.Unfollow, follower: f.id }).catch(() => undefined);
       }
     } finally {
       f.busy = false;

@@ -19,3 +19,8 @@ export interface ActorStatusLine {
   restarts: number;
   state: string;
 }
+
+export interface FrontEndReplies {
+  [FrontEndMsg.Status]: ActorStatusLine[];
+  [FrontEndMsg.Metrics]: string;
+}

@@ -19,7 +19,8 @@ import type { Supervisor } from '../runtime/supervisor.js';
 import { indexFromWal } from '../storage/store_files.js';
 import { isLive } from '../storage/types.js';
 import { scrubVolume } from '../storage/volume_scrub.js';
-import { IndexMsg } from '../protocol/index_protocol.js';
+import { IndexMsg, type IndexReplies, type IndexRequest } from '../protocol/index_protocol.js';
+import { Channel } from '../runtime/channel.js';
 import { INDEX_ACTOR } from '../protocol/store_actors.js';
 import type { Database, OpenOptions } from '../db/api.js';
 import { readVerifiedValue } from '../db/drive_reader.js';
@@ -76,7 +77,7 @@ export async function openInThread(options: InThreadOptions): Promise<InThreadDa
     supervisor: store.supervisor,
     async maintenance(): Promise<void> {
       await store.engine.sweep(256);
-      await store.supervisor.peer(INDEX_ACTOR).call({ t: IndexMsg.Maintain });
+      await new Channel<IndexRequest, IndexReplies>(store.supervisor.peer(INDEX_ACTOR)).call({ t: IndexMsg.Maintain });
       await settle();
     },
     abandon(): void {
