@@ -31,56 +31,61 @@
 // S when the first kind-0 record after them arrives. Until then the index holds a partial
 // snapshot that no LSN describes, so checkpoint() only flushes and startRebuild() waits.
 //
-// Growth and COMPACT rebuild into index.hash.tmp a slice of old buckets at a time; apply()
-// writes to the old file and, when the key's old bucket is already copied, to the new one
-// too. Reads use the old file until the swap. The rebuild keeps the newest non-tombstone
-// entry of every key, expired or not, so the state (and liveCount) is exactly preserved;
-// expired keys leave through the sweep (DEL_IF), which the WAL and replicas see.
+// Growth and COMPACT rebuild into index.hash.tmp a slice of old buckets at a time
+// (index_rebuild.ts); apply() writes to the old file and, when the key's old bucket is already
+// copied, to the new one too. Reads use the old file until the swap. The rebuild keeps the
+// newest non-tombstone entry of every key, expired or not, so the state (and liveCount) is
+// exactly preserved; expired keys leave through the sweep (DEL_IF), which the WAL and replicas
+// see. The files themselves (one index file, its entry reader, open and checkpoint steps) are
+// index_file.ts.
 import { canaries } from '../runtime/canary.js';
-import { fsErrorCode, type FileHandle, type Fs } from '../runtime/fs.js';
+import { StoreError } from '../runtime/errors.js';
+import type { Fs } from '../runtime/fs.js';
+import { crc32 } from './checksum.js';
 import { globMatch, isMatchAll } from './glob.js';
 import {
-  corrupt,
-  dataStart,
-  decodeHeader,
-  decodeHeads,
   DEFAULT_MAX_KEY_LENGTH,
-  E_CRC,
   E_EXPIRES,
   E_FLAGS,
   E_HASH,
-  E_KEYLEN,
   E_LENGTH,
-  E_NEXT,
   E_MODIFIED,
   E_OFFSET,
   E_VOLUME,
-  encodeEntry,
-  encodeHeader,
   encodeHeadsFixed,
-  ENTRY_ALIGN,
   ENTRY_HEADER_SIZE,
-  entryCrc,
-  entrySize,
   FLAG_TOMBSTONE,
-  HEADER_SIZE,
-  headerSlotOffset,
   HEADS_FIXED_SIZE,
   HEADS_PAIR_SIZE,
-  isPowerOfTwo,
   MAX_BUCKETS,
   MAX_KEY_LENGTH_LIMIT,
-  MIN_BUCKETS,
   nextPow2,
-  readU64,
   writeU64,
   type EntryFields,
   type IndexHeader,
 } from './hash_index_format.js';
-import { crc32 } from './checksum.js';
+import {
+  asStoreError,
+  checkBucketCount,
+  countListed,
+  createEmpty,
+  dirOf,
+  EntryReader,
+  forEachListed,
+  HEAD_GAP,
+  headsPath,
+  IndexFile,
+  IO_CHUNK,
+  loadFile,
+  tmpPath,
+  WALK_READ,
+  writeHeader,
+  writeListedHeads,
+  type ChainEntry,
+} from './index_file.js';
+import { IndexRebuild } from './index_rebuild.js';
 import { keyHash } from './key_hash.js';
 import { isLive, OpCode, SetFlag, type IndexEntry, type NeedleAddress, type Op, type WalRecord } from './types.js';
-import { StoreError } from '../runtime/errors.js';
 
 export interface HashIndexOptions {
   /** Bucket count of a new index: a power of two, default 65536. */
@@ -90,191 +95,10 @@ export interface HashIndexOptions {
 }
 
 const DEFAULT_BUCKETS = 65536;
-/** Appended entries are buffered up to this many bytes, then written with one pwrite. */
-const PENDING_CAPACITY = 1 << 20;
-/** I/O chunk for the bucket array and the heads file. */
-const IO_CHUNK = 1 << 20;
-/** Clean heads between two dirty ones closer than this are written too (one run). */
-const HEAD_GAP = 64;
 const CHECKPOINT_DIRTY_BUCKETS = 16384;
 const CHECKPOINT_ENTRY_BYTES = 64 * 1024 * 1024;
-/** Walks (scan, sweep, rebuild) read this much per entry first; longer keys read again. */
-const WALK_READ = 256;
 /** Hard limit of buckets visited by one scan() call (empty buckets cost little). */
 const SCAN_MAX_VISITS_PER_COUNT = 10;
-
-/** Newest state of one key of a chain, as the walks return it: an entry's fields and its key. */
-type ChainEntry = Omit<EntryFields, 'next'> & { key: Uint8Array };
-
-/** One index file: its handle, its heads in memory, and the entries not yet written out. */
-class IndexFile {
-  readonly mask: number;
-  readonly start: number;
-  /** Logical end: where the next entry goes (pending bytes included). */
-  end: number;
-  /** Bytes before this offset have been handed to the OS. */
-  flushedEnd: number;
-  /** Entries end as of the last checkpoint (the header's E). */
-  durableEnd: number;
-  entryCount: number;
-  /** Generation of the newest header written (or read) for this file. */
-  generation = 0;
-  readonly dirty: Uint32Array;
-  dirtyCount = 0;
-  private readonly pending = new Uint8Array(PENDING_CAPACITY);
-  private readonly pendingView = new DataView(this.pending.buffer);
-  private pendingLength = 0;
-
-  constructor(
-    readonly handle: FileHandle,
-    readonly path: string,
-    readonly buckets: number,
-    readonly heads: Float64Array,
-    end: number,
-    entryCount: number,
-  ) {
-    this.mask = buckets - 1;
-    this.start = dataStart(buckets);
-    this.end = end;
-    this.flushedEnd = end;
-    this.durableEnd = end;
-    this.entryCount = entryCount;
-    this.dirty = new Uint32Array(Math.ceil(buckets / 32));
-  }
-
-  markDirty(bucket: number): void {
-    const word = bucket >>> 5;
-    const bit = 1 << (bucket & 31);
-    if ((this.dirty[word]! & bit) === 0) {
-      this.dirty[word] = this.dirty[word]! | bit;
-      this.dirtyCount++;
-    }
-  }
-
-  clearDirty(): void {
-    this.dirty.fill(0);
-    this.dirtyCount = 0;
-  }
-
-  /** Appends an entry at the head of `bucket`'s chain; returns its offset. */
-  append(bucket: number, f: Omit<EntryFields, 'next'>, key: Uint8Array): number {
-    const size = entrySize(key.length);
-    if (this.pendingLength + size > PENDING_CAPACITY) this.flush();
-    const at = this.end;
-    const fields: EntryFields = { ...f, next: this.heads[bucket]! };
-    encodeEntry(this.pending, this.pendingView, this.pendingLength, fields, key);
-    this.pendingLength += size;
-    this.end += size;
-    this.entryCount++;
-    this.heads[bucket] = at;
-    this.markDirty(bucket);
-    return at;
-  }
-
-  /** Writes the pending entries (unsynced). */
-  flush(): void {
-    if (this.pendingLength === 0) return;
-    this.handle.write(this.pending.subarray(0, this.pendingLength), this.flushedEnd);
-    this.flushedEnd += this.pendingLength;
-    this.pendingLength = 0;
-  }
-
-  /** Reads dst.length bytes at pos (entries not yet flushed come from memory); returns the count. */
-  read(dst: Uint8Array, pos: number): number {
-    const len = Math.min(dst.length, this.end - pos);
-    if (len <= 0) return 0;
-    if (pos + len <= this.flushedEnd) return this.handle.read(dst, pos);
-    if (pos >= this.flushedEnd) {
-      const from = pos - this.flushedEnd;
-      dst.set(this.pending.subarray(from, from + len));
-      return len;
-    }
-    const head = this.flushedEnd - pos;
-    const got = this.handle.read(dst.subarray(0, head), pos);
-    if (got !== head) return got;
-    dst.set(this.pending.subarray(0, len - head), head);
-    return len;
-  }
-}
-
-/** Reads of entries go through one reused buffer and one cached view per read length. */
-class EntryReader {
-  readonly buf = new Uint8Array(ENTRY_HEADER_SIZE + MAX_KEY_LENGTH_LIMIT + ENTRY_ALIGN);
-  readonly view = new DataView(this.buf.buffer);
-  private readonly views: Uint8Array[] = [];
-
-  /** Reads an entry at pos with at least `want` bytes; checks its CRC; returns its key length. */
-  load(file: IndexFile, pos: number, want: number): number {
-    if (pos < file.start || pos >= file.end || pos % ENTRY_ALIGN !== 0) {
-      throw corrupt(file.path, `chain points at ${pos}, outside the entries region`);
-    }
-    let got = file.read(this.sized(want), pos);
-    if (got < ENTRY_HEADER_SIZE) throw corrupt(file.path, `entry at ${pos} is cut short`);
-    const keyLength = this.view.getUint16(E_KEYLEN, true);
-    const size = ENTRY_HEADER_SIZE + keyLength;
-    if (got < size) {
-      got = file.read(this.sized(size), pos);
-      if (got < size) throw corrupt(file.path, `entry at ${pos} is cut short`);
-    }
-    if (!canaries.skipChecksum && this.view.getUint32(E_CRC, true) !== entryCrc(this.buf, 0, keyLength)) {
-      throw corrupt(file.path, `entry at ${pos}: CRC mismatch`);
-    }
-    return keyLength;
-  }
-
-  /** The `next` pointer of the loaded entry at pos, checked to point backwards. */
-  next(file: IndexFile, pos: number): number {
-    const next = readU64(this.view, E_NEXT);
-    if (next !== 0 && (next < 0 || next >= pos)) {
-      throw corrupt(file.path, `entry at ${pos}: bad next pointer ${next}`);
-    }
-    return next;
-  }
-
-  keyEquals(key: Uint8Array): boolean {
-    const buf = this.buf;
-    for (let i = 0; i < key.length; i++) {
-      if (buf[ENTRY_HEADER_SIZE + i] !== key[i]) return false;
-    }
-    return true;
-  }
-
-  u64(at: number, file: IndexFile): number {
-    const v = readU64(this.view, at);
-    if (v < 0) throw corrupt(file.path, 'entry field above 2^53');
-    return v;
-  }
-
-  /** A copy of the loaded entry's fields and key. */
-  toChainEntry(file: IndexFile, keyLength: number): ChainEntry {
-    return {
-      hash: this.view.getUint32(E_HASH, true),
-      key: this.buf.slice(ENTRY_HEADER_SIZE, ENTRY_HEADER_SIZE + keyLength),
-      flags: this.buf[E_FLAGS]!,
-      volume: this.view.getUint32(E_VOLUME, true),
-      offset: this.u64(E_OFFSET, file),
-      length: this.u64(E_LENGTH, file),
-      expiresAt: this.u64(E_EXPIRES, file),
-      modified: this.view.getUint32(E_MODIFIED, true),
-    };
-  }
-
-  private sized(length: number): Uint8Array {
-    let v = this.views[length];
-    if (v === undefined) {
-      v = this.buf.subarray(0, length);
-      this.views[length] = v;
-    }
-    return v;
-  }
-}
-
-/** State of a rebuild into index.hash.tmp. */
-interface Rebuild {
-  file: IndexFile;
-  /** Old buckets below this one have been copied. */
-  cursor: number;
-}
 
 export class HashIndex {
   private main: IndexFile;
@@ -285,7 +109,7 @@ export class HashIndex {
   private live: number;
   /** The snapshot LSN being loaded (kind-1 chunks), or -1. */
   private loadingLsn = -1;
-  private rebuild: Rebuild | undefined;
+  private rebuild: IndexRebuild | undefined;
   private sweepCursor = 0;
   private failure: StoreError | undefined;
   /** Why the last rebuild was dropped, reported once by the next rebuildStep. */
@@ -532,15 +356,7 @@ export class HashIndex {
     const b = buckets ?? Math.min(MAX_BUCKETS, nextPow2(Math.max(2 * this.live, this.main.buckets)));
     checkBucketCount(b);
     // Creating the new file touches nothing of the main one: a failure is the rebuild's alone.
-    try {
-      const tmp = tmpPath(this.path);
-      if (this.fs.exists(tmp)) this.fs.unlink(tmp);
-      const handle = this.fs.open(tmp, 'exclusive');
-      const file = new IndexFile(handle, tmp, b, new Float64Array(b), dataStart(b), 0);
-      this.rebuild = { file, cursor: 0 };
-    } catch (err) {
-      throw new StoreError(asStoreError(err, tmpPath(this.path)).code, `index rebuild not started: ${asStoreError(err, tmpPath(this.path)).message}`);
-    }
+    this.rebuild = IndexRebuild.start(this.fs, this.path, b);
   }
 
   /**
@@ -557,20 +373,19 @@ export class HashIndex {
     const rb = this.rebuild;
     if (rb === undefined) return true;
     // Copying writes only the new file: a failure there drops the rebuild, not the index.
+    let copied: boolean;
     try {
-      const stop = Math.min(this.main.buckets, rb.cursor + Math.max(1, maxBuckets));
-      for (; rb.cursor < stop; rb.cursor++) this.copyBucket(rb.cursor, rb.file);
-      rb.file.flush();
+      copied = rb.copy(this.main.buckets, maxBuckets, (bucket) => this.chainLatest(this.main, bucket));
     } catch (err) {
       this.dropRebuild(err);
       const e = this.rebuildFailure!;
       this.rebuildFailure = undefined;
       throw new StoreError(e.code, `index rebuild dropped: ${e.message}`);
     }
-    if (rb.cursor < this.main.buckets) return false;
+    if (!copied) return false;
     // The swap replaces the main file: a failure part-way fences (memory may be ahead of disk).
     return this.guard(() => {
-      this.swapIn(rb.file);
+      this.swapIn(rb);
       return true;
     });
   }
@@ -608,7 +423,7 @@ export class HashIndex {
     for (let i = 0; i < record.ops.length; i++) results[i] = this.applyOp(record.ops[i]!, record.timeMs);
     this.main.flush();
     try {
-      this.rebuild?.file.flush();
+      this.rebuild?.flush();
     } catch (err) {
       this.dropRebuild(err);
     }
@@ -676,13 +491,10 @@ export class HashIndex {
   private write(key: Uint8Array, hash: number, f: Omit<EntryFields, 'next'>): void {
     const bucket = hash & this.main.mask;
     this.main.append(bucket, f, key);
-    const rb = this.rebuild;
-    if (rb !== undefined && bucket < rb.cursor) {
-      try {
-        rb.file.append(hash & rb.file.mask, f, key);
-      } catch (err) {
-        this.dropRebuild(err);
-      }
+    try {
+      this.rebuild?.mirror(bucket, f, key);
+    } catch (err) {
+      this.dropRebuild(err);
     }
   }
 
@@ -804,33 +616,12 @@ export class HashIndex {
 
   // ---- private: rebuild -------------------------------------------------------------------
 
-  private copyBucket(bucket: number, target: IndexFile): void {
-    for (const e of this.chainLatest(this.main, bucket)) {
-      if ((e.flags & FLAG_TOMBSTONE) !== 0) continue;
-      target.append(e.hash & target.mask, e, e.key);
-    }
-  }
-
-  /** Checkpoints the new file whole, renames it over index.hash, and makes it the index. */
-  private swapIn(next: IndexFile): void {
+  /** The rebuilt file, checkpointed whole at the applied LSN, becomes the index. */
+  private swapIn(rb: IndexRebuild): void {
     this.main.flush();
-    next.flush();
-    next.handle.sync();
-    writeAllHeads(next);
-    // Both slots: the file is new, and the next checkpoint must find a valid header in the
-    // slot it does not write (a torn header write then falls back to this one).
-    const header = this.headerOf(next, this.applied);
-    writeHeader(next, header);
-    writeHeader(next, { ...header, generation: header.generation + 1 });
-    next.handle.sync();
-    next.handle.close();
-    this.fs.rename(tmpPath(this.path), this.path);
-    if (!canaries.skipDirSync) this.fs.syncDir(dirOf(this.path));
+    const file = rb.swapIn(this.fs, this.path, { liveCount: this.live, durableLsn: this.applied });
     this.rebuild = undefined;
     this.main.handle.close();
-    const handle = this.fs.open(this.path, 'write');
-    const file = new IndexFile(handle, this.path, next.buckets, next.heads, next.end, next.entryCount);
-    file.generation = next.generation;
     this.main = file;
     this.durable = this.applied;
     this.sweepCursor = 0;
@@ -840,8 +631,7 @@ export class HashIndex {
     const rb = this.rebuild;
     if (rb === undefined) return;
     this.rebuild = undefined;
-    rb.file.handle.close();
-    if (this.fs.exists(rb.file.path)) this.fs.unlink(rb.file.path);
+    rb.abort(this.fs);
   }
 
   // ---- private: failure -------------------------------------------------------------------
@@ -861,189 +651,6 @@ export class HashIndex {
       throw e;
     }
   }
-}
-
-// ---- module helpers: files ------------------------------------------------------------------
-
-function tmpPath(path: string): string {
-  return `${path}.tmp`;
-}
-
-function headsPath(path: string): string {
-  return `${path}.heads`;
-}
-
-function dirOf(path: string): string {
-  const i = path.lastIndexOf('/');
-  return i <= 0 ? (i === 0 ? '/' : '.') : path.slice(0, i);
-}
-
-/** Writes a header into the slot of its generation (never over the newest valid one). */
-function writeHeader(f: IndexFile, header: IndexHeader): void {
-  f.handle.write(encodeHeader(header), headerSlotOffset(header.generation));
-  f.generation = header.generation;
-}
-
-function checkBucketCount(b: number): void {
-  if (!isPowerOfTwo(b) || b < MIN_BUCKETS || b > MAX_BUCKETS) {
-    throw new StoreError('BAD_ARGUMENT', `bucket count ${b} must be a power of two in ${MIN_BUCKETS}..${MAX_BUCKETS}`);
-  }
-}
-
-/** A new empty index, created atomically: NAME.tmp, fsync, rename, fsync the directory. */
-function createEmpty(fs: Fs, path: string, buckets: number): void {
-  const tmp = tmpPath(path);
-  const handle = fs.open(tmp, 'exclusive');
-  try {
-    const zeros = new Uint8Array(Math.min(IO_CHUNK, buckets * 8));
-    for (let at = HEADER_SIZE; at < dataStart(buckets); at += zeros.length) handle.write(zeros, at);
-    const header = { generation: 1, buckets, entriesEnd: dataStart(buckets), entryCount: 0, liveCount: 0, durableLsn: 0 };
-    handle.write(encodeHeader(header), headerSlotOffset(header.generation));
-    handle.sync();
-  } finally {
-    handle.close();
-  }
-  fs.rename(tmp, path);
-  if (!canaries.skipDirSync) fs.syncDir(dirOf(path));
-}
-
-/** Reads and checks the header, redoes an interrupted checkpoint, truncates, loads heads. */
-function loadFile(fs: Fs, path: string): { file: IndexFile; header: IndexHeader } {
-  const handle = fs.open(path, 'write');
-  try {
-    const headerBuf = new Uint8Array(HEADER_SIZE);
-    const got = handle.read(headerBuf, 0);
-    let header = decodeHeader(headerBuf.subarray(0, got), path);
-    const heads = readHeadsArray(handle, header.buckets, path);
-    const redo = readNewerHeadsFile(fs, path, header);
-    if (redo !== undefined) header = redo.header;
-    const size = handle.size();
-    if (size < header.entriesEnd) throw corrupt(path, `file is ${size} bytes, header says entries end at ${header.entriesEnd}`);
-    if (size > header.entriesEnd) handle.truncate(header.entriesEnd);
-    const file = new IndexFile(handle, path, header.buckets, heads, header.entriesEnd, header.entryCount);
-    file.generation = header.generation;
-    if (redo !== undefined) {
-      for (let i = 0; i < redo.pairs.length; i += 2) {
-        const b = redo.pairs[i]!;
-        if (!Number.isInteger(b) || b < 0 || b >= header.buckets) throw corrupt(headsPath(path), `bad bucket ${b}`);
-        heads[b] = redo.pairs[i + 1]!;
-        file.markDirty(b);
-      }
-      writeListedHeads(file, 0); // step 3 again: exactly the heads listed in the file
-      handle.sync();
-      writeHeader(file, { ...header, generation: file.generation + 1 }); // step 4 again
-      handle.sync();
-      file.clearDirty();
-    }
-    checkHeads(file);
-    return { file, header };
-  } catch (err) {
-    handle.close();
-    throw err;
-  }
-}
-
-/** The heads file when it is valid and newer than the header (an interrupted checkpoint). */
-function readNewerHeadsFile(fs: Fs, path: string, header: IndexHeader): { header: IndexHeader; pairs: Float64Array } | undefined {
-  const hp = headsPath(path);
-  if (!fs.exists(hp)) return undefined;
-  const h = decodeHeads(fs.readFile(hp));
-  if (h === undefined || h.lsn <= header.durableLsn) return undefined;
-  if (h.buckets !== header.buckets || h.entriesEnd < header.entriesEnd || h.entriesEnd % ENTRY_ALIGN !== 0) {
-    throw corrupt(hp, `newer than ${path} (LSN ${h.lsn} > ${header.durableLsn}) but does not fit it`);
-  }
-  return {
-    header: { generation: header.generation, buckets: h.buckets, entriesEnd: h.entriesEnd, entryCount: h.entryCount, liveCount: h.liveCount, durableLsn: h.lsn },
-    pairs: h.pairs,
-  };
-}
-
-function readHeadsArray(handle: FileHandle, buckets: number, path: string): Float64Array {
-  const heads = new Float64Array(buckets);
-  const chunk = new Uint8Array(Math.min(IO_CHUNK, buckets * 8));
-  const view = new DataView(chunk.buffer);
-  for (let b = 0; b < buckets; b += chunk.length / 8) {
-    const got = handle.read(chunk, HEADER_SIZE + b * 8);
-    if (got !== chunk.length) throw corrupt(path, 'bucket array is cut short');
-    for (let i = 0; i < chunk.length / 8; i++) {
-      // A head above 2^53 reads as -1: a garbled write that a redo may still repair;
-      // checkHeads() rejects whatever is left after it.
-      heads[b + i] = readU64(view, i * 8);
-    }
-  }
-  return heads;
-}
-
-function checkHeads(file: IndexFile): void {
-  for (let b = 0; b < file.buckets; b++) {
-    const h = file.heads[b]!;
-    if (h !== 0 && (h < file.start || h >= file.end || h % ENTRY_ALIGN !== 0)) {
-      throw corrupt(file.path, `bucket ${b} points at ${h}, outside the entries region`);
-    }
-  }
-}
-
-/** Calls fn for every dirty bucket, in ascending order. */
-function forEachDirty(f: IndexFile, fn: (bucket: number) => void): void {
-  const words = f.dirty;
-  for (let w = 0; w < words.length; w++) {
-    let bits = words[w]!;
-    while (bits !== 0) {
-      const low = bits & -bits;
-      fn(w * 32 + (31 - Math.clz32(low)));
-      bits ^= low;
-    }
-  }
-}
-
-/**
- * The heads a checkpoint writes: every dirty bucket, plus the clean buckets in gaps of at
- * most `gap` between two dirty ones, so that step 3 writes long runs instead of one pwrite
- * per head. Every bucket written in step 3 is listed in the heads file, so a write torn or
- * garbled by a crash is always redone whole on open (clean heads included).
- */
-function forEachListed(f: IndexFile, gap: number, fn: (bucket: number) => void): void {
-  let prev = -1;
-  forEachDirty(f, (b) => {
-    if (prev >= 0 && b - prev - 1 <= gap) for (let g = prev + 1; g < b; g++) fn(g);
-    fn(b);
-    prev = b;
-  });
-}
-
-function countListed(f: IndexFile): number {
-  let n = 0;
-  forEachListed(f, HEAD_GAP, () => n++);
-  return n;
-}
-
-/** Step 3: the listed heads, from memory, in runs of consecutive buckets. */
-function writeListedHeads(f: IndexFile, gap: number): void {
-  const maxRun = IO_CHUNK / 8;
-  let start = -1;
-  let end = -1;
-  forEachListed(f, gap, (b) => {
-    if (start >= 0 && b === end && end - start < maxRun) {
-      end++;
-      return;
-    }
-    if (start >= 0) writeHeadRange(f, start, end);
-    start = b;
-    end = b + 1;
-  });
-  if (start >= 0) writeHeadRange(f, start, end);
-}
-
-function writeAllHeads(f: IndexFile): void {
-  const step = IO_CHUNK / 8;
-  for (let b = 0; b < f.buckets; b += step) writeHeadRange(f, b, Math.min(f.buckets, b + step));
-}
-
-function writeHeadRange(f: IndexFile, from: number, to: number): void {
-  const buf = new Uint8Array((to - from) * 8);
-  const view = new DataView(buf.buffer);
-  for (let b = from; b < to; b++) writeU64(view, (b - from) * 8, f.heads[b]!);
-  f.handle.write(buf, HEADER_SIZE + from * 8);
 }
 
 // ---- module helpers: values -----------------------------------------------------------------
@@ -1070,12 +677,4 @@ function nextScanCursor(v: number, mask: number): number {
   v = reverseBits32(v);
   v = (v + 1) >>> 0;
   return reverseBits32(v);
-}
-
-/** Any error as a StoreError: file-system errors keep their errno in the message. */
-function asStoreError(err: unknown, path: string): StoreError {
-  if (err instanceof StoreError) return err;
-  const code = fsErrorCode(err);
-  const message = err instanceof Error ? err.message : String(err);
-  return new StoreError(code === 'ENOSPC' ? 'NO_SPACE' : 'IO_ERROR', `${path}: ${message}`);
 }
