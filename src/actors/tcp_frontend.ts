@@ -137,7 +137,7 @@ async function infoText(s: State, wanted: string[]): Promise<string> {
 }
 
 async function infoSection(s: State, name: (typeof INFO_SECTIONS)[number]): Promise<string[]> {
-  const uptime = Math.floor((Date.now() - s.config.startedAt) / 1000);
+  const uptime = Math.floor((s.env.clock.now() - s.config.startedAt) / 1000);
   switch (name) {
     case 'server':
       return [

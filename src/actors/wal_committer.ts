@@ -162,6 +162,7 @@ function flushGroup(s: State): void {
   }
   const timeMs = s.env.clock.now();
   let records: WalRecord[];
+  // Wall time of the write and fdatasync, for the metrics only (nothing depends on it).
   const started = performance.now();
   // canary answerBeforeSync: the group is answered first and synced later.
   const early = canaries.answerBeforeSync;
