@@ -23,6 +23,7 @@
 // from fast-check's seed, so a failure replays from its seed and path (see README.md).
 import fc from 'fast-check';
 import { ManualClock } from '../src/runtime/clock.js';
+import { StoreError } from '../src/runtime/errors.js';
 import { ManualScheduler } from '../src/runtime/scheduler.js';
 import { openInThread, type InThreadDatabase } from '../src/wiring/in_thread.js';
 import { CRASH_MODES, SimFs, mulberry32, type CrashMode, type CrashReport, type OpInfo } from './sim_fs.js';
@@ -64,6 +65,10 @@ export const stats = {
   uncertainOps: 0,
   /** Extra "recover twice" crashes (with drop) done by the checks, not counted above. */
   verifyCrashes: 0,
+  /** Store actors killed (and restarted by the supervisor) between or during operations. */
+  kills: 0,
+  /** Of which: the operation in flight failed (ACTOR_DOWN), its outcome left to recovery. */
+  killedOps: 0,
   runs: 0,
 };
 
@@ -294,7 +299,8 @@ function summarize(report: CrashReport): string {
 
 /** An actor that died of an error outside a simulated power loss is a bug (a broken invariant among them). */
 export function assertNoActorCrashes(real: Real, label: string): void {
-  const crashes = real.db.actorCrashes();
+  // A kill of the test's own (fault injection) is not a crash of the store's.
+  const crashes = real.db.actorCrashes().filter((c) => !c.error.includes('crashed on purpose (fault injection)'));
   if (crashes.length > 0) throw new Error(`after ${label}: actor ${crashes[0]!.name} crashed: ${crashes[0]!.error}`);
 }
 
@@ -371,6 +377,27 @@ class SetCmd implements Cmd {
   }
   toString(): string {
     return `set(${this.key},${showValue(this.value)}${this.ttlMs === undefined ? '' : `,ttl=${this.ttlMs}`})`;
+  }
+}
+
+/** The chunks of a value, as an upload delivers them (the HTTP PUT path: a reserved region). */
+async function* chunksOf(value: Buffer, size: number): AsyncGenerator<Buffer> {
+  for (let at = 0; at < value.length; at += size) yield value.subarray(at, Math.min(value.length, at + size));
+}
+
+/** A value streamed into its needle in chunks (engine.put of a stream: StreamBegin/Chunk/End). */
+class SetStreamCmd implements Cmd {
+  constructor(readonly key: string, readonly value: ValueSpec, readonly chunk: number) {}
+  check(): boolean {
+    return true;
+  }
+  async run(m: Model, r: Real): Promise<void> {
+    const value = valueOf(this.value);
+    await r.db.setStream(this.key, chunksOf(value, this.chunk), { size: value.length });
+    m.set(this.key, value, 0);
+  }
+  toString(): string {
+    return `stream(${this.key},${showValue(this.value)},chunks of ${this.chunk})`;
   }
 }
 
@@ -648,6 +675,7 @@ function showPoint(point: CrashPoint): string {
 /** An operation that a crash may interrupt. */
 export type Victim =
   | { kind: 'set'; key: string; value: ValueSpec; ttlMs: number | undefined }
+  | { kind: 'stream'; key: string; value: ValueSpec; chunk: number }
   | { kind: 'del'; key: string }
   | { kind: 'expire'; key: string; ttlMs: number }
   | { kind: 'txn'; writes: ({ key: string; value: ValueSpec } | { key: string; del: true })[] }
@@ -659,6 +687,8 @@ function showVictim(v: Victim): string {
   switch (v.kind) {
     case 'set':
       return `set(${v.key},${showValue(v.value)}${v.ttlMs === undefined ? '' : `,ttl=${v.ttlMs}`})`;
+    case 'stream':
+      return `stream(${v.key},${showValue(v.value)},chunks of ${v.chunk})`;
     case 'del':
       return `del(${v.key})`;
     case 'expire':
@@ -701,6 +731,12 @@ async function runOnBoth(v: Victim, shadow: Model, r: Real, now: number, progres
       shadow.set(v.key, valueOf(v.value), v.ttlMs === undefined ? 0 : now + v.ttlMs);
       await r.db.set(v.key, valueOf(v.value), v.ttlMs === undefined ? {} : { ttlMs: v.ttlMs });
       return;
+    case 'stream': {
+      const value = valueOf(v.value);
+      shadow.set(v.key, value, 0);
+      await r.db.setStream(v.key, chunksOf(value, v.chunk), { size: value.length });
+      return;
+    }
     case 'del':
       shadow.del(v.key);
       await r.db.delete(v.key);
@@ -811,6 +847,66 @@ class CrashDuringRecoveryCmd implements Cmd {
   }
 }
 
+/** The store's actors, as the supervisor names them (the model's store has one drive). */
+export const STORE_ACTORS = ['volume-0', 'wal', 'index', 'broker'] as const;
+
+/** Virtual time in which the supervisor restarts a killed actor (its first backoff is 50 ms). */
+const RESTART_WAIT_MS = 2_100;
+
+/**
+ * KILL-DURING(op, actor, turns): start one operation, let `turns` event-loop turns pass, kill
+ * a store actor as a bug would (the supervisor restarts it after its backoff, in virtual time),
+ * and let the operation end. No power is lost: if the operation was acknowledged, the store
+ * holds the state after it; if it failed (ACTOR_DOWN, the only error a dying actor may give),
+ * the store holds the state before it or after it, whole. Then every read still matches the
+ * model: the restarted actor recovered its state from the files (the index catches up with
+ * the WAL, a new WAL committer resumes after the last record, a volume writer after the last
+ * needle), and the store takes writes again.
+ */
+class KillDuringCmd implements Cmd {
+  constructor(readonly victim: Victim, readonly actor: (typeof STORE_ACTORS)[number], readonly turns: number) {}
+  check(m: Readonly<Model>): boolean {
+    return m.depth === 0;
+  }
+  async run(m: Model, r: Real): Promise<void> {
+    assertNoActorCrashes(r, `the commands before ${this.toString()}`);
+    const before = new Map(m.committed);
+    const shadow = new Model(m.clock);
+    shadow.committed = new Map(m.committed);
+    const progress = { reachedCommit: true };
+    const done = runOnBoth(this.victim, shadow, r, m.now(), progress).then(
+      () => true,
+      (err: unknown) => {
+        if (!(err instanceof StoreError && err.code === 'ACTOR_DOWN')) throw err;
+        return false;
+      },
+    );
+    for (let i = 0; i < this.turns; i++) await new Promise((resolve) => setImmediate(resolve));
+    await r.db.supervisor.kill(this.actor);
+    const acked = await done;
+    while (r.db.depth > 0) r.db.rollback(); // a transaction the kill cut short
+    await r.scheduler.advance(RESTART_WAIT_MS);
+    stats.kills += 1;
+    if (!acked) stats.killedOps += 1;
+    const label = this.toString();
+    assertNoActorCrashes(r, label);
+    const states = acked ? [shadow.committed] : progress.reachedCommit ? [before, shadow.committed] : [before];
+    const found = liveDump(await r.db.dump(), m.now());
+    const match = states.find((st) => statesEqual(liveView(st, m.now()), found));
+    if (match === undefined) {
+      throw new Error(`after ${label}: the store holds ${describeState(found)}, expected ${states.map((st) => describeState(liveView(st, m.now()))).join(' or ')}`);
+    }
+    m.committed = new Map(match);
+    // The store takes a write again, and it is visible.
+    const probe = valueOf({ len: 7, seed: this.turns });
+    await r.db.set('k0', probe);
+    m.set('k0', probe, 0);
+  }
+  toString(): string {
+    return `KILL-DURING(${showVictim(this.victim)}, ${this.actor} after ${this.turns} turns)`;
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Arbitraries
 
@@ -861,8 +957,11 @@ const txnStepArb: fc.Arbitrary<TxnStep> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ op: fc.constant('get' as const), key: keyArb }) },
 );
 
+const chunkArb = fc.constantFrom(1, 7, 512, 1000, 4096);
+
 const victimArb: fc.Arbitrary<Victim> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('set' as const), key: keyArb, value: valueArb, ttlMs: fc.option(ttlArb, { nil: undefined, freq: 3 }) }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('stream' as const), key: keyArb, value: valueArb, chunk: chunkArb }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('del' as const), key: keyArb }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('expire' as const), key: keyArb, ttlMs: ttlArb }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('txn' as const), writes: fc.array(txnWriteArb, { minLength: 1, maxLength: 3 }) }) },
@@ -876,6 +975,7 @@ export function commandArbs(): fc.Arbitrary<Cmd>[] {
   const weighted: [number, fc.Arbitrary<Cmd>][] = [
     [6, fc.tuple(keyArb, valueArb).map(([k, v]) => new SetCmd(k, v, undefined))],
     [2, fc.tuple(keyArb, valueArb, ttlArb).map(([k, v, t]) => new SetCmd(k, v, t))],
+    [1, fc.tuple(keyArb, valueArb, chunkArb).map(([k, v, c]) => new SetStreamCmd(k, v, c))],
     [2, keyArb.map((k) => new DeleteCmd(k))],
     [1, fc.tuple(keyArb, ttlArb).map(([k, t]) => new ExpireCmd(k, t))],
     [1, keyArb.map((k) => new PersistCmd(k))],
@@ -892,6 +992,7 @@ export function commandArbs(): fc.Arbitrary<Cmd>[] {
     [3, fc.tuple(modeArb, seedArb).map(([mode, seed]) => new CrashCmd(mode, seed))],
     [4, fc.tuple(victimArb, pointArb, midOpModeArb, seedArb).map(([v, p, mode, seed]) => new CrashDuringOpCmd(v, p, mode, seed))],
     [1, fc.tuple(modeArb, pointArb, modeArb, seedArb).map(([a, p, b, seed]) => new CrashDuringRecoveryCmd(a, p, b, seed))],
+    [2, fc.tuple(victimArb, fc.constantFrom(...STORE_ACTORS), fc.integer({ min: 0, max: 8 })).map(([v, a, t]) => new KillDuringCmd(v, a, t))],
   ];
   return weighted.flatMap(([w, arb]) => Array.from({ length: w }, () => arb));
 }
@@ -957,6 +1058,7 @@ export function replayFromEnv(): { seed?: number; path?: string; replayPath?: st
 export function describeStats(): string {
   return (
     `crash cycles: ${stats.crashes} (during an op: ${stats.crashDuringOp}, during recovery: ${stats.crashDuringRecovery}, ` +
-    `uncertain ops: ${stats.uncertainOps}; plus ${stats.verifyCrashes} recover-twice crashes) in ${stats.runs} runs`
+    `uncertain ops: ${stats.uncertainOps}; plus ${stats.verifyCrashes} recover-twice crashes) in ${stats.runs} runs; ` +
+    `${stats.kills} actors killed and restarted (${stats.killedOps} with their operation cut short)`
   );
 }

@@ -2,9 +2,10 @@
 // Owns: the HashIndex, its background jobs (checkpoints, growth and COMPACT rebuilds done a
 // slice at a time between requests).
 // Invariants:
-// - records are applied in LSN order with no gap: a record that arrives after a gap (it was
-//   forwarded while this actor was restarting) first makes the index read the missing ones
-//   from wal.log, where they are durable because the committer forwards only after fsync;
+// - records are applied in LSN order with no gap: after a restart or a failed apply the
+//   committer asks this index to catch up (CatchUp) before it sends more, and the index reads
+//   the records it lacks from wal.log, where they are durable (the committer forwards only
+//   after fsync); a record that still arrives after a gap makes it read the missing ones first;
 // - the header LSN on disk only covers what was fsynced (HashIndex.checkpoint does it), so
 //   durableLsn <= appliedLsn;
 // - at most one rebuild runs; lookups during it use the old file until the swap; a COMPACT
@@ -100,6 +101,8 @@ function dispatch(s: State, msg: IndexRequest): unknown {
       return msg.keys.map((key) => onLookup(s, key));
     case IndexMsg.Maintain:
       return onMaintain(s);
+    case IndexMsg.CatchUp:
+      return onCatchUp(s, msg.lsn);
     default:
       return assertNever(msg);
   }
@@ -124,6 +127,12 @@ function onApply(s: State, records: WalRecord[]): number[][] {
 }
 
 /** Growth is background work: its failure is kept for the stats, never thrown at a write. */
+/** Reads from the WAL the records this index has not applied, up to `lsn` (they are durable). */
+function onCatchUp(s: State, lsn: number): IndexReplies[typeof IndexMsg.CatchUp] {
+  if (s.index.appliedLsn < lsn) fillIndexGap(s.env.fs, s.env.config.dir, s.index, lsn + 1);
+  return s.index.appliedLsn;
+}
+
 function startGrowthIfDue(s: State): void {
   if (!s.index.needsGrowth() || s.index.rebuilding) return;
   try {

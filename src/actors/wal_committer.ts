@@ -6,9 +6,11 @@
 // - a commit is answered only after its record is durable (one write + one fdatasync for the
 //   whole group) and the index has applied it, so a reply means visible to every later read;
 // - after a failed fsync the WAL is fenced and every later commit fails (WalWriter does it);
-// - while the index is down or has failed an apply (until it is back and has every record),
-//   commits are refused BEFORE the WAL is written: such an error means "not written", and only
-//   the group in flight when the index failed is left uncertain (durable, not confirmed);
+// - a group goes to the WAL only when the index holds every record before it: at start, after
+//   an index restart and after a failed apply, the index first catches up from wal.log
+//   (CatchUp); while it cannot (down, starting), commits are refused BEFORE the WAL is written,
+//   so such an error means "not written"; only the group in flight when the index failed is
+//   left uncertain (durable, not confirmed), and the catch-up makes it visible before the next;
 // - the replication feed never delays a commit's answer: live records reach followers only
 //   after the group's waiters have been answered (chained in LSN order).
 import { join } from 'node:path';
@@ -54,9 +56,14 @@ interface State {
   feed: ReplicationFeed;
   pumpScheduled: boolean;
   sweeper: Timer;
-  /** False from a failed apply until the index restarts or proves it holds every record. */
-  indexHealthy: boolean;
-  probing: boolean;
+  /**
+   * Whether the index holds every record of the WAL (so the next group may go straight to it).
+   * False at start (a committer that died may have left a durable record the index never got),
+   * after a failed apply, and after an index restart, until a catch-up succeeds.
+   */
+  indexCaughtUp: boolean;
+  /** A catch-up is running: commits queue meanwhile and go as one group once it ends. */
+  catchingUp: boolean;
   /** Live pushes, chained so they leave in LSN order whatever order the index answers in. */
   feedTail: Promise<void>;
   groups: number;
@@ -78,8 +85,8 @@ const createWalCommitter: ActorFactory<WalCommitterConfig> = (env) => {
     feed: null as unknown as ReplicationFeed,
     pumpScheduled: false,
     sweeper: { cancel: () => undefined },
-    indexHealthy: true,
-    probing: false,
+    indexCaughtUp: false,
+    catchingUp: false,
     feedTail: Promise.resolve(),
     groups: 0,
     commitSeconds: 0,
@@ -95,10 +102,14 @@ const createWalCommitter: ActorFactory<WalCommitterConfig> = (env) => {
     schedulePump: () => schedulePump(s),
   });
   s.sweeper = env.scheduler.every(FOLLOW_SWEEP_MS, () => s.feed.sweep());
-  // A restarted index recovered from wal.log: it holds every durable record.
+  // A restarted index recovers from wal.log while it starts; it is caught up before the next
+  // group goes to it.
   s.index.peer.onRewire(() => {
-    s.indexHealthy = true;
+    s.indexCaughtUp = false;
   });
+  // A committer that replaces a dead one brings the index up to the WAL now, so that a record
+  // its predecessor made durable and never forwarded is visible before any later read.
+  if (s.index.peer.connected) void catchUpIndex(s);
   return {
     protocol: WAL_PROTOCOL,
     handle: (from, body) => handle(s, from, body as WalRequest),
@@ -151,15 +162,14 @@ function onCommit(s: State, ops: Op[]): Promise<CommitReply> {
 
 /** Group commit: one write, one fdatasync, then the index applies, then every waiter hears. */
 function flushGroup(s: State): void {
-  const group = s.queue;
-  s.queue = [];
-  if (group.length === 0) return;
-  if (!s.indexHealthy || !s.index.peer.connected) {
-    const refusal = new StoreError('ACTOR_DOWN', 'the index is down or recovering after a failure: nothing was written; retry');
-    for (const w of group) w.reject(refusal);
-    probeIndex(s);
+  if (s.catchingUp) return; // the catch-up flushes what queued meanwhile
+  if (s.queue.length === 0) return;
+  if (!s.indexCaughtUp) {
+    void catchUpIndex(s);
     return;
   }
+  const group = s.queue;
+  s.queue = [];
   const timeMs = s.env.clock.now();
   let records: WalRecord[];
   // Wall time of the write and fdatasync, for the metrics only (nothing depends on it).
@@ -199,7 +209,7 @@ function applyAndAnswer(s: State, group: Waiter[], records: WalRecord[]): Promis
     (err: unknown) => {
       // The record is durable; only its answer is lost. The index replays it when it returns;
       // until then nothing more is written (see the invariants at the top).
-      s.indexHealthy = false;
+      s.indexCaughtUp = false;
       const why = err instanceof Error ? err.message : String(err);
       const fail = new StoreError('ACTOR_DOWN', `the write is durable in the WAL, but the index did not confirm it: ${why}`);
       for (const w of group) w.reject(fail);
@@ -207,21 +217,30 @@ function applyAndAnswer(s: State, group: Waiter[], records: WalRecord[]): Promis
   );
 }
 
-/** Health comes back when the index answers that it has applied every record of the WAL. */
-function probeIndex(s: State): void {
-  if (s.probing || !s.index.peer.connected) return;
-  s.probing = true;
-  s.index
-    .call({ t: IndexMsg.AppliedLsn })
-    .then(
-      (applied) => {
-        if (applied === s.wal.lastLsn) s.indexHealthy = true;
-      },
-      () => undefined,
-    )
-    .finally(() => {
-      s.probing = false;
-    });
+/**
+ * Brings the index up to the WAL: it applies, from wal.log, every record up to the last LSN it
+ * lacks; then the commits that queued meanwhile go as one group. Until that succeeds nothing
+ * more is written: when the index is down or still starting, the commits waiting are refused
+ * (ACTOR_DOWN, nothing written) and the next commit tries again.
+ */
+async function catchUpIndex(s: State): Promise<void> {
+  if (s.catchingUp) return;
+  s.catchingUp = true;
+  const lsn = s.wal.lastLsn;
+  try {
+    const applied = s.index.peer.connected ? await s.index.call({ t: IndexMsg.CatchUp, lsn }) : -1;
+    s.indexCaughtUp = applied >= lsn && lsn === s.wal.lastLsn;
+  } catch {
+    s.indexCaughtUp = false;
+  } finally {
+    s.catchingUp = false;
+  }
+  if (s.indexCaughtUp) {
+    flushGroup(s); // what queued meanwhile
+    return;
+  }
+  const refusal = new StoreError('ACTOR_DOWN', 'the index is down or recovering: nothing was written; retry');
+  for (const w of s.queue.splice(0)) w.reject(refusal);
 }
 
 function onCompactChunk(s: State, entries: IndexEntry[]): null {
@@ -263,6 +282,7 @@ function stats(s: State): Record<string, unknown> {
 }
 
 function invariants(s: State): void {
+  if (s.catchingUp && s.indexCaughtUp) throw new Error('catching up an index that is caught up');
   if (s.queue.length > MAX_QUEUED) throw new Error(`${s.queue.length} commits queued (limit ${MAX_QUEUED})`);
   if (s.wal.snapshotLsn > s.wal.lastLsn) throw new Error(`snapshot LSN ${s.wal.snapshotLsn} is past the last LSN ${s.wal.lastLsn}`);
   s.feed.invariants();

@@ -18,6 +18,7 @@ export const IndexMsg = {
   AppliedLsn: 9,
   LookupMany: 10,
   Maintain: 11,
+  CatchUp: 12,
 } as const;
 
 export type IndexRequest =
@@ -34,7 +35,9 @@ export type IndexRequest =
   /** Many keys in one message (a pipeline's GETs, MGET): one answer per key, in order. */
   | { t: typeof IndexMsg.LookupMany; keys: Uint8Array[] }
   /** The background timer's work, now: checkpoint when due, growth when due, a rebuild slice. */
-  | { t: typeof IndexMsg.Maintain };
+  | { t: typeof IndexMsg.Maintain }
+  /** From the WAL committer after a restart or a failed apply: apply from wal.log every record up to `lsn`. */
+  | { t: typeof IndexMsg.CatchUp; lsn: number };
 
 export type LookupReply = [volume: number, offset: number, length: number, expiresAt: number, modifiedAt: number] | [expired: -1, volume: number, offset: number] | null;
 
@@ -64,4 +67,6 @@ export interface IndexReplies {
   [IndexMsg.AppliedLsn]: number;
   [IndexMsg.LookupMany]: LookupReply[];
   [IndexMsg.Maintain]: { rebuilding: boolean; durableLsn: number };
+  /** The applied LSN after catching up. */
+  [IndexMsg.CatchUp]: number;
 }

@@ -64,15 +64,17 @@ export class DriveVolumes {
   static open(fs: Fs, options: DriveOptions): DriveVolumes {
     checkOptions(options);
     const volumesDir = join(options.dir, VOLUMES_DIR);
-    const dirty: string[] = [];
-    if (!fs.exists(volumesDir)) dirty.push(options.dir); // the new volumes/ entry itself
+    // The directory entries of files found here may never have been synced: a process (or an
+    // actor) that died after creating a volume and before its first sync leaves one that a
+    // power loss would take away with every needle later synced into it. So the first sync
+    // after an open always syncs the volumes/ folder and its parent, once.
+    const dirty: string[] = [options.dir, volumesDir];
     fs.mkdir(volumesDir);
     const files = openExisting(fs, volumesDir, options.group, dirty);
     let last = files[files.length - 1];
     if (last === undefined) {
       last = VolumeFile.create(fs, join(volumesDir, volumeFileName(volumeIdOf(options.group, 0))), volumeIdOf(options.group, 0), options.clock.now());
       files.push(last);
-      dirty.push(volumesDir);
     }
     const drive = new DriveVolumes(fs, options, volumesDir, last);
     for (const f of files) drive.volumes.set(f.id, f);

@@ -151,9 +151,10 @@ export class HashIndex {
     try {
       if (fs.exists(tmpPath(path))) fs.unlink(tmpPath(path)); // a rebuild that died
       if (!fs.exists(path)) createEmpty(fs, path, buckets);
-      const headsExists = fs.exists(headsPath(path));
       const { file, header } = loadFile(fs, path);
-      return new HashIndex(fs, path, file, header, maxKeyLength, headsExists);
+      // An index.hash.heads found here may have been created by a process that died before
+      // it synced the directory: the first checkpoint of this open syncs it, once.
+      return new HashIndex(fs, path, file, header, maxKeyLength, false);
     } catch (err) {
       throw asStoreError(err, path);
     }
