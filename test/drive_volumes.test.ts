@@ -238,7 +238,7 @@ test('options are checked', () => {
   assert.equal(code(() => openDrive(fs, root, 4096)), 'BAD_ARGUMENT');
 });
 
-test('VolumeReader reads needles of two drives; chunks are fresh buffers of at most chunkSize', () => {
+test('VolumeReader reads needles of two groups; streamValue checks the head, chunks into the buffer given (or fresh ones)', () => {
   const fs = new NodeFs();
   const dirA = join(root, 'a');
   const dirB = join(root, 'b');
@@ -253,18 +253,34 @@ test('VolumeReader reads needles of two drives; chunks are fresh buffers of at m
   assert.equal(r.pathOf(a1.volume), join(dirB, 'volumes', volumeFileName(volumeIdOf(1, 0))));
   assert.equal(dec(r.readNeedle(a1).value), 'hello from b');
   assert.deepEqual(r.readNeedle(a0).value, value);
-  assert.equal(dec(r.readValue(a1, 4, 6, 4)), 'from');
+  assert.equal(dec(Buffer.concat([...r.streamValue(a1, enc('on-b'), 6, 4)])), 'from');
   assert.equal(r.verifyNeedle(a0, enc('on-a')), true);
-  const chunks = [...r.readChunks(a0, 4, 100, 9000, 4096)];
-  assert.deepEqual(chunks.map((c) => c.length), [4096, 4096, 808]);
-  assert.notEqual(chunks[0]!.buffer, chunks[1]!.buffer, 'never a reused buffer');
-  assert.deepEqual(Buffer.concat(chunks), Buffer.from(value.subarray(100, 9100)));
-  assert.equal(code(() => [...r.readChunks(a0, 4, 5000, 5001)]), 'BAD_ARGUMENT', 'range checked before the first chunk');
+  const fresh = [...r.streamValue(a0, enc('on-a'), 100, 9000)];
+  assert.deepEqual(fresh.map((c) => c.length), [9000], 'without a buffer: fresh chunks of up to 1 MiB');
+  assert.deepEqual(Buffer.from(fresh[0]!), Buffer.from(value.subarray(100, 9100)));
+  const buf = new Uint8Array(4096);
+  const viewed: Buffer[] = [];
+  for (const c of r.streamValue(a0, enc('on-a'), 100, 9000, buf)) {
+    assert.equal(c.buffer, buf.buffer, 'a view of the buffer given');
+    viewed.push(Buffer.from(c)); // copied: the next chunk reuses it
+  }
+  assert.deepEqual(viewed.map((c) => c.length), [4096, 4096, 808]);
+  assert.deepEqual(Buffer.concat(viewed), Buffer.from(value.subarray(100, 9100)));
+  assert.equal(code(() => [...r.streamValue(a0, enc('on-a'), 5000, 5001)]), 'BAD_ARGUMENT', 'range checked before the first chunk');
+  assert.equal(code(() => [...r.streamValue(a0, enc('on-b'), 0, 1)]), 'CORRUPT', 'another key\'s needle is refused before a byte');
   assert.equal(code(() => r.readNeedle({ volume: volumeIdOf(2, 0), offset: 64, length: 40 })), 'NOT_FOUND');
   assert.equal(code(() => r.readNeedle({ volume: 5, offset: 64, length: 40 })), 'NOT_FOUND');
   // The writer keeps appending; the reader sees the new needle through its open handle.
   const later = d0.append(enc('later'), enc('grown'), 0);
   assert.equal(dec(r.readNeedle(later).value), 'grown');
+  // A flipped value byte: a whole stream fails its CRC before the last chunk; a range cannot see it.
+  const fd = nodeFs.openSync(r.pathOf(a0.volume), 'r+');
+  nodeFs.writeSync(fd, Buffer.from([value[5000]! ^ 1]), 0, 1, a0.offset + 32 + 4 + 5000);
+  nodeFs.closeSync(fd);
+  const seen: number[] = [];
+  assert.equal(code(() => { for (const c of r.streamValue(a0, enc('on-a'), 0, value.length, new Uint8Array(4096))) seen.push(c.length); }), 'CHECKSUM_MISMATCH');
+  assert.deepEqual(seen, [4096, 4096], 'the last chunk never left');
+  assert.equal([...r.streamValue(a0, enc('on-a'), 0, 100)].length, 1, 'a range before the damage reads');
   r.close();
   assert.equal(code(() => r.readNeedle(a0)), 'CLOSED');
   d0.close();

@@ -252,23 +252,6 @@ export class VolumeFile {
     return { valueLength, crc: crc32(head), trailer };
   }
 
-  /** The value range in fresh buffers of at most chunkSize bytes (callers may keep them). */
-  *readChunks(address: NeedleAddress, keyLength: number, start: number, length: number, chunkSize = CHUNK_SIZE): IterableIterator<Uint8Array> {
-    if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_WHOLE_READ) {
-      throw new StoreError('BAD_ARGUMENT', `chunk size out of range: ${chunkSize}`);
-    }
-    this.checkOpen();
-    const valueLength = this.checkAddress(address, keyLength);
-    checkRange(start, length, valueLength);
-    const base = address.offset + NEEDLE_HEADER_SIZE + keyLength + start;
-    for (let done = 0; done < length; ) {
-      const n = Math.min(chunkSize, length - done);
-      this.checkOpen();
-      yield this.readAt(base + done, n);
-      done += n;
-    }
-  }
-
   /** The whole needle, both CRCs checked (CHECKSUM_MISMATCH) unless canaries.skipChecksum. */
   readNeedle(address: NeedleAddress): ReadNeedleResult {
     this.checkOpen();

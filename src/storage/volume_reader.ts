@@ -7,8 +7,8 @@
 // Invariants:
 // - at most maxOpen volume files are open; the least recently used is closed first;
 // - a file is checked (superblock, id matching its name) every time it is opened;
-// - readChunks hands out fresh buffers the caller may keep; streamValue hands out views of the
-//   caller's buffer when given one (each valid until the next is asked for);
+// - streamValue hands out views of the caller's buffer when given one (each valid until the
+//   next is asked for), fresh buffers the caller may keep otherwise;
 // - streamValue checks the needle's head (its CRC, lengths, and that it is the key's) before the
 //   first byte, and, for a whole value, the needle CRC before the last chunk is handed out.
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ import type { Fs } from '../runtime/fs.js';
 import { crc32 } from './checksum.js';
 import type { NeedleAddress } from './types.js';
 import { groupOfVolume, volumeFileName } from './volume_format.js';
-import { CHUNK_SIZE, MAX_WHOLE_READ, VolumeFile, type ReadNeedleResult } from './volume_file.js';
+import { CHUNK_SIZE, VolumeFile, type ReadNeedleResult } from './volume_file.js';
 import { VOLUMES_DIR } from './drive_volumes.js';
 import { StoreError } from '../runtime/errors.js';
 
@@ -55,31 +55,6 @@ export class VolumeReader {
       throw new StoreError('NOT_FOUND', `volume ${volumeId} belongs to volume group ${group}, which has no local drive here`);
     }
     return join(drive, VOLUMES_DIR, volumeFileName(volumeId));
-  }
-
-  readValue(address: NeedleAddress, keyLength: number, start: number, length: number): Uint8Array {
-    return this.file(address.volume).readValue(address, keyLength, start, length);
-  }
-
-  readValueInto(address: NeedleAddress, keyLength: number, start: number, buf: Uint8Array): void {
-    this.file(address.volume).readValueInto(address, keyLength, start, buf);
-  }
-
-  /** The range in fresh chunks of at most chunkSize bytes; the handle may be evicted between chunks. */
-  *readChunks(address: NeedleAddress, keyLength: number, start: number, length: number, chunkSize = CHUNK_SIZE): IterableIterator<Uint8Array> {
-    if (!Number.isInteger(chunkSize) || chunkSize < 1 || chunkSize > MAX_WHOLE_READ) {
-      throw new StoreError('BAD_ARGUMENT', `chunk size out of range: ${chunkSize}`);
-    }
-    if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0) {
-      throw new StoreError('BAD_ARGUMENT', `bad range ${start}+${length}`);
-    }
-    // Checks the whole range against the value before the first byte goes out.
-    this.readValue(address, keyLength, start + length, 0);
-    for (let done = 0; done < length; ) {
-      const n = Math.min(chunkSize, length - done);
-      yield this.readValue(address, keyLength, start + done, n);
-      done += n;
-    }
   }
 
   /**
