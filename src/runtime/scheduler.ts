@@ -68,34 +68,26 @@ export class ScopedScheduler implements Scheduler {
   }
 
   after(ms: number, fn: () => void, keepAlive = false): Timer {
-    if (this.closed) return { cancel: () => undefined };
-    const t = this.parent.after(
-      ms,
-      () => {
-        this.timers.delete(handle);
-        this.run(fn);
-      },
-      keepAlive,
-    );
-    const handle: Timer = {
-      cancel: () => {
-        this.timers.delete(handle);
-        t.cancel();
-      },
-    };
-    this.timers.add(handle);
-    return handle;
+    return this.track((run) => this.parent.after(ms, run, keepAlive), fn, true);
   }
 
   every(ms: number, fn: () => void): Timer {
+    return this.track((run) => this.parent.every(ms, run), fn, false);
+  }
+
+  /** A parent timer whose cancel is remembered until it fires (once) or is cancelled. */
+  private track(start: (run: () => void) => Timer, fn: () => void, once: boolean): Timer {
     if (this.closed) return { cancel: () => undefined };
-    const t = this.parent.every(ms, () => this.run(fn));
     const handle: Timer = {
       cancel: () => {
         this.timers.delete(handle);
-        t.cancel();
+        inner.cancel();
       },
     };
+    const inner = start(() => {
+      if (once) this.timers.delete(handle);
+      this.run(fn);
+    });
     this.timers.add(handle);
     return handle;
   }
