@@ -26,7 +26,7 @@ import { ActorBroker, actorPorts } from '../db/actor_ports.js';
 import { EngineDatabase } from '../db/database.js';
 import { DriveReader } from '../db/drive_reader.js';
 import { Engine } from '../db/engine.js';
-import { storeTopology } from './store_topology.js';
+import { storeTopology, type StoreTopologyConfig } from './store_topology.js';
 
 /** How often the TTL sweep runs, and how many buckets each slice looks at. */
 const SWEEP_EVERY_MS = 100;
@@ -70,57 +70,51 @@ export async function open(dir = 'brisedb-data', options: OpenOptions = {}): Pro
 /** open() with the supervisor and engine exposed, for the master and the tests. */
 export async function openStore(dir: string, options: OpenOptions = {}, extra: ExtraActors = () => [], seams: StoreSeams = productionSeams()): Promise<OpenedStore> {
   const { fs } = seams;
-  const root = seams.fs instanceof NodeFs ? resolve(dir) : dir;
-  const dirs = driveDirs(root, (options.drives ?? []).map((d) => (seams.fs instanceof NodeFs ? resolve(d) : d)));
+  const root = resolve(dir);
   fs.mkdir(root);
   const lock = acquireLock(fs, root, { pid: seams.pid, host: hostname(), nowMs: seams.clock.now() }, seams.isAlive);
-  let groups: LocalGroup[];
+  const undo: (() => Promise<void> | void)[] = [() => lock.release()];
   try {
     // The registry is authoritative: a drive keeps its group however --drives is ordered.
-    groups = resolveGroups(loadRegistry(fs, root), dirs);
-  } catch (err) {
-    releaseQuietly(lock);
-    throw err;
-  }
-  const supervisor = new Supervisor(
-    [
-      ...storeTopology({
-        dir: root,
-        groups,
-        maxVolumeSize: options.maxVolumeSize ?? 2 ** 31,
-        sync: options.sync ?? 'always',
-        ...(options.indexBuckets ? { indexBuckets: options.indexBuckets } : {}),
-      }),
-      ...extra(groups, root),
-    ],
-    { host: seams.host },
-  );
-  try {
+    const groups = resolveGroups(loadRegistry(fs, root), [root, ...(options.drives ?? []).map((d) => resolve(d))]);
+    const supervisor = new Supervisor([...storeTopology(topologyOf(root, groups, options)), ...extra(groups, root)], { host: seams.host });
+    undo.unshift(() => supervisor.stop());
     await supervisor.start();
+    const reader = new VolumeReader(fs, groups);
+    undo.unshift(() => reader.close());
+    const ports = actorPorts((name) => supervisor.peer(name), groups, new DriveReader(reader));
+    // The broker's registry is in memory: after a restart (READY again), send it our subscriptions.
+    supervisor.on('actor-restart', (event: { name: string }) => {
+      if (event.name === BROKER_ACTOR) void (ports.broker as ActorBroker).resubscribe().catch(() => undefined);
+    });
+    saveRegistry(fs, root, registryOf(groups, await ports.volumes.list()));
+    const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...options.limits }, seams.clock);
+    return assemble({ engine, supervisor, reader, groups, lock, root, seams });
   } catch (err) {
-    await supervisor.stop().catch(() => undefined);
-    releaseQuietly(lock);
+    // A store that cannot start leaves nothing running and its data dir unlocked.
+    for (const step of undo) await Promise.resolve().then(step).catch(() => undefined);
     throw err;
   }
-  const reader = new VolumeReader(fs, groups);
-  const ports = actorPorts((name) => supervisor.peer(name), groups, new DriveReader(reader));
-  // The broker's registry is in memory: after a restart (READY again), send it our subscriptions.
-  supervisor.on('actor-restart', (event: { name: string }) => {
-    if (event.name === BROKER_ACTOR) void (ports.broker as ActorBroker).resubscribe().catch(() => undefined);
-  });
-  const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...options.limits }, seams.clock);
+}
+
+function topologyOf(root: string, groups: LocalGroup[], options: OpenOptions): StoreTopologyConfig {
+  return {
+    dir: root,
+    groups,
+    maxVolumeSize: options.maxVolumeSize ?? 2 ** 31,
+    sync: options.sync ?? 'always',
+    ...(options.indexBuckets ? { indexBuckets: options.indexBuckets } : {}),
+  };
+}
+
+/** The started store as a Database: its background sweep, its scrub, and how it closes. */
+function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: VolumeReader; groups: LocalGroup[]; lock: LockHandle; root: string; seams: StoreSeams }): OpenedStore {
+  const { engine, supervisor, reader, groups, lock, root, seams } = parts;
   // This thread's own background work stops with the store (or dies with it in a simulated crash).
   const background = new ScopedScheduler(seams.scheduler, (err) => process.emitWarning(`store background work failed: ${String(err)}`));
-  try {
-    saveRegistry(fs, root, registryOf(groups, await ports.volumes.list()));
-  } catch (err) {
-    await supervisor.stop().catch(() => undefined);
-    reader.close();
-    releaseQuietly(lock);
-    throw err;
-  }
   startSweeper(engine, background);
   const scrub = seams.scrub ?? scrubOnPool();
+  const volumes = engine.ports.volumes;
   let closed = false;
   const closer = async (): Promise<void> => {
     if (closed) return;
@@ -128,14 +122,14 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     background.close();
     try {
       await scrub.close?.();
-      saveRegistry(fs, root, registryOf(groups, await ports.volumes.list()));
+      saveRegistry(seams.fs, root, registryOf(groups, await volumes.list()));
     } finally {
       await supervisor.stop();
       reader.close();
       lock.release();
     }
   };
-  const verify = async (): Promise<ScrubReport[]> => scrub((await ports.volumes.list()).map((v) => reader.pathOf(v.id)));
+  const verify = async (): Promise<ScrubReport[]> => scrub((await volumes.list()).map((v) => reader.pathOf(v.id)));
   const db = new EngineDatabase(engine, closer, async () => ({ actors: supervisor.status() }), verify);
   const halt = (): void => {
     closed = true;
@@ -176,23 +170,11 @@ function scrubOnPool(): Scrubber {
   return scrub;
 }
 
-export function driveDirs(dir: string, drives: string[] = []): string[] {
-  return [dir, ...drives];
-}
-
 export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
   } catch (err) {
     return (err as { code?: string }).code === 'EPERM';
-  }
-}
-
-function releaseQuietly(lock: LockHandle): void {
-  try {
-    lock.release();
-  } catch {
-    // the open's own error is the one to report
   }
 }
