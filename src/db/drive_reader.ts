@@ -19,7 +19,7 @@ export class DriveReader implements ReadPort {
 }
 
 /** Reads a whole needle, checks both CRCs and that it is the key's own needle. */
-export function readVerifiedValue(reader: VolumeReader, address: NeedleAddress, key: Uint8Array): Uint8Array {
+function readVerifiedValue(reader: VolumeReader, address: NeedleAddress, key: Uint8Array): Uint8Array {
   const needle = reader.readNeedle(address);
   if (!sameBytes(needle.key, key)) {
     throw new StoreError('CORRUPT', `needle at volume ${address.volume} offset ${address.offset} holds another key`);

@@ -17,13 +17,12 @@ import type { InvariantMode } from '../runtime/actor.js';
 import type { Scheduler } from '../runtime/scheduler.js';
 import type { Supervisor } from '../runtime/supervisor.js';
 import { indexFromWal } from '../storage/store_files.js';
-import { isLive } from '../storage/types.js';
+import { isLive, type IndexEntry } from '../storage/types.js';
 import { scrubVolume } from '../storage/volume_scrub.js';
 import { IndexMsg, type IndexReplies, type IndexRequest } from '../protocol/index_protocol.js';
 import { Channel } from '../runtime/channel.js';
 import { INDEX_ACTOR } from '../protocol/store_actors.js';
 import type { Database, OpenOptions } from '../db/api.js';
-import { readVerifiedValue } from '../db/drive_reader.js';
 import { isProcessAlive, openStore, type OpenedStore } from './open.js';
 
 export interface InThreadOptions extends OpenOptions {
@@ -87,30 +86,30 @@ export async function openInThread(options: InThreadOptions): Promise<InThreadDa
       store.supervisor.halt();
     },
     dump: () => dumpLive(store, clock),
-    rebuildCheck: async () =>
-      indexFromWal(fs, dir, join(dir, 'rebuild-check.hash'), (index) => {
-        const out: DumpedState = new Map();
-        for (const e of index.entries(clock.now())) {
-          out.set(mapKey(e.key), { value: Buffer.from(readVerifiedValue(store.reader, e.address, e.key)), expiresAt: e.expiresAt });
-        }
-        return out;
-      }, options.indexBuckets),
+    async rebuildCheck(): Promise<DumpedState> {
+      const entries = indexFromWal(fs, dir, join(dir, 'rebuild-check.hash'), (index) => [...index.entries(clock.now())], options.indexBuckets);
+      return valuesOf(store, entries);
+    },
     actorCrashes: () => [...host.crashes],
   });
 }
 
 /** The live keys and values, as a scan of the index and reads of their needles give them. */
 async function dumpLive(store: OpenedStore, clock: Clock): Promise<DumpedState> {
-  const out: DumpedState = new Map();
+  const entries: IndexEntry[] = [];
   const index = store.engine.ports.index;
   let cursor = 0;
   do {
     const page = await index.scan(cursor, DUMP_PAGE);
-    for (const e of page.entries) {
-      if (!isLive(e.expiresAt, clock.now())) continue;
-      out.set(mapKey(e.key), { value: Buffer.from(readVerifiedValue(store.reader, e.address, e.key)), expiresAt: e.expiresAt });
-    }
+    for (const e of page.entries) if (isLive(e.expiresAt, clock.now())) entries.push(e);
     cursor = page.cursor;
   } while (cursor !== 0);
+  return valuesOf(store, entries);
+}
+
+/** Each entry's value, read through the store's read port (checked, as every read is). */
+async function valuesOf(store: OpenedStore, entries: IndexEntry[]): Promise<DumpedState> {
+  const out: DumpedState = new Map();
+  for (const e of entries) out.set(mapKey(e.key), { value: Buffer.from(await store.engine.read(e)), expiresAt: e.expiresAt });
   return out;
 }

@@ -36,8 +36,6 @@ export interface OpenedStore {
   db: Database;
   supervisor: Supervisor;
   engine: Engine;
-  /** This thread's reader of committed needles. */
-  reader: VolumeReader;
   /** The volume groups and the drive of each (from vol-registry.json and the configured drives). */
   groups: LocalGroup[];
   /** Stops this thread's background work (the TTL sweep) without closing anything. */
@@ -135,7 +133,7 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
     closed = true;
     background.close();
   };
-  return { db, supervisor, engine, reader, groups, halt };
+  return { db, supervisor, engine, groups, halt };
 }
 
 /** The background TTL sweep: a slice every 100 ms, never two at once. */
