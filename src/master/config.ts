@@ -450,12 +450,13 @@ function readProblem(err: unknown): string {
  * than one copy of each blob would acknowledge every write with one local copy, so it refuses
  * to start instead (the remote volume servers are the next piece of work), naming the setting.
  */
-export function notYetSupported(config: MasterConfig): string | null {
+export function notYetSupported(config: MasterConfig, configFile: string | null = null): string | null {
+  const file = configFile === null ? '' : ` in config ${configFile}`;
   if (config.volumeServers.length > 0) {
-    return `--volume-servers (volume_servers): remote volume servers are not supported by this build yet; every blob would be stored on local drives only. Remove the setting (or use --drives for more local disks)`;
+    return `--volume-servers (volume_servers${file}): remote volume servers are not supported by this build yet; every blob would be stored on local drives only. Remove the setting (or use --drives for more local disks)`;
   }
   if (config.replicationFactor > 1) {
-    return `--replication-factor (replication_factor): ${config.replicationFactor} copies need remote volume servers, which this build does not support yet; every blob would have one copy. Use 1`;
+    return `--replication-factor (replication_factor${file}): ${config.replicationFactor} copies need remote volume servers, which this build does not support yet; every blob would have one copy. Use 1`;
   }
   return null;
 }

@@ -31,7 +31,7 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     return 2;
   }
   const { config } = parsed;
-  const unsupported = notYetSupported(config);
+  const unsupported = notYetSupported(config, parsed.configFile);
   if (unsupported !== null) {
     process.stderr.write(`brisedb: ${unsupported}\n`);
     return 2;
