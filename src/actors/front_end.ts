@@ -11,9 +11,10 @@ import { DriveReader } from '../db/drive_reader.js';
 import { Engine } from '../db/engine.js';
 import { storeActorNames } from '../protocol/store_actors.js';
 
-export function frontEndEngine(env: ActorEnv, groups: LocalGroup[], limits: Partial<Limits> = {}): { engine: Engine; reader: VolumeReader } {
+/** The engine of a front-end thread, and how to close what it opened (its volume handles). */
+export function frontEndEngine(env: ActorEnv, groups: LocalGroup[], limits: Partial<Limits> = {}): { engine: Engine; close(): void } {
   const reader = new VolumeReader(env.fs, groups);
   for (const name of storeActorNames(groups.map((g) => g.id))) env.peer(name).setFlushMode('turn');
   const ports = actorPorts((name) => env.peer(name), groups, new DriveReader(reader));
-  return { engine: new Engine(ports, { ...DEFAULT_LIMITS, ...limits }, env.clock), reader };
+  return { engine: new Engine(ports, { ...DEFAULT_LIMITS, ...limits }, env.clock), close: () => reader.close() };
 }

@@ -9,7 +9,6 @@
 import uWS from 'uWebSockets.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
-import { VolumeReader } from '../storage/volume_reader.js';
 import { WalFeed } from '../db/wal_feed.js';
 import { parseBearer, tokenMatches } from '../protocol/http_params.js';
 import { FrontEndMsg, type FrontEndReplies, type FrontEndToMain } from '../protocol/frontend_protocol.js';
@@ -43,14 +42,15 @@ interface State {
   app: TemplatedApp;
   socket: us_listen_socket;
   port: number;
-  reader: VolumeReader;
+  /** Closes what the engine of this thread opened. */
+  closeEngine(): void;
   metrics: HttpMetrics;
 }
 
 const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
-  const { engine, reader } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength });
+  const { engine, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength });
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
   const now = (): number => env.clock.now();
@@ -115,7 +115,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
     app.close();
     throw err;
   }
-  const s: State = { env, app, socket, port: uWS.us_socket_local_port(socket), reader, metrics: httpMetrics };
+  const s: State = { env, app, socket, port: uWS.us_socket_local_port(socket), closeEngine, metrics: httpMetrics };
   // A thread that dies with uWS handles open aborts the whole process (Node asserts on them):
   // so an uncaught error closes the app first, then ends this thread; the supervisor restarts
   // it, one-for-one, and the other front ends never notice.
@@ -156,5 +156,5 @@ function stop(s: State): void {
   // handles open on its loop (Node aborts the whole process on that).
   uWS.us_listen_socket_close(s.socket);
   s.app.close();
-  s.reader.close();
+  s.closeEngine();
 }

@@ -10,7 +10,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { cpus, hostname, totalmem } from 'node:os';
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
-import { VolumeReader } from '../storage/volume_reader.js';
 import type { Limits } from '../db/api.js';
 import { EngineDatabase } from '../db/database.js';
 import { Engine } from '../db/engine.js';
@@ -45,7 +44,8 @@ interface State {
   config: TcpFrontendConfig;
   server: Server;
   engine: Engine;
-  reader: VolumeReader;
+  /** Closes what the engine of this thread opened. */
+  closeEngine(): void;
   connections: Set<RespConnection>;
   clients: Map<number, ClientState>;
   stats: FrontEndStats;
@@ -55,7 +55,7 @@ interface State {
 const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
-  const { engine, reader } = frontEndEngine(env, config.groups, config.engineLimits);
+  const { engine, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits);
   const broker = engine.ports.broker;
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}));
   const clients = new Map<number, ClientState>();
@@ -87,7 +87,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     socket.on('close', () => connections.delete(conn));
   };
   const port = await listen(server, config);
-  const s: State = { env, config, server, engine, reader, connections, clients, stats, port };
+  const s: State = { env, config, server, engine, closeEngine, connections, clients, stats, port };
   return {
     // Nothing asks a front end for anything: clients reach it over TCP.
     handle: () => {
@@ -123,7 +123,7 @@ async function stop(s: State): Promise<void> {
     s.server.close(() => resolve());
     for (const conn of s.connections) void conn.shutdown();
   });
-  s.reader.close();
+  s.closeEngine();
 }
 
 // ---- INFO -------------------------------------------------------------------------------
