@@ -19,6 +19,7 @@
 // - A reply is only sent on the port its request came in on (ports carry a generation);
 //   after replacePort, answers for the old incarnation of the other side are dropped.
 import type { PortLike } from './port.js';
+import type { Scheduler } from './scheduler.js';
 import { decodeBatch, encodeBatch } from './codec.js';
 import { fromWireError, toWireError, type WireError, StoreError } from './errors.js';
 
@@ -105,6 +106,8 @@ export class Peer {
   private readonly maxInFlight: number;
   private nextId = 0;
   private readonly pending = new Map<number, Pending>();
+  /** Called when `pending` empties (whenIdle). */
+  private readonly idleWaiters = new Set<() => void>();
   private readonly deadlines = new Deadlines(this.onTimeout.bind(this));
   // The outbox of this turn: envelopes and, beside each, its blobs (null when none).
   private outEnvs: Envelope[] = [];
@@ -204,6 +207,29 @@ export class Peer {
     this.pending.clear();
     this.deadlines.clear();
     for (const p of all) p.reject(err);
+    this.noteIdle();
+  }
+
+  private noteIdle(): void {
+    if (this.pending.size !== 0 || this.idleWaiters.size === 0) return;
+    for (const w of [...this.idleWaiters]) w();
+  }
+
+  /**
+   * Resolves once no request is pending (answered, failed, or the port closed), or after
+   * `boundMs`, whichever comes first.
+   */
+  async whenIdle(scheduler: Scheduler, boundMs: number): Promise<void> {
+    if (this.pending.size === 0) return;
+    await new Promise<void>((resolve) => {
+      const timer = scheduler.after(boundMs, () => done());
+      const done = (): void => {
+        timer.cancel();
+        this.idleWaiters.delete(done);
+        resolve();
+      };
+      this.idleWaiters.add(done);
+    });
   }
 
   /** Send what is queued now instead of at the end of the turn (before a worker exits). */
@@ -263,6 +289,7 @@ export class Peer {
     if (!p) return;
     this.pending.delete(id);
     p.reject(new StoreError('TIMEOUT', `${this.name} did not answer '${p.type}' within ${p.timeoutMs} ms`));
+    this.noteIdle();
   }
 
   private enqueue(env: Envelope, blobs: ArrayBuffer[] | undefined): void {
@@ -368,6 +395,7 @@ export class Peer {
     this.pending.delete(id);
     this.deadlines.remove(id, p.bucket);
     p.reject(err);
+    this.noteIdle();
   }
 
   // ---- private: the port ---------------------------------------------------------------------
@@ -445,6 +473,7 @@ export class Peer {
     this.pending.delete(id);
     this.deadlines.remove(id, p.bucket);
     p.resolve((p.bodyOnly ? body : { body, blobs }) as never);
+    this.noteIdle();
   }
 
   private onFault(id: number, error: WireError): void {
@@ -453,6 +482,7 @@ export class Peer {
     this.pending.delete(id);
     this.deadlines.remove(id, p.bucket);
     p.reject(fromWireError(error));
+    this.noteIdle();
   }
 
   private onRequestEnvelope(id: number, body: unknown, blobs: ArrayBuffer[], generation: number): void {

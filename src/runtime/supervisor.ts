@@ -63,6 +63,9 @@ export interface ActorExitEvent {
   error?: string;
 }
 
+/** How long stop() waits for the last answers of an actor that exited to arrive. */
+const STOP_ANSWERS_MS = 1000;
+
 /** How long kill() lets an actor crash by itself before terminating its thread. */
 const KILL_GRACE_MS = 2000;
 
@@ -94,6 +97,8 @@ interface Slot {
   lastError: string | null;
   /** The code of the error its factory failed with: a failed start is reported with it (CORRUPT...). */
   initErrorCode: string | null;
+  /** stop() told it to shut down (its exit is the plan, and it answered what it had). */
+  stopRequested: boolean;
   ready: { resolve(): void; reject(err: Error): void } | null;
   exited: Promise<void>;
   markExited: () => void;
@@ -385,7 +390,10 @@ export class Supervisor extends EventEmitter {
   }
 
   private markDownEverywhere(slot: Slot, message: string): void {
-    slot.mainPeer.markDown(message);
+    // An actor told to stop answered what it had in flight before it exited, but its exit may
+    // be seen before those answers arrive on main's port (two channels, no order between them):
+    // main's Peer then ends when its port closes, after the answers, not now.
+    if (!(this.stopping && slot.stopRequested)) slot.mainPeer.markDown(message);
     slot.control.markDown(message);
     for (const other of slot.neighbours) {
       const o = this.slot(other);
@@ -414,11 +422,15 @@ export class Supervisor extends EventEmitter {
     const worker = slot.worker;
     if (worker === null) return;
     slot.mainPeer.expectDown(`${slot.name} is down (stopped)`);
+    slot.stopRequested = true;
     const shutdown: SupervisorMessage = { t: 'shutdown' };
     worker.postMessage(shutdown);
     const timer = this.host.scheduler.after(this.stopTimeoutMs, () => void worker.terminate());
     await slot.exited;
     timer.cancel();
+    // The answers it posted before exiting are still on their way on main's port: let them land
+    // (bounded) before the port is closed.
+    await slot.mainPeer.whenIdle(this.host.scheduler, STOP_ANSWERS_MS);
   }
 
   // ---- helpers -------------------------------------------------------------------------------
@@ -455,6 +467,7 @@ function newSlot(spec: ActorSpec, edges: string[], controlTimeoutMs: number, hos
     restartTimer: null,
     lastError: null,
     initErrorCode: null,
+    stopRequested: false,
     ready: null,
     exited: Promise.resolve(),
     markExited: () => undefined,
