@@ -67,7 +67,8 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     clients,
     info: (sections) => infoText(s, sections),
   };
-  const server = createServer((socket) => accept(socket));
+  // Half-open: a client that shuts down its write side still gets the replies to what it sent.
+  const server = createServer({ allowHalfOpen: true }, (socket) => accept(socket));
   const accept = (socket: Socket): void => {
     if (connections.size >= config.limits.maxClients) {
       stats.rejectedConnections += 1;

@@ -84,6 +84,8 @@ export class RespConnection {
   private readonly session: Session;
   private running = false;
   private inputPaused = false;
+  /** The client shut down its write side: answer what it sent, then end. */
+  private inputEnded = false;
   /** Replies given by runGets so far (to resume after a failure part-way through a group). */
   private writerCount = 0;
   private closing = false;
@@ -127,8 +129,20 @@ export class RespConnection {
     socket.on('drain', () => {
       if (!this.closing) socket.resume();
     });
+    // The client shut down its write side (FIN: `nc -N`, `echo ... | nc -q1`): every command
+    // it sent before is still answered, then the connection ends (the server is half-open).
+    socket.on('end', () => {
+      this.inputEnded = true;
+      if (!this.running) this.endAfterInput();
+    });
     socket.on('error', () => this.close());
     socket.on('close', () => this.cleanup());
+  }
+
+  /** The client sent its last byte and everything it asked is answered: end the connection. */
+  private endAfterInput(): void {
+    this.flush();
+    this.close();
   }
 
   /** Graceful stop: no more input; the burst in progress is answered, then the socket ends. */
@@ -188,6 +202,9 @@ export class RespConnection {
         this.socket.resume();
       }
       this.markIdle();
+      // The loop ran every complete command it had; after the client's FIN no more can come
+      // (what is left is a command cut short, which Redis drops too).
+      if (this.inputEnded && !this.closing) this.endAfterInput();
     }
   }
 
