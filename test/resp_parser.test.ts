@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { RespCommandParser, PROTOCOL_ERRORS, string2ll, type ParseResult } from '../src/protocol/resp_parser.js';
 import { encodeCommand } from '../src/protocol/resp_writer.js';
 import { joinCommandLine } from '../src/protocol/command_line.js';
-import { DEFAULT_PARSER_LIMITS, UNAUTHENTICATED_PARSER_LIMITS, type RespParserLimits } from '../src/protocol/tcp_limits.js';
+import { DEFAULT_PARSER_LIMITS, UNAUTHENTICATED_TCP_LIMITS, type RespParserLimits } from '../src/protocol/tcp_limits.js';
 
 type Outcome = { commands: string[][]; inline: boolean[]; end: string };
 
@@ -162,19 +162,30 @@ test('query buffer counts the command being collected, a big bulk included', () 
 });
 
 test('unauthenticated limits, then setLimits after AUTH', () => {
-  const p = new RespCommandParser(UNAUTHENTICATED_PARSER_LIMITS);
+  const preAuth = (): RespCommandParser => {
+    const parser = new RespCommandParser(DEFAULT_PARSER_LIMITS);
+    parser.setPreAuthLimits(UNAUTHENTICATED_TCP_LIMITS);
+    return parser;
+  };
+  const p = preAuth();
   p.push(encodeCommand(['AUTH', 'pw']));
   assert.equal(p.next().kind, 'command');
-  p.setLimits(DEFAULT_PARSER_LIMITS);
+  p.setPreAuthLimits(null);
   p.push(encodeCommand(['MSET', ...Array.from({ length: 20 }, (_, i) => `k${i}`)]));
   const r = p.next();
   assert.ok(r.kind === 'command' && r.args.length === 21);
-  const q = new RespCommandParser(UNAUTHENTICATED_PARSER_LIMITS);
+  // Redis' own texts for the limits of an unauthenticated client (regression: they answered
+  // 'invalid multibulk length' / 'invalid bulk length').
+  const q = preAuth();
   q.push(encodeCommand(['MSET', ...Array.from({ length: 20 }, (_, i) => `k${i}`)]));
-  assert.equal((q.next() as { message?: string }).message, 'Protocol error: invalid multibulk length');
-  const big = new RespCommandParser(UNAUTHENTICATED_PARSER_LIMITS);
+  assert.equal((q.next() as { message?: string }).message, 'Protocol error: unauthenticated multibulk length');
+  const big = preAuth();
   big.push(encodeCommand(['SET', 'k', Buffer.alloc(20000)]));
-  assert.equal((big.next() as { message?: string }).message, 'Protocol error: invalid bulk length');
+  assert.equal((big.next() as { message?: string }).message, 'Protocol error: unauthenticated bulk length');
+  // The ordinary limits come first, as in Redis.
+  const huge = preAuth();
+  huge.push(Buffer.from('*3000000000\r\n'));
+  assert.equal((huge.next() as { message?: string }).message, 'Protocol error: invalid multibulk length');
 });
 
 test('a huge declared bulk allocates nothing up front', () => {

@@ -100,8 +100,8 @@ export class RespConnection {
 
   constructor(private readonly socket: Socket, private readonly ctx: ConnectionContext) {
     const needAuth = ctx.server.requirepass !== null;
-    const limits = needAuth ? { ...ctx.limits, ...UNAUTHENTICATED_TCP_LIMITS } : ctx.limits;
-    this.parser = new RespCommandParser(limits);
+    this.parser = new RespCommandParser(needAuth ? { ...ctx.limits, maxQueryBuffer: UNAUTHENTICATED_TCP_LIMITS.maxQueryBuffer } : ctx.limits);
+    if (needAuth) this.parser.setPreAuthLimits(UNAUTHENTICATED_TCP_LIMITS);
     this.session = ctx.db.session();
     const now = Date.now();
     this.client = {
@@ -399,6 +399,7 @@ export class RespConnection {
     if (effect.authenticated) {
       this.client.authenticated = true;
       this.parser.setLimits(this.ctx.limits);
+      this.parser.setPreAuthLimits(null);
     }
     this.reply(effect.reply);
   }
@@ -528,10 +529,16 @@ export class RespConnection {
     this.socket.end();
   }
 
+  /**
+   * Ends the connection as Redis does: the replies already written go out, then the socket is
+   * closed at once; nothing more is read meanwhile (after a protocol error a client that keeps
+   * sending must not be read for seconds).
+   */
   close(): void {
     if (this.socket.destroyed) return;
     this.closing = true;
-    this.socket.end();
+    this.socket.pause();
+    this.socket.end(() => this.socket.destroy());
     // A peer that never reads its last bytes must not hold the socket open.
     setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
   }

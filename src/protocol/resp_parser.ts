@@ -22,7 +22,7 @@
 //   whole bulk arrived in it. Bytes are never written after being handed out, so an argument
 //   stays valid for as long as the caller holds it (chunks from sockets are fresh Buffers).
 import { splitCommandLine } from './command_line.js';
-import type { RespParserLimits } from './tcp_limits.js';
+import type { PreAuthLimits, RespParserLimits } from './tcp_limits.js';
 
 export type ParseResult =
   | { kind: 'command'; args: Buffer[]; inline: boolean }
@@ -32,6 +32,8 @@ export type ParseResult =
 export const PROTOCOL_ERRORS = Object.freeze({
   invalidMultibulkLength: 'Protocol error: invalid multibulk length',
   invalidBulkLength: 'Protocol error: invalid bulk length',
+  unauthenticatedMultibulkLength: 'Protocol error: unauthenticated multibulk length',
+  unauthenticatedBulkLength: 'Protocol error: unauthenticated bulk length',
   tooBigMbulkCount: 'Protocol error: too big mbulk count string',
   tooBigBulkCount: 'Protocol error: too big bulk count string',
   tooBigInline: 'Protocol error: too big inline request',
@@ -274,6 +276,7 @@ export class RespCommandParser {
   private scanned = 0;
   private overLimit = false;
   private failure: ParseResult | null = null;
+  private preAuth: PreAuthLimits | null = null;
 
   constructor(limits: RespParserLimits) {
     this.limits = { ...limits };
@@ -281,6 +284,14 @@ export class RespCommandParser {
 
   setLimits(limits: Partial<RespParserLimits>): void {
     this.limits = { ...this.limits, ...limits };
+  }
+
+  /**
+   * The smaller limits of a client that has not authenticated (null once it has), checked as
+   * Redis checks them: after the ordinary limits, with their own error texts.
+   */
+  setPreAuthLimits(limits: PreAuthLimits | null): void {
+    this.preAuth = limits === null ? null : { ...limits };
   }
 
   /** Bytes held: unread input plus the command being collected. */
@@ -452,9 +463,11 @@ export class RespCommandParser {
   private checkLength(type: number, v: number): number {
     if (type === STAR) {
       if (v > INT_MAX || v > this.limits.maxMultibulkCount) return this.failLine(PROTOCOL_ERRORS.invalidMultibulkLength);
+      if (this.preAuth !== null && v > this.preAuth.maxMultibulkCount) return this.failLine(PROTOCOL_ERRORS.unauthenticatedMultibulkLength);
       return v < 0 ? 0 : v;
     }
     if (v < 0 || v > this.limits.maxBulkLength) return this.failLine(PROTOCOL_ERRORS.invalidBulkLength);
+    if (this.preAuth !== null && v > this.preAuth.maxBulkLength) return this.failLine(PROTOCOL_ERRORS.unauthenticatedBulkLength);
     return v;
   }
 

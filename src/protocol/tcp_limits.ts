@@ -46,11 +46,8 @@ export const UNAUTHENTICATED_TCP_LIMITS: Readonly<Pick<TcpLimits, 'maxBulkLength
 /** The parser limits of an authenticated connection (Redis' defaults). */
 export const DEFAULT_PARSER_LIMITS: Readonly<RespParserLimits> = Object.freeze(parserLimitsOf(DEFAULT_TCP_LIMITS));
 
-/** The parser limits before AUTH. */
-export const UNAUTHENTICATED_PARSER_LIMITS: Readonly<RespParserLimits> = Object.freeze({
-  ...DEFAULT_PARSER_LIMITS,
-  ...UNAUTHENTICATED_TCP_LIMITS,
-});
+/** What the parser checks, besides its limits, for a client that has not authenticated yet. */
+export type PreAuthLimits = Pick<TcpLimits, 'maxBulkLength' | 'maxMultibulkCount'>;
 
 export function parserLimitsOf(limits: RespParserLimits): RespParserLimits {
   return {
