@@ -11,7 +11,7 @@ import { HashIndex } from '../src/storage/hash_index.js';
 import { crc32Range, dataStart } from '../src/storage/hash_index_format.js';
 import { keyHash } from '../src/storage/key_hash.js';
 import { NodeFs, type Fs } from '../src/runtime/fs.js';
-import { OpCode, SetFlag, isLive, type Op, type WalRecord } from '../src/storage/types.js';
+import { OpCode, SetFlag, isLive, type GuardOp, type Op, type WalRecord } from '../src/storage/types.js';
 import { CRASH_MODES, SimCrash, SimFs, mulberry32, type Rng } from '../property-tests/sim_fs.js';
 import { StoreError } from '../src/runtime/errors.js';
 
@@ -58,10 +58,23 @@ class Model {
     }
     if (r.lsn <= this.applied) return [];
     this.applied = r.lsn;
-    return r.ops.map((op) => this.op(op, r.timeMs));
+    const guards = r.ops.map((op) => (op.code === OpCode.Guard ? (this.holds(op, r.timeMs) ? 1 : 0) : -1));
+    if (guards.includes(0)) return guards.map((g) => Math.max(g, 0));
+    return r.ops.map((op, i) => (op.code === OpCode.Guard ? guards[i]! : this.op(op, r.timeMs)));
+  }
+
+  private holds(op: GuardOp, now: number): boolean {
+    const e = this.map.get(Buffer.from(op.key).toString('latin1'));
+    const live = e !== undefined && isLive(e.expiresAt, now);
+    if (!op.present) return !live;
+    return live && e.volume === op.volume && e.offset === op.offset && e.expiresAt === op.expiresAt;
   }
 
   private op(op: Op, now: number): number {
+    if (op.code === OpCode.Flush) {
+      this.map.clear();
+      return 1;
+    }
     const key = Buffer.from(op.key).toString('latin1');
     const e = this.map.get(key);
     const live = e !== undefined && isLive(e.expiresAt, now);
@@ -88,8 +101,18 @@ class Model {
         this.map.set(key, { ...op.address, expiresAt: keep ? e!.expiresAt : op.expiresAt });
         return 1;
       }
+      case OpCode.Guard:
+        return 1;
     }
   }
+}
+
+function guardAt(key: string, volume: number, offset: number, expiresAt: number): Op {
+  return { code: OpCode.Guard, key: k(key), present: true, volume, offset, expiresAt };
+}
+
+function guardAbsent(key: string): Op {
+  return { code: OpCode.Guard, key: k(key), present: false, volume: 0, offset: 0, expiresAt: 0 };
 }
 
 function setIf(key: string, volume: number, offset: number, flags: number, expiresAt = 0, expectVolume = 0, expectOffset = 0): Op {
@@ -137,8 +160,10 @@ function workload(rng: Rng, records: number, keys: number, firstLsn = 1): WalRec
       const r = rng();
       if (r < 0.5) ops.push(set(key, Math.floor(rng() * 3), Math.floor(rng() * 1000) * 8, rng() < 0.2 ? now + Math.floor(rng() * 50) : 0));
       else if (r < 0.7) ops.push(del(key));
-      else if (r < 0.85) ops.push(expire(key, rng() < 0.5 ? 0 : now + Math.floor(rng() * 50)));
-      else ops.push(delIf(key, Math.floor(rng() * 3), Math.floor(rng() * 1000) * 8));
+      else if (r < 0.8) ops.push(expire(key, rng() < 0.5 ? 0 : now + Math.floor(rng() * 50)));
+      else if (r < 0.9) ops.push(delIf(key, Math.floor(rng() * 3), Math.floor(rng() * 1000) * 8));
+      else if (r < 0.995) ops.push(rng() < 0.5 ? guardAbsent(key) : guardAt(key, Math.floor(rng() * 3), Math.floor(rng() * 1000) * 8, 0));
+      else ops.push({ code: OpCode.Flush });
     }
     out.push(rec(firstLsn + i, ops, now));
   }
@@ -223,6 +248,56 @@ test('op results follow the WAL op table, expired keys included', () => {
     assert.equal(index.get(k('f'), T0 + 9)?.address.offset, 80);
     assert.equal(index.get(k('f'), T0 + 10), undefined, 'expired: not live');
     assert.equal(index.getRaw(k('f'))?.expiresAt, T0 + 10, 'getRaw still sees it');
+    index.close();
+  });
+});
+
+test('a record with guards applies whole when every guard holds, else not at all; FLUSH empties the index', () => {
+  withIndex((fs, path) => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    index.apply(rec(1, [set('a', 1, 8, T0 + 100), set('b', 1, 16)], T0));
+    const cases: [string, WalRecord, number[]][] = [
+      ['absent guard on a live key fails: nothing applies', rec(2, [guardAbsent('a'), set('c', 1, 24), del('b')], T0), [0, 0, 0]],
+      ['at guard with the wrong expiry fails', rec(3, [guardAt('a', 1, 8, 0), del('b')], T0), [0, 0]],
+      ['at guard with the wrong offset fails', rec(4, [guardAt('a', 1, 16, T0 + 100), del('b')], T0), [0, 0]],
+      ['guards anywhere in the record are judged first', rec(5, [set('b', 1, 32), guardAt('b', 1, 32, 0)], T0), [0, 0]],
+      ['every guard holds: the ops apply', rec(6, [guardAt('a', 1, 8, T0 + 100), guardAbsent('c'), set('c', 1, 40), del('b')], T0), [1, 1, 1, 1]],
+      ['an expired key is absent to a guard', rec(7, [guardAbsent('a'), set('d', 1, 48)], T0 + 100), [1, 1]],
+      ['an expired key fails an at guard', rec(8, [guardAt('a', 1, 8, T0 + 100), del('d')], T0 + 100), [0, 0]],
+    ];
+    for (const [label, record, results] of cases) assert.deepEqual(index.apply(record), results, label);
+    assert.equal(index.get(k('b'), T0), undefined);
+    assert.equal(index.get(k('c'), T0)?.address.offset, 40);
+    assert.equal(index.get(k('d'), T0)?.address.offset, 48);
+    assert.deepEqual(index.apply(rec(9, [{ code: OpCode.Flush }, set('e', 1, 56)], T0)), [1, 1]);
+    assert.equal(index.liveCount, 1);
+    for (const key of ['a', 'b', 'c', 'd']) assert.equal(index.getRaw(k(key)), undefined, key);
+    index.checkpoint();
+    index.close();
+    const again = HashIndex.open(fs, path);
+    assert.equal(again.liveCount, 1);
+    assert.equal(again.get(k('c'), T0), undefined, 'the flush is durable in the checkpoint');
+    assert.equal(again.get(k('e'), T0)?.address.offset, 56);
+    again.close();
+  });
+});
+
+test('a FLUSH while a rebuild runs empties the copied buckets too', () => {
+  withIndex((fs, path) => {
+    const index = HashIndex.open(fs, path, { initialBuckets: 16 });
+    const model = new Model();
+    let lsn = 1;
+    const apply = (ops: Op[]): void => {
+      const r = rec(lsn++, ops);
+      assert.deepEqual(index.apply(r), model.apply(r));
+    };
+    for (let i = 0; i < 400; i += 50) apply(Array.from({ length: 50 }, (_, j) => set(`key-${i + j}`, 1, (i + j) * 8)));
+    index.startRebuild(64);
+    index.rebuildStep(6); // some old buckets copied, some not
+    apply([{ code: OpCode.Flush }, set('key-3', 2, 8), set('key-399', 2, 16)]);
+    while (index.rebuilding) index.rebuildStep(4);
+    assert.equal(index.bucketCount, 64);
+    assertSame(index, model, universe(400), 'after the swap');
     index.close();
   });
 });

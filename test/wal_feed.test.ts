@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openStore, type OpenedStore } from '../src/wiring/open.js';
 import { WalFeed, WAL_FOLLOW_END } from '../src/db/wal_feed.js';
-import { OpCode, type WalRecord } from '../src/storage/types.js';
+import { OpCode, opKey, type WalRecord } from '../src/storage/types.js';
 
 const BOUND_MS = 5_000;
 
@@ -50,7 +50,7 @@ class Collector {
 
   /** The keys of every op, in order, as strings. */
   get keys(): string[] {
-    return this.records.flatMap((r) => r.ops.map((op) => Buffer.from(op.key).toString()));
+    return this.records.flatMap((r) => r.ops.map((op) => Buffer.from(opKey(op)).toString()));
   }
 }
 
@@ -150,7 +150,7 @@ test('a compacted WAL streams its snapshot first (kind 1), then the records afte
       assert.ok(snapshot.length >= 1, 'snapshot chunks first');
       assert.ok(snapshot.every((r) => r.lsn === snap));
       assert.ok(c.records.slice(0, firstBatch).every((r) => r.kind === 1), 'no batch before the snapshot ends');
-      const snapKeys = snapshot.flatMap((r) => r.ops.map((op) => Buffer.from(op.key).toString())).sort();
+      const snapKeys = snapshot.flatMap((r) => r.ops.map((op) => Buffer.from(opKey(op)).toString())).sort();
       assert.deepEqual(snapKeys, ['s0', 's1', 's2', 's4', 's5', 's6', 's7', 's8', 's9']);
       assert.deepEqual(c.lsns, range(snap + 1, snap + 3));
       h.cancel();

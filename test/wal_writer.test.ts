@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { NodeFs, type FileHandle, type Fs, type OpenMode } from '../src/runtime/fs.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
-import { OpCode, type Op, type WalRecord } from '../src/storage/types.js';
+import { OpCode, opKey, type Op, type WalRecord } from '../src/storage/types.js';
 import { WAL_HEADER_SIZE, WAL_MAX_PAYLOAD, encodeRecord } from '../src/storage/wal_format.js';
 import { WalWriter, type CommitRequest } from '../src/storage/wal_writer.js';
 import { readWal, replayInto, scanWal, type WalScanEnd } from '../src/storage/wal_reader.js';
@@ -194,7 +194,7 @@ test('torn tail: a cut at every byte inside the last record is truncated away an
     assert.deepEqual(r.commit([setReq('z', 9)]).map((x) => x.lsn), [3]);
     r.close();
     const scan = scanWal(fs, p);
-    assert.deepEqual(scan.records.map((x) => [x.lsn, new TextDecoder().decode(x.ops[0]!.key)]), [[1, 'a'], [2, 'b'], [3, 'z']]);
+    assert.deepEqual(scan.records.map((x) => [x.lsn, new TextDecoder().decode(opKey(x.ops[0]!))]), [[1, 'a'], [2, 'b'], [3, 'z']]);
     assert.equal(scan.validEnd, fileSize(p));
   }
 });

@@ -16,7 +16,7 @@ import type { Clock } from '../runtime/clock.js';
 import { StoreError, toWireError, type ErrorCode } from '../runtime/errors.js';
 import type { Fs } from '../runtime/fs.js';
 import { readWal, type WalScanEnd } from '../storage/wal_reader.js';
-import type { WalRecord } from '../storage/types.js';
+import { opKey, type WalRecord } from '../storage/types.js';
 import { WAL_FOLLOW_END, WalMsg, type FollowLimits, type FollowReply, type WalRecordsPush } from '../protocol/wal_protocol.js';
 
 /** Batches in flight to one follower by default, and at most. */
@@ -353,7 +353,7 @@ function compactedMessage(f: Follower): string {
 /** Approximate encoded size of a record: what batches and lag are measured in. */
 function recordBytes(r: WalRecord): number {
   let n = 16;
-  for (const op of r.ops) n += op.key.length + 40;
+  for (const op of r.ops) n += opKey(op).length + 40;
   return n;
 }
 

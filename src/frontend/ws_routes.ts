@@ -430,6 +430,7 @@ export function recordJson(r: WalRecord): Record<string, unknown> {
 }
 
 function opJson(op: Op): Record<string, unknown> {
+  if (op.code === OpCode.Flush) return { op: 'flush' };
   const key = isUtf8(op.key) ? { key: text(op.key) } : { key: Buffer.from(op.key).toString('base64'), encoding: 'base64' };
   switch (op.code) {
     case OpCode.Set:
@@ -450,6 +451,10 @@ function opJson(op: Op): Record<string, unknown> {
         expectVolume: op.expectVolume,
         expectOffset: op.expectOffset,
       };
+    case OpCode.Guard:
+      return op.present
+        ? { op: 'guard', ...key, present: true, volume: op.volume, offset: op.offset, expiresAt: op.expiresAt }
+        : { op: 'guard', ...key, present: false };
   }
 }
 

@@ -85,7 +85,7 @@ import {
 } from './index_file.js';
 import { IndexRebuild } from './index_rebuild.js';
 import { keyHash } from './key_hash.js';
-import { isLive, OpCode, SetFlag, type IndexEntry, type NeedleAddress, type Op, type WalRecord } from './types.js';
+import { isLive, OpCode, SetFlag, type GuardOp, type IndexEntry, type KeyOp, type NeedleAddress, type Op, type WalRecord } from './types.js';
 
 export interface HashIndexOptions {
   /** Bucket count of a new index: a power of two, default 65536. */
@@ -412,6 +412,7 @@ export class HashIndex {
 
   private validateOps(ops: Op[]): void {
     for (const op of ops) {
+      if (op.code === OpCode.Flush) continue;
       if (op.key.length === 0) throw new StoreError('KEY_EMPTY', 'empty key in a WAL record');
       if (op.key.length > this.maxKeyLength) {
         throw new StoreError('KEY_TOO_LONG', `key of ${op.key.length} bytes (limit ${this.maxKeyLength})`);
@@ -420,8 +421,21 @@ export class HashIndex {
   }
 
   private applyOps(record: WalRecord): number[] {
-    const results = new Array<number>(record.ops.length);
-    for (let i = 0; i < record.ops.length; i++) results[i] = this.applyOp(record.ops[i]!, record.timeMs);
+    const results = new Array<number>(record.ops.length).fill(0);
+    // Guards first, all of them: one that fails means nothing of the record applies.
+    let held = true;
+    for (let i = 0; i < record.ops.length; i++) {
+      const op = record.ops[i]!;
+      if (op.code !== OpCode.Guard) continue;
+      results[i] = this.guardHolds(op, record.timeMs) ? 1 : 0;
+      held &&= results[i] === 1;
+    }
+    if (!held) return results;
+    for (let i = 0; i < record.ops.length; i++) {
+      const op = record.ops[i]!;
+      if (op.code === OpCode.Guard) continue;
+      results[i] = op.code === OpCode.Flush ? this.flushAll() : this.applyOp(op, record.timeMs);
+    }
     this.main.flush();
     try {
       this.rebuild?.flush();
@@ -431,7 +445,39 @@ export class HashIndex {
     return results;
   }
 
-  private applyOp(op: Op, timeMs: number): number {
+  /** A guard: the key live at exactly this needle and expiry, or (not present) not live. */
+  private guardHolds(op: GuardOp, timeMs: number): boolean {
+    const pos = this.find(this.main, op.key, keyHash(op.key));
+    const r = this.reader;
+    const present = pos !== 0 && (r.buf[E_FLAGS]! & FLAG_TOMBSTONE) === 0;
+    const expiresAt = present ? r.u64(E_EXPIRES, this.main) : 0;
+    const live = present && isLive(expiresAt, timeMs);
+    if (!op.present) return !live;
+    return live && expiresAt === op.expiresAt && r.view.getUint32(E_VOLUME, true) === op.volume && r.u64(E_OFFSET, this.main) === op.offset;
+  }
+
+  /**
+   * FLUSH: every bucket emptied (their entries become garbage in the file, dropped by the next
+   * rebuild), the rebuild in progress emptied the same way. Answers 1.
+   */
+  private flushAll(): number {
+    const f = this.main;
+    for (let b = 0; b < f.buckets; b++) {
+      if (f.heads[b] !== 0) {
+        f.heads[b] = 0;
+        f.markDirty(b);
+      }
+    }
+    try {
+      this.rebuild?.clear();
+    } catch (err) {
+      this.dropRebuild(err);
+    }
+    this.live = 0;
+    return 1;
+  }
+
+  private applyOp(op: KeyOp, timeMs: number): number {
     const hash = keyHash(op.key);
     const pos = this.find(this.main, op.key, hash);
     const r = this.reader;

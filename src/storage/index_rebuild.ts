@@ -59,6 +59,11 @@ export class IndexRebuild {
     this.file.flush();
   }
 
+  /** A FLUSH applied to the old index: every copied bucket emptied too (the swap writes every head). */
+  clear(): void {
+    this.file.heads.fill(0);
+  }
+
   /**
    * Makes the new file a complete checkpoint described by `header` (every head, both header
    * slots: the next checkpoint must find a valid header in the slot it does not write), syncs

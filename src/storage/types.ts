@@ -15,6 +15,8 @@ export const OpCode = {
   Expire: 3,
   DelIf: 4,
   SetIf: 5,
+  Guard: 6,
+  Flush: 7,
 } as const;
 
 /** Conditions of a SET_IF op, judged when the index applies it (so they are atomic). */
@@ -52,7 +54,41 @@ export type SetIfOp = {
   expectOffset: number;
 };
 
-export type Op = SetOp | DelOp | ExpireOp | DelIfOp | SetIfOp;
+/**
+ * A precondition of its record: the record applies only if every guard in it holds when the
+ * index applies it (judged before any op of the record, in log order), else nothing of it
+ * applies. `present`: the key is live at exactly (volume, offset) with exactly this expiry;
+ * not present: the key is not live. Read-modify-write commands (INCR, APPEND, RENAME...) and
+ * MULTI/EXEC with WATCH guard what they read, so a concurrent change is never lost.
+ */
+export type GuardOp = {
+  code: typeof OpCode.Guard;
+  key: Uint8Array;
+  present: boolean;
+  volume: number;
+  offset: number;
+  expiresAt: number;
+};
+
+/** Removes every key (FLUSHALL / FLUSHDB): one op, whatever the number of keys. */
+export type FlushOp = { code: typeof OpCode.Flush };
+
+/** An op that names one key. */
+export type KeyOp = SetOp | DelOp | ExpireOp | DelIfOp | SetIfOp | GuardOp;
+export type Op = KeyOp | FlushOp;
+
+const NO_KEY = new Uint8Array(0);
+
+/** The key an op names; a FLUSH names none (an empty key). */
+export function opKey(op: Op): Uint8Array {
+  return op.code === OpCode.Flush ? NO_KEY : op.key;
+}
+
+/** Results of a record whose guards failed: nothing applied. */
+export function guardsFailed(ops: readonly Op[], results: readonly number[]): boolean {
+  for (let i = 0; i < ops.length; i++) if (ops[i]!.code === OpCode.Guard && results[i] !== 1) return true;
+  return false;
+}
 
 /** One committed WAL record: a transaction, applied whole or not at all. */
 export interface WalRecord {

@@ -135,8 +135,9 @@ function encodeCbor(record: WalRecord): Uint8Array {
 }
 
 function opToArray(op: Op, kind: 0 | 1): unknown[] {
-  assertKey(op.key);
   if (kind === 1 && op.code !== OpCode.Set) bad(`snapshot chunk holds op code ${op.code}`);
+  if (op.code === OpCode.Flush) return [OpCode.Flush];
+  assertKey(op.key);
   switch (op.code) {
     case OpCode.Set: {
       const { volume, offset, length } = op.address;
@@ -161,6 +162,10 @@ function opToArray(op: Op, kind: 0 | 1): unknown[] {
       if (op.flags > 15) bad(`SET_IF flags ${op.flags}`);
       return [OpCode.SetIf, op.key, volume, offset, length, op.expiresAt, op.flags, op.expectVolume, op.expectOffset];
     }
+    case OpCode.Guard:
+      if (!op.present) return [OpCode.Guard, op.key, 0];
+      for (const [v, what] of [[op.volume, 'volume'], [op.offset, 'offset'], [op.expiresAt, 'expiresAt']] as const) assertUint(v, what);
+      return [OpCode.Guard, op.key, 1, op.volume, op.offset, op.expiresAt];
     default:
       return bad(`unknown op code ${String((op as { code: unknown }).code)}`);
   }
@@ -215,8 +220,10 @@ function toRecord(v: unknown): WalRecord | null {
 }
 
 function toOp(v: unknown): Op | null {
-  if (!Array.isArray(v) || v.length < 2) return null;
+  if (!Array.isArray(v)) return null;
   const a = v as unknown[];
+  if (a[0] === OpCode.Flush) return a.length === 1 ? { code: OpCode.Flush } : null;
+  if (a.length < 2) return null;
   const key = toKey(a[1]);
   if (key === null) return null;
   switch (a[0]) {
@@ -238,6 +245,10 @@ function toOp(v: unknown): Op | null {
       if (!isUint(flags) || flags > 15 || !isUint(expectVolume) || !isUint(expectOffset)) return null;
       return { code: OpCode.SetIf, key, address: { volume, offset, length }, expiresAt, flags, expectVolume, expectOffset };
     }
+    case OpCode.Guard:
+      if (a.length === 3 && a[2] === 0) return { code: OpCode.Guard, key, present: false, volume: 0, offset: 0, expiresAt: 0 };
+      if (a.length !== 6 || a[2] !== 1 || !isUint(a[3]) || !isUint(a[4]) || !isUint(a[5])) return null;
+      return { code: OpCode.Guard, key, present: true, volume: a[3], offset: a[4], expiresAt: a[5] };
     default:
       return null;
   }
