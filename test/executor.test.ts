@@ -191,7 +191,8 @@ test('KEYS matches a glob and is bounded; SCAN walks with an opaque cursor', asy
   assert.equal(errorText(await run('SCAN', '0', 'COUNT', '0')), 'ERR syntax error');
   assert.equal(errorText(await run('SCAN', '0', 'COUNT', 'x')), 'ERR value is not an integer or out of range');
   assert.equal(errorText(await run('SCAN', '0', 'MATCH')), 'ERR syntax error');
-  assert.equal(errorText(await run('SCAN', '0', 'TYPE', 'string')), 'ERR syntax error');
+  assert.equal(errorText(await run('SCAN', '0', 'BOGUS', 'x')), 'ERR syntax error');
+  assert.equal(itemsOf(await run('SCAN', '0', 'TYPE', 'hash', 'COUNT', '1000'))[1]!.kind, 'array');
   assert.equal(errorText(await run('SCAN', 'not-a-cursor')), 'ERR invalid cursor');
   // Past the maxKeysReply limit (50 here) KEYS refuses with a clear error instead of growing.
   const many: string[] = [];

@@ -3,8 +3,9 @@
 import type { Readable } from 'node:stream';
 import type { ScrubReport } from '../storage/volume_scrub.js';
 import type { SyncPolicy } from '../storage/types.js';
+import type { Change, Current, Decide, Decision, KeyState } from './key_updates.js';
 
-export type { ScrubReport, SyncPolicy };
+export type { Change, Current, Decide, Decision, KeyState, ScrubReport, SyncPolicy };
 
 /** Keys and values are bytes; a string is taken as its UTF-8 bytes. */
 export type Bytes = Uint8Array | string;
@@ -32,6 +33,12 @@ export interface SetCondResult {
   applied: boolean;
   /** The previous value, when `get` was asked (null: there was none). */
   previous: Buffer | null;
+}
+
+/** A key as it was when WATCHed. */
+export interface Watched {
+  key: Bytes;
+  state: KeyState | null;
 }
 
 export interface ScanOptions {
@@ -109,6 +116,15 @@ export interface Session {
   ttl(key: Bytes): Promise<number>;
   persist(key: Bytes): Promise<boolean>;
   expire(key: Bytes, ttlMs: number): Promise<boolean>;
+  /**
+   * Read-modify-write of `keys`, atomic against every other writer: `decide` gets each key as
+   * it is now and answers the changes (to those keys only) and a result. Outside a transaction
+   * the changes commit as one record guarded by what was read, and `decide` runs again when
+   * another client changed a key first; inside one they are staged, and COMMIT guards the reads.
+   */
+  update<R>(keys: Bytes[], decide: Decide<R>): Promise<R>;
+  /** Removes every key, as one durable op (inside a transaction, at its COMMIT). */
+  flushAll(): Promise<void>;
   /** Number of live keys whose value equals `value`. */
   count(value: Bytes): Promise<number>;
   /** Keys matching a Redis glob; bounded by the `maxKeysReply` limit (an error past it). */
@@ -118,8 +134,19 @@ export interface Session {
 
   /** Pushes a savepoint. Writes after it are visible only to this session until the outermost commit. */
   begin(): void;
-  /** Merges the innermost level into its parent; the outermost commit is one atomic WAL record. */
+  /**
+   * Merges the innermost level into its parent; the outermost commit is one atomic WAL record,
+   * applied only if no key the transaction read was changed meanwhile by another client (else
+   * CONFLICT, with nothing applied).
+   */
   commit(): Promise<void>;
+  /**
+   * COMMIT guarded also by watched keys' states (WATCH, from watchState): 'watched' when one of
+   * them changed, 'conflict' when a key read changed; nothing applied in either case.
+   */
+  commitWatching(watched: readonly Watched[]): Promise<'ok' | 'watched' | 'conflict'>;
+  /** A key's state now, to WATCH it (compare with commitWatching). */
+  watchState(key: Bytes): Promise<KeyState | null>;
   /** Discards the innermost level. */
   rollback(): void;
   /** How many levels are open. */

@@ -13,6 +13,7 @@ import { OpCode, SetFlag, isLive, type IndexEntry, type NeedleAddress, type Op }
 import { StoreError } from '../runtime/errors.js';
 import type { Limits } from './api.js';
 import type { CommitResult, Lookup, Ports } from './ports.js';
+import { KeyUpdates, type Decide } from './key_updates.js';
 
 /** Lazy-expiry deletes in flight at once; past it, the background sweep gets the rest. */
 const MAX_PENDING_EXPIRIES = 1024;
@@ -62,12 +63,15 @@ export class Engine {
   private nextGroup = 0;
   private pendingExpiries = 0;
   private compacting: Promise<void> | null = null;
+  private readonly updates: KeyUpdates;
 
   constructor(
     readonly ports: Ports,
     readonly limits: Limits,
     readonly clock: Clock,
-  ) {}
+  ) {
+    this.updates = new KeyUpdates(this, clock);
+  }
 
   // ---- writes ----------------------------------------------------------------------------
 
@@ -77,10 +81,25 @@ export class Engine {
    * applied by the index), then the caller hears. Every write of every front end ends here.
    */
   async write(placed: readonly Placed[], ops: Op[]): Promise<CommitResult> {
+    await this.syncPlaced(placed);
+    return this.ports.commit.commit(ops);
+  }
+
+  /** The first step of write(): every needle placed unsynced made durable (a group sync each). */
+  async syncPlaced(placed: readonly Placed[]): Promise<void> {
     const unsynced = new Set<number>();
     for (const p of placed) if (!p.durable) unsynced.add(p.group);
     await Promise.all([...unsynced].map((g) => this.ports.volumes.syncGroup(g)));
-    return this.ports.commit.commit(ops);
+  }
+
+  /** Read-modify-write of keys, atomic against every other writer (see key_updates.ts). */
+  update<R>(keys: Buffer[], decide: Decide<R>): Promise<R> {
+    return this.updates.run(keys, decide);
+  }
+
+  /** FLUSHALL: every key removed by one op. */
+  async flush(): Promise<void> {
+    await this.write([], [{ code: OpCode.Flush }]);
   }
 
   /** One key, bytes or a stream, under a condition: its needle, then write(). */

@@ -4,7 +4,7 @@
 // writes are pending on this session (their needles placed but not yet synced) until the
 // outermost COMMIT hands them all to the engine's write(): synced, then ONE record.
 import type { Readable } from 'node:stream';
-import { OpCode, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { OpCode, guardsFailed, isLive, type GuardOp, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { valueLengthOf } from '../storage/types.js';
 import { globMatch } from '../storage/glob.js';
 import type {
@@ -19,11 +19,13 @@ import type {
   SetCondResult,
   SetOptions,
   Subscription,
+  Watched,
 } from './api.js';
 import { checkKey, checkValueSize, fromMapKey, mapKey, toBuffer } from './bytes.js';
 import type { Condition, Engine, NeedleToPlace, Placed } from './engine.js';
 import { QueueSubscription } from './subscription.js';
-import { TransactionStack, withExpiry, type Level, type PendingWrite } from './transaction.js';
+import { TransactionStack, withExpiry, type Committed, type PendingWrite } from './transaction.js';
+import type { Current, Decide, KeyState } from './key_updates.js';
 import { StoreError } from '../runtime/errors.js';
 
 /** Values up to this size stay in memory inside a transaction, for reads without a disk hit. */
@@ -142,6 +144,57 @@ export class EngineSession implements Session {
   private stage(k: Buffer, placed: Placed, expiresAt: number, size: number, value?: Buffer): void {
     const inline = value !== undefined && value.length <= TXN_INLINE_VALUE ? Buffer.from(value) : undefined;
     this.txn.put(mapKey(k), { kind: 'set', placed, expiresAt, size, value: inline });
+  }
+
+  /**
+   * Read-modify-write (see key_updates.ts): outside a transaction an atomic guarded record;
+   * inside one, decided on what this session sees and staged like any write (the COMMIT
+   * guards what was read).
+   */
+  async update<R>(keys: Bytes[], decide: Decide<R>): Promise<R> {
+    const ks = keys.map((k) => checkKey(k, this.engine.limits));
+    if (this.txn.depth === 0) return this.engine.update(ks, decide);
+    const currents: Current[] = [];
+    for (const k of ks) currents.push(this.currentOf(k, await this.visible(k)));
+    const { changes, result } = await decide(currents, this.engine.clock.now());
+    for (const change of changes) {
+      const mk = mapKey(change.key);
+      if (!ks.some((k) => k.equals(change.key))) throw new StoreError('INTERNAL', 'an update changes a key it did not read');
+      if (change.kind === 'del') this.txn.put(mk, { kind: 'del' });
+      else if (change.kind === 'expire') this.txn.put(mk, withExpiry(this.txn.find(mk), change.expiresAt));
+      else {
+        const size = change.value instanceof Uint8Array ? change.value.length : change.value.size;
+        checkValueSize(size, this.engine.limits);
+        const placed = await this.engine.placeValue(change.key, change.value, change.expiresAt, false);
+        this.stage(change.key, placed, change.expiresAt, size, change.value instanceof Uint8Array ? Buffer.from(change.value) : undefined);
+      }
+    }
+    return result;
+  }
+
+  /** FLUSHALL: every key gone, in one op (inside a transaction, at its COMMIT). */
+  async flushAll(): Promise<void> {
+    if (this.txn.depth > 0) this.txn.flush();
+    else await this.engine.flush();
+  }
+
+  private currentOf(key: Buffer, visible: Visible | null): Current {
+    const reader = this.engine.ports.reader;
+    const state: KeyState | null = visible === null
+      ? null
+      : { address: visible.address, expiresAt: visible.expiresAt, size: valueLengthOf(visible.address, key.length), ...(visible.value ? { value: visible.value } : {}) };
+    return {
+      key,
+      state,
+      async value() {
+        if (visible === null) return null;
+        return visible.value ?? Buffer.from(await reader.read(visible.address, key));
+      },
+      stream(start, length) {
+        if (visible === null) throw new StoreError('INTERNAL', 'stream of a key that is not live');
+        return reader.stream(visible.address, key, start, length);
+      },
+    };
   }
 
   async get(key: Bytes): Promise<Buffer | null> {
@@ -264,20 +317,58 @@ export class EngineSession implements Session {
   }
 
   async commit(): Promise<void> {
-    const level = this.txn.commit();
-    if (level === undefined || level.size === 0) return;
-    await this.commitLevel(level);
+    const outcome = await this.commitWatching([]);
+    if (outcome === 'conflict') {
+      throw new StoreError('CONFLICT', 'a key this transaction read was changed by another client meanwhile; nothing was applied, run it again');
+    }
+  }
+
+  /**
+   * COMMIT, guarded also by `watched` (WATCH: each key's state when it was watched). 'watched':
+   * a watched key changed; 'conflict': a key the transaction read changed; in both cases
+   * nothing was applied. An inner level always merges ('ok').
+   */
+  async commitWatching(watchList: readonly Watched[]): Promise<'ok' | 'watched' | 'conflict'> {
+    const watched = new Map(watchList.map((w) => [mapKey(toBuffer(w.key)), w.state] as const));
+    const committed = this.txn.commit();
+    if (committed === undefined) return 'ok';
+    const watch = guardsOf(watched);
+    if (committed.writes.size === 0 && !committed.flushed) {
+      // Nothing to write: the reads were consistent when made; only WATCH needs a look.
+      return watch.length === 0 || (await this.stillAsWatched(watched)) ? 'ok' : 'watched';
+    }
+    const ops: Op[] = [...watch, ...guardsOf(committed.reads, watched)];
+    const placed = this.opsOf(committed, ops);
+    const { results } = await this.engine.write(placed, ops);
+    if (!guardsFailed(ops, results)) return 'ok';
+    return results.slice(0, watch.length).every((r) => r === 1) ? 'conflict' : 'watched';
+  }
+
+  /** The state of a key now, for WATCH (recorded, not part of any transaction). */
+  async watchState(key: Bytes): Promise<KeyState | null> {
+    const k = checkKey(key, this.engine.limits);
+    const entry = await this.engine.lookupLive(k);
+    return entry === undefined ? null : stateOf(k, entry);
+  }
+
+  /** True when every watched key is still as it was watched. */
+  private async stillAsWatched(watched: ReadonlyMap<string, KeyState | null>): Promise<boolean> {
+    for (const [mk, state] of watched) {
+      const now = await this.watchState(fromMapKey(mk));
+      if (!sameState(now, state)) return false;
+    }
+    return true;
   }
 
   rollback(): void {
     this.txn.rollback();
   }
 
-  /** The outermost COMMIT: every pending write as ONE record, after their needles are synced. */
-  private async commitLevel(level: Level): Promise<void> {
-    const ops: Op[] = [];
+  /** The ops of the outermost COMMIT appended to `ops`; answers the needles they name. */
+  private opsOf(committed: Committed, ops: Op[]): Placed[] {
     const placed: Placed[] = [];
-    for (const [mk, write] of level) {
+    if (committed.flushed) ops.push({ code: OpCode.Flush });
+    for (const [mk, write] of committed.writes) {
       const key = fromMapKey(mk);
       if (write.kind === 'set') {
         placed.push(write.placed);
@@ -288,7 +379,7 @@ export class EngineSession implements Session {
         ops.push({ code: OpCode.Expire, key, expiresAt: write.expiresAt });
       }
     }
-    await this.engine.write(placed, ops);
+    return placed;
   }
 
   // ---- blobs -----------------------------------------------------------------------------
@@ -371,9 +462,16 @@ export class EngineSession implements Session {
   private async visible(k: Buffer): Promise<Visible | null> {
     const now = this.engine.clock.now();
     const pending = this.txn.depth > 0 ? this.txn.find(mapKey(k)) : undefined;
-    if (pending !== undefined) return resolvePending(pending, now, () => this.engine.lookupLive(k));
-    const entry = await this.engine.lookupLive(k);
+    if (pending !== undefined) return resolvePending(pending, now, () => this.committed(k));
+    const entry = await this.committed(k);
     return entry === undefined ? null : { address: entry.address, expiresAt: entry.expiresAt };
+  }
+
+  /** A key's live entry in the committed store; inside a transaction the read is recorded. */
+  private async committed(k: Buffer): Promise<IndexEntry | undefined> {
+    const entry = await this.engine.lookupLive(k);
+    if (this.txn.depth > 0) this.txn.noteRead(mapKey(k), entry === undefined ? null : stateOf(k, entry));
+    return entry;
   }
 
   /**
@@ -383,8 +481,9 @@ export class EngineSession implements Session {
   private async *visibleEntries(match?: Buffer): AsyncGenerator<[Buffer, Visible]> {
     const now = this.engine.clock.now();
     const overlay = this.txn.depth > 0 ? this.flattenPending() : new Map<string, PendingWrite>();
-    let cursor = 0;
-    do {
+    // After a FLUSHALL in the transaction, the committed store is hidden: only the overlay.
+    let cursor = this.txn.flushed ? -1 : 0;
+    while (cursor >= 0) {
       const page = await this.engine.ports.index.scan(cursor, SCAN_PAGE, match);
       for (const entry of page.entries) {
         const key = Buffer.from(entry.key);
@@ -398,8 +497,8 @@ export class EngineSession implements Session {
         const visible = await resolvePending(pending, now, async () => entry);
         if (visible !== null) yield [key, visible];
       }
-      cursor = page.cursor;
-    } while (cursor !== 0);
+      cursor = page.cursor === 0 ? -1 : page.cursor;
+    }
     // Keys set inside the transaction that the store does not have yet.
     for (const [mk, pending] of overlay) {
       const key = fromMapKey(mk);
@@ -437,4 +536,26 @@ async function resolvePending(
 
 async function* asBuffers(chunks: AsyncIterable<Uint8Array>): AsyncGenerator<Buffer> {
   for await (const chunk of chunks) yield Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+}
+
+function stateOf(key: Uint8Array, entry: { address: NeedleAddress; expiresAt: number }): KeyState {
+  return { address: entry.address, expiresAt: entry.expiresAt, size: valueLengthOf(entry.address, key.length) };
+}
+
+function sameState(a: KeyState | null, b: KeyState | null): boolean {
+  if (a === null || b === null) return a === b;
+  return a.address.volume === b.address.volume && a.address.offset === b.address.offset && a.expiresAt === b.expiresAt;
+}
+
+/** A GUARD per key, holding when the key is still in the state given; keys in `skip` left out. */
+function guardsOf(states: ReadonlyMap<string, KeyState | null>, skip?: ReadonlyMap<string, unknown>): GuardOp[] {
+  const out: GuardOp[] = [];
+  for (const [mk, s] of states) {
+    if (skip?.has(mk)) continue;
+    const key = fromMapKey(mk);
+    out.push(s === null
+      ? { code: OpCode.Guard, key, present: false, volume: 0, offset: 0, expiresAt: 0 }
+      : { code: OpCode.Guard, key, present: true, volume: s.address.volume, offset: s.address.offset, expiresAt: s.expiresAt });
+  }
+  return out;
 }

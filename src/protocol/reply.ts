@@ -8,13 +8,13 @@
 //
 // Invariants: a simple string or error never contains \r or \n (RESP would break; the
 // constructors replace them with spaces as Redis does in addReplyError); an integer is a safe
-// integer; a bulk is bytes, never a JS string, so binary values survive unchanged; a
+// integer or a 64-bit bigint; a bulk is bytes, never a JS string, so binary values survive unchanged; a
 // verbatim format is exactly three bytes without ':' , \r or \n.
 
 export type Reply =
   | { readonly kind: 'simple'; readonly value: string }
   | { readonly kind: 'error'; readonly message: string }
-  | { readonly kind: 'integer'; readonly value: number }
+  | { readonly kind: 'integer'; readonly value: number | bigint }
   | { readonly kind: 'bulk'; readonly value: Buffer | null }
   | { readonly kind: 'array'; readonly items: readonly Reply[] | null }
   | { readonly kind: 'map'; readonly pairs: readonly (readonly [Reply, Reply])[] }
@@ -39,10 +39,18 @@ export function error(message: string): Reply {
   return { kind: 'error', message: oneLine(message) };
 }
 
-export function integer(value: number): Reply {
+/** A safe integer, or a 64-bit one as a bigint (INCR and friends reach the whole int64 range). */
+export function integer(value: number | bigint): Reply {
+  if (typeof value === 'bigint') {
+    if (value < INT64_MIN || value > INT64_MAX) throw new RangeError(`integer reply is outside 64 bits: ${value}`);
+    return Number.isSafeInteger(Number(value)) && BigInt(Number(value)) === value ? { kind: 'integer', value: Number(value) } : { kind: 'integer', value };
+  }
   if (!Number.isSafeInteger(value)) throw new RangeError(`integer reply is not a safe integer: ${value}`);
   return { kind: 'integer', value };
 }
+
+export const INT64_MIN = -(2n ** 63n);
+export const INT64_MAX = 2n ** 63n - 1n;
 
 export function bulk(value: Buffer | Uint8Array | string | null): Reply {
   if (value === null) return NULL_BULK;

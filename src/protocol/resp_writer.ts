@@ -121,8 +121,9 @@ export class ReplyWriter {
     this.line(0x2d, oneLine(msg));
   }
 
-  integer(n: number): void {
-    this.header(0x3a, n);
+  integer(n: number | bigint): void {
+    if (typeof n === 'bigint') this.line(0x3a, n.toString());
+    else this.header(0x3a, n);
   }
 
   bulk(buf: Uint8Array | null, proto: Proto): void {

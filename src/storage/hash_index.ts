@@ -97,8 +97,13 @@ export interface HashIndexOptions {
 const DEFAULT_BUCKETS = 65536;
 const CHECKPOINT_DIRTY_BUCKETS = 16384;
 const CHECKPOINT_ENTRY_BYTES = 64 * 1024 * 1024;
-/** Hard limit of buckets visited by one scan() call (empty buckets cost little). */
+/**
+ * Limits of one scan() call: non-empty buckets read, per key asked (as Redis' count * 10), and
+ * empty buckets stepped over (a look at a head in memory each, so a sparse or empty index is
+ * walked in one call, as Redis walks its small table: SCAN of 5 keys answers them at once).
+ */
 const SCAN_MAX_VISITS_PER_COUNT = 10;
+const SCAN_MAX_EMPTY_STEPS = 1 << 20;
 
 export class HashIndex {
   private main: IndexFile;
@@ -220,17 +225,23 @@ export class HashIndex {
     const all = match === undefined || isMatchAll(match);
     const mask = this.main.mask;
     const entries: IndexEntry[] = [];
+    const heads = this.main.heads;
     let v = cursor >>> 0;
     let visits = 0;
+    let empty = 0;
     try {
       do {
-        for (const e of this.chainLatest(this.main, v & mask)) {
-          if (!isLiveEntry(e, nowMs)) continue;
-          if (all || globMatch(match!, e.key)) entries.push(toIndexEntry(e));
+        if (heads[v & mask] === 0) {
+          empty++;
+        } else {
+          for (const e of this.chainLatest(this.main, v & mask)) {
+            if (!isLiveEntry(e, nowMs)) continue;
+            if (all || globMatch(match!, e.key)) entries.push(toIndexEntry(e));
+          }
+          visits++;
         }
         v = nextScanCursor(v, mask);
-        visits++;
-      } while (v !== 0 && entries.length < wanted && visits < wanted * SCAN_MAX_VISITS_PER_COUNT);
+      } while (v !== 0 && entries.length < wanted && visits < wanted * SCAN_MAX_VISITS_PER_COUNT && empty < SCAN_MAX_EMPTY_STEPS);
     } catch (err) {
       throw asStoreError(err, this.main.path);
     }
