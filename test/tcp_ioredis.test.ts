@@ -248,8 +248,8 @@ for (const protocol of [2, 3] as const) {
     });
 
     it('MULTI/EXEC/DISCARD: QUEUED, EXEC replies, EXECABORT after a queued error', T, async () => {
-      const results = await r.multi().set(`${p}mx:a`, '1').get(`${p}mx:a`).incrby(`${p}none`, 0).exec().catch((e: Error) => e);
-      // incrby is not a BriseDB command: the whole transaction aborts.
+      const results = await r.multi().set(`${p}mx:a`, '1').get(`${p}mx:a`).hset(`${p}none`, 'f', 'v').exec().catch((e: Error) => e);
+      // hset is not a BriseDB command: the whole transaction aborts.
       assert.ok(results instanceof Error, 'EXEC after a queued error fails');
       assert.match(results.message, /EXECABORT/);
       assert.equal(await r.get(`${p}mx:a`), null, 'nothing of an aborted transaction ran');

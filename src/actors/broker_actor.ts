@@ -7,7 +7,7 @@
 // two directions of one map, and every subscriber the core knows has an owner.
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { MAIN } from '../runtime/topology.js';
-import { BROKER_PROTOCOL, BrokerMsg, type BrokerDeliver, type BrokerRequest } from '../protocol/broker_protocol.js';
+import { BROKER_PROTOCOL, BrokerMsg, MAX_CHANNELS_REPLY, type BrokerDeliver, type BrokerRequest, type PubSubQuery } from '../protocol/broker_protocol.js';
 import { BrokerCore } from './broker_core.js';
 import { assertNever } from './assert.js';
 
@@ -46,6 +46,8 @@ function handle(s: State, from: string, msg: BrokerRequest): unknown {
       return onSubscribe(s, from, msg.subscriber, msg.channels, msg.patterns);
     case BrokerMsg.Unsubscribe:
       return onUnsubscribe(s, from, msg.subscriber, msg.channels, msg.patterns);
+    case BrokerMsg.Introspect:
+      return onIntrospect(s, msg.query);
     default:
       return assertNever(msg);
   }
@@ -87,6 +89,12 @@ function onUnsubscribe(s: State, from: string, subscriber: number, channels?: Ui
     s.owners.delete(id);
   }
   return left;
+}
+
+function onIntrospect(s: State, q: PubSubQuery): Uint8Array[] | number[] | number {
+  if (q.what === 'channels') return s.core.channelNames(q.pattern, MAX_CHANNELS_REPLY);
+  if (q.what === 'numsub') return q.channels.map((c) => s.core.numSub(c));
+  return s.core.numPat();
 }
 
 function invariants(s: State): void {

@@ -2,7 +2,7 @@
 // pattern. Pure data, tested without a thread. PUBLISH answers the number of
 // deliveries, as Redis does (a subscriber matching by channel and by a pattern counts twice).
 import { globMatch } from '../storage/glob.js';
-import { mapKey } from '../runtime/bytes.js';
+import { fromMapKey, mapKey } from '../runtime/bytes.js';
 import type { Delivery } from '../protocol/broker_protocol.js';
 
 export class BrokerCore {
@@ -65,6 +65,28 @@ export class BrokerCore {
       for (const subscriber of subscribers) out.push({ subscriber, channel, payload, pattern });
     }
     return out;
+  }
+
+  /** Channels with at least one subscriber, those matching `pattern` when given (bounded). */
+  channelNames(pattern: Uint8Array | undefined, max: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
+    for (const key of this.channels.keys()) {
+      const name = fromMapKey(key);
+      if (pattern !== undefined && !globMatch(pattern, name)) continue;
+      if (out.length >= max) throw new Error(`more than ${max} channels match`);
+      out.push(name);
+    }
+    return out;
+  }
+
+  /** Subscribers of a channel by name (pattern subscriptions not counted, as in Redis). */
+  numSub(channel: Uint8Array): number {
+    return this.channels.get(mapKey(channel))?.size ?? 0;
+  }
+
+  /** Patterns with at least one subscriber. */
+  numPat(): number {
+    return this.patterns.size;
   }
 
   /** Subscribers that are gone (a front end restarted): forget them all. */

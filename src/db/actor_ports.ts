@@ -9,7 +9,7 @@ import { type IndexEntry, type NeedleAddress, type Op } from '../storage/types.j
 import { VolumeMsg, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
-import { BrokerMsg, type BrokerDeliver, type BrokerReplies, type BrokerRequest } from '../protocol/broker_protocol.js';
+import { BrokerMsg, type BrokerDeliver, type BrokerReplies, type BrokerRequest, type PubSubQuery } from '../protocol/broker_protocol.js';
 import { BROKER_ACTOR, INDEX_ACTOR, WAL_ACTOR, volumeActorName } from '../protocol/store_actors.js';
 import type { VolumeInfo } from './api.js';
 import { mapKey } from './bytes.js';
@@ -255,6 +255,10 @@ export class ActorBroker implements BrokerPort {
 
   publish(channel: Uint8Array, payload: Uint8Array): Promise<number> {
     return this.broker.call({ t: BrokerMsg.Publish, channel, payload });
+  }
+
+  introspect(query: PubSubQuery): Promise<Uint8Array[] | number[] | number> {
+    return this.broker.call({ t: BrokerMsg.Introspect, query });
   }
 
   async subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[], deliver: (d: Delivery) => void): Promise<void> {

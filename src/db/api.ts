@@ -157,6 +157,12 @@ export interface Session {
   stat(key: Bytes): Promise<BlobInfo | null>;
 
   publish(channel: Bytes, payload: Bytes): Promise<number>;
+  /** Channels with at least one subscriber, those matching a glob when given (PUBSUB CHANNELS). */
+  pubsubChannels(pattern?: Bytes): Promise<Buffer[]>;
+  /** Subscribers of each channel, by name (PUBSUB NUMSUB). */
+  pubsubNumsub(channels: Bytes[]): Promise<number[]>;
+  /** Patterns with at least one subscriber (PUBSUB NUMPAT). */
+  pubsubNumpat(): Promise<number>;
   subscribe(channels: Bytes[], patterns?: Bytes[]): Promise<Subscription>;
 }
 

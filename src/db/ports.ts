@@ -6,7 +6,7 @@
 import type { IndexEntry, NeedleAddress, Op } from '../storage/types.js';
 import type { VolumeInfo } from './api.js';
 import type { IndexMsg, IndexReplies } from '../protocol/index_protocol.js';
-import type { Delivery } from '../protocol/broker_protocol.js';
+import type { Delivery, PubSubQuery } from '../protocol/broker_protocol.js';
 
 export type { Delivery };
 
@@ -99,6 +99,8 @@ export interface BrokerPort {
   /** Registers a subscriber; `deliver` is called for each message until it is removed. */
   subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[], deliver: (d: Delivery) => void): Promise<void>;
   unsubscribe(subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): Promise<void>;
+  /** PUBSUB CHANNELS / NUMSUB / NUMPAT, from the broker's registry. */
+  introspect(query: PubSubQuery): Promise<Uint8Array[] | number[] | number>;
 }
 
 export interface Ports {

@@ -423,6 +423,20 @@ export class EngineSession implements Session {
     return this.engine.ports.broker.publish(toBuffer(channel), toBuffer(payload));
   }
 
+  async pubsubChannels(pattern?: Bytes): Promise<Buffer[]> {
+    const names = (await this.engine.ports.broker.introspect({ what: 'channels', ...(pattern === undefined ? {} : { pattern: toBuffer(pattern) }) })) as Uint8Array[];
+    return names.map((n) => Buffer.from(n));
+  }
+
+  async pubsubNumsub(channels: Bytes[]): Promise<number[]> {
+    if (channels.length === 0) return [];
+    return (await this.engine.ports.broker.introspect({ what: 'numsub', channels: channels.map(toBuffer) })) as number[];
+  }
+
+  async pubsubNumpat(): Promise<number> {
+    return (await this.engine.ports.broker.introspect({ what: 'numpat' })) as number;
+  }
+
   async subscribe(channels: Bytes[], patterns: Bytes[] = []): Promise<Subscription> {
     const id = nextSubscriberId++;
     const broker = this.engine.ports.broker;

@@ -11,9 +11,10 @@
 // `ERR internal error: ...` so one bad command cannot take a connection or the REPL down.
 import type { Database, Session } from '../db/api.js';
 import { checkCommand, helpLines, type CommandSpec } from '../protocol/commands.js';
-import { OK, array, bulk, error, integer, simple, type Reply } from '../protocol/reply.js';
+import { OK, array, bulk, error, simple, type Reply } from '../protocol/reply.js';
 import { StoreError, type ErrorCode } from '../runtime/errors.js';
 import { ReplyError, fail, type Context, type Handler } from './command_args.js';
+import { ADMIN_HANDLERS } from './admin_commands.js';
 import { KEYSPACE_HANDLERS } from './keyspace_commands.js';
 import { STRING_HANDLERS } from './string_commands.js';
 
@@ -61,26 +62,6 @@ async function rollbackCommand({ session }: Context): Promise<Reply> {
 
 // ---- pub/sub, server, connection ----------------------------------------------------------
 
-async function publishCommand({ session, argv }: Context): Promise<Reply> {
-  return integer(await session.publish(argv[1]!, argv[2]!));
-}
-
-async function compactCommand(ctx: Context): Promise<Reply> {
-  await needDb(ctx).compact();
-  return OK;
-}
-
-/** Each volume as [id, drive, size in bytes, volume group]. */
-async function volinfoCommand(ctx: Context): Promise<Reply> {
-  const volumes = await needDb(ctx).volinfo();
-  return array(volumes.map((v) => array([integer(v.id), bulk(v.drive), integer(v.sizeBytes), integer(v.group)])));
-}
-
-function needDb({ db, spec }: Context): Database {
-  if (db === undefined) fail(`ERR '${spec.name}' needs the database, and this session has none`);
-  return db;
-}
-
 async function pingCommand({ argv, spec }: Context): Promise<Reply> {
   if (argv.length > 2) fail(`ERR wrong number of arguments for '${spec.name}' command`);
   return argv.length === 2 ? bulk(argv[1]!) : simple('PONG');
@@ -100,12 +81,10 @@ async function helpCommand({ argv, spec }: Context): Promise<Reply> {
 const HANDLERS: Readonly<Record<string, Handler>> = {
   ...STRING_HANDLERS,
   ...KEYSPACE_HANDLERS,
+  ...ADMIN_HANDLERS,
   begin: beginCommand,
   commit: commitCommand,
   rollback: rollbackCommand,
-  publish: publishCommand,
-  compact: compactCommand,
-  volinfo: volinfoCommand,
   ping: pingCommand,
   echo: echoCommand,
   help: helpCommand,

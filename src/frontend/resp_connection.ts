@@ -17,6 +17,7 @@ import type { Database, Session } from '../db/api.js';
 import type { BrokerPort, Delivery } from '../db/ports.js';
 import { checkCommand, hasFlag, type CheckResult, type CommandSpec } from '../protocol/commands.js';
 import { OK, array, bulk, error, integer, push, simple, NULL_BULK, type Reply } from '../protocol/reply.js';
+import { MultiState } from './multi_state.js';
 import { RespCommandParser } from '../protocol/resp_parser.js';
 import { ReplyWriter } from '../protocol/resp_writer.js';
 import { UNAUTHENTICATED_TCP_LIMITS, type TcpLimits } from '../protocol/tcp_limits.js';
@@ -52,11 +53,16 @@ export interface ConnectionContext {
 }
 
 /** Commands allowed in RESP2 subscribed mode (Redis: only these and RESET). */
-const PUBSUB_ALLOWED = new Set(['subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'ping', 'quit', 'stop', 'exit']);
+const PUBSUB_ALLOWED = new Set(['subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'ping', 'quit', 'stop', 'exit', 'reset']);
 /** Commands allowed before AUTH when a password is set. */
-const NOAUTH_ALLOWED = new Set(['auth', 'hello', 'quit', 'stop', 'exit']);
-/** Front-end commands that may be queued after MULTI (run by EXEC like any other). */
-const QUEUEABLE_FRONT_END = new Set(['ping', 'echo']);
+const NOAUTH_ALLOWED = new Set(['auth', 'hello', 'quit', 'stop', 'exit', 'reset']);
+/**
+ * Commands refused after MULTI, dooming the EXEC (Redis' no-multi): the pub/sub ones, which
+ * would change the connection's mode, and BEGIN/COMMIT/ROLLBACK, whose levels EXEC owns.
+ */
+const NOT_IN_MULTI = new Set(['subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'begin', 'commit', 'rollback', 'save']);
+/** Commands that act on MULTI itself: never queued. */
+const MULTI_CONTROL = new Set(['exec', 'discard', 'multi', 'quit', 'exit', 'stop', 'watch', 'reset']);
 /** Commands taken from the buffer in one burst (bounds the replies held at once). */
 const MAX_BURST = 1024;
 /** Argument bytes taken in one burst. */
@@ -73,7 +79,6 @@ const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
 const FLUSH_BYTES = 64 * 1024;
 /** How long a closing socket may take to drain before it is destroyed. */
 const CLOSE_GRACE_MS = 5000;
-const EXECABORT = 'EXECABORT Transaction discarded because of previous errors.';
 
 let nextClientId = 1;
 
@@ -89,8 +94,7 @@ export class RespConnection {
   /** Replies given by runGets so far (to resume after a failure part-way through a group). */
   private writerCount = 0;
   private closing = false;
-  private multi: Buffer[][] | null = null;
-  private multiError = false;
+  private readonly multi = new MultiState();
   private subscriber = 0;
   private readonly channels = new Set<string>();
   private readonly patterns = new Set<string>();
@@ -271,7 +275,7 @@ export class RespConnection {
 
   /** Which commands may share a group: plain reads, or plain SETs outside any transaction. */
   private groupKind(argv: Buffer[], checked: CheckResult): 'read' | 'set' | 'alone' {
-    if (this.multi !== null || !this.client.authenticated || this.inSubscribedMode()) return 'alone';
+    if (this.multi.active || !this.client.authenticated || this.inSubscribedMode()) return 'alone';
     if (!checked.ok) return 'alone';
     const { spec } = checked;
     if (hasFlag(spec, 'front-end')) return 'alone';
@@ -325,7 +329,7 @@ export class RespConnection {
   private async dispatch(argv: Buffer[], checked: CheckResult = checkCommand(argv)): Promise<void> {
     this.ctx.stats.commandsProcessed += 1;
     if (!checked.ok) {
-      if (this.multi !== null) this.multiError = true;
+      if (this.multi.active) this.multi.markFailed();
       this.reply(checked.reply);
       return;
     }
@@ -336,8 +340,8 @@ export class RespConnection {
       this.reply(error('NOAUTH Authentication required.'));
       return;
     }
-    if (this.multi !== null && name !== 'exec' && name !== 'discard' && name !== 'multi' && name !== 'quit') {
-      this.queueInMulti(argv, name, hasFlag(spec, 'front-end'));
+    if (this.multi.active && !MULTI_CONTROL.has(name)) {
+      this.queueInMulti(argv, name);
       return;
     }
     if (this.inSubscribedMode() && !PUBSUB_ALLOWED.has(name)) {
@@ -349,7 +353,6 @@ export class RespConnection {
 
   private async run(spec: CommandSpec, argv: Buffer[]): Promise<void> {
     const name = spec.name;
-    const { server } = this.ctx;
     switch (name) {
       case 'quit':
       case 'exit':
@@ -358,26 +361,19 @@ export class RespConnection {
         this.flush();
         this.closeAfterFlush();
         return;
-      case 'auth':
-        return this.applyAuth(authCommand(argv, server));
-      case 'hello':
-        return this.applyAuth(helloCommand(argv, this.client, server));
-      case 'select':
-        return this.reply(selectCommand(argv));
-      case 'client':
-        return this.reply(clientCommand(argv, this.client, server));
-      case 'config':
-        return this.reply(configCommand(argv, this.client, server));
-      case 'command':
-        return this.reply(commandCommand(argv));
-      case 'info':
-        return this.reply(await infoCommand(argv, server));
       case 'multi':
-        return this.onMulti();
+        this.client.inMulti = true;
+        return this.reply(this.multi.begin());
       case 'exec':
-        return this.onExec();
+        this.client.inMulti = false;
+        return this.reply(await this.multi.exec(this.session, (queued) => this.runQueued(queued)));
       case 'discard':
-        return this.onDiscard();
+        this.client.inMulti = false;
+        return this.reply(this.multi.discard());
+      case 'watch':
+        return this.reply(await this.multi.watch(this.session, argv.slice(1)));
+      case 'reset':
+        return this.onReset();
       case 'subscribe':
       case 'psubscribe':
         return this.onSubscribe(name, argv.slice(1));
@@ -390,64 +386,85 @@ export class RespConnection {
       default:
         break;
     }
-    this.reply(await executeChecked(this.session, argv, spec, this.ctx.db));
+    this.reply(await this.answer(spec, argv));
+  }
+
+  /**
+   * The reply of a command that only answers (the executor's, or the front end's own that
+   * change nothing but the connection's settings): run now, or by EXEC from the queue.
+   */
+  private async answer(spec: CommandSpec, argv: Buffer[]): Promise<Reply> {
+    const { server } = this.ctx;
+    switch (spec.name) {
+      case 'auth':
+        return this.applyAuth(authCommand(argv, server));
+      case 'hello':
+        return this.applyAuth(helloCommand(argv, this.client, server));
+      case 'select':
+        return selectCommand(argv);
+      case 'client':
+        return clientCommand(argv, this.client, server);
+      case 'config':
+        return configCommand(argv, this.client, server);
+      case 'command':
+        return commandCommand(argv);
+      case 'info':
+        return infoCommand(argv, server);
+      case 'unwatch':
+        return this.multi.unwatch();
+      default:
+        return executeChecked(this.session, argv, spec, this.ctx.db);
+    }
+  }
+
+  /** A command queued by MULTI, run by EXEC (it passed the table when queued). */
+  private async runQueued(argv: Buffer[]): Promise<Reply> {
+    const checked = checkCommand(argv);
+    if (!checked.ok) return checked.reply;
+    this.ctx.stats.commandsProcessed += 1;
+    return this.answer(checked.spec, argv);
   }
 
   // ---- AUTH ----------------------------------------------------------------------------
 
-  private applyAuth(effect: { reply: Reply; authenticated?: boolean }): void {
+  private applyAuth(effect: { reply: Reply; authenticated?: boolean }): Reply {
     if (effect.authenticated) {
       this.client.authenticated = true;
       this.parser.setLimits(this.ctx.limits);
       this.parser.setPreAuthLimits(null);
     }
-    this.reply(effect.reply);
+    return effect.reply;
+  }
+
+  /** RESET: the connection as new (Redis' resetCommand). */
+  private async onReset(): Promise<void> {
+    this.multi.reset();
+    this.client.inMulti = false;
+    while (this.session.depth > 0) this.session.rollback();
+    if (this.channels.size + this.patterns.size > 0 && this.subscriber !== 0) {
+      await this.ctx.broker.unsubscribe(this.subscriber).catch(() => undefined);
+    }
+    this.channels.clear();
+    this.patterns.clear();
+    this.client.subscriptions = 0;
+    this.client.name = null;
+    this.client.proto = 2;
+    if (this.ctx.server.requirepass !== null && this.client.authenticated) {
+      this.client.authenticated = false;
+      this.parser.setPreAuthLimits(UNAUTHENTICATED_TCP_LIMITS);
+    }
+    this.reply(simple('RESET'));
   }
 
   // ---- MULTI / EXEC ----------------------------------------------------------------------
 
-  private onMulti(): void {
-    if (this.multi !== null) return this.reply(error('ERR MULTI calls can not be nested'));
-    this.multi = [];
-    this.multiError = false;
-    this.client.inMulti = true;
-    this.reply(OK);
-  }
-
-  private queueInMulti(argv: Buffer[], name: string, frontEnd: boolean): void {
-    if (frontEnd && !QUEUEABLE_FRONT_END.has(name)) {
-      this.multiError = true;
-      this.reply(error(`ERR Command not allowed inside a transaction: '${name}'`));
+  private queueInMulti(argv: Buffer[], name: string): void {
+    if (NOT_IN_MULTI.has(name)) {
+      this.multi.markFailed();
+      this.reply(error('ERR Command not allowed inside a transaction'));
       return;
     }
-    this.multi!.push(argv);
-    this.reply(simple('QUEUED'));
-  }
-
-  /** EXEC: the queued commands as one transaction level: one atomic WAL record. */
-  private async onExec(): Promise<void> {
-    const queued = this.multi;
-    if (queued === null) return this.reply(error('ERR EXEC without MULTI'));
-    this.multi = null;
-    this.client.inMulti = false;
-    if (this.multiError) return this.reply(error(EXECABORT));
-    this.session.begin();
-    const replies: Reply[] = [];
-    try {
-      for (const argv of queued) replies.push(await execute(this.session, argv, this.ctx.db));
-      await this.session.commit();
-    } catch (err) {
-      if (this.session.depth > 0) this.session.rollback();
-      return this.reply(errorReply(err));
-    }
-    this.reply(array(replies));
-  }
-
-  private onDiscard(): void {
-    if (this.multi === null) return this.reply(error('ERR DISCARD without MULTI'));
-    this.multi = null;
-    this.client.inMulti = false;
-    this.reply(OK);
+    this.reply(this.multi.add(argv));
   }
 
   // ---- pub/sub -------------------------------------------------------------------------
@@ -547,6 +564,7 @@ export class RespConnection {
   private cleanup(): void {
     this.closing = true;
     this.ctx.clients.delete(this.client.id);
+    this.multi.reset();
     while (this.session.depth > 0) this.session.rollback();
     if (this.subscriber !== 0 && this.channels.size + this.patterns.size > 0) {
       void this.ctx.broker.unsubscribe(this.subscriber).catch(() => undefined);

@@ -10,12 +10,24 @@ export const BrokerMsg = {
   Unsubscribe: 3,
   /** Broker → front end, one-way. */
   Deliver: 4,
+  /** PUBSUB CHANNELS / NUMSUB / NUMPAT. */
+  Introspect: 5,
 } as const;
+
+/** What PUBSUB asks: channels with subscribers (matching a glob), subscribers per channel, patterns in use. */
+export type PubSubQuery =
+  | { what: 'channels'; pattern?: Uint8Array }
+  | { what: 'numsub'; channels: Uint8Array[] }
+  | { what: 'numpat' };
+
+/** Channel names one PUBSUB CHANNELS may answer. */
+export const MAX_CHANNELS_REPLY = 1_000_000;
 
 export type BrokerRequest =
   | { t: typeof BrokerMsg.Publish; channel: Uint8Array; payload: Uint8Array }
   | { t: typeof BrokerMsg.Subscribe; subscriber: number; channels: Uint8Array[]; patterns: Uint8Array[] }
-  | { t: typeof BrokerMsg.Unsubscribe; subscriber: number; channels?: Uint8Array[]; patterns?: Uint8Array[] };
+  | { t: typeof BrokerMsg.Unsubscribe; subscriber: number; channels?: Uint8Array[]; patterns?: Uint8Array[] }
+  | { t: typeof BrokerMsg.Introspect; query: PubSubQuery };
 
 export interface BrokerDeliver {
   t: typeof BrokerMsg.Deliver;
@@ -30,6 +42,8 @@ export interface BrokerReplies {
   [BrokerMsg.Subscribe]: null;
   /** How many subscriptions the subscriber still has. */
   [BrokerMsg.Unsubscribe]: number;
+  /** channels: the names; numsub: one count per channel asked; numpat: one count. */
+  [BrokerMsg.Introspect]: Uint8Array[] | number[] | number;
 }
 
 /** One message for one subscriber, as the broker hands it to the front end that owns it. */
