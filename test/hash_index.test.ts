@@ -11,7 +11,7 @@ import { HashIndex } from '../src/storage/hash_index.js';
 import { crc32Range, dataStart } from '../src/storage/hash_index_format.js';
 import { keyHash } from '../src/storage/key_hash.js';
 import { NodeFs, type Fs } from '../src/runtime/fs.js';
-import { OpCode, SetFlag, isLive, type GuardOp, type Op, type WalRecord } from '../src/storage/types.js';
+import { GuardKind, OpCode, SetFlag, isLive, type GuardOp, type Op, type WalRecord } from '../src/storage/types.js';
 import { CRASH_MODES, SimCrash, SimFs, mulberry32, type Rng } from '../property-tests/sim_fs.js';
 import { StoreError } from '../src/runtime/errors.js';
 
@@ -66,8 +66,10 @@ class Model {
   private holds(op: GuardOp, now: number): boolean {
     const e = this.map.get(Buffer.from(op.key).toString('latin1'));
     const live = e !== undefined && isLive(e.expiresAt, now);
-    if (!op.present) return !live;
-    return live && e.volume === op.volume && e.offset === op.offset && e.expiresAt === op.expiresAt;
+    if (op.kind === GuardKind.Absent) return !live;
+    if (op.kind === GuardKind.Live && !live) return false;
+    const same = e !== undefined && e.volume === op.volume && e.offset === op.offset && e.expiresAt === op.expiresAt;
+    return same || (op.kind === GuardKind.Same && !live && !isLive(op.expiresAt, now));
   }
 
   private op(op: Op, now: number): number {
@@ -108,11 +110,15 @@ class Model {
 }
 
 function guardAt(key: string, volume: number, offset: number, expiresAt: number): Op {
-  return { code: OpCode.Guard, key: k(key), present: true, volume, offset, expiresAt };
+  return { code: OpCode.Guard, key: k(key), kind: GuardKind.Live, volume, offset, expiresAt };
+}
+
+function guardSame(key: string, volume: number, offset: number, expiresAt: number): Op {
+  return { code: OpCode.Guard, key: k(key), kind: GuardKind.Same, volume, offset, expiresAt };
 }
 
 function guardAbsent(key: string): Op {
-  return { code: OpCode.Guard, key: k(key), present: false, volume: 0, offset: 0, expiresAt: 0 };
+  return { code: OpCode.Guard, key: k(key), kind: GuardKind.Absent, volume: 0, offset: 0, expiresAt: 0 };
 }
 
 function setIf(key: string, volume: number, offset: number, flags: number, expiresAt = 0, expectVolume = 0, expectOffset = 0): Op {
@@ -162,7 +168,7 @@ function workload(rng: Rng, records: number, keys: number, firstLsn = 1): WalRec
       else if (r < 0.7) ops.push(del(key));
       else if (r < 0.8) ops.push(expire(key, rng() < 0.5 ? 0 : now + Math.floor(rng() * 50)));
       else if (r < 0.9) ops.push(delIf(key, Math.floor(rng() * 3), Math.floor(rng() * 1000) * 8));
-      else if (r < 0.995) ops.push(rng() < 0.5 ? guardAbsent(key) : guardAt(key, Math.floor(rng() * 3), Math.floor(rng() * 1000) * 8, 0));
+      else if (r < 0.995) ops.push(rng() < 0.4 ? guardAbsent(key) : (rng() < 0.5 ? guardAt : guardSame)(key, Math.floor(rng() * 3), Math.floor(rng() * 1000) * 8, 0));
       else ops.push({ code: OpCode.Flush });
     }
     out.push(rec(firstLsn + i, ops, now));
@@ -263,13 +269,21 @@ test('a record with guards applies whole when every guard holds, else not at all
       ['guards anywhere in the record are judged first', rec(5, [set('b', 1, 32), guardAt('b', 1, 32, 0)], T0), [0, 0]],
       ['every guard holds: the ops apply', rec(6, [guardAt('a', 1, 8, T0 + 100), guardAbsent('c'), set('c', 1, 40), del('b')], T0), [1, 1, 1, 1]],
       ['an expired key is absent to a guard', rec(7, [guardAbsent('a'), set('d', 1, 48)], T0 + 100), [1, 1]],
-      ['an expired key fails an at guard', rec(8, [guardAt('a', 1, 8, T0 + 100), del('d')], T0 + 100), [0, 0]],
+      ['an expired key fails a live guard', rec(8, [guardAt('a', 1, 8, T0 + 100), del('d')], T0 + 100), [0, 0]],
+      ['a same-entry guard holds for an expired key unchanged', rec(9, [guardSame('a', 1, 8, T0 + 100), set('d2', 1, 60)], T0 + 100), [1, 1]],
+      ['a same-entry guard fails for another entry', rec(10, [guardSame('a', 1, 16, 0), del('d2')], T0 + 100), [0, 0]],
     ];
     for (const [label, record, results] of cases) assert.deepEqual(index.apply(record), results, label);
     assert.equal(index.get(k('b'), T0), undefined);
     assert.equal(index.get(k('c'), T0)?.address.offset, 40);
     assert.equal(index.get(k('d'), T0)?.address.offset, 48);
-    assert.deepEqual(index.apply(rec(9, [{ code: OpCode.Flush }, set('e', 1, 56)], T0)), [1, 1]);
+    // A same-entry guard of an entry expired since: the key swept away still holds; a new live value does not.
+    index.apply(rec(12, [set('sw', 1, 88, T0 + 5)], T0));
+    index.apply(rec(13, [{ code: OpCode.DelIf, key: k('sw'), volume: 1, offset: 88 }], T0 + 10));
+    assert.deepEqual(index.apply(rec(14, [guardSame('sw', 1, 88, T0 + 5)], T0 + 10)), [1]);
+    index.apply(rec(15, [set('sw', 1, 96)], T0 + 10));
+    assert.deepEqual(index.apply(rec(16, [guardSame('sw', 1, 88, T0 + 5)], T0 + 10)), [0]);
+    assert.deepEqual(index.apply(rec(17, [{ code: OpCode.Flush }, set('e', 1, 56)], T0)), [1, 1]);
     assert.equal(index.liveCount, 1);
     for (const key of ['a', 'b', 'c', 'd']) assert.equal(index.getRaw(k(key)), undefined, key);
     index.checkpoint();

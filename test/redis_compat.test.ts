@@ -17,7 +17,7 @@ const T = { timeout: 60_000 };
  * on the time (numbers compared with a tolerance); `shape`: only the RESP types and lengths of
  * an aggregate are compared (INFO text, client ids).
  */
-type Step = string[] | { argv: string[]; clock?: true; shape?: true; on?: 0 | 1 } | { sleep: number };
+type Step = string[] | { argv: string[]; clock?: true; shape?: true; on?: 0 | 1 } | { sleep: number } | { message: 0 | 1 };
 
 let redis: RedisServer;
 let master: MasterProcess;
@@ -45,11 +45,17 @@ const other = (...argv: string[]): Step => ({ argv, on: 1 });
 /** Runs a script on both from an empty keyspace; every reply must match. */
 async function same(steps: Step[]): Promise<void> {
   const [r, b] = conns[0]!;
-  for (const pair of conns) await Promise.all(pair.map((c) => c.send(['RESET'])));
+  for (const pair of conns) await Promise.all(pair.map(reset));
   await Promise.all([r.send(['FLUSHALL']), b.send(['FLUSHALL'])]);
   for (const step of steps) {
     if ('sleep' in step) {
       await new Promise((res) => setTimeout(res, step.sleep));
+      continue;
+    }
+    if ('message' in step) {
+      const [rc, bc] = conns[step.message]!;
+      const [want, got] = await Promise.all([rc.read(5000, 'a message'), bc.read(5000, 'a message')]);
+      assert.equal(got.text, want.text, 'a pushed message');
       continue;
     }
     const argv = Array.isArray(step) ? step : step.argv;
@@ -61,6 +67,13 @@ async function same(steps: Step[]): Promise<void> {
     else if (step.shape) assert.equal(shapeOf(got.value), shapeOf(want.value), label);
     else assert.equal(got.text, want.text, label);
   }
+}
+
+/** RESET, then skip what was still pending (messages of a subscription) up to its +RESET. */
+async function reset(c: WireClient): Promise<void> {
+  let reply = await c.send(['RESET']);
+  for (let i = 0; i < 1000 && reply.text !== '+RESET\r\n'; i++) reply = await c.read();
+  assert.equal(reply.text, '+RESET\r\n');
 }
 
 /** The RESP types of a value, and the lengths of its aggregates. */
@@ -488,6 +501,104 @@ describe('replies are Redis\' own, byte for byte', { skip: HAVE_REDIS ? false : 
       ['PUBSUB', 'BOGUS'],
       ['PUBSUB', 'HELP'],
       ['PUBLISH', 'news', 'hello'],
+    ]));
+
+  it('CONFIG GET/SET/RESETSTAT/HELP: the parameters BriseDB has, Redis\' errors for the rest', T, () =>
+    same([
+      ['CONFIG', 'SET', 'timeout', '0'],
+      ['CONFIG', 'GET', 'timeout'],
+      ['CONFIG', 'SET', 'foo', 'bar'],
+      ['CONFIG', 'SET', 'maxclients', 'abc'],
+      ['CONFIG', 'SET', 'maxclients', '0'],
+      ['CONFIG', 'SET', 'maxclients'],
+      ['CONFIG', 'SET', 'maxclients', '10', 'maxclients', '20'],
+      ['CONFIG', 'SET', 'timeout', '-1'],
+      ['CONFIG', 'SET', 'timeout', '5', 'foo', '1'],
+      ['CONFIG', 'GET', 'timeout'],
+      ['CONFIG', 'SET', 'proto-max-bulk-len', '100'],
+      ['CONFIG', 'SET', 'proto-max-bulk-len', '2mb'],
+      ['CONFIG', 'GET', 'proto-max-bulk-len'],
+      ['CONFIG', 'SET', 'proto-max-bulk-len', '512mb'],
+      ['CONFIG', 'SET', 'client-query-buffer-limit', '1kb'],
+      ['CONFIG', 'SET', 'notify-keyspace-events', 'Q'],
+      ['CONFIG', 'SET', 'notify-keyspace-events', 'KEAn'],
+      ['CONFIG', 'GET', 'notify-keyspace-events'],
+      ['CONFIG', 'SET', 'notify-keyspace-events', 'gxKEmn'],
+      ['CONFIG', 'GET', 'notify-keyspace-events'],
+      ['CONFIG', 'SET', 'notify-keyspace-events', ''],
+      ['CONFIG', 'GET', 'notify-keyspace-events'],
+      ['CONFIG', 'SET', 'save', ''],
+      ['CONFIG', 'SET', 'appendonly', 'yes'],
+      ['CONFIG', 'RESETSTAT'],
+      ['CONFIG', 'RESETSTAT', 'x'],
+      ['CONFIG', 'GET'],
+      ['CONFIG', 'BOGUS'],
+      ['CONFIG', 'HELP'],
+    ]));
+
+  it('keyspace notifications: the channels, messages and order of Redis for every string and keyspace command', T, () =>
+    same([
+      ['CONFIG', 'SET', 'notify-keyspace-events', 'KEA'],
+      other('PSUBSCRIBE', '__key*__:*'),
+      ['SET', 'k', '1'],
+      { message: 1 },
+      { message: 1 },
+      ['SET', 'k', '2', 'EX', '100'],
+      { message: 1 },
+      { message: 1 },
+      { message: 1 },
+      { message: 1 },
+      ['INCRBY', 'k', '5'],
+      { message: 1 },
+      { message: 1 },
+      ['APPEND', 'k', 'x'],
+      { message: 1 },
+      { message: 1 },
+      ['SETRANGE', 'k', '0', 'y'],
+      { message: 1 },
+      { message: 1 },
+      ['PERSIST', 'k'],
+      { message: 1 },
+      { message: 1 },
+      ['RENAME', 'k', 'k2'],
+      { message: 1 },
+      { message: 1 },
+      { message: 1 },
+      { message: 1 },
+      ['COPY', 'k2', 'k3'],
+      { message: 1 },
+      { message: 1 },
+      ['EXPIRE', 'k3', '100'],
+      { message: 1 },
+      { message: 1 },
+      ['DEL', 'k2', 'k3', 'nokey'],
+      { message: 1 },
+      { message: 1 },
+      { message: 1 },
+      { message: 1 },
+      ['SET', 'f', '1'],
+      { message: 1 },
+      { message: 1 },
+      ['INCRBYFLOAT', 'f', '0.5'],
+      { message: 1 },
+      { message: 1 },
+      ['GETDEL', 'f'],
+      { message: 1 },
+      { message: 1 },
+      ['SET', 'short', 'v', 'PX', '50'],
+      { message: 1 },
+      { message: 1 },
+      { message: 1 },
+      { message: 1 },
+      { sleep: 200 },
+      ['GET', 'short'],
+      { message: 1 },
+      { message: 1 },
+      ['CONFIG', 'SET', 'notify-keyspace-events', 'Eg'],
+      ['SET', 'g', '1'],
+      ['DEL', 'g'],
+      { message: 1 },
+      ['CONFIG', 'SET', 'notify-keyspace-events', ''],
     ]));
 
   it('SELECT, PING, ECHO and wrong arity', T, () =>

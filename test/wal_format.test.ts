@@ -14,7 +14,7 @@ import {
   encodeRecord,
   encodeWalHeader,
 } from '../src/storage/wal_format.js';
-import { OpCode, SetFlag, opKey, type Op, type SetIfOp, type WalRecord } from '../src/storage/types.js';
+import { GuardKind, OpCode, SetFlag, opKey, type Op, type SetIfOp, type WalRecord } from '../src/storage/types.js';
 import { canaries, resetCanaries } from '../src/runtime/canary.js';
 import { StoreError } from '../src/runtime/errors.js';
 
@@ -31,8 +31,8 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ code: fc.constant(OpCode.Del), key }, plain),
   fc.record({ code: fc.constant(OpCode.Expire), key, expiresAt: n }, plain),
   fc.record({ code: fc.constant(OpCode.DelIf), key, volume: n, offset: n }, plain),
-  fc.record({ code: fc.constant(OpCode.Guard), key, present: fc.constant(true), volume: n, offset: n, expiresAt: n }, plain),
-  fc.record({ code: fc.constant(OpCode.Guard), key, present: fc.constant(false), volume: fc.constant(0), offset: fc.constant(0), expiresAt: fc.constant(0) }, plain),
+  fc.record({ code: fc.constant(OpCode.Guard), key, kind: fc.constantFrom(GuardKind.Live, GuardKind.Same), volume: n, offset: n, expiresAt: n }, plain),
+  fc.record({ code: fc.constant(OpCode.Guard), key, kind: fc.constant(GuardKind.Absent), volume: fc.constant(0), offset: fc.constant(0), expiresAt: fc.constant(0) }, plain),
   fc.constant({ code: OpCode.Flush }),
 );
 const record: fc.Arbitrary<WalRecord> = fc.oneof(
@@ -59,8 +59,9 @@ const sample: WalRecord = {
     { code: OpCode.Del, key: bytes('k2') },
     { code: OpCode.Expire, key: bytes('k3'), expiresAt: 1_700_000_999_000 },
     { code: OpCode.DelIf, key: bytes('k4'), volume: 5, offset: 64 },
-    { code: OpCode.Guard, key: bytes('k5'), present: true, volume: 6, offset: 72, expiresAt: 1_700_000_999_001 },
-    { code: OpCode.Guard, key: bytes('k6'), present: false, volume: 0, offset: 0, expiresAt: 0 },
+    { code: OpCode.Guard, key: bytes('k5'), kind: GuardKind.Live, volume: 6, offset: 72, expiresAt: 1_700_000_999_001 },
+    { code: OpCode.Guard, key: bytes('k6'), kind: GuardKind.Absent, volume: 0, offset: 0, expiresAt: 0 },
+    { code: OpCode.Guard, key: bytes('k7'), kind: GuardKind.Same, volume: 7, offset: 80, expiresAt: 0 },
     { code: OpCode.Flush },
   ],
 };
@@ -100,9 +101,10 @@ test('payload is a positional CBOR array that a plain decoder reads, byte string
   assert.equal(plain.length, 4);
   assert.deepEqual(plain.slice(0, 3), [7, 1_700_000_000_123, 0]);
   const ops = plain[3] as unknown[][];
-  assert.deepEqual(ops.map((o) => o[0]), [1, 2, 3, 4, 6, 6, 7]);
+  assert.deepEqual(ops.map((o) => o[0]), [1, 2, 3, 4, 6, 6, 6, 7]);
   assert.deepEqual(ops[5]!.slice(2), [0], 'an absent guard is [6, key, 0]');
-  assert.deepEqual(ops[6], [7], 'a flush names no key');
+  assert.deepEqual(ops[6]!.slice(2), [2, 7, 80, 0], 'a same-entry guard is [6, key, 2, volume, offset, expires]');
+  assert.deepEqual(ops[7], [7], 'a flush names no key');
   assert.deepEqual(ops[0]!.slice(2), [3, 2 ** 40 + 8, 1234, 0]);
   // No tag 64 (0xd8 0x40) in front of the key: byte string major type 2, length 2.
   assert.ok(Buffer.from(p).includes(Buffer.from([0x01, 0x42, 0x6b, 0x31])));
@@ -207,6 +209,8 @@ test('decodeRecord: CBOR that decodes but has the wrong shape is a decode failur
     [1, 2, 0, [[6, k, 0, 1]]],
     [1, 2, 0, [[6, k, 1, 2, 3]]],
     [1, 2, 0, [[6, k, 1, 2, 3, -4]]],
+    [1, 2, 0, [[6, k, 3, 2, 3, 4]]],
+    [1, 2, 0, [[6, k, 2]]],
     [1, 2, 0, [[7, k]]],
     [1, 2, 1, [[7]]],
     [1, 2, 1, [[2, k]]], // a snapshot chunk holds SET ops only

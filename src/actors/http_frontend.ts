@@ -11,7 +11,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from '
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { WalFeed } from '../db/wal_feed.js';
 import { parseBearer, tokenMatches } from '../protocol/http_params.js';
-import { FrontEndMsg, type FrontEndReplies, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+import { FrontEndMsg, MainMsg, type FrontEndReplies, type FrontEndToMain, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
 import { Channel } from '../runtime/channel.js';
 import { BLOB_PREFIX, deleteBlob, getBlob, putBlob, type BlobContext } from '../frontend/http_blobs.js';
 import { listKeys, metrics, scanKeys, status, type ApiContext } from '../frontend/http_api.js';
@@ -130,8 +130,12 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
     process.exit(1);
   });
   return {
-    handle: () => {
-      throw new StoreError('BAD_ARGUMENT', 'an HTTP front end takes no requests');
+    // Main tells every front end the settings that are the whole master's (CONFIG SET).
+    handle: (_from, body) => {
+      const msg = body as MainToFrontEnd;
+      if (msg.t !== MainMsg.Configure) throw new StoreError('BAD_ARGUMENT', 'an HTTP front end takes no requests but Configure');
+      engine.notifyFlags = msg.notifyKeyspaceEvents;
+      return null;
     },
     control: {
       address: () => ({ host: config.host, port: s.port }),

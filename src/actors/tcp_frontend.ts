@@ -8,16 +8,18 @@
 // Invariants: at most `maxClients` connections (past it: an error and a close, as Redis);
 // stop() stops accepting, lets every connection finish the burst it is running, then closes.
 import { createServer, type Server, type Socket } from 'node:net';
-import { cpus, hostname, totalmem } from 'node:os';
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import type { Limits } from '../db/api.js';
 import { EngineDatabase } from '../db/database.js';
 import { Engine } from '../db/engine.js';
 import type { TcpLimits } from '../protocol/tcp_limits.js';
 import { RespConnection, type FrontEndStats } from '../frontend/resp_connection.js';
-import { BRISEDB_VERSION, INFO_SECTIONS, REDIS_COMPAT_VERSION, type ClientState, type ServerState } from '../frontend/server_commands.js';
+import type { ClientState, ServerState } from '../frontend/server_commands.js';
+import { CommandStats } from '../frontend/command_stats.js';
+import { infoText, type InfoSource } from '../frontend/info_text.js';
 import { frontEndEngine } from './front_end.js';
-import { FrontEndMsg, type ActorStatusLine, type FrontEndReplies, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+import { FrontEndMsg, MainMsg, type ActorStatusLine, type FrontEndReplies, type FrontEndToMain, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
+import { LiveConfig, type Settings } from '../frontend/live_config.js';
 import { Channel } from '../runtime/channel.js';
 import { StoreError } from '../runtime/errors.js';
 import type { LocalGroup } from '../storage/registry.js';
@@ -42,6 +44,7 @@ export interface TcpFrontendConfig {
 interface State {
   env: ActorEnv<TcpFrontendConfig>;
   config: TcpFrontendConfig;
+  settings: Settings;
   server: Server;
   engine: Engine;
   /** Closes what the engine of this thread opened. */
@@ -59,18 +62,50 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   const broker = engine.ports.broker;
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}));
   const clients = new Map<number, ClientState>();
-  const stats: FrontEndStats = { connectionsReceived: 0, commandsProcessed: 0, rejectedConnections: 0, protocolErrors: 0 };
+  const stats: FrontEndStats = {
+    connectionsReceived: 0,
+    commandsProcessed: 0,
+    rejectedConnections: 0,
+    protocolErrors: 0,
+    netInputBytes: 0,
+    netOutputBytes: 0,
+    commands: new CommandStats(),
+  };
   const connections = new Set<RespConnection>();
+  // The live settings: CONFIG SET changes them for every connection of this thread, and the
+  // keyspace notifications for every thread of the master (through main).
+  const settings: Settings = { limits: { ...config.limits }, requirepass: config.requirepass, notifyKeyspaceEvents: 0 };
+  const fixed = { bind: config.host, port: config.port, dir: config.dataDir, appendfsync: config.sync === 'always' ? 'always' : 'no' };
+  let notifyFlags = 0;
+  const live = new LiveConfig(settings, fixed, () => {
+    for (const conn of connections) conn.applySettings();
+    if (settings.notifyKeyspaceEvents !== notifyFlags) {
+      notifyFlags = engine.notifyFlags = settings.notifyKeyspaceEvents;
+      // Every other thread emits notifications too (HTTP writes, the TTL sweep): main tells them.
+      void new Channel<FrontEndToMain, FrontEndReplies>(env.main).call({ t: FrontEndMsg.Configure, notifyKeyspaceEvents: notifyFlags }).catch(() => undefined);
+    }
+  });
   const serverState: ServerState = {
-    requirepass: config.requirepass,
-    config: config.configView,
+    get requirepass() {
+      return settings.requirepass;
+    },
+    settings: live,
     clients,
-    info: (sections) => infoText(s, sections),
+    info: (sections) => infoText(infoSource(s), sections),
+    resetStats: () => {
+      stats.commands.reset();
+      stats.commandsProcessed = 0;
+      stats.connectionsReceived = 0;
+      stats.rejectedConnections = 0;
+      stats.protocolErrors = 0;
+      stats.netInputBytes = 0;
+      stats.netOutputBytes = 0;
+    },
   };
   // Half-open: a client that shuts down its write side still gets the replies to what it sent.
   const server = createServer({ allowHalfOpen: true }, (socket) => accept(socket));
   const accept = (socket: Socket): void => {
-    if (connections.size >= config.limits.maxClients) {
+    if (connections.size >= settings.limits.maxClients) {
       stats.rejectedConnections += 1;
       socket.end('-ERR max number of clients reached\r\n');
       return;
@@ -79,7 +114,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
       db,
       broker,
       server: serverState,
-      limits: config.limits,
+      limits: settings.limits,
       stats,
       clients,
       nextSubscriberId: () => nextSubscriber++,
@@ -88,15 +123,21 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     socket.on('close', () => connections.delete(conn));
   };
   const port = await listen(server, config);
-  const s: State = { env, config, server, engine, closeEngine, connections, clients, stats, port };
+  const s: State = { env, config, settings, server, engine, closeEngine, connections, clients, stats, port };
   return {
-    // Nothing asks a front end for anything: clients reach it over TCP.
-    handle: () => {
-      throw new StoreError('BAD_ARGUMENT', 'a TCP front end takes no requests');
+    // Main tells every front end the settings that are the whole master's (CONFIG SET).
+    handle: (_from, body) => {
+      const msg = body as MainToFrontEnd;
+      if (msg.t !== MainMsg.Configure) throw new StoreError('BAD_ARGUMENT', 'a TCP front end takes no requests but Configure');
+      notifyFlags = engine.notifyFlags = settings.notifyKeyspaceEvents = msg.notifyKeyspaceEvents;
+      return null;
     },
     control: {
       address: () => ({ host: config.host, port: s.port }),
-      stats: () => ({ ...s.stats, connectedClients: s.clients.size }),
+      stats: () => {
+        const { commands, ...counters } = s.stats;
+        return { ...counters, errorReplies: commands.totalErrorReplies, connectedClients: s.clients.size };
+      },
     },
     stop: () => stop(s),
   };
@@ -129,78 +170,31 @@ async function stop(s: State): Promise<void> {
 
 // ---- INFO -------------------------------------------------------------------------------
 
-async function infoText(s: State, wanted: string[]): Promise<string> {
-  const all = wanted.length === 0 || wanted.includes('all') || wanted.includes('everything') || wanted.includes('default');
-  const sections = all ? [...INFO_SECTIONS] : INFO_SECTIONS.filter((name) => wanted.includes(name));
-  const parts: string[] = [];
-  for (const name of sections) parts.push(`# ${name[0]!.toUpperCase()}${name.slice(1)}\r\n${(await infoSection(s, name)).join('\r\n')}\r\n`);
-  return parts.join('\r\n');
-}
-
-async function infoSection(s: State, name: (typeof INFO_SECTIONS)[number]): Promise<string[]> {
-  const uptime = Math.floor((s.env.clock.now() - s.config.startedAt) / 1000);
-  switch (name) {
-    case 'server':
-      return [
-        `redis_version:${REDIS_COMPAT_VERSION}`,
-        `brisedb_version:${BRISEDB_VERSION}`,
-        'redis_mode:standalone',
-        `os:${process.platform} ${process.arch}`,
-        `arch_bits:64`,
-        `process_id:${process.pid}`,
-        `node_version:${process.versions.node}`,
-        `tcp_port:${s.port}`,
-        `uptime_in_seconds:${uptime}`,
-        `uptime_in_days:${Math.floor(uptime / 86400)}`,
-        `hostname:${hostname()}`,
-        `data_dir:${s.config.dataDir}`,
-      ];
-    case 'clients':
-      return [`connected_clients:${s.clients.size}`, `maxclients:${s.config.limits.maxClients}`, `blocked_clients:0`];
-    case 'memory': {
-      const m = process.memoryUsage();
-      return [
-        `used_memory:${m.heapUsed + m.external}`,
-        `used_memory_human:${mb(m.heapUsed + m.external)}`,
-        `used_memory_rss:${m.rss}`,
-        `used_memory_rss_human:${mb(m.rss)}`,
-        `total_system_memory:${totalmem()}`,
-        `total_system_memory_human:${mb(totalmem())}`,
-      ];
-    }
-    case 'persistence': {
-      const index = await s.engine.ports.index.stats();
-      return [
-        'loading:0',
-        'aof_enabled:1',
-        `aof_fsync:${s.config.sync === 'always' ? 'always' : 'no'}`,
-        `wal_last_lsn:${index.appliedLsn}`,
-        `index_durable_lsn:${index.durableLsn}`,
-        `index_buckets:${index.bucketCount}`,
-        `index_rebuilding:${index.rebuilding ? 1 : 0}`,
-      ];
-    }
-    case 'stats':
-      return [
-        `total_connections_received:${s.stats.connectionsReceived}`,
-        `total_commands_processed:${s.stats.commandsProcessed}`,
-        `rejected_connections:${s.stats.rejectedConnections}`,
-        `total_error_replies_protocol:${s.stats.protocolErrors}`,
-      ];
-    case 'replication': {
-      const index = await s.engine.ports.index.stats();
-      return ['role:master', 'connected_slaves:0', `master_repl_offset:${index.appliedLsn}`];
-    }
-    case 'keyspace':
-      return [`db0:keys=${await s.engine.ports.index.dbsize()}`];
-    case 'actors': {
+function infoSource(s: State): InfoSource {
+  return {
+    port: s.port,
+    startedAt: s.config.startedAt,
+    now: s.env.clock.now(),
+    dataDir: s.config.dataDir,
+    sync: s.config.sync,
+    connectedClients: s.clients.size,
+    maxClients: s.settings.limits.maxClients,
+    pubsubClients: [...s.clients.values()].filter((c) => c.subscriptions > 0).length,
+    stats: s.stats,
+    index: () => s.engine.ports.index.stats(),
+    dbsize: () => s.engine.ports.index.dbsize(),
+    pubsub: async () => {
+      const [channels, patterns] = await Promise.all([
+        s.engine.ports.broker.introspect({ what: 'channels' }),
+        s.engine.ports.broker.introspect({ what: 'numpat' }),
+      ]).catch(() => [null, null]);
+      if (channels === null) return null;
+      return { channels: (channels as Uint8Array[]).length, patterns: patterns as number };
+    },
+    actors: async () => {
       const toMain = new Channel<FrontEndToMain, FrontEndReplies>(s.env.main);
       const lines = await toMain.call({ t: FrontEndMsg.Status }).catch(() => [] as ActorStatusLine[]);
-      return [`cpus:${cpus().length}`, ...lines.map((a) => `actor_${a.name}:thread=${a.threadId},state=${a.state},restarts=${a.restarts}`)];
-    }
-  }
-}
-
-function mb(bytes: number): string {
-  return `${(bytes / 2 ** 20).toFixed(2)}M`;
+      return lines.map((a) => `actor_${a.name}:thread=${a.threadId},state=${a.state},restarts=${a.restarts}`);
+    },
+  };
 }

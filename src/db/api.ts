@@ -176,6 +176,8 @@ export interface Database extends Session {
   /** Checkpoints the index now (normally done in the background). */
   checkpoint(): Promise<void>;
   stats(): Promise<Record<string, unknown>>;
+  /** Settings of the running store: keyspace notifications (flags of protocol/keyspace_events.ts). */
+  configure(settings: { notifyKeyspaceEvents?: number }): void;
   close(): Promise<void>;
 }
 

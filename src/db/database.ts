@@ -47,6 +47,10 @@ export class EngineDatabase extends EngineSession implements Database {
     return { index, ...(await this.extraStats()) };
   }
 
+  configure(settings: { notifyKeyspaceEvents?: number }): void {
+    if (settings.notifyKeyspaceEvents !== undefined) this.engine.notifyFlags = settings.notifyKeyspaceEvents;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;

@@ -14,6 +14,7 @@ import { StoreError } from '../runtime/errors.js';
 import type { Limits } from './api.js';
 import type { CommitResult, Lookup, Ports } from './ports.js';
 import { KeyUpdates, type Decide } from './key_updates.js';
+import { notificationsOf, type KeyEvent } from '../protocol/keyspace_events.js';
 
 /** Lazy-expiry deletes in flight at once; past it, the background sweep gets the rest. */
 const MAX_PENDING_EXPIRIES = 1024;
@@ -64,6 +65,8 @@ export class Engine {
   private pendingExpiries = 0;
   private compacting: Promise<void> | null = null;
   private readonly updates: KeyUpdates;
+  /** notify-keyspace-events of this thread, as flags (0: off, Redis' default). */
+  notifyFlags = 0;
 
   constructor(
     readonly ports: Ports,
@@ -119,11 +122,22 @@ export class Engine {
     );
   }
 
-  /** Deletes keys (one record); answers how many existed. */
+  /** Deletes keys (one record); answers how many existed, and notifies a `del` for each. */
   async delete(keys: Uint8Array[]): Promise<number> {
     if (keys.length === 0) return 0;
     const { results } = await this.write([], keys.map((key) => ({ code: OpCode.Del, key })));
+    this.notify(keys.filter((_, i) => results[i] === 1).map((key) => ({ event: 'del', key })));
     return results.reduce((a, b) => a + b, 0);
+  }
+
+  /** Publishes the keyspace notifications of committed writes (nothing while they are off). */
+  notify(events: readonly KeyEvent[]): void {
+    if (this.notifyFlags === 0) return;
+    for (const e of events) {
+      for (const [channel, message] of notificationsOf(this.notifyFlags, e)) {
+        this.ports.broker.publish(channel, message).catch(() => undefined); // best effort, as in Redis
+      }
+    }
   }
 
   /** Sets a live key's expiry (0: none); false when the key is not live. */
@@ -206,6 +220,9 @@ export class Engine {
     if (this.pendingExpiries >= MAX_PENDING_EXPIRIES) return;
     this.pendingExpiries += 1;
     this.write([], [{ code: OpCode.DelIf, key, volume, offset }])
+      .then(({ results }) => {
+        if (results[0] === 1) this.notify([{ event: 'expired', key }]);
+      })
       .catch(() => undefined) // the sweep retries; an expired key is invisible either way
       .finally(() => {
         this.pendingExpiries -= 1;
@@ -224,6 +241,7 @@ export class Engine {
         .map((e) => ({ code: OpCode.DelIf, key: e.key, volume: e.volume, offset: e.offset }));
       const { results } = await this.write([], ops);
       deleted += results.reduce((a, b) => a + b, 0);
+      this.notify(ops.filter((_, k) => results[k] === 1).map((op) => ({ event: 'expired', key: (op as { key: Uint8Array }).key })));
     }
     return deleted;
   }

@@ -14,8 +14,9 @@
 //   guards name a state that never happened) and each runs again once its predecessors settled.
 import type { Clock } from '../runtime/clock.js';
 import { StoreError } from '../runtime/errors.js';
-import { OpCode, guardsFailed, valueLengthOf, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { GuardKind, OpCode, guardsFailed, valueLengthOf, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { checkValueSize, mapKey } from './bytes.js';
+import type { KeyEvent } from '../protocol/keyspace_events.js';
 import type { Engine, Placed, PutValue } from './engine.js';
 
 /** What a key holds, as an update sees it: its needle and expiry, and its bytes when small. */
@@ -48,6 +49,8 @@ export type Change =
 export interface Decision<R> {
   changes: Change[];
   result: R;
+  /** Keyspace notifications to publish once the changes are committed. */
+  events?: KeyEvent[];
 }
 
 /** Decides from the keys' states, in the order asked, at `now`. May throw (nothing is written). */
@@ -107,7 +110,10 @@ export class KeyUpdates {
       const states = await this.read(keys, before);
       const currents = keys.map((key, i) => this.current(key, states[i]!));
       const decision = await decide(currents, this.clock.now());
-      if (decision.changes.length === 0) return { done: true, result: decision.result };
+      if (decision.changes.length === 0) {
+        if (decision.events !== undefined) this.engine.notify(decision.events);
+        return { done: true, result: decision.result };
+      }
       const { placed, ops, after } = await this.prepare(keys, mks, states, decision.changes);
       // Publish what this update writes, then let the next update of these keys go.
       let submit!: () => void;
@@ -128,6 +134,7 @@ export class KeyUpdates {
         submit();
         const { results } = await committing;
         if (guardsFailed(ops, results)) return { done: false, predecessors };
+        if (decision.events !== undefined) this.engine.notify(decision.events);
         return { done: true, result: decision.result };
       } finally {
         submit();
@@ -186,8 +193,8 @@ export class KeyUpdates {
       readAt.set(mk, i);
       const s = states[i]!;
       ops.push(s === null
-        ? { code: OpCode.Guard, key: keys[i]!, present: false, volume: 0, offset: 0, expiresAt: 0 }
-        : { code: OpCode.Guard, key: keys[i]!, present: true, volume: s.address.volume, offset: s.address.offset, expiresAt: s.expiresAt });
+        ? { code: OpCode.Guard, key: keys[i]!, kind: GuardKind.Absent, volume: 0, offset: 0, expiresAt: 0 }
+        : { code: OpCode.Guard, key: keys[i]!, kind: GuardKind.Same, volume: s.address.volume, offset: s.address.offset, expiresAt: s.expiresAt });
     });
     const placed: Placed[] = [];
     const after = new Map<string, KeyState | null>();

@@ -4,7 +4,7 @@
 // writes are pending on this session (their needles placed but not yet synced) until the
 // outermost COMMIT hands them all to the engine's write(): synced, then ONE record.
 import type { Readable } from 'node:stream';
-import { OpCode, guardsFailed, isLive, type GuardOp, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { GuardKind, OpCode, guardsFailed, isLive, type GuardOp, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { valueLengthOf } from '../storage/types.js';
 import { globMatch } from '../storage/glob.js';
 import type {
@@ -26,6 +26,7 @@ import type { Condition, Engine, NeedleToPlace, Placed } from './engine.js';
 import { QueueSubscription } from './subscription.js';
 import { TransactionStack, withExpiry, type Committed, type PendingWrite } from './transaction.js';
 import type { Current, Decide, KeyState } from './key_updates.js';
+import type { KeyEvent } from '../protocol/keyspace_events.js';
 import { StoreError } from '../runtime/errors.js';
 
 /** Values up to this size stay in memory inside a transaction, for reads without a disk hit. */
@@ -63,9 +64,17 @@ export class EngineSession implements Session {
     const expiresAt = this.expiryOf(options);
     if (this.txn.depth > 0) {
       this.stage(k, await this.engine.placeValue(k, v, expiresAt, false), expiresAt, v.length, v);
+      this.emit(setEvents(k, expiresAt));
       return;
     }
     await this.engine.put(k, v, { expiresAt });
+    this.emit(setEvents(k, expiresAt));
+  }
+
+  /** Keyspace notifications of writes: published now, or at the COMMIT of the transaction. */
+  private emit(events: KeyEvent[]): void {
+    if (this.txn.depth > 0) this.txn.noteEvents(events);
+    else this.engine.notify(events);
   }
 
   async setMany(items: { key: Bytes; value: Bytes; options?: SetOptions }[]): Promise<(Error | null)[]> {
@@ -93,7 +102,9 @@ export class EngineSession implements Session {
       await this.engine.putMany(valid.map((v) => v.needle));
     } catch (err) {
       for (const v of valid) results[v.i] = err as Error;
+      return results;
     }
+    this.emit(valid.flatMap((v) => setEvents(v.needle.key, v.needle.expiresAt)));
     return results;
   }
 
@@ -124,7 +135,10 @@ export class EngineSession implements Session {
             ? { kind: 'present' }
             : { kind: 'none' };
       const { applied } = await this.engine.put(k, v, { expiresAt, condition, keepTtl: options.keepTtl ?? false });
-      if (applied) return { applied: true, previous };
+      if (applied) {
+        this.emit(setEvents(k, expiresAt));
+        return { applied: true, previous };
+      }
       if (!options.get) return { applied: false, previous: null };
     }
     throw new StoreError('TIMEOUT', `SET ... GET of a key written concurrently: gave up after ${SET_GET_ATTEMPTS} attempts`);
@@ -137,6 +151,7 @@ export class EngineSession implements Session {
     if ((options.nx && visible) || (options.xx && !visible)) return { applied: false, previous };
     const keep = options.keepTtl && visible ? visible.expiresAt : expiresAt;
     this.stage(k, await this.engine.placeValue(k, v, keep, false), keep, v.length, v);
+    this.emit(setEvents(k, expiresAt));
     return { applied: true, previous };
   }
 
@@ -156,7 +171,7 @@ export class EngineSession implements Session {
     if (this.txn.depth === 0) return this.engine.update(ks, decide);
     const currents: Current[] = [];
     for (const k of ks) currents.push(this.currentOf(k, await this.visible(k)));
-    const { changes, result } = await decide(currents, this.engine.clock.now());
+    const { changes, result, events } = await decide(currents, this.engine.clock.now());
     for (const change of changes) {
       const mk = mapKey(change.key);
       if (!ks.some((k) => k.equals(change.key))) throw new StoreError('INTERNAL', 'an update changes a key it did not read');
@@ -169,6 +184,7 @@ export class EngineSession implements Session {
         this.stage(change.key, placed, change.expiresAt, size, change.value instanceof Uint8Array ? Buffer.from(change.value) : undefined);
       }
     }
+    if (events !== undefined) this.txn.noteEvents(events);
     return result;
   }
 
@@ -221,7 +237,10 @@ export class EngineSession implements Session {
     if (this.txn.depth > 0) {
       let existed = 0;
       for (const k of ks) {
-        if ((await this.visible(k)) !== null) existed += 1;
+        if ((await this.visible(k)) !== null) {
+          existed += 1;
+          this.emit([{ event: 'del', key: k }]);
+        }
         this.txn.put(mapKey(k), { kind: 'del' });
       }
       return existed;
@@ -249,7 +268,9 @@ export class EngineSession implements Session {
     const k = checkKey(key, this.engine.limits);
     const visible = await this.visible(k);
     if (visible === null || visible.expiresAt === 0) return false;
-    return this.changeExpiry(k, 0);
+    const changed = await this.changeExpiry(k, 0);
+    if (changed) this.emit([{ event: 'persist', key: k }]);
+    return changed;
   }
 
   async expire(key: Bytes, ttlMs: number): Promise<boolean> {
@@ -257,7 +278,9 @@ export class EngineSession implements Session {
     if (!Number.isSafeInteger(ttlMs)) throw new StoreError('BAD_ARGUMENT', `invalid expire time ${ttlMs}`);
     // As Redis: a TTL that is already past deletes the key.
     if (ttlMs <= 0) return (await this.delete(k)) > 0;
-    return this.changeExpiry(k, this.engine.clock.now() + ttlMs);
+    const changed = await this.changeExpiry(k, this.engine.clock.now() + ttlMs);
+    if (changed) this.emit([{ event: 'expire', key: k }]);
+    return changed;
   }
 
   private async changeExpiry(k: Buffer, expiresAt: number): Promise<boolean> {
@@ -332,15 +355,18 @@ export class EngineSession implements Session {
     const watched = new Map(watchList.map((w) => [mapKey(toBuffer(w.key)), w.state] as const));
     const committed = this.txn.commit();
     if (committed === undefined) return 'ok';
-    const watch = guardsOf(watched);
+    const watch = guardsOf(watched, GuardKind.Live);
     if (committed.writes.size === 0 && !committed.flushed) {
       // Nothing to write: the reads were consistent when made; only WATCH needs a look.
       return watch.length === 0 || (await this.stillAsWatched(watched)) ? 'ok' : 'watched';
     }
-    const ops: Op[] = [...watch, ...guardsOf(committed.reads, watched)];
+    const ops: Op[] = [...watch, ...guardsOf(committed.reads, GuardKind.Same, watched)];
     const placed = this.opsOf(committed, ops);
     const { results } = await this.engine.write(placed, ops);
-    if (!guardsFailed(ops, results)) return 'ok';
+    if (!guardsFailed(ops, results)) {
+      this.engine.notify(committed.events);
+      return 'ok';
+    }
     return results.slice(0, watch.length).every((r) => r === 1) ? 'conflict' : 'watched';
   }
 
@@ -391,9 +417,11 @@ export class EngineSession implements Session {
     const value = { size: options.size, source };
     if (this.txn.depth > 0) {
       this.stage(k, await this.engine.placeValue(k, value, expiresAt, false), expiresAt, options.size);
+      this.emit(setEvents(k, expiresAt));
       return;
     }
     await this.engine.put(k, value, { expiresAt });
+    this.emit(setEvents(k, expiresAt));
   }
 
   async stat(key: Bytes): Promise<BlobInfo | null> {
@@ -561,15 +589,23 @@ function sameState(a: KeyState | null, b: KeyState | null): boolean {
   return a.address.volume === b.address.volume && a.address.offset === b.address.offset && a.expiresAt === b.expiresAt;
 }
 
-/** A GUARD per key, holding when the key is still in the state given; keys in `skip` left out. */
-function guardsOf(states: ReadonlyMap<string, KeyState | null>, skip?: ReadonlyMap<string, unknown>): GuardOp[] {
+/**
+ * A GUARD per key, holding when the key is still in the state given (`kind` Live for WATCH,
+ * where an expiry is a change; Same for what a transaction read); keys in `skip` left out.
+ */
+function guardsOf(states: ReadonlyMap<string, KeyState | null>, kind: GuardKind, skip?: ReadonlyMap<string, unknown>): GuardOp[] {
   const out: GuardOp[] = [];
   for (const [mk, s] of states) {
     if (skip?.has(mk)) continue;
     const key = fromMapKey(mk);
     out.push(s === null
-      ? { code: OpCode.Guard, key, present: false, volume: 0, offset: 0, expiresAt: 0 }
-      : { code: OpCode.Guard, key, present: true, volume: s.address.volume, offset: s.address.offset, expiresAt: s.expiresAt });
+      ? { code: OpCode.Guard, key, kind: GuardKind.Absent, volume: 0, offset: 0, expiresAt: 0 }
+      : { code: OpCode.Guard, key, kind, volume: s.address.volume, offset: s.address.offset, expiresAt: s.expiresAt });
   }
   return out;
+}
+
+/** A SET notifies `set`, and `expire` when it gave the key an expiry (as Redis' SET EX does). */
+function setEvents(key: Uint8Array, expiresAt: number): KeyEvent[] {
+  return expiresAt === 0 ? [{ event: 'set', key }] : [{ event: 'set', key }, { event: 'expire', key }];
 }

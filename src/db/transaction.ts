@@ -12,6 +12,7 @@ import { canaries } from '../runtime/canary.js';
 import type { Placed } from './engine.js';
 import type { KeyState } from './key_updates.js';
 import { StoreError } from '../runtime/errors.js';
+import type { KeyEvent } from '../protocol/keyspace_events.js';
 
 export type PendingWrite =
   | { kind: 'set'; placed: Placed; expiresAt: number; size: number; value?: Buffer }
@@ -23,6 +24,8 @@ export type PendingWrite =
 export interface Level {
   writes: Map<string, PendingWrite>;
   flushed: boolean;
+  /** Keyspace notifications of the level's writes, published once the transaction commits. */
+  events: KeyEvent[];
 }
 
 /** What the outermost COMMIT hands over: the merged writes, the flush, and what was read. */
@@ -46,7 +49,7 @@ export class TransactionStack {
   }
 
   begin(): void {
-    this.levels.push({ writes: new Map(), flushed: false });
+    this.levels.push({ writes: new Map(), flushed: false, events: [] });
   }
 
   /**
@@ -77,6 +80,12 @@ export class TransactionStack {
     });
     for (const level of this.levels.slice(from)) for (const key of level.writes.keys()) keys.add(key);
     return keys;
+  }
+
+  /** Notifications of writes of the top level (dropped by its ROLLBACK). */
+  noteEvents(events: readonly KeyEvent[]): void {
+    const top = this.levels[this.levels.length - 1];
+    if (top !== undefined) top.events.push(...events.slice(0, Math.max(0, MAX_EVENTS - top.events.length)));
   }
 
   /** Records a read of the committed store (the first one of each key counts). */
@@ -150,7 +159,11 @@ function mergeLevel(parent: Level, top: Level): void {
     parent.flushed = true;
   }
   for (const [key, write] of top.writes) parent.writes.set(key, mergeInto(parent.writes.get(key), write));
+  parent.events.push(...top.events.slice(0, Math.max(0, MAX_EVENTS - parent.events.length)));
 }
+
+/** Notifications one transaction keeps (one per write at most: maxTransactionOps bounds them too). */
+const MAX_EVENTS = 1_000_000;
 
 /** An expiry change on top of a pending set changes that set; anything else replaces. */
 function mergeInto(below: PendingWrite | undefined, above: PendingWrite): PendingWrite {

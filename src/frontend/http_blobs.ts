@@ -214,6 +214,8 @@ async function storeBody(
     sendError(res, state, 412, 'PRECONDITION_FAILED', 'the precondition (If-Match / If-None-Match) does not hold for the stored blob');
     return 412;
   }
+  // A PUT is a SET to keyspace notifications, whichever front end it came through.
+  ctx.engine.notify(expiresAt === 0 ? [{ event: 'set', key }] : [{ event: 'set', key }, { event: 'expire', key }]);
   if (state.aborted || state.done) return 499;
   state.done = true;
   const etag = etagOf(address.volume, address.offset);

@@ -4,6 +4,7 @@
 // Session.update, atomic against every other client (see src/db/key_updates.ts).
 import type { Change, Current, Session } from '../db/api.js';
 import { SYNTAX_ERROR } from '../protocol/commands.js';
+import type { KeyEvent } from '../protocol/keyspace_events.js';
 import { NULL_BULK, OK, array, bulk, integer, simple, type Reply } from '../protocol/reply.js';
 import { expireTimeOf, fail, int64Of, optionOf, parseInt64, parseInteger, type Context, type Handler } from './command_args.js';
 
@@ -96,8 +97,9 @@ function expireOf(unitMs: 1 | 1000, absolute: boolean): Handler {
         (flags.gt && (current === 0 || when <= current)) ||
         (flags.lt && current !== 0 && when >= current);
       if (refused) return { changes: [], result: integer(0) };
-      const change: Change = when <= now ? { kind: 'del', key: cur!.key } : { kind: 'expire', key: cur!.key, expiresAt: when };
-      return { changes: [change], result: integer(1) };
+      const key = cur!.key;
+      if (when <= now) return { changes: [{ kind: 'del', key }], result: integer(1), events: [{ event: 'del', key }] };
+      return { changes: [{ kind: 'expire', key, expiresAt: when }], result: integer(1), events: [{ event: 'expire', key }] };
     });
   };
 }
@@ -117,7 +119,8 @@ function renameOf(nx: boolean): Handler {
       if (src.equals(dst)) return { changes: [], result: nx ? integer(0) : OK };
       if (nx && to!.state !== null) return { changes: [], result: integer(0) };
       const changes: Change[] = [await copyChange(from!, dst), { kind: 'del', key: from!.key }];
-      return { changes, result: nx ? integer(1) : OK };
+      const events: KeyEvent[] = [{ event: 'rename_from', key: from!.key }, { event: 'rename_to', key: to!.key }];
+      return { changes, result: nx ? integer(1) : OK, events };
     });
   };
 }
@@ -138,7 +141,7 @@ async function copyCommand({ session, argv }: Context): Promise<Reply> {
   if (src.equals(dst)) fail('ERR source and destination objects are the same');
   return session.update([src, dst], async ([from, to]) => {
     if (from!.state === null || (to!.state !== null && !replace)) return { changes: [], result: integer(0) };
-    return { changes: [await copyChange(from!, dst)], result: integer(1) };
+    return { changes: [await copyChange(from!, dst)], result: integer(1), events: [{ event: 'copy_to', key: to!.key }] };
   });
 }
 

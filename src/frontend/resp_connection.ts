@@ -15,9 +15,10 @@ import type { Socket } from 'node:net';
 import { execute, executeChecked, errorReply, plainSetOf } from './executor.js';
 import type { Database, Session } from '../db/api.js';
 import type { BrokerPort, Delivery } from '../db/ports.js';
-import { checkCommand, hasFlag, type CheckResult, type CommandSpec } from '../protocol/commands.js';
+import { checkCommand, hasFlag, lookupCommand, type CheckResult, type CommandSpec } from '../protocol/commands.js';
 import { OK, array, bulk, error, integer, push, simple, NULL_BULK, type Reply } from '../protocol/reply.js';
 import { MultiState } from './multi_state.js';
+import { statName, type CommandStats } from './command_stats.js';
 import { RespCommandParser } from '../protocol/resp_parser.js';
 import { ReplyWriter } from '../protocol/resp_writer.js';
 import { UNAUTHENTICATED_TCP_LIMITS, type TcpLimits } from '../protocol/tcp_limits.js';
@@ -29,6 +30,7 @@ import {
   helloCommand,
   infoCommand,
   selectCommand,
+  type ClientMetrics,
   type ClientState,
   type ServerState,
 } from './server_commands.js';
@@ -39,6 +41,10 @@ export interface FrontEndStats {
   commandsProcessed: number;
   rejectedConnections: number;
   protocolErrors: number;
+  netInputBytes: number;
+  netOutputBytes: number;
+  /** INFO commandstats and errorstats. */
+  commands: CommandStats;
 }
 
 export interface ConnectionContext {
@@ -63,6 +69,8 @@ const NOAUTH_ALLOWED = new Set(['auth', 'hello', 'quit', 'stop', 'exit', 'reset'
 const NOT_IN_MULTI = new Set(['subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'begin', 'commit', 'rollback', 'save']);
 /** Commands that act on MULTI itself: never queued. */
 const MULTI_CONTROL = new Set(['exec', 'discard', 'multi', 'quit', 'exit', 'stop', 'watch', 'reset']);
+/** The query buffer grows in chunks of this size (CLIENT LIST qbuf-free is what is left of one). */
+const QUERY_BUFFER_CHUNK = 16 * 1024;
 /** Commands taken from the buffer in one burst (bounds the replies held at once). */
 const MAX_BURST = 1024;
 /** Argument bytes taken in one burst. */
@@ -95,6 +103,10 @@ export class RespConnection {
   private writerCount = 0;
   private closing = false;
   private readonly multi = new MultiState();
+  /** Error replies written so far (a command failed when it moved). */
+  private errorReplies = 0;
+  /** Argument bytes of the burst being run (CLIENT LIST argv-mem). */
+  private argvBytes = 0;
   private subscriber = 0;
   private readonly channels = new Set<string>();
   private readonly patterns = new Set<string>();
@@ -123,12 +135,11 @@ export class RespConnection {
       subscriptions: 0,
       inMulti: false,
     };
+    this.client.metrics = () => this.metrics();
     ctx.clients.set(this.client.id, this.client);
     ctx.stats.connectionsReceived += 1;
     socket.setNoDelay(true);
-    if (ctx.limits.idleTimeoutSeconds > 0) {
-      socket.setTimeout(ctx.limits.idleTimeoutSeconds * 1000, () => this.close());
-    }
+    this.applyTimeout();
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => {
       if (!this.closing) socket.resume();
@@ -141,6 +152,35 @@ export class RespConnection {
     });
     socket.on('error', () => this.close());
     socket.on('close', () => this.cleanup());
+  }
+
+  /** CONFIG SET changed the limits: this connection follows them at once. */
+  applySettings(): void {
+    if (this.client.authenticated) this.parser.setLimits(this.ctx.limits);
+    this.applyTimeout();
+  }
+
+  /** Redis' `timeout`: a client silent that long is closed (0: never). */
+  private applyTimeout(): void {
+    const seconds = this.ctx.limits.idleTimeoutSeconds;
+    this.socket.setTimeout(seconds * 1000);
+    this.socket.removeAllListeners('timeout');
+    if (seconds > 0) this.socket.on('timeout', () => this.close());
+  }
+
+  /** CLIENT LIST's view of this connection's buffers. */
+  private metrics(): ClientMetrics {
+    const qbuf = this.parser.buffered;
+    return {
+      qbuf,
+      qbufFree: Math.max(0, QUERY_BUFFER_CHUNK - (qbuf % QUERY_BUFFER_CHUNK)),
+      argvMem: this.argvBytes,
+      multi: this.multi.queued,
+      multiMem: this.multi.memory,
+      obl: this.writer.length,
+      omem: this.socket.writableLength,
+      oll: this.socket.writableLength > 0 ? 1 : 0,
+    };
   }
 
   /** The client sent its last byte and everything it asked is answered: end the connection. */
@@ -159,6 +199,7 @@ export class RespConnection {
   private onData(chunk: Buffer): void {
     if (this.closing) return;
     this.client.lastActiveAt = Date.now();
+    this.ctx.stats.netInputBytes += chunk.length;
     this.parser.push(chunk);
     // Input is bounded: while a burst runs and this much more waits behind it, stop reading
     // (the kernel's socket buffer, then TCP flow control, hold the rest); the pump resumes
@@ -228,6 +269,16 @@ export class RespConnection {
   }
 
   private async runBurst(commands: Buffer[][]): Promise<void> {
+    this.argvBytes = 0;
+    for (const argv of commands) for (const a of argv) this.argvBytes += a.length;
+    try {
+      await this.runCommands(commands);
+    } finally {
+      this.argvBytes = 0;
+    }
+  }
+
+  private async runCommands(commands: Buffer[][]): Promise<void> {
     // Each command is checked against the table once, here, and the result passed along.
     const checks = commands.map((argv) => checkCommand(argv));
     let i = 0;
@@ -287,14 +338,25 @@ export class RespConnection {
   private async runReads(group: Buffer[][], checks: CheckResult[]): Promise<void> {
     this.ctx.stats.commandsProcessed += group.length;
     this.client.lastCommand = checkName(group[group.length - 1]!);
-    if (group.every(isPlainGet)) return this.runGets(group);
+    const start = process.hrtime.bigint();
+    if (group.every(isPlainGet)) {
+      await this.runGets(group);
+      const usec = Number(process.hrtime.bigint() - start) / 1000 / group.length;
+      for (const argv of group) this.account(argv, 'get', usec, false);
+      return;
+    }
     const replies = await Promise.all(
       group.map((argv, k) => {
         const c = checks[k]!;
         return c.ok ? executeChecked(this.session, argv, c.spec, this.ctx.db) : Promise.resolve(c.reply);
       }),
     );
-    for (const r of replies) this.reply(r);
+    const usec = Number(process.hrtime.bigint() - start) / 1000 / group.length;
+    replies.forEach((r, k) => {
+      const c = checks[k]!;
+      if (c.ok) this.account(group[k]!, c.spec.name, usec, r.kind === 'error');
+      this.reply(r);
+    });
   }
 
   /**
@@ -322,21 +384,29 @@ export class RespConnection {
     this.ctx.stats.commandsProcessed += group.length;
     this.client.lastCommand = 'set';
     const items = group.map((argv) => plainSetOf(argv)!);
+    const start = process.hrtime.bigint();
     const results = await this.session.setMany(items);
-    for (const err of results) this.reply(err === null ? OK : errorReply(err));
+    const usec = Number(process.hrtime.bigint() - start) / 1000 / group.length;
+    results.forEach((err, k) => {
+      this.account(group[k]!, 'set', usec, err !== null);
+      this.reply(err === null ? OK : errorReply(err));
+    });
   }
 
   private async dispatch(argv: Buffer[], checked: CheckResult = checkCommand(argv)): Promise<void> {
     this.ctx.stats.commandsProcessed += 1;
     if (!checked.ok) {
       if (this.multi.active) this.multi.markFailed();
+      const known = checkName(argv);
+      if (lookupCommand(known) !== undefined) this.ctx.stats.commands.reject(known);
       this.reply(checked.reply);
       return;
     }
     const { spec } = checked;
     const name = spec.name;
-    this.client.lastCommand = name;
+    this.client.lastCommand = statName(name, argv);
     if (!this.client.authenticated && !NOAUTH_ALLOWED.has(name)) {
+      this.ctx.stats.commands.reject(name);
       this.reply(error('NOAUTH Authentication required.'));
       return;
     }
@@ -345,10 +415,14 @@ export class RespConnection {
       return;
     }
     if (this.inSubscribedMode() && !PUBSUB_ALLOWED.has(name)) {
+      this.ctx.stats.commands.reject(name);
       this.reply(error(`ERR Can't execute '${name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context`));
       return;
     }
+    const errors = this.errorReplies;
+    const start = process.hrtime.bigint();
     await this.run(spec, argv);
+    this.account(argv, name, Number(process.hrtime.bigint() - start) / 1000, this.errorReplies > errors);
   }
 
   private async run(spec: CommandSpec, argv: Buffer[]): Promise<void> {
@@ -422,7 +496,12 @@ export class RespConnection {
     const checked = checkCommand(argv);
     if (!checked.ok) return checked.reply;
     this.ctx.stats.commandsProcessed += 1;
-    return this.answer(checked.spec, argv);
+    const start = process.hrtime.bigint();
+    const reply = await this.answer(checked.spec, argv);
+    this.account(argv, checked.spec.name, Number(process.hrtime.bigint() - start) / 1000, reply.kind === 'error');
+    // Errors inside EXEC's array count in errorstats, as Redis counts them.
+    this.ctx.stats.commands.error(reply);
+    return reply;
   }
 
   // ---- AUTH ----------------------------------------------------------------------------
@@ -460,6 +539,7 @@ export class RespConnection {
 
   private queueInMulti(argv: Buffer[], name: string): void {
     if (NOT_IN_MULTI.has(name)) {
+      this.ctx.stats.commands.reject(name);
       this.multi.markFailed();
       this.reply(error('ERR Command not allowed inside a transaction'));
       return;
@@ -525,14 +605,26 @@ export class RespConnection {
   // ---- output ----------------------------------------------------------------------------
 
   private reply(reply: Reply): void {
+    if (reply.kind === 'error') {
+      this.errorReplies += 1;
+      this.ctx.stats.commands.error(reply);
+    }
     this.writer.reply(reply, this.client.proto);
+  }
+
+  /** One command that ran: INFO commandstats (`failed`: it answered an error). */
+  private account(argv: Buffer[], name: string, usec: number, failed: boolean): void {
+    this.ctx.stats.commands.call(statName(name, argv), usec, failed);
   }
 
   private flush(): void {
     if (this.writer.length === 0 || this.socket.destroyed) return;
     const chunks = this.writer.takeChunks();
     let ok = true;
-    for (const chunk of chunks) ok = this.socket.write(chunk);
+    for (const chunk of chunks) {
+      this.ctx.stats.netOutputBytes += chunk.length;
+      ok = this.socket.write(chunk);
+    }
     if (this.socket.writableLength > this.ctx.limits.maxOutputBuffer) {
       // Redis' client-output-buffer-limit: a reader this slow is cut off, not buffered for.
       this.socket.destroy();

@@ -6,6 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import { globMatch } from '../storage/glob.js';
 import { COMMANDS, lookupCommand, type CommandSpec } from '../protocol/commands.js';
 import { OK, array, bulk, error, integer, map, simple, NULL_BULK, type Reply } from '../protocol/reply.js';
+import type { LiveConfig } from './live_config.js';
 
 export const SERVER_NAME = 'brisedb';
 /** The Redis version we answer as: the command set and replies follow Redis 7.2. */
@@ -26,15 +27,37 @@ export interface ClientState {
   lastActiveAt: number;
   subscriptions: number;
   inMulti: boolean;
+  /** The connection's buffers, for CLIENT LIST / CLIENT INFO (absent: all zero). */
+  metrics?: () => ClientMetrics;
+}
+
+/** What CLIENT LIST shows of a connection's memory and buffers, in bytes. */
+export interface ClientMetrics {
+  /** Input buffered, not yet parsed into commands. */
+  qbuf: number;
+  qbufFree: number;
+  /** Arguments of the commands being run. */
+  argvMem: number;
+  /** Commands queued by MULTI (-1 outside MULTI) and their bytes. */
+  multi: number;
+  multiMem: number;
+  /** Replies gathered, not yet handed to the socket. */
+  obl: number;
+  /** Bytes the socket still has to send, and in how many chunks. */
+  omem: number;
+  oll: number;
 }
 
 export interface ServerState {
+  /** The password AUTH checks (live: CONFIG SET requirepass changes it). */
   readonly requirepass: string | null;
-  /** CONFIG GET answers from here (never the password). */
-  readonly config: Readonly<Record<string, string>>;
+  /** What CONFIG GET and CONFIG SET see and change. */
+  readonly settings: LiveConfig;
   readonly clients: ReadonlyMap<number, ClientState>;
   /** INFO text of the given sections (lower case; empty = the default set). */
   info(sections: string[]): Promise<string>;
+  /** CONFIG RESETSTAT: the counters of INFO stats, commandstats and errorstats back to zero. */
+  resetStats(): void;
 }
 
 /** What a server command tells the connection to do besides answering. */
@@ -137,7 +160,7 @@ export function clientCommand(argv: Buffer[], client: ClientState, server: Serve
     case 'info':
       return bulk(clientLine(client) + '\n');
     case 'list':
-      return bulk([...server.clients.values()].map((c) => clientLine(c) + '\n').join(''));
+      return clientList(argv, server);
     case 'no-evict':
     case 'no-touch':
       return OK;
@@ -146,36 +169,95 @@ export function clientCommand(argv: Buffer[], client: ClientState, server: Serve
   }
 }
 
+/** CLIENT LIST [TYPE normal | master | replica | slave | pubsub] [ID id [id ...]], as Redis parses it. */
+function clientList(argv: Buffer[], server: ServerState): Reply {
+  let clients = [...server.clients.values()];
+  const opt = argv[2]?.toString('latin1').toLowerCase();
+  if (argv.length === 4 && opt === 'type') {
+    const type = argv[3]!.toString('latin1').toLowerCase();
+    if (type === 'pubsub') clients = clients.filter((c) => c.subscriptions > 0);
+    else if (type === 'normal') clients = clients.filter((c) => c.subscriptions === 0);
+    else if (type === 'master' || type === 'replica' || type === 'slave') clients = [];
+    else return error(`ERR Unknown client type '${argv[3]!.toString('utf8')}'`);
+  } else if (argv.length > 3 && opt === 'id') {
+    const byId = new Map(clients.map((c) => [c.id, c]));
+    clients = [];
+    for (const arg of argv.slice(3)) {
+      const text = arg.toString('latin1');
+      if (!/^(0|-?[1-9][0-9]{0,18})$/.test(text)) return error('ERR Invalid client ID');
+      const c = byId.get(Number(text));
+      if (c !== undefined) clients.push(c);
+    }
+  } else if (argv.length !== 2) {
+    return error('ERR syntax error');
+  }
+  return bulk(clients.map((c) => clientLine(c) + '\n').join(''));
+}
+
+const NO_METRICS: ClientMetrics = { qbuf: 0, qbufFree: 0, argvMem: 0, multi: -1, multiMem: 0, obl: 0, omem: 0, oll: 0 };
+
+/** One line of CLIENT LIST, with Redis 7.2's fields in its order. */
 function clientLine(c: ClientState): string {
   const now = Date.now();
   const age = Math.floor((now - c.createdAt) / 1000);
   const idle = Math.floor((now - c.lastActiveAt) / 1000);
+  const m = c.metrics?.() ?? NO_METRICS;
+  const flags = c.subscriptions > 0 ? 'P' : m.multi >= 0 ? 'x' : 'N';
+  const totMem = m.qbuf + m.qbufFree + m.argvMem + m.multiMem + m.obl + m.omem;
   return (
     `id=${c.id} addr=${c.addr} laddr=${c.laddr} fd=-1 name=${c.name ?? ''} age=${age} idle=${idle} ` +
-    `flags=${c.subscriptions > 0 ? 'P' : c.inMulti ? 'x' : 'N'} db=0 sub=${c.subscriptions} psub=0 multi=${c.inMulti ? 0 : -1} ` +
-    `resp=${c.proto} cmd=${c.lastCommand} lib-name=${c.libName ?? ''} lib-ver=${c.libVer ?? ''}`
+    `flags=${flags} db=0 sub=${c.subscriptions} psub=0 ssub=0 multi=${m.multi} ` +
+    `qbuf=${m.qbuf} qbuf-free=${m.qbufFree} argv-mem=${m.argvMem} multi-mem=${m.multiMem} rbs=0 rbp=0 ` +
+    `obl=${m.obl} oll=${m.oll} omem=${m.omem} tot-mem=${totMem} events=${m.omem > 0 ? 'rw' : 'r'} ` +
+    `cmd=${c.lastCommand} user=default redir=-1 resp=${c.proto} lib-name=${c.libName ?? ''} lib-ver=${c.libVer ?? ''}`
   );
 }
 
-/** CONFIG GET pattern [pattern ...]; SET/RESETSTAT/REWRITE are not supported. */
+const CONFIG_HELP = [
+  'CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:',
+  'GET <pattern>',
+  '    Return parameters matching the glob-like <pattern> and their values.',
+  'SET <directive> <value>',
+  '    Set the configuration <directive> to <value>.',
+  'RESETSTAT',
+  '    Reset statistics reported by the INFO command.',
+  'REWRITE',
+  '    Rewrite the configuration file.',
+  'HELP',
+  '    Prints this help.',
+];
+
+/** Arity of each CONFIG subcommand, Redis style (negative: at least). */
+const CONFIG_ARITY: Readonly<Record<string, number>> = { get: -3, set: -4, resetstat: 2, rewrite: 2, help: 2 };
+
+/** CONFIG GET pattern... | SET name value [name value ...] | RESETSTAT | REWRITE | HELP. */
 export function configCommand(argv: Buffer[], client: ClientState, server: ServerState): Reply {
   const sub = argv[1]!.toString('latin1').toLowerCase();
-  if (sub !== 'get' || argv.length < 3) {
-    if (sub === 'set' || sub === 'resetstat' || sub === 'rewrite') {
-      return error(`ERR CONFIG ${sub.toUpperCase()} is not supported: BriseDB is configured by flags and its config file`);
+  const arity = CONFIG_ARITY[sub];
+  if (arity === undefined) return unknownSubcommand('CONFIG', argv[1]!);
+  if (arity > 0 ? argv.length !== arity : argv.length < -arity) return error(`ERR wrong number of arguments for 'config|${sub}' command`);
+  switch (sub) {
+    case 'get': {
+      const patterns = argv.slice(2).map((p) => Buffer.from(p.toString('latin1').toLowerCase(), 'latin1'));
+      const found = server.settings.get((name) => patterns.some((p) => globMatch(p, Buffer.from(name, 'latin1'))));
+      const pairs = found.map(([name, value]) => [bulk(name), bulk(value)] as [Reply, Reply]);
+      return client.proto === 3 ? map(pairs) : array(pairs.flat());
     }
-    return unknownSubcommand('CONFIG', argv[1]!);
-  }
-  const pairs: [Reply, Reply][] = [];
-  const seen = new Set<string>();
-  for (const pattern of argv.slice(2)) {
-    for (const [name, value] of Object.entries(server.config)) {
-      if (seen.has(name) || !globMatch(Buffer.from(pattern.toString('latin1').toLowerCase(), 'latin1'), Buffer.from(name, 'latin1'))) continue;
-      seen.add(name);
-      pairs.push([bulk(name), bulk(value)]);
+    case 'set': {
+      if (argv.length % 2 !== 0) return error("ERR wrong number of arguments for 'config|set' command");
+      const pairs: [string, string][] = [];
+      for (let i = 2; i < argv.length; i += 2) pairs.push([argv[i]!.toString('utf8'), argv[i + 1]!.toString('utf8')]);
+      const refused = server.settings.set(pairs);
+      return refused === null ? OK : error(`ERR ${refused}`);
     }
+    case 'resetstat':
+      server.resetStats();
+      return OK;
+    case 'rewrite':
+      return error('ERR CONFIG REWRITE is not supported: BriseDB is configured by its flags and its config file, which it never rewrites');
+    default:
+      return array(CONFIG_HELP.map((l) => simple(l)));
   }
-  return client.proto === 3 ? map(pairs) : array(pairs.flat());
 }
 
 /**
@@ -218,9 +300,6 @@ function commandInfo(spec: CommandSpec): Reply {
 export function unknownSubcommand(command: string, sub: Buffer): Reply {
   return error(`ERR unknown subcommand '${sub.toString('utf8')}'. Try ${command} HELP.`);
 }
-
-/** The INFO sections in Redis' order; `actors` is BriseDB's own. */
-export const INFO_SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'keyspace', 'actors'] as const;
 
 export async function infoCommand(argv: Buffer[], server: ServerState): Promise<Reply> {
   const wanted = argv.slice(1).map((a) => a.toString('latin1').toLowerCase());

@@ -21,6 +21,7 @@ import {
 } from './command_args.js';
 import { addLongDouble, formatLongDouble, parseLongDouble } from './long_double.js';
 import { INT64_MAX, INT64_MIN } from '../protocol/reply.js';
+import type { KeyEvent } from '../protocol/keyspace_events.js';
 
 /** Values up to this size are rewritten in memory; larger ones are streamed. */
 const IN_MEMORY = 64 * 1024;
@@ -162,7 +163,8 @@ async function getsetCommand({ session, argv }: Context): Promise<Reply> {
 async function getdelCommand({ session, argv }: Context): Promise<Reply> {
   return session.update([argv[1]!], async ([cur]) => {
     const value = await cur!.value();
-    return { changes: value === null ? [] : [{ kind: 'del', key: cur!.key }], result: bulk(value) };
+    if (value === null) return { changes: [], result: NULL_BULK };
+    return { changes: [{ kind: 'del', key: cur!.key }], result: bulk(value), events: [{ event: 'del', key: cur!.key }] };
   });
 }
 
@@ -175,9 +177,14 @@ async function getexCommand({ session, argv, spec }: Context): Promise<Reply> {
     if (cur!.state === null) return { changes: [], result: NULL_BULK };
     const at = e === undefined ? 0 : setExpiryOf(parseInt64(e.arg), e.unitMs, !e.absolute, now, spec);
     const result = bulk(await cur!.value());
-    if (o.persist) return { changes: cur!.state.expiresAt === 0 ? [] : [expireChange(cur!, 0)], result };
+    const key = cur!.key;
+    if (o.persist) {
+      if (cur!.state.expiresAt === 0) return { changes: [], result };
+      return { changes: [expireChange(cur!, 0)], result, events: [{ event: 'persist', key }] };
+    }
     if (e === undefined) return { changes: [], result };
-    return { changes: [at <= now ? { kind: 'del', key: cur!.key } : expireChange(cur!, at)], result };
+    if (at <= now) return { changes: [{ kind: 'del', key }], result, events: [{ event: 'del', key }] };
+    return { changes: [expireChange(cur!, at)], result, events: [{ event: 'expire', key }] };
   });
 }
 
@@ -208,7 +215,7 @@ async function msetnxCommand({ session, argv, spec }: Context): Promise<Reply> {
   return session.update(keys, (current) => {
     if (current.some((c) => c.state !== null)) return { changes: [], result: integer(0) };
     const changes: Change[] = current.map((c) => ({ kind: 'set', key: c.key, value: last.get(c.key.toString('latin1'))!, expiresAt: 0 }));
-    return { changes, result: integer(1) };
+    return { changes, result: integer(1), events: current.map((c) => ({ event: 'set', key: c.key })) };
   });
 }
 
@@ -237,11 +244,12 @@ async function appendCommand({ session, argv }: Context): Promise<Reply> {
   return tooBigAsRedis(session.update([argv[1]!], async ([cur]) => {
     const state = cur!.state;
     const size = (state?.size ?? 0) + suffix.length;
-    if (state === null) return { changes: [setChange(cur!, suffix, 0)], result: integer(size) };
-    if (suffix.length === 0) return { changes: [], result: integer(size) };
+    const events: KeyEvent[] = [{ event: 'append', key: cur!.key }];
+    if (state === null) return { changes: [setChange(cur!, suffix, 0)], result: integer(size), events };
+    if (suffix.length === 0) return { changes: [], result: integer(size), events };
     if (size > PROTO_MAX_BULK_LEN) fail(TOO_BIG);
     const value = await spliced(cur!, state.size, suffix, state.size);
-    return { changes: [setChange(cur!, value, state.expiresAt)], result: integer(size) };
+    return { changes: [setChange(cur!, value, state.expiresAt)], result: integer(size), events };
   }));
 }
 
@@ -257,7 +265,7 @@ async function setrangeCommand({ session, argv }: Context): Promise<Reply> {
     if (offset + patch.length > PROTO_MAX_BULK_LEN) fail(TOO_BIG);
     const size = Math.max(old, offset + patch.length);
     const value = await spliced(cur!, old, patch, offset);
-    return { changes: [setChange(cur!, value, state?.expiresAt ?? 0)], result: integer(size) };
+    return { changes: [setChange(cur!, value, state?.expiresAt ?? 0)], result: integer(size), events: [{ event: 'setrange', key: cur!.key }] };
   }));
 }
 
@@ -297,7 +305,8 @@ function incrOf(sign: 1n | -1n, byArg: boolean): Handler {
         fail('ERR increment or decrement would overflow');
       }
       const next = old + delta;
-      return { changes: [setChange(cur!, Buffer.from(next.toString()), cur!.state?.expiresAt ?? 0)], result: integer(next) };
+      const changes = [setChange(cur!, Buffer.from(next.toString()), cur!.state?.expiresAt ?? 0)];
+      return { changes, result: integer(next), events: [{ event: 'incrby', key: cur!.key }] };
     });
   };
 }
@@ -324,7 +333,7 @@ async function incrbyfloatCommand({ session, argv }: Context): Promise<Reply> {
     const sum = addLongDouble(old, incr);
     if (sum === null || sum.kind === 'inf') fail('ERR increment would produce NaN or Infinity');
     const text = Buffer.from(formatLongDouble(sum));
-    return { changes: [setChange(cur!, text, cur!.state?.expiresAt ?? 0)], result: bulk(text) };
+    return { changes: [setChange(cur!, text, cur!.state?.expiresAt ?? 0)], result: bulk(text), events: [{ event: 'incrbyfloat', key: cur!.key }] };
   });
 }
 

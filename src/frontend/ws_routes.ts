@@ -23,7 +23,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, WebSocket, us_socket_cont
 import type { BrokerPort, Delivery } from '../db/ports.js';
 import { WAL_FOLLOW_END, type FollowHandle, type WalFeed } from '../db/wal_feed.js';
 import { encodePayload } from '../storage/wal_format.js';
-import { OpCode, type Op, type WalRecord } from '../storage/types.js';
+import { GuardKind, OpCode, type Op, type WalRecord } from '../storage/types.js';
 
 export interface WsContext {
   broker: BrokerPort;
@@ -452,9 +452,9 @@ function opJson(op: Op): Record<string, unknown> {
         expectOffset: op.expectOffset,
       };
     case OpCode.Guard:
-      return op.present
-        ? { op: 'guard', ...key, present: true, volume: op.volume, offset: op.offset, expiresAt: op.expiresAt }
-        : { op: 'guard', ...key, present: false };
+      return op.kind === GuardKind.Absent
+        ? { op: 'guard', ...key, kind: 'absent' }
+        : { op: 'guard', ...key, kind: op.kind === GuardKind.Live ? 'live' : 'same', volume: op.volume, offset: op.offset, expiresAt: op.expiresAt };
   }
 }
 

@@ -13,7 +13,7 @@ import type { HttpFrontendConfig } from '../actors/http_frontend.js';
 import { DEFAULT_LIMITS } from '../db/api.js';
 import { masterMetrics } from './metrics.js';
 import { createServer } from 'node:net';
-import { FrontEndMsg, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+import { FrontEndMsg, MainMsg, type FrontEndToMain, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
 import type { MasterConfig } from './master_config.js';
 import type { LocalGroup } from '../storage/registry.js';
 import { StoreError } from '../runtime/errors.js';
@@ -106,6 +106,12 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
       const msg = body as FrontEndToMain;
       if (msg.t === FrontEndMsg.Status) return supervisor.status();
       if (msg.t === FrontEndMsg.Metrics) return masterMetrics(supervisor, db, httpNames);
+      if (msg.t === FrontEndMsg.Configure) {
+        // A setting of the whole master: this thread's engine (the TTL sweep) and every front end.
+        db.configure({ notifyKeyspaceEvents: msg.notifyKeyspaceEvents });
+        const out: MainToFrontEnd = { t: MainMsg.Configure, notifyKeyspaceEvents: msg.notifyKeyspaceEvents };
+        for (const other of frontEnds) if (other !== name) void supervisor.peer(other).call(out).catch(() => undefined);
+      }
       return null;
     });
   }

@@ -9,9 +9,21 @@ export const FrontEndMsg = {
   Status: 1,
   /** The whole master's Prometheus text (main aggregates every front end's metrics). */
   Metrics: 2,
+  /** A setting that is the whole master's changed (CONFIG SET): main tells every thread. */
+  Configure: 3,
 } as const;
 
-export type FrontEndToMain = { t: typeof FrontEndMsg.Status } | { t: typeof FrontEndMsg.Metrics };
+export type FrontEndToMain =
+  | { t: typeof FrontEndMsg.Status }
+  | { t: typeof FrontEndMsg.Metrics }
+  | { t: typeof FrontEndMsg.Configure; notifyKeyspaceEvents: number };
+
+/** What main says to a front end. */
+export const MainMsg = {
+  Configure: 1,
+} as const;
+
+export type MainToFrontEnd = { t: typeof MainMsg.Configure; notifyKeyspaceEvents: number };
 
 export interface ActorStatusLine {
   name: string;
@@ -23,4 +35,5 @@ export interface ActorStatusLine {
 export interface FrontEndReplies {
   [FrontEndMsg.Status]: ActorStatusLine[];
   [FrontEndMsg.Metrics]: string;
+  [FrontEndMsg.Configure]: null;
 }

@@ -85,7 +85,7 @@ import {
 } from './index_file.js';
 import { IndexRebuild } from './index_rebuild.js';
 import { keyHash } from './key_hash.js';
-import { isLive, OpCode, SetFlag, type GuardOp, type IndexEntry, type KeyOp, type NeedleAddress, type Op, type WalRecord } from './types.js';
+import { GuardKind, isLive, OpCode, SetFlag, type GuardOp, type IndexEntry, type KeyOp, type NeedleAddress, type Op, type WalRecord } from './types.js';
 
 export interface HashIndexOptions {
   /** Bucket count of a new index: a power of two, default 65536. */
@@ -456,15 +456,19 @@ export class HashIndex {
     return results;
   }
 
-  /** A guard: the key live at exactly this needle and expiry, or (not present) not live. */
+  /** A guard (GuardKind): the key not live, live at this entry, or still at this entry. */
   private guardHolds(op: GuardOp, timeMs: number): boolean {
     const pos = this.find(this.main, op.key, keyHash(op.key));
     const r = this.reader;
     const present = pos !== 0 && (r.buf[E_FLAGS]! & FLAG_TOMBSTONE) === 0;
     const expiresAt = present ? r.u64(E_EXPIRES, this.main) : 0;
     const live = present && isLive(expiresAt, timeMs);
-    if (!op.present) return !live;
-    return live && expiresAt === op.expiresAt && r.view.getUint32(E_VOLUME, true) === op.volume && r.u64(E_OFFSET, this.main) === op.offset;
+    if (op.kind === GuardKind.Absent) return !live;
+    if (op.kind === GuardKind.Live && !live) return false;
+    const same = present && expiresAt === op.expiresAt && r.view.getUint32(E_VOLUME, true) === op.volume && r.u64(E_OFFSET, this.main) === op.offset;
+    // Same: the entry read has expired since, and the key is not live: its deletion by the
+    // sweep is no write; only a new live value is.
+    return same || (op.kind === GuardKind.Same && !live && !isLive(op.expiresAt, timeMs));
   }
 
   /**

@@ -54,17 +54,33 @@ export type SetIfOp = {
   expectOffset: number;
 };
 
+/** What a GUARD requires of its key. */
+export const GuardKind = {
+  /** Not live (absent, deleted or expired). */
+  Absent: 0,
+  /** Live, at exactly (volume, offset) with exactly this expiry: WATCH (an expiry is a change). */
+  Live: 1,
+  /**
+   * The same entry as read: at exactly (volume, offset) with this expiry, expired since or not;
+   * or, once that expiry has passed, the key not live (its deletion by the TTL sweep is no
+   * write). What reads guard (INCR, APPEND, a transaction's GET): only a write is a conflict;
+   * an expiry since the read changes nothing the command wrote from (it linearizes at its read).
+   */
+  Same: 2,
+} as const;
+export type GuardKind = (typeof GuardKind)[keyof typeof GuardKind];
+
 /**
  * A precondition of its record: the record applies only if every guard in it holds when the
  * index applies it (judged before any op of the record, in log order), else nothing of it
- * applies. `present`: the key is live at exactly (volume, offset) with exactly this expiry;
- * not present: the key is not live. Read-modify-write commands (INCR, APPEND, RENAME...) and
- * MULTI/EXEC with WATCH guard what they read, so a concurrent change is never lost.
+ * applies. Read-modify-write commands (INCR, APPEND, RENAME...) and MULTI/EXEC with WATCH guard
+ * what they read, so a concurrent change is never lost. `volume`, `offset`, `expiresAt` are 0
+ * for an Absent guard.
  */
 export type GuardOp = {
   code: typeof OpCode.Guard;
   key: Uint8Array;
-  present: boolean;
+  kind: GuardKind;
   volume: number;
   offset: number;
   expiresAt: number;

@@ -11,7 +11,7 @@
 import { crc32 } from './checksum.js';
 import { Encoder } from 'cbor-x';
 import { canaries } from '../runtime/canary.js';
-import { OpCode, type Op, type WalRecord } from './types.js';
+import { GuardKind, OpCode, type Op, type WalRecord } from './types.js';
 import { StoreError } from '../runtime/errors.js';
 
 export const WAL_HEADER_SIZE = 32;
@@ -163,9 +163,10 @@ function opToArray(op: Op, kind: 0 | 1): unknown[] {
       return [OpCode.SetIf, op.key, volume, offset, length, op.expiresAt, op.flags, op.expectVolume, op.expectOffset];
     }
     case OpCode.Guard:
-      if (!op.present) return [OpCode.Guard, op.key, 0];
+      if (op.kind === GuardKind.Absent) return [OpCode.Guard, op.key, GuardKind.Absent];
+      if (op.kind !== GuardKind.Live && op.kind !== GuardKind.Same) bad(`GUARD kind ${String(op.kind)}`);
       for (const [v, what] of [[op.volume, 'volume'], [op.offset, 'offset'], [op.expiresAt, 'expiresAt']] as const) assertUint(v, what);
-      return [OpCode.Guard, op.key, 1, op.volume, op.offset, op.expiresAt];
+      return [OpCode.Guard, op.key, op.kind, op.volume, op.offset, op.expiresAt];
     default:
       return bad(`unknown op code ${String((op as { code: unknown }).code)}`);
   }
@@ -246,9 +247,9 @@ function toOp(v: unknown): Op | null {
       return { code: OpCode.SetIf, key, address: { volume, offset, length }, expiresAt, flags, expectVolume, expectOffset };
     }
     case OpCode.Guard:
-      if (a.length === 3 && a[2] === 0) return { code: OpCode.Guard, key, present: false, volume: 0, offset: 0, expiresAt: 0 };
-      if (a.length !== 6 || a[2] !== 1 || !isUint(a[3]) || !isUint(a[4]) || !isUint(a[5])) return null;
-      return { code: OpCode.Guard, key, present: true, volume: a[3], offset: a[4], expiresAt: a[5] };
+      if (a.length === 3 && a[2] === GuardKind.Absent) return { code: OpCode.Guard, key, kind: GuardKind.Absent, volume: 0, offset: 0, expiresAt: 0 };
+      if (a.length !== 6 || (a[2] !== GuardKind.Live && a[2] !== GuardKind.Same) || !isUint(a[3]) || !isUint(a[4]) || !isUint(a[5])) return null;
+      return { code: OpCode.Guard, key, kind: a[2], volume: a[3], offset: a[4], expiresAt: a[5] };
     default:
       return null;
   }
