@@ -3,6 +3,9 @@
 // exact bytes of its reply, so BriseDB's replies can be compared with Redis' byte for byte.
 // Invariants: every wait is bounded; every server started here is stopped by stopRedisServers().
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net from 'node:net';
 import { RespReplyParser, type RespValue } from '../../src/protocol/resp_reply_parser.js';
 import { freePort, resp, within } from './master_process.js';
@@ -19,20 +22,26 @@ const servers = new Set<RedisServer>();
 export async function startRedisServer(extra: string[] = []): Promise<RedisServer> {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort();
-    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...extra], {
+    // Its own directory: SAVE, BGSAVE and FLUSHALL write dump files where the server runs.
+    const dir = mkdtempSync(join(tmpdir(), 'redis-oracle-'));
+    const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--dir', dir, ...extra], {
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     try {
       await waitForPing(port, child);
     } catch (err) {
       child.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
       if (attempt < 4) continue;
       throw err;
     }
     const server: RedisServer = {
       port,
       pid: child.pid!,
-      stop: () => stopChild(child).finally(() => servers.delete(server)),
+      stop: () => stopChild(child).finally(() => {
+        servers.delete(server);
+        rmSync(dir, { recursive: true, force: true });
+      }),
     };
     servers.add(server);
     return server;
