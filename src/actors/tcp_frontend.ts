@@ -1,11 +1,13 @@
 // A TCP front end: a node:net server speaking RESP (uWebSockets.js cannot serve raw TCP), on
 // its own worker thread. With reusePort (Node 22.12+) several of them share one port, one per
-// core; on Node 20 there is one.
+// core; on Node 20 there is one. When `--text-addr` is set, a second server on that port speaks
+// the seed's line protocol (text_connection.ts) over the same engine and command table.
 // Owns: the listening socket, the client connections, their sessions, the counters of INFO.
 // It reaches the data through its own engine over the channels to the volume writers, the
 // WAL committer, the index and the broker, and reads committed needle bytes straight from the
 // volume files.
-// Invariants: at most `maxClients` connections (past it: an error and a close, as Redis);
+// Invariants: at most `maxClients` connections, RESP and line protocol together (past it: an
+// error and a close, as Redis);
 // stop() stops accepting, lets every connection finish the burst it is running, then closes.
 import { createServer, type Server, type Socket } from 'node:net';
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
@@ -14,6 +16,9 @@ import { EngineDatabase } from '../db/database.js';
 import { Engine } from '../db/engine.js';
 import type { TcpLimits } from '../protocol/tcp_limits.js';
 import { RespConnection, type FrontEndStats } from '../frontend/resp_connection.js';
+import { TextConnection } from '../frontend/text_connection.js';
+import { WalFeed } from '../db/wal_feed.js';
+import { WAL_ACTOR } from '../protocol/store_actors.js';
 import type { ClientState, ServerState } from '../frontend/server_commands.js';
 import { CommandStats } from '../frontend/command_stats.js';
 import { infoText, type InfoSource } from '../frontend/info_text.js';
@@ -27,6 +32,8 @@ import type { LocalGroup } from '../storage/registry.js';
 export interface TcpFrontendConfig {
   host: string;
   port: number;
+  /** The seed's line protocol (`--text-addr`); null: off. */
+  text: { host: string; port: number } | null;
   reusePort: boolean;
   limits: TcpLimits;
   requirepass: string | null;
@@ -46,10 +53,13 @@ interface State {
   config: TcpFrontendConfig;
   settings: Settings;
   server: Server;
+  /** The line-protocol server, when configured. */
+  textServer: Server | null;
+  textPort: number | null;
   engine: Engine;
   /** Closes what the engine of this thread opened. */
   closeEngine(): void;
-  connections: Set<RespConnection>;
+  connections: Set<RespConnection | TextConnection>;
   clients: Map<number, ClientState>;
   stats: FrontEndStats;
   port: number;
@@ -71,7 +81,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     netOutputBytes: 0,
     commands: new CommandStats(),
   };
-  const connections = new Set<RespConnection>();
+  const connections = new Set<RespConnection | TextConnection>();
   // The live settings: CONFIG SET changes them for every connection of this thread, and the
   // keyspace notifications for every thread of the master (through main).
   const settings: Settings = { limits: { ...config.limits }, requirepass: config.requirepass, notifyKeyspaceEvents: 0 };
@@ -123,7 +133,38 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     socket.on('close', () => connections.delete(conn));
   };
   const port = await listen(server, config);
-  const s: State = { env, config, settings, server, engine, closeEngine, connections, clients, stats, port };
+  // One WAL feed per thread (it handles the WAL peer's pushes), made when REPLICATE first asks.
+  let walFeed: WalFeed | null = null;
+  const acceptText = (socket: Socket): void => {
+    if (connections.size >= settings.limits.maxClients) {
+      stats.rejectedConnections += 1;
+      socket.end('-ERR max number of clients reached\n');
+      return;
+    }
+    const conn = new TextConnection(socket, {
+      db,
+      broker,
+      server: serverState,
+      limits: settings.limits,
+      stats,
+      walFeed: () => (walFeed ??= new WalFeed(env.peer(WAL_ACTOR))),
+      nextSubscriberId: () => nextSubscriber++,
+    });
+    connections.add(conn);
+    socket.on('close', () => connections.delete(conn));
+  };
+  let textServer: Server | null = null;
+  let textPort: number | null = null;
+  if (config.text !== null) {
+    textServer = createServer({ allowHalfOpen: true }, (socket) => acceptText(socket));
+    try {
+      textPort = await listen(textServer, { ...config, host: config.text.host, port: config.text.port });
+    } catch (err) {
+      server.close();
+      throw err;
+    }
+  }
+  const s: State = { env, config, settings, server, textServer, textPort, engine, closeEngine, connections, clients, stats, port };
   return {
     // Main tells every front end the settings that are the whole master's (CONFIG SET).
     handle: (_from, body) => {
@@ -134,6 +175,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     },
     control: {
       address: () => ({ host: config.host, port: s.port }),
+      textAddress: () => (config.text === null ? null : { host: config.text.host, port: s.textPort }),
       stats: () => {
         const { commands, ...counters } = s.stats;
         return { ...counters, errorReplies: commands.totalErrorReplies, connectedClients: s.clients.size };
@@ -161,10 +203,10 @@ function listen(server: Server, config: TcpFrontendConfig): Promise<number> {
 }
 
 async function stop(s: State): Promise<void> {
-  await new Promise<void>((resolve) => {
-    s.server.close(() => resolve());
-    for (const conn of s.connections) void conn.shutdown();
-  });
+  const closed = (server: Server | null): Promise<void> => new Promise((resolve) => (server === null ? resolve() : server.close(() => resolve())));
+  const both = Promise.all([closed(s.server), closed(s.textServer)]);
+  for (const conn of s.connections) void conn.shutdown();
+  await both;
   s.closeEngine();
 }
 

@@ -76,6 +76,8 @@ Flags override the fields of the --config file; sizes take bytes or a unit (512m
   --addr HOST:PORT              TCP listen address (default ${DEFAULT_ADDR}); ':PORT' is every
                                 interface (0.0.0.0), 'PORT' alone is loopback      [addr]
   --http HOST:PORT              HTTP blob API (default ${DEFAULT_HTTP_ADDR}); "" disables it [http_addr]
+  --text-addr HOST:PORT         the seed's line protocol (+OK, +nil...) for its Go and Python
+                                clients and nc; off by default                     [text_addr]
   --data DIR                    data directory (default ${DEFAULT_DATA_DIR})                  [data_dir]
   --drives DIR,DIR              extra directories for volume files                  [drives]
   --http-threads N              HTTP front-end threads (the cores)                  [http_threads]
@@ -104,6 +106,7 @@ Exit codes: 0 stopped cleanly, 1 could not start or failed, 2 bad flags or confi
 interface Settings {
   addr: ListenAddress;
   http_addr: ListenAddress | null;
+  text_addr: ListenAddress | null;
   http_threads: number;
   http_token: string | null;
   max_body_size: number;
@@ -276,6 +279,7 @@ const password: Convert<string | null> = (v) => {
 const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   addr: { flag: '--addr', convert: listenAddr },
   http_addr: { flag: '--http', convert: httpAddr },
+  text_addr: { flag: '--text-addr', convert: httpAddr },
   http_threads: { flag: '--http-threads', convert: intIn(1, MAX_TCP_THREADS) },
   http_token: { flag: '--http-token', convert: password, secret: true },
   max_body_size: { flag: '--max-body-size', convert: sizeIn(0, MAX_VALUE_LENGTH) },
@@ -310,6 +314,7 @@ function defaults(p: Platform): Settings {
   return {
     addr: parseListenAddress(DEFAULT_ADDR) as ListenAddress,
     http_addr: parseListenAddress(DEFAULT_HTTP_ADDR) as ListenAddress,
+    text_addr: null,
     http_threads: Math.max(1, Math.min(p.cores, MAX_TCP_THREADS)),
     http_token: null,
     max_body_size: 4 * 1024 * 1024 * 1024,
@@ -479,15 +484,34 @@ function crossCheck(s: Settings, labelOf: (k: Key) => string, p: Platform): void
   if (http !== null && http.port !== 0 && http.port === s.addr.port && http.host === s.addr.host) {
     fail(`${labelOf('http_addr')}: ${http.host}:${http.port} is also the TCP address (${labelOf('addr')})`);
   }
+  const text = s.text_addr;
+  if (text !== null && collides(text, s.addr)) {
+    fail(`${labelOf('text_addr')}: ${formatAddress(text)} is also the TCP address (${labelOf('addr')})`);
+  }
+  if (text !== null && http !== null && collides(text, http)) {
+    fail(`${labelOf('text_addr')}: ${formatAddress(text)} is also the HTTP address (${labelOf('http_addr')})`);
+  }
   if (s.tcp_threads > 1 && !supportsReusePort(p)) {
     fail(`${labelOf('tcp_threads')}: ${s.tcp_threads} threads need reusePort (Node ${REUSE_PORT_NODE.join('.')} or later on ${REUSE_PORT_PLATFORMS.join('/')}); this is Node ${p.nodeVersion} on ${p.os}`);
   }
+}
+
+/**
+ * Two listeners on one port fail at start, or (with reusePort) silently share connections: same
+ * port and the same host, or either of them on every interface. Port 0 picks a free one each.
+ */
+function collides(a: ListenAddress, b: ListenAddress): boolean {
+  if (a.port === 0 || a.port !== b.port) return false;
+  const wildcard = (h: string): boolean => h === ALL_INTERFACES || h === '::';
+  return a.host === b.host || wildcard(a.host) || wildcard(b.host);
 }
 
 function toConfig(s: Settings): MasterConfig {
   return {
     addr: s.addr,
     httpAddr: s.http_addr,
+    // Only when on: a config without the line protocol reads as it did before the flag existed.
+    ...(s.text_addr === null ? {} : { textAddr: s.text_addr }),
     httpThreads: s.http_threads,
     httpToken: s.http_token,
     maxBodySize: s.max_body_size,

@@ -126,6 +126,7 @@ function warnIfExposed(config: MasterConfig, log: Logger): void {
   const fronts: Array<[string, ListenAddress | null, string | null, string]> = [
     ['TCP', config.addr, config.requirepass, 'requirepass'],
     ['HTTP', config.httpAddr, config.httpToken, 'an HTTP token (--http-token)'],
+    ['the line protocol', config.textAddr ?? null, config.requirepass, 'requirepass'],
   ];
   for (const [what, a, secret, needed] of fronts) {
     if (a === null || secret !== null || isLoopbackHost(a.host)) continue;
@@ -138,12 +139,16 @@ function logListening(master: RunningMaster, config: MasterConfig, log: Logger):
   // exists): logging the configured address of a server that is not there would mislead.
   const bound = (master as RunningMaster & { readonly httpPort?: number | null }).httpPort;
   const http = config.httpAddr === null || typeof bound !== 'number' ? null : { host: config.httpAddr.host, port: bound };
+  const textAddr = config.textAddr ?? null;
+  const text = textAddr === null || master.textPort === null ? null : { host: textAddr.host, port: master.textPort };
   log.info(
     {
       tcp: formatAddress({ host: master.tcpHost, port: master.tcpPort }),
       port: master.tcpPort,
       http: http === null ? null : formatAddress(http),
       httpPort: http?.port ?? null,
+      text: text === null ? null : formatAddress(text),
+      textPort: text?.port ?? null,
     },
     'listening',
   );

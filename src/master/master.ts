@@ -23,6 +23,8 @@ export interface RunningMaster {
   readonly tcpHost: string;
   /** null when HTTP is disabled. */
   readonly httpPort: number | null;
+  /** The line protocol's port (`--text-addr`); null when it is off. */
+  readonly textPort: number | null;
   /** Stops accepting, lets in-flight commands finish, syncs, stops every actor. */
   stop(): Promise<void>;
   /** Resolves if the store dies for good (an actor given up). */
@@ -48,12 +50,16 @@ export function supportsReusePort(version = process.versions.node): boolean {
 export async function runMaster(config: MasterConfig, log: Logger): Promise<RunningMaster> {
   const startedAt = Date.now();
   const threads = supportsReusePort() ? Math.max(1, Math.min(config.tcpThreads, availableParallelism())) : 1;
+  const textAddr = config.textAddr ?? null;
+  // Every TCP thread serves the line protocol too; a port 0 must become one port for all of them.
+  const text = textAddr === null ? null : { host: textAddr.host, port: textAddr.port === 0 && threads > 1 ? await freePort(textAddr.host) : textAddr.port };
   const tcpSpecs = (groups: LocalGroup[], dataDir: string): ActorSpec[] => {
     const store = storeActorNames(groups.map((g) => g.id));
     return Array.from({ length: threads }, (_, i) => {
       const cfg: TcpFrontendConfig = {
         host: config.addr.host,
         port: config.addr.port,
+        text,
         reusePort: threads > 1,
         limits: config.tcpLimits,
         requirepass: config.requirepass,
@@ -94,6 +100,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   if (http !== null) await assertUwsLoads();
   if (http !== null && httpPort !== 0) await assertPortFree(http.host, httpPort, 'HTTP');
   if (threads > 1 && config.addr.port !== 0) await assertPortFree(config.addr.host, config.addr.port, 'TCP');
+  if (threads > 1 && text !== null) await assertPortFree(text.host, text.port, 'the line protocol');
   const { db, supervisor } = await openStore(
     config.dataDir,
     { drives: config.drives, maxVolumeSize: config.maxVolumeSize, sync: config.sync },
@@ -130,10 +137,12 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   });
   const address = await supervisor.control<{ address(): { host: string; port: number } }>(tcpActorName(0)).address();
   const httpAddress = http === null ? null : await supervisor.control<{ address(): { host: string; port: number } }>(httpActorName(0)).address();
+  const textAddress = text === null ? null : await supervisor.control<{ textAddress(): { host: string; port: number } | null }>(tcpActorName(0)).textAddress();
   return {
     tcpPort: address.port,
     tcpHost: address.host,
     httpPort: httpAddress?.port ?? null,
+    textPort: textAddress?.port ?? null,
     stop: () => {
       stopping = true;
       return db.close();

@@ -12,6 +12,8 @@ export interface MasterConfig {
   addr: ListenAddress;
   /** null: HTTP disabled (`--http ""`). */
   httpAddr: ListenAddress | null;
+  /** The seed's line protocol (`--text-addr`, docs/text-protocol.md); absent or null (the default): off. */
+  textAddr?: ListenAddress | null;
   dataDir: string;
   drives: string[];
   volumeServers: string[];
