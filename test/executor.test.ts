@@ -281,3 +281,13 @@ test('a closed database answers errors, not throws', async () => {
     fs.rmSync(d2, { recursive: true, force: true });
   }
 });
+
+test('LCS refuses a table past its bound before it reads the values; within it, answers', async () => {
+  // 6,000 x 6,000 bytes is 36 M cells, over the 32 M bound.
+  assert.deepEqual(await run('SET', 'lcs-a', Buffer.alloc(6000, 'a')), OK);
+  assert.deepEqual(await run('SET', 'lcs-b', Buffer.alloc(6000, 'a')), OK);
+  assert.match(errorText(await run('LCS', 'lcs-a', 'lcs-b')), /^ERR Insufficient memory, transient memory for LCS exceeds \d+ bytes$/);
+  assert.deepEqual(await run('SET', 'lcs-c', 'xaxbx'), OK);
+  assert.deepEqual(await run('LCS', 'lcs-a', 'lcs-c', 'LEN'), integer(1));
+  assert.equal(textOf(await run('LCS', 'lcs-c', 'lcs-c')), 'xaxbx');
+});

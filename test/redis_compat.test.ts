@@ -208,6 +208,31 @@ describe('replies are Redis\' own, byte for byte', { skip: HAVE_REDIS ? false : 
       clock('TTL', 't'),
     ]));
 
+  it('LCS: the subsequence, LEN, IDX with MINMATCHLEN and WITHMATCHLEN, and the errors', T, () =>
+    same([
+      ['SET', 'a', 'ohmytext'],
+      ['SET', 'b', 'mynewtext'],
+      ['LCS', 'a', 'b'],
+      ['LCS', 'a', 'b', 'LEN'],
+      ['LCS', 'a', 'b', 'IDX'],
+      ['LCS', 'a', 'b', 'idx', 'MINMATCHLEN', '4', 'WITHMATCHLEN'],
+      ['LCS', 'a', 'b', 'WITHMATCHLEN', 'IDX', 'MINMATCHLEN', '-5'],
+      ['LCS', 'a', 'b', 'LEN', 'IDX'],
+      ['LCS', 'a', 'b', 'FOO'],
+      ['LCS', 'a', 'b', 'MINMATCHLEN'],
+      ['LCS', 'a', 'b', 'MINMATCHLEN', 'x'],
+      ['LCS', 'a', 'nokey'],
+      ['LCS', 'nokey', 'nokey2', 'IDX'],
+      ['LCS', 'a'],
+      ['SET', 'c', 'rosettacode'],
+      ['SET', 'd', 'raisethysword'],
+      ['LCS', 'c', 'd', 'IDX', 'WITHMATCHLEN'],
+      ['LCS', 'd', 'c', 'IDX'],
+      ['LCS', 'a', 'a', 'IDX', 'WITHMATCHLEN'],
+      ['SET', 'e', ''],
+      ['LCS', 'e', 'a', 'IDX'],
+    ]));
+
   it('INCR, DECR, INCRBY, DECRBY: 64 bits and Redis\' overflow errors', T, () =>
     same([
       ['INCR', 'n'],

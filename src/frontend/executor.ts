@@ -16,6 +16,7 @@ import { StoreError, type ErrorCode } from '../runtime/errors.js';
 import { ReplyError, fail, type Context, type Handler } from './command_args.js';
 import { ADMIN_HANDLERS } from './admin_commands.js';
 import { KEYSPACE_HANDLERS } from './keyspace_commands.js';
+import { lcsCommand } from './lcs_command.js';
 import { STRING_HANDLERS } from './string_commands.js';
 
 export { plainSetOf } from './string_commands.js';
@@ -82,6 +83,7 @@ const HANDLERS: Readonly<Record<string, Handler>> = {
   ...STRING_HANDLERS,
   ...KEYSPACE_HANDLERS,
   ...ADMIN_HANDLERS,
+  lcs: lcsCommand,
   begin: beginCommand,
   commit: commitCommand,
   rollback: rollbackCommand,

@@ -77,6 +77,8 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'Subtracts a decrement from a 64-bit integer value, atomically.', reply: 'integer: the new value' },
   { name: 'incrbyfloat', arity: 3, flags: ['write', 'fast'], group: 'string', syntax: 'INCRBYFLOAT key increment',
     summary: 'Adds a floating-point increment, with the precision and printing of Redis (80-bit long double).', reply: 'bulk string: the new value' },
+  { name: 'lcs', arity: -3, flags: ['readonly'], group: 'string', syntax: 'LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]',
+    summary: 'The longest common subsequence of two values (Redis 7); the table is bounded (32 M cells).', reply: 'the subsequence; with LEN its length; with IDX the match ranges and the length' },
   { name: 'count', arity: 2, flags: ['readonly'], group: 'string', syntax: 'COUNT value',
     summary: 'Counts the live keys whose value equals the given value, byte for byte.', reply: 'integer' },
   { name: 'del', arity: -2, flags: ['write'], group: 'generic', syntax: 'DEL key [key ...]',
