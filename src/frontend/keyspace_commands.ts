@@ -132,9 +132,10 @@ async function copyCommand({ session, argv }: Context): Promise<Reply> {
     const opt = optionOf(argv[i]!);
     if (opt === 'replace') replace = true;
     else if (opt === 'db' && i + 1 < argv.length) {
-      const db = parseInteger(argv[++i]!);
-      if (db < -(2 ** 31) || db >= 2 ** 31) fail('ERR value is not an integer or out of range');
-      if (db !== 0) fail('ERR Copying to another database is not allowed in cluster mode');
+      // As getIntFromObjectOrReply, then selectDb with the one database there is here.
+      const db = parseInt64(argv[++i]!);
+      if (db < -(2n ** 31n) || db >= 2n ** 31n) fail('ERR value is out of range, value must between -2147483648 and 2147483647');
+      if (db !== 0n) fail('ERR DB index is out of range');
     } else fail(SYNTAX_ERROR);
   }
   const [src, dst] = [argv[1]!, argv[2]!];

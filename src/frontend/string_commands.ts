@@ -13,7 +13,6 @@ import {
   invalidExpire,
   optionOf,
   parseInt64,
-  parseInteger,
   setExpiryOf,
   wrongArgs,
   type Context,
@@ -253,16 +252,22 @@ async function appendCommand({ session, argv }: Context): Promise<Reply> {
   }));
 }
 
-/** SETRANGE key offset value: zero-padded; an empty value changes nothing; keeps the expiry. */
+/**
+ * SETRANGE key offset value: zero-padded; an empty value changes nothing; keeps the expiry. The
+ * offset is any int64 (as Redis): past the size limit it is "string exceeds maximum allowed
+ * size", checked after the empty value, not a parse error.
+ */
 async function setrangeCommand({ session, argv }: Context): Promise<Reply> {
-  const offset = parseInteger(argv[2]!);
-  if (offset < 0) fail('ERR offset is out of range');
+  const at = parseInt64(argv[2]!);
+  if (at < 0n) fail('ERR offset is out of range');
   const patch = argv[3]!;
+  const tooBig = at + BigInt(patch.length) > BigInt(PROTO_MAX_BULK_LEN);
+  const offset = tooBig ? 0 : Number(at);
   return tooBigAsRedis(session.update([argv[1]!], async ([cur]) => {
     const state = cur!.state;
     const old = state?.size ?? 0;
     if (patch.length === 0) return { changes: [], result: integer(old) };
-    if (offset + patch.length > PROTO_MAX_BULK_LEN) fail(TOO_BIG);
+    if (tooBig) fail(TOO_BIG);
     const size = Math.max(old, offset + patch.length);
     const value = await spliced(cur!, old, patch, offset);
     return { changes: [setChange(cur!, value, state?.expiresAt ?? 0)], result: integer(size), events: [{ event: 'setrange', key: cur!.key }] };
