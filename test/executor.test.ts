@@ -266,8 +266,9 @@ test('store errors become clear ERR replies: empty key, key too long', async () 
 test('errorReply maps codes, plain {code, message} objects and bugs, without throwing', () => {
   assert.deepEqual(errorReply(new StoreError('QUEUE_FULL', '1000 in flight')), error('ERR server busy: too many requests in flight, retry later: 1000 in flight'));
   assert.deepEqual(errorReply({ code: 'CLOSED', message: 'the database is closed' }), error('ERR the database is closed'));
-  assert.deepEqual(errorReply(new TypeError('x is undefined')), error('ERR internal error: x is undefined'));
-  assert.deepEqual(errorReply('weird'), error('ERR internal error: weird'));
+  assert.deepEqual(errorReply(new TypeError('x is undefined')), error('ERR internal error (see the server log)'));
+  assert.deepEqual(errorReply('weird'), error('ERR internal error (see the server log)'));
+  assert.deepEqual(errorReply({ code: 'INTERNAL', message: 'TypeError: y is null' }), error('ERR internal error (see the server log)'));
 });
 
 test('a closed database answers errors, not throws', async () => {

@@ -3,6 +3,7 @@
 // deliveries, as Redis does (a subscriber matching by channel and by a pattern counts twice).
 import { globMatch } from '../storage/glob.js';
 import { fromMapKey, mapKey } from '../runtime/bytes.js';
+import { StoreError } from '../runtime/errors.js';
 import type { Delivery } from '../protocol/broker_protocol.js';
 
 export class BrokerCore {
@@ -15,7 +16,7 @@ export class BrokerCore {
   subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[]): void {
     const own = this.own(subscriber);
     if (this.size() + channels.length + patterns.length > this.maxSubscriptions) {
-      throw new Error(`more than ${this.maxSubscriptions} subscriptions`);
+      throw new StoreError('BAD_ARGUMENT', `max number of subscriptions reached (${this.maxSubscriptions} on this server)`);
     }
     for (const channel of channels) {
       const key = mapKey(channel);
@@ -73,7 +74,7 @@ export class BrokerCore {
     for (const key of this.channels.keys()) {
       const name = fromMapKey(key);
       if (pattern !== undefined && !globMatch(pattern, name)) continue;
-      if (out.length >= max) throw new Error(`more than ${max} channels match`);
+      if (out.length >= max) throw new StoreError('BAD_ARGUMENT', `more than ${max} channels match: use a narrower pattern`);
       out.push(name);
     }
     return out;

@@ -329,8 +329,20 @@ export class EngineSession implements Session {
     return { cursor: String(page.cursor), keys: page.entries.map((e) => Buffer.from(e.key)) };
   }
 
-  dbsize(): Promise<number> {
-    return this.engine.ports.index.dbsize();
+  /** The live keys; inside a transaction, as it sees them (its own writes and FLUSHALL count). */
+  async dbsize(): Promise<number> {
+    if (this.txn.depth === 0) return this.engine.ports.index.dbsize();
+    const flushed = this.txn.flushed;
+    const keys = [...this.txn.pendingKeys()];
+    let n = flushed ? 0 : await this.engine.ports.index.dbsize();
+    const entries = flushed || keys.length === 0 ? [] : await this.engine.lookupLiveMany(keys.map(fromMapKey));
+    const now = this.engine.clock.now();
+    keys.forEach((mk, i) => {
+      const committed = flushed ? undefined : entries[i];
+      const live = pendingLive(this.txn.find(mk)!, now, committed);
+      n += (live ? 1 : 0) - (committed !== undefined ? 1 : 0);
+    });
+    return n;
   }
 
   // ---- transactions ----------------------------------------------------------------------
@@ -559,6 +571,13 @@ export class EngineSession implements Session {
     }
     return out;
   }
+}
+
+/** Whether a pending write leaves its key live (`committed`: the key's live entry, if any). */
+function pendingLive(pending: PendingWrite, now: number, committed: IndexEntry | undefined): boolean {
+  if (pending.kind === 'del') return false;
+  if (pending.kind === 'set') return isLive(pending.expiresAt, now);
+  return committed !== undefined && isLive(pending.expiresAt, now);
 }
 
 async function resolvePending(

@@ -8,11 +8,12 @@
 //
 // Invariant: execute() never throws. An option error answers Redis' own error text; a
 // StoreError answers `ERR <clear text>` by its stable code; anything else (a bug) answers
-// `ERR internal error: ...` so one bad command cannot take a connection or the REPL down.
+// `ERR internal error (see the server log)`, its detail logged, so one bad command cannot take a
+// connection or the REPL down and no JavaScript message reaches a client.
 import type { Database, Session } from '../db/api.js';
 import { checkCommand, helpLines, type CommandSpec } from '../protocol/commands.js';
 import { OK, array, bulk, error, simple, type Reply } from '../protocol/reply.js';
-import { StoreError, type ErrorCode } from '../runtime/errors.js';
+import { INTERNAL_TEXT, StoreError, reportInternal, type ErrorCode } from '../runtime/errors.js';
 import { ReplyError, fail, type Context, type Handler } from './command_args.js';
 import { ADMIN_HANDLERS } from './admin_commands.js';
 import { KEYSPACE_HANDLERS } from './keyspace_commands.js';
@@ -127,6 +128,7 @@ const SELF_DESCRIBING: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
 export function errorReply(err: unknown, spec?: CommandSpec): Reply {
   if (err instanceof ReplyError) return err.reply;
   if (err instanceof StoreError || isCodedError(err)) {
+    if (err.code === 'INTERNAL') return internalReply(err);
     if (err.code === 'NO_TRANSACTION' && spec !== undefined) {
       return error(`ERR ${spec.name.toUpperCase()} without BEGIN`);
     }
@@ -140,8 +142,12 @@ export function errorReply(err: unknown, spec?: CommandSpec): Reply {
     if (message.toLowerCase().startsWith(text.toLowerCase())) return error(`ERR ${message}`);
     return error(`ERR ${text}: ${message}`);
   }
-  const message = err instanceof Error ? err.message : String(err);
-  return error(`ERR internal error: ${message}`);
+  return internalReply(err);
+}
+
+function internalReply(err: unknown): Reply {
+  reportInternal(err);
+  return error(`ERR ${INTERNAL_TEXT}`);
 }
 
 /** A StoreError that crossed a thread arrives as a plain {code, message}. */

@@ -2,6 +2,7 @@
 // discipline uWS asks of an HttpResponse (it is valid only until it is answered or aborted;
 // anything written outside the request's own synchronous handler must be corked).
 import type { HttpResponse } from 'uWebSockets.js';
+import { INTERNAL_TEXT, reportInternal } from '../runtime/errors.js';
 
 /** Per-request state the handlers keep on the side of an HttpResponse. */
 export interface ResponseState {
@@ -96,6 +97,8 @@ export function statusOfCode(code: string): number {
 export function sendFailure(res: HttpResponse, state: ResponseState, err: unknown): void {
   const e = err as { code?: unknown; message?: unknown };
   const code = typeof e.code === 'string' ? e.code : 'INTERNAL';
-  const message = typeof e.message === 'string' ? e.message : String(err);
+  // A bug's message is logged, not sent (see reportInternal).
+  if (code === 'INTERNAL') reportInternal(err);
+  const message = code === 'INTERNAL' ? INTERNAL_TEXT : typeof e.message === 'string' ? e.message : String(err);
   sendError(res, state, statusOfCode(code), code, message);
 }

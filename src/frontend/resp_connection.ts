@@ -399,6 +399,14 @@ export class RespConnection {
       if (this.multi.active) this.multi.markFailed();
       const known = checkName(argv);
       if (lookupCommand(known) !== undefined) this.ctx.stats.commands.reject(known);
+      // As Redis (execCommandAbort): a rejected EXEC discards the transaction and the watches,
+      // and says why in an EXECABORT, in MULTI or not.
+      if (known === 'exec' && checked.reply.kind === 'error') {
+        this.multi.reset();
+        this.client.inMulti = false;
+        this.reply(error(`EXECABORT Transaction discarded because of: ${checked.reply.message.replace(/^ERR /, '')}`));
+        return;
+      }
       this.reply(checked.reply);
       return;
     }
@@ -421,7 +429,12 @@ export class RespConnection {
     }
     const errors = this.errorReplies;
     const start = process.hrtime.bigint();
-    await this.run(spec, argv);
+    try {
+      await this.run(spec, argv);
+    } catch (err) {
+      // One failing command answers its error; the commands pipelined after it still run.
+      this.reply(errorReply(err, spec));
+    }
     this.account(argv, name, Number(process.hrtime.bigint() - start) / 1000, this.errorReplies > errors);
   }
 

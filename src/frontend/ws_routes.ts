@@ -24,6 +24,7 @@ import type { BrokerPort, Delivery } from '../db/ports.js';
 import { WAL_FOLLOW_END, type FollowHandle, type WalFeed } from '../db/wal_feed.js';
 import { encodePayload } from '../storage/wal_format.js';
 import { GuardKind, OpCode, type Op, type WalRecord } from '../storage/types.js';
+import { INTERNAL_TEXT, reportInternal } from '../runtime/errors.js';
 
 export interface WsContext {
   broker: BrokerPort;
@@ -114,7 +115,12 @@ function upgrade<T>(res: HttpResponse, req: HttpRequest, context: us_socket_cont
   try {
     userData = data();
   } catch (err) {
-    if (!(err instanceof BadRequest)) throw err;
+    // A bug here answers 500 and is logged; it must not take the HTTP front end down.
+    if (!(err instanceof BadRequest)) {
+      reportInternal(err);
+      refuse(res, '500 Internal Server Error', 'INTERNAL', INTERNAL_TEXT);
+      return;
+    }
     refuse(res, '400 Bad Request', 'BAD_ARGUMENT', err.message);
     return;
   }
@@ -352,7 +358,9 @@ function openWal(ws: WebSocket<WalSocket>, d: WalSocket, ctx: WsContext): void {
       if (d.closed) return;
       const e = err as { code?: unknown; message?: unknown };
       const refused = e.code === 'BAD_ARGUMENT';
-      ws.end(refused ? SLOW_CONSUMER_CODE : INTERNAL_ERROR_CODE, reason(`${String(e.code ?? 'INTERNAL')}: ${String(e.message ?? err)}`));
+      const code = typeof e.code === 'string' ? e.code : 'INTERNAL';
+      if (code === 'INTERNAL') reportInternal(err);
+      ws.end(refused ? SLOW_CONSUMER_CODE : INTERNAL_ERROR_CODE, reason(`${code}: ${code === 'INTERNAL' ? INTERNAL_TEXT : String(e.message ?? err)}`));
     },
   );
 }
@@ -477,7 +485,9 @@ function sendJson(ws: WebSocket<SubscribeSocket> | WebSocket<WalSocket>, d: { cl
 
 function sendError(ws: WebSocket<SubscribeSocket>, d: SubscribeSocket, ctx: WsContext, err: unknown): void {
   const e = err as { code?: unknown; message?: unknown };
-  sendJson(ws, d, ctx, { error: String(e.message ?? err), code: typeof e.code === 'string' ? e.code : 'INTERNAL' });
+  const code = typeof e.code === 'string' ? e.code : 'INTERNAL';
+  if (code === 'INTERNAL') reportInternal(err);
+  sendJson(ws, d, ctx, { error: code === 'INTERNAL' ? INTERNAL_TEXT : String(e.message ?? err), code });
 }
 
 /** A close reason cut to the 123 bytes the protocol allows, on a character boundary. */

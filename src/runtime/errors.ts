@@ -130,3 +130,31 @@ function isErrorPayload(v: unknown): v is { isError: true; value: { message?: un
   return typeof v === 'object' && v !== null && (v as { isError?: unknown }).isError === true &&
     typeof (v as { value?: unknown }).value === 'object' && (v as { value?: unknown }).value !== null;
 }
+
+/**
+ * What a client is told of an error that is not its own doing (a bug, an INTERNAL error from
+ * another thread): a stable text. The detail goes to the server's log (reportInternal), never
+ * to the client: a JavaScript message or a path says nothing to a user and may say too much.
+ */
+export const INTERNAL_TEXT = 'internal error (see the server log)';
+
+type InternalSink = (detail: string) => void;
+
+/** Where internal errors are logged: stderr as one JSON line, unless the program sets a logger. */
+let internalSink: InternalSink = (detail) => {
+  process.stderr.write(`${JSON.stringify({ level: 'error', msg: 'internal error answered to a client', detail })}\n`);
+};
+
+export function setInternalErrorSink(sink: InternalSink): void {
+  internalSink = sink;
+}
+
+/** Logs an internal error's detail (never throws); answer INTERNAL_TEXT to the client. */
+export function reportInternal(err: unknown): void {
+  try {
+    const e = err as { stack?: unknown; message?: unknown };
+    internalSink(typeof e?.stack === 'string' ? e.stack : typeof e?.message === 'string' ? e.message : safeString(err));
+  } catch {
+    // Logging must not turn one failure into two.
+  }
+}

@@ -370,7 +370,8 @@ export class Peer {
   private unsendable(port: PortLike, env: Envelope, err: unknown): void {
     const why = toWireError(err).message;
     if (env[0] === EnvelopeKind.Request) {
-      this.settleLocal(env[1], new StoreError('BAD_ARGUMENT', `cannot send '${typeOf(env[2])}' to ${this.name}: ${why}`));
+      // A message that cannot be encoded is our bug, never the client's: INTERNAL (logged, not shown).
+      this.settleLocal(env[1], new StoreError('INTERNAL', `cannot send '${typeOf(env[2])}' to ${this.name}: ${why}`));
     } else if (env[0] === EnvelopeKind.Reply || env[0] === EnvelopeKind.Fault) {
       const fault: WireError = { code: 'INTERNAL', message: `the answer to request ${env[1]} could not be sent: ${why}` };
       try {

@@ -69,7 +69,7 @@ export function encodeRecord(record: WalRecord): Uint8Array {
   if (payload.length > WAL_MAX_PAYLOAD) {
     throw new StoreError(
       'BATCH_TOO_LARGE',
-      `WAL record ${record.lsn} is ${payload.length} bytes, over the limit of ${WAL_MAX_PAYLOAD}`,
+      `request too large: one write may log at most ${WAL_MAX_PAYLOAD} bytes (keys and addresses); this one needs ${payload.length}`,
     );
   }
   const frame = new Uint8Array(WAL_RECORD_HEADER_SIZE + payload.length);
