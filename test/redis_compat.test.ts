@@ -647,6 +647,13 @@ describe('replies are Redis\' own, byte for byte', { skip: HAVE_REDIS ? false : 
 
   it('SELECT, PING, ECHO and wrong arity', T, () =>
     same([
+      ['CLIENT', 'KILL', '203.0.113.9:1'],
+      ['CLIENT', 'KILL', 'ID', 'abc'],
+      ['CLIENT', 'KILL', 'ID', '999999'],
+      ['CLIENT', 'KILL', 'FOO', 'bar'],
+      ['CLIENT', 'KILL', 'TYPE', 'bogus'],
+      ['CLIENT', 'KILL', 'ID', '999999', 'SKIPME', 'maybe'],
+      ['CLIENT', 'KILL', 'ID', '999999', 'TYPE'],
       ['SELECT', '0'],
       ['SELECT', 'x'],
       ['PING'],

@@ -174,4 +174,39 @@ describe('CLIENT LIST and CLIENT INFO (defect 8)', () => {
       sub.disconnect();
     }
   });
+
+  it('CLIENT KILL by ID, TYPE and address closes those clients (not itself unless SKIPME no); CLIENT HELP lists it', T, async () => {
+    const a = connect();
+    const b = connect();
+    const sub = connect();
+    try {
+      await Promise.all([a.ping(), b.ping(), sub.subscribe('kill:news')]);
+      const bId = (await b.call('CLIENT', 'ID')) as number;
+      const bClosed = new Promise<void>((resolve) => b.once('close', () => resolve()));
+      assert.equal(await a.call('CLIENT', 'KILL', 'ID', String(bId)), 1);
+      await bClosed;
+      const subClosed = new Promise<void>((resolve) => sub.once('close', () => resolve()));
+      assert.equal(await a.call('CLIENT', 'KILL', 'TYPE', 'pubsub'), 1);
+      await subClosed;
+      assert.equal(await a.call('CLIENT', 'KILL', 'ID', '999999'), 0);
+      // The old form names an address; the caller itself is skipped by the filter form only.
+      const c = new Redis({ port: master.port, host: '127.0.0.1', maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const cAddr = fieldsOf((await c.call('CLIENT', 'INFO')) as string).get('addr')!;
+      const cClosed = new Promise<void>((resolve) => c.once('close', () => resolve()));
+      assert.equal(await a.call('CLIENT', 'KILL', cAddr), 'OK');
+      await cClosed;
+      await assert.rejects(a.call('CLIENT', 'KILL', cAddr), /ERR No such client/);
+      const aId = (await a.call('CLIENT', 'ID')) as number;
+      assert.equal(await a.call('CLIENT', 'KILL', 'ID', String(aId)), 0);
+      const help = (await a.call('CLIENT', 'HELP')) as string[];
+      assert.ok(help.some((l) => l.startsWith('KILL <option> <value>')));
+      const aClosed = new Promise<void>((resolve) => a.once('close', () => resolve()));
+      assert.equal(await a.call('CLIENT', 'KILL', 'ID', String(aId), 'SKIPME', 'no'), 1);
+      await aClosed;
+    } finally {
+      a.disconnect();
+      b.disconnect();
+      sub.disconnect();
+    }
+  });
 });

@@ -102,6 +102,9 @@ export class RespConnection {
   /** Replies given by runGets so far (to resume after a failure part-way through a group). */
   private writerCount = 0;
   private closing = false;
+  /** Set while this connection runs CLIENT, so that a CLIENT KILL of itself waits for its reply. */
+  private inClientCommand = false;
+  private killAfterReply = false;
   private readonly multi = new MultiState();
   /** Error replies written so far (a command failed when it moved). */
   private errorReplies = 0;
@@ -136,6 +139,12 @@ export class RespConnection {
       inMulti: false,
     };
     this.client.metrics = () => this.metrics();
+    // Killed by another client: at once, its pending replies dropped (as Redis frees it); by
+    // itself: once the reply to its CLIENT KILL is out.
+    this.client.kill = () => {
+      if (this.inClientCommand) this.killAfterReply = true;
+      else this.socket.destroy();
+    };
     ctx.clients.set(this.client.id, this.client);
     ctx.stats.connectionsReceived += 1;
     socket.setNoDelay(true);
@@ -436,6 +445,10 @@ export class RespConnection {
       this.reply(errorReply(err, spec));
     }
     this.account(argv, name, Number(process.hrtime.bigint() - start) / 1000, this.errorReplies > errors);
+    if (this.killAfterReply) {
+      this.flush();
+      this.closeAfterFlush();
+    }
   }
 
   private async run(spec: CommandSpec, argv: Buffer[]): Promise<void> {
@@ -490,7 +503,12 @@ export class RespConnection {
       case 'select':
         return selectCommand(argv);
       case 'client':
-        return clientCommand(argv, this.client, server);
+        this.inClientCommand = true;
+        try {
+          return clientCommand(argv, this.client, server);
+        } finally {
+          this.inClientCommand = false;
+        }
       case 'config':
         return configCommand(argv, this.client, server);
       case 'command':

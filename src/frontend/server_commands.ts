@@ -29,6 +29,8 @@ export interface ClientState {
   inMulti: boolean;
   /** The connection's buffers, for CLIENT LIST / CLIENT INFO (absent: all zero). */
   metrics?: () => ClientMetrics;
+  /** CLIENT KILL: closes the connection (its own: after this reply). */
+  kill?: () => void;
 }
 
 /** What CLIENT LIST shows of a connection's memory and buffers, in bytes. */
@@ -134,7 +136,7 @@ export function selectCommand(argv: Buffer[]): Reply {
   return Number(text) === 0 ? OK : error('ERR DB index is out of range');
 }
 
-/** CLIENT SETNAME | GETNAME | SETINFO | ID | INFO | LIST | NO-EVICT | NO-TOUCH */
+/** CLIENT SETNAME | GETNAME | SETINFO | ID | INFO | LIST | KILL | NO-EVICT | NO-TOUCH | HELP */
 export function clientCommand(argv: Buffer[], client: ClientState, server: ServerState): Reply {
   const sub = argv[1]!.toString('latin1').toLowerCase();
   switch (sub) {
@@ -161,12 +163,106 @@ export function clientCommand(argv: Buffer[], client: ClientState, server: Serve
       return bulk(clientLine(client) + '\n');
     case 'list':
       return clientList(argv, server);
+    case 'kill':
+      return clientKill(argv, client, server);
     case 'no-evict':
     case 'no-touch':
       return OK;
+    case 'help':
+      return argv.length === 2 ? array(CLIENT_HELP.map((l) => simple(l))) : unknownSubcommand('CLIENT', argv[1]!);
     default:
       return unknownSubcommand('CLIENT', argv[1]!);
   }
+}
+
+const CLIENT_HELP = [
+  'CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:',
+  'GETNAME',
+  '    Return the name of the current connection.',
+  'ID',
+  '    Return the ID of the current connection.',
+  'INFO',
+  '    Return information about the current client connection.',
+  'KILL <ip:port>',
+  '    Kill connection made from <ip:port>.',
+  'KILL <option> <value> [<option> <value> [...]]',
+  '    Kill connections. Options are:',
+  '    * ADDR (<ip:port>|<unixsocket>:0)',
+  '      Kill connections made from the specified address',
+  '    * LADDR (<ip:port>|<unixsocket>:0)',
+  '      Kill connections made to specified local address',
+  '    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)',
+  '      Kill connections by type.',
+  '    * USER <username>',
+  '      Kill connections authenticated by <username>.',
+  '    * SKIPME (YES|NO)',
+  '      Skip killing current connection (default: yes).',
+  '    * ID <client-id>',
+  '      Kill connections by client id.',
+  'LIST [options ...]',
+  '    Return information about client connections. Options:',
+  '    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)',
+  '      Return clients of specified type.',
+  'NO-EVICT (ON|OFF)',
+  '    Accepted; BriseDB evicts nothing.',
+  'NO-TOUCH (ON|OFF)',
+  '    Accepted; BriseDB evicts nothing.',
+  'SETNAME <name>',
+  '    Assign the name <name> to the current connection.',
+  'SETINFO <option> <value>',
+  '    Set client meta attr. Options are:',
+  '    * LIB-NAME: the client lib name.',
+  '    * LIB-VER: the client lib version.',
+  'HELP',
+  '    Print this help.',
+];
+
+/**
+ * CLIENT KILL ip:port (OK, or "No such client"), or CLIENT KILL with filters (ID, ADDR, LADDR,
+ * TYPE, USER, SKIPME), answering how many were closed, as Redis 7 parses them. Clients of this
+ * front-end thread only: with several TCP threads, each has its own.
+ */
+function clientKill(argv: Buffer[], self: ClientState, server: ServerState): Reply {
+  const clients = [...server.clients.values()];
+  if (argv.length === 3) {
+    const addr = argv[2]!.toString('latin1');
+    const target = clients.find((c) => c.addr === addr);
+    if (target === undefined) return error('ERR No such client');
+    target.kill?.();
+    return OK;
+  }
+  if (argv.length < 4 || argv.length % 2 !== 0) return error('ERR syntax error');
+  const tests: ((c: ClientState) => boolean)[] = [];
+  let skipMe = true;
+  for (let i = 2; i < argv.length; i += 2) {
+    const opt = argv[i]!.toString('latin1').toLowerCase();
+    const value = argv[i + 1]!.toString('latin1');
+    if (opt === 'id') {
+      if (!/^(0|[1-9][0-9]{0,18})$/.test(value)) return error('ERR client-id should be greater than 0');
+      tests.push((c) => c.id === Number(value));
+    } else if (opt === 'addr') tests.push((c) => c.addr === value);
+    else if (opt === 'laddr') tests.push((c) => c.laddr === value);
+    else if (opt === 'user') tests.push(() => value === 'default');
+    else if (opt === 'type') {
+      const type = value.toLowerCase();
+      if (type === 'pubsub') tests.push((c) => c.subscriptions > 0);
+      else if (type === 'normal') tests.push((c) => c.subscriptions === 0);
+      else if (type === 'master' || type === 'replica' || type === 'slave') tests.push(() => false);
+      else return error(`ERR Unknown client type '${value}'`);
+    } else if (opt === 'skipme') {
+      const yes = value.toLowerCase();
+      if (yes !== 'yes' && yes !== 'no') return error('ERR syntax error');
+      skipMe = yes === 'yes';
+    } else return error('ERR syntax error');
+  }
+  let killed = 0;
+  for (const c of clients) {
+    if (skipMe && c === self) continue;
+    if (!tests.every((t) => t(c))) continue;
+    c.kill?.();
+    killed += 1;
+  }
+  return integer(killed);
 }
 
 /** CLIENT LIST [TYPE normal | master | replica | slave | pubsub] [ID id [id ...]], as Redis parses it. */

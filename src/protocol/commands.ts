@@ -192,7 +192,7 @@ export const COMMANDS: readonly CommandSpec[] = [
     summary: 'Server, clients, memory, persistence, stats, replication, keyspace and actors, as text (TCP only).', reply: 'bulk string' },
   { name: 'config', arity: -2, flags: ['admin', 'front-end'], group: 'server', syntax: 'CONFIG GET parameter [parameter ...]',
     summary: 'Reads configuration parameters (what redis-benchmark and clients ask) (TCP only).', reply: 'map of parameter to value' },
-  { name: 'client', arity: -2, flags: ['connection', 'front-end'], group: 'connection', syntax: 'CLIENT SETNAME name | GETNAME | SETINFO attr value | ID | INFO | LIST',
+  { name: 'client', arity: -2, flags: ['connection', 'front-end'], group: 'connection', syntax: 'CLIENT SETNAME name | GETNAME | SETINFO attr value | ID | INFO | LIST [TYPE type | ID id ...] | KILL ip:port | KILL [ID id | ADDR ip:port | LADDR ip:port | TYPE type | USER user | SKIPME yes|no] ... | NO-EVICT on|off | NO-TOUCH on|off | HELP',
     summary: 'Names and describes connections (TCP only).', reply: 'depends on the subcommand' },
   { name: 'command', arity: -1, flags: ['connection', 'front-end'], group: 'connection', syntax: 'COMMAND [COUNT | DOCS | INFO name ...]',
     summary: 'Describes the commands (TCP only).', reply: 'array' },
