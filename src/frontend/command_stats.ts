@@ -87,3 +87,15 @@ export function statName(name: string, argv: readonly Buffer[]): string {
   if (sub.length > 32) return name;
   return `${name}|${sub.toString('latin1').toLowerCase()}`;
 }
+
+/** Counters shared by every connection of a front end (INFO stats). */
+export interface FrontEndStats {
+  connectionsReceived: number;
+  commandsProcessed: number;
+  rejectedConnections: number;
+  protocolErrors: number;
+  netInputBytes: number;
+  netOutputBytes: number;
+  /** INFO commandstats and errorstats. */
+  commands: CommandStats;
+}

@@ -4,7 +4,7 @@
 // latencystats, which is empty here); `everything` is `all`; names may be combined.
 import { cpus, hostname, totalmem } from 'node:os';
 import type { IndexStats } from '../db/ports.js';
-import type { CommandStats } from './command_stats.js';
+import type { FrontEndStats } from './command_stats.js';
 import { BRISEDB_VERSION, REDIS_COMPAT_VERSION } from './server_commands.js';
 
 /** What INFO reads from its front end. */
@@ -17,15 +17,7 @@ export interface InfoSource {
   connectedClients: number;
   maxClients: number;
   pubsubClients: number;
-  stats: {
-    connectionsReceived: number;
-    commandsProcessed: number;
-    rejectedConnections: number;
-    protocolErrors: number;
-    netInputBytes: number;
-    netOutputBytes: number;
-    commands: CommandStats;
-  };
+  stats: FrontEndStats;
   index(): Promise<IndexStats>;
   dbsize(): Promise<number>;
   /** The broker's counts; null when the broker does not answer (INFO still answers). */

@@ -18,7 +18,7 @@ import type { BrokerPort, Delivery } from '../db/ports.js';
 import { checkCommand, hasFlag, lookupCommand, type CheckResult, type CommandSpec } from '../protocol/commands.js';
 import { OK, array, bulk, error, integer, push, simple, NULL_BULK, type Reply } from '../protocol/reply.js';
 import { MultiState } from './multi_state.js';
-import { statName, type CommandStats } from './command_stats.js';
+import { statName } from './command_stats.js';
 import { RespCommandParser } from '../protocol/resp_parser.js';
 import { ReplyWriter } from '../protocol/resp_writer.js';
 import { UNAUTHENTICATED_TCP_LIMITS, type TcpLimits } from '../protocol/tcp_limits.js';
@@ -34,18 +34,10 @@ import {
   type ClientState,
   type ServerState,
 } from './server_commands.js';
+import { drained } from './socket_drain.js';
+import type { FrontEndStats } from './command_stats.js';
+export type { FrontEndStats } from './command_stats.js';
 
-/** Counters shared by every connection of a front end (INFO stats). */
-export interface FrontEndStats {
-  connectionsReceived: number;
-  commandsProcessed: number;
-  rejectedConnections: number;
-  protocolErrors: number;
-  netInputBytes: number;
-  netOutputBytes: number;
-  /** INFO commandstats and errorstats. */
-  commands: CommandStats;
-}
 
 export interface ConnectionContext {
   db: Database;
@@ -79,8 +71,6 @@ const BURST_BYTES = 2 * 1024 * 1024;
 const MAX_GROUP = 16;
 /** Unprocessed input past which the socket stops being read. */
 const INPUT_HIGH_WATER = 4 * 1024 * 1024;
-/** A client whose unsent replies do not shrink for this long is disconnected. */
-const STALL_MS = 5000;
 /** Unsent output past which a burst waits for the client to read. */
 const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
 /** Write replies once this many bytes are gathered, even mid-pipeline. */
@@ -303,35 +293,10 @@ export class RespConnection {
       if (this.writer.length >= FLUSH_BYTES) this.flush();
       // Output back-pressure: a client not reading stops its own burst here (and one past
       // the output limit was disconnected by flush).
-      if (this.socket.writableLength > OUTPUT_HIGH_WATER) await this.drained();
+      if (this.socket.writableLength > OUTPUT_HIGH_WATER) await drained(this.socket);
     }
   }
 
-  /**
-   * Resolves when the socket has written its buffer out, or is gone. A client whose unsent
-   * replies do not shrink for STALL_MS is disconnected (it holds its burst meanwhile; one that
-   * never reads must not hold it forever); a slow one that keeps reading is never cut off.
-   */
-  private drained(): Promise<void> {
-    if (this.socket.destroyed) return Promise.resolve();
-    return new Promise((resolve) => {
-      let last = this.socket.writableLength;
-      const timer = setInterval(() => {
-        const now = this.socket.writableLength;
-        if (now >= last) this.socket.destroy();
-        last = now;
-      }, STALL_MS);
-      timer.unref();
-      const done = (): void => {
-        clearInterval(timer);
-        this.socket.off('drain', done);
-        this.socket.off('close', done);
-        resolve();
-      };
-      this.socket.on('drain', done);
-      this.socket.on('close', done);
-    });
-  }
 
   /** Which commands may share a group: plain reads, or plain SETs outside any transaction. */
   private groupKind(argv: Buffer[], checked: CheckResult): 'read' | 'set' | 'alone' {
@@ -379,7 +344,7 @@ export class RespConnection {
         this.reply(v === null ? NULL_BULK : bulk(v));
         this.writerCount++;
         if (this.writer.length >= FLUSH_BYTES) this.flush();
-        if (this.socket.writableLength > OUTPUT_HIGH_WATER) await this.drained();
+        if (this.socket.writableLength > OUTPUT_HIGH_WATER) await drained(this.socket);
       });
     } catch {
       // One bad key (too long, damaged needle) answers its own error: the rest one by one.

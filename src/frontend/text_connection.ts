@@ -30,6 +30,7 @@ import { statName } from './command_stats.js';
 import type { FrontEndStats } from './resp_connection.js';
 import { authCommand, selectCommand, type ServerState } from './server_commands.js';
 import { TextReplication } from './text_replication.js';
+import { drained } from './socket_drain.js';
 
 export interface TextContext {
   db: Database;
@@ -56,8 +57,6 @@ const INPUT_HIGH_WATER = 4 * 1024 * 1024;
 const OUTPUT_HIGH_WATER = 4 * 1024 * 1024;
 /** Hand the gathered replies to the socket once this many bytes wait. */
 const FLUSH_BYTES = 64 * 1024;
-/** A client whose unsent output does not shrink for this long is disconnected. */
-const STALL_MS = 5000;
 /** How long a closing socket may take to drain before it is destroyed. */
 const CLOSE_GRACE_MS = 5000;
 /** Bytes of a channel name a line can carry: no word separator, no line break. */
@@ -168,7 +167,7 @@ export class TextConnection {
           await this.runLineSafely(event.line);
         }
         if (this.outBytes >= FLUSH_BYTES) this.flush();
-        if (this.socket.writableLength > OUTPUT_HIGH_WATER) await this.drained();
+        if (this.socket.writableLength > OUTPUT_HIGH_WATER) await drained(this.socket);
       }
     } finally {
       this.flush();
@@ -340,7 +339,7 @@ export class TextConnection {
     if (this.outBytes >= FLUSH_BYTES) this.flush();
     if (this.socket.writableLength > OUTPUT_HIGH_WATER) {
       this.flush();
-      return this.drained();
+      return drained(this.socket);
     }
     // Lines gathered in this turn leave together, in one write, at its end.
     if (this.outBytes > 0 && !this.flushScheduled) {
@@ -380,27 +379,6 @@ export class TextConnection {
     if (!ok && this.replication === null) this.socket.pause();
   }
 
-  /** Resolves when the socket has written its buffer out, or is gone; a reader stalled STALL_MS is cut off. */
-  private drained(): Promise<void> {
-    if (this.socket.destroyed) return Promise.resolve();
-    return new Promise((resolve) => {
-      let last = this.socket.writableLength;
-      const timer = setInterval(() => {
-        const now = this.socket.writableLength;
-        if (now >= last) this.socket.destroy();
-        last = now;
-      }, STALL_MS);
-      timer.unref();
-      const done = (): void => {
-        clearInterval(timer);
-        this.socket.off('drain', done);
-        this.socket.off('close', done);
-        resolve();
-      };
-      this.socket.on('drain', done);
-      this.socket.on('close', done);
-    });
-  }
 
   /** Ends the connection: what is queued goes out, then the socket closes; nothing more is read. */
   close(): void {
