@@ -50,6 +50,19 @@ describe('a client that half-closes after its commands gets every reply, then th
     assert.equal(got, '+OK\r\n+OK\r\n+OK\r\n$1\r\nx\r\n');
   });
 
+  it('read-modify-write and keyspace commands: INCR, APPEND, GETDEL, RENAME, EXPIRE, LCS, FLUSHALL', T, async () => {
+    const got = await halfClose(Buffer.concat([
+      resp('INCR', 'hc:n'), resp('INCRBYFLOAT', 'hc:n', '0.5'), resp('APPEND', 'hc:s', 'ab'), resp('RENAME', 'hc:s', 'hc:r'),
+      resp('EXPIRE', 'hc:r', '100', 'NX'), resp('LCS', 'hc:r', 'hc:n'), resp('GETDEL', 'hc:r'), resp('FLUSHALL'), resp('DBSIZE'),
+    ]));
+    assert.equal(got, ':1\r\n$3\r\n1.5\r\n:2\r\n+OK\r\n:1\r\n$0\r\n\r\n$2\r\nab\r\n+OK\r\n:0\r\n');
+  });
+
+  it('WATCH / MULTI / EXEC, and a pub/sub round (SUBSCRIBE, then the close)', T, async () => {
+    const got = await halfClose(Buffer.concat([resp('WATCH', 'hc:w'), resp('MULTI'), resp('INCR', 'hc:w'), resp('EXEC'), resp('SUBSCRIBE', 'hc:ch')]));
+    assert.equal(got, '+OK\r\n+OK\r\n+QUEUED\r\n*1\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$5\r\nhc:ch\r\n:1\r\n');
+  });
+
   it('a pipeline of 1,000 commands (500 SETs, then 500 GETs)', T, async () => {
     const cmds: Buffer[] = [];
     for (let i = 0; i < 500; i++) cmds.push(resp('SET', `hc:p${i}`, `v${i}`));
