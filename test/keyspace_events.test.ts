@@ -98,3 +98,25 @@ test('events of TCP and HTTP writes and of the TTL sweep reach TCP and WebSocket
   await until(() => tcp.includes('__keyspace@0__:ke:marker marker'), 'the marker');
   assert.deepEqual(tcp.slice(before), ['__keyspace@0__:ke:marker marker']);
 });
+
+test('expired events of keys nobody reads come on time, not when the sweep reaches them', T, async () => {
+  const r = redis();
+  assert.equal(await r.call('CONFIG', 'SET', 'notify-keyspace-events', 'Ex'), 'OK');
+  const seen = await tcpSubscriber('__keyevent@0__:expired');
+  // 20 keys over 64 Ki index buckets: the sweep (1,024 buckets per 100 ms) needs 6.4 s for a
+  // full pass, so on the sweep alone the last of them is seconds late.
+  const t0 = Date.now();
+  for (let i = 0; i < 20; i++) await r.set(`ke:t${i}`, 'v', 'PX', 200 + 10 * i);
+  const keys = Array.from({ length: 20 }, (_, i) => `__keyevent@0__:expired ke:t${i}`);
+  await until(() => keys.every((k) => seen.includes(k)), 'every expired event', 10_000);
+  const late = Date.now() - t0 - 390;
+  assert.ok(late < 3000, `the last expired event came ${late} ms after its key's time`);
+  // A key written again with a later expiry before its time is not reported early.
+  await r.set('ke:again', 'v', 'PX', 150);
+  await r.set('ke:again', 'v', 'PX', 1500);
+  await sleep(600);
+  assert.ok(!seen.includes('__keyevent@0__:expired ke:again'), 'ke:again was reported expired while live');
+  assert.equal(await r.get('ke:again'), 'v');
+  await until(() => seen.includes('__keyevent@0__:expired ke:again'), 'the expired event of ke:again', 5000);
+  assert.equal(await r.call('CONFIG', 'SET', 'notify-keyspace-events', ''), 'OK');
+});

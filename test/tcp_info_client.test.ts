@@ -53,16 +53,20 @@ describe('INFO sections (defect 8)', () => {
       await r.call('GET').catch(() => undefined); // rejected: arity
       await r.call('NOSUCH').catch(() => undefined); // unknown: errorstats only
       await r.call('CLIENT', 'ID');
+      // Made-up subcommands must not grow the table: they count under the command.
+      for (let i = 0; i < 20; i++) await r.call('CONFIG', `zz${i}`).catch(() => undefined);
       const stats = parseInfo((await r.info('commandstats')) as string).get('commandstats')!;
+      assert.ok(![...stats.keys()].some((k) => k.startsWith('cmdstat_config|zz')), 'a made-up subcommand got a cmdstat line');
+      assert.match(stats.get('cmdstat_config')!, /^calls=20,.*failed_calls=20$/);
       const get = stats.get('cmdstat_get')!;
       assert.match(get, /^calls=2,usec=\d+,usec_per_call=\d+\.\d\d,rejected_calls=1,failed_calls=0$/);
       assert.match(stats.get('cmdstat_incr')!, /^calls=2,.*rejected_calls=0,failed_calls=1$/);
       assert.match(stats.get('cmdstat_client|id')!, /^calls=1,/);
       assert.ok(![...stats.keys()].some((k) => k.includes('nosuch')), 'an unknown command has no cmdstat line');
       const errors = parseInfo((await r.info('errorstats')) as string).get('errorstats')!;
-      assert.equal(errors.get('errorstat_ERR'), 'count=3');
+      assert.equal(errors.get('errorstat_ERR'), 'count=23');
       const st = parseInfo((await r.info('stats')) as string).get('stats')!;
-      assert.equal(st.get('total_error_replies'), '3');
+      assert.equal(st.get('total_error_replies'), '23');
       assert.ok(Number(st.get('total_net_input_bytes')) > 0 && Number(st.get('total_net_output_bytes')) > 0);
     } finally {
       r.disconnect();

@@ -16,5 +16,12 @@ export function frontEndEngine(env: ActorEnv, groups: LocalGroup[], limits: Part
   const reader = new VolumeReader(env.fs, groups);
   for (const name of storeActorNames(groups.map((g) => g.id))) env.peer(name).setFlushMode('turn');
   const ports = actorPorts((name) => env.peer(name), groups, new DriveReader(reader));
-  return { engine: new Engine(ports, { ...DEFAULT_LIMITS, ...limits }, env.clock), close: () => reader.close() };
+  const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...limits }, env.clock);
+  return {
+    engine,
+    close: () => {
+      engine.stopTimers();
+      reader.close();
+    },
+  };
 }

@@ -14,7 +14,8 @@ import { StoreError } from '../runtime/errors.js';
 import type { Limits } from './api.js';
 import type { CommitResult, Lookup, Ports } from './ports.js';
 import { KeyUpdates, type Decide } from './key_updates.js';
-import { notificationsOf, type KeyEvent } from '../protocol/keyspace_events.js';
+import { Notify, notificationsOf, type KeyEvent } from '../protocol/keyspace_events.js';
+import { ExpiryTimers } from './expiry_timers.js';
 
 /** Lazy-expiry deletes in flight at once; past it, the background sweep gets the rest. */
 const MAX_PENDING_EXPIRIES = 1024;
@@ -65,6 +66,8 @@ export class Engine {
   private pendingExpiries = 0;
   private compacting: Promise<void> | null = null;
   private readonly updates: KeyUpdates;
+  /** Keys written here with an expiry, looked up on time while expired events are wanted. */
+  private readonly expiryTimers: ExpiryTimers;
   /** notify-keyspace-events of this thread, as flags (0: off, Redis' default). */
   notifyFlags = 0;
 
@@ -74,6 +77,10 @@ export class Engine {
     readonly clock: Clock,
   ) {
     this.updates = new KeyUpdates(this, clock);
+    this.expiryTimers = new ExpiryTimers(
+      () => this.clock.now(),
+      (keys) => this.lookupLiveMany(keys).then(() => undefined, () => undefined),
+    );
   }
 
   // ---- writes ----------------------------------------------------------------------------
@@ -85,7 +92,26 @@ export class Engine {
    */
   async write(placed: readonly Placed[], ops: Op[]): Promise<CommitResult> {
     await this.syncPlaced(placed);
-    return this.ports.commit.commit(ops);
+    const result = await this.ports.commit.commit(ops);
+    this.committed(ops, result.results);
+    return result;
+  }
+
+  /**
+   * After a record committed: while expired events are wanted, each key it gave an expiry is
+   * remembered, to be looked up (and so expired and notified) on time (expiry_timers.ts).
+   */
+  committed(ops: readonly Op[], results: readonly number[]): void {
+    if ((this.notifyFlags & Notify.Expired) === 0) return;
+    ops.forEach((op, i) => {
+      if (results[i] !== 1) return;
+      if ((op.code === OpCode.Set || op.code === OpCode.SetIf || op.code === OpCode.Expire) && op.expiresAt > 0) this.expiryTimers.add(op.key, op.expiresAt);
+    });
+  }
+
+  /** Stops this engine's timers (a closing thread). */
+  stopTimers(): void {
+    this.expiryTimers.stop();
   }
 
   /** The first step of write(): every needle placed unsynced made durable (a group sync each). */

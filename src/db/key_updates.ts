@@ -220,6 +220,7 @@ export class KeyUpdates {
       const committing = this.engine.ports.commit.commit(ops);
       submit();
       const { results } = await committing;
+      this.engine.committed(ops, results);
       return { applied: !guardsFailed(ops, results), predecessors };
     } finally {
       submit();

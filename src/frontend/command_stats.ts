@@ -77,15 +77,27 @@ export class CommandStats {
   }
 }
 
-/** Commands whose statistics (and CLIENT LIST cmd=) are kept per subcommand: `client|list`. */
-const CONTAINERS = new Set(['client', 'config', 'command', 'object', 'pubsub', 'function']);
+/**
+ * Commands whose statistics (and CLIENT LIST cmd=) are kept per subcommand: `client|list`. Only
+ * subcommands that exist get a line of their own: any client could otherwise grow the table
+ * without bound with made-up names (Redis records nothing for those; here they count under the
+ * command).
+ */
+const CONTAINERS: ReadonlyMap<string, ReadonlySet<string>> = new Map([
+  ['client', new Set(['setname', 'getname', 'setinfo', 'id', 'info', 'list', 'kill', 'no-evict', 'no-touch', 'help'])],
+  ['config', new Set(['get', 'set', 'resetstat', 'rewrite', 'help'])],
+  ['command', new Set(['count', 'info', 'list', 'docs', 'help'])],
+  ['object', new Set(['encoding', 'freq', 'idletime', 'refcount', 'help'])],
+  ['pubsub', new Set(['channels', 'numsub', 'numpat', 'shardchannels', 'shardnumsub', 'help'])],
+  ['function', new Set(['flush', 'list', 'help'])],
+]);
 
 /** The name a command is counted under: `get`, or `client|list` for a container command. */
 export function statName(name: string, argv: readonly Buffer[]): string {
-  if (!CONTAINERS.has(name) || argv.length < 2) return name;
-  const sub = argv[1]!;
-  if (sub.length > 32) return name;
-  return `${name}|${sub.toString('latin1').toLowerCase()}`;
+  const subs = CONTAINERS.get(name);
+  if (subs === undefined || argv.length < 2 || argv[1]!.length > 32) return name;
+  const sub = argv[1]!.toString('latin1').toLowerCase();
+  return subs.has(sub) ? `${name}|${sub}` : name;
 }
 
 /** Counters shared by every connection of a front end (INFO stats). */

@@ -118,6 +118,7 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
     if (closed) return;
     closed = true;
     background.close();
+    engine.stopTimers();
     try {
       await scrub.close?.();
       saveRegistry(seams.fs, root, registryOf(groups, await volumes.list()));
@@ -132,6 +133,7 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
   const halt = (): void => {
     closed = true;
     background.close();
+    engine.stopTimers();
   };
   return { db, supervisor, engine, groups, halt };
 }
