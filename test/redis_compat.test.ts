@@ -647,6 +647,12 @@ describe('replies are Redis\' own, byte for byte', { skip: HAVE_REDIS ? false : 
 
   it('SELECT, PING, ECHO and wrong arity', T, () =>
     same([
+      ['HELLO', 'abc'],
+      ['HELLO', '4'],
+      ['HELLO', '-1'],
+      ['AUTH', 'x'],
+      ['AUTH', 'someone', 'x'],
+      ['AUTH', 'default', 'x'],
       ['CLIENT', 'KILL', '203.0.113.9:1'],
       ['CLIENT', 'KILL', 'ID', 'abc'],
       ['CLIENT', 'KILL', 'ID', '999999'],

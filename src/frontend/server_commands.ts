@@ -7,6 +7,7 @@ import { globMatch } from '../storage/glob.js';
 import { COMMANDS, lookupCommand, type CommandSpec } from '../protocol/commands.js';
 import { OK, array, bulk, error, integer, map, simple, NULL_BULK, type Reply } from '../protocol/reply.js';
 import type { LiveConfig } from './live_config.js';
+import { int64Of } from './command_args.js';
 
 export const SERVER_NAME = 'brisedb';
 /** The Redis version we answer as: the command set and replies follow Redis 7.2. */
@@ -83,7 +84,12 @@ export function authCommand(argv: Buffer[], server: ServerState): CommandEffect 
   if (argv.length > 3) return { reply: error('ERR syntax error') };
   const user = argv.length === 3 ? argv[1]!.toString('utf8') : 'default';
   const password = argv[argv.length - 1]!;
-  if (server.requirepass === null) return { reply: error(NO_PASSWORD_SET) };
+  // As Redis: AUTH <password> needs a password set; AUTH <user> <password> asks the user list,
+  // where "default" without a password takes any password and no other user exists.
+  if (server.requirepass === null) {
+    if (argv.length === 2) return { reply: error(NO_PASSWORD_SET) };
+    return user === 'default' ? { reply: OK, authenticated: true } : { reply: error(WRONG_PASS) };
+  }
   if (user !== 'default' || !passwordMatches(password, server.requirepass)) return { reply: error(WRONG_PASS) };
   return { reply: OK, authenticated: true };
 }
@@ -94,6 +100,7 @@ export function helloCommand(argv: Buffer[], client: ClientState, server: Server
   let authenticated = false;
   if (argv.length >= 2) {
     const v = argv[1]!.toString('latin1');
+    if (int64Of(argv[1]!) === null) return { reply: error('ERR Protocol version is not an integer or out of range') };
     if (v !== '2' && v !== '3') return { reply: error('NOPROTO unsupported protocol version') };
     proto = v === '2' ? 2 : 3;
   }
