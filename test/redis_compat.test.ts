@@ -647,6 +647,10 @@ describe('replies are Redis\' own, byte for byte', { skip: HAVE_REDIS ? false : 
 
   it('SELECT, PING, ECHO and wrong arity', T, () =>
     same([
+      ['COMMAND', 'COUNT', 'x'],
+      ['COMMAND', 'LIST', 'x'],
+      ['COMMAND', 'LIST', 'FILTERBY', 'x', 'y'],
+      ['COMMAND', 'LIST', 'FILTERBY', 'MODULE', 'none'],
       ['HELLO', 'abc'],
       ['HELLO', '4'],
       ['HELLO', '-1'],

@@ -380,6 +380,11 @@ for (const protocol of [2, 3] as const) {
       assert.notEqual(id, id2, 'each connection has its own id');
       const count = (await c.command('COUNT')) as unknown as number;
       assert.ok(count >= 40, `COMMAND COUNT ${count}`);
+      const gets = ((await c.call('COMMAND', 'LIST', 'FILTERBY', 'PATTERN', 'GET*')) as string[]).sort();
+      assert.deepEqual(gets, ['get', 'getdel', 'getex', 'getrange', 'getset']);
+      const strings = (await c.call('COMMAND', 'LIST', 'FILTERBY', 'ACLCAT', 'string')) as string[];
+      assert.ok(strings.includes('incrbyfloat') && !strings.includes('del'), strings.join(' '));
+      assert.ok(((await c.call('COMMAND', 'HELP')) as string[]).some((l) => l.startsWith('LIST [FILTERBY')));
     });
 
     it('binary-safe keys and values: all 256 byte values', T, async () => {

@@ -364,25 +364,71 @@ export function configCommand(argv: Buffer[], client: ClientState, server: Serve
 }
 
 /**
- * COMMAND: COUNT and INFO are answered; COMMAND and COMMAND DOCS answer an error, which is
- * what makes redis-cli fall back to its built-in help instead of parsing ours.
+ * COMMAND: COUNT, INFO, LIST (with FILTERBY) and HELP are answered; COMMAND and COMMAND DOCS
+ * answer an error, which is what makes redis-cli fall back to its built-in help instead of
+ * parsing ours.
  */
 export function commandCommand(argv: Buffer[]): Reply {
   if (argv.length === 1) return error("ERR unknown subcommand or wrong number of arguments for 'COMMAND'; use COMMAND COUNT or COMMAND INFO name");
   const sub = argv[1]!.toString('latin1').toLowerCase();
   switch (sub) {
     case 'count':
-      return integer(COMMANDS.length);
+      return argv.length === 2 ? integer(COMMANDS.length) : error("ERR wrong number of arguments for 'command|count' command");
     case 'info':
       return array(argv.slice(2).map((name) => {
         const spec = lookupCommand(name);
         return spec === undefined ? { kind: 'array', items: null } : commandInfo(spec);
       }));
     case 'list':
-      return array(COMMANDS.map((c) => bulk(c.name)));
+      return commandList(argv);
+    case 'help':
+      return argv.length === 2 ? array(COMMAND_HELP.map((l) => simple(l))) : error("ERR wrong number of arguments for 'command|help' command");
     default:
       return unknownSubcommand('COMMAND', argv[1]!);
   }
+}
+
+const COMMAND_HELP = [
+  'COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:',
+  'COUNT',
+  '    Return the total number of commands in this server.',
+  'LIST [FILTERBY (MODULE <module-name>|ACLCAT <category>|PATTERN <pattern>)]',
+  '    Return a list of all commands in this server, or those the filter selects.',
+  'INFO [<command-name> ...]',
+  '    Return details about multiple commands.',
+  'HELP',
+  '    Prints this help.',
+];
+
+/** COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN glob], as Redis parses it. */
+function commandList(argv: Buffer[]): Reply {
+  if (argv.length === 2) return array(COMMANDS.map((c) => bulk(c.name)));
+  if (argv.length !== 5 || argv[2]!.toString('latin1').toLowerCase() !== 'filterby') return error('ERR syntax error');
+  const by = argv[3]!.toString('latin1').toLowerCase();
+  const value = argv[4]!;
+  let selected: readonly CommandSpec[];
+  if (by === 'module') selected = [];
+  else if (by === 'aclcat') {
+    const cat = value.toString('latin1').toLowerCase();
+    selected = COMMANDS.filter((c) => aclCategories(c).includes(`@${cat}`));
+  } else if (by === 'pattern') {
+    // Command names are lower case; Redis matches the pattern without regard to case.
+    const pattern = Buffer.from(value.toString('latin1').toLowerCase(), 'latin1');
+    selected = COMMANDS.filter((c) => globMatch(pattern, Buffer.from(c.name)));
+  }
+  else return error('ERR syntax error');
+  return array(selected.map((c) => bulk(c.name)));
+}
+
+/** Redis' ACL categories of a command, as far as BriseDB's flags tell them. */
+function aclCategories(spec: CommandSpec): string[] {
+  const cats = [`@${spec.group}`];
+  if (spec.flags.includes('readonly')) cats.push('@read');
+  if (spec.flags.includes('write')) cats.push('@write');
+  if (spec.flags.includes('fast')) cats.push('@fast');
+  else cats.push('@slow');
+  if (spec.flags.includes('admin')) cats.push('@admin', '@dangerous');
+  return cats;
 }
 
 /** Redis' COMMAND INFO tuple: name, arity, flags, first key, last key, step, ACL categories. */
@@ -396,7 +442,7 @@ function commandInfo(spec: CommandSpec): Reply {
     integer(keyed ? 1 : 0),
     integer(keyed ? 1 : 0),
     integer(keyed ? 1 : 0),
-    array([simple(`@${spec.group}`)]),
+    array(aclCategories(spec).map((c) => simple(c))),
   ]);
 }
 
