@@ -547,6 +547,32 @@ describe('replies are Redis\' own, byte for byte', { skip: HAVE_REDIS ? false : 
       ['PUBLISH', 'news', 'hello'],
     ]));
 
+  it('SSUBSCRIBE, SPUBLISH, SUNSUBSCRIBE: shard channels, a namespace of their own', T, () =>
+    same([
+      other('SSUBSCRIBE', 'orders', 'stock'),
+      other('SUBSCRIBE', 'orders'),
+      other('SSUBSCRIBE', 'orders'),
+      shape('PUBSUB', 'SHARDCHANNELS'),
+      ['PUBSUB', 'SHARDCHANNELS', 'o*'],
+      ['PUBSUB', 'SHARDNUMSUB', 'orders', 'none'],
+      ['PUBSUB', 'NUMSUB', 'orders', 'stock'],
+      ['SPUBLISH', 'orders', 'o1'],
+      { message: 1 },
+      ['PUBLISH', 'orders', 'p1'],
+      { message: 1 },
+      ['SPUBLISH', 'none', 'x'],
+      ['PUBLISH', 'stock', 'not for shard subscribers'],
+      other('PING'),
+      other('SUNSUBSCRIBE', 'orders'),
+      other('UNSUBSCRIBE'),
+      other('SUNSUBSCRIBE'),
+      other('SUNSUBSCRIBE'),
+      ['SPUBLISH', 'orders', 'gone'],
+      ['PUBSUB', 'SHARDCHANNELS'],
+      ['SPUBLISH', 'orders'],
+      ['SSUBSCRIBE'],
+    ]));
+
   it('CONFIG GET/SET/RESETSTAT/HELP: the parameters BriseDB has, Redis\' errors for the rest', T, () =>
     same([
       ['CONFIG', 'SET', 'timeout', '0'],

@@ -41,11 +41,11 @@ export default createBroker;
 function handle(s: State, from: string, msg: BrokerRequest): unknown {
   switch (msg.t) {
     case BrokerMsg.Publish:
-      return onPublish(s, msg.channel, msg.payload);
+      return onPublish(s, msg.channel, msg.payload, msg.shard === true);
     case BrokerMsg.Subscribe:
-      return onSubscribe(s, from, msg.subscriber, msg.channels, msg.patterns);
+      return onSubscribe(s, from, msg.subscriber, msg.channels, msg.patterns, msg.shardChannels ?? []);
     case BrokerMsg.Unsubscribe:
-      return onUnsubscribe(s, from, msg.subscriber, msg.channels, msg.patterns);
+      return onUnsubscribe(s, from, msg.subscriber, msg.channels, msg.patterns, msg.shardChannels);
     case BrokerMsg.Introspect:
       return onIntrospect(s, msg.query);
     default:
@@ -53,21 +53,22 @@ function handle(s: State, from: string, msg: BrokerRequest): unknown {
   }
 }
 
-function onPublish(s: State, channel: Uint8Array, payload: Uint8Array): number {
+function onPublish(s: State, channel: Uint8Array, payload: Uint8Array, shard: boolean): number {
   s.published += 1;
-  const deliveries = s.core.publish(channel, payload);
+  const deliveries = s.core.publish(channel, payload, shard);
   for (const d of deliveries) {
     const owner = s.owners.get(d.subscriber);
     if (owner === undefined) continue;
     const out: BrokerDeliver = { t: BrokerMsg.Deliver, subscriber: owner.subscriber, channel: d.channel, payload: d.payload };
     if (d.pattern !== undefined) out.pattern = d.pattern;
+    if (d.shard === true) out.shard = true;
     const peer = owner.frontEnd === MAIN ? s.env.main : s.env.peer(owner.frontEnd);
     peer.send(out);
   }
   return deliveries.length;
 }
 
-function onSubscribe(s: State, from: string, subscriber: number, channels: Uint8Array[], patterns: Uint8Array[]): null {
+function onSubscribe(s: State, from: string, subscriber: number, channels: Uint8Array[], patterns: Uint8Array[], shardChannels: Uint8Array[]): null {
   const key = `${from}:${subscriber}`;
   let id = s.ids.get(key);
   if (id === undefined) {
@@ -75,15 +76,15 @@ function onSubscribe(s: State, from: string, subscriber: number, channels: Uint8
     s.ids.set(key, id);
     s.owners.set(id, { frontEnd: from, subscriber });
   }
-  s.core.subscribe(id, channels, patterns);
+  s.core.subscribe(id, channels, patterns, shardChannels);
   return null;
 }
 
-function onUnsubscribe(s: State, from: string, subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): number {
+function onUnsubscribe(s: State, from: string, subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[], shardChannels?: Uint8Array[]): number {
   const key = `${from}:${subscriber}`;
   const id = s.ids.get(key);
   if (id === undefined) return 0;
-  const left = s.core.unsubscribe(id, channels, patterns);
+  const left = s.core.unsubscribe(id, channels, patterns, shardChannels);
   if (left === 0) {
     s.ids.delete(key);
     s.owners.delete(id);
@@ -94,6 +95,8 @@ function onUnsubscribe(s: State, from: string, subscriber: number, channels?: Ui
 function onIntrospect(s: State, q: PubSubQuery): Uint8Array[] | number[] | number {
   if (q.what === 'channels') return s.core.channelNames(q.pattern, MAX_CHANNELS_REPLY);
   if (q.what === 'numsub') return q.channels.map((c) => s.core.numSub(c));
+  if (q.what === 'shardchannels') return s.core.channelNames(q.pattern, MAX_CHANNELS_REPLY, true);
+  if (q.what === 'shardnumsub') return q.channels.map((c) => s.core.numSub(c, true));
   return s.core.numPat();
 }
 

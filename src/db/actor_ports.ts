@@ -238,7 +238,7 @@ export class ActorWalAdmin implements WalAdminPort {
  */
 export class ActorBroker implements BrokerPort {
   private readonly sinks = new Map<number, (d: Delivery) => void>();
-  private readonly subscribed = new Map<number, { channels: Map<string, Uint8Array>; patterns: Map<string, Uint8Array> }>();
+  private readonly subscribed = new Map<number, { channels: Map<string, Uint8Array>; patterns: Map<string, Uint8Array>; shard: Map<string, Uint8Array> }>();
 
   private readonly broker: Channel<BrokerRequest, BrokerReplies>;
 
@@ -248,34 +248,44 @@ export class ActorBroker implements BrokerPort {
       const msg = body as BrokerDeliver;
       if (msg.t !== BrokerMsg.Deliver) return null;
       const sink = this.sinks.get(msg.subscriber);
-      if (sink !== undefined) sink({ subscriber: msg.subscriber, channel: msg.channel, payload: msg.payload, ...(msg.pattern ? { pattern: msg.pattern } : {}) });
+      if (sink !== undefined) {
+        sink({ subscriber: msg.subscriber, channel: msg.channel, payload: msg.payload, ...(msg.pattern ? { pattern: msg.pattern } : {}), ...(msg.shard ? { shard: true as const } : {}) });
+      }
       return null;
     });
   }
 
-  publish(channel: Uint8Array, payload: Uint8Array): Promise<number> {
-    return this.broker.call({ t: BrokerMsg.Publish, channel, payload });
+  publish(channel: Uint8Array, payload: Uint8Array, shard = false): Promise<number> {
+    return this.broker.call({ t: BrokerMsg.Publish, channel, payload, ...(shard ? { shard: true as const } : {}) });
   }
 
   introspect(query: PubSubQuery): Promise<Uint8Array[] | number[] | number> {
     return this.broker.call({ t: BrokerMsg.Introspect, query });
   }
 
-  async subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[], deliver: (d: Delivery) => void): Promise<void> {
+  async subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[], deliver: (d: Delivery) => void, shardChannels: Uint8Array[] = []): Promise<void> {
     this.sinks.set(subscriber, deliver);
     let own = this.subscribed.get(subscriber);
-    if (own === undefined) this.subscribed.set(subscriber, (own = { channels: new Map(), patterns: new Map() }));
+    if (own === undefined) this.subscribed.set(subscriber, (own = { channels: new Map(), patterns: new Map(), shard: new Map() }));
     for (const c of channels) own.channels.set(mapKey(c), c);
     for (const p of patterns) own.patterns.set(mapKey(p), p);
-    await this.broker.call({ t: BrokerMsg.Subscribe, subscriber, channels, patterns });
+    for (const c of shardChannels) own.shard.set(mapKey(c), c);
+    await this.broker.call({ t: BrokerMsg.Subscribe, subscriber, channels, patterns, ...(shardChannels.length > 0 ? { shardChannels } : {}) });
   }
 
-  async unsubscribe(subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): Promise<void> {
+  async unsubscribe(subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[], shardChannels?: Uint8Array[]): Promise<void> {
     const own = this.subscribed.get(subscriber);
-    if (channels === undefined && patterns === undefined) this.subscribed.delete(subscriber);
+    if (channels === undefined && patterns === undefined && shardChannels === undefined) this.subscribed.delete(subscriber);
     for (const c of channels ?? []) own?.channels.delete(mapKey(c));
     for (const p of patterns ?? []) own?.patterns.delete(mapKey(p));
-    const msg: BrokerRequest = { t: BrokerMsg.Unsubscribe, subscriber, ...(channels ? { channels } : {}), ...(patterns ? { patterns } : {}) };
+    for (const c of shardChannels ?? []) own?.shard.delete(mapKey(c));
+    const msg: BrokerRequest = {
+      t: BrokerMsg.Unsubscribe,
+      subscriber,
+      ...(channels ? { channels } : {}),
+      ...(patterns ? { patterns } : {}),
+      ...(shardChannels ? { shardChannels } : {}),
+    };
     const left = await this.broker.call(msg);
     if (left === 0) {
       this.sinks.delete(subscriber);
@@ -287,7 +297,7 @@ export class ActorBroker implements BrokerPort {
   async resubscribe(): Promise<void> {
     await Promise.all(
       [...this.subscribed].map(([subscriber, own]) =>
-        this.broker.call({ t: BrokerMsg.Subscribe, subscriber, channels: [...own.channels.values()], patterns: [...own.patterns.values()] }),
+        this.broker.call({ t: BrokerMsg.Subscribe, subscriber, channels: [...own.channels.values()], patterns: [...own.patterns.values()], shardChannels: [...own.shard.values()] }),
       ),
     );
   }

@@ -156,11 +156,12 @@ export interface Session {
   getStream(key: Bytes, range?: ReadRange): Promise<{ info: BlobInfo; body: AsyncIterable<Buffer> } | null>;
   stat(key: Bytes): Promise<BlobInfo | null>;
 
-  publish(channel: Bytes, payload: Bytes): Promise<number>;
-  /** Channels with at least one subscriber, those matching a glob when given (PUBSUB CHANNELS). */
-  pubsubChannels(pattern?: Bytes): Promise<Buffer[]>;
-  /** Subscribers of each channel, by name (PUBSUB NUMSUB). */
-  pubsubNumsub(channels: Bytes[]): Promise<number[]>;
+  /** `shard`: to the shard channel of that name (SPUBLISH), a namespace of its own. */
+  publish(channel: Bytes, payload: Bytes, shard?: boolean): Promise<number>;
+  /** Channels with at least one subscriber, those matching a glob when given (PUBSUB CHANNELS, SHARDCHANNELS). */
+  pubsubChannels(pattern?: Bytes, shard?: boolean): Promise<Buffer[]>;
+  /** Subscribers of each channel, by name (PUBSUB NUMSUB, SHARDNUMSUB). */
+  pubsubNumsub(channels: Bytes[], shard?: boolean): Promise<number[]>;
   /** Patterns with at least one subscriber (PUBSUB NUMPAT). */
   pubsubNumpat(): Promise<number>;
   subscribe(channels: Bytes[], patterns?: Bytes[]): Promise<Subscription>;

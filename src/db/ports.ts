@@ -95,10 +95,12 @@ export interface ReadPort {
 }
 
 export interface BrokerPort {
-  publish(channel: Uint8Array, payload: Uint8Array): Promise<number>;
+  /** `shard`: to the shard channel of that name (SPUBLISH), a namespace of its own. */
+  publish(channel: Uint8Array, payload: Uint8Array, shard?: boolean): Promise<number>;
   /** Registers a subscriber; `deliver` is called for each message until it is removed. */
-  subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[], deliver: (d: Delivery) => void): Promise<void>;
-  unsubscribe(subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[]): Promise<void>;
+  subscribe(subscriber: number, channels: Uint8Array[], patterns: Uint8Array[], deliver: (d: Delivery) => void, shardChannels?: Uint8Array[]): Promise<void>;
+  /** Without lists: every subscription of the subscriber. */
+  unsubscribe(subscriber: number, channels?: Uint8Array[], patterns?: Uint8Array[], shardChannels?: Uint8Array[]): Promise<void>;
   /** PUBSUB CHANNELS / NUMSUB / NUMPAT, from the broker's registry. */
   introspect(query: PubSubQuery): Promise<Uint8Array[] | number[] | number>;
 }

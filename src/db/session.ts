@@ -459,18 +459,19 @@ export class EngineSession implements Session {
 
   // ---- pub/sub ---------------------------------------------------------------------------
 
-  publish(channel: Bytes, payload: Bytes): Promise<number> {
-    return this.engine.ports.broker.publish(toBuffer(channel), toBuffer(payload));
+  publish(channel: Bytes, payload: Bytes, shard = false): Promise<number> {
+    return this.engine.ports.broker.publish(toBuffer(channel), toBuffer(payload), shard);
   }
 
-  async pubsubChannels(pattern?: Bytes): Promise<Buffer[]> {
-    const names = (await this.engine.ports.broker.introspect({ what: 'channels', ...(pattern === undefined ? {} : { pattern: toBuffer(pattern) }) })) as Uint8Array[];
+  async pubsubChannels(pattern?: Bytes, shard = false): Promise<Buffer[]> {
+    const what = shard ? 'shardchannels' : 'channels';
+    const names = (await this.engine.ports.broker.introspect({ what, ...(pattern === undefined ? {} : { pattern: toBuffer(pattern) }) })) as Uint8Array[];
     return names.map((n) => Buffer.from(n));
   }
 
-  async pubsubNumsub(channels: Bytes[]): Promise<number[]> {
+  async pubsubNumsub(channels: Bytes[], shard = false): Promise<number[]> {
     if (channels.length === 0) return [];
-    return (await this.engine.ports.broker.introspect({ what: 'numsub', channels: channels.map(toBuffer) })) as number[];
+    return (await this.engine.ports.broker.introspect({ what: shard ? 'shardnumsub' : 'numsub', channels: channels.map(toBuffer) })) as number[];
   }
 
   async pubsubNumpat(): Promise<number> {

@@ -19,6 +19,11 @@ async function publishCommand({ session, argv }: Context): Promise<Reply> {
   return integer(await session.publish(argv[1]!, argv[2]!));
 }
 
+/** SPUBLISH: to the subscribers of a shard channel (SSUBSCRIBE), a namespace of its own. */
+async function spublishCommand({ session, argv }: Context): Promise<Reply> {
+  return integer(await session.publish(argv[1]!, argv[2]!, true));
+}
+
 const PUBSUB_HELP = [
   'PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:',
   'CHANNELS [<pattern>]',
@@ -39,7 +44,7 @@ const PUBSUB_HELP = [
 /** Arity of each PUBSUB subcommand, Redis style (negative: at least). */
 const PUBSUB_ARITY: Readonly<Record<string, number>> = { channels: -2, numsub: -2, numpat: 2, shardchannels: -2, shardnumsub: -2, help: 2 };
 
-/** PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB | HELP (no shard channels here). */
+/** PUBSUB CHANNELS | NUMSUB | NUMPAT | SHARDCHANNELS | SHARDNUMSUB | HELP. */
 async function pubsubCommand({ session, argv }: Context): Promise<Reply> {
   const sub = optionOf(argv[1]!);
   const arity = PUBSUB_ARITY[sub];
@@ -51,17 +56,15 @@ async function pubsubCommand({ session, argv }: Context): Promise<Reply> {
   }
   switch (sub) {
     case 'channels':
-      return array((await session.pubsubChannels(argv[2])).map((c) => bulk(c)));
-    case 'numsub': {
-      const counts = await session.pubsubNumsub(argv.slice(2));
+    case 'shardchannels':
+      return array((await session.pubsubChannels(argv[2], sub === 'shardchannels')).map((c) => bulk(c)));
+    case 'numsub':
+    case 'shardnumsub': {
+      const counts = await session.pubsubNumsub(argv.slice(2), sub === 'shardnumsub');
       return array(argv.slice(2).flatMap((c, i) => [bulk(c), integer(counts[i]!)]));
     }
     case 'numpat':
       return integer(await session.pubsubNumpat());
-    case 'shardchannels':
-      return array([]);
-    case 'shardnumsub':
-      return array(argv.slice(2).flatMap((c) => [bulk(c), integer(0)]));
     default:
       return array(PUBSUB_HELP.map((l) => simple(l)));
   }
@@ -120,6 +123,7 @@ async function volinfoCommand(ctx: Context): Promise<Reply> {
 
 export const ADMIN_HANDLERS: Readonly<Record<string, Handler>> = {
   publish: publishCommand,
+  spublish: spublishCommand,
   pubsub: pubsubCommand,
   time: timeCommand,
   save: saveCommand,

@@ -51,14 +51,14 @@ export interface ConnectionContext {
 }
 
 /** Commands allowed in RESP2 subscribed mode (Redis: only these and RESET). */
-const PUBSUB_ALLOWED = new Set(['subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'ping', 'quit', 'stop', 'exit', 'reset']);
+const PUBSUB_ALLOWED = new Set(['subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'ssubscribe', 'sunsubscribe', 'ping', 'quit', 'stop', 'exit', 'reset']);
 /** Commands allowed before AUTH when a password is set. */
 const NOAUTH_ALLOWED = new Set(['auth', 'hello', 'quit', 'stop', 'exit', 'reset']);
 /**
  * Commands refused after MULTI, dooming the EXEC (Redis' no-multi): the pub/sub ones, which
  * would change the connection's mode, and BEGIN/COMMIT/ROLLBACK, whose levels EXEC owns.
  */
-const NOT_IN_MULTI = new Set(['subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'begin', 'commit', 'rollback', 'save']);
+const NOT_IN_MULTI = new Set(['subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'ssubscribe', 'sunsubscribe', 'begin', 'commit', 'rollback', 'save']);
 /** Commands that act on MULTI itself: never queued. */
 const MULTI_CONTROL = new Set(['exec', 'discard', 'multi', 'quit', 'exit', 'stop', 'watch', 'reset']);
 /** The query buffer grows in chunks of this size (CLIENT LIST qbuf-free is what is left of one). */
@@ -103,6 +103,8 @@ export class RespConnection {
   private subscriber = 0;
   private readonly channels = new Set<string>();
   private readonly patterns = new Set<string>();
+  /** Shard channels (SSUBSCRIBE): a namespace of their own, counted apart as Redis counts them. */
+  private readonly shardChannels = new Set<string>();
   /** Resolves when the current burst of commands has been answered (for graceful stop). */
   private idle: Promise<void> = Promise.resolve();
   private markIdle: () => void = () => undefined;
@@ -441,9 +443,11 @@ export class RespConnection {
         return this.onReset();
       case 'subscribe':
       case 'psubscribe':
+      case 'ssubscribe':
         return this.onSubscribe(name, argv.slice(1));
       case 'unsubscribe':
       case 'punsubscribe':
+      case 'sunsubscribe':
         return this.onUnsubscribe(name, argv.slice(1));
       case 'ping':
         if (this.inSubscribedMode()) return this.reply(array([bulk('pong'), bulk(argv[1] ?? '')]));
@@ -516,11 +520,12 @@ export class RespConnection {
     this.multi.reset();
     this.client.inMulti = false;
     while (this.session.depth > 0) this.session.rollback();
-    if (this.channels.size + this.patterns.size > 0 && this.subscriber !== 0) {
+    if (this.subscriptionCount() > 0 && this.subscriber !== 0) {
       await this.ctx.broker.unsubscribe(this.subscriber).catch(() => undefined);
     }
     this.channels.clear();
     this.patterns.clear();
+    this.shardChannels.clear();
     this.client.subscriptions = 0;
     this.client.name = null;
     this.client.proto = 2;
@@ -546,40 +551,57 @@ export class RespConnection {
   // ---- pub/sub -------------------------------------------------------------------------
 
   private inSubscribedMode(): boolean {
-    return this.client.proto === 2 && this.channels.size + this.patterns.size > 0;
+    return this.client.proto === 2 && this.subscriptionCount() > 0;
   }
 
-  private async onSubscribe(kind: 'subscribe' | 'psubscribe', names: Buffer[]): Promise<void> {
+  private subscriptionCount(): number {
+    return this.channels.size + this.patterns.size + this.shardChannels.size;
+  }
+
+  /** The count a (un)subscribe confirmation carries: shard channels apart, as Redis. */
+  private countFor(kind: string): number {
+    return kind.startsWith('s') && kind !== 'subscribe' ? this.shardChannels.size : this.channels.size + this.patterns.size;
+  }
+
+  private setFor(kind: string): Set<string> {
+    if (kind === 'subscribe' || kind === 'unsubscribe') return this.channels;
+    if (kind === 'psubscribe' || kind === 'punsubscribe') return this.patterns;
+    return this.shardChannels;
+  }
+
+  private async onSubscribe(kind: 'subscribe' | 'psubscribe' | 'ssubscribe', names: Buffer[]): Promise<void> {
     if (this.subscriber === 0) this.subscriber = this.ctx.nextSubscriberId();
-    const set = kind === 'subscribe' ? this.channels : this.patterns;
+    const set = this.setFor(kind);
     const fresh = names.filter((n) => !set.has(n.toString('latin1')));
     if (fresh.length > 0) {
       const channels = kind === 'subscribe' ? fresh : [];
       const patterns = kind === 'psubscribe' ? fresh : [];
-      await this.ctx.broker.subscribe(this.subscriber, channels, patterns, (d) => this.deliver(d));
+      const shard = kind === 'ssubscribe' ? fresh : [];
+      await this.ctx.broker.subscribe(this.subscriber, channels, patterns, (d) => this.deliver(d), shard);
     }
     for (const n of names) {
       set.add(n.toString('latin1'));
-      this.client.subscriptions = this.channels.size + this.patterns.size;
-      this.pushReply([bulk(kind), bulk(n), integer(this.client.subscriptions)]);
+      this.client.subscriptions = this.subscriptionCount();
+      this.pushReply([bulk(kind), bulk(n), integer(this.countFor(kind))]);
     }
   }
 
-  private async onUnsubscribe(kind: 'unsubscribe' | 'punsubscribe', names: Buffer[]): Promise<void> {
-    const set = kind === 'unsubscribe' ? this.channels : this.patterns;
+  private async onUnsubscribe(kind: 'unsubscribe' | 'punsubscribe' | 'sunsubscribe', names: Buffer[]): Promise<void> {
+    const set = this.setFor(kind);
     const targets = names.length > 0 ? names : [...set].map((n) => Buffer.from(n, 'latin1'));
     if (targets.length === 0) {
-      this.pushReply([bulk(kind), NULL_BULK, integer(this.channels.size + this.patterns.size)]);
+      this.pushReply([bulk(kind), NULL_BULK, integer(this.countFor(kind))]);
       return;
     }
     const known = targets.filter((n) => set.has(n.toString('latin1')));
     if (known.length > 0 && this.subscriber !== 0) {
-      await this.ctx.broker.unsubscribe(this.subscriber, kind === 'unsubscribe' ? known : [], kind === 'punsubscribe' ? known : []);
+      const only = (k: string): Buffer[] => (kind === k ? known : []);
+      await this.ctx.broker.unsubscribe(this.subscriber, only('unsubscribe'), only('punsubscribe'), only('sunsubscribe'));
     }
     for (const n of targets) {
       set.delete(n.toString('latin1'));
-      this.client.subscriptions = this.channels.size + this.patterns.size;
-      this.pushReply([bulk(kind), bulk(n), integer(this.client.subscriptions)]);
+      this.client.subscriptions = this.subscriptionCount();
+      this.pushReply([bulk(kind), bulk(n), integer(this.countFor(kind))]);
     }
   }
 
@@ -588,7 +610,7 @@ export class RespConnection {
     if (this.closing) return;
     const items = d.pattern !== undefined
       ? [bulk('pmessage'), bulk(d.pattern), bulk(d.channel), bulk(d.payload)]
-      : [bulk('message'), bulk(d.channel), bulk(d.payload)];
+      : [bulk(d.shard === true ? 'smessage' : 'message'), bulk(d.channel), bulk(d.payload)];
     this.pushReply(items);
     if (!this.running) this.flush();
   }
@@ -654,7 +676,7 @@ export class RespConnection {
     this.ctx.clients.delete(this.client.id);
     this.multi.reset();
     while (this.session.depth > 0) this.session.rollback();
-    if (this.subscriber !== 0 && this.channels.size + this.patterns.size > 0) {
+    if (this.subscriber !== 0 && this.subscriptionCount() > 0) {
       void this.ctx.broker.unsubscribe(this.subscriber).catch(() => undefined);
     }
   }

@@ -10,7 +10,7 @@ export const BrokerMsg = {
   Unsubscribe: 3,
   /** Broker → front end, one-way. */
   Deliver: 4,
-  /** PUBSUB CHANNELS / NUMSUB / NUMPAT. */
+  /** PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB. */
   Introspect: 5,
 } as const;
 
@@ -18,15 +18,18 @@ export const BrokerMsg = {
 export type PubSubQuery =
   | { what: 'channels'; pattern?: Uint8Array }
   | { what: 'numsub'; channels: Uint8Array[] }
-  | { what: 'numpat' };
+  | { what: 'numpat' }
+  /** The same, over shard channels (SSUBSCRIBE/SPUBLISH: a namespace of their own). */
+  | { what: 'shardchannels'; pattern?: Uint8Array }
+  | { what: 'shardnumsub'; channels: Uint8Array[] };
 
 /** Channel names one PUBSUB CHANNELS may answer. */
 export const MAX_CHANNELS_REPLY = 1_000_000;
 
 export type BrokerRequest =
-  | { t: typeof BrokerMsg.Publish; channel: Uint8Array; payload: Uint8Array }
-  | { t: typeof BrokerMsg.Subscribe; subscriber: number; channels: Uint8Array[]; patterns: Uint8Array[] }
-  | { t: typeof BrokerMsg.Unsubscribe; subscriber: number; channels?: Uint8Array[]; patterns?: Uint8Array[] }
+  | { t: typeof BrokerMsg.Publish; channel: Uint8Array; payload: Uint8Array; shard?: true }
+  | { t: typeof BrokerMsg.Subscribe; subscriber: number; channels: Uint8Array[]; patterns: Uint8Array[]; shardChannels?: Uint8Array[] }
+  | { t: typeof BrokerMsg.Unsubscribe; subscriber: number; channels?: Uint8Array[]; patterns?: Uint8Array[]; shardChannels?: Uint8Array[] }
   | { t: typeof BrokerMsg.Introspect; query: PubSubQuery };
 
 export interface BrokerDeliver {
@@ -35,6 +38,8 @@ export interface BrokerDeliver {
   channel: Uint8Array;
   payload: Uint8Array;
   pattern?: Uint8Array;
+  /** A message of a shard channel (SPUBLISH): the client sees `smessage`. */
+  shard?: true;
 }
 
 export interface BrokerReplies {
@@ -52,4 +57,5 @@ export interface Delivery {
   channel: Uint8Array;
   payload: Uint8Array;
   pattern?: Uint8Array;
+  shard?: true;
 }
