@@ -93,3 +93,36 @@ test('plain writes racing a hot key: batches whose guard failed run again, no in
   const final = Number(((await run('GET', 'raced')) as { value: Buffer }).value.toString());
   assert.equal(final + taken.reduce((a, b) => a + b, 0), 300);
 });
+
+test('a pipeline of updates on one connection runs at once and keeps its order, also across keys and retries', async () => {
+  // Through the TCP front end's path: the same Session, commands started in pipeline order.
+  const keys = ['p:a', 'p:b'];
+  const script: string[][] = [];
+  // APPENDs only to p:b, which nobody resets: each answers the length of its count then.
+  for (let i = 0; i < 300; i++) script.push(i % 6 === 3 ? ['APPEND', 'p:b', ''] : ['INCR', keys[i % 2]!]);
+  const racing: Promise<Reply>[] = [];
+  const replies = Promise.all(script.map((argv) => run(...argv)));
+  // A plain writer from elsewhere makes batches fail and run again meanwhile.
+  for (let i = 0; i < 5; i++) {
+    await new Promise((r) => setImmediate(r));
+    racing.push(run('SET', 'p:a', '0', 'GET'));
+  }
+  const got = await replies;
+  const taken = (await Promise.all(racing)).map((r) => (r.kind === 'bulk' && r.value !== null ? Number(r.value.toString()) : 0));
+  // Per key, the INCR replies rise by one between resets, the APPENDs answer the length then.
+  let last: Record<string, number> = { 'p:a': 0, 'p:b': 0 };
+  let resets = 0;
+  script.forEach((argv, i) => {
+    const key = argv[1]!;
+    const n = intOf(got[i]!);
+    if (argv[0] === 'INCR') {
+      if (n !== last[key]! + 1) {
+        assert.ok(key === 'p:a' && n < last[key]! + 1, `reply ${i} (${argv.join(' ')}) is ${n} after ${last[key]}`);
+        resets += 1;
+      }
+      last = { ...last, [key]: n };
+    } else assert.equal(n, String(last[key]).length, `reply ${i} (${argv.join(' ')})`);
+  });
+  assert.ok(resets <= taken.length);
+  assert.deepEqual(await run('GET', 'p:b'), bulk(String(last['p:b'])));
+});

@@ -133,9 +133,19 @@ export class KeyUpdates {
         return;
       }
       const { placed, ops, after } = await this.prepare([key], [mk], [initial!], composed.changes);
-      const outcome = await this.commitChained(placed, ops, after, [before], unlock);
+      // On a failed guard this batch counts as settled only once its members are queued again:
+      // a later batch of the key (chained on this one, so failing too) waits for that, and so
+      // queues behind them. Updates of one key keep their order through any number of retries,
+      // which lets one connection run a pipeline of them at once.
+      const outcome = await this.commitChained(placed, ops, after, [before], unlock, true);
       if (outcome.applied) answer(members, composed.outcomes, this.engine);
-      else await this.again(key, members, outcome.predecessors);
+      else {
+        try {
+          await this.again(key, members, outcome.predecessors);
+        } finally {
+          outcome.settle();
+        }
+      }
     } catch (err) {
       for (const m of members) m.reject(err);
     } finally {
@@ -202,7 +212,8 @@ export class KeyUpdates {
     after: Map<string, KeyState | null>,
     before: (Speculation | undefined)[],
     unlock: () => void,
-  ): Promise<{ applied: boolean; predecessors: Promise<unknown> }> {
+    holdOnFailure = false,
+  ): Promise<{ applied: boolean; predecessors: Promise<unknown>; settle: () => void }> {
     let submit!: () => void;
     let settle!: () => void;
     const mine = { submitted: new Promise<void>((r) => (submit = r)), settled: new Promise<void>((r) => (settle = r)) };
@@ -214,6 +225,7 @@ export class KeyUpdates {
     }
     unlock();
     const predecessors = Promise.all(before.map((b) => b?.settled));
+    let held = false;
     try {
       await this.engine.syncPlaced(placed);
       await Promise.all(before.map((b) => b?.submitted));
@@ -221,10 +233,12 @@ export class KeyUpdates {
       submit();
       const { results } = await committing;
       this.engine.committed(ops, results);
-      return { applied: !guardsFailed(ops, results), predecessors };
+      const applied = !guardsFailed(ops, results);
+      held = !applied && holdOnFailure;
+      return { applied, predecessors, settle };
     } finally {
       submit();
-      settle();
+      if (!held) settle();
       for (const [mk, spec] of published) if (this.speculations.get(mk) === spec) this.speculations.delete(mk);
     }
   }

@@ -52,6 +52,12 @@ export interface ConnectionContext {
 
 /** Commands allowed in RESP2 subscribed mode (Redis: only these and RESET). */
 const PUBSUB_ALLOWED = new Set(['subscribe', 'unsubscribe', 'psubscribe', 'punsubscribe', 'ssubscribe', 'sunsubscribe', 'ping', 'quit', 'stop', 'exit', 'reset']);
+/**
+ * Single-key read-modify-write commands a pipeline may run at once: each handler reaches
+ * Session.update synchronously, so they queue on their keys in pipeline order, and the key's
+ * batches keep that order through retries (src/db/key_updates.ts). They then ride one commit.
+ */
+const PIPELINED_UPDATES = new Set(['incr', 'decr', 'incrby', 'decrby', 'incrbyfloat', 'append']);
 /** Commands allowed before AUTH when a password is set. */
 const NOAUTH_ALLOWED = new Set(['auth', 'hello', 'quit', 'stop', 'exit', 'reset']);
 /**
@@ -215,7 +221,8 @@ export class RespConnection {
 
   /**
    * Runs every complete command in the buffer, in order; one write per burst. Within a burst
-   * (a pipeline), a run of consecutive reads runs concurrently and a run of consecutive plain
+   * (a pipeline), a run of consecutive reads runs concurrently, a run of single-key counters
+   * and APPENDs too (each key's updates keep their order), and a run of consecutive plain
    * SETs is written as one batch: a connection then keeps many requests in flight, which is
    * what lets the actors batch. Anything else runs alone, after what came before it, so a
    * pipeline always reads its own writes and its replies leave in order.
@@ -289,7 +296,7 @@ export class RespConnection {
       // A group is bounded: a pipeline of 1 MB GETs must not read all its values at once.
       if (kind !== 'alone') while (j < commands.length && j - i < MAX_GROUP && this.groupKind(commands[j]!, checks[j]!) === kind) j++;
       if (j - i === 1) await this.dispatch(commands[i]!, checks[i]!);
-      else if (kind === 'read') await this.runReads(commands.slice(i, j), checks.slice(i, j));
+      else if (kind === 'read' || kind === 'update') await this.runTogether(commands.slice(i, j), checks.slice(i, j));
       else await this.runSets(commands.slice(i, j));
       i = j;
       if (this.writer.length >= FLUSH_BYTES) this.flush();
@@ -301,17 +308,19 @@ export class RespConnection {
 
 
   /** Which commands may share a group: plain reads, or plain SETs outside any transaction. */
-  private groupKind(argv: Buffer[], checked: CheckResult): 'read' | 'set' | 'alone' {
+  private groupKind(argv: Buffer[], checked: CheckResult): 'read' | 'set' | 'update' | 'alone' {
     if (this.multi.active || !this.client.authenticated || this.inSubscribedMode()) return 'alone';
     if (!checked.ok) return 'alone';
     const { spec } = checked;
     if (hasFlag(spec, 'front-end')) return 'alone';
     if (hasFlag(spec, 'readonly')) return 'read';
     if (spec.name === 'set' && this.session.depth === 0 && plainSetOf(argv) !== null) return 'set';
+    if (PIPELINED_UPDATES.has(spec.name) && this.session.depth === 0) return 'update';
     return 'alone';
   }
 
-  private async runReads(group: Buffer[][], checks: CheckResult[]): Promise<void> {
+  /** A group of reads, or of pipelined updates: started together, answered in order. */
+  private async runTogether(group: Buffer[][], checks: CheckResult[]): Promise<void> {
     this.ctx.stats.commandsProcessed += group.length;
     this.client.lastCommand = checkName(group[group.length - 1]!);
     const start = process.hrtime.bigint();
