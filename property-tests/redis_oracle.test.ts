@@ -224,10 +224,13 @@ async function track(c: Client, argv: string[], reply: string): Promise<void> {
       else stats.execApplied++;
     }
     if (bare && name === 'DISCARD') stats.discards++;
-    if (bare && (name === 'EXEC' || name === 'DISCARD')) Object.assign(c, { inMulti: false, queue: [], watched: new Map() });
+    // Any EXEC ends MULTI: `EXEC x` aborts it with EXECABORT, as in Redis.
+    if (name === 'EXEC' || (bare && name === 'DISCARD')) Object.assign(c, { inMulti: false, queue: [], watched: new Map() });
     else if (reply === '+QUEUED\r\n') c.queue.push(argv);
     return;
   }
+  // Outside MULTI, a rejected `EXEC x` forgets the watched keys too.
+  if (name === 'EXEC' && !bare) c.watched.clear();
   if (bare && name === 'MULTI' && reply === '+OK\r\n') Object.assign(c, { inMulti: true, queue: [] });
   if (bare && name === 'UNWATCH') c.watched.clear();
   if (name === 'WATCH' && reply === '+OK\r\n') {
@@ -295,7 +298,8 @@ test('the scripts: short expiries only outside MULTI and followed by a sleep; lo
         const name = upper(item.argv);
         if (item.sleepAfter > 0) assert.ok(!inMulti.has(item.client) && item.sleepAfter >= 30, describeItem(item));
         if (item.argv.length === 1 && name === 'MULTI') inMulti.add(item.client);
-        if (item.argv.length === 1 && (name === 'EXEC' || name === 'DISCARD')) inMulti.delete(item.client);
+        // Any EXEC ends MULTI (`EXEC x` aborts it, as in Redis); DISCARD only without arguments.
+        if (name === 'EXEC' || (item.argv.length === 1 && name === 'DISCARD')) inMulti.delete(item.client);
       }
       const sorted = [...script.longs].sort((a, b) => a - b);
       for (let i = 1; i < sorted.length; i++) assert.ok(sorted[i]! - sorted[i - 1]! >= 2000, `long expiries too close: ${sorted.join(',')}`);
