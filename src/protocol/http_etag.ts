@@ -41,15 +41,40 @@ export type Preconditions = {
 export const MAX_CONDITION_TAGS = 64;
 
 export function parsePreconditions(ifMatch: string | undefined, ifNoneMatch: string | undefined): Preconditions {
-  return { ifMatch: parseCondition(ifMatch), ifNoneMatch: parseCondition(ifNoneMatch) };
+  return { ifMatch: parseTagCondition(ifMatch), ifNoneMatch: parseTagCondition(ifNoneMatch) };
+}
+
+/** Strong comparison (§8.8.3.2): both strong and the same opaque-tag. */
+export function strongEquals(a: string, b: string): boolean {
+  return !isWeak(a) && !isWeak(b) && a === b;
+}
+
+/** Weak comparison (§8.8.3.2): the same opaque-tag, W/ ignored on either side. */
+export function weakEquals(a: string, b: string): boolean {
+  return opaque(a) === opaque(b);
+}
+
+/** The value when it is exactly one entity-tag (OWS around it allowed), else null. */
+export function parseEntityTag(value: string): string | null {
+  let i = 0;
+  let j = value.length;
+  while (i < j && isOws(value.charCodeAt(i))) i++;
+  while (j > i && isOws(value.charCodeAt(j - 1))) j--;
+  return scanTag(value, i) === j ? value.slice(i, j) : null;
+}
+
+/** `*` or a list of entity-tags; null when absent, an empty list when malformed (see the top). */
+export function parseTagCondition(header: string | undefined): { any: boolean; tags: string[] } | null {
+  if (header === undefined) return null;
+  if (header.trim() === '*') return { any: true, tags: [] };
+  return { any: false, tags: parseTagList(header) ?? [] };
 }
 
 /** If-None-Match "matches": `*` and the blob exists, or a tag weakly equals its ETag. */
 export function ifNoneMatchHits(p: Preconditions['ifNoneMatch'], etag: string | null): boolean {
   if (p === null || etag === null) return false;
   if (p.any) return true;
-  const want = opaque(etag);
-  return p.tags.some((t) => opaque(t) === want);
+  return p.tags.some((t) => weakEquals(t, etag));
 }
 
 /** If-Match passes: no header, `*` and the blob exists, or a tag strongly equals its ETag. */
@@ -57,8 +82,7 @@ export function ifMatchPasses(p: Preconditions['ifMatch'], etag: string | null):
   if (p === null) return true;
   if (etag === null) return false;
   if (p.any) return true;
-  if (isWeak(etag)) return false;
-  return p.tags.some((t) => !isWeak(t) && t === etag);
+  return p.tags.some((t) => strongEquals(t, etag));
 }
 
 // ---- private helpers ----
@@ -72,12 +96,6 @@ const isOws = (c: number): boolean => c === 0x20 || c === 0x09;
  * a character above 0xFF.
  */
 const isEtagc = (c: number): boolean => c === 0x21 || (c >= 0x23 && c <= 0x7e) || c >= 0x80;
-
-function parseCondition(header: string | undefined): { any: boolean; tags: string[] } | null {
-  if (header === undefined) return null;
-  if (header.trim() === '*') return { any: true, tags: [] };
-  return { any: false, tags: parseTagList(header) ?? [] };
-}
 
 /** `#entity-tag` with empty elements allowed (§5.6.1.2); null when malformed. */
 function parseTagList(s: string): string[] | null {
