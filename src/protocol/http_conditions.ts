@@ -29,7 +29,7 @@
 //   ignored and the whole body goes out with 200; never a 206 of another version.
 // - HEAD is judged as GET, If-Range included (§9.3.2: a HEAD answers the header fields the GET
 //   would), although §13.2.2 step 5 names GET alone.
-import { parseEntityTag, parseTagCondition, strongEquals, weakEquals } from './http_etag.js';
+import { parseEntityTag, parseTagCondition, strongEquals, trimOws, weakEquals } from './http_etag.js';
 
 export type ConditionalMethod = 'GET' | 'HEAD' | 'PUT' | 'DELETE';
 
@@ -139,14 +139,6 @@ const IMF_FIXDATE = new RegExp(`^(?:${DAYS}), ([0-9]{2}) (${MONTH}) ([0-9]{4}) $
 const RFC850_DATE = new RegExp(`^(?:${LONG_DAYS}), ([0-9]{2})-(${MONTH})-([0-9]{2}) ${TIME} GMT$`);
 /** `Sun Nov  6 08:49:37 1994` */
 const ASCTIME_DATE = new RegExp(`^(?:${DAYS}) (${MONTH}) ([0-9]{2}| [0-9]) ${TIME} ([0-9]{4})$`);
-
-function trimOws(s: string): string {
-  let i = 0;
-  let j = s.length;
-  while (i < j && (s[i] === ' ' || s[i] === '\t')) i++;
-  while (j > i && (s[j - 1] === ' ' || s[j - 1] === '\t')) j--;
-  return s.slice(i, j);
-}
 
 /** The calendar fields as an instant; null for a day or time that does not exist. */
 function instant(year: number, month: string, day: number, hh: string, mm: string, ss: string): number | null {

@@ -56,17 +56,14 @@ export function weakEquals(a: string, b: string): boolean {
 
 /** The value when it is exactly one entity-tag (OWS around it allowed), else null. */
 export function parseEntityTag(value: string): string | null {
-  let i = 0;
-  let j = value.length;
-  while (i < j && isOws(value.charCodeAt(i))) i++;
-  while (j > i && isOws(value.charCodeAt(j - 1))) j--;
-  return scanTag(value, i) === j ? value.slice(i, j) : null;
+  const s = trimOws(value);
+  return scanTag(s, 0) === s.length ? s : null;
 }
 
 /** `*` or a list of entity-tags; null when absent, an empty list when malformed (see the top). */
 export function parseTagCondition(header: string | undefined): { any: boolean; tags: string[] } | null {
   if (header === undefined) return null;
-  if (header.trim() === '*') return { any: true, tags: [] };
+  if (trimOws(header) === '*') return { any: true, tags: [] };
   return { any: false, tags: parseTagList(header) ?? [] };
 }
 
@@ -83,6 +80,15 @@ export function ifMatchPasses(p: Preconditions['ifMatch'], etag: string | null):
   if (etag === null) return false;
   if (p.any) return true;
   return p.tags.some((t) => strongEquals(t, etag));
+}
+
+/** OWS (SP / HTAB) off both ends; String.trim would also take line breaks and Unicode spaces. */
+export function trimOws(s: string): string {
+  let i = 0;
+  let j = s.length;
+  while (i < j && isOws(s.charCodeAt(i))) i++;
+  while (j > i && isOws(s.charCodeAt(j - 1))) j--;
+  return s.slice(i, j);
 }
 
 // ---- private helpers ----
