@@ -19,6 +19,8 @@ import { listKeys, metrics, scanKeys, status, type ApiContext } from '../fronten
 import { HttpMetrics } from '../frontend/http_metrics.js';
 import { sendError, watchAbort } from '../frontend/http_util.js';
 import { registerWebSockets } from '../frontend/ws_routes.js';
+import { admitWebSocket, answerPreflight, corsPolicy, sendRefusal, withCors } from '../frontend/http_cors.js';
+import { requestAccess, type Access } from '../protocol/url_signing.js';
 import { frontEndEngine } from './front_end.js';
 import { StoreError } from '../runtime/errors.js';
 import type { LocalGroup } from '../storage/registry.js';
@@ -31,6 +33,8 @@ export interface HttpFrontendConfig {
   dataDir: string;
   /** null: no token required. */
   token: string | null;
+  /** Origins whose pages may call the API (CORS; '*' = any); absent or empty: CORS off. */
+  corsOrigins?: string[];
   maxBodySize: number;
   maxKeyLength: number;
   /** WebSocket consumers buffered past this many bytes are closed as too slow. */
@@ -69,11 +73,18 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   };
   const authorized = (req: HttpRequest): boolean =>
     config.token === null || tokenMatches(parseBearer(req.getHeader('authorization') || undefined), config.token);
+  const cors = corsPolicy(config.corsOrigins);
+  // The token, or a signed URL (docs/http.md: browsers cannot send a header with a link).
+  const accessOf = (req: HttpRequest, websocket: boolean): Access =>
+    requestAccess(config.token, { method: req.getMethod(), path: req.getUrl(), query: req.getQuery(), authorization: req.getHeader('authorization') || undefined, websocket }, Math.floor(now() / 1000), config.maxKeyLength);
   const guard = (route: string, handler: (res: HttpResponse, req: HttpRequest) => void) => (res: HttpResponse, req: HttpRequest) => {
-    if (!authorized(req)) {
+    // Before anything is written: every response of this request then carries the CORS headers.
+    if (cors !== null) withCors(res, req, cors);
+    const access = accessOf(req, false);
+    if (!access.ok) {
       const method = req.getMethod().toUpperCase();
-      sendError(res, watchAbort(res), 401, 'UNAUTHORIZED', 'this server needs Authorization: Bearer <token>', { 'WWW-Authenticate': 'Bearer' });
-      observe(route, method, 401, 0, 0, now());
+      sendRefusal(res, access.status, access.code, access.message);
+      observe(route, method, access.status, 0, 0, now());
       return;
     }
     handler(res, req);
@@ -93,11 +104,20 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
     walFeed: new WalFeed(env.peer('wal')),
     nextSubscriberId: () => nextSubscriber++,
     authorize: authorized,
+    admit: (req) => admitWebSocket(req, cors, accessOf(req, true)),
     maxBackpressure: config.wsMaxBackpressure,
     maxPayload: 1024 * 1024,
     idleTimeoutSeconds: 120,
   });
+  // Preflights need no token: browsers send them without credentials.
+  if (cors !== null) {
+    app.options('/*', (res, req) => {
+      const methods = req.getUrl().startsWith(BLOB_PREFIX) ? ['GET', 'HEAD', 'PUT', 'DELETE'] : ['GET'];
+      observe('preflight', 'OPTIONS', answerPreflight(res, req, cors, methods), 0, 0, now());
+    });
+  }
   app.any('/*', (res, req) => {
+    if (cors !== null) withCors(res, req, cors);
     const method = req.getMethod().toUpperCase();
     const url = req.getUrl();
     const known = url.startsWith(BLOB_PREFIX) || ['/v1/keys', '/v1/scan', '/v1/status', '/metrics'].includes(url);

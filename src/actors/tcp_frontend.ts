@@ -37,6 +37,8 @@ export interface TcpFrontendConfig {
   reusePort: boolean;
   limits: TcpLimits;
   requirepass: string | null;
+  /** The HTTP token SIGN signs URLs with (absent or null: no token, SIGN refuses). */
+  httpToken?: string | null;
   /** The volume groups and the drive of each. */
   groups: LocalGroup[];
   dataDir: string;
@@ -99,6 +101,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     get requirepass() {
       return settings.requirepass;
     },
+    httpToken: config.httpToken ?? null,
     settings: live,
     clients,
     info: (sections) => infoText(infoSource(s), sections),

@@ -13,7 +13,7 @@
 // `Vary: Origin`, so a cache never gives one origin's answer to another; the request headers a
 // preflight may allow are a fixed, bounded set.
 import type { HttpRequest, HttpResponse, RecognizedString } from 'uWebSockets.js';
-import { sendError, statusLine, watchAbort } from './http_util.js';
+import { statusLine, watchAbort } from './http_util.js';
 
 /** Origins a master may list. */
 export const MAX_CORS_ORIGINS = 64;
@@ -166,7 +166,10 @@ export function answerPreflight(res: HttpResponse, req: HttpRequest, policy: Cor
     return 204;
   }
   if (!originAllowed(policy, origin)) {
-    sendError(res, watchAbort(res), 403, 'ORIGIN_NOT_ALLOWED', `origin ${origin.slice(0, 200)} is not in --http-cors-origins`, { Vary: 'Origin' });
+    res.cork(() => {
+      res.writeStatus(FORBIDDEN).writeHeader('Content-Type', 'application/json').writeHeader('Vary', 'Origin');
+      res.end(JSON.stringify({ error: `origin ${origin.slice(0, 200)} is not in --http-cors-origins`, code: 'ORIGIN_NOT_ALLOWED' }));
+    });
     return 403;
   }
   const headers = allowedRequestHeaders(askedHeaders);
@@ -196,4 +199,44 @@ export function allowedRequestHeaders(asked: string): string {
     if (ALLOWED_REQUEST_HEADERS.has(name) || name.startsWith(ALLOWED_REQUEST_PREFIX)) out.push(name);
   }
   return out.join(', ');
+}
+
+/** Why a WebSocket upgrade is refused: its status line, code and message. */
+export interface UpgradeRefusal {
+  status: string;
+  code: string;
+  message: string;
+}
+
+/**
+ * A WebSocket upgrade's admission: with CORS on, a browser's socket (it always sends Origin)
+ * from an origin not on the list is refused 403 (WebSockets have no preflight: this check is
+ * all that stops a foreign page from using the visitor's network position); a client without
+ * Origin (not a browser) is let through. Then the token or signed URL, as for every route.
+ */
+export function admitWebSocket(req: HttpRequest, policy: CorsPolicy | null, access: { ok: true } | { ok: false; status: number; code: string; message: string }): UpgradeRefusal | null {
+  const origin = req.getHeader('origin');
+  if (policy !== null && origin !== '' && !originAllowed(policy, origin)) {
+    return { status: FORBIDDEN, code: 'ORIGIN_NOT_ALLOWED', message: `origin ${origin.slice(0, 200)} is not in --http-cors-origins` };
+  }
+  return access.ok ? null : { status: refusalLine(access.status), code: access.code, message: access.message };
+}
+
+/** http_util's STATUS_TEXT has no 403 (yet): its line is spelled here. */
+const FORBIDDEN = '403 Forbidden';
+
+function refusalLine(status: number): string {
+  return status === 403 ? FORBIDDEN : statusLine(status);
+}
+
+/** Answers a refused request: JSON `{error, code}`, WWW-Authenticate with a 401. */
+export function sendRefusal(res: HttpResponse, status: number, code: string, message: string): void {
+  const state = watchAbort(res);
+  if (state.aborted) return;
+  state.done = true;
+  res.cork(() => {
+    res.writeStatus(refusalLine(status)).writeHeader('Content-Type', 'application/json');
+    if (status === 401) res.writeHeader('WWW-Authenticate', 'Bearer');
+    res.end(JSON.stringify({ error: message, code }));
+  });
 }

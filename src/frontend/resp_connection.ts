@@ -35,6 +35,8 @@ import {
   type ServerState,
 } from './server_commands.js';
 import { drained } from './socket_drain.js';
+import { signCommand } from './sign_command.js';
+import { DEFAULT_LIMITS } from '../db/api.js';
 import type { FrontEndStats } from './command_stats.js';
 export type { FrontEndStats } from './command_stats.js';
 
@@ -489,6 +491,8 @@ export class RespConnection {
         }
       case 'config':
         return configCommand(argv, this.client, server);
+      case 'sign':
+        return signCommand(argv, server.httpToken ?? null, Date.now(), DEFAULT_LIMITS.maxKeyLength);
       case 'command':
         return commandCommand(argv);
       case 'info':

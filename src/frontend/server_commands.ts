@@ -54,6 +54,8 @@ export interface ClientMetrics {
 export interface ServerState {
   /** The password AUTH checks (live: CONFIG SET requirepass changes it). */
   readonly requirepass: string | null;
+  /** The HTTP token SIGN signs with; absent or null: none (SIGN refuses). */
+  readonly httpToken?: string | null;
   /** What CONFIG GET and CONFIG SET see and change. */
   readonly settings: LiveConfig;
   readonly clients: ReadonlyMap<number, ClientState>;

@@ -32,6 +32,11 @@ export interface WsContext {
   nextSubscriberId(): number;
   /** The token check; false answers the upgrade with 401. */
   authorize(req: HttpRequest): boolean;
+  /**
+   * In place of authorize when given: the Origin check (CORS) and the token or a signed URL;
+   * null admits the socket, else the refusal (its status line, code and message).
+   */
+  admit?(req: HttpRequest): { status: string; code: string; message: string } | null;
   /** Bytes a socket may have buffered before it is closed as a slow consumer (e.g. 16 MiB). */
   maxBackpressure: number;
   /** Largest frame a client may send (e.g. 1 MiB). */
@@ -107,8 +112,9 @@ export function registerWebSockets(app: TemplatedApp, ctx: WsContext): void {
  * during this synchronous call, so everything open() needs is copied here.
  */
 function upgrade<T>(res: HttpResponse, req: HttpRequest, context: us_socket_context_t, ctx: WsContext, data: () => T): void {
-  if (!ctx.authorize(req)) {
-    refuse(res, '401 Unauthorized', 'UNAUTHORIZED', 'this server needs Authorization: Bearer <token>');
+  const refusal = ctx.admit !== undefined ? ctx.admit(req) : ctx.authorize(req) ? null : UNAUTHORIZED;
+  if (refusal !== null) {
+    refuse(res, refusal.status, refusal.code, refusal.message);
     return;
   }
   let userData: T;
@@ -132,6 +138,8 @@ function upgrade<T>(res: HttpResponse, req: HttpRequest, context: us_socket_cont
     context,
   );
 }
+
+const UNAUTHORIZED = { status: '401 Unauthorized', code: 'UNAUTHORIZED', message: 'this server needs Authorization: Bearer <token>' };
 
 function refuse(res: HttpResponse, status: string, code: string, message: string): void {
   res.cork(() => {

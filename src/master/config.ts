@@ -24,6 +24,7 @@ import { MAX_VALUE_LENGTH } from '../storage/volume_format.js';
 import { DEFAULT_LOG_LEVEL, LOG_LEVELS, LOG_LEVEL_ENV, parseLogLevel, type LogLevel } from './log.js';
 import { DEFAULT_TCP_LIMITS } from '../protocol/tcp_limits.js';
 import type { ListenAddress, MasterConfig } from './master_config.js';
+import { MAX_CORS_ORIGINS, normalizeOrigin } from '../frontend/http_cors.js';
 
 export const DEFAULT_ADDR = '127.0.0.1:6380';
 export const DEFAULT_HTTP_ADDR = '127.0.0.1:6381';
@@ -82,6 +83,8 @@ Flags override the fields of the --config file; sizes take bytes or a unit (512m
   --drives DIR,DIR              extra directories for volume files                  [drives]
   --http-threads N              HTTP front-end threads (the cores)                  [http_threads]
   --http-token TOKEN            HTTP needs Authorization: Bearer TOKEN; also $BRISEDB_HTTP_TOKEN [http_token]
+  --http-cors-origins ORIGIN,ORIGIN  origins whose pages may call the HTTP API (CORS), or *;
+                                off by default                                      [http_cors_origins]
   --max-body-size SIZE          largest blob a PUT may send (4gb)                   [max_body_size]
   --volume-servers URL,URL      remote volume servers (http://host:port)            [volume_servers]
   --replication-factor N        copies of each blob, at most 1 + volume servers (1) [replication_factor]
@@ -109,6 +112,7 @@ interface Settings {
   text_addr: ListenAddress | null;
   http_threads: number;
   http_token: string | null;
+  http_cors_origins: string[];
   max_body_size: number;
   data_dir: string;
   drives: string[];
@@ -282,6 +286,7 @@ const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   text_addr: { flag: '--text-addr', convert: httpAddr },
   http_threads: { flag: '--http-threads', convert: intIn(1, MAX_TCP_THREADS) },
   http_token: { flag: '--http-token', convert: password, secret: true },
+  http_cors_origins: { flag: '--http-cors-origins', convert: listOf('origin', 'origins', MAX_CORS_ORIGINS, normalizeOrigin) },
   max_body_size: { flag: '--max-body-size', convert: sizeIn(0, MAX_VALUE_LENGTH) },
   data_dir: { flag: '--data', convert: path },
   drives: { flag: '--drives', convert: listOf('directory', 'directories', MAX_DRIVES, (s) => path(s, true)) },
@@ -317,6 +322,7 @@ function defaults(p: Platform): Settings {
     text_addr: null,
     http_threads: Math.max(1, Math.min(p.cores, MAX_TCP_THREADS)),
     http_token: null,
+    http_cors_origins: [],
     max_body_size: 4 * 1024 * 1024 * 1024,
     data_dir: DEFAULT_DATA_DIR,
     drives: [],
@@ -514,6 +520,8 @@ function toConfig(s: Settings): MasterConfig {
     ...(s.text_addr === null ? {} : { textAddr: s.text_addr }),
     httpThreads: s.http_threads,
     httpToken: s.http_token,
+    // Only when on, as text_addr: a config without CORS reads as it did before the flag existed.
+    ...(s.http_cors_origins.length === 0 ? {} : { httpCorsOrigins: s.http_cors_origins }),
     maxBodySize: s.max_body_size,
     dataDir: s.data_dir,
     drives: s.drives,

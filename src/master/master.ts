@@ -63,6 +63,8 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
         reusePort: threads > 1,
         limits: config.tcpLimits,
         requirepass: config.requirepass,
+        // SIGN makes URLs the HTTP front ends accept: it signs with their token.
+        httpToken: config.httpAddr === null ? null : config.httpToken,
         groups,
         dataDir,
         sync: config.sync,
@@ -86,6 +88,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
         groups,
         dataDir,
         token: config.httpToken,
+        ...(config.httpCorsOrigins === undefined ? {} : { corsOrigins: config.httpCorsOrigins }),
         maxBodySize: config.maxBodySize,
         maxKeyLength: DEFAULT_LIMITS.maxKeyLength,
         wsMaxBackpressure: 16 * 1024 * 1024,

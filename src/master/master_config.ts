@@ -27,6 +27,8 @@ export interface MasterConfig {
   httpThreads: number;
   /** null: HTTP needs no token; else `Authorization: Bearer <token>` on every request. */
   httpToken: string | null;
+  /** Origins whose pages may call the HTTP API (CORS; '*' = any); absent or empty: CORS off. */
+  httpCorsOrigins?: string[];
   /** Largest blob a PUT may send (413 before the body is read). */
   maxBodySize: number;
   sync: 'always' | 'none';

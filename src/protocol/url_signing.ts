@@ -21,6 +21,7 @@
 // Comparison is in constant time (timingSafeEqual of equal-length digests).
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import { decodeBlobKey, encodeBlobKey } from './http_keys.js';
+import { parseBearer, tokenMatches } from './http_params.js';
 
 export const SIGNING_SCHEME = 'BRISE-HMAC-SHA256';
 /** The longest a signed URL may live: 7 days, as S3's pre-signed URLs. */
@@ -158,6 +159,65 @@ function resourceOf(request: { method: string; path: string; websocket: boolean 
   const key = decodeBlobKey(request.path.slice(BLOB_PATH_PREFIX.length), maxKeyLength);
   if (!key.ok) return refuse('BAD_SIGNATURE', `cannot check the signature: ${key.message}`);
   return blobResource(key.key, params);
+}
+
+/**
+ * The signed path and query for a signer (the SIGN command, the CLI, the client library):
+ * `method` GET, HEAD or PUT with a blob key, or WS with a WebSocket route's path and query
+ * ('/v1/subscribe?channels=news'), valid `seconds` from `nowSeconds`. A string is the problem.
+ */
+export function signTarget(
+  token: string | null,
+  methodText: string,
+  target: Uint8Array | string,
+  seconds: number,
+  nowSeconds: number,
+  maxKeyLength: number,
+): { ok: true; path: string } | { ok: false; message: string } {
+  if (token === null || token === '') return { ok: false, message: 'no HTTP token is configured (--http-token): the HTTP API then takes requests unsigned' };
+  const method = parseSignedMethod(methodText);
+  if (method === null) return { ok: false, message: 'the method is GET, HEAD or PUT (with a blob key) or WS (with a WebSocket path and query)' };
+  const lifetime = checkLifetime(seconds);
+  if (lifetime !== null) return { ok: false, message: lifetime };
+  const resource = method === 'WS' ? wsResource(target) : keyResource(target, maxKeyLength);
+  if (!resource.ok) return resource;
+  return { ok: true, path: signResource(token, method, resource.resource, nowSeconds + seconds) };
+}
+
+function wsResource(target: Uint8Array | string): { ok: true; resource: string } | { ok: false; message: string } {
+  const text = typeof target === 'string' ? target : Buffer.from(target).toString('utf8');
+  const q = text.indexOf('?');
+  const path = q < 0 ? text : text.slice(0, q);
+  if (!WS_PATHS.includes(path)) return { ok: false, message: `a WS target is one of ${WS_PATHS.join(', ')} with its query, e.g. /v1/subscribe?channels=news` };
+  const params = new URLSearchParams(q < 0 ? '' : text.slice(q + 1));
+  if (hasSignature(params)) return { ok: false, message: 'the target already has expires= or sig=' };
+  return { ok: true, resource: pathResource(path, params) };
+}
+
+function keyResource(target: Uint8Array | string, maxKeyLength: number): { ok: true; resource: string } | { ok: false; message: string } {
+  const bytes = typeof target === 'string' ? Buffer.from(target, 'utf8') : target;
+  // The key must be one the HTTP API can name: the same rules as a request's path.
+  const key = decodeBlobKey(encodeBlobKey(bytes), maxKeyLength);
+  if (!key.ok) return { ok: false, message: `not a key the HTTP API can serve: ${key.message}` };
+  return { ok: true, resource: blobResource(key.key) };
+}
+
+export type Access = { ok: true } | { ok: false; status: 401 | 403; code: string; message: string };
+
+/**
+ * Whether a request may be served: no token configured, `Authorization: Bearer <token>`, or a
+ * valid signed URL (401 when it carries neither, 403 for a signature that fails).
+ */
+export function requestAccess(
+  token: string | null,
+  request: { method: string; path: string; query: string | undefined; authorization: string | undefined; websocket: boolean },
+  nowSeconds: number,
+  maxKeyLength: number,
+): Access {
+  if (token === null || tokenMatches(parseBearer(request.authorization), token)) return { ok: true };
+  const signed = verifyRequest(token, request, nowSeconds, maxKeyLength);
+  if (signed === null) return { ok: false, status: 401, code: 'UNAUTHORIZED', message: 'this server needs Authorization: Bearer <token> or a signed URL (expires=, sig=)' };
+  return signed.ok ? signed : { ok: false, status: 403, code: signed.code, message: signed.message };
 }
 
 // ---- private helpers ----
