@@ -24,6 +24,7 @@ import { open } from '../wiring/open.js';
 import { splitCommandLine } from '../protocol/command_line.js';
 import { helpLines, lookupCommand } from '../protocol/commands.js';
 import { formatForRepl, formatRaw, type Reply } from '../protocol/reply.js';
+import { signMain } from './sign.js';
 
 export const HISTORY_LINES = 1000;
 export const DEFAULT_DATA_DIR = 'brisedb-data';
@@ -37,7 +38,9 @@ An interactive shell on a BriseDB data directory, opened in this process.
 
 With a terminal: a prompt with history (~/.brisedb_history, or $BRISEDB_HISTORY).
 Without one: runs each line of stdin as a command, prints each reply, exits at end of input.
-Type HELP for the commands.`;
+Type HELP for the commands.
+
+  node cmd/cli.js sign METHOD TARGET SECONDS   prints a signed URL of the HTTP API (sign --help)`;
 
 export interface CliArgs {
   dataDir: string;
@@ -72,6 +75,8 @@ export interface CliIo {
 
 /** The whole program: flags, open, run, close. Answers the exit code. */
 export async function main(args: readonly string[], io: CliIo = processIo()): Promise<number> {
+  // A subcommand that opens no database: signed URLs of the HTTP API (src/cli/sign.ts).
+  if (args[0] === 'sign') return signMain(args.slice(1), io.output, io.errors);
   const parsed = parseArgs(args);
   if (typeof parsed === 'string') {
     io.errors.write(`brisedb: ${parsed}\n${USAGE}\n`);

@@ -24,6 +24,7 @@ export type { Message } from './subscriber.js';
 export type { ScanPage } from './values.js';
 export { Pipeline, Subscription };
 export { BriseError, ClientError, ConnectionError, LimitError, TimeoutError } from './errors.js';
+export { signUrl } from './sign_url.js';
 
 export interface DialOptions {
   /** AUTH password (requirepass). */
@@ -239,6 +240,15 @@ export class Client {
   /** Queues commands to send in one write with exec(). */
   pipeline(): Pipeline {
     return new Pipeline((list) => this.callMany(list));
+  }
+
+  /**
+   * A signed, expiring URL of the HTTP API, made by the master with its --http-token (SIGN):
+   * the path and query to append to the HTTP base URL. `target` is a blob key for GET, HEAD and
+   * PUT, or a WebSocket path and query for WS. Offline, with the token: signUrl().
+   */
+  async sign(method: 'GET' | 'HEAD' | 'PUT' | 'WS', target: Bytes, seconds: number): Promise<string> {
+    return v.asString(await this.call(['SIGN', method, target, wholeNumber(seconds, 'seconds')]));
   }
 
   /** Any command, for what the typed methods do not cover; resolves with the raw reply. */
