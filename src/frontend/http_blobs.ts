@@ -6,11 +6,12 @@
 //   of finishing a response whose bytes do not match. No route here opens a volume file.
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Engine } from '../db/engine.js';
-import { valueLengthOf, type IndexEntry } from '../storage/types.js';
+import { OpCode, valueLengthOf, type IndexEntry } from '../storage/types.js';
 import { decodeBlobKey } from '../protocol/http_keys.js';
 import { contentRange, multipartByteranges, parseRange, unsatisfiedRange, type ByteRange } from '../protocol/http_range.js';
 import { formatTtlSeconds, httpDate } from '../protocol/http_params.js';
-import { etagOf, ifMatchPasses, ifNoneMatchHits, parsePreconditions } from '../protocol/http_etag.js';
+import { etagOf } from '../protocol/http_etag.js';
+import { evaluateConditions, hasWritePreconditions, readConditionalHeaders, type ConditionalHeaders, type Validators } from '../protocol/http_conditions.js';
 import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } from './http_util.js';
 
 export const BLOB_PREFIX = '/v1/blobs/';
@@ -34,8 +35,7 @@ export function getBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext, h
   const startedAt = ctx.now();
   const method = head ? 'HEAD' : 'GET';
   const url = req.getUrl();
-  const rangeHeader = req.getHeader('range') || undefined;
-  const preconditions = parsePreconditions(req.getHeader('if-match') || undefined, req.getHeader('if-none-match') || undefined);
+  const conditions = readConditionalHeaders((name) => req.getHeader(name));
   const state = watchAbort(res);
   const key = decodeBlobKey(url.slice(BLOB_PREFIX.length), ctx.maxKeyLength);
   if (!key.ok) {
@@ -45,7 +45,7 @@ export function getBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext, h
   }
   void ctx.engine.lookupLive(key.key).then(
     (entry) => {
-      const status = answerBlob(res, state, ctx, key.key, entry, rangeHeader, preconditions, head);
+      const status = answerBlob(res, state, ctx, key.key, entry, conditions, head);
       ctx.observe('blobs', method, status.code, 0, status.bytes, startedAt);
     },
     (err: unknown) => {
@@ -61,8 +61,7 @@ function answerBlob(
   ctx: BlobContext,
   key: Buffer,
   entry: IndexEntry | undefined,
-  rangeHeader: string | undefined,
-  preconditions: ReturnType<typeof parsePreconditions>,
+  conditions: ConditionalHeaders,
   head: boolean,
 ): { code: number; bytes: number } {
   if (state.aborted) return { code: 499, bytes: 0 };
@@ -73,11 +72,13 @@ function answerBlob(
   const size = valueLengthOf(entry.address, key.length);
   const etag = etagOf(entry.address.volume, entry.address.offset);
   const headers = blobHeaders(entry, size, etag, ctx.now());
-  if (preconditions.ifMatch !== null && !ifMatchPasses(preconditions.ifMatch, etag)) {
-    sendError(res, state, 412, 'PRECONDITION_FAILED', 'If-Match does not hold');
+  // RFC 9110 §13.2.2; a 304 carries the header fields the 200 would (§15.4.5).
+  const verdict = evaluateConditions(head ? 'HEAD' : 'GET', conditions, validatorsOf(entry, etag), ctx.now());
+  if (verdict.kind === 'failed') {
+    sendError(res, state, 412, 'PRECONDITION_FAILED', `${verdict.header} does not hold`);
     return { code: 412, bytes: 0 };
   }
-  if (ifNoneMatchHits(preconditions.ifNoneMatch, etag)) {
+  if (verdict.kind === 'not-modified') {
     state.done = true;
     res.cork(() => {
       res.writeStatus(statusLine(304));
@@ -86,7 +87,8 @@ function answerBlob(
     });
     return { code: 304, bytes: 0 };
   }
-  const range = parseRange(rangeHeader, size);
+  // A stale If-Range drops the Range: the whole current body with 200, never a part of it.
+  const range = parseRange(verdict.useRange ? conditions.range : undefined, size);
   if (range.kind === 'unsatisfiable') {
     sendError(res, state, 416, 'RANGE_NOT_SATISFIABLE', `no part of the range is inside the blob (${size} bytes)`, { 'Content-Range': unsatisfiedRange(size) });
     return { code: 416, bytes: 0 };
@@ -124,6 +126,17 @@ function blobHeaders(entry: IndexEntry, size: number, etag: string, nowMs: numbe
   ];
   if (entry.modifiedAt !== undefined && entry.modifiedAt > 0) headers.push(['Last-Modified', httpDate(entry.modifiedAt)]);
   return headers;
+}
+
+/**
+ * The validators conditions are judged on: the ETag and the Last-Modified the 200 shows.
+ * modifiedAt has 1 s resolution and nothing records whether a key changed twice within one
+ * second, so Last-Modified is never a strong validator here (RFC 9110 §8.8.2.2): If-Range with
+ * a date always sends the whole body.
+ */
+function validatorsOf(entry: IndexEntry, etag: string): Validators {
+  const modified = entry.modifiedAt !== undefined && entry.modifiedAt > 0 ? entry.modifiedAt : null;
+  return { etag, lastModified: modified, lastModifiedStrong: false };
 }
 
 /** Several ranges: multipart/byteranges, each part streamed from disk. */
@@ -244,6 +257,7 @@ class BodyWriter {
 
 export function deleteBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): void {
   const startedAt = ctx.now();
+  const conditions = readConditionalHeaders((name) => req.getHeader(name));
   const state = watchAbort(res);
   const key = decodeBlobKey(req.getUrl().slice(BLOB_PREFIX.length), ctx.maxKeyLength);
   if (!key.ok) {
@@ -251,23 +265,58 @@ export function deleteBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext
     ctx.observe('blobs', 'DELETE', key.status, 0, 0, startedAt);
     return;
   }
-  void ctx.engine.delete([key.key]).then(
-    (count) => {
-      const found = count === 1;
-      if (found) {
+  const deleted = hasWritePreconditions(conditions) ? deleteIf(ctx, key.key, conditions) : deleteAny(ctx, key.key);
+  void deleted.then(
+    (outcome) => {
+      if (outcome === 204) {
         if (!state.aborted && !state.done) {
           state.done = true;
           res.cork(() => res.writeStatus(statusLine(204)).endWithoutBody());
         }
-      } else {
+      } else if (outcome === 404) {
         sendError(res, state, 404, 'NOT_FOUND', `no blob named ${JSON.stringify(key.key.toString('utf8'))}`);
+      } else {
+        sendError(res, state, 412, 'PRECONDITION_FAILED', outcome.failed);
       }
-      ctx.observe('blobs', 'DELETE', found ? 204 : 404, 0, 0, startedAt);
+      ctx.observe('blobs', 'DELETE', typeof outcome === 'number' ? outcome : 412, 0, 0, startedAt);
     },
     (err: unknown) => {
       sendFailure(res, state, err);
       ctx.observe('blobs', 'DELETE', 500, 0, 0, startedAt);
     },
   );
+}
+
+type DeleteOutcome = 204 | 404 | { failed: string };
+
+/** A conditional DELETE is judged again this many times when the blob changes under it. */
+const DELETE_ATTEMPTS = 3;
+
+function deleteAny(ctx: BlobContext, key: Buffer): Promise<DeleteOutcome> {
+  return ctx.engine.delete([key]).then((count) => (count === 1 ? 204 : 404));
+}
+
+/**
+ * A DELETE with If-Match / If-Unmodified-Since / If-None-Match: judged on the current blob, then
+ * a DEL_IF of that very needle, so the judgement and the delete are one atomic step in the
+ * index: a blob replaced in between is never deleted on its predecessor's validators; the new
+ * one is judged afresh instead. A failed precondition deletes nothing.
+ */
+async function deleteIf(ctx: BlobContext, key: Buffer, conditions: ConditionalHeaders): Promise<DeleteOutcome> {
+  for (let attempt = 0; attempt < DELETE_ATTEMPTS; attempt++) {
+    const entry = await ctx.engine.lookupLive(key);
+    // RFC 9110 §13.2.1: without its conditions this DELETE would be 404, so they are not asked.
+    if (entry === undefined) return 404;
+    const { volume, offset } = entry.address;
+    const verdict = evaluateConditions('DELETE', conditions, validatorsOf(entry, etagOf(volume, offset)), ctx.now());
+    if (verdict.kind !== 'proceed') return { failed: `${verdict.kind === 'failed' ? verdict.header : 'If-None-Match'} does not hold` };
+    if (verdict.guard === 'none') return deleteAny(ctx, key); // every field was ignored (a bad date)
+    const { results } = await ctx.engine.write([], [{ code: OpCode.DelIf, key, volume, offset }]);
+    if (results[0] === 1) {
+      ctx.engine.notify([{ event: 'del', key }]);
+      return 204;
+    }
+  }
+  return { failed: `the blob changed ${DELETE_ATTEMPTS} times while its preconditions were judged; nothing was deleted` };
 }
 
