@@ -11,7 +11,7 @@ import { decodeBlobKey } from '../protocol/http_keys.js';
 import { contentRange, multipartByteranges, parseRange, unsatisfiedRange, type ByteRange } from '../protocol/http_range.js';
 import { formatTtlSeconds, httpDate } from '../protocol/http_params.js';
 import { etagOf } from '../protocol/http_etag.js';
-import { evaluateConditions, hasWritePreconditions, readConditionalHeaders, type ConditionalHeaders, type Validators } from '../protocol/http_conditions.js';
+import { evaluateConditions, hasWritePreconditions, readConditionalHeaders, type ConditionalHeaders, type ConditionVerdict, type Validators } from '../protocol/http_conditions.js';
 import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } from './http_util.js';
 
 export const BLOB_PREFIX = '/v1/blobs/';
@@ -287,6 +287,17 @@ export function deleteBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext
   );
 }
 
+/**
+ * For the write routes (PUT, DELETE): the verdict of the request's conditions on the key's
+ * current entry (undefined: the key has none). When it is 'proceed', the write must be made
+ * conditional on `guard`: 'same' → only if that entry's needle is still the key's (SET_IF /
+ * DEL_IF at its address), 'absent' → only if the key is still absent, 'none' → unconditional.
+ */
+export function judgeWrite(method: 'PUT' | 'DELETE', conditions: ConditionalHeaders, entry: IndexEntry | undefined, nowMs: number): ConditionVerdict {
+  const current = entry === undefined ? null : validatorsOf(entry, etagOf(entry.address.volume, entry.address.offset));
+  return evaluateConditions(method, conditions, current, nowMs);
+}
+
 type DeleteOutcome = 204 | 404 | { failed: string };
 
 /** A conditional DELETE is judged again this many times when the blob changes under it. */
@@ -308,7 +319,7 @@ async function deleteIf(ctx: BlobContext, key: Buffer, conditions: ConditionalHe
     // RFC 9110 §13.2.1: without its conditions this DELETE would be 404, so they are not asked.
     if (entry === undefined) return 404;
     const { volume, offset } = entry.address;
-    const verdict = evaluateConditions('DELETE', conditions, validatorsOf(entry, etagOf(volume, offset)), ctx.now());
+    const verdict = judgeWrite('DELETE', conditions, entry, ctx.now());
     if (verdict.kind !== 'proceed') return { failed: `${verdict.kind === 'failed' ? verdict.header : 'If-None-Match'} does not hold` };
     if (verdict.guard === 'none') return deleteAny(ctx, key); // every field was ignored (a bad date)
     const { results } = await ctx.engine.write([], [{ code: OpCode.DelIf, key, volume, offset }]);
