@@ -6,7 +6,7 @@ import type { Peer } from '../runtime/peer.js';
 import { Channel } from '../runtime/channel.js';
 import { streamChunks } from '../runtime/buffer_pool.js';
 import { type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
-import { VolumeMsg, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
+import { UNKNOWN_SIZE, VolumeMsg, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
 import { BrokerMsg, type BrokerDeliver, type BrokerReplies, type BrokerRequest, type PubSubQuery } from '../protocol/broker_protocol.js';
@@ -28,6 +28,7 @@ import type {
   WalAdminPort,
 } from './ports.js';
 import { StoreError } from '../runtime/errors.js';
+import { groupOfVolume } from '../storage/volume_format.js';
 
 /** Chunks of one upload in flight to the writer at once: enough to keep the disk busy. */
 const STREAM_WINDOW = 2;
@@ -63,9 +64,9 @@ export class ActorVolumes implements VolumePort {
     return reply.body;
   }
 
-  async appendStream(group: number, key: Uint8Array, size: number, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress> {
+  async appendStream(group: number, key: Uint8Array, size: number | null, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress> {
     const peer = this.channel(group);
-    const stream = await peer.call({ t: VolumeMsg.StreamBegin, key, size, expiresAt });
+    const stream = await peer.call({ t: VolumeMsg.StreamBegin, key, size: size ?? UNKNOWN_SIZE, expiresAt });
     const inFlight = new Set<Promise<unknown>>();
     try {
       for await (const chunk of gather(source)) {
@@ -92,6 +93,19 @@ export class ActorVolumes implements VolumePort {
     }
   }
 
+  discard(addresses: readonly NeedleAddress[]): void {
+    const byGroup = new Map<number, { volume: number; length: number }[]>();
+    for (const a of addresses) {
+      const g = groupOfVolume(a.volume);
+      if (!this.byGroup.has(g)) continue;
+      const list = byGroup.get(g) ?? [];
+      list.push({ volume: a.volume, length: a.length });
+      byGroup.set(g, list);
+    }
+    // Accounting only: a lost report costs a number in the statistics, never data.
+    for (const [g, needles] of byGroup) void this.channel(g).call({ t: VolumeMsg.Discard, needles }).catch(() => undefined);
+  }
+
   async syncGroup(group: number): Promise<void> {
     await this.channel(group).call({ t: VolumeMsg.Sync });
   }
@@ -99,7 +113,7 @@ export class ActorVolumes implements VolumePort {
   async list(): Promise<VolumeInfo[]> {
     const entries = [...this.byGroup];
     const lists = await Promise.all(entries.map(([, g]) => g.channel.call({ t: VolumeMsg.List })));
-    return lists.flatMap((list, i) => list.map((v) => ({ id: v.id, group: entries[i]![0], drive: entries[i]![1].dir, sizeBytes: v.sizeBytes })));
+    return lists.flatMap((list, i) => list.map((v) => ({ id: v.id, group: entries[i]![0], drive: entries[i]![1].dir, sizeBytes: v.sizeBytes, garbageBytes: v.garbageBytes })));
   }
 
   private channel(group: number): VolumeChannel {

@@ -59,6 +59,8 @@ export interface VolumeInfo {
   /** The drive of the group's local member. */
   drive: string;
   sizeBytes: number;
+  /** Bytes of needles known to be garbage (refused, aborted or discarded writes) since start-up. */
+  garbageBytes: number;
 }
 
 export interface PubSubMessage {

@@ -24,8 +24,13 @@ const SWEEP_BATCH = 512;
 /** Entries per WAL snapshot chunk during COMPACT. */
 const COMPACT_CHUNK = 4096;
 
-/** A value to write: bytes, or a stream of exactly `size` bytes (never held whole). */
-export type PutValue = Uint8Array | { size: number; source: AsyncIterable<Uint8Array> };
+/**
+ * A value to write: bytes, or a stream (never held whole) of exactly `size` bytes, or of any
+ * length when size is null (a chunked upload: its needle goes to a stream volume).
+ */
+export type PutValue = SizedValue | { size: null; source: AsyncIterable<Uint8Array> };
+/** A value whose length is known before its bytes (what read-modify-write commands write). */
+export type SizedValue = Uint8Array | { size: number; source: AsyncIterable<Uint8Array> };
 
 /**
  * What must hold of the key when the write applies (atomically, in the index): nothing; that it
@@ -94,7 +99,20 @@ export class Engine {
     await this.syncPlaced(placed);
     const result = await this.ports.commit.commit(ops);
     this.committed(ops, result.results);
+    this.discardUnapplied(ops, result.results);
     return result;
+  }
+
+  /**
+   * The needles of SETs that did not apply (a failed guard or condition) are garbage from now on:
+   * the volume writers count them, so the statistics show what a vacuum would give back.
+   */
+  private discardUnapplied(ops: readonly Op[], results: readonly number[]): void {
+    let dead: NeedleAddress[] | null = null;
+    ops.forEach((op, i) => {
+      if ((op.code === OpCode.Set || op.code === OpCode.SetIf) && results[i] !== 1) (dead ??= []).push(op.address);
+    });
+    if (dead !== null) this.ports.volumes.discard(dead);
   }
 
   /**

@@ -11,7 +11,7 @@
 import { StoreError } from '../runtime/errors.js';
 import type { Limits } from './api.js';
 import { checkValueSize } from './bytes.js';
-import type { PutValue } from './engine.js';
+import type { SizedValue } from './engine.js';
 import type { Change, Current, Decide, KeyState } from './key_updates.js';
 import type { KeyEvent } from '../protocol/keyspace_events.js';
 
@@ -33,7 +33,7 @@ export interface Member {
 export type Outcome = { ok: true; result: unknown; events: KeyEvent[] | undefined } | { ok: false; error: unknown };
 
 /** The key after the batch: absent, the needle it started from (maybe a new expiry), or a new value. */
-type Net = null | { value: PutValue | null; expiresAt: number };
+type Net = null | { value: SizedValue | null; expiresAt: number };
 
 /** A state for a value not placed yet: decides read size, expiry and bytes, never the address. */
 const UNPLACED = { volume: -1, offset: -1, length: 0 } as const;
@@ -80,7 +80,7 @@ export async function compose(
   return { decided: outcomes.length, outcomes, changes: netChanges(key, initial, net) };
 }
 
-function composable(value: PutValue): boolean {
+function composable(value: SizedValue): boolean {
   return value instanceof Uint8Array && value.length <= COMPOSE_VALUE_MAX;
 }
 

@@ -20,7 +20,7 @@ import { StoreError } from '../runtime/errors.js';
 import { GuardKind, OpCode, guardsFailed, valueLengthOf, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { checkValueSize, mapKey } from './bytes.js';
 import type { KeyEvent } from '../protocol/keyspace_events.js';
-import type { Engine, Placed, PutValue } from './engine.js';
+import type { Engine, Placed, SizedValue } from './engine.js';
 import { COMPOSE_VALUE_MAX, MAX_BATCH, compose, type Member, type Outcome } from './key_batch.js';
 
 /** What a key holds, as an update sees it: its needle and expiry, and its bytes when small. */
@@ -46,7 +46,7 @@ export interface Current {
 
 /** A write an update decided: only to keys it read, so that what it read guards it. */
 export type Change =
-  | { kind: 'set'; key: Buffer; value: PutValue; expiresAt: number }
+  | { kind: 'set'; key: Buffer; value: SizedValue; expiresAt: number }
   | { kind: 'del'; key: Buffer }
   | { kind: 'expire'; key: Buffer; expiresAt: number };
 

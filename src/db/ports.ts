@@ -26,10 +26,15 @@ export interface VolumePort {
    * when this resolves; without it, syncGroup must be called before a WAL record names them.
    */
   append(group: number, needles: AppendRequest[], sync: boolean): Promise<NeedleAddress[]>;
-  /** Streams one value of exactly `size` bytes into a reserved region; durable when resolved. */
-  appendStream(group: number, key: Uint8Array, size: number, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress>;
+  /**
+   * Streams one value of exactly `size` bytes into a reserved region, or of any length when size
+   * is null (the value's length is what the source gives); durable when resolved.
+   */
+  appendStream(group: number, key: Uint8Array, size: number | null, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress>;
   syncGroup(group: number): Promise<void>;
   list(): Promise<VolumeInfo[]>;
+  /** Needles that no record names (a write refused at commit): counted as garbage, best effort. */
+  discard(addresses: readonly NeedleAddress[]): void;
 }
 
 export interface CommitResult {

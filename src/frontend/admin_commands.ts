@@ -115,10 +115,10 @@ async function compactCommand(ctx: Context): Promise<Reply> {
   return OK;
 }
 
-/** Each volume as [id, drive, size in bytes, volume group]. */
+/** Each volume as [id, drive, size in bytes, volume group, garbage bytes]. */
 async function volinfoCommand(ctx: Context): Promise<Reply> {
   const volumes = await needDb(ctx).volinfo();
-  return array(volumes.map((v) => array([integer(v.id), bulk(v.drive), integer(v.sizeBytes), integer(v.group)])));
+  return array(volumes.map((v) => array([integer(v.id), bulk(v.drive), integer(v.sizeBytes), integer(v.group), integer(v.garbageBytes)])));
 }
 
 export const ADMIN_HANDLERS: Readonly<Record<string, Handler>> = {

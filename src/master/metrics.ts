@@ -64,7 +64,11 @@ async function storeRegistry(supervisor: Supervisor, db: Database): Promise<Regi
   gauge('brisedb_process_rss_bytes', 'Resident memory of the whole master process').set(main.rss);
 
   const volumes = gauge('brisedb_volume_bytes', 'Bytes in a volume file', ['volume', 'drive']);
-  for (const v of await db.volinfo().catch(() => [])) volumes.set({ volume: String(v.id), drive: v.drive }, v.sizeBytes);
+  const garbage = gauge('brisedb_volume_garbage_bytes', 'Bytes of a volume known to be garbage (refused, aborted or discarded writes since start-up)', ['volume', 'drive']);
+  for (const v of await db.volinfo().catch(() => [])) {
+    volumes.set({ volume: String(v.id), drive: v.drive }, v.sizeBytes);
+    garbage.set({ volume: String(v.id), drive: v.drive }, v.garbageBytes);
+  }
 
   const stats = (await db.stats().catch(() => ({}))) as { index?: { liveCount: number; bucketCount: number; entryCount: number; appliedLsn: number; durableLsn: number } };
   if (stats.index !== undefined) {

@@ -15,7 +15,12 @@ export const VolumeMsg = {
   StreamAbort: 5,
   Sync: 6,
   List: 7,
+  /** Needles that no committed record names (a refused write): counted as garbage. */
+  Discard: 8,
 } as const;
+
+/** StreamBegin's size when the value's length is known only at its end (a chunked upload). */
+export const UNKNOWN_SIZE = -1;
 
 /** One needle to append; its value is blob number i of the request. */
 export interface NeedleSpec {
@@ -31,12 +36,15 @@ export type VolumeRequest =
   | { t: typeof VolumeMsg.StreamEnd; stream: number }
   | { t: typeof VolumeMsg.StreamAbort; stream: number }
   | { t: typeof VolumeMsg.Sync }
-  | { t: typeof VolumeMsg.List };
+  | { t: typeof VolumeMsg.List }
+  | { t: typeof VolumeMsg.Discard; needles: { volume: number; length: number }[] };
 
 export interface VolumeListing {
   id: number;
   path: string;
   sizeBytes: number;
+  /** Bytes of needles known to be garbage since this writer started (see docs/formats.md). */
+  garbageBytes: number;
 }
 
 export interface VolumeReplies {
@@ -47,4 +55,5 @@ export interface VolumeReplies {
   [VolumeMsg.StreamAbort]: null;
   [VolumeMsg.Sync]: null;
   [VolumeMsg.List]: VolumeListing[];
+  [VolumeMsg.Discard]: null;
 }

@@ -9,3 +9,47 @@ export function crc32(data: Uint8Array, previous = 0): number {
   if (data.byteLength === 0) return previous >>> 0;
   return zlib.crc32(data, previous) >>> 0;
 }
+
+// ---- combining ---------------------------------------------------------------------------
+// crc32Combine(crc(a), crc(b), b.length) === crc(a ++ b), without the bytes of a or b (zlib's
+// crc32_combine: multiply crc(a) by x^(8·len(b)) modulo the CRC polynomial, over GF(2), then
+// add crc(b)). A needle whose value length is known only at its end (a chunked upload) is
+// written value first, header last; its trailer is the CRC of header ++ key ++ value all the
+// same, from the value's CRC computed as it streamed and the header's computed at the end.
+
+/** Reversed IEEE polynomial, as zlib uses it. */
+const POLY = 0xedb88320;
+
+function gf2Times(mat: Uint32Array, vec: number): number {
+  let sum = 0;
+  for (let i = 0; vec !== 0; i++, vec >>>= 1) if ((vec & 1) !== 0) sum ^= mat[i]!;
+  return sum >>> 0;
+}
+
+function gf2Square(square: Uint32Array, mat: Uint32Array): void {
+  for (let n = 0; n < 32; n++) square[n] = gf2Times(mat, mat[n]!);
+}
+
+export function crc32Combine(crcA: number, crcB: number, lengthB: number): number {
+  if (!Number.isSafeInteger(lengthB) || lengthB < 0) throw new RangeError(`crc32Combine length ${lengthB}`);
+  if (lengthB === 0) return crcA >>> 0;
+  const even = new Uint32Array(32); // operator for 2^(2k) zero bits
+  const odd = new Uint32Array(32); // operator for 2^(2k+1) zero bits
+  odd[0] = POLY; // the operator for one zero bit
+  for (let n = 1, row = 1; n < 32; n++, row <<= 1) odd[n] = row >>> 0;
+  gf2Square(even, odd); // two zero bits
+  gf2Square(odd, even); // four zero bits
+  let crc = crcA >>> 0;
+  let len = lengthB;
+  // Apply len zero bytes to crcA, one bit of len at a time (the first square gives one byte).
+  do {
+    gf2Square(even, odd);
+    if (len % 2 === 1) crc = gf2Times(even, crc);
+    len = Math.floor(len / 2);
+    if (len === 0) break;
+    gf2Square(odd, even);
+    if (len % 2 === 1) crc = gf2Times(odd, crc);
+    len = Math.floor(len / 2);
+  } while (len !== 0);
+  return (crc ^ crcB) >>> 0;
+}

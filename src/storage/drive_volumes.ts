@@ -7,8 +7,13 @@
 //   rising, so a group's writer never needs to coordinate with another one;
 // - a needle is written at the offset the group names for it, and only there: appendAt()
 //   refuses any other offset, so every member of a group holds a needle at the same offset;
-// - exactly one volume (the one with the highest id) takes new needles; older ones stay open
-//   for reads and for streams that were reserved in them before the rotation;
+// - one volume, the current one, takes needles of known length; older ones stay open for reads
+//   and for streams that were reserved in them before the rotation;
+// - a needle of unknown length (a chunked upload) streams into a volume of its own kind, a
+//   stream volume, which takes one such needle at a time at its tail, so that a long upload
+//   never holds up the current volume; stream volumes are reused one upload after another, so
+//   their number follows the uploads in flight, not the uploads ever made. After a restart the
+//   volume with the highest id is the current one, whichever kind it was;
 // - a needle is durable when sync() returns: every volume written since the last sync is
 //   fdatasynced, and, after a volume was created, the volumes/ directory too, so the new
 //   file's entry cannot vanish in a crash under an acknowledged needle;
@@ -53,6 +58,8 @@ export class DriveVolumes {
   private readonly dirtyDirs = new Set<string>();
   private fenced: string | null = null;
   private closed = false;
+  /** Stream volumes: each takes one open-ended needle at a time (busy while it streams). */
+  private readonly streamVolumes = new Set<VolumeFile>();
 
   private constructor(
     private readonly fs: Fs,
@@ -118,6 +125,23 @@ export class DriveVolumes {
     return new TrackedStream(target.reserveAt(at.offset, key, valueLength, expiresAt), () => this.unsynced.add(target));
   }
 
+  /**
+   * A needle whose length is known only when its last byte arrives, up to maxValueLength: in a
+   * stream volume that no other upload is using (a new one when all are busy or full).
+   */
+  reserveOpen(key: Uint8Array, expiresAt: number, maxValueLength: number): NeedleStream {
+    this.checkUsable();
+    checkNeedleArgs(key, 0, expiresAt, 0);
+    let target = [...this.streamVolumes].find((v) => !v.streaming && v.tail < this.options.maxVolumeSize);
+    if (target === undefined) {
+      target = this.createVolume(this.nextVolumeId(), false);
+      this.streamVolumes.add(target);
+    }
+    this.unsynced.add(target);
+    const file = target;
+    return new TrackedStream(file.reserveOpen(key, expiresAt, Math.min(maxValueLength, MAX_VALUE_LENGTH)), () => this.unsynced.add(file));
+  }
+
   /** Makes every needle written so far durable. A failure fences the drive for good. */
   sync(): void {
     this.checkUsable();
@@ -144,8 +168,12 @@ export class DriveVolumes {
   /** Throws when the drive's bookkeeping breaks its rules (checked after every message in tests). */
   checkInvariants(): void {
     if (this.volumes.get(this.current.id) !== this.current) throw new Error(`current volume ${this.current.id} is not among the open volumes`);
-    for (const id of this.volumes.keys()) {
-      if (id > this.current.id) throw new Error(`volume ${id} is newer than the current volume ${this.current.id}`);
+    if (this.streamVolumes.has(this.current)) throw new Error(`current volume ${this.current.id} is a stream volume`);
+    for (const [id, file] of this.volumes) {
+      if (id > this.current.id && !this.streamVolumes.has(file)) throw new Error(`volume ${id} is newer than the current volume ${this.current.id}`);
+    }
+    for (const f of this.streamVolumes) {
+      if (this.volumes.get(f.id) !== f) throw new Error(`stream volume ${f.id} is not open`);
     }
     for (const f of this.unsynced) {
       if (this.volumes.get(f.id) !== f) throw new Error(`unsynced volume ${f.id} is not open`);
@@ -180,18 +208,25 @@ export class DriveVolumes {
   }
 
   private rotate(): void {
-    const seq = volumeSeqOf(this.current.id) + 1;
+    this.createVolume(this.nextVolumeId(), true);
+  }
+
+  /** The id after every volume of this group (current and stream volumes alike). */
+  private nextVolumeId(): number {
+    let last = this.current.id;
+    for (const id of this.volumes.keys()) last = Math.max(last, id);
+    const seq = volumeSeqOf(last) + 1;
     if (seq > MAX_VOLUME_SEQ) {
       throw new StoreError('NO_SPACE', `drive ${this.options.dir} has used all ${MAX_VOLUME_SEQ + 1} volume ids of group ${this.options.group}`);
     }
-    this.createVolume(volumeIdOf(this.options.group, seq));
+    return volumeIdOf(this.options.group, seq);
   }
 
-  /** A new volume becomes the current one; its directory entry is synced with the next sync. */
-  private createVolume(id: number): VolumeFile {
+  /** A new volume (the current one, or a stream volume); its directory entry is synced with the next sync. */
+  private createVolume(id: number, current = true): VolumeFile {
     const file = VolumeFile.create(this.fs, join(this.volumesDir, volumeFileName(id)), id, this.options.clock.now());
     this.volumes.set(id, file);
-    this.current = file;
+    if (current) this.current = file;
     this.dirtyDirs.add(this.volumesDir);
     return file;
   }

@@ -33,7 +33,7 @@ import {
   needleLength,
   type NeedleHeader,
 } from './volume_format.js';
-import { crc32 } from './checksum.js';
+import { crc32, crc32Combine } from './checksum.js';
 import { StoreError } from '../runtime/errors.js';
 
 /** Streaming unit for verification and chunked reads: bounded memory whatever the value. */
@@ -87,6 +87,7 @@ export class VolumeFile {
   private knownSize: number;
   private closed = false;
   private fenced: string | null = null;
+  private openStream = false;
 
   private constructor(
     private readonly handle: FileHandle,
@@ -193,6 +194,34 @@ export class VolumeFile {
     this.tailPos = alignUp(address.offset + address.length);
     this.writeAt(header, address.offset);
     return new VolumeNeedleStream(address, header, valueLength, (buf, pos) => this.writeAt(buf, pos));
+  }
+
+  /**
+   * A needle of a length known only at its end (a chunked upload): it takes the tail, and no other
+   * needle can be placed in this volume until it finishes or aborts (the tail is unknown until
+   * then), so a drive streams such needles into volumes of their own (drive_volumes.ts). The
+   * value is written first; finish() writes the trailer, then the header: until the header is
+   * written, the region holds no needle magic, and a crash leaves bytes a scan steps over.
+   */
+  reserveOpen(key: Uint8Array, expiresAt: number, maxValueLength: number): NeedleStream {
+    this.checkWritable();
+    this.checkTail(this.tailPos);
+    checkNeedleArgs(key, 0, expiresAt, 0);
+    const offset = this.tailPos;
+    this.openStream = true;
+    return new OpenNeedleStream(offset, this.id, key, expiresAt, maxValueLength, {
+      write: (buf, pos) => this.writeAt(buf, pos),
+      end: (length) => {
+        this.openStream = false;
+        // An aborted stream keeps what it wrote as garbage; the tail moves past it either way.
+        this.tailPos = alignUp(offset + length);
+      },
+    });
+  }
+
+  /** True while an open-ended stream holds the tail. */
+  get streaming(): boolean {
+    return this.openStream;
   }
 
   /** fdatasync. A failure fences the file for good. */
@@ -451,6 +480,7 @@ export class VolumeFile {
   }
 
   private checkTail(offset: number): void {
+    if (this.openStream) throw new StoreError('CONFLICT', `${this.path}: an upload of unknown length holds the tail of volume ${this.id}`);
     if (offset !== this.tailPos) {
       throw new StoreError('CONFLICT', `${this.path}: a needle at offset ${offset} asked of volume ${this.id}, whose length is ${this.tailPos}`);
     }
@@ -519,6 +549,75 @@ class VolumeNeedleStream implements NeedleStream {
     } catch {
       // the volume is closed or failing; the caller already knows the upload is gone
     }
+  }
+
+  private checkOpen(): void {
+    if (this.state === 'aborted') throw new StoreError('ABORTED', 'the needle stream was aborted');
+    if (this.state === 'finished') throw new StoreError('BAD_ARGUMENT', 'the needle stream is already finished');
+  }
+}
+
+/**
+ * The stream of reserveOpen(): value bytes go at offset + 32 + k as they come; the CRC of the value
+ * alone is kept, and at finish the needle's CRC is the header's combined with it (crc32Combine),
+ * so no byte is read back or written twice.
+ */
+class OpenNeedleStream implements NeedleStream {
+  private state: 'open' | 'finished' | 'aborted' = 'open';
+  private valueCrc = 0;
+  private done = 0;
+  private readonly valueStart: number;
+  private finalAddress: NeedleAddress | null = null;
+
+  constructor(
+    private readonly offset: number,
+    private readonly volume: number,
+    private readonly key: Uint8Array,
+    private readonly expiresAt: number,
+    private readonly maxValueLength: number,
+    private readonly file: { write(buf: Uint8Array, position: number): void; end(length: number): void },
+  ) {
+    this.valueStart = offset + NEEDLE_HEADER_SIZE + key.length;
+  }
+
+  /** Known once finished; until then the length is the part written so far. */
+  get address(): NeedleAddress {
+    return this.finalAddress ?? { volume: this.volume, offset: this.offset, length: needleLength(this.key.length, this.done) };
+  }
+
+  get written(): number {
+    return this.done;
+  }
+
+  write(chunk: Uint8Array): void {
+    this.checkOpen();
+    if (this.done + chunk.length > this.maxValueLength) {
+      throw new StoreError('VALUE_TOO_LARGE', `upload past ${this.maxValueLength} bytes`);
+    }
+    this.file.write(chunk, this.valueStart + this.done);
+    this.valueCrc = crc32(chunk, this.valueCrc);
+    this.done += chunk.length;
+  }
+
+  finish(): NeedleAddress {
+    this.checkOpen();
+    const header = encodeNeedleHeader(this.key, this.done, this.expiresAt, 0);
+    const crc = crc32Combine(crc32(header), this.valueCrc, this.done);
+    const length = needleLength(this.key.length, this.done);
+    // Trailer, then header: the magic appears only once everything after it is written.
+    this.file.write(encodeTrailer(crc), this.valueStart + this.done);
+    this.file.write(header, this.offset);
+    this.state = 'finished';
+    this.finalAddress = { volume: this.volume, offset: this.offset, length };
+    this.file.end(length);
+    return this.finalAddress;
+  }
+
+  abort(): void {
+    if (this.state !== 'open') return;
+    this.state = 'aborted';
+    // No header was written: the bytes are garbage a scan steps over. The tail moves past them.
+    this.file.end(needleLength(this.key.length, this.done));
   }
 
   private checkOpen(): void {
