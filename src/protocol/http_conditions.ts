@@ -21,6 +21,8 @@
 //   HTTP-date has no finer resolution. Second 60 (a leap second) is the next second, as timegm
 //   counts it. An RFC 850 year `yy` is the latest year ending in yy that is at most 50 years
 //   after the current year (§5.6.7: one "more than 50 years in the future" is in the past).
+//   The day name must be one of the seven but is not checked against the date (the RFC does
+//   not ask it, and the date fields alone name the instant).
 // - If-Range with an HTTP-date holds only when Last-Modified is a strong validator (§13.1.5
 //   step 1), which for an origin server means it "reliably knows that the associated
 //   representation did not change twice during the second covered by the presented validator"
