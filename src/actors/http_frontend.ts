@@ -15,6 +15,7 @@ import { FrontEndMsg, MainMsg, type FrontEndReplies, type FrontEndToMain, type M
 import { Channel } from '../runtime/channel.js';
 import { BLOB_PREFIX, deleteBlob, getBlob, type BlobContext } from '../frontend/http_blobs.js';
 import { putBlob } from '../frontend/http_put.js';
+import { registerListing } from '../frontend/http_listing.js';
 import { listKeys, metrics, scanKeys, status, type ApiContext } from '../frontend/http_api.js';
 import { HttpMetrics } from '../frontend/http_metrics.js';
 import { sendError, watchAbort } from '../frontend/http_util.js';
@@ -95,6 +96,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   app.get(`${BLOB_PREFIX}*`, guard('blobs', (res, req) => getBlob(res, req, blobs, false)));
   app.head(`${BLOB_PREFIX}*`, guard('blobs', (res, req) => getBlob(res, req, blobs, true)));
   app.del(`${BLOB_PREFIX}*`, guard('blobs', (res, req) => deleteBlob(res, req, blobs)));
+  registerListing(app, guard, blobs);
   app.get('/v1/keys', guard('keys', (res, req) => listKeys(res, req, api)));
   app.get('/v1/scan', guard('scan', (res, req) => scanKeys(res, req, api)));
   app.get('/v1/status', guard('status', (res, req) => status(res, req, api)));
