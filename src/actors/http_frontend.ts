@@ -18,7 +18,7 @@ import { putBlob } from '../frontend/http_put.js';
 import { registerListing } from '../frontend/http_listing.js';
 import { listKeys, metrics, scanKeys, status, type ApiContext } from '../frontend/http_api.js';
 import { HttpMetrics } from '../frontend/http_metrics.js';
-import { sendError, watchAbort } from '../frontend/http_util.js';
+import { headWithoutBody, refuseBadFraming, sendError, unrouted, watchAbort } from '../frontend/http_util.js';
 import { registerWebSockets } from '../frontend/ws_routes.js';
 import { admitWebSocket, answerPreflight, corsPolicy, sendRefusal, withCors } from '../frontend/http_cors.js';
 import { requestAccess, type Access } from '../protocol/url_signing.js';
@@ -81,6 +81,8 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const guard = (route: string, handler: (res: HttpResponse, req: HttpRequest) => void) => (res: HttpResponse, req: HttpRequest) => {
     // Before anything is written: every response of this request then carries the CORS headers.
     if (cors !== null) withCors(res, req, cors);
+    headWithoutBody(res, req);
+    if (refuseBadFraming(res, req)) return void observe(route, req.getMethod().toUpperCase(), 400, 0, 0, now());
     const access = accessOf(req, false);
     if (!access.ok) {
       const method = req.getMethod().toUpperCase();
@@ -101,6 +103,11 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   app.get('/v1/scan', guard('scan', (res, req) => scanKeys(res, req, api)));
   app.get('/v1/status', guard('status', (res, req) => status(res, req, api)));
   app.get('/metrics', guard('metrics', (res, req) => metrics(res, req, api)));
+  // HEAD wherever GET (RFC 9110 §9.3.2): the same handler; headWithoutBody drops the body.
+  app.head('/v1/keys', guard('keys', (res, req) => listKeys(res, req, api)));
+  app.head('/v1/scan', guard('scan', (res, req) => scanKeys(res, req, api)));
+  app.head('/v1/status', guard('status', (res, req) => status(res, req, api)));
+  app.head('/metrics', guard('metrics', (res, req) => metrics(res, req, api)));
   registerWebSockets(app, {
     broker: ports.broker,
     walFeed: new WalFeed(env.peer('wal')),
@@ -120,14 +127,12 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   }
   app.any('/*', (res, req) => {
     if (cors !== null) withCors(res, req, cors);
-    const method = req.getMethod().toUpperCase();
-    const url = req.getUrl();
-    const known = url.startsWith(BLOB_PREFIX) || ['/v1/keys', '/v1/scan', '/v1/status', '/metrics'].includes(url);
-    const s = watchAbort(res);
-    if (known) sendError(res, s, 405, 'METHOD_NOT_ALLOWED', `${method} is not allowed on ${url}`);
-    else sendError(res, s, 404, 'NOT_FOUND', `no route ${method} ${url}`);
-    // Unknown routes share one label, so a scanner cannot grow the metrics without bound.
-    observe(known ? 'blobs' : 'unknown', method, known ? 405 : 404, 0, 0, now());
+    headWithoutBody(res, req);
+    const a = unrouted(req.getCaseSensitiveMethod(), req.getUrl(), cors !== null);
+    if (refuseBadFraming(res, req)) return void observe(a.route, a.method, 400, 0, 0, now());
+    sendError(res, watchAbort(res), a.status, a.code, a.message, a.headers);
+    // Unknown routes and methods share labels, so a scanner cannot grow the metrics without bound.
+    observe(a.route, a.method, a.status, 0, 0, now());
   });
 
   let socket: us_listen_socket;
