@@ -3,7 +3,7 @@
 // master, and the blob API, a chunked PUT and the WebSocket routes are used through it with
 // fetch, node:http, raw sockets and `ws`. The same config in front of a small recording server
 // shows what nginx passes on (HTTP/1.1, Host, X-Forwarded-For, kept-alive upstream connections,
-// bodies streamed both ways). A naive config (nginx's default HTTP/1.0 to the upstream) pins
+// bodies streamed both ways, Expect answered by nginx itself). A naive config (nginx's default HTTP/1.0 to the upstream) pins
 // what a misconfigured proxy gets: uWebSockets.js answers HTTP/1.0 with its own fixed 505
 // before any route runs (docs/http.md, "Behind a reverse proxy").
 // Owns: the master, nginx and the recording server it starts (stopped by PID / closed in
@@ -280,6 +280,22 @@ test('nginx streams a chunked request body and a response as they come (no buffe
   assert.equal(seen.headers['content-length'], undefined);
   assert.equal(seen.body, 'first part;second part');
   assert.equal(received.join(''), `partial;${JSON.stringify({ body: 'first part;second part' })}`);
+});
+
+test('nginx answers Expect: 100-continue itself and does not pass it on', BOUNDED, async () => {
+  recorder.seen.length = 0;
+  const conn = await rawConnect(toRecorder);
+  try {
+    conn.send('PUT /expect HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n');
+    assert.equal(await conn.until((t) => t.includes('\r\n\r\n'), 5000, 'the 100'), 'HTTP/1.1 100 Continue\r\n\r\n');
+    conn.send('body');
+    assert.match(await conn.until((t) => t.endsWith('ok'), 5000, 'the answer'), /HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+  } finally {
+    conn.destroy();
+  }
+  assert.equal(recorder.seen.length, 1);
+  assert.equal(recorder.seen[0]!.headers.expect, undefined, 'Expect is not passed upstream');
+  assert.equal(recorder.seen[0]!.body, 'body');
 });
 
 test('a client that stops reading holds the upstream back: nginx does not spool the response', BOUNDED, async () => {
