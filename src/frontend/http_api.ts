@@ -111,8 +111,11 @@ async function scanPage(ctx: ApiContext, cursor: number, count: number, match: U
 
 /** How long a page keeps gathering once it holds a key (an index full of deleted keys). */
 const PAGE_BUDGET_MS = 1000;
-/** The most an index scan round is asked for while it finds nothing (see gatherEntries). */
-const MAX_ROUND_ASK = 100_000;
+/**
+ * The most an index scan round is asked for while it finds nothing (see gatherEntries): its
+ * visits grow with it, and so does the reply should it then find a dense stretch of keys.
+ */
+const MAX_ROUND_ASK = 1024;
 
 export interface PageRequest {
   /** An index scan cursor: 0 starts, a page's `cursor` goes on. */
@@ -172,7 +175,7 @@ export async function gatherEntries(index: IndexPort, req: PageRequest): Promise
     }
     next = round.cursor;
     if (next === 0) return { cursor: 0, entries };
-    ask = round.entries.length === 0 ? Math.min(ask * 4, MAX_ROUND_ASK) : req.count - entries.length;
+    ask = round.entries.length === 0 ? Math.max(ask, Math.min(ask * 4, MAX_ROUND_ASK)) : req.count - entries.length;
   }
   return { cursor: entries.length >= req.count ? await lookAhead(index, next, req, started) : next, entries };
 }
