@@ -103,32 +103,34 @@ export function withCors(res: HttpResponse, req: HttpRequest, policy: CorsPolicy
     if (allowed) writeHeader.call(res, 'Access-Control-Expose-Headers', exposed(written));
   };
   const { writeStatus, writeHeader, end, endWithoutBody, tryEnd, write } = res;
-  res.writeStatus = (status) => {
-    writeStatus.call(res, status);
+  res.writeStatus = (...args) => {
+    writeStatus.apply(res, args);
     open();
     return res;
   };
-  res.writeHeader = (name, value) => {
+  res.writeHeader = (...args) => {
     open();
-    if (written.length < MAX_EXPOSED) written.push(headerName(name));
-    writeHeader.call(res, name, value);
+    if (written.length < MAX_EXPOSED) written.push(headerName(args[0]));
+    writeHeader.apply(res, args);
     return res;
   };
-  res.end = (body, closeConnection) => {
+  // The arguments go on exactly as given: uWS tells an absent argument from an undefined one
+  // (endWithoutBody(undefined) writes a Content-Length of its own).
+  res.end = (...args) => {
     close();
-    return end.call(res, body, closeConnection);
+    return end.apply(res, args);
   };
-  res.endWithoutBody = (reportedContentLength, closeConnection) => {
+  res.endWithoutBody = (...args) => {
     close();
-    return endWithoutBody.call(res, reportedContentLength, closeConnection);
+    return endWithoutBody.apply(res, args);
   };
-  res.tryEnd = (body, totalSize) => {
+  res.tryEnd = (...args) => {
     close();
-    return tryEnd.call(res, body, totalSize);
+    return tryEnd.apply(res, args);
   };
-  res.write = (chunk) => {
+  res.write = (...args) => {
     close();
-    return write.call(res, chunk);
+    return write.apply(res, args);
   };
 }
 
