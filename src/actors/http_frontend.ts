@@ -18,7 +18,7 @@ import { putBlob } from '../frontend/http_put.js';
 import { registerListing } from '../frontend/http_listing.js';
 import { listKeys, metrics, scanKeys, status, type ApiContext } from '../frontend/http_api.js';
 import { HttpMetrics } from '../frontend/http_metrics.js';
-import { headWithoutBody, refuseBadFraming, sendError, unrouted, watchAbort } from '../frontend/http_util.js';
+import { allowedMethods, headWithoutBody, refuseBadFraming, sendError, unrouted, watchAbort } from '../frontend/http_util.js';
 import { registerWebSockets } from '../frontend/ws_routes.js';
 import { admitWebSocket, answerPreflight, corsPolicy, sendRefusal, withCors } from '../frontend/http_cors.js';
 import { requestAccess, type Access } from '../protocol/url_signing.js';
@@ -121,7 +121,8 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   // Preflights need no token: browsers send them without credentials.
   if (cors !== null) {
     app.options('/*', (res, req) => {
-      const methods = req.getUrl().startsWith(BLOB_PREFIX) ? ['GET', 'HEAD', 'PUT', 'DELETE'] : ['GET'];
+      // The same table as the 405's Allow; a URL no route serves allows nothing but OPTIONS.
+      const methods = allowedMethods(req.getUrl(), false) ?? [];
       observe('preflight', 'OPTIONS', answerPreflight(res, req, cors, methods), 0, 0, now());
     });
   }
