@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
+  MAX_META_LENGTH,
   MAX_VALUE_LENGTH,
   NEEDLE_ALIGN,
   NEEDLE_HEADER_SIZE,
@@ -64,17 +65,38 @@ test('needle header round-trips, with the key and a checked CRC', () => {
   assert.deepEqual(buf.subarray(32), key);
   assert.equal(new DataView(buf.buffer).getUint32(0, true), NEEDLE_MAGIC);
   assert.deepEqual([...buf.subarray(0, 4)], [...enc('BNDL')]);
-  const expected = { flags: 0, keyLength: key.length, valueLength: 2 ** 40 + 5, expiresAt: 1_800_000_000_000 };
+  const expected = { flags: 0, keyLength: key.length, valueLength: 2 ** 40 + 5, expiresAt: 1_800_000_000_000, metaLength: 0 };
   assert.deepEqual(decodeNeedleHeader(buf.subarray(0, 32)), expected);
   assert.deepEqual(decodeNeedleHeader(buf.subarray(0, 32), key), expected);
   assert.equal(decodeNeedleHeader(buf.subarray(0, 32), enc('user:2')), null, 'other key: CRC fails');
   assert.equal(decodeNeedleHeader(buf.subarray(0, 32), enc('user:12')), null, 'other key length');
 });
 
+test('a version-2 header carries its metadata length under the header CRC; version 1 keeps bytes 28..31 zero', () => {
+  const key = enc('photo.png');
+  const buf = encodeNeedleHeader(key, 1000, 0, 0, 123);
+  assert.equal(buf[4], 2);
+  const expected = { flags: 0, keyLength: key.length, valueLength: 1000, expiresAt: 0, metaLength: 123 };
+  assert.deepEqual(decodeNeedleHeader(buf.subarray(0, 32), key), expected);
+  assert.equal(needleLength(key.length, 1000, 123), 32 + key.length + 1000 + 123 + 4);
+  const flipped = buf.slice();
+  flipped[28] = 124;
+  assert.equal(decodeNeedleHeader(flipped.subarray(0, 32), key), null, 'a changed metadata length fails the header CRC');
+  const v1 = encodeNeedleHeader(key, 1000, 0, 0);
+  assert.equal(v1[4], 1);
+  const v1WithMeta = v1.slice();
+  v1WithMeta[28] = 5;
+  assert.equal(decodeNeedleHeader(v1WithMeta.subarray(0, 32)), null, 'version 1 has no metadata');
+  const v2Empty = buf.slice();
+  new DataView(v2Empty.buffer).setUint32(28, 0, true);
+  assert.equal(decodeNeedleHeader(v2Empty.subarray(0, 32)), null, 'version 2 always has metadata');
+  assert.throws(() => encodeNeedleHeader(key, 1, 0, 0, MAX_META_LENGTH + 1), RangeError);
+});
+
 test('a tombstone header has no value; a tombstone with a value is refused both ways', () => {
   const key = enc('gone');
   const buf = encodeNeedleHeader(key, 0, 0, NeedleFlag.Tombstone);
-  assert.deepEqual(decodeNeedleHeader(buf.subarray(0, 32), key), { flags: 1, keyLength: 4, valueLength: 0, expiresAt: 0 });
+  assert.deepEqual(decodeNeedleHeader(buf.subarray(0, 32), key), { flags: 1, keyLength: 4, valueLength: 0, expiresAt: 0, metaLength: 0 });
   assert.throws(() => encodeNeedleHeader(key, 1, 0, NeedleFlag.Tombstone), RangeError);
   const forged = encodeNeedleHeader(key, 1, 0, 0);
   forged[5] = NeedleFlag.Tombstone;

@@ -193,7 +193,10 @@ test('decodeRecord: CBOR that decodes but has the wrong shape is a decode failur
     [1, 2, 0, 'ops'],
     [1, 2, 0, [[9, k]]],
     [1, 2, 0, [[1, k, 1, 2, 3]]],
-    [1, 2, 0, [[1, k, 1, 2, 3, 4, 5]]],
+    [1, 2, 0, [[1, k, 1, 2, 3, 4, 5, 6]]],
+    [1, 2, 0, [[1, k, 1, 2, 3, 4, 0]]],
+    [1, 2, 0, [[1, k, 1, 2, 3, 4, 'm']]],
+    [1, 2, 0, [[5, k, 1, 2, 3, 4, 0, 0, 0, 0]]],
     [1, 2, 0, [[1, 'k', 1, 2, 3, 4]]],
     [1, 2, 0, [[1, new Uint8Array(0), 1, 2, 3, 4]]],
     [1, 2, 0, [[1, new Uint8Array(65536), 1, 2, 3, 4]]],
@@ -262,6 +265,26 @@ test('a payload over WAL_MAX_PAYLOAD is BATCH_TOO_LARGE', () => {
     () => encodeRecord({ lsn: 1, timeMs: 1, kind: 0, ops }),
     (e: unknown) => e instanceof StoreError && e.code === 'BATCH_TOO_LARGE',
   );
+});
+
+test('a SET and a SET_IF of a needle with metadata carry its length as one more field; without, the old shape', () => {
+  const withMeta: WalRecord = {
+    lsn: 3,
+    timeMs: 5,
+    kind: 0,
+    ops: [
+      { code: OpCode.Set, key: bytes('m'), address: { volume: 1, offset: 64, length: 200, meta: 40 }, expiresAt: 0 },
+      { code: OpCode.SetIf, key: bytes('n'), address: { volume: 1, offset: 264, length: 90, meta: 12 }, expiresAt: 0, flags: 1, expectVolume: 0, expectOffset: 0 },
+      { code: OpCode.Set, key: bytes('o'), address: { volume: 1, offset: 360, length: 40 }, expiresAt: 0 },
+    ],
+  };
+  const res = decodeRecord(encodeRecord(withMeta), 0);
+  assert.ok(res.ok);
+  assert.deepStrictEqual(res.record, withMeta);
+  const plain = new Encoder({ useRecords: false }).decode(encodePayload(withMeta)) as unknown[][][];
+  assert.equal(plain[3]![0]!.length, 7);
+  assert.equal(plain[3]![1]!.length, 10);
+  assert.equal(plain[3]![2]!.length, 6, 'no metadata: the record is what older versions wrote');
 });
 
 test('SET_IF round-trips with its flags and expectations, and bad flags are refused', () => {

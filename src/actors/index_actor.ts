@@ -111,7 +111,11 @@ function dispatch(s: State, msg: IndexRequest): unknown {
 function onLookup(s: State, key: Uint8Array): LookupReply {
   const { index } = s;
   const entry = index.get(key, s.env.clock.now());
-  if (entry !== undefined) return [entry.address.volume, entry.address.offset, entry.address.length, entry.expiresAt, entry.modifiedAt ?? 0];
+  if (entry !== undefined) {
+    const a = entry.address;
+    const meta = a.meta ?? 0;
+    return meta === 0 ? [a.volume, a.offset, a.length, entry.expiresAt, entry.modifiedAt ?? 0] : [a.volume, a.offset, a.length, entry.expiresAt, entry.modifiedAt ?? 0, meta];
+  }
   const raw = index.getRaw(key);
   return raw === undefined ? null : [-1, raw.address.volume, raw.address.offset];
 }

@@ -126,8 +126,9 @@ export class ActorVolumes implements VolumePort {
 function lookupOf(key: Uint8Array, r: LookupReply): Lookup {
   if (r === null) return {};
   if (r[0] === -1) return { expired: { volume: r[1], offset: r[2] } };
-  const [volume, offset, length, expiresAt, modifiedAt] = r as [number, number, number, number, number];
-  return { entry: { key, address: { volume, offset, length }, expiresAt, modifiedAt } };
+  const [volume, offset, length, expiresAt, modifiedAt, meta] = r as [number, number, number, number, number, number | undefined];
+  const address = meta === undefined || meta === 0 ? { volume, offset, length } : { volume, offset, length, meta };
+  return { entry: { key, address, expiresAt, modifiedAt } };
 }
 
 /**

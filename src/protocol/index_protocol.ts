@@ -39,12 +39,17 @@ export type IndexRequest =
   /** From the WAL committer after a restart or a failed apply: apply from wal.log every record up to `lsn`. */
   | { t: typeof IndexMsg.CatchUp; lsn: number };
 
-export type LookupReply = [volume: number, offset: number, length: number, expiresAt: number, modifiedAt: number] | [expired: -1, volume: number, offset: number] | null;
+export type LookupReply =
+  | [volume: number, offset: number, length: number, expiresAt: number, modifiedAt: number]
+  | [volume: number, offset: number, length: number, expiresAt: number, modifiedAt: number, meta: number]
+  | [expired: -1, volume: number, offset: number]
+  | null;
 
 export interface IndexReplies {
   /**
    * Positional, the cheapest CBOR (lookups are the hottest message): a live entry as
-   * [volume, offset, length, expiresAt, modifiedAt]; an expired one as [-1, volume, offset]; none as null.
+   * [volume, offset, length, expiresAt, modifiedAt] (plus the metadata length when the needle has
+   * metadata); an expired one as [-1, volume, offset]; none as null.
    * The key is not echoed: the asker has it.
    */
   [IndexMsg.Lookup]: LookupReply;

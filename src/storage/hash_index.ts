@@ -48,7 +48,6 @@ import {
   E_EXPIRES,
   E_FLAGS,
   E_HASH,
-  E_LENGTH,
   E_MODIFIED,
   E_OFFSET,
   E_VOLUME,
@@ -181,11 +180,8 @@ export class HashIndex {
       const pos = this.find(this.main, key, keyHash(key));
       if (pos === 0 || (this.reader.buf[E_FLAGS]! & FLAG_TOMBSTONE) !== 0) return undefined;
       const r = this.reader;
-      const address: NeedleAddress = {
-        volume: r.view.getUint32(E_VOLUME, true),
-        offset: r.u64(E_OFFSET, this.main),
-        length: r.u64(E_LENGTH, this.main),
-      };
+      const { length, meta } = r.needleLength(this.main);
+      const address: NeedleAddress = addressOf(r.view.getUint32(E_VOLUME, true), r.u64(E_OFFSET, this.main), length, meta);
       return { key, address, expiresAt: r.u64(E_EXPIRES, this.main), modifiedAt: r.view.getUint32(E_MODIFIED, true) * 1000 };
     } catch (err) {
       throw asStoreError(err, this.main.path);
@@ -504,7 +500,7 @@ export class HashIndex {
     switch (op.code) {
       case OpCode.Set: {
         const a = op.address;
-        this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, expiresAt: op.expiresAt, modified });
+        this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, meta: a.meta ?? 0, expiresAt: op.expiresAt, modified });
         if (!present) this.live++;
         return 1;
       }
@@ -516,9 +512,9 @@ export class HashIndex {
         if (!live) return 0;
         const volume = r.view.getUint32(E_VOLUME, true);
         const offset = r.u64(E_OFFSET, this.main);
-        const length = r.u64(E_LENGTH, this.main);
+        const { length, meta } = r.needleLength(this.main);
         // An expiry change is no change of the value: the entry keeps its modified time.
-        this.write(op.key, hash, { hash, flags: 0, volume, offset, length, expiresAt: op.expiresAt, modified: r.view.getUint32(E_MODIFIED, true) });
+        this.write(op.key, hash, { hash, flags: 0, volume, offset, length, meta, expiresAt: op.expiresAt, modified: r.view.getUint32(E_MODIFIED, true) });
         return 1;
       }
       case OpCode.DelIf: {
@@ -535,7 +531,7 @@ export class HashIndex {
         }
         const keep = (op.flags & SetFlag.KeepTtl) !== 0 && live;
         const a = op.address;
-        this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, expiresAt: keep ? expiresAt : op.expiresAt, modified });
+        this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, meta: a.meta ?? 0, expiresAt: keep ? expiresAt : op.expiresAt, modified });
         if (!present) this.live++;
         return 1;
       }
@@ -545,7 +541,7 @@ export class HashIndex {
   }
 
   private writeTombstone(key: Uint8Array, hash: number): void {
-    this.write(key, hash, { hash, flags: FLAG_TOMBSTONE, volume: 0, offset: 0, length: 0, expiresAt: 0, modified: 0 });
+    this.write(key, hash, { hash, flags: FLAG_TOMBSTONE, volume: 0, offset: 0, length: 0, meta: 0, expiresAt: 0, modified: 0 });
     this.live--;
   }
 
@@ -722,7 +718,12 @@ function isLiveEntry(e: ChainEntry, nowMs: number): boolean {
 }
 
 function toIndexEntry(e: ChainEntry): IndexEntry {
-  return { key: e.key, address: { volume: e.volume, offset: e.offset, length: e.length }, expiresAt: e.expiresAt, modifiedAt: e.modified * 1000 };
+  return { key: e.key, address: addressOf(e.volume, e.offset, e.length, e.meta), expiresAt: e.expiresAt, modifiedAt: e.modified * 1000 };
+}
+
+/** An address; `meta` only when the needle has a metadata section (the shape of older ones otherwise). */
+function addressOf(volume: number, offset: number, length: number, meta: number): NeedleAddress {
+  return meta === 0 ? { volume, offset, length } : { volume, offset, length, meta };
 }
 
 function reverseBits32(v: number): number {

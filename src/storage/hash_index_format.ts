@@ -34,7 +34,13 @@ export const E_VOLUME = 16;
 /** Modified at: the commit time (seconds since the epoch) of the write the entry records. */
 export const E_MODIFIED = 20;
 export const E_OFFSET = 24;
+/**
+ * Needle length (bits 0..46) and the needle's metadata length (bits 47..61): a needle is shorter
+ * than 2^47 bytes, so the u64 has room, and the entry CRC covers both. Entries written before
+ * metadata existed have zeros there.
+ */
 export const E_LENGTH = 32;
+const LENGTH_HIGH_BITS = 15;
 export const E_EXPIRES = 40;
 export const E_CRC = 48;
 
@@ -231,6 +237,25 @@ export interface EntryFields {
   expiresAt: number;
   /** Seconds since the epoch; 0 = unknown (tombstones). */
   modified: number;
+  /** The needle's metadata section length (0: none). */
+  meta: number;
+}
+
+/** Writes the needle length and metadata length into the E_LENGTH field (see E_LENGTH). */
+export function writeNeedleLength(view: DataView, at: number, length: number, meta: number): void {
+  const high = Math.floor(length / TWO32);
+  if (!Number.isSafeInteger(length) || length < 0 || high >= 2 ** LENGTH_HIGH_BITS) throw new RangeError(`needle length ${length}`);
+  if (!Number.isInteger(meta) || meta < 0 || meta >= 2 ** (32 - LENGTH_HIGH_BITS - 2)) throw new RangeError(`metadata length ${meta}`);
+  view.setUint32(at, length % TWO32, true);
+  view.setUint32(at + 4, (meta * 2 ** LENGTH_HIGH_BITS + high) >>> 0, true);
+}
+
+/** The E_LENGTH field read back; null when its top bits are set (not a field we wrote). */
+export function readNeedleLength(view: DataView, at: number): { length: number; meta: number } | null {
+  const low = view.getUint32(at, true);
+  const word = view.getUint32(at + 4, true);
+  if (word >>> 30 !== 0) return null;
+  return { length: (word & (2 ** LENGTH_HIGH_BITS - 1)) * TWO32 + low, meta: word >>> LENGTH_HIGH_BITS };
 }
 
 /** Writes one entry (header, key, CRC) into buf at `at`; returns its padded size. */
@@ -249,7 +274,7 @@ export function encodeEntry(
   buf[at + E_FLAGS] = f.flags;
   view.setUint32(at + E_VOLUME, f.volume, true);
   writeU64(view, at + E_OFFSET, f.offset);
-  writeU64(view, at + E_LENGTH, f.length);
+  writeNeedleLength(view, at + E_LENGTH, f.length, f.meta);
   writeU64(view, at + E_EXPIRES, f.expiresAt);
   view.setUint32(at + E_MODIFIED, f.modified, true);
   buf.set(key, at + ENTRY_HEADER_SIZE);

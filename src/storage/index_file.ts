@@ -33,6 +33,7 @@ import {
   MAX_BUCKETS,
   MAX_KEY_LENGTH_LIMIT,
   MIN_BUCKETS,
+  readNeedleLength,
   readU64,
   writeU64,
   type EntryFields,
@@ -213,10 +214,17 @@ export class EntryReader {
       flags: this.buf[E_FLAGS]!,
       volume: this.view.getUint32(E_VOLUME, true),
       offset: this.u64(E_OFFSET, file),
-      length: this.u64(E_LENGTH, file),
+      ...this.needleLength(file),
       expiresAt: this.u64(E_EXPIRES, file),
       modified: this.view.getUint32(E_MODIFIED, true),
     };
+  }
+
+  /** The loaded entry's needle length and metadata length. */
+  needleLength(file: IndexFile): { length: number; meta: number } {
+    const v = readNeedleLength(this.view, E_LENGTH);
+    if (v === null) throw corrupt(file.path, 'entry length field out of range');
+    return v;
   }
 
   private sized(length: number): Uint8Array {

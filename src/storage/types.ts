@@ -1,11 +1,15 @@
 // Types shared by the storage formats (volumes, WAL, index) and the actors above them.
 // See docs/formats.md for the bytes behind each.
 
-/** Where a needle lives: `length` is the whole needle (header, key, value, CRC). */
+/**
+ * Where a needle lives: `length` is the whole needle (header, key, value, metadata, CRC); `meta`
+ * the length of its metadata section (absent or 0: none, as every version-1 needle).
+ */
 export interface NeedleAddress {
   volume: number;
   offset: number;
   length: number;
+  meta?: number;
 }
 
 /** Op codes of the WAL and the index. Never renumbered; a retired code is never reused. */
@@ -137,7 +141,7 @@ export function isLive(expiresAt: number, nowMs: number): boolean {
 
 /** Length of the value inside a needle, from its address and key length. */
 export function valueLengthOf(address: NeedleAddress, keyLength: number): number {
-  return address.length - 36 - keyLength;
+  return address.length - 36 - keyLength - (address.meta ?? 0);
 }
 
 /** File offset of the value inside a needle. */

@@ -17,6 +17,7 @@ import { canaries } from '../runtime/canary.js';
 import type { NeedleAddress } from './types.js';
 import {
   MAX_KEY_LENGTH,
+  MAX_META_LENGTH,
   MAX_VALUE_LENGTH,
   NEEDLE_ALIGN,
   NEEDLE_HEADER_SIZE,
@@ -59,8 +60,11 @@ export interface NeedleStream {
   readonly address: NeedleAddress;
   /** Sequential; SIZE_MISMATCH past the declared length. */
   write(chunk: Uint8Array): void;
-  /** SIZE_MISMATCH if short; writes the trailing CRC; no sync. */
-  finish(): NeedleAddress;
+  /**
+   * SIZE_MISMATCH if short; writes the metadata section (exactly the length reserved; none when
+   * none was) and the trailing CRC; no sync.
+   */
+  finish(meta?: Uint8Array): NeedleAddress;
   /** Leaves a needle whose trailing CRC fails; nothing may point at it. Idempotent. */
   abort(): void;
   readonly written: number;
@@ -69,6 +73,8 @@ export interface NeedleStream {
 export interface ReadNeedleResult {
   key: Uint8Array;
   value: Uint8Array;
+  /** The metadata section (empty for a version-1 needle). */
+  meta: Uint8Array;
   expiresAt: number;
   flags: number;
 }
@@ -155,40 +161,43 @@ export class VolumeFile {
    * member of a volume group is told the same offset, so a member that missed a write refuses
    * the next one (CONFLICT, naming its length) instead of writing it at another place.
    */
-  appendAt(offset: number, key: Uint8Array, value: Uint8Array, expiresAt: number, flags = 0): NeedleAddress {
+  appendAt(offset: number, key: Uint8Array, value: Uint8Array, expiresAt: number, flags = 0, meta: Uint8Array = NO_META): NeedleAddress {
     this.checkWritable();
     this.checkTail(offset);
     checkNeedleArgs(key, value.length, expiresAt, flags);
-    const header = encodeNeedleHeader(key, value.length, expiresAt, flags);
-    const length = needleLength(key.length, value.length);
-    const trailer = encodeTrailer(crc32(value, crc32(header)));
+    const header = encodeNeedleHeader(key, value.length, expiresAt, flags, meta.length);
+    const length = needleLength(key.length, value.length, meta.length);
+    const trailer = encodeTrailer(crc32(meta, crc32(value, crc32(header))));
     if (length <= SINGLE_WRITE_MAX) {
       const buf = new Uint8Array(length);
       buf.set(header, 0);
       buf.set(value, header.length);
-      buf.set(trailer, header.length + value.length);
+      buf.set(meta, header.length + value.length);
+      buf.set(trailer, header.length + value.length + meta.length);
       this.writeAt(buf, offset);
     } else {
       this.writeAt(header, offset);
       this.writeAt(value, offset + header.length);
-      this.writeAt(trailer, offset + header.length + value.length);
+      if (meta.length > 0) this.writeAt(meta, offset + header.length + value.length);
+      this.writeAt(trailer, offset + header.length + value.length + meta.length);
     }
     this.tailPos = alignUp(offset + length);
-    return { volume: this.id, offset, length };
+    return addressOf(this.id, offset, length, meta.length);
   }
 
   /** Takes [tail, tail + length) at once and writes the header; the value streams in later. */
-  reserve(key: Uint8Array, valueLength: number, expiresAt: number): NeedleStream {
-    return this.reserveAt(this.tailPos, key, valueLength, expiresAt);
+  reserve(key: Uint8Array, valueLength: number, expiresAt: number, metaLength = 0): NeedleStream {
+    return this.reserveAt(this.tailPos, key, valueLength, expiresAt, metaLength);
   }
 
   /** reserve() at `offset`, which must be the tail (see appendAt). */
-  reserveAt(offset: number, key: Uint8Array, valueLength: number, expiresAt: number): NeedleStream {
+  reserveAt(offset: number, key: Uint8Array, valueLength: number, expiresAt: number, metaLength = 0): NeedleStream {
     this.checkWritable();
     this.checkTail(offset);
     checkNeedleArgs(key, valueLength, expiresAt, 0);
-    const header = encodeNeedleHeader(key, valueLength, expiresAt, 0);
-    const address = { volume: this.id, offset, length: needleLength(key.length, valueLength) };
+    checkMetaLength(metaLength);
+    const header = encodeNeedleHeader(key, valueLength, expiresAt, 0, metaLength);
+    const address = addressOf(this.id, offset, needleLength(key.length, valueLength, metaLength), metaLength);
     // Moved before the write: even if writing the header fails, the region stays taken
     // (garbage that a scan steps over) rather than half-reused.
     this.tailPos = alignUp(address.offset + address.length);
@@ -203,13 +212,14 @@ export class VolumeFile {
    * value is written first; finish() writes the trailer, then the header: until the header is
    * written, the region holds no needle magic, and a crash leaves bytes a scan steps over.
    */
-  reserveOpen(key: Uint8Array, expiresAt: number, maxValueLength: number): NeedleStream {
+  reserveOpen(key: Uint8Array, expiresAt: number, maxValueLength: number, metaLength = 0): NeedleStream {
     this.checkWritable();
     this.checkTail(this.tailPos);
     checkNeedleArgs(key, 0, expiresAt, 0);
+    checkMetaLength(metaLength);
     const offset = this.tailPos;
     this.openStream = true;
-    return new OpenNeedleStream(offset, this.id, key, expiresAt, maxValueLength, {
+    return new OpenNeedleStream(offset, this.id, key, expiresAt, maxValueLength, metaLength, {
       write: (buf, pos) => this.writeAt(buf, pos),
       end: (length) => {
         this.openStream = false;
@@ -262,12 +272,12 @@ export class VolumeFile {
    * streaming the value needs to check the whole needle: the CRC of the head (to continue over
    * the value bytes) and the trailer it must end at.
    */
-  readHead(address: NeedleAddress, key: Uint8Array): { valueLength: number; crc: number; trailer: number } {
+  readHead(address: NeedleAddress, key: Uint8Array): { valueLength: number; crc: number; trailer: number; meta: Uint8Array } {
     this.checkOpen();
     const valueLength = this.checkAddress(address, key.length);
     const head = this.readAt(address.offset, NEEDLE_HEADER_SIZE + key.length);
     const header = decodeNeedleHeader(head.subarray(0, NEEDLE_HEADER_SIZE));
-    if (header === null || header.keyLength !== key.length || header.valueLength !== valueLength) {
+    if (header === null || header.keyLength !== key.length || header.valueLength !== valueLength || header.metaLength !== (address.meta ?? 0)) {
       throw this.damaged(address, 'header does not match the address');
     }
     if (!bytesEqual(head.subarray(NEEDLE_HEADER_SIZE), key)) {
@@ -277,8 +287,10 @@ export class VolumeFile {
     if (!canaries.skipChecksum && decodeNeedleHeader(head.subarray(0, NEEDLE_HEADER_SIZE), key) === null) {
       throw this.damaged(address, 'header CRC mismatch');
     }
-    const trailer = decodeTrailer(this.readAt(address.offset + address.length - NEEDLE_TRAILER_SIZE, NEEDLE_TRAILER_SIZE));
-    return { valueLength, crc: crc32(head), trailer };
+    // The metadata section and the trailer are adjacent at the end: one read (at most 16 KiB).
+    const tail = this.readAt(address.offset + address.length - NEEDLE_TRAILER_SIZE - header.metaLength, header.metaLength + NEEDLE_TRAILER_SIZE);
+    const meta = tail.subarray(0, header.metaLength);
+    return { valueLength, crc: crc32(head), trailer: decodeTrailer(tail.subarray(header.metaLength)), meta };
   }
 
   /** The whole needle, both CRCs checked (CHECKSUM_MISMATCH) unless canaries.skipChecksum. */
@@ -290,7 +302,7 @@ export class VolumeFile {
     }
     const buf = this.readAt(address.offset, address.length);
     const header = decodeNeedleHeader(buf);
-    if (header === null || needleLength(header.keyLength, header.valueLength) !== address.length) {
+    if (header === null || needleLength(header.keyLength, header.valueLength, header.metaLength) !== address.length || header.metaLength !== (address.meta ?? 0)) {
       throw this.damaged(address, 'header does not match the address');
     }
     const keyEnd = NEEDLE_HEADER_SIZE + header.keyLength;
@@ -304,7 +316,8 @@ export class VolumeFile {
       }
     }
     const value = buf.subarray(keyEnd, keyEnd + header.valueLength);
-    return { key, value, expiresAt: header.expiresAt, flags: header.flags };
+    const meta = buf.subarray(keyEnd + header.valueLength, keyEnd + header.valueLength + header.metaLength);
+    return { key, value, meta, expiresAt: header.expiresAt, flags: header.flags };
   }
 
   /** CRCs ok and the key matches; streams the value in 1 MiB chunks. False for bad bytes. */
@@ -360,10 +373,10 @@ export class VolumeFile {
   private verifyInFile(address: NeedleAddress, key: Uint8Array): boolean {
     const head = this.readAt(address.offset, NEEDLE_HEADER_SIZE + key.length);
     const header = decodeNeedleHeader(head.subarray(0, NEEDLE_HEADER_SIZE), canaries.skipChecksum ? undefined : key);
-    if (header === null || needleLength(header.keyLength, header.valueLength) !== address.length) return false;
+    if (header === null || needleLength(header.keyLength, header.valueLength, header.metaLength) !== address.length) return false;
     if (!bytesEqual(head.subarray(NEEDLE_HEADER_SIZE), key)) return false;
     if (canaries.skipChecksum) return true; // canary: a scrub would call a damaged value good
-    const crc = this.valueCrc(address.offset + head.length, header.valueLength, crc32(head));
+    const crc = this.valueCrc(address.offset + head.length, header.valueLength + header.metaLength, crc32(head));
     const trailer = this.readAt(address.offset + address.length - NEEDLE_TRAILER_SIZE, NEEDLE_TRAILER_SIZE);
     return crc === decodeTrailer(trailer);
   }
@@ -373,21 +386,21 @@ export class VolumeFile {
     const head = window.bytes(pos, NEEDLE_HEADER_SIZE);
     const header = decodeNeedleHeader(head);
     if (header === null) return null;
-    const length = needleLength(header.keyLength, header.valueLength);
+    const length = needleLength(header.keyLength, header.valueLength, header.metaLength);
     if (pos + length > end) return null; // torn: not all of it reached the disk
     const key = window.bytes(pos + NEEDLE_HEADER_SIZE, header.keyLength).slice();
     // The header CRC is what lets us trust the lengths at all, so even the skipChecksum
     // canary keeps it here: the canary is about serving bad values, not losing the scan.
     if (decodeNeedleHeader(head, key) === null) return null;
     const valid = verify ? this.trailerOk(pos, length, header, head, key) : true;
-    const address = { volume: this.id, offset: pos, length };
+    const address = addressOf(this.id, pos, length, header.metaLength);
     return { address, key, flags: header.flags, expiresAt: header.expiresAt, valueLength: header.valueLength, valid };
   }
 
   private trailerOk(pos: number, length: number, header: NeedleHeader, head: Uint8Array, key: Uint8Array): boolean {
     if (canaries.skipChecksum) return true; // canary: torn values would be indexed as good
     const start = crc32(key, crc32(head));
-    const crc = this.valueCrc(pos + NEEDLE_HEADER_SIZE + key.length, header.valueLength, start);
+    const crc = this.valueCrc(pos + NEEDLE_HEADER_SIZE + key.length, header.valueLength + header.metaLength, start);
     const trailer = this.readAt(pos + length - NEEDLE_TRAILER_SIZE, NEEDLE_TRAILER_SIZE);
     return crc === decodeTrailer(trailer);
   }
@@ -417,9 +430,11 @@ export class VolumeFile {
       throw new StoreError('BAD_ARGUMENT', `key length out of range: ${keyLength}`);
     }
     const { offset, length } = address;
-    const min = needleLength(keyLength, 0);
+    const meta = address.meta ?? 0;
+    const min = needleLength(keyLength, 0, meta);
     if (!Number.isSafeInteger(offset) || offset < VOLUME_SUPERBLOCK_SIZE || offset % NEEDLE_ALIGN !== 0 ||
-        !Number.isSafeInteger(length) || length < min || !Number.isSafeInteger(offset + length)) {
+        !Number.isSafeInteger(length) || length < min || !Number.isSafeInteger(offset + length) ||
+        !Number.isInteger(meta) || meta < 0 || meta > MAX_META_LENGTH) {
       throw new StoreError('BAD_ARGUMENT', `bad needle address ${JSON.stringify(address)} for key length ${keyLength}`);
     }
     return length - min;
@@ -527,12 +542,16 @@ class VolumeNeedleStream implements NeedleStream {
     this.done += chunk.length;
   }
 
-  finish(): NeedleAddress {
+  finish(meta: Uint8Array = NO_META): NeedleAddress {
     this.checkOpen();
     if (this.done !== this.valueLength) {
       throw new StoreError('SIZE_MISMATCH', `stream declared ${this.valueLength} bytes; only ${this.done} given`);
     }
-    this.writeAt(encodeTrailer(this.crc), this.valueStart + this.valueLength);
+    if (meta.length !== (this.address.meta ?? 0)) {
+      throw new StoreError('SIZE_MISMATCH', `stream reserved ${this.address.meta ?? 0} bytes of metadata; ${meta.length} given`);
+    }
+    if (meta.length > 0) this.writeAt(meta, this.valueStart + this.valueLength);
+    this.writeAt(encodeTrailer(crc32(meta, this.crc)), this.valueStart + this.valueLength + meta.length);
     this.state = 'finished';
     return this.address;
   }
@@ -545,7 +564,7 @@ class VolumeNeedleStream implements NeedleStream {
     // is short the rest reads as zeros and a match would need a CRC collision. Best effort:
     // the region is garbage either way, and nothing points at it.
     try {
-      this.writeAt(encodeTrailer(~this.crc), this.valueStart + this.valueLength);
+      this.writeAt(encodeTrailer(~this.crc), this.address.offset + this.address.length - NEEDLE_TRAILER_SIZE);
     } catch {
       // the volume is closed or failing; the caller already knows the upload is gone
     }
@@ -575,6 +594,7 @@ class OpenNeedleStream implements NeedleStream {
     private readonly key: Uint8Array,
     private readonly expiresAt: number,
     private readonly maxValueLength: number,
+    private readonly metaLength: number,
     private readonly file: { write(buf: Uint8Array, position: number): void; end(length: number): void },
   ) {
     this.valueStart = offset + NEEDLE_HEADER_SIZE + key.length;
@@ -582,7 +602,7 @@ class OpenNeedleStream implements NeedleStream {
 
   /** Known once finished; until then the length is the part written so far. */
   get address(): NeedleAddress {
-    return this.finalAddress ?? { volume: this.volume, offset: this.offset, length: needleLength(this.key.length, this.done) };
+    return this.finalAddress ?? addressOf(this.volume, this.offset, needleLength(this.key.length, this.done, this.metaLength), this.metaLength);
   }
 
   get written(): number {
@@ -599,16 +619,20 @@ class OpenNeedleStream implements NeedleStream {
     this.done += chunk.length;
   }
 
-  finish(): NeedleAddress {
+  finish(meta: Uint8Array = NO_META): NeedleAddress {
     this.checkOpen();
-    const header = encodeNeedleHeader(this.key, this.done, this.expiresAt, 0);
-    const crc = crc32Combine(crc32(header), this.valueCrc, this.done);
-    const length = needleLength(this.key.length, this.done);
-    // Trailer, then header: the magic appears only once everything after it is written.
-    this.file.write(encodeTrailer(crc), this.valueStart + this.done);
+    if (meta.length !== this.metaLength) {
+      throw new StoreError('SIZE_MISMATCH', `stream reserved ${this.metaLength} bytes of metadata; ${meta.length} given`);
+    }
+    const header = encodeNeedleHeader(this.key, this.done, this.expiresAt, 0, this.metaLength);
+    const crc = crc32(meta, crc32Combine(crc32(header), this.valueCrc, this.done));
+    const length = needleLength(this.key.length, this.done, this.metaLength);
+    // Metadata and trailer, then header: the magic appears only once everything after it is written.
+    if (meta.length > 0) this.file.write(meta, this.valueStart + this.done);
+    this.file.write(encodeTrailer(crc), this.valueStart + this.done + meta.length);
     this.file.write(header, this.offset);
     this.state = 'finished';
-    this.finalAddress = { volume: this.volume, offset: this.offset, length };
+    this.finalAddress = addressOf(this.volume, this.offset, length, this.metaLength);
     this.file.end(length);
     return this.finalAddress;
   }
@@ -617,7 +641,7 @@ class OpenNeedleStream implements NeedleStream {
     if (this.state !== 'open') return;
     this.state = 'aborted';
     // No header was written: the bytes are garbage a scan steps over. The tail moves past them.
-    this.file.end(needleLength(this.key.length, this.done));
+    this.file.end(needleLength(this.key.length, this.done, this.metaLength));
   }
 
   private checkOpen(): void {
@@ -678,6 +702,19 @@ export function checkNeedleArgs(key: Uint8Array, valueLength: number, expiresAt:
   if (flags !== 0 && flags !== NeedleFlag.Tombstone) throw new StoreError('BAD_ARGUMENT', `unknown needle flags ${flags}`);
   if (flags === NeedleFlag.Tombstone && valueLength !== 0) {
     throw new StoreError('BAD_ARGUMENT', 'a tombstone needle has no value');
+  }
+}
+
+const NO_META = new Uint8Array(0);
+
+/** An address; `meta` only when there is a metadata section (version-1 needles keep the old shape). */
+function addressOf(volume: number, offset: number, length: number, meta: number): NeedleAddress {
+  return meta === 0 ? { volume, offset, length } : { volume, offset, length, meta };
+}
+
+function checkMetaLength(metaLength: number): void {
+  if (!Number.isInteger(metaLength) || metaLength < 0 || metaLength > MAX_META_LENGTH) {
+    throw new StoreError('BAD_ARGUMENT', `metadata of ${metaLength} bytes; the limit is ${MAX_META_LENGTH}`);
   }
 }
 

@@ -15,7 +15,12 @@ export const NEEDLE_TRAILER_SIZE = 4;
 export const NEEDLE_ALIGN = 8;
 /** Bytes `B N D L` read as a little-endian u32. */
 export const NEEDLE_MAGIC = 0x4c444e42;
+/** Version 1: no metadata section. Written for every needle without metadata. */
 export const NEEDLE_VERSION = 1;
+/** Version 2: a metadata section after the value, its length at header bytes 28..31. */
+export const NEEDLE_VERSION_META = 2;
+/** Largest metadata section a needle may have (headers of a blob, its digests). */
+export const MAX_META_LENGTH = 16 * 1024;
 export const VOLUME_VERSION = 1;
 export const VOLUME_MAGIC = 'BRISEVOL';
 
@@ -99,6 +104,8 @@ export interface NeedleHeader {
   keyLength: number;
   valueLength: number;
   expiresAt: number;
+  /** Bytes of the metadata section (0 for a version-1 needle). */
+  metaLength: number;
 }
 
 /** Throws RangeError on arguments no needle may have: callers validate user input first. */
@@ -114,25 +121,34 @@ function checkNeedleFields(keyLength: number, valueLength: number, expiresAt: nu
   }
 }
 
-/** The header and key (32 + k bytes), header CRC filled in. */
-export function encodeNeedleHeader(key: Uint8Array, valueLength: number, expiresAt: number, flags: number): Uint8Array {
+/**
+ * The header and key (32 + k bytes), header CRC filled in: version 1 without metadata, version 2
+ * (metadata length at bytes 28..31) with.
+ */
+export function encodeNeedleHeader(key: Uint8Array, valueLength: number, expiresAt: number, flags: number, metaLength = 0): Uint8Array {
   checkNeedleFields(key.length, valueLength, expiresAt, flags);
+  if (!Number.isInteger(metaLength) || metaLength < 0 || metaLength > MAX_META_LENGTH) throw new RangeError(`metadata length out of range: ${metaLength}`);
   const buf = new Uint8Array(NEEDLE_HEADER_SIZE + key.length);
   const dv = view(buf);
   dv.setUint32(0, NEEDLE_MAGIC, true);
-  buf[4] = NEEDLE_VERSION;
+  buf[4] = metaLength === 0 ? NEEDLE_VERSION : NEEDLE_VERSION_META;
   buf[5] = flags;
   dv.setUint16(6, key.length, true);
   writeU64(dv, 8, valueLength);
   writeU64(dv, 16, expiresAt);
+  dv.setUint32(28, metaLength, true);
   buf.set(key, NEEDLE_HEADER_SIZE);
   dv.setUint32(24, headerCrc(buf.subarray(0, NEEDLE_HEADER_SIZE), key), true);
   return buf;
 }
 
-/** CRC of header bytes 0..23 followed by the key. */
+/**
+ * CRC of header bytes 0..23 followed by the key; for version 2, of bytes 0..23, then 28..31 (the
+ * metadata length, which a scan trusts as it trusts the other lengths), then the key.
+ */
 export function headerCrc(header: Uint8Array, key: Uint8Array): number {
-  return crc32(key, crc32(header.subarray(0, 24)));
+  const first = crc32(header.subarray(0, 24));
+  return crc32(key, header[4] === NEEDLE_VERSION_META ? crc32(header.subarray(28, 32), first) : first);
 }
 
 /**
@@ -142,7 +158,8 @@ export function headerCrc(header: Uint8Array, key: Uint8Array): number {
 export function decodeNeedleHeader(buf: Uint8Array, key?: Uint8Array): NeedleHeader | null {
   if (buf.length < NEEDLE_HEADER_SIZE) return null;
   const dv = view(buf);
-  if (dv.getUint32(0, true) !== NEEDLE_MAGIC || buf[4] !== NEEDLE_VERSION) return null;
+  const version = buf[4];
+  if (dv.getUint32(0, true) !== NEEDLE_MAGIC || (version !== NEEDLE_VERSION && version !== NEEDLE_VERSION_META)) return null;
   const flags = buf[5] ?? 0;
   const keyLength = dv.getUint16(6, true);
   const valueLength = readU64(dv, 8);
@@ -150,12 +167,14 @@ export function decodeNeedleHeader(buf: Uint8Array, key?: Uint8Array): NeedleHea
   if ((flags & ~KNOWN_FLAGS) !== 0 || keyLength === 0) return null;
   if (valueLength < 0 || valueLength > MAX_VALUE_LENGTH || expiresAt < 0) return null;
   if ((flags & NeedleFlag.Tombstone) !== 0 && valueLength !== 0) return null;
-  if (dv.getUint32(28, true) !== 0) return null;
+  const metaLength = dv.getUint32(28, true);
+  if (version === NEEDLE_VERSION ? metaLength !== 0 : metaLength === 0 || metaLength > MAX_META_LENGTH) return null;
+  if ((flags & NeedleFlag.Tombstone) !== 0 && metaLength !== 0) return null;
   if (key !== undefined) {
     if (key.length !== keyLength) return null;
     if (dv.getUint32(24, true) !== headerCrc(buf, key)) return null;
   }
-  return { flags, keyLength, valueLength, expiresAt };
+  return { flags, keyLength, valueLength, expiresAt, metaLength };
 }
 
 /** The trailer: CRC-32 of every needle byte before it, little-endian. */
@@ -169,9 +188,9 @@ export function decodeTrailer(buf: Uint8Array): number {
   return view(buf).getUint32(0, true);
 }
 
-/** Whole needle: header, key, value, trailer (padding excluded). */
-export function needleLength(keyLength: number, valueLength: number): number {
-  return NEEDLE_HEADER_SIZE + keyLength + valueLength + NEEDLE_TRAILER_SIZE;
+/** Whole needle: header, key, value, metadata, trailer (padding excluded). */
+export function needleLength(keyLength: number, valueLength: number, metaLength = 0): number {
+  return NEEDLE_HEADER_SIZE + keyLength + valueLength + metaLength + NEEDLE_TRAILER_SIZE;
 }
 
 export function alignUp(n: number): number {

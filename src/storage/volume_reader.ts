@@ -80,7 +80,8 @@ export class VolumeReader {
       done += n;
       if (whole) {
         crc = crc32(out, crc);
-        if (done === length && crc !== head.trailer) {
+        // The metadata section follows the value inside the needle's CRC.
+        if (done === length && crc32(head.meta, crc) !== head.trailer) {
           throw new StoreError('CHECKSUM_MISMATCH', `needle at volume ${address.volume} offset ${address.offset} in ${this.pathOf(address.volume)}: needle CRC mismatch`);
         }
       }

@@ -11,7 +11,7 @@
 import { crc32 } from './checksum.js';
 import { Encoder } from 'cbor-x';
 import { canaries } from '../runtime/canary.js';
-import { GuardKind, OpCode, type Op, type WalRecord } from './types.js';
+import { GuardKind, OpCode, type NeedleAddress, type Op, type WalRecord } from './types.js';
 import { StoreError } from '../runtime/errors.js';
 
 export const WAL_HEADER_SIZE = 32;
@@ -134,6 +134,24 @@ function encodeCbor(record: WalRecord): Uint8Array {
   return codec.encode([record.lsn, record.timeMs, record.kind, ops, record.batchFirstLsn]);
 }
 
+/** A needle with a metadata section names its length as one more field (older records have none). */
+function withMeta(fields: unknown[], meta: number | undefined): unknown[] {
+  if (meta === undefined || meta === 0) return fields;
+  assertUint(meta, 'meta');
+  fields.push(meta);
+  return fields;
+}
+
+/** The address of a SET or SET_IF, with the optional metadata length at index `at`. */
+function addressFields(a: unknown[], at: number): NeedleAddress | null {
+  const [volume, offset, length] = [a[2], a[3], a[4]];
+  if (!isUint(volume) || !isUint(offset) || !isUint(length)) return null;
+  if (a.length === at) return { volume, offset, length };
+  const meta = a[at];
+  if (a.length !== at + 1 || !isUint(meta) || meta === 0) return null;
+  return { volume, offset, length, meta };
+}
+
 function opToArray(op: Op, kind: 0 | 1): unknown[] {
   if (kind === 1 && op.code !== OpCode.Set) bad(`snapshot chunk holds op code ${op.code}`);
   if (op.code === OpCode.Flush) return [OpCode.Flush];
@@ -144,7 +162,8 @@ function opToArray(op: Op, kind: 0 | 1): unknown[] {
       for (const [v, what] of [[volume, 'volume'], [offset, 'offset'], [length, 'length'], [op.expiresAt, 'expiresAt']] as const) {
         assertUint(v, what);
       }
-      return [OpCode.Set, op.key, volume, offset, length, op.expiresAt];
+      const set = [OpCode.Set, op.key, volume, offset, length, op.expiresAt];
+      return withMeta(set, op.address.meta);
     }
     case OpCode.Del:
       return [OpCode.Del, op.key];
@@ -160,7 +179,7 @@ function opToArray(op: Op, kind: 0 | 1): unknown[] {
       const fields = [[volume, 'volume'], [offset, 'offset'], [length, 'length'], [op.expiresAt, 'expiresAt'], [op.flags, 'flags'], [op.expectVolume, 'expectVolume'], [op.expectOffset, 'expectOffset']] as const;
       for (const [v, what] of fields) assertUint(v, what);
       if (op.flags > 15) bad(`SET_IF flags ${op.flags}`);
-      return [OpCode.SetIf, op.key, volume, offset, length, op.expiresAt, op.flags, op.expectVolume, op.expectOffset];
+      return withMeta([OpCode.SetIf, op.key, volume, offset, length, op.expiresAt, op.flags, op.expectVolume, op.expectOffset], op.address.meta);
     }
     case OpCode.Guard:
       if (op.kind === GuardKind.Absent) return [OpCode.Guard, op.key, GuardKind.Absent];
@@ -229,8 +248,11 @@ function toOp(v: unknown): Op | null {
   if (key === null) return null;
   switch (a[0]) {
     case OpCode.Set:
-      if (a.length !== 6 || !isUint(a[2]) || !isUint(a[3]) || !isUint(a[4]) || !isUint(a[5])) return null;
-      return { code: OpCode.Set, key, address: { volume: a[2], offset: a[3], length: a[4] }, expiresAt: a[5] };
+    {
+      const address = a.length === 6 || a.length === 7 ? addressFields(a, 6) : null;
+      if (address === null || !isUint(a[5])) return null;
+      return { code: OpCode.Set, key, address, expiresAt: a[5] };
+    }
     case OpCode.Del:
       return a.length === 2 ? { code: OpCode.Del, key } : null;
     case OpCode.Expire:
@@ -240,11 +262,12 @@ function toOp(v: unknown): Op | null {
       if (a.length !== 4 || !isUint(a[2]) || !isUint(a[3])) return null;
       return { code: OpCode.DelIf, key, volume: a[2], offset: a[3] };
     case OpCode.SetIf: {
-      if (a.length !== 9) return null;
-      const [, , volume, offset, length, expiresAt, flags, expectVolume, expectOffset] = a;
-      if (!isUint(volume) || !isUint(offset) || !isUint(length) || !isUint(expiresAt)) return null;
+      if (a.length !== 9 && a.length !== 10) return null;
+      const [, , , , , expiresAt, flags, expectVolume, expectOffset] = a;
+      const address = addressFields(a, 9);
+      if (address === null || !isUint(expiresAt)) return null;
       if (!isUint(flags) || flags > 15 || !isUint(expectVolume) || !isUint(expectOffset)) return null;
-      return { code: OpCode.SetIf, key, address: { volume, offset, length }, expiresAt, flags, expectVolume, expectOffset };
+      return { code: OpCode.SetIf, key, address, expiresAt, flags, expectVolume, expectOffset };
     }
     case OpCode.Guard:
       if (a.length === 3 && a[2] === GuardKind.Absent) return { code: OpCode.Guard, key, kind: GuardKind.Absent, volume: 0, offset: 0, expiresAt: 0 };
