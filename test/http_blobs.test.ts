@@ -260,7 +260,8 @@ test('unknown route 404, POST on a blob 405, empty key 400 (all JSON errors)', B
   assert.equal((await json(post)).code, 'METHOD_NOT_ALLOWED');
   const patch = await fetch(`${base}/v1/status`, { method: 'PUT', body: 'x' });
   assert.equal(patch.status, 405);
-  const empty = await fetch(`${base}/v1/blobs/`);
+  // GET /v1/blobs/ is the listing; a write to the empty key is refused.
+  const empty = await fetch(`${base}/v1/blobs/`, { method: 'DELETE' });
   assert.equal(empty.status, 400);
   assert.equal((await json(empty)).code, 'BAD_KEY');
 });

@@ -31,6 +31,7 @@ export const STATUS_TEXT: Readonly<Record<number, string>> = {
   304: '304 Not Modified',
   400: '400 Bad Request',
   401: '401 Unauthorized',
+  403: '403 Forbidden',
   404: '404 Not Found',
   405: '405 Method Not Allowed',
   408: '408 Request Timeout',
