@@ -164,12 +164,18 @@ test('a body longer than its Content-Length: the complete PUT is stored, what fo
   }
   assert.equal(res.status, 200);
   assert.equal(await res.text(), 'hello');
-  // When the extra bytes are a request, it is answered after the PUT, in order.
+  // When the extra bytes are a request, uWS closes the connection (it cannot hold a request that
+  // arrives while an answer is pending: docs/http.md, pipelining). The PUT, whole, is stored.
   const c2 = await rawConnect(m.httpPort);
   c2.send(head('PUT', 'long/b', ['Content-Length: 3']) + 'abc' + 'GET /v1/blobs/long/b HTTP/1.1\r\nHost: x\r\n\r\n');
-  const text = await c2.until((t) => /HTTP\/1\.1 201[\s\S]*HTTP\/1\.1 200[\s\S]*abc$/.test(t), 5000, 'the 201 then the 200');
-  assert.ok(text.indexOf('201') < text.indexOf('200 OK'));
-  c2.destroy();
+  await c2.closed(5000);
+  let got = await fetch(blob('long/b'));
+  for (let i = 0; i < 20 && got.status === 404; i++) {
+    await sleep(100);
+    got = await fetch(blob('long/b'));
+  }
+  assert.equal(got.status, 200);
+  assert.equal(await got.text(), 'abc');
 });
 
 // ---- defect 4: decided from the headers, before a byte is written -----------------------------

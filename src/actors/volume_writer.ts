@@ -71,11 +71,11 @@ function handle(s: State, msg: VolumeRequest, blobs: ArrayBuffer[]): unknown {
     case VolumeMsg.Append:
       return onAppend(s, msg.needles, blobs, msg.sync);
     case VolumeMsg.StreamBegin:
-      return onStreamBegin(s, msg.key, msg.size, msg.expiresAt);
+      return onStreamBegin(s, msg.key, msg.size, msg.expiresAt, msg.meta ?? 0);
     case VolumeMsg.StreamChunk:
       return onStreamChunk(s, msg.stream, blobs);
     case VolumeMsg.StreamEnd:
-      return onStreamEnd(s, msg.stream);
+      return onStreamEnd(s, msg.stream, msg.meta);
     case VolumeMsg.StreamAbort:
       return onStreamAbort(s, msg.stream);
     case VolumeMsg.Sync:
@@ -107,12 +107,12 @@ async function onAppend(s: State, needles: NeedleSpec[], blobs: ArrayBuffer[], s
   return new Reply(addresses, blobs.filter((b) => b.byteLength >= PACK_BELOW));
 }
 
-function onStreamBegin(s: State, key: Uint8Array, size: number, expiresAt: number): number {
+function onStreamBegin(s: State, key: Uint8Array, size: number, expiresAt: number, metaLength: number): number {
   if (s.streams.size >= MAX_STREAMS) throw new StoreError('QUEUE_FULL', `more than ${MAX_STREAMS} uploads open on this drive`);
   const id = s.nextStream++;
   const stream = size === UNKNOWN_SIZE
-    ? s.drive.reserveOpen(key, expiresAt, MAX_VALUE_LENGTH)
-    : s.drive.reserveAt(s.drive.place(needleLength(key.length, size)), key, size, expiresAt);
+    ? s.drive.reserveOpen(key, expiresAt, MAX_VALUE_LENGTH, metaLength)
+    : s.drive.reserveAt(s.drive.place(needleLength(key.length, size, metaLength)), key, size, expiresAt, metaLength);
   s.streams.set(id, stream);
   return id;
 }
@@ -124,10 +124,10 @@ function onStreamChunk(s: State, id: number, blobs: ArrayBuffer[]): Reply {
   return new Reply(stream.written, blobs);
 }
 
-async function onStreamEnd(s: State, id: number): Promise<NeedleAddress> {
+async function onStreamEnd(s: State, id: number, meta: Uint8Array | undefined): Promise<NeedleAddress> {
   const stream = streamOf(s, id);
   s.streams.delete(id);
-  const address = stream.finish();
+  const address = stream.finish(meta);
   await groupSync(s);
   return address;
 }

@@ -22,6 +22,7 @@ import type {
   IndexPort,
   IndexStats,
   Lookup,
+  MetaSource,
   Ports,
   ReadPort,
   VolumePort,
@@ -64,9 +65,11 @@ export class ActorVolumes implements VolumePort {
     return reply.body;
   }
 
-  async appendStream(group: number, key: Uint8Array, size: number | null, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress> {
+  async appendStream(group: number, key: Uint8Array, size: number | null, expiresAt: number, source: AsyncIterable<Uint8Array>, meta?: MetaSource): Promise<NeedleAddress> {
     const peer = this.channel(group);
-    const stream = await peer.call({ t: VolumeMsg.StreamBegin, key, size: size ?? UNKNOWN_SIZE, expiresAt });
+    const metaLength = meta?.length ?? 0;
+    const begin = { t: VolumeMsg.StreamBegin, key, size: size ?? UNKNOWN_SIZE, expiresAt };
+    const stream = await peer.call(metaLength === 0 ? begin : { ...begin, meta: metaLength });
     const inFlight = new Set<Promise<unknown>>();
     try {
       for await (const chunk of gather(source)) {
@@ -85,7 +88,9 @@ export class ActorVolumes implements VolumePort {
         if (inFlight.size >= STREAM_WINDOW) await Promise.race(inFlight);
       }
       await Promise.all(inFlight);
-      return await peer.call({ t: VolumeMsg.StreamEnd, stream });
+      // The source has ended: the metadata's digests are complete (and checked, or this throws).
+      const end = meta === undefined ? { t: VolumeMsg.StreamEnd, stream } : { t: VolumeMsg.StreamEnd, stream, meta: meta.bytes() };
+      return await peer.call(end);
     } catch (err) {
       await Promise.allSettled(inFlight);
       await peer.call({ t: VolumeMsg.StreamAbort, stream }).catch(() => undefined);

@@ -6,6 +6,8 @@ import type { VolumeReader } from '../storage/volume_reader.js';
 import type { NeedleAddress } from '../storage/types.js';
 import type { ReadPort } from './ports.js';
 
+const NO_META = new Uint8Array(0);
+
 export class DriveReader implements ReadPort {
   constructor(private readonly reader: VolumeReader) {}
 
@@ -15,6 +17,11 @@ export class DriveReader implements ReadPort {
 
   async *stream(address: NeedleAddress, key: Uint8Array, start: number, length: number, buf?: Uint8Array): AsyncIterableIterator<Uint8Array> {
     yield* this.reader.streamValue(address, key, start, length, buf);
+  }
+
+  async meta(address: NeedleAddress, key: Uint8Array): Promise<Uint8Array> {
+    if ((address.meta ?? 0) === 0) return NO_META;
+    return this.reader.readMeta(address, key);
   }
 }
 

@@ -12,7 +12,7 @@ import type { Clock } from '../runtime/clock.js';
 import { OpCode, SetFlag, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { StoreError } from '../runtime/errors.js';
 import type { Limits } from './api.js';
-import type { CommitResult, Lookup, Ports } from './ports.js';
+import type { CommitResult, Lookup, MetaSource, Ports } from './ports.js';
 import { KeyUpdates, type Decide } from './key_updates.js';
 import { Notify, notificationsOf, type KeyEvent } from '../protocol/keyspace_events.js';
 import { ExpiryTimers } from './expiry_timers.js';
@@ -41,6 +41,8 @@ export type Condition = { kind: 'none' } | { kind: 'absent' } | { kind: 'present
 
 export interface PutOptions {
   expiresAt: number;
+  /** A streamed value's metadata section (blob headers, digests); see MetaSource. */
+  meta?: MetaSource;
   condition?: Condition;
   /** Keep the live key's expiry instead of `expiresAt` (SET KEEPTTL). */
   keepTtl?: boolean;
@@ -151,7 +153,7 @@ export class Engine {
 
   /** One key, bytes or a stream, under a condition: its needle, then write(). */
   async put(key: Uint8Array, value: PutValue, options: PutOptions): Promise<PutResult> {
-    const placed = await this.placeValue(key, value, options.expiresAt, true);
+    const placed = await this.placeValue(key, value, options.expiresAt, true, options.meta);
     const op = setOp(key, placed.address, options.expiresAt, options.condition ?? { kind: 'none' }, options.keepTtl ?? false);
     const { lsn, results } = await this.write([placed], [op]);
     return { applied: results[0] === 1, address: placed.address, lsn };
@@ -213,10 +215,11 @@ export class Engine {
   }
 
   /** One value, bytes or a stream (a stream is always durable once placed). */
-  async placeValue(key: Uint8Array, value: PutValue, expiresAt: number, durable: boolean): Promise<Placed> {
-    if (value instanceof Uint8Array) return (await this.place([{ key, value, expiresAt }], durable))[0]!;
+  async placeValue(key: Uint8Array, value: PutValue, expiresAt: number, durable: boolean, meta?: MetaSource): Promise<Placed> {
+    if (value instanceof Uint8Array && meta === undefined) return (await this.place([{ key, value, expiresAt }], durable))[0]!;
     const group = this.pickGroup();
-    const address = await this.ports.volumes.appendStream(group, key, value.size, expiresAt, value.source);
+    const stream = value instanceof Uint8Array ? { size: value.length, source: once(value) } : value;
+    const address = await this.ports.volumes.appendStream(group, key, stream.size, expiresAt, stream.source, meta);
     return { address, group, durable: true };
   }
 
@@ -245,6 +248,11 @@ export class Engine {
   /** The whole value of an entry, checked. */
   read(entry: IndexEntry): Promise<Uint8Array> {
     return this.ports.reader.read(entry.address, entry.key);
+  }
+
+  /** The metadata section of an entry's needle (empty when it has none). */
+  readMeta(entry: IndexEntry): Promise<Uint8Array> {
+    return this.ports.reader.meta(entry.address, entry.key);
   }
 
   /** Value bytes of an entry, streamed and checked (see ReadPort.stream). */
@@ -324,6 +332,10 @@ export class Engine {
       throw err;
     }
   }
+}
+
+async function* once(value: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield value;
 }
 
 /** The op of a write under a condition: a plain SET, or a SET_IF the index judges atomically. */

@@ -10,6 +10,16 @@ import type { Delivery, PubSubQuery } from '../protocol/broker_protocol.js';
 
 export type { Delivery };
 
+/**
+ * A needle's metadata section for a streamed value: its length is known when the stream begins,
+ * its bytes only once the source has ended (they hold digests of the value). bytes() may throw
+ * (a digest the client sent does not match): the needle is then abandoned, nothing committed.
+ */
+export interface MetaSource {
+  length: number;
+  bytes(): Uint8Array;
+}
+
 export interface AppendRequest {
   key: Uint8Array;
   value: Uint8Array;
@@ -30,7 +40,7 @@ export interface VolumePort {
    * Streams one value of exactly `size` bytes into a reserved region, or of any length when size
    * is null (the value's length is what the source gives); durable when resolved.
    */
-  appendStream(group: number, key: Uint8Array, size: number | null, expiresAt: number, source: AsyncIterable<Uint8Array>): Promise<NeedleAddress>;
+  appendStream(group: number, key: Uint8Array, size: number | null, expiresAt: number, source: AsyncIterable<Uint8Array>, meta?: MetaSource): Promise<NeedleAddress>;
   syncGroup(group: number): Promise<void>;
   list(): Promise<VolumeInfo[]>;
   /** Needles that no record names (a write refused at commit): counted as garbage, best effort. */
@@ -97,6 +107,8 @@ export interface ReadPort {
    * each is a fresh buffer of at most 1 MiB.
    */
   stream(address: NeedleAddress, key: Uint8Array, start: number, length: number, buf?: Uint8Array): AsyncIterableIterator<Uint8Array>;
+  /** The needle's metadata section (empty when it has none), its header checked. */
+  meta(address: NeedleAddress, key: Uint8Array): Promise<Uint8Array>;
 }
 
 export interface BrokerPort {

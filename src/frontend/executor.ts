@@ -116,12 +116,13 @@ const CODE_TEXT: Record<ErrorCode, string> = {
   NO_TRANSACTION: 'no transaction is open (BEGIN first)',
   CONFLICT: 'conflict: the write does not fit what is stored',
   SIZE_MISMATCH: 'size mismatch',
+  BAD_DIGEST: 'digest mismatch',
   ABORTED: 'aborted',
   INTERNAL: 'internal error',
 };
 
 const SELF_DESCRIBING: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
-  'KEY_TOO_LONG', 'KEY_EMPTY', 'VALUE_TOO_LARGE', 'BATCH_TOO_LARGE', 'BAD_ARGUMENT', 'SIZE_MISMATCH',
+  'KEY_TOO_LONG', 'KEY_EMPTY', 'VALUE_TOO_LARGE', 'BATCH_TOO_LARGE', 'BAD_ARGUMENT', 'SIZE_MISMATCH', 'BAD_DIGEST',
 ]);
 
 /** Turns anything thrown by a handler into an error reply; never throws itself. */

@@ -10,7 +10,8 @@ import { OpCode, valueLengthOf, type IndexEntry } from '../storage/types.js';
 import { decodeBlobKey } from '../protocol/http_keys.js';
 import { contentRange, multipartByteranges, parseRange, unsatisfiedRange, type ByteRange } from '../protocol/http_range.js';
 import { formatTtlSeconds, httpDate } from '../protocol/http_params.js';
-import { etagOf } from '../protocol/http_etag.js';
+import { metaResponseHeaders, reprDigest } from '../protocol/blob_meta.js';
+import { blobInfo, type BlobInfo } from './blob_info.js';
 import { evaluateConditions, hasWritePreconditions, readConditionalHeaders, type ConditionalHeaders, type ConditionVerdict, type Validators } from '../protocol/http_conditions.js';
 import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } from './http_util.js';
 
@@ -43,9 +44,10 @@ export function getBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext, h
     ctx.observe('blobs', method, key.status, 0, 0, startedAt);
     return;
   }
-  void ctx.engine.lookupLive(key.key).then(
-    (entry) => {
-      const status = answerBlob(res, state, ctx, key.key, entry, conditions, head);
+  const found = ctx.engine.lookupLive(key.key).then(async (entry) => ({ entry, info: entry === undefined ? null : await blobInfo(ctx.engine, entry) }));
+  void found.then(
+    ({ entry, info }) => {
+      const status = answerBlob(res, state, ctx, key.key, entry, info, conditions, head);
       ctx.observe('blobs', method, status.code, 0, status.bytes, startedAt);
     },
     (err: unknown) => {
@@ -61,19 +63,19 @@ function answerBlob(
   ctx: BlobContext,
   key: Buffer,
   entry: IndexEntry | undefined,
+  info: BlobInfo | null,
   conditions: ConditionalHeaders,
   head: boolean,
 ): { code: number; bytes: number } {
   if (state.aborted) return { code: 499, bytes: 0 };
-  if (entry === undefined) {
+  if (entry === undefined || info === null) {
     sendError(res, state, 404, 'NOT_FOUND', `no blob named ${JSON.stringify(key.toString('utf8'))}`);
     return { code: 404, bytes: 0 };
   }
   const size = valueLengthOf(entry.address, key.length);
-  const etag = etagOf(entry.address.volume, entry.address.offset);
-  const headers = blobHeaders(entry, size, etag, ctx.now());
+  const headers = blobHeaders(entry, size, info, ctx.now());
   // RFC 9110 §13.2.2; a 304 carries the header fields the 200 would (§15.4.5).
-  const verdict = evaluateConditions(head ? 'HEAD' : 'GET', conditions, validatorsOf(entry, etag), ctx.now());
+  const verdict = evaluateConditions(head ? 'HEAD' : 'GET', conditions, validatorsOf(entry, info.etag), ctx.now());
   if (verdict.kind === 'failed') {
     sendError(res, state, 412, 'PRECONDITION_FAILED', `${verdict.header} does not hold`);
     return { code: 412, bytes: 0 };
@@ -93,7 +95,7 @@ function answerBlob(
     sendError(res, state, 416, 'RANGE_NOT_SATISFIABLE', `no part of the range is inside the blob (${size} bytes)`, { 'Content-Range': unsatisfiedRange(size) });
     return { code: 416, bytes: 0 };
   }
-  if (range.kind === 'multi') return sendMultipart(res, state, ctx, entry, size, range.ranges, headers, head);
+  if (range.kind === 'multi') return sendMultipart(res, state, ctx, entry, size, range.ranges, headers, head, contentTypeOf(headers));
   const part: ByteRange = range.kind === 'single' ? range.range : { start: 0, end: size - 1 };
   const status = range.kind === 'single' ? 206 : 200;
   const length = size === 0 ? 0 : part.end - part.start + 1;
@@ -116,11 +118,17 @@ function answerBlob(
   return { code: status, bytes: length };
 }
 
-function blobHeaders(entry: IndexEntry, size: number, etag: string, nowMs: number): [string, string][] {
+/**
+ * The headers of a 200 (and of the 206, 304 and HEAD that stand for it): the representation
+ * headers the PUT stored (Content-Type defaults to application/octet-stream), user metadata,
+ * the content ETag and digests, size and TTL.
+ */
+function blobHeaders(entry: IndexEntry, size: number, info: BlobInfo, nowMs: number): [string, string][] {
   const headers: [string, string][] = [
-    ['Content-Type', 'application/octet-stream'],
+    ...metaResponseHeaders(info.meta),
     ['Accept-Ranges', 'bytes'],
-    ['ETag', etag],
+    ['ETag', info.etag],
+    ['Repr-Digest', reprDigest(info.sha256)],
     ['X-Brise-Size', String(size)],
     ['X-Brise-TTL', String(formatTtlSeconds(entry.expiresAt, nowMs))],
   ];
@@ -139,6 +147,10 @@ function validatorsOf(entry: IndexEntry, etag: string): Validators {
   return { etag, lastModified: modified, lastModifiedStrong: false };
 }
 
+function contentTypeOf(headers: [string, string][]): string {
+  return headers.find(([n]) => n === 'Content-Type')?.[1] ?? 'application/octet-stream';
+}
+
 /** Several ranges: multipart/byteranges, each part streamed from disk. */
 function sendMultipart(
   res: HttpResponse,
@@ -149,8 +161,9 @@ function sendMultipart(
   ranges: ByteRange[],
   headers: [string, string][],
   head: boolean,
+  contentType: string,
 ): { code: number; bytes: number } {
-  const mp = multipartByteranges(ranges, size, 'application/octet-stream');
+  const mp = multipartByteranges(ranges, size, contentType);
   state.done = true;
   res.cork(() => {
     res.writeStatus(statusLine(206));
@@ -293,8 +306,14 @@ export function deleteBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext
  * conditional on `guard`: 'same' → only if that entry's needle is still the key's (SET_IF /
  * DEL_IF at its address), 'absent' → only if the key is still absent, 'none' → unconditional.
  */
-export function judgeWrite(method: 'PUT' | 'DELETE', conditions: ConditionalHeaders, entry: IndexEntry | undefined, nowMs: number): ConditionVerdict {
-  const current = entry === undefined ? null : validatorsOf(entry, etagOf(entry.address.volume, entry.address.offset));
+export async function judgeWrite(
+  engine: Engine,
+  method: 'PUT' | 'DELETE',
+  conditions: ConditionalHeaders,
+  entry: IndexEntry | undefined,
+  nowMs: number,
+): Promise<ConditionVerdict> {
+  const current = entry === undefined ? null : validatorsOf(entry, (await blobInfo(engine, entry)).etag);
   return evaluateConditions(method, conditions, current, nowMs);
 }
 
@@ -319,7 +338,7 @@ async function deleteIf(ctx: BlobContext, key: Buffer, conditions: ConditionalHe
     // RFC 9110 §13.2.1: without its conditions this DELETE would be 404, so they are not asked.
     if (entry === undefined) return 404;
     const { volume, offset } = entry.address;
-    const verdict = judgeWrite('DELETE', conditions, entry, ctx.now());
+    const verdict = await judgeWrite(ctx.engine, 'DELETE', conditions, entry, ctx.now());
     if (verdict.kind !== 'proceed') return { failed: `${verdict.kind === 'failed' ? verdict.header : 'If-None-Match'} does not hold` };
     if (verdict.guard === 'none') return deleteAny(ctx, key); // every field was ignored (a bad date)
     const { results } = await ctx.engine.write([], [{ code: OpCode.DelIf, key, volume, offset }]);

@@ -29,7 +29,8 @@ export class BodyQueue implements AsyncIterable<Uint8Array> {
   /** When the last chunk arrived (ms, from the clock given to push), or 0. */
   lastChunkAt = 0;
 
-  constructor(private readonly res: HttpResponse) {}
+  /** `onBytes` sees every body byte once, in order, as it arrives (the upload's digests). */
+  constructor(private readonly res: HttpResponse, private readonly onBytes: (bytes: Uint8Array) => void = () => undefined) {}
 
   /** The whole body has arrived. */
   get complete(): boolean {
@@ -50,6 +51,7 @@ export class BodyQueue implements AsyncIterable<Uint8Array> {
     if (this.failure !== null) return; // refused or gone: the bytes go nowhere
     this.lastChunkAt = nowMs;
     const bytes = new Uint8Array(chunk);
+    this.onBytes(bytes);
     let at = 0;
     while (at < bytes.length) {
       this.filling ??= new Uint8Array(streamChunks.take());

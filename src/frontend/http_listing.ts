@@ -13,7 +13,8 @@
 //   comes on each of them, and a client merges them (no bounded state could dedupe them).
 // A page gathers at most `limit` index entries, so keys plus common prefixes <= limit.
 import type { HttpRequest, HttpResponse, TemplatedApp } from 'uWebSockets.js';
-import { etagOf } from '../protocol/http_etag.js';
+import type { Engine } from '../db/engine.js';
+import { cheapEtag } from './blob_info.js';
 import { formatTtlSeconds, httpDate, parseCount, parseQuery } from '../protocol/http_params.js';
 import { INTERNAL_TEXT, reportInternal } from '../runtime/errors.js';
 import { valueLengthOf, type IndexEntry } from '../storage/types.js';
@@ -33,7 +34,8 @@ export interface ListedEntry {
   /** UTF-8 text when the key is valid UTF-8, else percent-encoded (as /v1/keys). */
   key: string;
   size: number;
-  etag: string;
+  /** The content ETag; null for a value without a stored digest too large to hash for a listing. */
+  etag: string | null;
   /** IMF-fixdate of the write, null when the index does not know it. */
   last_modified: string | null;
   content_type: string;
@@ -41,19 +43,35 @@ export interface ListedEntry {
   ttl: number;
 }
 
-/**
- * What a listing says of one key. The one place that does, so that blob metadata (the
- * Content-Type stored with the value) and content-derived ETags are added here alone. Until
- * the index carries metadata, every key lists as application/octet-stream, as GET answers it.
- */
-export function describeEntry(key: Uint8Array, entry: IndexEntry, nowMs: number): ListedEntry {
+/** What a listing knows of a key besides its index entry: from its needle's metadata. */
+export interface EntryDetails {
+  etag: string | null;
+  contentType: string;
+}
+
+/** Values without a stored digest are hashed for a listing only up to this size. */
+const LIST_HASH_UP_TO = 1024 * 1024;
+
+/** The details of each entry, read from its needle's metadata section (one small read each). */
+export async function entryDetails(engine: Engine, entries: IndexEntry[]): Promise<Map<IndexEntry, EntryDetails>> {
+  const out = new Map<IndexEntry, EntryDetails>();
+  await Promise.all(entries.map(async (e) => {
+    const { etag, meta } = await cheapEtag(engine, e, LIST_HASH_UP_TO);
+    const contentType = meta?.headers.find(([n]) => n === 'Content-Type')?.[1] ?? 'application/octet-stream';
+    out.set(e, { etag, contentType });
+  }));
+  return out;
+}
+
+/** What a listing says of one key: the one place that does. */
+export function describeEntry(key: Uint8Array, entry: IndexEntry, nowMs: number, details: EntryDetails | undefined): ListedEntry {
   const modified = entry.modifiedAt ?? 0;
   return {
     key: jsonKey(key),
     size: valueLengthOf(entry.address, key.length),
-    etag: etagOf(entry.address.volume, entry.address.offset),
+    etag: details?.etag ?? null,
     last_modified: modified > 0 ? httpDate(modified) : null,
-    content_type: 'application/octet-stream',
+    content_type: details?.contentType ?? 'application/octet-stream',
     ttl: formatTtlSeconds(entry.expiresAt, nowMs),
   };
 }
@@ -84,13 +102,13 @@ export function parseListQuery(raw: string | undefined, maxKeyLength: number): P
 }
 
 /** The answer of one page, from its entries in any order. */
-export function listingBody(q: ListQuery, entries: IndexEntry[], nextCursor: number, nowMs: number): Record<string, unknown> {
+export function listingBody(q: ListQuery, entries: IndexEntry[], nextCursor: number, nowMs: number, details: Map<IndexEntry, EntryDetails>): Record<string, unknown> {
   const sorted = [...entries].sort((a, b) => Buffer.compare(a.key, b.key));
   const keys: ListedEntry[] = [];
   const commonPrefixes: string[] = [];
   for (const e of sorted) {
     const rolled = commonPrefixOf(e.key, q.prefix, q.delimiter);
-    if (rolled === null) keys.push(describeEntry(e.key, e, nowMs));
+    if (rolled === null) keys.push(describeEntry(e.key, e, nowMs, details.get(e)));
     // Sorted keys that share a common prefix are adjacent: comparing with the last one dedupes.
     else if (commonPrefixes[commonPrefixes.length - 1] !== rolled) commonPrefixes.push(rolled);
   }
@@ -123,9 +141,13 @@ export function listBlobs(res: HttpResponse, req: HttpRequest, ctx: BlobContext,
     now: () => ctx.now(),
     gone: () => state.aborted,
   });
-  void page.then(
-    (p) => {
-      const bytes = answer(res, state, 200, listingBody(q, p.entries, p.cursor, ctx.now()), head);
+  const described = page.then(async (p) => {
+    const listed = p.entries.filter((e) => commonPrefixOf(e.key, q.prefix, q.delimiter) === null);
+    return { p, details: await entryDetails(ctx.engine, listed) };
+  });
+  void described.then(
+    ({ p, details }) => {
+      const bytes = answer(res, state, 200, listingBody(q, p.entries, p.cursor, ctx.now(), details), head);
       ctx.observe('list', method, 200, 0, bytes, startedAt);
     },
     (err: unknown) => {

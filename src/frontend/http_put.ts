@@ -10,12 +10,15 @@ import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Condition } from '../db/engine.js';
 import { decodeBlobKey } from '../protocol/http_keys.js';
 import { parseContentLength, parseQuery, parseTtl } from '../protocol/http_params.js';
-import { etagOf, ifMatchPasses, ifNoneMatchHits, parsePreconditions, type Preconditions } from '../protocol/http_etag.js';
+import { hasWritePreconditions, readConditionalHeaders, type ConditionalHeaders } from '../protocol/http_conditions.js';
+import { encodeMeta, etagOfDigest, metaFromHeaders, type BlobMeta } from '../protocol/blob_meta.js';
+import { parseExpectedDigests } from '../protocol/http_digest.js';
+import { UploadDigest } from './upload_digest.js';
 import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } from './http_util.js';
 import { BodyQueue } from './http_body.js';
 import { valueLengthOf } from '../storage/types.js';
 import { StoreError } from '../runtime/errors.js';
-import { BLOB_PREFIX, type BlobContext } from './http_blobs.js';
+import { BLOB_PREFIX, judgeWrite, type BlobContext } from './http_blobs.js';
 
 /** A body that sends nothing for this long (while the server is not the one holding it) is 408. */
 export const UPLOAD_STALL_MS = 8_000;
@@ -26,8 +29,13 @@ export function putBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): 
   const query = parseQuery(req.getQuery());
   const lengthHeader = req.getHeader('content-length');
   const chunked = /\bchunked\b/i.test(req.getHeader('transfer-encoding'));
-  const preconditions = parsePreconditions(req.getHeader('if-match') || undefined, req.getHeader('if-none-match') || undefined);
-  const body = new BodyQueue(res);
+  const conditions = readConditionalHeaders((name) => req.getHeader(name));
+  const all: [string, string][] = [];
+  req.forEach((name, value) => all.push([name, value]));
+  const meta = metaFromHeaders(all);
+  const expected = parseExpectedDigests((name) => req.getHeader(name));
+  const digest = new UploadDigest(expected.ok ? expected.value : { sha256: null, md5: null, crc32c: null });
+  const body = new BodyQueue(res, (bytes) => digest.update(bytes));
   // A client that goes once its body is whole does not take the write with it (see BodyQueue).
   const state = watchAbort(res, () => {
     if (!body.complete) body.fail(new StoreError('ABORTED', 'the client went away during the upload'));
@@ -44,6 +52,8 @@ export function putBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): 
   };
   const key = decodeBlobKey(url.slice(BLOB_PREFIX.length), ctx.maxKeyLength);
   if (!key.ok) return answer(key.status, key.code, key.message);
+  if (!meta.ok) return answer(400, 'BAD_METADATA', meta.message);
+  if (!expected.ok) return answer(400, 'BAD_DIGEST', expected.message);
   const length = parseContentLength(lengthHeader || undefined);
   if (!length.ok) return answer('tooLarge' in length && length.tooLarge ? 413 : 400, 'tooLarge' in length && length.tooLarge ? 'VALUE_TOO_LARGE' : 'BAD_REQUEST', length.message);
   if (length.length === null && !chunked) {
@@ -71,8 +81,8 @@ export function putBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): 
     answer(408, 'REQUEST_TIMEOUT', `no body bytes for ${UPLOAD_STALL_MS / 1000} s; the upload is dropped`);
     body.fail(new StoreError('TIMEOUT', 'the upload stalled'));
   });
-  const upload: Upload = { key: key.key, size: length.length, expiresAt, body };
-  void decideCondition(ctx, key.key, preconditions)
+  const upload: Upload = { key: key.key, size: length.length, expiresAt, body, meta: meta.value, digest };
+  void decideCondition(ctx, key.key, conditions)
     .then((condition) => {
       if (condition === 'refused') {
         // Judged before a byte is written: a refused PUT costs the volume nothing.
@@ -98,6 +108,9 @@ interface Upload {
   size: number | null;
   expiresAt: number;
   body: BodyQueue;
+  /** What the needle's metadata section holds (digests added when the body has ended). */
+  meta: BlobMeta;
+  digest: UploadDigest;
 }
 
 /**
@@ -128,12 +141,12 @@ function watchStall(body: BodyQueue, ctx: BlobContext, onStall: () => void): { t
  * key's absence), so it still fails atomically, at commit, if the blob changes meanwhile
  * (RFC 9110 §13.2.1: evaluated after the headers; the server must not act on a stale check).
  */
-async function decideCondition(ctx: BlobContext, key: Buffer, p: Preconditions): Promise<Condition | 'refused'> {
-  if (p.ifMatch === null && p.ifNoneMatch === null) return { kind: 'none' };
+async function decideCondition(ctx: BlobContext, key: Buffer, conditions: ConditionalHeaders): Promise<Condition | 'refused'> {
+  if (!hasWritePreconditions(conditions)) return { kind: 'none' };
   const entry = await ctx.engine.lookupLive(key);
-  const current = entry === undefined ? null : etagOf(entry.address.volume, entry.address.offset);
-  if (p.ifMatch !== null && !ifMatchPasses(p.ifMatch, current)) return 'refused';
-  if (ifNoneMatchHits(p.ifNoneMatch, current)) return 'refused';
+  const verdict = await judgeWrite(ctx.engine, 'PUT', conditions, entry, ctx.now());
+  if (verdict.kind !== 'proceed') return 'refused';
+  if (verdict.guard === 'none') return { kind: 'none' };
   return entry === undefined ? { kind: 'absent' } : { kind: 'at', volume: entry.address.volume, offset: entry.address.offset };
 }
 
@@ -145,7 +158,10 @@ async function storeBody(res: HttpResponse, state: ResponseState, ctx: BlobConte
   // still streaming goes to a stream volume, whatever its final length (docs/formats.md).
   const size = upload.size ?? (body.complete ? body.received : null);
   const value = size === null ? { size: null, source: body } : { size, source: body };
-  const { applied, address } = await ctx.engine.put(key, value, { expiresAt, condition });
+  const placeholder = upload.digest.placeholder(upload.meta);
+  // The section's length is fixed now; its digests are filled in (and checked) at the end.
+  const meta = { length: encodeMeta(placeholder).length, bytes: () => upload.digest.seal(placeholder) };
+  const { applied, address } = await ctx.engine.put(key, value, { expiresAt, condition, meta });
   if (!applied) {
     sendError(res, state, 412, 'PRECONDITION_FAILED', 'the precondition (If-Match / If-None-Match) does not hold for the stored blob');
     return 412;
@@ -154,7 +170,7 @@ async function storeBody(res: HttpResponse, state: ResponseState, ctx: BlobConte
   ctx.engine.notify(expiresAt === 0 ? [{ event: 'set', key }] : [{ event: 'set', key }, { event: 'expire', key }]);
   if (state.aborted || state.done) return 499;
   state.done = true;
-  const etag = etagOf(address.volume, address.offset);
+  const etag = etagOfDigest(upload.digest.digest!);
   const stored = valueLengthOf(address, key.length);
   res.cork(() => {
     res.writeStatus(statusLine(201)).writeHeader('ETag', etag).writeHeader('Content-Type', 'application/json');

@@ -196,6 +196,7 @@ export function statusOfCode(code: string): number {
     case 'KEY_TOO_LONG':
       return 414;
     case 'KEY_EMPTY':
+    case 'BAD_DIGEST':
     case 'BAD_ARGUMENT':
     case 'SIZE_MISMATCH':
       return 400;

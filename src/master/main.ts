@@ -13,6 +13,9 @@
 import { formatAddress, isLoopbackHost, notYetSupported, parseMasterArgs } from './config.js';
 import { createLogger, redactedConfig, type Logger } from './log.js';
 import type { RunningMaster } from './master.js';
+
+/** Largest HTTP request head (request line and headers) the front ends take. */
+const HTTP_MAX_HEAD_BYTES = 16 * 1024;
 import type { ListenAddress, MasterConfig } from './master_config.js';
 
 /** How long a clean stop may take before the master gives up and exits 1. */
@@ -44,6 +47,11 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   warnIfExposed(config, log);
   let master: RunningMaster;
   try {
+    // uWS reads its request-head limit from the C environment once, when it loads in a front
+    // end's thread: set here, in the main thread (whose process.env is the real environment),
+    // before any starts. Its default, 4 KiB, refuses a head that arrives in more than one read
+    // past that size with 431 (a 4,096-byte key percent-encoded in the URL is up to 12 KiB).
+    process.env.UWS_HTTP_MAX_HEADERS_SIZE ??= String(HTTP_MAX_HEAD_BYTES);
     // Loaded only now: --help and bad flags answer without loading the store and the actors.
     const { runMaster } = await import('./master.js');
     master = await runMaster(config, log);

@@ -1,10 +1,7 @@
 // ETags and the conditional headers of RFC 9110 §13 for blobs. Pure (no I/O).
 //
-// ETag: strong, `"v<volume hex>-<offset hex>"`: the address of the needle a write stored.
-// Volume ids are unique per data dir and never reused (docs/formats.md) and a volume is
-// append-only, so two different writes never get the same address, hence never the same
-// ETag. A rewrite of the same bytes gets a new ETag (a spurious cache miss, never a wrong
-// hit); so does a needle that compaction moves.
+// ETag: strong, derived from the content (protocol/blob_meta.ts etagOfDigest, frontend/blob_info.ts):
+// the same bytes give the same ETag wherever and whenever they are stored.
 //
 // Preconditions: If-Match and If-None-Match are `"*"` or a list of entity-tags
 // (`[W/]"opaque"`; the opaque part may hold commas, so lists are scanned, not split).
@@ -12,25 +9,6 @@
 // the weak one (same opaque, W/ ignored). A header that does not parse is treated as an
 // empty list, which fails safe: If-Match never passes (412) and If-None-Match never hits
 // (no 304; a PUT goes ahead as if there were no such header).
-
-export function etagOf(volume: number, offset: number): string {
-  if (!Number.isSafeInteger(volume) || volume < 0 || !Number.isSafeInteger(offset) || offset < 0) {
-    throw new Error(`etagOf(${volume}, ${offset})`);
-  }
-  return `"v${volume.toString(16)}-${offset.toString(16)}"`;
-}
-
-/** The address an etagOf() value names; null for any other string (weak tags included). */
-export function parseEtagAddress(etag: string): { volume: number; offset: number } | null {
-  const m = /^"v([0-9a-f]{1,14})-([0-9a-f]{1,14})"$/.exec(etag);
-  if (m === null) return null;
-  // Only the canonical spelling etagOf gives (no leading zeros) names an address.
-  if ((m[1]!.length > 1 && m[1]![0] === '0') || (m[2]!.length > 1 && m[2]![0] === '0')) return null;
-  const volume = parseInt(m[1]!, 16);
-  const offset = parseInt(m[2]!, 16);
-  if (!Number.isSafeInteger(volume) || !Number.isSafeInteger(offset)) return null;
-  return { volume, offset };
-}
 
 export type Preconditions = {
   ifMatch: { any: boolean; tags: string[] } | null;

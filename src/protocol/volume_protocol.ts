@@ -31,9 +31,11 @@ export interface NeedleSpec {
 
 export type VolumeRequest =
   | { t: typeof VolumeMsg.Append; needles: NeedleSpec[]; sync: boolean }
-  | { t: typeof VolumeMsg.StreamBegin; key: Uint8Array; size: number; expiresAt: number }
+  // meta: the length of the needle's metadata section (0: none), reserved with the value.
+  | { t: typeof VolumeMsg.StreamBegin; key: Uint8Array; size: number; expiresAt: number; meta?: number }
   | { t: typeof VolumeMsg.StreamChunk; stream: number }
-  | { t: typeof VolumeMsg.StreamEnd; stream: number }
+  // meta: the metadata section, exactly as long as StreamBegin said (digests are known only now).
+  | { t: typeof VolumeMsg.StreamEnd; stream: number; meta?: Uint8Array }
   | { t: typeof VolumeMsg.StreamAbort; stream: number }
   | { t: typeof VolumeMsg.Sync }
   | { t: typeof VolumeMsg.List }

@@ -33,6 +33,8 @@ export type ErrorCode =
   | 'BAD_ARGUMENT'
   | 'NO_TRANSACTION'
   | 'SIZE_MISMATCH'
+  // An upload's bytes do not match the digest its headers named (Content-MD5, Repr-Digest...).
+  | 'BAD_DIGEST'
   | 'ABORTED'
   /** A write at an offset that is not the volume's length: a member that missed a write. */
   | 'CONFLICT'

@@ -118,18 +118,18 @@ export class DriveVolumes {
     return this.reserveAt(this.place(needleLength(key.length, valueLength)), key, valueLength, expiresAt);
   }
 
-  reserveAt(at: { volume: number; offset: number }, key: Uint8Array, valueLength: number, expiresAt: number): NeedleStream {
+  reserveAt(at: { volume: number; offset: number }, key: Uint8Array, valueLength: number, expiresAt: number, metaLength = 0): NeedleStream {
     this.checkUsable();
     const target = this.writableVolume(at.volume);
     this.unsynced.add(target);
-    return new TrackedStream(target.reserveAt(at.offset, key, valueLength, expiresAt), () => this.unsynced.add(target));
+    return new TrackedStream(target.reserveAt(at.offset, key, valueLength, expiresAt, metaLength), () => this.unsynced.add(target));
   }
 
   /**
    * A needle whose length is known only when its last byte arrives, up to maxValueLength: in a
    * stream volume that no other upload is using (a new one when all are busy or full).
    */
-  reserveOpen(key: Uint8Array, expiresAt: number, maxValueLength: number): NeedleStream {
+  reserveOpen(key: Uint8Array, expiresAt: number, maxValueLength: number, metaLength = 0): NeedleStream {
     this.checkUsable();
     checkNeedleArgs(key, 0, expiresAt, 0);
     let target = [...this.streamVolumes].find((v) => !v.streaming && v.tail < this.options.maxVolumeSize);
@@ -139,7 +139,7 @@ export class DriveVolumes {
     }
     this.unsynced.add(target);
     const file = target;
-    return new TrackedStream(file.reserveOpen(key, expiresAt, Math.min(maxValueLength, MAX_VALUE_LENGTH)), () => this.unsynced.add(file));
+    return new TrackedStream(file.reserveOpen(key, expiresAt, Math.min(maxValueLength, MAX_VALUE_LENGTH), metaLength), () => this.unsynced.add(file));
   }
 
   /** Makes every needle written so far durable. A failure fences the drive for good. */
@@ -254,9 +254,9 @@ class TrackedStream implements NeedleStream {
     this.inner.write(chunk);
   }
 
-  finish(): NeedleAddress {
+  finish(meta?: Uint8Array): NeedleAddress {
     this.touch();
-    return this.inner.finish();
+    return this.inner.finish(meta);
   }
 
   abort(): void {

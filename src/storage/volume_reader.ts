@@ -90,6 +90,11 @@ export class VolumeReader {
     }
   }
 
+  /** The metadata section of the key's needle, its header checked (readHead). */
+  readMeta(address: NeedleAddress, key: Uint8Array): Uint8Array {
+    return this.file(address.volume).readHead(address, key).meta;
+  }
+
   readNeedle(address: NeedleAddress): ReadNeedleResult {
     return this.file(address.volume).readNeedle(address);
   }

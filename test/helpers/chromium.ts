@@ -242,6 +242,8 @@ async function openPage(cdp: Cdp, width: number, height: number): Promise<Page> 
   return {
     async navigate(url, ms = CALL_MS) {
       const loaded = cdp.event('Page.loadEventFired', sessionId, ms);
+      // A navigation that fails never fires load: its waiter must not reject unheard later.
+      loaded.catch(() => undefined);
       const r = (await cdp.call('Page.navigate', { url }, sessionId, ms)) as { errorText?: string };
       if (r.errorText !== undefined) throw new Error(`cannot load ${url}: ${r.errorText}`);
       await loaded;
