@@ -233,7 +233,7 @@ export function status(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): v
         uptime_seconds: Math.floor((ctx.now() - ctx.startedAt) / 1000),
         wal: { last_lsn: index.appliedLsn, index_durable_lsn: index.durableLsn },
         index: { keys: index.liveCount, buckets: index.bucketCount, entries: index.entryCount, rebuilding: index.rebuilding },
-        volumes: volumes.map((v) => ({ id: v.id, group: v.group, drive: v.drive, size_bytes: v.sizeBytes })),
+        volumes: volumes.map((v) => ({ id: v.id, group: v.group, drive: v.drive, size_bytes: v.sizeBytes, garbage_bytes: v.garbageBytes })),
         actors: actors.map((a) => ({ name: a.name, thread: a.threadId, state: a.state, restarts: a.restarts })),
       });
       ctx.observe('status', 'GET', 200, 0, 0, startedAt);
