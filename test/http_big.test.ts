@@ -101,3 +101,50 @@ test('1 GiB + 1 byte: PUT streamed, GET equal by SHA-256, a Range from the middl
   assert.ok(growth < RSS_GROWTH_LIMIT, `master RSS grew ${mb(growth)} MB during the transfer (limit ${mb(RSS_GROWTH_LIMIT)} MB)`);
   await m.stop();
 });
+
+test('1 GiB + 1 byte chunked (no Content-Length): stored in constant memory, ETag from its SHA-256, other writes go on meanwhile', { skip, timeout: 120_000 }, async () => {
+  const m = await startMaster({ http: true });
+  const blob = (key: string): string => `/v1/blobs/${key}`;
+  const warm = 16 * MB;
+  const warmPut = await streamRequest({ method: 'PUT', port: m.httpPort, path: blob('warm'), body: patternChunks(1, warm) });
+  assert.equal(warmPut.status, 201);
+  await sleep(300);
+  const baseline = rssBytes(m.pid);
+  const sampler = sampleRss(m.pid, 50);
+  const sent = createHash('sha256');
+  let samples: number[] = [];
+  let put: Awaited<ReturnType<typeof streamRequest>>;
+  let got: Awaited<ReturnType<typeof streamRequest>>;
+  // Small writes to the same drive while the upload streams: each must be answered before it ends.
+  let uploading = true;
+  const beside: number[] = [];
+  const besideWrites = (async () => {
+    for (let i = 0; i < 20 && uploading; i++) {
+      await sleep(100);
+      const r = await fetch(`http://127.0.0.1:${m.httpPort}${blob(`beside-${i}`)}`, { method: 'PUT', body: `v${i}`, signal: AbortSignal.timeout(10_000) });
+      if (uploading) beside.push(r.status);
+    }
+  })();
+  try {
+    // No content-length header: node:http sends Transfer-Encoding: chunked.
+    put = await streamRequest({ method: 'PUT', port: m.httpPort, path: blob('big-chunked'), body: hashing(patternChunks(SEED, SIZE), sent), keep: true, ms: 90_000 });
+    uploading = false;
+    await besideWrites;
+    got = await streamRequest({ method: 'GET', port: m.httpPort, path: blob('big-chunked'), ms: 60_000 });
+  } finally {
+    uploading = false;
+    samples = await sampler.stop();
+  }
+  assert.equal(put.status, 201, put.body.toString());
+  const digest = sent.digest();
+  const answer = JSON.parse(put.body.toString()) as { size: number; etag: string };
+  assert.equal(answer.size, SIZE);
+  assert.equal(answer.etag, `"${digest.subarray(0, 16).toString('hex')}"`);
+  assert.equal(got.length, SIZE);
+  assert.equal(got.sha256, digest.toString('hex'), 'the GET body equals what was PUT');
+  assert.ok(beside.length >= 3 && beside.every((s) => s === 201), `writes beside the upload: ${beside.join(', ')}`);
+  const growth = Math.max(...samples) - baseline;
+  console.log(`1 GiB+1 chunked: RSS growth ${(growth / MB).toFixed(1)} MB over ${samples.length} samples; ${beside.length} writes beside it`);
+  assert.ok(growth < RSS_GROWTH_LIMIT, `master RSS grew ${(growth / MB).toFixed(1)} MB during a chunked upload (limit 64 MB)`);
+  await m.stop();
+});

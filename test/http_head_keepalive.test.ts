@@ -25,7 +25,7 @@ let base = '';
 before(async () => {
   m = await startMaster({ http: true, args: ['--http-token', TOKEN] });
   base = `http://127.0.0.1:${m.httpPort}`;
-  const put = await fetch(`${base}/v1/blobs/k`, { method: 'PUT', body: VALUE, headers: { authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(10_000) });
+  const put = await fetch(`${base}/v1/blobs/k`, { method: 'PUT', body: VALUE, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/octet-stream' }, signal: AbortSignal.timeout(10_000) });
   assert.equal(put.status, 201);
 });
 
