@@ -8,6 +8,7 @@
 // Skipped, with a message, only when the temp dir's file system has less than 3 GB free.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -115,26 +116,35 @@ test('1 GiB + 1 byte chunked (no Content-Length): stored in constant memory, ETa
   let samples: number[] = [];
   let put: Awaited<ReturnType<typeof streamRequest>>;
   let got: Awaited<ReturnType<typeof streamRequest>>;
-  // Small writes to the same drive while the upload streams: each must be answered before it ends.
-  let uploading = true;
-  const beside: number[] = [];
-  const besideWrites = (async () => {
-    for (let i = 0; i < 20 && uploading; i++) {
-      await sleep(100);
-      const r = await fetch(`http://127.0.0.1:${m.httpPort}${blob(`beside-${i}`)}`, { method: 'PUT', body: `v${i}`, signal: AbortSignal.timeout(10_000) });
-      if (uploading) beside.push(r.status);
-    }
-  })();
+  // Small writes to the same drive while the upload streams, from another process (this one is
+  // busy making and hashing the 1 GiB): each answered PUT prints the time it was answered.
+  const beside = spawn(process.execPath, ['-e', `
+    const end = Date.now() + 20000;
+    (async () => {
+      for (let i = 0; Date.now() < end; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        const r = await fetch('http://127.0.0.1:${m.httpPort}/v1/blobs/beside-' + i, { method: 'PUT', body: 'v' + i });
+        process.stdout.write(r.status + ' ' + Date.now() + '\\n');
+      }
+    })();
+  `], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let besideOut = '';
+  beside.stdout!.on('data', (d: Buffer) => (besideOut += d.toString()));
+  let uploadStart = 0;
+  let uploadEnd = 0;
   try {
     // No content-length header: node:http sends Transfer-Encoding: chunked.
+    await sleep(300); // the writer process is up and writing
+    uploadStart = Date.now();
     put = await streamRequest({ method: 'PUT', port: m.httpPort, path: blob('big-chunked'), body: hashing(patternChunks(SEED, SIZE), sent), keep: true, ms: 90_000 });
-    uploading = false;
-    await besideWrites;
+    uploadEnd = Date.now();
     got = await streamRequest({ method: 'GET', port: m.httpPort, path: blob('big-chunked'), ms: 60_000 });
   } finally {
-    uploading = false;
+    beside.kill();
     samples = await sampler.stop();
   }
+  const during = besideOut.trim().split('\n').map((l) => l.split(' ').map(Number) as [number, number])
+    .filter(([, at]) => at > uploadStart && at < uploadEnd);
   assert.equal(put.status, 201, put.body.toString());
   const digest = sent.digest();
   const answer = JSON.parse(put.body.toString()) as { size: number; etag: string };
@@ -142,9 +152,9 @@ test('1 GiB + 1 byte chunked (no Content-Length): stored in constant memory, ETa
   assert.equal(answer.etag, `"${digest.subarray(0, 16).toString('hex')}"`);
   assert.equal(got.length, SIZE);
   assert.equal(got.sha256, digest.toString('hex'), 'the GET body equals what was PUT');
-  assert.ok(beside.length >= 3 && beside.every((s) => s === 201), `writes beside the upload: ${beside.join(', ')}`);
+  assert.ok(during.length >= 3 && during.every(([status]) => status === 201), `writes answered during the ${uploadEnd - uploadStart} ms upload: ${JSON.stringify(during)}`);
   const growth = Math.max(...samples) - baseline;
-  console.log(`1 GiB+1 chunked: RSS growth ${(growth / MB).toFixed(1)} MB over ${samples.length} samples; ${beside.length} writes beside it`);
+  console.log(`1 GiB+1 chunked: RSS growth ${(growth / MB).toFixed(1)} MB over ${samples.length} samples; ${during.length} writes answered during it`);
   assert.ok(growth < RSS_GROWTH_LIMIT, `master RSS grew ${(growth / MB).toFixed(1)} MB during a chunked upload (limit 64 MB)`);
   await m.stop();
 });

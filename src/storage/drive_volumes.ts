@@ -137,9 +137,12 @@ export class DriveVolumes {
       target = this.createVolume(this.nextVolumeId(), false);
       this.streamVolumes.add(target);
     }
-    this.unsynced.add(target);
+    // Not marked unsynced while it streams: the group syncs of other writes must not wait for a
+    // 1 GB upload's dirty pages. Its own end (finish) marks it, and the sync that follows makes
+    // it durable before its record is written.
     const file = target;
-    return new TrackedStream(file.reserveOpen(key, expiresAt, Math.min(maxValueLength, MAX_VALUE_LENGTH), metaLength), () => this.unsynced.add(file));
+    const inner = file.reserveOpen(key, expiresAt, Math.min(maxValueLength, MAX_VALUE_LENGTH), metaLength);
+    return new TrackedStream(inner, () => undefined, () => this.unsynced.add(file));
   }
 
   /** Makes every needle written so far durable. A failure fences the drive for good. */
@@ -237,9 +240,16 @@ export class DriveVolumes {
   }
 }
 
-/** Re-marks its volume unsynced on every write, so a sync between chunks cannot miss one. */
+/**
+ * Re-marks its volume unsynced on every write, so a sync between chunks cannot miss one (or only
+ * at the end, `touchAtEnd`, for a stream volume's needle: see reserveOpen).
+ */
 class TrackedStream implements NeedleStream {
-  constructor(private readonly inner: NeedleStream, private readonly touch: () => void) {}
+  constructor(
+    private readonly inner: NeedleStream,
+    private readonly touch: () => void,
+    private readonly touchAtEnd: () => void = touch,
+  ) {}
 
   get address(): NeedleAddress {
     return this.inner.address;
@@ -255,7 +265,7 @@ class TrackedStream implements NeedleStream {
   }
 
   finish(meta?: Uint8Array): NeedleAddress {
-    this.touch();
+    this.touchAtEnd();
     return this.inner.finish(meta);
   }
 
