@@ -385,19 +385,30 @@ async function* chunksOf(value: Buffer, size: number): AsyncGenerator<Buffer> {
   for (let at = 0; at < value.length; at += size) yield value.subarray(at, Math.min(value.length, at + size));
 }
 
+/**
+ * How a stream is written: with its size (a reserved region), without (a chunked upload: a
+ * stream volume, header written last), or without and with metadata (a version-2 needle).
+ */
+export type StreamMode = 'sized' | 'open' | 'open+meta';
+
+function streamOptions(mode: StreamMode, size: number): { size?: number; contentType?: string } {
+  if (mode === 'sized') return { size };
+  return mode === 'open' ? {} : { contentType: 'application/x-model' };
+}
+
 /** A value streamed into its needle in chunks (engine.put of a stream: StreamBegin/Chunk/End). */
 class SetStreamCmd implements Cmd {
-  constructor(readonly key: string, readonly value: ValueSpec, readonly chunk: number) {}
+  constructor(readonly key: string, readonly value: ValueSpec, readonly chunk: number, readonly mode: StreamMode = 'sized') {}
   check(): boolean {
     return true;
   }
   async run(m: Model, r: Real): Promise<void> {
     const value = valueOf(this.value);
-    await r.db.setStream(this.key, chunksOf(value, this.chunk), { size: value.length });
+    await r.db.setStream(this.key, chunksOf(value, this.chunk), streamOptions(this.mode, value.length));
     m.set(this.key, value, 0);
   }
   toString(): string {
-    return `stream(${this.key},${showValue(this.value)},chunks of ${this.chunk})`;
+    return `stream(${this.key},${showValue(this.value)},chunks of ${this.chunk},${this.mode})`;
   }
 }
 
@@ -675,7 +686,7 @@ function showPoint(point: CrashPoint): string {
 /** An operation that a crash may interrupt. */
 export type Victim =
   | { kind: 'set'; key: string; value: ValueSpec; ttlMs: number | undefined }
-  | { kind: 'stream'; key: string; value: ValueSpec; chunk: number }
+  | { kind: 'stream'; key: string; value: ValueSpec; chunk: number; mode: StreamMode }
   | { kind: 'del'; key: string }
   | { kind: 'expire'; key: string; ttlMs: number }
   | { kind: 'txn'; writes: ({ key: string; value: ValueSpec } | { key: string; del: true })[] }
@@ -688,7 +699,7 @@ function showVictim(v: Victim): string {
     case 'set':
       return `set(${v.key},${showValue(v.value)}${v.ttlMs === undefined ? '' : `,ttl=${v.ttlMs}`})`;
     case 'stream':
-      return `stream(${v.key},${showValue(v.value)},chunks of ${v.chunk})`;
+      return `stream(${v.key},${showValue(v.value)},chunks of ${v.chunk},${v.mode})`;
     case 'del':
       return `del(${v.key})`;
     case 'expire':
@@ -734,7 +745,7 @@ async function runOnBoth(v: Victim, shadow: Model, r: Real, now: number, progres
     case 'stream': {
       const value = valueOf(v.value);
       shadow.set(v.key, value, 0);
-      await r.db.setStream(v.key, chunksOf(value, v.chunk), { size: value.length });
+      await r.db.setStream(v.key, chunksOf(value, v.chunk), streamOptions(v.mode, value.length));
       return;
     }
     case 'del':
@@ -957,11 +968,12 @@ const txnStepArb: fc.Arbitrary<TxnStep> = fc.oneof(
   { weight: 2, arbitrary: fc.record({ op: fc.constant('get' as const), key: keyArb }) },
 );
 
+const streamModeArb: fc.Arbitrary<StreamMode> = fc.constantFrom('sized', 'open', 'open+meta');
 const chunkArb = fc.constantFrom(1, 7, 512, 1000, 4096);
 
 const victimArb: fc.Arbitrary<Victim> = fc.oneof(
   { weight: 4, arbitrary: fc.record({ kind: fc.constant('set' as const), key: keyArb, value: valueArb, ttlMs: fc.option(ttlArb, { nil: undefined, freq: 3 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('stream' as const), key: keyArb, value: valueArb, chunk: chunkArb }) },
+  { weight: 1, arbitrary: fc.record({ kind: fc.constant('stream' as const), key: keyArb, value: valueArb, chunk: chunkArb, mode: streamModeArb }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('del' as const), key: keyArb }) },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('expire' as const), key: keyArb, ttlMs: ttlArb }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('txn' as const), writes: fc.array(txnWriteArb, { minLength: 1, maxLength: 3 }) }) },
@@ -975,7 +987,7 @@ export function commandArbs(): fc.Arbitrary<Cmd>[] {
   const weighted: [number, fc.Arbitrary<Cmd>][] = [
     [6, fc.tuple(keyArb, valueArb).map(([k, v]) => new SetCmd(k, v, undefined))],
     [2, fc.tuple(keyArb, valueArb, ttlArb).map(([k, v, t]) => new SetCmd(k, v, t))],
-    [1, fc.tuple(keyArb, valueArb, chunkArb).map(([k, v, c]) => new SetStreamCmd(k, v, c))],
+    [2, fc.tuple(keyArb, valueArb, chunkArb, streamModeArb).map(([k, v, c, mode]) => new SetStreamCmd(k, v, c, mode))],
     [2, keyArb.map((k) => new DeleteCmd(k))],
     [1, fc.tuple(keyArb, ttlArb).map(([k, t]) => new ExpireCmd(k, t))],
     [1, keyArb.map((k) => new PersistCmd(k))],

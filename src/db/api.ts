@@ -77,8 +77,16 @@ export interface Subscription {
 }
 
 export interface BlobStreamOptions extends SetOptions {
-  /** Exact size of the value in bytes; the stream must deliver exactly this many. */
-  size: number;
+  /**
+   * Exact size of the value in bytes; the stream must deliver exactly this many. Absent: the
+   * value is whatever the stream delivers, up to the value size limit (as a chunked HTTP PUT).
+   */
+  size?: number;
+  /**
+   * Stored with the value in its needle's metadata section, as an HTTP PUT's Content-Type is
+   * (with the value's SHA-256); GET over HTTP gives it back.
+   */
+  contentType?: string;
 }
 
 export interface ReadRange {

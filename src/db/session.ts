@@ -28,6 +28,9 @@ import { TransactionStack, withExpiry, type Committed, type PendingWrite } from 
 import type { Current, Decide, KeyState } from './key_updates.js';
 import type { KeyEvent } from '../protocol/keyspace_events.js';
 import { StoreError } from '../runtime/errors.js';
+import { createHash } from 'node:crypto';
+import { encodeMeta, metaFromHeaders, type BlobMeta } from '../protocol/blob_meta.js';
+import type { MetaSource } from './ports.js';
 
 /** Values up to this size stay in memory inside a transaction, for reads without a disk hit. */
 const TXN_INLINE_VALUE = 64 * 1024;
@@ -424,15 +427,17 @@ export class EngineSession implements Session {
 
   async setStream(key: Bytes, source: AsyncIterable<Uint8Array> | Readable, options: BlobStreamOptions): Promise<void> {
     const k = checkKey(key, this.engine.limits);
-    checkValueSize(options.size, this.engine.limits);
+    if (options.size !== undefined) checkValueSize(options.size, this.engine.limits);
     const expiresAt = this.expiryOf(options);
-    const value = { size: options.size, source };
+    const metered = blobSource(source, this.engine.limits.maxValueSize, options.contentType);
+    const value = options.size === undefined ? { size: null, source: metered.source } : { size: options.size, source: metered.source };
     if (this.txn.depth > 0) {
-      this.stage(k, await this.engine.placeValue(k, value, expiresAt, false), expiresAt, options.size);
+      const placed = await this.engine.placeValue(k, value, expiresAt, false, metered.meta);
+      this.stage(k, placed, expiresAt, valueLengthOf(placed.address, k.length));
       this.emit(setEvents(k, expiresAt));
       return;
     }
-    await this.engine.put(k, value, { expiresAt });
+    await this.engine.put(k, value, { expiresAt, meta: metered.meta });
     this.emit(setEvents(k, expiresAt));
   }
 
@@ -628,4 +633,30 @@ function guardsOf(states: ReadonlyMap<string, KeyState | null>, kind: GuardKind,
 /** A SET notifies `set`, and `expire` when it gave the key an expiry (as Redis' SET EX does). */
 function setEvents(key: Uint8Array, expiresAt: number): KeyEvent[] {
   return expiresAt === 0 ? [{ event: 'set', key }] : [{ event: 'set', key }, { event: 'expire', key }];
+}
+
+/**
+ * A stream value as the engine takes it: bounded by the value size limit (a stream without a
+ * declared size is checked as it goes), and, with a content type, with a metadata section that
+ * holds it and the value's SHA-256 (as an HTTP PUT's).
+ */
+function blobSource(source: AsyncIterable<Uint8Array>, maxValueSize: number, contentType: string | undefined): { source: AsyncIterable<Uint8Array>; meta?: MetaSource } {
+  const hash = contentType === undefined ? null : createHash('sha256');
+  async function* metered(): AsyncGenerator<Uint8Array> {
+    let total = 0;
+    for await (const chunk of source) {
+      total += chunk.length;
+      if (total > maxValueSize) throw new StoreError('VALUE_TOO_LARGE', `value past ${maxValueSize} bytes`);
+      hash?.update(chunk);
+      yield chunk;
+    }
+  }
+  if (hash === null || contentType === undefined) return { source: metered() };
+  const parsed = metaFromHeaders([['content-type', contentType]]);
+  if (!parsed.ok) throw new StoreError('BAD_ARGUMENT', parsed.message);
+  const meta: BlobMeta = parsed.value;
+  return {
+    source: metered(),
+    meta: { length: encodeMeta(meta).length, bytes: () => encodeMeta({ ...meta, sha256: hash.digest() }) },
+  };
 }
