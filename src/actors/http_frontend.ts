@@ -24,6 +24,9 @@ import { admitWebSocket, answerPreflight, corsPolicy, sendRefusal, withCors } fr
 import { requestAccess, type Access } from '../protocol/url_signing.js';
 import { frontEndEngine } from './front_end.js';
 import { StoreError } from '../runtime/errors.js';
+import { SyncSlotClient } from '../runtime/sync_slot.js';
+import { decodeLookupReply } from '../protocol/index_protocol.js';
+import type { IndexEntry } from '../storage/types.js';
 import type { LocalGroup } from '../storage/registry.js';
 
 export interface HttpFrontendConfig {
@@ -41,6 +44,8 @@ export interface HttpFrontendConfig {
   /** WebSocket consumers buffered past this many bytes are closed as too slow. */
   wsMaxBackpressure: number;
   startedAt: number;
+  /** Shared with the index actor: synchronous lookups for GET and HEAD (sync_slot.ts). */
+  lookupSlot?: SharedArrayBuffer;
 }
 
 interface State {
@@ -64,6 +69,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const observe = (route: string, method: string, code: number, bytesIn: number, bytesOut: number, startedAt: number): void =>
     httpMetrics.observe(route, method, code, bytesIn, bytesOut, startedAt, now());
   const blobs: BlobContext = { engine, maxKeyLength: config.maxKeyLength, maxBodySize: config.maxBodySize, now, observe };
+  if (config.lookupSlot !== undefined) blobs.lookupNow = lookupNowOf(new SyncSlotClient(config.lookupSlot));
   const api: ApiContext = {
     engine,
     now,
@@ -174,6 +180,30 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   };
 };
 export default createHttpFrontend;
+
+/**
+ * How long a GET may hold this thread waiting for the index's synchronous answer before it asks
+ * by message instead. The index answers between its messages, in tens of microseconds when it is
+ * idle; a long wait means it is busy (a large apply, a rebuild slice). The wait is paid at most
+ * once per busy spell: after a timeout the slot stays with the index until it answers, and the
+ * GETs meanwhile go by message at once (SyncSlotClient.call returns null without waiting).
+ */
+const LOOKUP_NOW_MS = 20;
+
+/** The synchronous lookup over the shared slot, as BlobContext.lookupNow. */
+function lookupNowOf(slot: SyncSlotClient): (key: Buffer) => IndexEntry | 'absent' | null {
+  return (key) => {
+    const bytes = slot.call(key, LOOKUP_NOW_MS);
+    const r = bytes === null ? undefined : decodeLookupReply(bytes);
+    if (r === undefined) return null;
+    if (r === null) return 'absent';
+    // An expired entry: the message path logs its deletion (lazy expiry) and answers 404.
+    if (r[0] === -1) return null;
+    const [volume, offset, length, expiresAt, modifiedAt, meta] = r as [number, number, number, number, number, number?];
+    const address = meta === undefined || meta === 0 ? { volume, offset, length } : { volume, offset, length, meta };
+    return { key, address, expiresAt, modifiedAt };
+  };
+}
 
 function listen(app: TemplatedApp, config: HttpFrontendConfig): Promise<us_listen_socket> {
   return new Promise((resolve, reject) => {

@@ -16,12 +16,15 @@ import type { Timer } from '../runtime/scheduler.js';
 import type { HashIndex } from '../storage/hash_index.js';
 import { fillIndexGap, recoverIndex } from '../storage/store_files.js';
 import type { WalRecord } from '../storage/types.js';
-import { INDEX_PROTOCOL, IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
+import { INDEX_PROTOCOL, IndexMsg, encodeLookupReply, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
+import { serveSyncSlot } from '../runtime/sync_slot.js';
 import { assertNever } from './assert.js';
 
 export interface IndexActorConfig {
   dir: string;
   indexBuckets?: number;
+  /** Shared-memory slots of the front ends that may look keys up synchronously (sync_slot.ts). */
+  lookupSlots?: SharedArrayBuffer[];
 }
 
 const CHECKPOINT_EVERY_MS = 1000;
@@ -39,12 +42,16 @@ interface State {
    */
   rebuildError: StoreError | null;
   timer: Timer;
+  /** Stops the synchronous lookup slots. */
+  stopSlots: (() => void)[];
 }
 
 const createIndexActor: ActorFactory<IndexActorConfig> = (env) => {
   const index = recoverIndex(env.fs, env.config.dir, env.config.indexBuckets);
-  const s: State = { env, index, rebuildWaiters: [], rebuildScheduled: false, rebuildError: null, timer: { cancel: () => undefined } };
+  const s: State = { env, index, rebuildWaiters: [], rebuildScheduled: false, rebuildError: null, timer: { cancel: () => undefined }, stopSlots: [] };
   s.timer = env.scheduler.every(CHECKPOINT_EVERY_MS, () => background(s));
+  // The same Lookup as by message, answered between messages (so it sees every applied record).
+  s.stopSlots = (env.config.lookupSlots ?? []).map((slot) => serveSyncSlot(slot, (key) => encodeLookupReply(onLookup(s, key))));
   return {
     protocol: INDEX_PROTOCOL,
     handle: (_from, body) => handle(s, body as IndexRequest),
@@ -227,6 +234,7 @@ function invariants(s: State): void {
 }
 
 function stop(s: State): void {
+  for (const stopSlot of s.stopSlots) stopSlot();
   s.timer.cancel();
   s.index.checkpoint();
   s.index.close();

@@ -224,4 +224,9 @@ export interface OpenOptions {
   limits?: Partial<Limits>;
   /** Initial bucket count of a new index (a power of two). */
   indexBuckets?: number;
+  /**
+   * Wiring, not a setting: shared-memory slots through which front ends on other threads may
+   * look keys up synchronously (runtime/sync_slot.ts; the master makes one per HTTP thread).
+   */
+  lookupSlots?: SharedArrayBuffer[];
 }

@@ -19,6 +19,12 @@ export class DriveReader implements ReadPort {
     yield* this.reader.streamValue(address, key, start, length, buf);
   }
 
+  readNow(address: NeedleAddress, key: Uint8Array): { value: Uint8Array; meta: Uint8Array } | null {
+    const needle = this.reader.readNeedle(address);
+    if (!sameBytes(needle.key, key)) return null;
+    return { value: needle.value, meta: needle.meta };
+  }
+
   async meta(address: NeedleAddress, key: Uint8Array): Promise<Uint8Array> {
     if ((address.meta ?? 0) === 0) return NO_META;
     return this.reader.readMeta(address, key);

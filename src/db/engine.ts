@@ -250,6 +250,15 @@ export class Engine {
     return this.ports.reader.read(entry.address, entry.key);
   }
 
+  /** An entry's value and metadata read on this thread (null: not possible here, or bad bytes). */
+  readNow(entry: IndexEntry): { value: Uint8Array; meta: Uint8Array } | null {
+    try {
+      return this.ports.reader.readNow?.(entry.address, entry.key) ?? null;
+    } catch {
+      return null; // the message path reads it again and reports what is wrong
+    }
+  }
+
   /** The metadata section of an entry's needle (empty when it has none). */
   readMeta(entry: IndexEntry): Promise<Uint8Array> {
     return this.ports.reader.meta(entry.address, entry.key);

@@ -109,6 +109,11 @@ export interface ReadPort {
   stream(address: NeedleAddress, key: Uint8Array, start: number, length: number, buf?: Uint8Array): AsyncIterableIterator<Uint8Array>;
   /** The needle's metadata section (empty when it has none), its header checked. */
   meta(address: NeedleAddress, key: Uint8Array): Promise<Uint8Array>;
+  /**
+   * The whole needle read now, on the calling thread, both CRCs checked (a reader of local files
+   * can; one that cannot answers null). For small values answered before a handler returns.
+   */
+  readNow?(address: NeedleAddress, key: Uint8Array): { value: Uint8Array; meta: Uint8Array } | null;
 }
 
 export interface BrokerPort {

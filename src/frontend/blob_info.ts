@@ -43,6 +43,22 @@ export async function cheapEtag(engine: Engine, entry: IndexEntry, hashUpTo: num
   return { etag: etagOfDigest(await valueDigest(engine, entry)), meta };
 }
 
+/** The info of a needle already read whole (the synchronous GET): no I/O. */
+export function infoOfNeedle(entry: IndexEntry, meta: Uint8Array, value: Uint8Array): BlobInfo {
+  const decoded = meta.length === 0 ? null : decodeMeta(meta);
+  let sha256 = decoded?.sha256 ?? digests.get(addressKey(entry));
+  if (sha256 === undefined) {
+    sha256 = createHash('sha256').update(value).digest();
+    remember(addressKey(entry), sha256);
+  }
+  return { etag: etagOfDigest(sha256), meta: decoded, sha256 };
+}
+
+function remember(id: string, digest: Uint8Array): void {
+  if (digests.size >= DIGEST_CACHE_ENTRIES) digests.delete(digests.keys().next().value!);
+  digests.set(id, digest);
+}
+
 async function valueDigest(engine: Engine, entry: IndexEntry): Promise<Uint8Array> {
   const id = addressKey(entry);
   const hit = digests.get(id);
@@ -52,8 +68,7 @@ async function valueDigest(engine: Engine, entry: IndexEntry): Promise<Uint8Arra
   const buf = Buffer.allocUnsafe(Math.max(1, Math.min(HASH_CHUNK, size)));
   for await (const chunk of engine.stream(entry, 0, size, buf)) hash.update(chunk);
   const digest = hash.digest();
-  if (digests.size >= DIGEST_CACHE_ENTRIES) digests.delete(digests.keys().next().value!);
-  digests.set(id, digest);
+  remember(id, digest);
   return digest;
 }
 

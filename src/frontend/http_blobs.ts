@@ -11,7 +11,7 @@ import { decodeBlobKey } from '../protocol/http_keys.js';
 import { contentRange, multipartByteranges, parseRange, unsatisfiedRange, type ByteRange } from '../protocol/http_range.js';
 import { formatTtlSeconds, httpDate } from '../protocol/http_params.js';
 import { metaResponseHeaders, reprDigest } from '../protocol/blob_meta.js';
-import { blobInfo, type BlobInfo } from './blob_info.js';
+import { blobInfo, infoOfNeedle, type BlobInfo } from './blob_info.js';
 import { evaluateConditions, hasWritePreconditions, readConditionalHeaders, type ConditionalHeaders, type ConditionVerdict, type Validators } from '../protocol/http_conditions.js';
 import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } from './http_util.js';
 
@@ -28,7 +28,15 @@ export interface BlobContext {
   now(): number;
   /** Called once per answered request, for metrics. */
   observe(route: string, method: string, status: number, bytesIn: number, bytesOut: number, startedAt: number): void;
+  /**
+   * The key's live entry asked of the index synchronously (sync_slot.ts): the entry, 'absent',
+   * or null when the index did not answer at once (ask by message). Absent: no such fast path.
+   */
+  lookupNow?(key: Buffer): IndexEntry | 'absent' | null;
 }
+
+/** Values up to this size may be answered before the handler returns (see answerNow). */
+const ANSWER_NOW_MAX = 1024 * 1024;
 
 // ---- GET / HEAD ---------------------------------------------------------------------------
 
@@ -44,6 +52,7 @@ export function getBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext, h
     ctx.observe('blobs', method, key.status, 0, 0, startedAt);
     return;
   }
+  if (answerNow(res, state, ctx, key.key, conditions, head, startedAt)) return;
   const found = ctx.engine.lookupLive(key.key).then(async (entry) => ({ entry, info: entry === undefined ? null : await blobInfo(ctx.engine, entry) }));
   void found.then(
     ({ entry, info }) => {
@@ -57,6 +66,38 @@ export function getBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext, h
   );
 }
 
+/**
+ * A GET or HEAD answered before its handler returns, when the index answers the lookup at once
+ * and the value is small enough to read whole: uWS closes a connection whose next request it
+ * parses while an answer is still to come, so only answers made here keep pipelined requests
+ * (and the answers already made for them) alive. Everything else takes the message path.
+ */
+function answerNow(
+  res: HttpResponse,
+  state: ResponseState,
+  ctx: BlobContext,
+  key: Buffer,
+  conditions: ConditionalHeaders,
+  head: boolean,
+  startedAt: number,
+): boolean {
+  const found = ctx.lookupNow?.(key) ?? null;
+  if (found === null) return false;
+  const method = head ? 'HEAD' : 'GET';
+  if (found === 'absent') {
+    const status = answerBlob(res, state, ctx, key, undefined, null, conditions, head);
+    ctx.observe('blobs', method, status.code, 0, 0, startedAt);
+    return true;
+  }
+  if (valueLengthOf(found.address, key.length) > ANSWER_NOW_MAX) return false;
+  const needle = ctx.engine.readNow(found);
+  if (needle === null) return false;
+  const info = infoOfNeedle(found, needle.meta, needle.value);
+  const status = answerBlob(res, state, ctx, key, found, info, conditions, head, needle.value);
+  ctx.observe('blobs', method, status.code, 0, status.bytes, startedAt);
+  return true;
+}
+
 function answerBlob(
   res: HttpResponse,
   state: ResponseState,
@@ -66,6 +107,7 @@ function answerBlob(
   info: BlobInfo | null,
   conditions: ConditionalHeaders,
   head: boolean,
+  value?: Uint8Array,
 ): { code: number; bytes: number } {
   if (state.aborted) return { code: 499, bytes: 0 };
   if (entry === undefined || info === null) {
@@ -95,7 +137,7 @@ function answerBlob(
     sendError(res, state, 416, 'RANGE_NOT_SATISFIABLE', `no part of the range is inside the blob (${size} bytes)`, { 'Content-Range': unsatisfiedRange(size) });
     return { code: 416, bytes: 0 };
   }
-  if (range.kind === 'multi') return sendMultipart(res, state, ctx, entry, size, range.ranges, headers, head, contentTypeOf(headers));
+  if (range.kind === 'multi') return sendMultipart(res, state, ctx, entry, size, range.ranges, headers, head, contentTypeOf(headers), value);
   const part: ByteRange = range.kind === 'single' ? range.range : { start: 0, end: size - 1 };
   const status = range.kind === 'single' ? 206 : 200;
   const length = size === 0 ? 0 : part.end - part.start + 1;
@@ -114,7 +156,7 @@ function answerBlob(
     for (const [n, v] of headers) res.writeHeader(n, v);
     if (status === 206) res.writeHeader('Content-Range', contentRange(part, size));
   });
-  streamPieces(res, state, ctx, entry, size === 0 ? [] : [{ start: part.start, length }], length);
+  streamPieces(res, state, ctx, entry, size === 0 ? [] : [{ start: part.start, length }], length, value);
   return { code: status, bytes: length };
 }
 
@@ -162,6 +204,7 @@ function sendMultipart(
   headers: [string, string][],
   head: boolean,
   contentType: string,
+  value?: Uint8Array,
 ): { code: number; bytes: number } {
   const mp = multipartByteranges(ranges, size, contentType);
   state.done = true;
@@ -178,7 +221,7 @@ function sendMultipart(
     pieces.push({ start: part.range.start, length: part.range.end - part.range.start + 1 });
   }
   pieces.push({ bytes: mp.tail });
-  streamPieces(res, state, ctx, entry, pieces, mp.totalLength);
+  streamPieces(res, state, ctx, entry, pieces, mp.totalLength, value);
   return { code: 206, bytes: mp.totalLength };
 }
 
@@ -192,9 +235,16 @@ type Piece = { bytes: Buffer } | { start: number; length: number };
  * after the headers are out cuts the connection, so a damaged value never arrives as a
  * complete response. Yields to other connections every few chunks.
  */
-function streamPieces(res: HttpResponse, state: ResponseState, ctx: BlobContext, entry: IndexEntry, pieces: Piece[], total: number): void {
+function streamPieces(res: HttpResponse, state: ResponseState, ctx: BlobContext, entry: IndexEntry, pieces: Piece[], total: number, value?: Uint8Array): void {
   if (total === 0) {
     res.cork(() => res.end());
+    return;
+  }
+  if (value !== undefined) {
+    // The value is in memory (read whole, CRCs checked): the body leaves in one end().
+    const parts = pieces.map((p) => ('bytes' in p ? p.bytes : value.subarray(p.start, p.start + p.length)));
+    const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
+    res.cork(() => res.end(body));
     return;
   }
   const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, total));

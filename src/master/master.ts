@@ -10,6 +10,7 @@ import type { Supervisor } from '../runtime/supervisor.js';
 import { storeActorNames } from '../protocol/store_actors.js';
 import type { TcpFrontendConfig } from '../actors/tcp_frontend.js';
 import type { HttpFrontendConfig } from '../actors/http_frontend.js';
+import { createSyncSlot } from '../runtime/sync_slot.js';
 import { DEFAULT_LIMITS } from '../db/api.js';
 import { masterMetrics } from './metrics.js';
 import { createServer } from 'node:net';
@@ -78,6 +79,9 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   const httpThreads = http === null ? 0 : Math.max(1, config.httpThreads);
   // Several HTTP threads share one port; a port 0 must become one concrete port for all.
   const httpPort = http === null ? 0 : http.port === 0 && httpThreads > 1 ? await freePort(http.host) : http.port;
+  // One shared-memory lookup slot per HTTP thread: a GET answered before its handler returns
+  // keeps pipelined requests working under uWS (runtime/sync_slot.ts).
+  const lookupSlots = Array.from({ length: httpThreads }, () => createSyncSlot());
   const httpSpecs = (groups: LocalGroup[], dataDir: string): ActorSpec[] => {
     if (http === null) return [];
     const store = storeActorNames(groups.map((g) => g.id));
@@ -93,6 +97,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
         maxKeyLength: DEFAULT_LIMITS.maxKeyLength,
         wsMaxBackpressure: 16 * 1024 * 1024,
         startedAt,
+        lookupSlot: lookupSlots[i]!,
       };
       return { name: httpActorName(i), module: new URL('../actors/http_frontend.js', import.meta.url), config: cfg, dependsOn: store, talksTo: ['main', ...store] };
     });
@@ -106,7 +111,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   if (threads > 1 && text !== null) await assertPortFree(text.host, text.port, 'the line protocol');
   const { db, supervisor } = await openStore(
     config.dataDir,
-    { drives: config.drives, maxVolumeSize: config.maxVolumeSize, sync: config.sync },
+    { drives: config.drives, maxVolumeSize: config.maxVolumeSize, sync: config.sync, lookupSlots },
     (groups, dataDir) => [...tcpSpecs(groups, dataDir), ...httpSpecs(groups, dataDir)],
   );
   const httpNames = Array.from({ length: httpThreads }, (_, i) => httpActorName(i));

@@ -75,3 +75,44 @@ export interface IndexReplies {
   /** The applied LSN after catching up. */
   [IndexMsg.CatchUp]: number;
 }
+
+// ---- the synchronous lookup (runtime/sync_slot.ts) -----------------------------------------
+// A front end may ask the index a Lookup through a shared-memory slot and block for its answer
+// (so an HTTP GET can be answered before its handler returns). Request: the key's bytes.
+// Answer: a LookupReply in a fixed binary form: kind (u8: 0 none, 1 live, 2 expired), then for
+// live: volume u32, offset f64, length f64, expiresAt f64, modifiedAt f64, meta u32; for
+// expired: volume u32, offset f64. Little-endian; every number an exact integer.
+
+const LIVE_BYTES = 1 + 4 + 8 * 4 + 4;
+
+export function encodeLookupReply(r: LookupReply): Uint8Array {
+  if (r === null) return new Uint8Array([0]);
+  const out = new Uint8Array(LIVE_BYTES);
+  const dv = new DataView(out.buffer);
+  if (r[0] === -1) {
+    out[0] = 2;
+    dv.setUint32(1, r[1], true);
+    dv.setFloat64(5, r[2], true);
+    return out.subarray(0, 13);
+  }
+  const [volume, offset, length, expiresAt, modifiedAt, meta] = r as [number, number, number, number, number, number?];
+  out[0] = 1;
+  dv.setUint32(1, volume, true);
+  dv.setFloat64(5, offset, true);
+  dv.setFloat64(13, length, true);
+  dv.setFloat64(21, expiresAt, true);
+  dv.setFloat64(29, modifiedAt, true);
+  dv.setUint32(37, meta ?? 0, true);
+  return out;
+}
+
+/** undefined: not a reply of encodeLookupReply (the caller asks by message instead). */
+export function decodeLookupReply(b: Uint8Array): LookupReply | undefined {
+  const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  if (b.length === 1 && b[0] === 0) return null;
+  if (b.length === 13 && b[0] === 2) return [-1, dv.getUint32(1, true), dv.getFloat64(5, true)];
+  if (b.length !== LIVE_BYTES || b[0] !== 1) return undefined;
+  const meta = dv.getUint32(37, true);
+  const fields = [dv.getUint32(1, true), dv.getFloat64(5, true), dv.getFloat64(13, true), dv.getFloat64(21, true), dv.getFloat64(29, true)] as const;
+  return meta === 0 ? [...fields] : [...fields, meta];
+}

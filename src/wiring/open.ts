@@ -102,6 +102,7 @@ function topologyOf(root: string, groups: LocalGroup[], options: OpenOptions): S
     maxVolumeSize: options.maxVolumeSize ?? 2 ** 31,
     sync: options.sync ?? 'always',
     ...(options.indexBuckets ? { indexBuckets: options.indexBuckets } : {}),
+    ...(options.lookupSlots ? { lookupSlots: options.lookupSlots } : {}),
   };
 }
 

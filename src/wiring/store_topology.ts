@@ -21,6 +21,7 @@ export interface StoreTopologyConfig {
   maxVolumeSize: number;
   sync: SyncPolicy;
   indexBuckets?: number;
+  lookupSlots?: SharedArrayBuffer[];
 }
 
 export function storeTopology(config: StoreTopologyConfig): ActorSpec[] {
@@ -31,7 +32,11 @@ export function storeTopology(config: StoreTopologyConfig): ActorSpec[] {
     return { name: volumeActorName(g.id), module: new URL('../actors/volume_writer.js', import.meta.url), protocol: VOLUME_PROTOCOL, config: cfg, talksTo: frontEnds };
   });
   const walConfig: WalCommitterConfig = { dir: config.dir, sync: config.sync };
-  const indexConfig: IndexActorConfig = { dir: config.dir, ...(config.indexBuckets ? { indexBuckets: config.indexBuckets } : {}) };
+  const indexConfig: IndexActorConfig = {
+    dir: config.dir,
+    ...(config.indexBuckets ? { indexBuckets: config.indexBuckets } : {}),
+    ...(config.lookupSlots ? { lookupSlots: config.lookupSlots } : {}),
+  };
   return [
     ...volumes,
     {
