@@ -26,7 +26,7 @@ import { frontEndEngine } from './front_end.js';
 import { StoreError } from '../runtime/errors.js';
 import { SyncSlotClient } from '../runtime/sync_slot.js';
 import { decodeLookupReply } from '../protocol/index_protocol.js';
-import type { IndexEntry } from '../storage/types.js';
+import { needleAddress, type IndexEntry } from '../storage/types.js';
 import type { LocalGroup } from '../storage/registry.js';
 
 export interface HttpFrontendConfig {
@@ -200,8 +200,7 @@ function lookupNowOf(slot: SyncSlotClient): (key: Buffer) => IndexEntry | 'absen
     // An expired entry: the message path logs its deletion (lazy expiry) and answers 404.
     if (r[0] === -1) return null;
     const [volume, offset, length, expiresAt, modifiedAt, meta] = r as [number, number, number, number, number, number?];
-    const address = meta === undefined || meta === 0 ? { volume, offset, length } : { volume, offset, length, meta };
-    return { key, address, expiresAt, modifiedAt };
+    return { key, address: needleAddress(volume, offset, length, meta), expiresAt, modifiedAt };
   };
 }
 

@@ -5,7 +5,7 @@
 import type { Peer } from '../runtime/peer.js';
 import { Channel } from '../runtime/channel.js';
 import { streamChunks } from '../runtime/buffer_pool.js';
-import { type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { needleAddress, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { UNKNOWN_SIZE, VolumeMsg, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
@@ -132,8 +132,7 @@ function lookupOf(key: Uint8Array, r: LookupReply): Lookup {
   if (r === null) return {};
   if (r[0] === -1) return { expired: { volume: r[1], offset: r[2] } };
   const [volume, offset, length, expiresAt, modifiedAt, meta] = r as [number, number, number, number, number, number | undefined];
-  const address = meta === undefined || meta === 0 ? { volume, offset, length } : { volume, offset, length, meta };
-  return { entry: { key, address, expiresAt, modifiedAt } };
+  return { entry: { key, address: needleAddress(volume, offset, length, meta), expiresAt, modifiedAt } };
 }
 
 /**

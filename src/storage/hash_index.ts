@@ -84,7 +84,7 @@ import {
 } from './index_file.js';
 import { IndexRebuild } from './index_rebuild.js';
 import { keyHash } from './key_hash.js';
-import { GuardKind, isLive, OpCode, SetFlag, type GuardOp, type IndexEntry, type KeyOp, type NeedleAddress, type Op, type WalRecord } from './types.js';
+import { GuardKind, isLive, needleAddress, OpCode, SetFlag, type GuardOp, type IndexEntry, type KeyOp, type NeedleAddress, type Op, type WalRecord } from './types.js';
 
 export interface HashIndexOptions {
   /** Bucket count of a new index: a power of two, default 65536. */
@@ -181,7 +181,7 @@ export class HashIndex {
       if (pos === 0 || (this.reader.buf[E_FLAGS]! & FLAG_TOMBSTONE) !== 0) return undefined;
       const r = this.reader;
       const { length, meta } = r.needleLength(this.main);
-      const address: NeedleAddress = addressOf(r.view.getUint32(E_VOLUME, true), r.u64(E_OFFSET, this.main), length, meta);
+      const address: NeedleAddress = needleAddress(r.view.getUint32(E_VOLUME, true), r.u64(E_OFFSET, this.main), length, meta);
       return { key, address, expiresAt: r.u64(E_EXPIRES, this.main), modifiedAt: r.view.getUint32(E_MODIFIED, true) * 1000 };
     } catch (err) {
       throw asStoreError(err, this.main.path);
@@ -718,12 +718,7 @@ function isLiveEntry(e: ChainEntry, nowMs: number): boolean {
 }
 
 function toIndexEntry(e: ChainEntry): IndexEntry {
-  return { key: e.key, address: addressOf(e.volume, e.offset, e.length, e.meta), expiresAt: e.expiresAt, modifiedAt: e.modified * 1000 };
-}
-
-/** An address; `meta` only when the needle has a metadata section (the shape of older ones otherwise). */
-function addressOf(volume: number, offset: number, length: number, meta: number): NeedleAddress {
-  return meta === 0 ? { volume, offset, length } : { volume, offset, length, meta };
+  return { key: e.key, address: needleAddress(e.volume, e.offset, e.length, e.meta), expiresAt: e.expiresAt, modifiedAt: e.modified * 1000 };
 }
 
 function reverseBits32(v: number): number {

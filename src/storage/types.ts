@@ -140,6 +140,11 @@ export function isLive(expiresAt: number, nowMs: number): boolean {
 }
 
 /** Length of the value inside a needle, from its address and key length. */
+/** An address; `meta` only when the needle has a metadata section (version-1 needles keep the old shape). */
+export function needleAddress(volume: number, offset: number, length: number, meta = 0): NeedleAddress {
+  return meta === 0 ? { volume, offset, length } : { volume, offset, length, meta };
+}
+
 export function valueLengthOf(address: NeedleAddress, keyLength: number): number {
   return address.length - 36 - keyLength - (address.meta ?? 0);
 }

@@ -14,7 +14,7 @@
 import type { FileHandle, Fs } from '../runtime/fs.js';
 import { fsErrorCode } from '../runtime/fs.js';
 import { canaries } from '../runtime/canary.js';
-import type { NeedleAddress } from './types.js';
+import { needleAddress, type NeedleAddress } from './types.js';
 import {
   MAX_KEY_LENGTH,
   MAX_META_LENGTH,
@@ -182,7 +182,7 @@ export class VolumeFile {
       this.writeAt(trailer, offset + header.length + value.length + meta.length);
     }
     this.tailPos = alignUp(offset + length);
-    return addressOf(this.id, offset, length, meta.length);
+    return needleAddress(this.id, offset, length, meta.length);
   }
 
   /** Takes [tail, tail + length) at once and writes the header; the value streams in later. */
@@ -197,7 +197,7 @@ export class VolumeFile {
     checkNeedleArgs(key, valueLength, expiresAt, 0);
     checkMetaLength(metaLength);
     const header = encodeNeedleHeader(key, valueLength, expiresAt, 0, metaLength);
-    const address = addressOf(this.id, offset, needleLength(key.length, valueLength, metaLength), metaLength);
+    const address = needleAddress(this.id, offset, needleLength(key.length, valueLength, metaLength), metaLength);
     // Moved before the write: even if writing the header fails, the region stays taken
     // (garbage that a scan steps over) rather than half-reused.
     this.tailPos = alignUp(address.offset + address.length);
@@ -393,7 +393,7 @@ export class VolumeFile {
     // canary keeps it here: the canary is about serving bad values, not losing the scan.
     if (decodeNeedleHeader(head, key) === null) return null;
     const valid = verify ? this.trailerOk(pos, length, header, head, key) : true;
-    const address = addressOf(this.id, pos, length, header.metaLength);
+    const address = needleAddress(this.id, pos, length, header.metaLength);
     return { address, key, flags: header.flags, expiresAt: header.expiresAt, valueLength: header.valueLength, valid };
   }
 
@@ -602,7 +602,7 @@ class OpenNeedleStream implements NeedleStream {
 
   /** Known once finished; until then the length is the part written so far. */
   get address(): NeedleAddress {
-    return this.finalAddress ?? addressOf(this.volume, this.offset, needleLength(this.key.length, this.done, this.metaLength), this.metaLength);
+    return this.finalAddress ?? needleAddress(this.volume, this.offset, needleLength(this.key.length, this.done, this.metaLength), this.metaLength);
   }
 
   get written(): number {
@@ -632,7 +632,7 @@ class OpenNeedleStream implements NeedleStream {
     this.file.write(encodeTrailer(crc), this.valueStart + this.done + meta.length);
     this.file.write(header, this.offset);
     this.state = 'finished';
-    this.finalAddress = addressOf(this.volume, this.offset, length, this.metaLength);
+    this.finalAddress = needleAddress(this.volume, this.offset, length, this.metaLength);
     this.file.end(length);
     return this.finalAddress;
   }
@@ -706,11 +706,6 @@ export function checkNeedleArgs(key: Uint8Array, valueLength: number, expiresAt:
 }
 
 const NO_META = new Uint8Array(0);
-
-/** An address; `meta` only when there is a metadata section (version-1 needles keep the old shape). */
-function addressOf(volume: number, offset: number, length: number, meta: number): NeedleAddress {
-  return meta === 0 ? { volume, offset, length } : { volume, offset, length, meta };
-}
 
 function checkMetaLength(metaLength: number): void {
   if (!Number.isInteger(metaLength) || metaLength < 0 || metaLength > MAX_META_LENGTH) {
