@@ -265,7 +265,14 @@ const argArb = fc.oneof(
 );
 const requestArb = fc.oneof(
   { weight: 6, arbitrary: fc.array(argArb, { minLength: 1, maxLength: 5 }).map((args) => encodeCommand(args.map((a) => Buffer.from(a)))) },
-  { weight: 2, arbitrary: fc.array(fc.uint8Array({ minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 4 }).map((args) => Buffer.from(joinCommandLine(args) + '\r\n', 'latin1')) },
+  // An inline command; a line that starts with '*' is a multibulk header to Redis (and to us),
+  // whatever follows, so a first argument starting with '*' makes no inline command (seed 838893125).
+  {
+    weight: 2,
+    arbitrary: fc.array(fc.uint8Array({ minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 4 })
+      .map((args) => Buffer.from(joinCommandLine(args) + '\r\n', 'latin1'))
+      .filter((line) => line[0] !== 0x2a),
+  },
   { weight: 1, arbitrary: fc.constantFrom(...['*0\r\n', '*-1\r\n', '\r\n', '\n', '  \n'].map((s) => Buffer.from(s))) },
 );
 
