@@ -35,6 +35,7 @@ import {
   type NeedleHeader,
 } from './volume_format.js';
 import { crc32, crc32Combine } from './checksum.js';
+import { NeedleIngest } from './needle_ingest.js';
 import { StoreError } from '../runtime/errors.js';
 
 /** Streaming unit for verification and chunked reads: bounded memory whatever the value. */
@@ -227,6 +228,53 @@ export class VolumeFile {
         this.tailPos = alignUp(offset + length);
       },
     });
+  }
+
+  /**
+   * A needle received as raw bytes at `offset`, which must be the tail (a group member taking
+   * what the master or a peer sends: docs/volume-server.md). It holds the tail until it ends;
+   * a refused or aborted one is cut back, so the volume is as if it had never come.
+   */
+  ingestAt(offset: number): NeedleIngest {
+    this.checkWritable();
+    this.checkTail(offset);
+    this.openStream = true;
+    return new NeedleIngest({
+      volume: this.id,
+      offset,
+      write: (buf, pos) => this.writeAt(buf, pos),
+      end: (length) => {
+        this.openStream = false;
+        if (length !== null) {
+          this.tailPos = alignUp(offset + length);
+          return;
+        }
+        try {
+          this.truncateTo(offset);
+        } catch {
+          // the file is failing; its tail stays past the bytes, which a scan steps over
+          this.tailPos = Math.max(this.tailPos, alignUp(this.knownSize));
+        }
+      },
+    });
+  }
+
+  /**
+   * Cuts the volume to `length` (a needle boundary: what repair and a refused ingest ask). The
+   * caller syncs. Refused while a stream holds the tail.
+   */
+  truncateTo(length: number): void {
+    this.checkWritable();
+    if (!Number.isSafeInteger(length) || length < VOLUME_SUPERBLOCK_SIZE || length % NEEDLE_ALIGN !== 0) {
+      throw new StoreError('BAD_ARGUMENT', `cannot cut ${this.path} to ${length}: not a needle boundary`);
+    }
+    try {
+      this.handle.truncate(length);
+    } catch (err) {
+      throw ioError(err, `truncating ${this.path} to ${length}`);
+    }
+    this.knownSize = length;
+    this.tailPos = length;
   }
 
   /** True while an open-ended stream holds the tail. */
