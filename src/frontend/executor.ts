@@ -117,6 +117,7 @@ const CODE_TEXT: Record<ErrorCode, string> = {
   CONFLICT: 'conflict: the write does not fit what is stored',
   SIZE_MISMATCH: 'size mismatch',
   BAD_DIGEST: 'digest mismatch',
+  STALE_EPOCH: 'stale epoch',
   ABORTED: 'aborted',
   INTERNAL: 'internal error',
 };

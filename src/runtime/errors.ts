@@ -35,6 +35,8 @@ export type ErrorCode =
   | 'SIZE_MISMATCH'
   // An upload's bytes do not match the digest its headers named (Content-MD5, Repr-Digest...).
   | 'BAD_DIGEST'
+  // A write from a master whose epoch is older than one a volume server has seen (fencing).
+  | 'STALE_EPOCH'
   | 'ABORTED'
   /** A write at an offset that is not the volume's length: a member that missed a write. */
   | 'CONFLICT'

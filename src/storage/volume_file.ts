@@ -277,6 +277,17 @@ export class VolumeFile {
     this.tailPos = length;
   }
 
+  /**
+   * After a crash: cuts the volume back to the end of its last needle whose checksums hold (a
+   * torn append was never acknowledged). Answers the new length. The caller syncs.
+   */
+  cutTornTail(): number {
+    let end = VOLUME_SUPERBLOCK_SIZE;
+    for (const n of this.scan({ verifyValues: true })) if (n.valid) end = alignUp(n.address.offset + n.address.length);
+    if (end < this.sizeAtLeast(Number.MAX_SAFE_INTEGER) || end < this.tailPos) this.truncateTo(end);
+    return end;
+  }
+
   /** True while an open-ended stream holds the tail. */
   get streaming(): boolean {
     return this.openStream;
