@@ -130,3 +130,50 @@ test('truncateTo: cut to a needle boundary, the needles before it read, appends 
   assert.equal(codeOf(() => a.truncateTo(10)), 'BAD_ARGUMENT');
   a.close();
 });
+
+test('streamRaw gives a needle\'s bytes whole and checked; a peer ingests them into the same needle', () => {
+  dirs('a', 'b');
+  const a = volume('a');
+  const b = volume('b');
+  const buf = new Uint8Array(65_567 + 100);
+  // Value lengths that put the trailer across a chunk boundary (last chunk of 1, 2, 3 bytes).
+  const sizes = [0, 1, 70_000, buf.length * 2 - 32 - 5 - 4 + 1, buf.length * 2 - 32 - 5 - 4 + 2, buf.length * 3 - 32 - 5 - 4 + 3];
+  for (const size of sizes) {
+    const s = a.append(enc('k-raw'), randomBytes(size), 0);
+    const chunks: Buffer[] = [];
+    for (const c of a.streamRaw(s, buf)) chunks.push(Buffer.from(c)); // a view of buf: copied before the next
+    assert.ok(Buffer.concat(chunks).equals(rawOf(a, s)), `needle of ${size} value bytes`);
+    const ingest = b.ingestAt(s.offset === b.tail ? s.offset : (() => { throw new Error('offsets drifted'); })());
+    for (const c of chunks) ingest.write(c);
+    assert.deepEqual(ingest.finish(), s);
+  }
+  a.close();
+  b.close();
+});
+
+test('streamRaw of a damaged needle: a bad header fails before any byte, a bad value before the last chunk', () => {
+  dirs('a');
+  const a = volume('a');
+  const buf = new Uint8Array(65_567);
+  const s = a.append(enc('k'), randomBytes(200_000), 0);
+  const path = a.path;
+  a.close();
+  const raw = nodeFs.readFileSync(path);
+  const flip = (at: number): void => {
+    const copy = Buffer.from(raw);
+    copy[at] = copy[at]! ^ 1;
+    nodeFs.writeFileSync(path, copy);
+  };
+  flip(s.offset + 150_000);
+  let damaged = VolumeFile.open(fs, path, 'read');
+  const seen: number[] = [];
+  assert.equal(codeOf(() => { for (const c of damaged.streamRaw(s, buf)) seen.push(c.length); }), 'CHECKSUM_MISMATCH');
+  assert.ok(seen.reduce((x, y) => x + y, 0) < s.length, 'the last chunk never left');
+  damaged.close();
+  flip(s.offset + 10);
+  damaged = VolumeFile.open(fs, path, 'read');
+  const none: number[] = [];
+  assert.equal(codeOf(() => { for (const c of damaged.streamRaw(s, buf)) none.push(c.length); }), 'CHECKSUM_MISMATCH');
+  assert.deepEqual(none, [], 'nothing of a needle whose header fails');
+  damaged.close();
+});

@@ -379,6 +379,46 @@ export class VolumeFile {
     return { key, value, meta, expiresAt: header.expiresAt, flags: header.flags };
   }
 
+  /**
+   * The needle's raw bytes (header to trailer) in chunks of at most buf.length, each a view of
+   * buf valid until the next: what a group member serves to the master or to a peer repairing
+   * itself. The header (its lengths and CRC, checked against the key it holds) is checked before
+   * the first chunk leaves, the needle CRC before the last (CHECKSUM_MISMATCH instead), so a
+   * damaged needle never arrives whole.
+   */
+  *streamRaw(address: NeedleAddress, buf: Uint8Array): Generator<Uint8Array> {
+    this.checkOpen();
+    if (buf.length < NEEDLE_HEADER_SIZE + MAX_KEY_LENGTH) throw new StoreError('BAD_ARGUMENT', 'a raw needle read needs a buffer of at least 64 KiB + 32');
+    this.checkInFile(address.offset, address.length);
+    let crc = 0;
+    const end = address.length - NEEDLE_TRAILER_SIZE;
+    // The trailer may straddle two chunks: its bytes are gathered as they pass.
+    const trailer = new Uint8Array(NEEDLE_TRAILER_SIZE);
+    for (let done = 0; done < address.length; ) {
+      const part = buf.subarray(0, Math.min(buf.length, address.length - done));
+      this.readInto(part, address.offset + done);
+      if (done === 0) this.checkRawHead(address, part);
+      const bodyBytes = Math.max(0, Math.min(part.length, end - done));
+      crc = crc32(part.subarray(0, bodyBytes), crc);
+      for (let i = bodyBytes; i < part.length; i++) trailer[done + i - end] = part[i]!;
+      done += part.length;
+      if (done === address.length && !canaries.skipChecksum && decodeTrailer(trailer) !== crc) {
+        throw this.damaged(address, 'needle CRC mismatch');
+      }
+      yield part;
+    }
+  }
+
+  /** The first chunk of a raw read: a header whose lengths are the address's, its CRC holding. */
+  private checkRawHead(address: NeedleAddress, first: Uint8Array): void {
+    const header = decodeNeedleHeader(first.subarray(0, NEEDLE_HEADER_SIZE));
+    if (header === null || needleLength(header.keyLength, header.valueLength, header.metaLength) !== address.length || header.metaLength !== (address.meta ?? 0)) {
+      throw this.damaged(address, 'header does not match the address');
+    }
+    const key = first.subarray(NEEDLE_HEADER_SIZE, NEEDLE_HEADER_SIZE + header.keyLength);
+    if (!canaries.skipChecksum && decodeNeedleHeader(first.subarray(0, NEEDLE_HEADER_SIZE), key) === null) throw this.damaged(address, 'header CRC mismatch');
+  }
+
   /** CRCs ok and the key matches; streams the value in 1 MiB chunks. False for bad bytes. */
   verifyNeedle(address: NeedleAddress, key: Uint8Array): boolean {
     this.checkOpen();
