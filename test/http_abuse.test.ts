@@ -10,7 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as net from 'node:net';
 import {
-  patternChunks, rawConnect, rssBytes, sha256Of, sleep, startMaster, stopAll, streamRequest, within, type MasterProcess,
+  patternChunks, rawConnect, rssBytes, sha256Of, sleep, startHttpMaster, startMaster, stopAll, streamRequest, within, type MasterProcess,
 } from './helpers/master_process.js';
 
 /** Every test is bounded (fetch itself waits minutes by default). */
@@ -22,10 +22,7 @@ const MAX_BODY = 8 * MB;
 let m: MasterProcess;
 let base = '';
 
-before(async () => {
-  m = await startMaster({ http: true, args: ['--max-body-size', '8mb'] });
-  base = `http://127.0.0.1:${m.httpPort}`;
-});
+before(async () => ({ m, base } = await startHttpMaster({ args: ['--max-body-size', '8mb'] })));
 
 after(async () => {
   await stopAll();

@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import * as http from 'node:http';
 import { Redis } from 'ioredis';
-import { startMaster, stopAll, within, type MasterProcess } from './helpers/master_process.js';
+import { startHttpMaster, startMaster, stopAll, within, type MasterProcess } from './helpers/master_process.js';
 
 /** Every test is bounded (fetch itself waits minutes by default). */
 const BOUNDED = { timeout: 30_000 };
@@ -17,10 +17,7 @@ const BOUNDED = { timeout: 30_000 };
 let m: MasterProcess;
 let base = '';
 
-before(async () => {
-  m = await startMaster({ http: true, httpThreads: 2 });
-  base = `http://127.0.0.1:${m.httpPort}`;
-});
+before(async () => ({ m, base } = await startHttpMaster({ httpThreads: 2 })));
 
 after(async () => {
   await stopAll();

@@ -14,7 +14,7 @@ import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { startMaster, stopAll, tempDir, type MasterProcess } from './helpers/master_process.js';
+import { startHttpMaster, startMaster, stopAll, tempDir, type MasterProcess } from './helpers/master_process.js';
 import { startChromium, stopAllChromium } from './helpers/chromium.js';
 
 const BOUNDED = { timeout: 60_000 };
@@ -23,10 +23,7 @@ const run = promisify(execFile);
 let m: MasterProcess;
 let base = '';
 
-before(async () => {
-  m = await startMaster({ http: true });
-  base = `http://127.0.0.1:${m.httpPort}`;
-});
+before(async () => ({ m, base } = await startHttpMaster()));
 
 after(async () => {
   await stopAllChromium();

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import {
-  hasProgram, parseMultipart, patternChunks, patternSlice, sha256Of, sleep, startMaster, stopAll, streamRequest, tempDir,
+  hasProgram, parseMultipart, patternChunks, patternSlice, sha256Of, sleep, startHttpMaster, startMaster, stopAll, streamRequest, tempDir,
   type MasterProcess,
 } from './helpers/master_process.js';
 
@@ -27,10 +27,7 @@ const TOKEN = 'open-sesame-42';
 let m: MasterProcess;
 let base = '';
 
-before(async () => {
-  m = await startMaster({ http: true });
-  base = `http://127.0.0.1:${m.httpPort}`;
-});
+before(async () => ({ m, base } = await startHttpMaster()));
 
 after(async () => {
   await stopAll();

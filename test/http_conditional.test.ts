@@ -8,17 +8,14 @@
 // 304). Every request has its own timeout and every test a bound.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startMaster, stopAll, streamRequest, type MasterProcess } from './helpers/master_process.js';
+import { startHttpMaster, stopAll, streamRequest, type MasterProcess } from './helpers/master_process.js';
 
 const BOUNDED = { timeout: 30_000 };
 
 let m: MasterProcess;
 let base = '';
 
-before(async () => {
-  m = await startMaster({ http: true });
-  base = `http://127.0.0.1:${m.httpPort}`;
-});
+before(async () => ({ m, base } = await startHttpMaster()));
 
 after(async () => {
   await stopAll();

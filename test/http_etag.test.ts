@@ -1,13 +1,21 @@
-// Unit tests of src/protocol/http_etag.ts:
-// If-Match / If-None-Match per RFC 9110 §13 (lists, '*', weak tags, strong vs weak
-// comparison, malformed headers failing safe).
+// Unit tests of src/protocol/http_etag.ts and of how http_conditions.ts judges If-Match and
+// If-None-Match with it, per RFC 9110 §13 (lists, '*', weak tags, strong vs weak comparison,
+// malformed headers failing safe).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  ifMatchPasses, ifNoneMatchHits, parsePreconditions, MAX_CONDITION_TAGS,
-} from '../src/protocol/http_etag.js';
+import { MAX_CONDITION_TAGS, parseTagCondition } from '../src/protocol/http_etag.js';
+import { evaluateConditions } from '../src/protocol/http_conditions.js';
 
-test('parsePreconditions: absent, *, lists, weak tags, commas inside tags, empty elements', () => {
+/** The current representation with this ETag (null: no blob). */
+const current = (etag: string | null) => (etag === null ? null : { etag, lastModified: null, lastModifiedStrong: false });
+/** If-Match holds: the request is not refused for it. */
+const ifMatchPasses = (header: string | undefined, etag: string | null): boolean =>
+  evaluateConditions('GET', { ifMatch: header }, current(etag), 0).kind !== 'failed';
+/** If-None-Match hits: a GET of that representation is 304. */
+const ifNoneMatchHits = (header: string | undefined, etag: string | null): boolean =>
+  evaluateConditions('GET', { ifNoneMatch: header }, current(etag), 0).kind === 'not-modified';
+
+test('parseTagCondition: absent, *, lists, weak tags, commas inside tags, empty elements', () => {
   const table: [string | undefined, { any: boolean; tags: string[] } | null][] = [
     [undefined, null],
     ['*', { any: true, tags: [] }],
@@ -35,15 +43,10 @@ test('parsePreconditions: absent, *, lists, weak tags, commas inside tags, empty
     ['"a\u0001"', { any: false, tags: [] }],
     [Array.from({ length: MAX_CONDITION_TAGS + 1 }, (_, i) => `"${i}"`).join(','), { any: false, tags: [] }],
   ];
-  for (const [header, want] of table) {
-    assert.deepEqual(parsePreconditions(header, undefined).ifMatch, want, `If-Match ${JSON.stringify(header)}`);
-    assert.deepEqual(parsePreconditions(undefined, header).ifNoneMatch, want, `If-None-Match ${JSON.stringify(header)}`);
-  }
+  for (const [header, want] of table) assert.deepEqual(parseTagCondition(header), want, JSON.stringify(header));
   const many = Array.from({ length: MAX_CONDITION_TAGS }, (_, i) => `"${i}"`).join(',');
-  assert.equal(parsePreconditions(many, undefined).ifMatch!.tags.length, MAX_CONDITION_TAGS);
+  assert.equal(parseTagCondition(many)!.tags.length, MAX_CONDITION_TAGS);
 });
-
-const cond = (h: string | undefined): ReturnType<typeof parsePreconditions> => parsePreconditions(h, h);
 
 test('ifMatchPasses: strong comparison; * needs the blob; no header passes', () => {
   const E = '"v3-64"';
@@ -61,7 +64,7 @@ test('ifMatchPasses: strong comparison; * needs the blob; no header passes', () 
     ['garbage', E, false, 'malformed fails safe (412)'],
     ['', E, false, 'empty fails safe'],
   ];
-  for (const [header, etag, want, why] of table) assert.equal(ifMatchPasses(cond(header).ifMatch, etag), want, why);
+  for (const [header, etag, want, why] of table) assert.equal(ifMatchPasses(header, etag), want, why);
 });
 
 test('ifNoneMatchHits: weak comparison; * hits an existing blob; no header never hits', () => {
@@ -79,5 +82,5 @@ test('ifNoneMatchHits: weak comparison; * hits an existing blob; no header never
     ['garbage', E, false, 'malformed never hits'],
     ['"v3-64 "', E, false, 'not a prefix match'],
   ];
-  for (const [header, etag, want, why] of table) assert.equal(ifNoneMatchHits(cond(header).ifNoneMatch, etag), want, why);
+  for (const [header, etag, want, why] of table) assert.equal(ifNoneMatchHits(header, etag), want, why);
 });

@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import {
-  patternChunks, rawConnect, sha256Of, sleep, startMaster, stopAll, streamRequest, tempDir, type MasterProcess,
+  patternChunks, rawConnect, sha256Of, sleep, startHttpMaster, stopAll, streamRequest, tempDir, type MasterProcess,
 } from './helpers/master_process.js';
 
 const BOUNDED = { timeout: 60_000 };
@@ -23,10 +23,7 @@ const run = promisify(execFile);
 let m: MasterProcess;
 let base = '';
 
-before(async () => {
-  m = await startMaster({ http: true, args: ['--max-body-size', '128mb'] });
-  base = `http://127.0.0.1:${m.httpPort}`;
-});
+before(async () => ({ m, base } = await startHttpMaster({ args: ['--max-body-size', '128mb'] })));
 
 after(async () => {
   await stopAll();

@@ -14,7 +14,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
-import { startMaster, stopAll, within, type MasterProcess } from './helpers/master_process.js';
+import { startHttpMaster, stopAll, within, type MasterProcess } from './helpers/master_process.js';
 import { keyHash } from '../src/storage/key_hash.js';
 
 const BOUNDED = { timeout: 120_000 };
@@ -25,10 +25,7 @@ const MAX_PAGES = 5_000;
 let m: MasterProcess;
 let base = '';
 
-before(async () => {
-  m = await startMaster({ http: true });
-  base = `http://127.0.0.1:${m.httpPort}`;
-});
+before(async () => ({ m, base } = await startHttpMaster()));
 
 after(async () => {
   await stopAll();

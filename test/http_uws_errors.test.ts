@@ -11,7 +11,7 @@
 // Owns: the master it starts (stopped by PID in `after`) and every socket it opens.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { rawConnect, startMaster, stopAll, type MasterProcess } from './helpers/master_process.js';
+import { rawConnect, startHttpMaster, stopAll, type MasterProcess } from './helpers/master_process.js';
 import { request, splitResponses } from './helpers/http_wire.js';
 
 const BOUNDED = { timeout: 60_000 };
@@ -19,10 +19,7 @@ const BOUNDED = { timeout: 60_000 };
 let m: MasterProcess;
 let base = '';
 
-before(async () => {
-  m = await startMaster({ http: true });
-  base = `http://127.0.0.1:${m.httpPort}`;
-});
+before(async () => ({ m, base } = await startHttpMaster()));
 
 after(async () => {
   await stopAll();

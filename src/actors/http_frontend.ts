@@ -26,7 +26,8 @@ import { frontEndEngine } from './front_end.js';
 import { StoreError } from '../runtime/errors.js';
 import { SyncSlotClient } from '../runtime/sync_slot.js';
 import { decodeLookupReply } from '../protocol/index_protocol.js';
-import { needleAddress, type IndexEntry } from '../storage/types.js';
+import type { IndexEntry } from '../storage/types.js';
+import { lookupOf } from '../db/actor_ports.js';
 import type { LocalGroup } from '../storage/registry.js';
 
 export interface HttpFrontendConfig {
@@ -196,11 +197,10 @@ function lookupNowOf(slot: SyncSlotClient): (key: Buffer) => IndexEntry | 'absen
     const bytes = slot.call(key, LOOKUP_NOW_MS);
     const r = bytes === null ? undefined : decodeLookupReply(bytes);
     if (r === undefined) return null;
-    if (r === null) return 'absent';
+    const found = lookupOf(key, r);
     // An expired entry: the message path logs its deletion (lazy expiry) and answers 404.
-    if (r[0] === -1) return null;
-    const [volume, offset, length, expiresAt, modifiedAt, meta] = r as [number, number, number, number, number, number?];
-    return { key, address: needleAddress(volume, offset, length, meta), expiresAt, modifiedAt };
+    if (found.expired !== undefined) return null;
+    return found.entry ?? 'absent';
   };
 }
 

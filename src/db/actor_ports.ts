@@ -128,7 +128,8 @@ export class ActorVolumes implements VolumePort {
   }
 }
 
-function lookupOf(key: Uint8Array, r: LookupReply): Lookup {
+/** The index's Lookup answer as the engine takes it (by message or through the sync slot). */
+export function lookupOf(key: Uint8Array, r: LookupReply): Lookup {
   if (r === null) return {};
   if (r[0] === -1) return { expired: { volume: r[1], offset: r[2] } };
   const [volume, offset, length, expiresAt, modifiedAt, meta] = r as [number, number, number, number, number, number | undefined];

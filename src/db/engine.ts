@@ -41,7 +41,7 @@ export type Condition = { kind: 'none' } | { kind: 'absent' } | { kind: 'present
 
 export interface PutOptions {
   expiresAt: number;
-  /** A streamed value's metadata section (blob headers, digests); see MetaSource. */
+  /** A streamed value's metadata section (blob headers, digests); see MetaSource. Streams only. */
   meta?: MetaSource;
   condition?: Condition;
   /** Keep the live key's expiry instead of `expiresAt` (SET KEEPTTL). */
@@ -216,10 +216,13 @@ export class Engine {
 
   /** One value, bytes or a stream (a stream is always durable once placed). */
   async placeValue(key: Uint8Array, value: PutValue, expiresAt: number, durable: boolean, meta?: MetaSource): Promise<Placed> {
-    if (value instanceof Uint8Array && meta === undefined) return (await this.place([{ key, value, expiresAt }], durable))[0]!;
+    if (value instanceof Uint8Array) {
+      // Metadata comes with streams only (an HTTP PUT, a blob stream): bytes are a plain needle.
+      if (meta !== undefined) throw new StoreError('INTERNAL', 'a needle with metadata is written from a stream');
+      return (await this.place([{ key, value, expiresAt }], durable))[0]!;
+    }
     const group = this.pickGroup();
-    const stream = value instanceof Uint8Array ? { size: value.length, source: once(value) } : value;
-    const address = await this.ports.volumes.appendStream(group, key, stream.size, expiresAt, stream.source, meta);
+    const address = await this.ports.volumes.appendStream(group, key, value.size, expiresAt, value.source, meta);
     return { address, group, durable: true };
   }
 
@@ -341,10 +344,6 @@ export class Engine {
       throw err;
     }
   }
-}
-
-async function* once(value: Uint8Array): AsyncGenerator<Uint8Array> {
-  yield value;
 }
 
 /** The op of a write under a condition: a plain SET, or a SET_IF the index judges atomically. */

@@ -28,8 +28,8 @@ import { TransactionStack, withExpiry, type Committed, type PendingWrite } from 
 import type { Current, Decide, KeyState } from './key_updates.js';
 import type { KeyEvent } from '../protocol/keyspace_events.js';
 import { StoreError } from '../runtime/errors.js';
-import { createHash } from 'node:crypto';
-import { encodeMeta, metaFromHeaders, type BlobMeta } from '../protocol/blob_meta.js';
+import { metaFromHeaders } from '../protocol/blob_meta.js';
+import { NO_EXPECTED_DIGESTS, UploadDigest } from '../protocol/upload_digest.js';
 import type { MetaSource } from './ports.js';
 
 /** Values up to this size stay in memory inside a transaction, for reads without a disk hit. */
@@ -638,25 +638,25 @@ function setEvents(key: Uint8Array, expiresAt: number): KeyEvent[] {
 /**
  * A stream value as the engine takes it: bounded by the value size limit (a stream without a
  * declared size is checked as it goes), and, with a content type, with a metadata section that
- * holds it and the value's SHA-256 (as an HTTP PUT's).
+ * holds it and the value's SHA-256, sealed as an HTTP PUT's is (upload_digest.ts).
  */
 function blobSource(source: AsyncIterable<Uint8Array>, maxValueSize: number, contentType: string | undefined): { source: AsyncIterable<Uint8Array>; meta?: MetaSource } {
-  const hash = contentType === undefined ? null : createHash('sha256');
+  let digest: UploadDigest | null = null;
+  let meta: MetaSource | undefined;
+  if (contentType !== undefined) {
+    const parsed = metaFromHeaders([['content-type', contentType]]);
+    if (!parsed.ok) throw new StoreError('BAD_ARGUMENT', parsed.message);
+    digest = new UploadDigest(NO_EXPECTED_DIGESTS);
+    meta = digest.metaSource(parsed.value);
+  }
   async function* metered(): AsyncGenerator<Uint8Array> {
     let total = 0;
     for await (const chunk of source) {
       total += chunk.length;
       if (total > maxValueSize) throw new StoreError('VALUE_TOO_LARGE', `value past ${maxValueSize} bytes`);
-      hash?.update(chunk);
+      digest?.update(chunk);
       yield chunk;
     }
   }
-  if (hash === null || contentType === undefined) return { source: metered() };
-  const parsed = metaFromHeaders([['content-type', contentType]]);
-  if (!parsed.ok) throw new StoreError('BAD_ARGUMENT', parsed.message);
-  const meta: BlobMeta = parsed.value;
-  return {
-    source: metered(),
-    meta: { length: encodeMeta(meta).length, bytes: () => encodeMeta({ ...meta, sha256: hash.digest() }) },
-  };
+  return meta === undefined ? { source: metered() } : { source: metered(), meta };
 }

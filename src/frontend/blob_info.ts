@@ -23,10 +23,8 @@ const digests = new Map<string, Uint8Array>();
 const HASH_CHUNK = 1024 * 1024;
 
 export async function blobInfo(engine: Engine, entry: IndexEntry): Promise<BlobInfo> {
-  const bytes = await engine.readMeta(entry);
-  const meta = bytes.length === 0 ? null : decodeMeta(bytes);
-  const sha256 = meta?.sha256 ?? (await valueDigest(engine, entry));
-  return { etag: etagOfDigest(sha256), meta, sha256 };
+  const { meta, sha256 } = await described(engine, entry, Infinity);
+  return { etag: etagOfDigest(sha256!), meta, sha256: sha256! };
 }
 
 /**
@@ -34,18 +32,25 @@ export async function blobInfo(engine: Engine, entry: IndexEntry): Promise<BlobI
  * otherwise (a listing must not read gigabytes to fill in a field).
  */
 export async function cheapEtag(engine: Engine, entry: IndexEntry, hashUpTo: number): Promise<{ etag: string | null; meta: BlobMeta | null }> {
-  const bytes = await engine.readMeta(entry);
-  const meta = bytes.length === 0 ? null : decodeMeta(bytes);
-  if (meta?.sha256 != null) return { etag: etagOfDigest(meta.sha256), meta };
-  const cached = digests.get(addressKey(entry));
-  if (cached !== undefined) return { etag: etagOfDigest(cached), meta };
-  if (valueLengthOf(entry.address, entry.key.length) > hashUpTo) return { etag: null, meta };
-  return { etag: etagOfDigest(await valueDigest(engine, entry)), meta };
+  const { meta, sha256 } = await described(engine, entry, hashUpTo);
+  return { etag: sha256 === null ? null : etagOfDigest(sha256), meta };
+}
+
+/** The metadata and the digest: stored, cached, or hashed from a value of at most hashUpTo bytes (else null). */
+async function described(engine: Engine, entry: IndexEntry, hashUpTo: number): Promise<{ meta: BlobMeta | null; sha256: Uint8Array | null }> {
+  const meta = metaOf(await engine.readMeta(entry));
+  const known = meta?.sha256 ?? digests.get(addressKey(entry)) ?? null;
+  if (known !== null || valueLengthOf(entry.address, entry.key.length) > hashUpTo) return { meta, sha256: known };
+  return { meta, sha256: await valueDigest(engine, entry) };
+}
+
+function metaOf(bytes: Uint8Array): BlobMeta | null {
+  return bytes.length === 0 ? null : decodeMeta(bytes);
 }
 
 /** The info of a needle already read whole (the synchronous GET): no I/O. */
 export function infoOfNeedle(entry: IndexEntry, meta: Uint8Array, value: Uint8Array): BlobInfo {
-  const decoded = meta.length === 0 ? null : decodeMeta(meta);
+  const decoded = metaOf(meta);
   let sha256 = decoded?.sha256 ?? digests.get(addressKey(entry));
   if (sha256 === undefined) {
     sha256 = createHash('sha256').update(value).digest();
@@ -59,16 +64,14 @@ function remember(id: string, digest: Uint8Array): void {
   digests.set(id, digest);
 }
 
+/** The value's SHA-256 hashed from its bytes (the caller has looked in the cache), then cached. */
 async function valueDigest(engine: Engine, entry: IndexEntry): Promise<Uint8Array> {
-  const id = addressKey(entry);
-  const hit = digests.get(id);
-  if (hit !== undefined) return hit;
   const size = valueLengthOf(entry.address, entry.key.length);
   const hash = createHash('sha256');
   const buf = Buffer.allocUnsafe(Math.max(1, Math.min(HASH_CHUNK, size)));
   for await (const chunk of engine.stream(entry, 0, size, buf)) hash.update(chunk);
   const digest = hash.digest();
-  remember(id, digest);
+  remember(addressKey(entry), digest);
   return digest;
 }
 

@@ -11,10 +11,10 @@ import type { Condition } from '../db/engine.js';
 import { decodeBlobKey } from '../protocol/http_keys.js';
 import { parseContentLength, parseQuery, parseTtl } from '../protocol/http_params.js';
 import { hasWritePreconditions, readConditionalHeaders, type ConditionalHeaders } from '../protocol/http_conditions.js';
-import { encodeMeta, etagOfDigest, metaFromHeaders, type BlobMeta } from '../protocol/blob_meta.js';
+import { etagOfDigest, metaFromHeaders, type BlobMeta } from '../protocol/blob_meta.js';
 import { parseExpectedDigests } from '../protocol/http_digest.js';
-import { UploadDigest } from './upload_digest.js';
-import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } from './http_util.js';
+import { NO_EXPECTED_DIGESTS, UploadDigest } from '../protocol/upload_digest.js';
+import { sendError, sendFailure, statusLine, statusOfFailure, watchAbort, type ResponseState } from './http_util.js';
 import { BodyQueue } from './http_body.js';
 import { valueLengthOf } from '../storage/types.js';
 import { StoreError } from '../runtime/errors.js';
@@ -34,12 +34,19 @@ export function putBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): 
   req.forEach((name, value) => all.push([name, value]));
   const meta = metaFromHeaders(all);
   const expected = parseExpectedDigests((name) => req.getHeader(name));
-  const digest = new UploadDigest(expected.ok ? expected.value : { sha256: null, md5: null, crc32c: null });
+  const digest = new UploadDigest(expected.ok ? expected.value : NO_EXPECTED_DIGESTS);
   const body = new BodyQueue(res, (bytes) => digest.update(bytes));
   // A client that goes once its body is whole does not take the write with it (see BodyQueue).
   const state = watchAbort(res, () => {
     if (!body.complete) body.fail(new StoreError('ABORTED', 'the client went away during the upload'));
   });
+  // Every request is counted once, with the status it got: the first answer made decides it.
+  let counted = false;
+  const count = (status: number): void => {
+    if (counted) return;
+    counted = true;
+    ctx.observe('blobs', 'PUT', status, body.received, 0, startedAt);
+  };
   const answer = (status: number, code: string, message: string): void => {
     // The body was not (wholly) read: close after the answer, so the client stops sending.
     if (state.aborted || state.done) return;
@@ -48,7 +55,7 @@ export function putBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): 
       res.writeStatus(statusLine(status)).writeHeader('Content-Type', 'application/json');
       res.end(JSON.stringify({ error: message, code }), true);
     });
-    ctx.observe('blobs', 'PUT', status, body.received, 0, startedAt);
+    count(status);
   };
   const key = decodeBlobKey(url.slice(BLOB_PREFIX.length), ctx.maxKeyLength);
   if (!key.ok) return answer(key.status, key.code, key.message);
@@ -93,10 +100,10 @@ export function putBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext): 
       return storeBody(res, state, ctx, upload, condition);
     })
     .then(
-      (status) => ctx.observe('blobs', 'PUT', status, body.received, 0, startedAt),
+      (status) => count(status),
       (err: unknown) => {
         if (!state.aborted) sendFailure(res, state, err);
-        ctx.observe('blobs', 'PUT', state.aborted ? 499 : 500, body.received, 0, startedAt);
+        count(state.aborted ? 499 : statusOfFailure(err));
       },
     )
     .finally(() => clearTimeout(stall.timer));
@@ -158,9 +165,8 @@ async function storeBody(res: HttpResponse, state: ResponseState, ctx: BlobConte
   // still streaming goes to a stream volume, whatever its final length (docs/formats.md).
   const size = upload.size ?? (body.complete ? body.received : null);
   const value = size === null ? { size: null, source: body } : { size, source: body };
-  const placeholder = upload.digest.placeholder(upload.meta);
   // The section's length is fixed now; its digests are filled in (and checked) at the end.
-  const meta = { length: encodeMeta(placeholder).length, bytes: () => upload.digest.seal(placeholder) };
+  const meta = upload.digest.metaSource(upload.meta);
   const { applied, address } = await ctx.engine.put(key, value, { expiresAt, condition, meta });
   if (!applied) {
     sendError(res, state, 412, 'PRECONDITION_FAILED', 'the precondition (If-Match / If-None-Match) does not hold for the stored blob');

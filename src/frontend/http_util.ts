@@ -219,10 +219,21 @@ export function statusOfCode(code: string): number {
   }
 }
 
+/** The code of a thrown error (StoreError keeps its own; anything else is INTERNAL). */
+function codeOfFailure(err: unknown): string {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' ? code : 'INTERNAL';
+}
+
+/** The status sendFailure answers for an error. */
+export function statusOfFailure(err: unknown): number {
+  return statusOfCode(codeOfFailure(err));
+}
+
 /** A thrown error as an answer (StoreError keeps its code). */
 export function sendFailure(res: HttpResponse, state: ResponseState, err: unknown): void {
-  const e = err as { code?: unknown; message?: unknown };
-  const code = typeof e.code === 'string' ? e.code : 'INTERNAL';
+  const e = err as { message?: unknown };
+  const code = codeOfFailure(err);
   // A bug's message is logged, not sent (see reportInternal).
   if (code === 'INTERNAL') reportInternal(err);
   const message = code === 'INTERNAL' ? INTERNAL_TEXT : typeof e.message === 'string' ? e.message : String(err);

@@ -3,24 +3,15 @@
 // ETag: strong, derived from the content (protocol/blob_meta.ts etagOfDigest, frontend/blob_info.ts):
 // the same bytes give the same ETag wherever and whenever they are stored.
 //
-// Preconditions: If-Match and If-None-Match are `"*"` or a list of entity-tags
+// Entity-tags and their lists, for http_conditions.ts: If-Match and If-None-Match are `"*"` or a list of entity-tags
 // (`[W/]"opaque"`; the opaque part may hold commas, so lists are scanned, not split).
 // If-Match uses the strong comparison (§8.8.3.2: both strong, same opaque), If-None-Match
 // the weak one (same opaque, W/ ignored). A header that does not parse is treated as an
 // empty list, which fails safe: If-Match never passes (412) and If-None-Match never hits
 // (no 304; a PUT goes ahead as if there were no such header).
 
-export type Preconditions = {
-  ifMatch: { any: boolean; tags: string[] } | null;
-  ifNoneMatch: { any: boolean; tags: string[] } | null;
-};
-
 /** Most entity-tags kept from one header; a longer list is a malformed one. */
 export const MAX_CONDITION_TAGS = 64;
-
-export function parsePreconditions(ifMatch: string | undefined, ifNoneMatch: string | undefined): Preconditions {
-  return { ifMatch: parseTagCondition(ifMatch), ifNoneMatch: parseTagCondition(ifNoneMatch) };
-}
 
 /** Strong comparison (§8.8.3.2): both strong and the same opaque-tag. */
 export function strongEquals(a: string, b: string): boolean {
@@ -43,21 +34,6 @@ export function parseTagCondition(header: string | undefined): { any: boolean; t
   if (header === undefined) return null;
   if (trimOws(header) === '*') return { any: true, tags: [] };
   return { any: false, tags: parseTagList(header) ?? [] };
-}
-
-/** If-None-Match "matches": `*` and the blob exists, or a tag weakly equals its ETag. */
-export function ifNoneMatchHits(p: Preconditions['ifNoneMatch'], etag: string | null): boolean {
-  if (p === null || etag === null) return false;
-  if (p.any) return true;
-  return p.tags.some((t) => weakEquals(t, etag));
-}
-
-/** If-Match passes: no header, `*` and the blob exists, or a tag strongly equals its ETag. */
-export function ifMatchPasses(p: Preconditions['ifMatch'], etag: string | null): boolean {
-  if (p === null) return true;
-  if (etag === null) return false;
-  if (p.any) return true;
-  return p.tags.some((t) => strongEquals(t, etag));
 }
 
 /** OWS (SP / HTAB) off both ends; String.trim would also take line breaks and Unicode spaces. */

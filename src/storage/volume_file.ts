@@ -44,6 +44,8 @@ export const CHUNK_SIZE = 1024 * 1024;
 export const MAX_WHOLE_READ = 1024 * 1024 * 1024;
 /** Up to this size an append is one write (one syscall); above it, no second copy is made. */
 const SINGLE_WRITE_MAX = 4 * 1024 * 1024;
+/** Needles at the end of a volume whose values cutTornTail reads before it reads them all. */
+const TAIL_CHECKED_NEEDLES = 16;
 /** Scan reads ahead this much, so stepping over garbage 8 bytes at a time is cheap. */
 const SCAN_WINDOW = 256 * 1024;
 
@@ -282,9 +284,26 @@ export class VolumeFile {
    * torn append was never acknowledged). Answers the new length. The caller syncs.
    */
   cutTornTail(): number {
+    // Appends are sequential and synced in order, so only the last needles can be torn: the
+    // headers are walked (their CRC lets the scan trust lengths and jump), and values are read
+    // only for the last few, newest first, until one holds. Start-up reads headers, not data.
+    const last: ScannedNeedle[] = [];
+    for (const n of this.scan({ verifyValues: false })) {
+      last.push(n);
+      if (last.length > TAIL_CHECKED_NEEDLES) last.shift();
+    }
+    let end = VOLUME_SUPERBLOCK_SIZE;
+    const good = last.reverse().find((n) => this.verifyNeedle(n.address, n.key));
+    if (good !== undefined) end = alignUp(good.address.offset + good.address.length);
+    else if (last.length === TAIL_CHECKED_NEEDLES) end = this.lastValidEnd(); // all bad: look at everything
+    if (end < this.sizeAtLeast(Number.MAX_SAFE_INTEGER) || end < this.tailPos) this.truncateTo(end);
+    return end;
+  }
+
+  /** The end of the last needle whose value checks, reading every value (the slow way). */
+  private lastValidEnd(): number {
     let end = VOLUME_SUPERBLOCK_SIZE;
     for (const n of this.scan({ verifyValues: true })) if (n.valid) end = alignUp(n.address.offset + n.address.length);
-    if (end < this.sizeAtLeast(Number.MAX_SAFE_INTEGER) || end < this.tailPos) this.truncateTo(end);
     return end;
   }
 

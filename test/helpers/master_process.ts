@@ -189,6 +189,12 @@ async function waitForListening(m: MasterProcess, ms: number): Promise<number | 
   }
 }
 
+/** A master with HTTP on a free port and its base URL: the `before` of the HTTP test files. */
+export async function startHttpMaster(opts: StartOptions = {}): Promise<{ m: MasterProcess; base: string }> {
+  const m = await startMaster({ ...opts, http: true });
+  return { m, base: `http://127.0.0.1:${m.httpPort}` };
+}
+
 /** For `after`: stops every master still running (by its PID) and removes the temp dirs. */
 export async function stopAll(): Promise<void> {
   for (const m of [...running]) await m.stop().catch(() => undefined);
