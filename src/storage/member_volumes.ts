@@ -18,6 +18,7 @@ import { StoreError } from '../runtime/errors.js';
 import { replaceFileAtomically, syncDirectory } from './atomic_file.js';
 import { VOLUMES_DIR } from './drive_volumes.js';
 import type { NeedleIngest } from './needle_ingest.js';
+import type { RawIngest } from './raw_ingest.js';
 import { VolumeFile } from './volume_file.js';
 import { parseVolumeFileName, volumeFileName } from './volume_format.js';
 
@@ -81,12 +82,16 @@ export class MemberVolumes {
     this.epochSeen = epoch;
   }
 
-  create(id: number, epoch: number): MemberVolumeInfo {
+  /**
+   * `createdAt` is the superblock's creation time: the master names it, so every member of a
+   * group writes a byte-identical superblock (docs/volume-server.md).
+   */
+  create(id: number, epoch: number, createdAt: number = this.clock.now()): MemberVolumeInfo {
     this.admit(epoch);
     if (this.volumes.has(id)) throw new StoreError('CONFLICT', `volume ${id} exists`);
     const drive = this.drives[this.nextDrive++ % this.drives.length]!;
     const dir = join(drive, VOLUMES_DIR);
-    const file = VolumeFile.create(this.fs, join(dir, volumeFileName(id)), id, this.clock.now());
+    const file = VolumeFile.create(this.fs, join(dir, volumeFileName(id)), id, createdAt);
     syncDirectory(this.fs, dir); // the new file's entry, before anything is acknowledged in it
     this.volumes.set(id, { file, drive, synced: file.tail });
     return this.info(id);
@@ -99,6 +104,15 @@ export class MemberVolumes {
     if (offset !== held.file.tail) throw new StoreError('CONFLICT', `volume ${id} has length ${held.file.tail}, not ${offset}`);
     this.unsynced.add(id);
     return held.file.ingestAt(offset);
+  }
+
+  /** A raw region of `length` bytes at `offset` (the volume's tail), CRC given back (raw_ingest.ts). */
+  ingestRaw(id: number, offset: number, length: number, epoch: number): RawIngest {
+    this.admit(epoch);
+    const held = this.held(id);
+    if (offset !== held.file.tail) throw new StoreError('CONFLICT', `volume ${id} has length ${held.file.tail}, not ${offset}`);
+    this.unsynced.add(id);
+    return held.file.rawIngestAt(offset, length);
   }
 
   /** Makes every append so far durable (one fdatasync per written volume). */

@@ -35,7 +35,8 @@ import {
   type NeedleHeader,
 } from './volume_format.js';
 import { crc32, crc32Combine } from './checksum.js';
-import { NeedleIngest } from './needle_ingest.js';
+import { NeedleIngest, type IngestTarget } from './needle_ingest.js';
+import { RawIngest, checkRegionLength } from './raw_ingest.js';
 import { StoreError } from '../runtime/errors.js';
 
 /** Streaming unit for verification and chunked reads: bounded memory whatever the value. */
@@ -238,17 +239,31 @@ export class VolumeFile {
    * a refused or aborted one is cut back, so the volume is as if it had never come.
    */
   ingestAt(offset: number): NeedleIngest {
+    return new NeedleIngest(this.ingestTarget(offset, (length) => alignUp(offset + length)));
+  }
+
+  /**
+   * A region of `length` bytes (a multiple of 8) received raw at `offset`, the tail: bytes as
+   * they come, their CRC given back at the end (raw_ingest.ts). Cut back if it does not end whole.
+   */
+  rawIngestAt(offset: number, length: number): RawIngest {
+    checkRegionLength(length);
+    return new RawIngest(this.ingestTarget(offset, (n) => offset + n), length);
+  }
+
+  /** Where an ingest writes: it holds the tail until it ends; refused or aborted, it is cut back. */
+  private ingestTarget(offset: number, tailAfter: (length: number) => number): IngestTarget {
     this.checkWritable();
     this.checkTail(offset);
     this.openStream = true;
-    return new NeedleIngest({
+    return {
       volume: this.id,
       offset,
       write: (buf, pos) => this.writeAt(buf, pos),
       end: (length) => {
         this.openStream = false;
         if (length !== null) {
-          this.tailPos = alignUp(offset + length);
+          this.tailPos = tailAfter(length);
           return;
         }
         try {
@@ -258,7 +273,21 @@ export class VolumeFile {
           this.tailPos = Math.max(this.tailPos, alignUp(this.knownSize));
         }
       },
-    });
+    };
+  }
+
+  /**
+   * Raw bytes of [position, position + buf.length) of the file as it is now, zeros past its end
+   * (the padding after the last needle is not in the file until the next one is written): what
+   * the master sends a member of the volume's group, and what a repair copies.
+   */
+  readRegion(buf: Uint8Array, position: number): void {
+    const size = this.sizeAtLeast(position + buf.length);
+    const have = Math.max(0, Math.min(buf.length, size - position));
+    if (have > 0 && this.rawRead(buf.subarray(0, have), position) !== have) {
+      throw new StoreError('CORRUPT', `short read of ${this.path} at ${position}`);
+    }
+    buf.fill(0, have);
   }
 
   /**
