@@ -1,6 +1,6 @@
 // The layers of src/ import downward only: a module may import from its own layer and the
 // layers below it, never from above. The order, low to high (docs/architecture.md):
-//   runtime < storage < protocol < client, db < frontend < actors < wiring < master, cli < index
+//   runtime < storage < protocol < client, db, remote < frontend < actors < wiring < master, cli < index
 // The test reads every import of every compiled module and names each one that points upward,
 // so a violation is a failing test, not a review comment.
 import { test } from 'node:test';
@@ -17,6 +17,7 @@ const RANK: Record<string, number> = {
   protocol: 2,
   client: 3,
   db: 3,
+  remote: 3,
   frontend: 4,
   actors: 5,
   wiring: 6,

@@ -1,22 +1,27 @@
-// The volume writer of one drive: the only writer of that drive's volume files, and the writer
-// of the volume group the drive holds (one member today). It assigns each needle its place
-// (volume, offset) once and writes it there (DriveVolumes.appendAt): the step a group of
-// several members repeats on each of them.
-// Owns: the drive's open volumes (DriveVolumes) and the streams of values being uploaded.
+// The writer of a volume group: the only writer of the group's volume files on its local drive,
+// and the one that sends the same bytes to the group's remote members (group_members.ts). It
+// assigns each needle its place (volume, offset) once, writes it there on the local drive
+// (DriveVolumes.appendAt), then has every remote member take the same region at the same
+// offset; it answers only when every member has it.
+// Owns: the group's open volumes on the drive (DriveVolumes), the streams of values being
+// uploaded, the remote members' states.
 // Invariants:
 // - appends land in the order they arrive; a needle's bytes are durable (under the sync
 //   policy) before the reply that gives its address, when the request asked for sync;
 // - one fdatasync per drive per turn covers every append of that turn (group sync);
-// - at most MAX_STREAMS uploads are open at once.
+// - at most MAX_STREAMS uploads are open at once;
+// - with remote members: a write starts only when every member is healthy (DEGRADED before a
+//   byte is written otherwise), and its answer waits for every member.
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { StoreError } from '../runtime/errors.js';
 import { PACK_BELOW, Reply } from '../runtime/peer.js';
 import { DriveVolumes } from '../storage/drive_volumes.js';
 import type { NeedleStream } from '../storage/volume_file.js';
-import { MAX_VALUE_LENGTH, alignUp, needleLength } from '../storage/volume_format.js';
+import { MAX_VALUE_LENGTH, NEEDLE_HEADER_SIZE, alignUp, needleLength } from '../storage/volume_format.js';
 import type { NeedleAddress, SyncPolicy } from '../storage/types.js';
 import { UNKNOWN_SIZE, VOLUME_PROTOCOL, VolumeMsg, type NeedleSpec, type VolumeListing, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { assertNever } from './assert.js';
+import { GroupMembers } from './group_members.js';
 
 export interface VolumeWriterConfig {
   /** The drive this writer owns. */
@@ -25,15 +30,28 @@ export interface VolumeWriterConfig {
   group: number;
   maxVolumeSize: number;
   sync: SyncPolicy;
+  /** The group's remote members: the link actor of each, and its server's URL. */
+  remotes?: { name: string; url: string }[];
 }
 
 const MAX_STREAMS = 1024;
+
+interface Upload {
+  stream: NeedleStream;
+  /** Sized uploads are sent to the members as they come; open-ended ones once they end. */
+  replicated: Promise<void> | null;
+  /** Where its value starts in the volume (after header and key). */
+  valueStart: number;
+}
 
 interface State {
   env: ActorEnv<VolumeWriterConfig>;
   drive: DriveVolumes;
   policy: SyncPolicy;
-  streams: Map<number, NeedleStream>;
+  streams: Map<number, Upload>;
+  members: GroupMembers;
+  /** Appends between their first byte and their answer (repair waits for none). */
+  appending: number;
   /**
    * Garbage bytes per volume seen by this writer: aborted uploads and discarded needles (writes
    * whose record did not apply). Counted from start-up only; recovering it at restart is the
@@ -52,6 +70,8 @@ const createVolumeWriter: ActorFactory<VolumeWriterConfig> = (env) => {
     drive: DriveVolumes.open(env.fs, { dir: config.dir, group: config.group, maxVolumeSize: config.maxVolumeSize, clock: env.clock }),
     policy: config.sync,
     streams: new Map(),
+    members: new GroupMembers(env, config.group, config.remotes ?? [], { list: () => s.drive.list(), busy: () => s.appending > 0 || s.streams.size > 0 }),
+    appending: 0,
     garbage: new Map(),
     nextStream: 1,
     syncWaiters: [],
@@ -60,7 +80,7 @@ const createVolumeWriter: ActorFactory<VolumeWriterConfig> = (env) => {
     protocol: VOLUME_PROTOCOL,
     handle: (_from, body, blobs) => handle(s, body as VolumeRequest, blobs),
     invariants: () => invariants(s),
-    control: { stats: () => ({ volumes: s.drive.list(), streams: s.streams.size }) },
+    control: { stats: () => ({ volumes: s.drive.list(), streams: s.streams.size, members: s.members.status() }) },
     stop: () => stop(s),
   };
 };
@@ -84,6 +104,8 @@ function handle(s: State, msg: VolumeRequest, blobs: ArrayBuffer[]): unknown {
       return onList(s);
     case VolumeMsg.Discard:
       return onDiscard(s, msg.needles);
+    case VolumeMsg.Members:
+      return s.members.status();
     default:
       return assertNever(msg);
   }
@@ -98,46 +120,98 @@ async function onAppend(s: State, needles: NeedleSpec[], blobs: ArrayBuffer[], s
   if (blobs.length !== needles.length) {
     throw new StoreError('BAD_ARGUMENT', `append of ${needles.length} needles came with ${blobs.length} values`);
   }
+  s.members.checkWritable();
   const addresses = needles.map((n, i) => {
     const value = new Uint8Array(blobs[i]!);
     const at = s.drive.place(needleLength(n.key.length, value.length));
     return s.drive.appendAt(at, n.key, value, n.expiresAt, n.flags);
   });
-  if (sync) await groupSync(s);
+  s.appending += 1;
+  try {
+    // Every member takes the same regions; the local sync runs beside them.
+    const local = sync ? groupSync(s) : Promise.resolve();
+    await Promise.all([local, ...regionsOf(addresses).map((r) => s.members.replicate(r.volume, pathOf(s, r.volume), r.start, r.end, r.end, sync))]);
+  } catch (err) {
+    for (const a of addresses) addGarbage(s, a.volume, a.length);
+    throw err;
+  } finally {
+    s.appending -= 1;
+  }
   return new Reply(addresses, blobs.filter((b) => b.byteLength >= PACK_BELOW));
+}
+
+/** The contiguous regions needles were written to, one per volume (a batch may rotate once). */
+function regionsOf(addresses: readonly NeedleAddress[]): { volume: number; start: number; end: number }[] {
+  const out: { volume: number; start: number; end: number }[] = [];
+  for (const a of addresses) {
+    const last = out[out.length - 1];
+    const end = alignUp(a.offset + a.length);
+    if (last !== undefined && last.volume === a.volume && last.end === a.offset) last.end = end;
+    else out.push({ volume: a.volume, start: a.offset, end });
+  }
+  return out;
+}
+
+function pathOf(s: State, volume: number): string {
+  const file = s.drive.file(volume);
+  if (file === undefined) throw new StoreError('INTERNAL', `volume ${volume} is not on this drive`);
+  return file.path;
 }
 
 function onStreamBegin(s: State, key: Uint8Array, size: number, expiresAt: number, metaLength: number): number {
   if (s.streams.size >= MAX_STREAMS) throw new StoreError('QUEUE_FULL', `more than ${MAX_STREAMS} uploads open on this drive`);
+  s.members.checkWritable();
   const id = s.nextStream++;
   const stream = size === UNKNOWN_SIZE
     ? s.drive.reserveOpen(key, expiresAt, MAX_VALUE_LENGTH, metaLength)
     : s.drive.reserveAt(s.drive.place(needleLength(key.length, size, metaLength)), key, size, expiresAt, metaLength);
-  s.streams.set(id, stream);
+  const a = stream.address;
+  const valueStart = a.offset + NEEDLE_HEADER_SIZE + key.length;
+  let replicated: Promise<void> | null = null;
+  if (size !== UNKNOWN_SIZE && s.members.size > 0) {
+    // Sent to the members as it is written: the header is written already.
+    replicated = s.members.replicate(a.volume, pathOf(s, a.volume), a.offset, alignUp(a.offset + a.length), valueStart, true);
+    replicated.catch(() => undefined); // awaited at the end; a failure meanwhile is not unhandled
+  }
+  s.streams.set(id, { stream, replicated, valueStart });
   return id;
 }
 
 /** Writes the chunk, then hands its buffer back (transferred) for the sender to reuse. */
 function onStreamChunk(s: State, id: number, blobs: ArrayBuffer[]): Reply {
-  const stream = streamOf(s, id);
-  for (const blob of blobs) stream.write(new Uint8Array(blob));
-  return new Reply(stream.written, blobs);
+  const upload = uploadOf(s, id);
+  for (const blob of blobs) upload.stream.write(new Uint8Array(blob));
+  if (upload.replicated !== null) s.members.grow(upload.stream.address.volume, upload.valueStart + upload.stream.written);
+  return new Reply(upload.stream.written, blobs);
 }
 
 async function onStreamEnd(s: State, id: number, meta: Uint8Array | undefined): Promise<NeedleAddress> {
-  const stream = streamOf(s, id);
-  s.streams.delete(id);
-  const address = stream.finish(meta);
-  await groupSync(s);
+  const upload = uploadOf(s, id);
+  const address = upload.stream.finish(meta);
+  try {
+    const end = alignUp(address.offset + address.length);
+    const replicated = upload.replicated ?? (s.members.size > 0 ? s.members.replicate(address.volume, pathOf(s, address.volume), address.offset, end, end, true) : null);
+    if (upload.replicated !== null) s.members.grow(address.volume, end);
+    await Promise.all([groupSync(s), replicated]);
+  } catch (err) {
+    addGarbage(s, address.volume, address.length);
+    throw err;
+  } finally {
+    s.streams.delete(id);
+  }
   return address;
 }
 
 function onStreamAbort(s: State, id: number): null {
-  const stream = s.streams.get(id);
-  if (stream !== undefined) {
+  const upload = s.streams.get(id);
+  if (upload !== undefined) {
     s.streams.delete(id);
-    stream.abort();
-    addGarbage(s, stream.address.volume, stream.address.length);
+    upload.stream.abort();
+    const a = upload.stream.address;
+    addGarbage(s, a.volume, a.length);
+    // The members take the region as it is (garbage), so their tails stay the local one.
+    if (upload.replicated !== null) s.members.grow(a.volume, alignUp(a.offset + a.length));
+    else if (s.members.size > 0 && a.length > 0) void s.members.replicate(a.volume, pathOf(s, a.volume), a.offset, alignUp(a.offset + a.length), alignUp(a.offset + a.length), false).catch(() => undefined);
   }
   return null;
 }
@@ -188,14 +262,15 @@ function invariants(s: State): void {
 }
 
 function stop(s: State): void {
-  for (const stream of s.streams.values()) stream.abort();
+  s.members.stop();
+  for (const upload of s.streams.values()) upload.stream.abort();
   s.streams.clear();
   if (s.policy === 'always') s.drive.sync();
   s.drive.close();
 }
 
-function streamOf(s: State, id: number): NeedleStream {
-  const stream = s.streams.get(id);
-  if (stream === undefined) throw new StoreError('BAD_ARGUMENT', `no upload stream ${id} on this drive`);
-  return stream;
+function uploadOf(s: State, id: number): Upload {
+  const upload = s.streams.get(id);
+  if (upload === undefined) throw new StoreError('BAD_ARGUMENT', `no upload stream ${id} on this drive`);
+  return upload;
 }

@@ -119,6 +119,8 @@ const CODE_TEXT: Record<ErrorCode, string> = {
   BAD_DIGEST: 'digest mismatch',
   STALE_EPOCH: 'stale epoch',
   ABORTED: 'aborted',
+  UNAVAILABLE: 'a volume server cannot be reached',
+  DEGRADED: 'a volume group is being repaired, retry',
   INTERNAL: 'internal error',
 };
 

@@ -211,6 +211,8 @@ export function statusOfCode(code: string): number {
     case 'ACTOR_DOWN':
     case 'WAL_FENCED':
     case 'CLOSED':
+    case 'UNAVAILABLE':
+    case 'DEGRADED':
       return 503;
     case 'TIMEOUT':
       return 503;

@@ -17,6 +17,8 @@ export const VolumeMsg = {
   List: 7,
   /** Needles that no committed record names (a refused write): counted as garbage. */
   Discard: 8,
+  /** The group's remote members and their states. */
+  Members: 9,
 } as const;
 
 /** StreamBegin's size when the value's length is known only at its end (a chunked upload). */
@@ -39,7 +41,20 @@ export type VolumeRequest =
   | { t: typeof VolumeMsg.StreamAbort; stream: number }
   | { t: typeof VolumeMsg.Sync }
   | { t: typeof VolumeMsg.List }
-  | { t: typeof VolumeMsg.Discard; needles: { volume: number; length: number }[] };
+  | { t: typeof VolumeMsg.Discard; needles: { volume: number; length: number }[] }
+  | { t: typeof VolumeMsg.Members };
+
+/** A remote member of a volume group, as its writer sees it. */
+export interface MemberStatus {
+  link: string;
+  url: string;
+  state: 'healthy' | 'stale' | 'repairing';
+  /** Bytes the member is behind the local member (last measured). */
+  lagBytes: number;
+  /** Repairs that copied bytes to it since start-up. */
+  repairs: number;
+  lastError: string | null;
+}
 
 export interface VolumeListing {
   id: number;
@@ -58,4 +73,5 @@ export interface VolumeReplies {
   [VolumeMsg.Sync]: null;
   [VolumeMsg.List]: VolumeListing[];
   [VolumeMsg.Discard]: null;
+  [VolumeMsg.Members]: MemberStatus[];
 }

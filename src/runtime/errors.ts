@@ -40,6 +40,10 @@ export type ErrorCode =
   | 'ABORTED'
   /** A write at an offset that is not the volume's length: a member that missed a write. */
   | 'CONFLICT'
+  /** A remote volume server cannot be reached, or answered that it cannot serve now. */
+  | 'UNAVAILABLE'
+  /** A volume group with a stale member refuses writes until it is repaired (take another). */
+  | 'DEGRADED'
   | 'INTERNAL';
 
 export interface WireError {

@@ -1,0 +1,163 @@
+// The remote members of a volume group, as its writer (volume_writer.ts) sees them: each is a
+// volume server reached through its link actor (volume_link.ts). The writer writes every needle
+// to its local drive at the place it assigned; these are the same bytes sent to every remote
+// member at the same offsets (docs/volume-server.md, "Identical offsets").
+// Owns: each member's state (healthy, stale) and the repair that brings a stale one back.
+// Invariants:
+// - a write is acknowledged only when every member has its region durably (the writer awaits
+//   `replicate`); a member that fails any region is stale from then on;
+// - while any member is stale the group takes no new write (DEGRADED, before a byte is
+//   written): the engine writes to another group, and no write is ever acknowledged that is
+//   not on every member of its group;
+// - repair runs only while nothing is being written in the group (the writer's `busy`), so the
+//   local tails it copies up to do not move under it; it makes each member's volumes equal to
+//   the local ones (cut back what is past the local tail, copy what is missing), then marks it
+//   healthy: that is the barrier, as no write can start meanwhile.
+import type { ActorEnv } from '../runtime/actor.js';
+import { Channel } from '../runtime/channel.js';
+import { StoreError } from '../runtime/errors.js';
+import type { Timer } from '../runtime/scheduler.js';
+import { VOLUME_SUPERBLOCK_SIZE } from '../storage/volume_format.js';
+import { LinkMsg, type LinkReplies, type LinkRequest } from '../protocol/link_protocol.js';
+import type { MemberStatus } from '../protocol/volume_protocol.js';
+
+/** How often a stale member is looked at for repair. */
+const REPAIR_EVERY_MS = 500;
+/** A push is bounded by the link's no-progress timeout, not by the channel's. */
+const PUSH_TIMEOUT_MS = 24 * 3600_000;
+
+interface Member {
+  link: string;
+  channel: Channel<LinkRequest, LinkReplies>;
+  url: string;
+  state: MemberStatus['state'];
+  lagBytes: number;
+  repairs: number;
+  lastError: string | null;
+}
+
+/** What the members need of the writer: its volumes as they are now, and whether it writes. */
+export interface LocalVolumes {
+  list(): { id: number; path: string; sizeBytes: number }[];
+  /** True while any write of the group is in flight (appends, open streams). */
+  busy(): boolean;
+}
+
+export class GroupMembers {
+  private readonly members: Member[];
+  private readonly timer: Timer | null;
+  private repairing = false;
+
+  constructor(
+    env: ActorEnv,
+    private readonly group: number,
+    links: readonly { name: string; url: string }[],
+    private readonly local: LocalVolumes,
+  ) {
+    // Every member starts stale: the first repair pass checks it holds what the local drive
+    // holds (after a crash of either) before the group takes a write.
+    this.members = links.map((l) => ({ link: l.name, url: l.url, channel: new Channel(env.peer(l.name)), state: 'stale', lagBytes: 0, repairs: 0, lastError: 'not checked yet' }));
+    this.timer = this.members.length > 0 ? env.scheduler.every(REPAIR_EVERY_MS, () => void this.repairStale()) : null;
+    if (this.members.length > 0) env.scheduler.defer(() => void this.repairStale());
+  }
+
+  get size(): number {
+    return this.members.length;
+  }
+
+  /** Throws DEGRADED when a member is not healthy: the write goes to another group. */
+  checkWritable(): void {
+    const bad = this.members.find((m) => m.state !== 'healthy');
+    if (bad !== undefined) {
+      throw new StoreError('DEGRADED', `volume group ${this.group}: member ${bad.url} is ${bad.state}${bad.lastError ? ` (${bad.lastError})` : ''}; writes go to other groups until it is repaired`);
+    }
+  }
+
+  /**
+   * Sends [start, end) of a local volume to every member; resolves when all have it (durable
+   * with `sync`). `available`: how much of it is written locally now (more comes with grow()).
+   */
+  async replicate(volume: number, path: string, start: number, end: number, available: number, sync: boolean): Promise<void> {
+    const results = await Promise.allSettled(this.members.map((m) => this.push(m, volume, path, start, end, available, sync)));
+    const failed = results.findIndex((r) => r.status === 'rejected');
+    if (failed >= 0) {
+      const m = this.members[failed]!;
+      throw new StoreError('UNAVAILABLE', `volume group ${this.group}: member ${m.url} did not take the write (${m.lastError ?? 'failed'}); retry`);
+    }
+  }
+
+  /** The local file holds the region's bytes up to `upTo` (a streamed needle grows). */
+  grow(volume: number, upTo: number): void {
+    for (const m of this.members) if (m.state === 'healthy') m.channel.send({ t: LinkMsg.Available, volume, upTo });
+  }
+
+  status(): MemberStatus[] {
+    return this.members.map((m) => ({ link: m.link, url: m.url, state: m.state, lagBytes: m.lagBytes, repairs: m.repairs, lastError: m.lastError }));
+  }
+
+  stop(): void {
+    this.timer?.cancel();
+  }
+
+  private async push(m: Member, volume: number, path: string, start: number, end: number, available: number, sync: boolean): Promise<void> {
+    try {
+      await m.channel.call({ t: LinkMsg.Push, volume, path, start, end, available, sync }, { timeoutMs: PUSH_TIMEOUT_MS });
+    } catch (err) {
+      this.markStale(m, err);
+      throw err;
+    }
+  }
+
+  private markStale(m: Member, err: unknown): void {
+    m.lastError = (err as Error).message ?? String(err);
+    if (m.state === 'healthy') m.state = 'stale';
+  }
+
+  /** One member at a time, only while the group writes nothing. */
+  private async repairStale(): Promise<void> {
+    if (this.repairing || this.local.busy()) return;
+    const m = this.members.find((x) => x.state === 'stale');
+    if (m === undefined) return;
+    this.repairing = true;
+    m.state = 'repairing';
+    try {
+      await this.repair(m);
+      if (this.local.busy()) {
+        m.state = 'stale'; // a write slipped in (it was refused, but started before): look again
+        return;
+      }
+      m.state = 'healthy';
+      m.lastError = null;
+      m.lagBytes = 0;
+    } catch (err) {
+      m.state = 'stale';
+      m.lastError = (err as Error).message ?? String(err);
+    } finally {
+      this.repairing = false;
+    }
+  }
+
+  /** Makes every volume of the member equal to the local one. */
+  private async repair(m: Member): Promise<void> {
+    const volumes = this.local.list();
+    let lag = 0;
+    for (const v of volumes) {
+      const remote = await m.channel.call({ t: LinkMsg.Stat, volume: v.id });
+      lag += Math.max(0, v.sizeBytes - Math.max(remote, VOLUME_SUPERBLOCK_SIZE));
+    }
+    m.lagBytes = lag;
+    let copied = false;
+    for (const v of volumes) {
+      const remote = await m.channel.call({ t: LinkMsg.Stat, volume: v.id });
+      const have = remote < 0 ? VOLUME_SUPERBLOCK_SIZE : remote;
+      // Past the local tail: bytes no write acknowledged (the master crashed after sending them).
+      if (have > v.sizeBytes) await m.channel.call({ t: LinkMsg.Truncate, volume: v.id, length: v.sizeBytes });
+      if (have < v.sizeBytes) {
+        await m.channel.call({ t: LinkMsg.Push, volume: v.id, path: v.path, start: have, end: v.sizeBytes, available: v.sizeBytes, sync: true }, { timeoutMs: PUSH_TIMEOUT_MS });
+        m.lagBytes = Math.max(0, m.lagBytes - (v.sizeBytes - have));
+        copied = true;
+      }
+    }
+    if (copied) m.repairs += 1;
+  }
+}

@@ -1,0 +1,270 @@
+// A remote-volume link: the master's one actor per volume server (docs/volume-server.md, "In
+// the master"). Group writers push regions of their local volume files to it; it reads the
+// bytes from the file itself (page cache, nothing large crosses a thread) and streams them to
+// the server as raw appends at the offsets the group assigned. Readers ask it for needle bytes
+// when their local member fails.
+// Owns: the VolumeClient (a pool of keep-alive connections), a queue of regions per volume,
+// read-only handles of the local volume files it sends from, the server's health.
+// Invariants:
+// - regions of one volume are sent in the order they were pushed, one request at a time (the
+//   server takes bytes only at its tail); contiguous regions already written are sent as one;
+// - a region is sent only as far as its bytes are written (Available); a streamed region waits
+//   for them, for at most the no-progress timeout;
+// - a failed request fails every region queued behind it on that volume: the group writer
+//   marks the member stale at once instead of learning it region by region;
+// - at most MAX_QUEUED regions wait per link (QUEUE_FULL past it).
+import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
+import { StoreError } from '../runtime/errors.js';
+import { Reply } from '../runtime/peer.js';
+import type { Timer } from '../runtime/scheduler.js';
+import { VolumeFile } from '../storage/volume_file.js';
+import { VOLUME_SUPERBLOCK_SIZE, decodeSuperblock } from '../storage/volume_format.js';
+import { LINK_PROTOCOL, LinkMsg, type LinkRequest, type LinkStatus } from '../protocol/link_protocol.js';
+import { RemoteError, VolumeClient } from '../remote/volume_client.js';
+import { assertNever } from './assert.js';
+
+export interface VolumeLinkConfig {
+  url: string;
+  secret: string | null;
+  epoch: number;
+  /** No-progress timeout of a request (ms). */
+  idleMs: number;
+  /** Health check period (ms). */
+  healthMs: number;
+}
+
+const MAX_QUEUED = 100_000;
+/** Bytes of contiguous regions sent in one request. */
+const MAX_BATCH_BYTES = 8 * 1024 * 1024;
+/** Read from the local file and written to the socket at most this much at a time. */
+const CHUNK = 1024 * 1024;
+const CONNECTIONS = 8;
+
+interface Region {
+  start: number;
+  end: number;
+  sync: boolean;
+  resolve: (length: number) => void;
+  reject: (err: unknown) => void;
+}
+
+interface Volume {
+  id: number;
+  path: string;
+  file: VolumeFile | null;
+  queue: Region[];
+  /** The local file holds the region's bytes up to here. */
+  available: number;
+  sending: boolean;
+  /** Woken when `available` grows. */
+  wake: (() => void) | null;
+}
+
+interface State {
+  env: ActorEnv<VolumeLinkConfig>;
+  client: VolumeClient;
+  volumes: Map<number, Volume>;
+  queued: number;
+  status: LinkStatus;
+  health: Timer;
+}
+
+const createVolumeLink: ActorFactory<VolumeLinkConfig> = (env) => {
+  const { config } = env;
+  const client = new VolumeClient({ base: config.url, secret: config.secret, epoch: config.epoch, idleMs: config.idleMs, maxSockets: CONNECTIONS, now: () => env.clock.now() });
+  const s: State = {
+    env,
+    client,
+    volumes: new Map(),
+    queued: 0,
+    status: { url: config.url, up: false, since: env.clock.now(), lastError: null, pushedBytes: 0, readBytes: 0, queued: 0 },
+    health: env.scheduler.every(config.healthMs, () => void checkHealth(s)),
+  };
+  void checkHealth(s);
+  return {
+    protocol: LINK_PROTOCOL,
+    handle: (_from, body) => handle(s, body as LinkRequest),
+    control: { status: () => ({ ...s.status, queued: s.queued }) },
+    stop: () => stop(s),
+  };
+};
+export default createVolumeLink;
+
+function handle(s: State, msg: LinkRequest): unknown {
+  switch (msg.t) {
+    case LinkMsg.Push:
+      return onPush(s, msg);
+    case LinkMsg.Available:
+      return onAvailable(s, msg.volume, msg.upTo);
+    case LinkMsg.ReadNeedle:
+      return onRead(s, msg);
+    case LinkMsg.Stat:
+      return s.client.stat(msg.volume).then((st) => st?.length ?? -1, (err: unknown) => failed(s, err));
+    case LinkMsg.Truncate:
+      return s.client.truncate(msg.volume, msg.length).catch((err: unknown) => failed(s, err));
+    case LinkMsg.Status:
+      return { ...s.status, queued: s.queued };
+    default:
+      return assertNever(msg);
+  }
+}
+
+function onPush(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.Push }>): Promise<number> {
+  if (s.queued >= MAX_QUEUED) throw new StoreError('QUEUE_FULL', `${s.status.url}: more than ${MAX_QUEUED} regions waiting`);
+  let v = s.volumes.get(msg.volume);
+  if (v === undefined) {
+    v = { id: msg.volume, path: msg.path, file: null, queue: [], available: 0, sending: false, wake: null };
+    s.volumes.set(msg.volume, v);
+  }
+  v.available = Math.max(v.available, msg.available);
+  const vol = v;
+  return new Promise<number>((resolve, reject) => {
+    s.queued += 1;
+    vol.queue.push({ start: msg.start, end: msg.end, sync: msg.sync, resolve, reject });
+    pump(s, vol);
+  });
+}
+
+function onAvailable(s: State, volume: number, upTo: number): null {
+  const v = s.volumes.get(volume);
+  if (v !== undefined && upTo > v.available) {
+    v.available = upTo;
+    const wake = v.wake;
+    v.wake = null;
+    wake?.();
+  }
+  return null;
+}
+
+/** Sends the regions at the head of the volume's queue, one request at a time. */
+function pump(s: State, v: Volume): void {
+  if (v.sending || v.queue.length === 0) return;
+  const batch = [v.queue[0]!];
+  for (let i = 1; i < v.queue.length; i++) {
+    const r = v.queue[i]!;
+    const last = batch[batch.length - 1]!;
+    if (r.start !== last.end || r.end > v.available || r.end - batch[0]!.start > MAX_BATCH_BYTES) break;
+    batch.push(r);
+  }
+  v.sending = true;
+  const start = batch[0]!.start;
+  const end = batch[batch.length - 1]!.end;
+  const sync = batch.some((r) => r.sync);
+  void sendRegion(s, v, start, end, sync).then(
+    (length) => {
+      v.queue.splice(0, batch.length);
+      s.queued -= batch.length;
+      s.status.pushedBytes += end - start;
+      for (const r of batch) r.resolve(length);
+    },
+    (err: unknown) => {
+      // Every region behind a failed one would fail too (the server's tail is not where they go).
+      const all = v.queue.splice(0);
+      s.queued -= all.length;
+      for (const r of all) r.reject(err);
+    },
+  ).finally(() => {
+    v.sending = false;
+    pump(s, v);
+  });
+}
+
+async function sendRegion(s: State, v: Volume, start: number, end: number, sync: boolean): Promise<number> {
+  try {
+    return await s.client.putRaw(v.id, start, end - start, regionBytes(s, v, start, end), sync);
+  } catch (err) {
+    // A volume's first region: the server creates it (with the same superblock) and takes it.
+    if (!(err instanceof RemoteError && err.code === 'NOT_FOUND' && start === VOLUME_SUPERBLOCK_SIZE)) throw failed(s, err);
+  }
+  try {
+    await s.client.create(v.id, createdAt(s, v));
+    return await s.client.putRaw(v.id, start, end - start, regionBytes(s, v, start, end), sync);
+  } catch (err) {
+    throw failed(s, err);
+  }
+}
+
+/** The region's bytes from the local file, each chunk once it is written there. */
+async function* regionBytes(s: State, v: Volume, start: number, end: number): AsyncGenerator<Uint8Array> {
+  const file = localFile(s, v);
+  for (let at = start; at < end; ) {
+    if (at >= v.available) await moreWritten(s, v);
+    const upTo = Math.min(end, v.available, at + CHUNK);
+    // A fresh buffer each time: the socket may still hold the last one when write() returns.
+    const chunk = new Uint8Array(upTo - at);
+    file.readRegion(chunk, at);
+    at = upTo;
+    yield chunk;
+  }
+}
+
+function moreWritten(s: State, v: Volume): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = s.env.scheduler.after(s.env.config.idleMs, () => {
+      v.wake = null;
+      reject(new StoreError('TIMEOUT', `volume ${v.id}: no bytes written for ${s.env.config.idleMs} ms (the writer stopped)`));
+    });
+    v.wake = () => {
+      timer.cancel();
+      resolve();
+    };
+  });
+}
+
+function localFile(s: State, v: Volume): VolumeFile {
+  v.file ??= VolumeFile.open(s.env.fs, v.path, 'read');
+  return v.file;
+}
+
+function createdAt(s: State, v: Volume): number {
+  const sb = new Uint8Array(VOLUME_SUPERBLOCK_SIZE);
+  localFile(s, v).readRegion(sb, 0);
+  const decoded = decodeSuperblock(sb);
+  if (decoded === null) throw new StoreError('CORRUPT', `${v.path}: bad superblock`);
+  return decoded.createdAt;
+}
+
+async function onRead(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.ReadNeedle }>): Promise<Reply> {
+  try {
+    const bytes = await s.client.readNeedle(msg.volume, msg.offset, msg.length, msg.from, msg.to);
+    s.status.readBytes += bytes.length;
+    const out = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer ? bytes.buffer : bytes.slice().buffer;
+    return new Reply(null, [out]);
+  } catch (err) {
+    throw failed(s, err);
+  }
+}
+
+async function checkHealth(s: State): Promise<void> {
+  try {
+    await s.client.health();
+    setUp(s, true, null);
+  } catch (err) {
+    setUp(s, false, (err as Error).message);
+  }
+}
+
+/** A failure seen by a request: a connection-level one also marks the server down now. */
+function failed(s: State, err: unknown): unknown {
+  const code = (err as { code?: unknown }).code;
+  if (code === 'UNAVAILABLE' || code === 'TIMEOUT') setUp(s, false, (err as Error).message);
+  else s.status.lastError = (err as Error).message;
+  return err;
+}
+
+function setUp(s: State, up: boolean, error: string | null): void {
+  if (error !== null) s.status.lastError = error;
+  if (s.status.up === up) return;
+  s.status.up = up;
+  s.status.since = s.env.clock.now();
+}
+
+function stop(s: State): void {
+  s.health.cancel();
+  for (const v of s.volumes.values()) {
+    v.file?.close();
+    for (const r of v.queue) r.reject(new StoreError('CLOSED', 'the link is stopping'));
+    v.queue = [];
+  }
+  s.client.close();
+}
