@@ -22,6 +22,7 @@ const RANK: Record<string, number> = {
   actors: 5,
   wiring: 6,
   master: 7,
+  volserver: 7,
   cli: 7,
   '.': 8,
 };

@@ -40,8 +40,19 @@ const SWEEP_EVERY_MS = 5_000;
 /** Appends not asked to sync are made durable this often (synced_length catches up). */
 const SYNC_EVERY_MS = 1_000;
 
+/** What an open append writes through: needles checked one by one, or a raw region. */
+interface Ingest {
+  readonly volume: number;
+  readonly offset: number;
+  readonly received: number;
+  write(chunk: Uint8Array): void;
+  /** The volume's new length and the CRC-32 of the body. */
+  finish(): { length: number; crc32: number };
+  abort(): void;
+}
+
 interface OpenIngest {
-  region: RegionIngest;
+  region: Ingest;
   touchedAt: number;
 }
 
@@ -72,7 +83,11 @@ const createMemberDrive: ActorFactory<MemberDriveConfig> = (env) => {
     timers: [],
   };
   s.timers.push(env.scheduler.every(SWEEP_EVERY_MS, () => sweepIdle(s)));
-  s.timers.push(env.scheduler.every(SYNC_EVERY_MS, () => void (s.dirty ? groupSync(s, true) : null)?.catch(() => undefined)));
+  s.timers.push(
+    env.scheduler.every(SYNC_EVERY_MS, () => {
+      if (s.dirty) groupSync(s, true).catch(() => undefined);
+    }),
+  );
   return {
     protocol: MEMBER_PROTOCOL,
     handle: (_from, body, blobs) => handle(s, body as MemberRequest, blobs),
@@ -88,7 +103,7 @@ function handle(s: State, msg: MemberRequest, blobs: ArrayBuffer[]): unknown {
     case MemberMsg.Create:
       return onCreate(s, msg.volume, msg.epoch, msg.createdAt);
     case MemberMsg.IngestBegin:
-      return onIngestBegin(s, msg.volume, msg.offset, msg.epoch);
+      return onIngestBegin(s, msg.volume, msg.offset, msg.epoch, msg.raw);
     case MemberMsg.IngestChunk:
       return onIngestChunk(s, msg.ingest, msg.length, blobs);
     case MemberMsg.IngestEnd:
@@ -116,10 +131,10 @@ function onCreate(s: State, volume: number, epoch: number, createdAt: number): M
   return stateOf(s, s.store.create(volume, epoch, createdAt));
 }
 
-function onIngestBegin(s: State, volume: number, offset: number, epoch: number): number {
+function onIngestBegin(s: State, volume: number, offset: number, epoch: number, raw: number | undefined): number {
   if (s.ingests.size >= MAX_INGESTS_PER_DRIVE) throw new StoreError('QUEUE_FULL', `more than ${MAX_INGESTS_PER_DRIVE} appends in flight on this drive`);
   if (s.busy.has(volume)) throw new StoreError('CONFLICT', `volume ${volume}: another append is in progress`);
-  const region = new RegionIngest(s.store, volume, offset, epoch);
+  const region = raw === undefined ? new RegionIngest(s.store, volume, offset, epoch) : rawRegion(s, volume, offset, raw, epoch);
   const id = s.nextIngest++;
   s.ingests.set(id, { region, touchedAt: s.env.clock.now() });
   s.busy.add(volume);
@@ -145,9 +160,27 @@ function onIngestChunk(s: State, id: number, length: number, blobs: ArrayBuffer[
 async function onIngestEnd(s: State, id: number, sync: boolean): Promise<IngestEnded> {
   const open = ingestOf(s, id);
   closeIngest(s, id);
-  const length = open.region.finish();
+  const { length, crc32 } = open.region.finish();
   if (sync) await groupSync(s, false);
-  return { offset: open.region.offset, length };
+  return { offset: open.region.offset, length, crc32 };
+}
+
+/** A raw region (storage/raw_ingest.ts) as an Ingest: its length is the offset plus what came. */
+function rawRegion(s: State, volume: number, offset: number, length: number, epoch: number): Ingest {
+  const raw = s.store.ingestRaw(volume, offset, length, epoch);
+  return {
+    volume,
+    offset,
+    get received() {
+      return raw.written;
+    },
+    write: (chunk) => raw.write(chunk),
+    finish: () => {
+      const r = raw.finish();
+      return { length: offset + r.length, crc32: r.crc32 >>> 0 };
+    },
+    abort: () => raw.abort(),
+  };
 }
 
 function onIngestAbort(s: State, id: number): null {

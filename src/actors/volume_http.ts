@@ -14,7 +14,7 @@ import { AUTH_HEADER, verifyVolumeRequest } from '../protocol/volume_auth.js';
 import { MemberMsg, memberDriveName, type DriveHealth, type MemberVolumeState } from '../protocol/member_protocol.js';
 import { refuseBadFraming, watchAbort } from '../frontend/http_util.js';
 import { VolumeContext, answerError, answerJson, codeOf, parseCount, parseVolumeId, requireCount } from './volume_context.js';
-import { appendRoute, copyRoute } from './volume_writes.js';
+import { appendRoute, copyRoute, rawAppendRoute } from './volume_writes.js';
 import { needleRoute, rawRoute } from './volume_reads.js';
 
 export interface VolumeHttpConfig {
@@ -95,6 +95,7 @@ function routes(app: TemplatedApp, ctx: VolumeContext, env: ActorEnv<VolumeHttpC
   app.get(`${VOLUME}/needles/:offset`, guard(needleRoute));
   app.post(`${VOLUME}/needles/:offset/seal`, guard((res) => answerError(res, watchAbort(res), 'NOT_IMPLEMENTED', 'open-ended appends and seal are not implemented yet', {}, true)));
   app.get(`${VOLUME}/raw`, guard(rawRoute));
+  app.put(`${VOLUME}/raw`, guard(rawAppendRoute));
   app.post(`${VOLUME}/truncate`, guard(truncateRoute));
   app.post(`${VOLUME}/copy`, guard(copyRoute));
   app.any('/*', (res, req) => {

@@ -20,7 +20,7 @@ import { VolumeFile } from '../storage/volume_file.js';
 import { NEEDLE_ALIGN, NEEDLE_HEADER_SIZE, NEEDLE_TRAILER_SIZE, VOLUME_SUPERBLOCK_SIZE, alignUp, decodeNeedleHeader, needleLength, type NeedleHeader } from '../storage/volume_format.js';
 import { contentRange, parseRange, unsatisfiedRange } from '../protocol/http_range.js';
 import { watchAbort, type ResponseState } from '../frontend/http_util.js';
-import { answerError, parseCount, parseVolumeId, requireCount, statusLine, type VolumeContext } from './volume_context.js';
+import { answerError, answerJson, codeOf, parseCount, parseVolumeId, requireCount, statusLine, type VolumeContext } from './volume_context.js';
 
 /** Chunks written in one go before yielding to other connections. */
 const CHUNKS_PER_TURN = 16;
@@ -124,6 +124,11 @@ function failRead(res: HttpResponse, state: ResponseState, out: BodyOut, ctx: Vo
   if (state.aborted) return;
   if (out.started) {
     res.close();
+    return;
+  }
+  if (codeOf(err) === 'CHECKSUM_MISMATCH' || codeOf(err) === 'CORRUPT') {
+    // Found before a byte left: a clean error, 500 (the stored bytes are bad, not the request).
+    answerJson(res, state, 500, { error: (err as Error).message, code: codeOf(err) });
     return;
   }
   const length = (err as { length?: unknown }).length;

@@ -26,8 +26,17 @@ const END_TIMEOUT_MS = 120_000;
 /** One keep-alive pool for copies from peers. */
 const peerAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 
-/** PUT /v1/volumes/{id}/needles?offset=N&epoch=E[&sync=1] */
+/** PUT /v1/volumes/{id}/needles?offset=N&epoch=E[&sync=1]: needles, each checked. */
 export function appendRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeContext): void {
+  append(res, req, ctx, false);
+}
+
+/** PUT /v1/volumes/{id}/raw?offset=N&epoch=E[&sync=1]: a raw region, its CRC answered. */
+export function rawAppendRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeContext): void {
+  append(res, req, ctx, true);
+}
+
+function append(res: HttpResponse, req: HttpRequest, ctx: VolumeContext, raw: boolean): void {
   const volume = parseVolumeId(req.getParameter(0));
   const query = new URLSearchParams(req.getQuery() ?? '');
   const lengthHeader = req.getHeader('content-length');
@@ -60,7 +69,7 @@ export function appendRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeCont
     answerError(res, state, 'REQUEST_TIMEOUT', `no body bytes for ${NO_PROGRESS_MS / 1000} s; the append is dropped`, {}, true);
     body.fail(new StoreError('TIMEOUT', 'the append stalled'));
   });
-  void ingestFrom(ctx, volume, offset, epoch, sync, body)
+  void ingestFrom(ctx, volume, offset, epoch, sync, body, raw ? length : undefined)
     .then(
       (ended) => answerJson(res, state, 201, ended),
       (err: unknown) => {
@@ -100,7 +109,7 @@ export function copyRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeContex
 async function checkLength(ctx: VolumeContext, volume: number, start: number): Promise<IngestEnded> {
   const { state } = await ctx.locate(volume);
   if (state.length !== start) throw new StoreError('CONFLICT', `volume ${volume} has length ${state.length}, not ${start}`);
-  return { offset: start, length: state.length };
+  return { offset: start, length: state.length, crc32: 0 };
 }
 
 /**
@@ -108,9 +117,9 @@ async function checkLength(ctx: VolumeContext, volume: number, start: number): P
  * checked), chunks with at most MAX_CHUNKS_IN_FLIGHT unanswered, end (durable when `sync`). Any
  * failure aborts the ingest: the volume is cut back to the offset.
  */
-async function ingestFrom(ctx: VolumeContext, volume: number, offset: number, epoch: number, sync: boolean, body: AsyncIterable<Uint8Array>): Promise<IngestEnded> {
+async function ingestFrom(ctx: VolumeContext, volume: number, offset: number, epoch: number, sync: boolean, body: AsyncIterable<Uint8Array>, raw?: number): Promise<IngestEnded> {
   const { drive } = await ctx.locate(volume);
-  const ingest = await ctx.ask(drive, { t: MemberMsg.IngestBegin, volume, offset, epoch });
+  const ingest = await ctx.ask(drive, raw === undefined ? { t: MemberMsg.IngestBegin, volume, offset, epoch } : { t: MemberMsg.IngestBegin, volume, offset, epoch, raw });
   const inFlight: Promise<unknown>[] = [];
   try {
     for await (const chunk of body) {

@@ -34,7 +34,10 @@ export const MAX_INGESTS_PER_DRIVE = 1024;
 
 export type MemberRequest =
   | { t: typeof MemberMsg.Create; volume: number; epoch: number; createdAt: number }
-  | { t: typeof MemberMsg.IngestBegin; volume: number; offset: number; epoch: number }
+  // raw: the region's length when its bytes are taken as they are (PUT .../raw: the master's own
+  // copy of the region, garbage needles included; only their CRC is checked, by the sender);
+  // absent: the body is needles, each checked (PUT .../needles, and a copy from a peer).
+  | { t: typeof MemberMsg.IngestBegin; volume: number; offset: number; epoch: number; raw?: number }
   // length: the bytes of the blob beside it that are body (the rest of the buffer is not).
   | { t: typeof MemberMsg.IngestChunk; ingest: number; length: number }
   // sync: the master asked for durability (the drive's --sync none still skips the fdatasync).
@@ -66,6 +69,8 @@ export interface IngestEnded {
   offset: number;
   /** The volume's new length. */
   length: number;
+  /** CRC-32 of the body as it arrived. */
+  crc32: number;
 }
 
 export interface DriveHealth {

@@ -10,6 +10,7 @@
 //   trusted only once NeedleIngest has checked the header CRC;
 // - the body may end right after the last needle's trailer (its padding left out).
 import { StoreError } from '../runtime/errors.js';
+import { crc32 } from './checksum.js';
 import type { MemberVolumes } from './member_volumes.js';
 import type { NeedleIngest } from './needle_ingest.js';
 import { NEEDLE_HEADER_SIZE, alignUp } from './volume_format.js';
@@ -23,6 +24,7 @@ export class RegionIngest {
   /** Padding bytes still expected after the last needle. */
   private padding = 0;
   private taken = 0;
+  private crc = 0;
   private state: 'open' | 'ended' | 'aborted' = 'open';
 
   constructor(
@@ -47,14 +49,18 @@ export class RegionIngest {
     try {
       for (let at = 0; at < chunk.length; ) at += this.step(chunk.subarray(at));
       this.taken += chunk.length;
+      this.crc = crc32(chunk, this.crc);
     } catch (err) {
       this.abort();
       throw err;
     }
   }
 
-  /** The body has ended: the last needle whole, or SIZE_MISMATCH (cut back). Answers the new length. */
-  finish(): number {
+  /**
+   * The body has ended: the last needle whole, or SIZE_MISMATCH (cut back). Answers the volume's
+   * new length and the CRC-32 of the body (the sender may compare it with what it sent).
+   */
+  finish(): { length: number; crc32: number } {
     this.checkOpen();
     try {
       if (this.needle !== null) this.needle.finish(); // short: throws SIZE_MISMATCH
@@ -64,7 +70,7 @@ export class RegionIngest {
       throw err;
     }
     this.state = 'ended';
-    return this.store.info(this.volume).length;
+    return { length: this.store.info(this.volume).length, crc32: this.crc >>> 0 };
   }
 
   /** Cuts the volume back to the region's offset. Idempotent. */
