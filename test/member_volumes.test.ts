@@ -111,3 +111,12 @@ test('a torn tail is cut back at reopen; truncate and remove', () => {
   assert.equal(codeOf(() => again.info(id)), 'NOT_FOUND');
   again.close();
 });
+
+test('create takes the superblock time the master names: every member writes the same superblock', () => {
+  const store = MemberVolumes.open(fs, drives, clock);
+  const id = volumeIdOf(3, 0);
+  store.create(id, 1, 1_234_567);
+  const path = join(store.info(id).drive, 'volumes', volumeFileName(id));
+  store.close();
+  assert.equal(nodeFs.readFileSync(path).readBigUInt64LE(16), 1_234_567n);
+});
