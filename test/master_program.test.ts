@@ -212,17 +212,17 @@ describe('master program', () => {
     assert.equal(fs.existsSync(dir), false, 'nothing was created');
   });
 
-  it('--volume-servers and --replication-factor are refused with one line (exit 2) until remote volume servers exist, never ignored', async () => {
+  it('--volume-servers with one copy is refused with one line (exit 2): the servers would hold nothing', async () => {
     const dir = dataDir();
     const servers = launch(['--volume-servers', 'http://127.0.0.1:1', '--data', dir]);
     assert.equal(await servers.exit(), 2);
-    assert.match(servers.stderr(), /^brisedb: --volume-servers \(volume_servers\): remote volume servers are not supported by this build yet; every blob would be stored on local drives only\./);
+    assert.match(servers.stderr(), /^brisedb: --volume-servers \(volume_servers\): volume servers hold copies of blobs; with --replication-factor 1 \(replication_factor\) they would hold nothing\./);
     assert.equal(servers.stderr().split('\n').filter(Boolean).length, 1, servers.stderr());
     const file = path.join(tmp, 'cluster.json');
-    fs.writeFileSync(file, JSON.stringify({ volume_servers: ['http://127.0.0.1:1', 'http://127.0.0.1:2'], replication_factor: 3 }));
+    fs.writeFileSync(file, JSON.stringify({ volume_servers: ['http://127.0.0.1:1', 'http://127.0.0.1:2'] }));
     const cluster = launch(['--config', file, '--data', dir]);
     assert.equal(await cluster.exit(), 2);
-    assert.equal(cluster.stderr().startsWith(`brisedb: --volume-servers (volume_servers in config ${file}): remote volume servers are not supported`), true, cluster.stderr());
+    assert.equal(cluster.stderr().startsWith(`brisedb: --volume-servers (volume_servers in config ${file}): volume servers hold copies`), true, cluster.stderr());
     assert.equal(fs.existsSync(dir), false, 'nothing was created');
   });
 

@@ -8,14 +8,15 @@ import type { LocalGroup } from '../storage/registry.js';
 import { DEFAULT_LIMITS, type Limits } from '../db/api.js';
 import { actorPorts } from '../db/actor_ports.js';
 import { DriveReader } from '../db/drive_reader.js';
+import { groupReader } from '../db/group_reader.js';
 import { Engine } from '../db/engine.js';
 import { storeActorNames } from '../protocol/store_actors.js';
 
 /** The engine of a front-end thread, and how to close what it opened (its volume handles). */
 export function frontEndEngine(env: ActorEnv, groups: LocalGroup[], limits: Partial<Limits> = {}): { engine: Engine; close(): void } {
   const reader = new VolumeReader(env.fs, groups);
-  for (const name of storeActorNames(groups.map((g) => g.id))) env.peer(name).setFlushMode('turn');
-  const ports = actorPorts((name) => env.peer(name), groups, new DriveReader(reader));
+  for (const name of storeActorNames(groups)) env.peer(name).setFlushMode('turn');
+  const ports = actorPorts((name) => env.peer(name), groups, groupReader((name) => env.peer(name), groups, new DriveReader(reader)));
   const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...limits }, env.clock);
   return {
     engine,

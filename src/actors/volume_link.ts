@@ -99,9 +99,16 @@ function handle(s: State, msg: LinkRequest): unknown {
     case LinkMsg.ReadNeedle:
       return onRead(s, msg);
     case LinkMsg.Stat:
-      return s.client.stat(msg.volume).then((st) => st?.length ?? -1, (err: unknown) => failed(s, err));
+      return s.client.stat(msg.volume).then(
+        (st) => st?.length ?? -1,
+        (err: unknown) => {
+          throw failed(s, err);
+        },
+      );
     case LinkMsg.Truncate:
-      return s.client.truncate(msg.volume, msg.length).catch((err: unknown) => failed(s, err));
+      return s.client.truncate(msg.volume, msg.length).catch((err: unknown) => {
+        throw failed(s, err);
+      });
     case LinkMsg.Status:
       return { ...s.status, queued: s.queued };
     default:

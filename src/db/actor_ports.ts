@@ -33,6 +33,19 @@ import { groupOfVolume } from '../storage/volume_format.js';
 
 /** Chunks of one upload in flight to the writer at once: enough to keep the disk busy. */
 const STREAM_WINDOW = 2;
+/**
+ * How long a write looks for a group that takes it (each refusing with DEGRADED or UNAVAILABLE:
+ * a remote member down, a repair running) before it fails: long enough for a repair pass.
+ */
+const WRITE_RETRY_MS = 3_000;
+/** A group that refused a write is tried last for this long. */
+const REFUSED_FOR_MS = 1_000;
+
+/** A refusal that leaves nothing written that matters: the write may go to another group. */
+function isRetryable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'DEGRADED' || code === 'UNAVAILABLE';
+}
 
 /** An exact-size copy: transferring detaches, and a caller's Buffer may sit in a shared slab. */
 export function exactCopy(bytes: Uint8Array): ArrayBuffer {
@@ -46,14 +59,51 @@ type VolumeChannel = Channel<VolumeRequest, VolumeReplies>;
 
 export class ActorVolumes implements VolumePort {
   private readonly byGroup = new Map<number, { channel: VolumeChannel; dir: string }>();
+  /** When each group last refused a write (DEGRADED, UNAVAILABLE). */
+  private readonly refusedAt = new Map<number, number>();
   readonly groups: readonly number[];
 
-  constructor(groups: ReadonlyArray<{ id: number; dir: string; peer: Peer }>) {
+  constructor(groups: ReadonlyArray<{ id: number; dir: string; peer: Peer; writable?: boolean }>) {
     for (const g of groups) this.byGroup.set(g.id, { channel: new Channel(g.peer), dir: g.dir });
-    this.groups = groups.map((g) => g.id);
+    // A group kept for reads (written before the store was replicated) takes no new needle.
+    this.groups = groups.filter((g) => g.writable !== false).map((g) => g.id);
   }
 
-  async append(group: number, needles: AppendRequest[], sync: boolean): Promise<NeedleAddress[]> {
+  /** Appends to `group`, or to another when it refuses (its addresses say which took them). */
+  append(group: number, needles: AppendRequest[], sync: boolean): Promise<NeedleAddress[]> {
+    return this.withFallback(group, (g) => this.appendTo(g, needles, sync));
+  }
+
+  /**
+   * Runs a write on `first`, or on the other groups in turn when it is refused before anything
+   * that matters was written; groups that refused lately go last. Past WRITE_RETRY_MS of
+   * refusals everywhere, the last refusal is the answer.
+   */
+  private async withFallback<T>(first: number, attempt: (group: number) => Promise<T>): Promise<T> {
+    const deadline = Date.now() + WRITE_RETRY_MS;
+    for (;;) {
+      const now = Date.now();
+      const fresh = (g: number): boolean => now - (this.refusedAt.get(g) ?? -Infinity) > REFUSED_FOR_MS;
+      const others = this.groups.filter((g) => g !== first);
+      const order = [first, ...others].sort((a, b) => Number(fresh(b)) - Number(fresh(a)));
+      let last: unknown;
+      for (const g of order) {
+        try {
+          return await attempt(g);
+        } catch (err) {
+          if (!isRetryable(err)) throw err;
+          this.refusedAt.set(g, Date.now());
+          last = err;
+        }
+      }
+      if (Date.now() >= deadline) {
+        throw new StoreError('UNAVAILABLE', `no volume group can take writes now: ${(last as Error).message}`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+
+  private async appendTo(group: number, needles: AppendRequest[], sync: boolean): Promise<NeedleAddress[]> {
     const msg = {
       t: VolumeMsg.Append,
       sync,
@@ -66,10 +116,13 @@ export class ActorVolumes implements VolumePort {
   }
 
   async appendStream(group: number, key: Uint8Array, size: number | null, expiresAt: number, source: AsyncIterable<Uint8Array>, meta?: MetaSource): Promise<NeedleAddress> {
-    const peer = this.channel(group);
     const metaLength = meta?.length ?? 0;
     const begin = { t: VolumeMsg.StreamBegin, key, size: size ?? UNKNOWN_SIZE, expiresAt };
-    const stream = await peer.call(metaLength === 0 ? begin : { ...begin, meta: metaLength });
+    // A group refuses a stream at its beginning, before any byte of the body is taken.
+    const [peer, stream] = await this.withFallback(group, async (g) => {
+      const p = this.channel(g);
+      return [p, await p.call(metaLength === 0 ? begin : { ...begin, meta: metaLength })] as const;
+    });
     const inFlight = new Set<Promise<unknown>>();
     try {
       for await (const chunk of gather(source)) {
@@ -331,7 +384,7 @@ export type PeerOf = (name: string) => Peer;
  * `reader`. The broker's channel gets an ActorBroker that re-registers this thread's
  * subscriptions when the broker restarts (told by the peer's rewire, or by `onBrokerRestart`).
  */
-export function actorPorts(peer: PeerOf, groups: ReadonlyArray<{ id: number; dir: string }>, reader: ReadPort): Ports {
+export function actorPorts(peer: PeerOf, groups: ReadonlyArray<{ id: number; dir: string; writable?: boolean }>, reader: ReadPort): Ports {
   const broker = new ActorBroker(peer(BROKER_ACTOR));
   peer(BROKER_ACTOR).onRewire(() => void broker.resubscribe().catch(() => undefined));
   return {

@@ -229,4 +229,10 @@ export interface OpenOptions {
    * look keys up synchronously (runtime/sync_slot.ts; the master makes one per HTTP thread).
    */
   lookupSlots?: SharedArrayBuffer[];
+  /** Remote volume servers (base URLs) for replicated volume groups (docs/volume-server.md). */
+  volumeServers?: string[];
+  /** Copies of each needle: the local drive's and factor - 1 servers' (default 1). */
+  replicationFactor?: number;
+  /** The secret shared with the volume servers (null: none, loopback only). */
+  volumeSecret?: string | null;
 }

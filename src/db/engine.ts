@@ -11,6 +11,7 @@
 import type { Clock } from '../runtime/clock.js';
 import { OpCode, SetFlag, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { StoreError } from '../runtime/errors.js';
+import { groupOfVolume } from '../storage/volume_format.js';
 import type { Limits } from './api.js';
 import type { CommitResult, Lookup, MetaSource, Ports } from './ports.js';
 import { KeyUpdates, type Decide } from './key_updates.js';
@@ -208,7 +209,8 @@ export class Engine {
     await Promise.all(
       [...byGroup].map(async ([group, indexes]) => {
         const addresses = await this.ports.volumes.append(group, indexes.map((i) => items[i]!), durable);
-        indexes.forEach((i, j) => (out[i] = { address: addresses[j]!, group, durable }));
+        // The group that took them (another when this one refused: a member down).
+        indexes.forEach((i, j) => (out[i] = { address: addresses[j]!, group: groupOfVolume(addresses[j]!.volume), durable }));
       }),
     );
     return out;
@@ -223,7 +225,7 @@ export class Engine {
     }
     const group = this.pickGroup();
     const address = await this.ports.volumes.appendStream(group, key, value.size, expiresAt, value.source, meta);
-    return { address, group, durable: true };
+    return { address, group: groupOfVolume(address.volume), durable: true };
   }
 
   /** Round-robin over the groups that take writes, so that writes use every disk and writer. */

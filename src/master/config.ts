@@ -88,6 +88,7 @@ Flags override the fields of the --config file; sizes take bytes or a unit (512m
   --max-body-size SIZE          largest blob a PUT may send (4gb)                   [max_body_size]
   --volume-servers URL,URL      remote volume servers (http://host:port)            [volume_servers]
   --replication-factor N        copies of each blob, at most 1 + volume servers (1) [replication_factor]
+  --volume-secret SECRET        shared with the volume servers (their --secret)     [volume_secret]
   --max-volume-size SIZE        bytes per volume file before a new one (2gb)        [max_volume_size]
   --requirepass PASSWORD        clients must AUTH; also $${REQUIREPASS_ENV}           [requirepass]
   --sync always|none            fsync before acknowledging a write (always)         [sync]
@@ -118,6 +119,7 @@ interface Settings {
   drives: string[];
   volume_servers: string[];
   replication_factor: number;
+  volume_secret: string | null;
   max_volume_size: number;
   requirepass: string | null;
   tcp_threads: number;
@@ -292,6 +294,7 @@ const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   drives: { flag: '--drives', convert: listOf('directory', 'directories', MAX_DRIVES, (s) => path(s, true)) },
   volume_servers: { flag: '--volume-servers', convert: listOf('URL', 'URLs', MAX_VOLUME_SERVERS, volumeServerUrl) },
   replication_factor: { flag: '--replication-factor', convert: intIn(1, 1 + MAX_VOLUME_SERVERS) },
+  volume_secret: { flag: '--volume-secret', convert: password, secret: true },
   max_volume_size: { flag: '--max-volume-size', convert: sizeIn(MIN_VOLUME_SIZE, MAX_VALUE_LENGTH) },
   requirepass: { flag: '--requirepass', convert: password, secret: true },
   tcp_threads: { flag: '--tcp-threads', convert: intIn(1, MAX_TCP_THREADS) },
@@ -328,6 +331,7 @@ function defaults(p: Platform): Settings {
     drives: [],
     volume_servers: [],
     replication_factor: 1,
+    volume_secret: null,
     max_volume_size: DEFAULT_MAX_VOLUME_SIZE,
     requirepass: null,
     tcp_threads: supportsReusePort(p) ? Math.max(1, Math.min(p.cores, MAX_TCP_THREADS)) : 1,
@@ -457,17 +461,13 @@ function readProblem(err: unknown): string {
 }
 
 /**
- * Settings this build parses but cannot honour yet: a master with remote volume servers or more
- * than one copy of each blob would acknowledge every write with one local copy, so it refuses
- * to start instead (the remote volume servers are the next piece of work), naming the setting.
+ * Settings that parse but do not make sense together: volume servers with one copy of each blob
+ * would hold nothing (every needle is on the local drive), which is never what was meant.
  */
 export function notYetSupported(config: MasterConfig, configFile: string | null = null): string | null {
   const file = configFile === null ? '' : ` in config ${configFile}`;
-  if (config.volumeServers.length > 0) {
-    return `--volume-servers (volume_servers${file}): remote volume servers are not supported by this build yet; every blob would be stored on local drives only. Remove the setting (or use --drives for more local disks)`;
-  }
-  if (config.replicationFactor > 1) {
-    return `--replication-factor (replication_factor${file}): ${config.replicationFactor} copies need remote volume servers, which this build does not support yet; every blob would have one copy. Use 1`;
+  if (config.volumeServers.length > 0 && config.replicationFactor < 2) {
+    return `--volume-servers (volume_servers${file}): volume servers hold copies of blobs; with --replication-factor 1 (replication_factor) they would hold nothing. Set replication_factor to 2 or more`;
   }
   return null;
 }
@@ -527,6 +527,7 @@ function toConfig(s: Settings): MasterConfig {
     drives: s.drives,
     volumeServers: s.volume_servers,
     replicationFactor: s.replication_factor,
+    volumeSecret: s.volume_secret,
     maxVolumeSize: s.max_volume_size,
     requirepass: s.requirepass,
     tcpThreads: s.tcp_threads,

@@ -55,7 +55,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   // Every TCP thread serves the line protocol too; a port 0 must become one port for all of them.
   const text = textAddr === null ? null : { host: textAddr.host, port: textAddr.port === 0 && threads > 1 ? await freePort(textAddr.host) : textAddr.port };
   const tcpSpecs = (groups: LocalGroup[], dataDir: string): ActorSpec[] => {
-    const store = storeActorNames(groups.map((g) => g.id));
+    const store = storeActorNames(groups);
     return Array.from({ length: threads }, (_, i) => {
       const cfg: TcpFrontendConfig = {
         host: config.addr.host,
@@ -84,7 +84,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   const lookupSlots = Array.from({ length: httpThreads }, () => createSyncSlot());
   const httpSpecs = (groups: LocalGroup[], dataDir: string): ActorSpec[] => {
     if (http === null) return [];
-    const store = storeActorNames(groups.map((g) => g.id));
+    const store = storeActorNames(groups);
     return Array.from({ length: httpThreads }, (_, i) => {
       const cfg: HttpFrontendConfig = {
         host: http.host,
@@ -111,7 +111,15 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   if (threads > 1 && text !== null) await assertPortFree(text.host, text.port, 'the line protocol');
   const { db, supervisor } = await openStore(
     config.dataDir,
-    { drives: config.drives, maxVolumeSize: config.maxVolumeSize, sync: config.sync, lookupSlots },
+    {
+      drives: config.drives,
+      maxVolumeSize: config.maxVolumeSize,
+      sync: config.sync,
+      lookupSlots,
+      volumeServers: config.volumeServers,
+      replicationFactor: config.replicationFactor,
+      volumeSecret: config.volumeSecret ?? null,
+    },
     (groups, dataDir) => [...tcpSpecs(groups, dataDir), ...httpSpecs(groups, dataDir)],
   );
   const httpNames = Array.from({ length: httpThreads }, (_, i) => httpActorName(i));

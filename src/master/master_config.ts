@@ -18,6 +18,8 @@ export interface MasterConfig {
   drives: string[];
   volumeServers: string[];
   replicationFactor: number;
+  /** Shared with the volume servers; null: none (loopback servers only). */
+  volumeSecret?: string | null;
   maxVolumeSize: number;
   /** null: no password (AUTH not required). */
   requirepass: string | null;

@@ -18,10 +18,13 @@ export const REGISTRY_FILE = 'vol-registry.json';
 /** A registry is a few bytes per volume; anything this big is not one. */
 export const MAX_REGISTRY_BYTES = 64 * 1024 * 1024;
 
-/** A member of a volume group: a local drive (its root directory). Remote servers come next. */
-export interface GroupMember {
-  drive: string;
-}
+/**
+ * A member of a volume group: a local drive (its root directory) or a remote volume server (its
+ * base URL). A group has exactly one local drive (its writer's, which assigns the offsets) and
+ * any number of servers; a drive is in at most one group without servers (the groups of a store
+ * without replication), and in any number of replicated ones.
+ */
+export type GroupMember = { drive: string } | { server: string };
 
 export interface Registry {
   version: 2;
@@ -33,6 +36,16 @@ export interface Registry {
 export interface LocalGroup {
   id: number;
   dir: string;
+  /** Remote members (volume-server base URLs), in order; absent or empty: none. */
+  servers?: string[];
+  /** False for a group kept for reads only (it was written with another replication). */
+  writable?: boolean;
+}
+
+/** How the store's volumes are replicated (issue 11): remote servers, and copies per blob. */
+export interface Replication {
+  servers: string[];
+  factor: number;
 }
 
 /** null when there is no registry yet; CORRUPT (naming the file) when it is not valid. */
@@ -69,9 +82,20 @@ export function saveRegistry(fs: Fs, dataDir: string, registry: Registry): void 
  * With no registry (a fresh store, or one from before the registry was read), group i is drive i,
  * which is how volume ids were assigned then.
  */
-export function resolveGroups(registry: Registry | null, drives: string[]): LocalGroup[] {
+export function resolveGroups(registry: Registry | null, drives: string[], replication: Replication = { servers: [], factor: 1 }): LocalGroup[] {
+  const replicated = replicatedGroupsOf(registry);
+  if (replication.factor > 1) return resolveReplicated(registry, replicated, drives, replication);
+  const stranded = [...replicated].filter(([, g]) => holdsVolumes(registry, g.id));
+  if (stranded.length > 0) {
+    const [, g] = stranded[0]!;
+    throw new StoreError('BAD_ARGUMENT', `volume group ${g.id} is replicated to ${(g.servers ?? []).join(', ')} and holds volumes: configure its volume servers and a replication factor of ${(g.servers ?? []).length + 1}`);
+  }
+  return resolveLocal(localOnly(registry), drives);
+}
+
+function resolveLocal(registry: Registry | null, drives: string[]): LocalGroup[] {
   const known = new Map<string, number>();
-  for (const [id, g] of Object.entries(registry?.groups ?? {})) for (const m of g.members) known.set(m.drive, Number(id));
+  for (const [id, g] of Object.entries(registry?.groups ?? {})) for (const m of g.members) if ('drive' in m) known.set(m.drive, Number(id));
   if (registry === null) return drives.map((dir, i) => ({ id: i, dir }));
   const configured = new Set(drives);
   for (const [dir, id] of known) {
@@ -100,10 +124,85 @@ export function resolveGroups(registry: Registry | null, drives: string[]): Loca
   });
 }
 
+/**
+ * Groups of a replicated store: the registry's replicated groups whose members are all still
+ * configured keep their ids (and are written to while they are among the wanted ones); the
+ * wanted groups (max(drives, servers) of them, each a drive and factor - 1 servers, round-robin)
+ * that do not exist yet get fresh ids; the registry's groups without servers are kept for reads.
+ */
+function resolveReplicated(registry: Registry | null, replicated: Map<string, LocalGroup>, drives: string[], replication: Replication): LocalGroup[] {
+  const { servers, factor } = replication;
+  if (servers.length < factor - 1) throw new StoreError('BAD_ARGUMENT', `${factor} copies need ${factor - 1} volume servers; ${servers.length} configured`);
+  const configured = new Set(servers);
+  for (const g of replicated.values()) {
+    const missing = g.servers!.filter((u) => !configured.has(u));
+    const noDrive = !drives.includes(g.dir);
+    if ((missing.length > 0 || noDrive) && holdsVolumes(registry, g.id)) {
+      throw new StoreError('BAD_ARGUMENT', `volume group ${g.id} holds volumes on ${noDrive ? `drive ${g.dir}` : `volume server ${missing.join(', ')}`}, which is not configured: add it back`);
+    }
+  }
+  const used = new Set<number>(Object.keys(registry?.groups ?? {}).map(Number));
+  let next = 0;
+  const freshId = (): number => {
+    while (used.has(next)) next++;
+    if (next > MAX_GROUP_ID) throw new StoreError('BAD_ARGUMENT', `more than ${MAX_GROUP_ID + 1} volume groups`);
+    used.add(next);
+    return next;
+  };
+  const out: LocalGroup[] = [];
+  const count = Math.max(drives.length, servers.length);
+  const wanted = new Set<string>();
+  for (let i = 0; i < count; i++) {
+    const dir = drives[i % drives.length]!;
+    const members = Array.from({ length: factor - 1 }, (_, k) => servers[(i * (factor - 1) + k) % servers.length]!);
+    const sig = signature(dir, members);
+    if (wanted.has(sig)) continue;
+    wanted.add(sig);
+    out.push({ id: replicated.get(sig)?.id ?? freshId(), dir, servers: members, writable: true });
+  }
+  for (const [sig, g] of replicated) {
+    if (wanted.has(sig) || !holdsVolumes(registry, g.id)) continue;
+    out.push({ ...g, writable: true }); // all its members are configured (checked above)
+  }
+  // The groups of the store before it was replicated: read, never written (one copy only).
+  for (const g of resolveLocal(localOnly(registry), drives)) if (holdsVolumes(registry, g.id)) out.push({ ...g, writable: false });
+  return out.sort((a, b) => a.id - b.id);
+}
+
+function signature(dir: string, servers: readonly string[]): string {
+  return JSON.stringify([dir, ...servers]);
+}
+
+/** The registry's groups that have remote members, by signature. */
+function replicatedGroupsOf(registry: Registry | null): Map<string, LocalGroup> {
+  const out = new Map<string, LocalGroup>();
+  for (const [id, g] of Object.entries(registry?.groups ?? {})) {
+    const servers = g.members.flatMap((m) => ('server' in m ? [m.server] : []));
+    const dir = g.members.flatMap((m) => ('drive' in m ? [m.drive] : []))[0];
+    if (servers.length === 0 || dir === undefined) continue;
+    out.set(signature(dir, servers), { id: Number(id), dir, servers });
+  }
+  return out;
+}
+
+/** The registry without its replicated groups (and their volumes). */
+function localOnly(registry: Registry | null): Registry | null {
+  if (registry === null) return null;
+  const groups: Registry['groups'] = {};
+  for (const [id, g] of Object.entries(registry.groups)) if (g.members.every((m) => 'drive' in m)) groups[id] = g;
+  const volumes: Registry['volumes'] = {};
+  for (const [id, v] of Object.entries(registry.volumes)) if (String(v.group) in groups) volumes[id] = v;
+  return { version: 2, groups, volumes };
+}
+
+function holdsVolumes(registry: Registry | null, group: number): boolean {
+  return Object.values(registry?.volumes ?? {}).some((v) => v.group === group);
+}
+
 /** The registry of running groups and the volumes they hold now. */
 export function registryOf(groups: LocalGroup[], volumes: { id: number }[]): Registry {
   const out: Registry = { version: 2, groups: {}, volumes: {} };
-  for (const g of groups) out.groups[String(g.id)] = { members: [{ drive: g.dir }] };
+  for (const g of groups) out.groups[String(g.id)] = { members: [{ drive: g.dir }, ...(g.servers ?? []).map((server) => ({ server }))] };
   for (const v of volumes) out.volumes[String(v.id)] = { group: groupOfVolume(v.id) };
   return out;
 }
@@ -158,12 +257,8 @@ export function registryProblem(value: unknown): string | null {
     if (!isCanonical(id) || Number(id) > MAX_GROUP_ID) return `bad group id "${id}"`;
     const members = isObject(group) ? group['members'] : undefined;
     if (!Array.isArray(members) || members.length === 0) return `group ${id}: "members" must be a non-empty array`;
-    for (const m of members) {
-      const drive = isObject(m) ? m['drive'] : undefined;
-      if (typeof drive !== 'string' || drive.length === 0) return `group ${id}: a member needs a non-empty "drive"`;
-      if (drives.has(drive)) return `drive ${drive} is a member of two groups`;
-      drives.add(drive);
-    }
+    const problem = membersProblem(id, members, drives);
+    if (problem !== null) return problem;
   }
   const volumes = value['volumes'];
   if (!isObject(volumes)) return '"volumes" must be an object';
@@ -173,6 +268,29 @@ export function registryProblem(value: unknown): string | null {
     if (group !== groupOfVolume(Number(id))) return `volume ${id}: group ${JSON.stringify(group)} is not the group its id names (${groupOfVolume(Number(id))})`;
     if (!(String(group) in groups)) return `volume ${id}: group ${group} is not registered`;
   }
+  return null;
+}
+
+/** One drive per group, then servers; a drive of a group without servers is in no other such group. */
+function membersProblem(id: string, members: unknown[], drives: Set<string>): string | null {
+  let driveCount = 0;
+  const servers = new Set<string>();
+  for (const m of members) {
+    const drive = isObject(m) ? m['drive'] : undefined;
+    const server = isObject(m) ? m['server'] : undefined;
+    if (typeof server === 'string' && server.length > 0 && drive === undefined) {
+      if (servers.has(server)) return `group ${id}: server ${server} is a member twice`;
+      servers.add(server);
+      continue;
+    }
+    if (typeof drive !== 'string' || drive.length === 0) return `group ${id}: a member needs a non-empty "drive" or "server"`;
+    driveCount += 1;
+  }
+  if (driveCount !== 1) return `group ${id}: a group has one local drive, not ${driveCount}`;
+  if (servers.size > 0) return null;
+  const drive = (members.find((m) => isObject(m) && typeof m['drive'] === 'string') as { drive: string }).drive;
+  if (drives.has(drive)) return `drive ${drive} is a member of two groups`;
+  drives.add(drive);
   return null;
 }
 

@@ -7,13 +7,15 @@
 //   given (the crash/recovery suites: a simulated file system and virtual time).
 // The lock on the data dir is held for as long as the store is open.
 import { hostname } from 'node:os';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { systemClock, type Clock } from '../runtime/clock.js';
 import { CpuPool } from '../runtime/cpu_pool.js';
 import { NodeFs, type Fs } from '../runtime/fs.js';
 import { workerHost, type ActorHost } from '../runtime/host.js';
 import { ScopedScheduler, systemScheduler, type Scheduler } from '../runtime/scheduler.js';
 import { Supervisor } from '../runtime/supervisor.js';
+import { StoreError } from '../runtime/errors.js';
+import { replaceFileAtomically } from '../storage/atomic_file.js';
 import type { ActorSpec } from '../runtime/topology.js';
 import { CPU_JOBS, type StoreJobs } from '../storage/cpu_jobs.js';
 import { acquireLock, type LockHandle } from '../storage/lock_file.js';
@@ -25,8 +27,12 @@ import { DEFAULT_LIMITS, type Database, type OpenOptions } from '../db/api.js';
 import { ActorBroker, actorPorts } from '../db/actor_ports.js';
 import { EngineDatabase } from '../db/database.js';
 import { DriveReader } from '../db/drive_reader.js';
+import { groupReader } from '../db/group_reader.js';
 import { Engine } from '../db/engine.js';
 import { storeTopology, type StoreTopologyConfig } from './store_topology.js';
+
+/** The master's epoch (fencing of volume servers), in the data dir. */
+const EPOCH_FILE = 'epoch';
 
 /** How often the TTL sweep runs, and how many buckets each slice looks at. */
 const SWEEP_EVERY_MS = 100;
@@ -74,13 +80,17 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
   const undo: (() => Promise<void> | void)[] = [() => lock.release()];
   try {
     // The registry is authoritative: a drive keeps its group however --drives is ordered.
-    const groups = resolveGroups(loadRegistry(fs, root), [root, ...(options.drives ?? []).map((d) => resolve(d))]);
-    const supervisor = new Supervisor([...storeTopology(topologyOf(root, groups, options)), ...extra(groups, root)], { host: seams.host });
+    const replication = { servers: options.volumeServers ?? [], factor: options.replicationFactor ?? 1 };
+    const groups = resolveGroups(loadRegistry(fs, root), [root, ...(options.drives ?? []).map((d) => resolve(d))], replication);
+    // Each start of a master with volume servers is a new epoch: they refuse the writes of any
+    // older incarnation still around (docs/volume-server.md, "Fencing").
+    const epoch = replication.servers.length > 0 ? nextEpoch(fs, root) : 0;
+    const supervisor = new Supervisor([...storeTopology({ ...topologyOf(root, groups, options), epoch }), ...extra(groups, root)], { host: seams.host });
     undo.unshift(() => supervisor.stop());
     await supervisor.start();
     const reader = new VolumeReader(fs, groups);
     undo.unshift(() => reader.close());
-    const ports = actorPorts((name) => supervisor.peer(name), groups, new DriveReader(reader));
+    const ports = actorPorts((name) => supervisor.peer(name), groups, groupReader((name) => supervisor.peer(name), groups, new DriveReader(reader)));
     // The broker's registry is in memory: after a restart (READY again), send it our subscriptions.
     supervisor.on('actor-restart', (event: { name: string }) => {
       if (event.name === BROKER_ACTOR) void (ports.broker as ActorBroker).resubscribe().catch(() => undefined);
@@ -101,6 +111,7 @@ function topologyOf(root: string, groups: LocalGroup[], options: OpenOptions): S
     groups,
     maxVolumeSize: options.maxVolumeSize ?? 2 ** 31,
     sync: options.sync ?? 'always',
+    volumeSecret: options.volumeSecret ?? null,
     ...(options.indexBuckets ? { indexBuckets: options.indexBuckets } : {}),
     ...(options.lookupSlots ? { lookupSlots: options.lookupSlots } : {}),
   };
@@ -178,4 +189,17 @@ export function isProcessAlive(pid: number): boolean {
   } catch (err) {
     return (err as { code?: string }).code === 'EPERM';
   }
+}
+
+/** The master's epoch file: read, raised by one and made durable before anything is written. */
+function nextEpoch(fs: Fs, root: string): number {
+  const path = join(root, EPOCH_FILE);
+  let last = 0;
+  if (fs.exists(path)) {
+    const n = Number(new TextDecoder().decode(fs.readFile(path)).trim());
+    if (!Number.isSafeInteger(n) || n < 0) throw new StoreError('CORRUPT', `${path}: not an epoch`);
+    last = n;
+  }
+  replaceFileAtomically(fs, path, new TextEncoder().encode(`${last + 1}\n`));
+  return last + 1;
 }
