@@ -11,7 +11,7 @@ import { WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protoc
 import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
 import { BrokerMsg, type BrokerDeliver, type BrokerReplies, type BrokerRequest, type PubSubQuery } from '../protocol/broker_protocol.js';
 import { BROKER_ACTOR, INDEX_ACTOR, WAL_ACTOR, volumeActorName } from '../protocol/store_actors.js';
-import type { VolumeInfo } from './api.js';
+import type { GroupInfo, VolumeInfo } from './api.js';
 import { mapKey } from './bytes.js';
 import type {
   AppendRequest,
@@ -58,13 +58,13 @@ export function exactCopy(bytes: Uint8Array): ArrayBuffer {
 type VolumeChannel = Channel<VolumeRequest, VolumeReplies>;
 
 export class ActorVolumes implements VolumePort {
-  private readonly byGroup = new Map<number, { channel: VolumeChannel; dir: string }>();
+  private readonly byGroup = new Map<number, { channel: VolumeChannel; dir: string; writable: boolean }>();
   /** When each group last refused a write (DEGRADED, UNAVAILABLE). */
   private readonly refusedAt = new Map<number, number>();
   readonly groups: readonly number[];
 
   constructor(groups: ReadonlyArray<{ id: number; dir: string; peer: Peer; writable?: boolean }>) {
-    for (const g of groups) this.byGroup.set(g.id, { channel: new Channel(g.peer), dir: g.dir });
+    for (const g of groups) this.byGroup.set(g.id, { channel: new Channel(g.peer), dir: g.dir, writable: g.writable !== false });
     // A group kept for reads (written before the store was replicated) takes no new needle.
     this.groups = groups.filter((g) => g.writable !== false).map((g) => g.id);
   }
@@ -172,6 +172,12 @@ export class ActorVolumes implements VolumePort {
     const entries = [...this.byGroup];
     const lists = await Promise.all(entries.map(([, g]) => g.channel.call({ t: VolumeMsg.List })));
     return lists.flatMap((list, i) => list.map((v) => ({ id: v.id, group: entries[i]![0], drive: entries[i]![1].dir, sizeBytes: v.sizeBytes, garbageBytes: v.garbageBytes })));
+  }
+
+  async groupInfo(): Promise<GroupInfo[]> {
+    const entries = [...this.byGroup];
+    const members = await Promise.all(entries.map(([, g]) => g.channel.call({ t: VolumeMsg.Members })));
+    return entries.map(([id, g], i) => ({ id, drive: g.dir, writable: g.writable, members: members[i]! }));
   }
 
   private channel(group: number): VolumeChannel {

@@ -1,5 +1,6 @@
 // The embedded API: what `open(dir, options)` returns. The REPL, the TCP and HTTP front ends
 // and the property tests all speak to the database through this one surface.
+import type { MemberStatus } from '../protocol/volume_protocol.js';
 import type { Readable } from 'node:stream';
 import type { ScrubReport } from '../storage/volume_scrub.js';
 import type { SyncPolicy } from '../storage/types.js';
@@ -50,6 +51,15 @@ export interface ScanResult {
   /** "0" when the scan is complete. Opaque to callers; pass it back as given. */
   cursor: string;
   keys: Buffer[];
+}
+
+/** A volume group as VOLINFO GROUPS, /v1/status and /metrics show it. */
+export interface GroupInfo {
+  id: number;
+  drive: string;
+  /** False for a group kept for reads only. */
+  writable: boolean;
+  members: MemberStatus[];
 }
 
 export interface VolumeInfo {
@@ -182,6 +192,8 @@ export interface Database extends Session {
   session(): Session;
   compact(): Promise<void>;
   volinfo(): Promise<VolumeInfo[]>;
+  /** Each volume group: its local drive, whether it takes writes, its remote members' states. */
+  groups(): Promise<GroupInfo[]>;
   /** Reads every volume and checks every needle's checksums (on the CPU pool); one report per volume. */
   verify(): Promise<ScrubReport[]>;
   /** Checkpoints the index now (normally done in the background). */

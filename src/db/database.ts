@@ -2,7 +2,7 @@
 // (new sessions, COMPACT, VOLINFO, checkpoint, stats, close). How the ports are provided —
 // actors on worker threads (open.ts) or storage objects in this thread (local.ts) — is the
 // opener's business; it hands its shutdown in as `closer`.
-import type { Database, ScrubReport, Session, VolumeInfo } from './api.js';
+import type { Database, GroupInfo, ScrubReport, Session, VolumeInfo } from './api.js';
 import type { Engine } from './engine.js';
 import { EngineSession } from './session.js';
 import { StoreError } from '../runtime/errors.js';
@@ -36,6 +36,10 @@ export class EngineDatabase extends EngineSession implements Database {
 
   volinfo(): Promise<VolumeInfo[]> {
     return this.engine.ports.volumes.list();
+  }
+
+  groups(): Promise<GroupInfo[]> {
+    return this.engine.ports.volumes.groupInfo();
   }
 
   async checkpoint(): Promise<void> {

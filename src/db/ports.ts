@@ -4,7 +4,7 @@
 // the simulation); reads of committed needles go through the ReadPort, behind which a local
 // drive (src/db/drive_reader.ts) and, next, a remote member of a volume group both fit.
 import type { IndexEntry, NeedleAddress, Op } from '../storage/types.js';
-import type { VolumeInfo } from './api.js';
+import type { GroupInfo, VolumeInfo } from './api.js';
 import type { IndexMsg, IndexReplies } from '../protocol/index_protocol.js';
 import type { Delivery, PubSubQuery } from '../protocol/broker_protocol.js';
 
@@ -43,6 +43,8 @@ export interface VolumePort {
   appendStream(group: number, key: Uint8Array, size: number | null, expiresAt: number, source: AsyncIterable<Uint8Array>, meta?: MetaSource): Promise<NeedleAddress>;
   syncGroup(group: number): Promise<void>;
   list(): Promise<VolumeInfo[]>;
+  /** Each group with its members' states (remote members: healthy, stale, repairing). */
+  groupInfo(): Promise<GroupInfo[]>;
   /** Needles that no record names (a write refused at commit): counted as garbage, best effort. */
   discard(addresses: readonly NeedleAddress[]): void;
 }

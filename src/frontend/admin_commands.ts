@@ -3,7 +3,7 @@
 // next start replays less WAL), FUNCTION FLUSH (a no-op: there are no functions; harnesses
 // written for Redis send it at start), COMPACT and VOLINFO.
 import type { Database } from '../db/api.js';
-import { OK, array, bulk, integer, simple, type Reply } from '../protocol/reply.js';
+import { NULL_BULK, OK, array, bulk, integer, simple, type Reply } from '../protocol/reply.js';
 import { fail, optionOf, type Context, type Handler } from './command_args.js';
 
 /** When each database last finished a SAVE or BGSAVE (LASTSAVE), in Unix seconds. */
@@ -115,8 +115,21 @@ async function compactCommand(ctx: Context): Promise<Reply> {
   return OK;
 }
 
-/** Each volume as [id, drive, size in bytes, volume group, garbage bytes]. */
+/**
+ * Each volume as [id, drive, size in bytes, volume group, garbage bytes]; VOLINFO GROUPS: each
+ * group as [id, drive, writable, members], a member as [server, state, lag bytes, repairs, error].
+ */
 async function volinfoCommand(ctx: Context): Promise<Reply> {
+  const { argv } = ctx;
+  if (argv.length > 2) fail("ERR wrong number of arguments for 'volinfo' command");
+  if (argv.length === 2) {
+    if (argv[1]!.toString('utf8').toUpperCase() !== 'GROUPS') fail(`ERR unknown subcommand '${argv[1]!.toString('utf8')}'. Try VOLINFO or VOLINFO GROUPS.`);
+    const groups = await needDb(ctx).groups();
+    return array(groups.map((g) => array([
+      integer(g.id), bulk(g.drive), integer(g.writable ? 1 : 0),
+      array(g.members.map((m) => array([bulk(m.url), bulk(m.state), integer(m.lagBytes), integer(m.repairs), m.lastError === null ? NULL_BULK : bulk(m.lastError)]))),
+    ])));
+  }
   const volumes = await needDb(ctx).volinfo();
   return array(volumes.map((v) => array([integer(v.id), bulk(v.drive), integer(v.sizeBytes), integer(v.group), integer(v.garbageBytes)])));
 }

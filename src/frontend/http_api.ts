@@ -225,15 +225,22 @@ function keyId(key: Uint8Array): string {
 export function status(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): void {
   const startedAt = ctx.now();
   const state = watchAbort(res);
-  void Promise.all([ctx.engine.ports.volumes.list(), ctx.engine.ports.index.stats(), ctx.actors()]).then(
-    ([volumes, index, actors]) => {
+  void Promise.all([ctx.engine.ports.volumes.list(), ctx.engine.ports.index.stats(), ctx.actors(), ctx.engine.ports.volumes.groupInfo()]).then(
+    ([volumes, index, actors, groups]) => {
       const down = actors.filter((a) => a.state !== 'running');
+      const stale = groups.some((g) => g.members.some((m) => m.state !== 'healthy'));
       sendJson(res, state, 200, {
-        status: down.length === 0 ? 'ok' : 'degraded',
+        status: down.length === 0 && !stale ? 'ok' : 'degraded',
         uptime_seconds: Math.floor((ctx.now() - ctx.startedAt) / 1000),
         wal: { last_lsn: index.appliedLsn, index_durable_lsn: index.durableLsn },
         index: { keys: index.liveCount, buckets: index.bucketCount, entries: index.entryCount, rebuilding: index.rebuilding },
         volumes: volumes.map((v) => ({ id: v.id, group: v.group, drive: v.drive, size_bytes: v.sizeBytes, garbage_bytes: v.garbageBytes })),
+        groups: groups.map((g) => ({
+          id: g.id,
+          drive: g.drive,
+          writable: g.writable,
+          members: g.members.map((m) => ({ server: m.url, state: m.state, lag_bytes: m.lagBytes, repairs: m.repairs, last_error: m.lastError })),
+        })),
         actors: actors.map((a) => ({ name: a.name, thread: a.threadId, state: a.state, restarts: a.restarts })),
       });
       ctx.observe('status', 'GET', 200, 0, 0, startedAt);

@@ -70,6 +70,18 @@ async function storeRegistry(supervisor: Supervisor, db: Database): Promise<Regi
     garbage.set({ volume: String(v.id), drive: v.drive }, v.garbageBytes);
   }
 
+  const healthy = gauge('brisedb_group_member_healthy', 'A remote member of a volume group: 1 healthy (takes writes), 0 stale or repairing', ['group', 'server']);
+  const lag = gauge('brisedb_group_member_lag_bytes', 'Bytes a remote member was behind the local member when last measured', ['group', 'server']);
+  const repairs = gauge('brisedb_group_member_repairs_total', 'Repairs that copied bytes to a remote member since start-up', ['group', 'server']);
+  for (const g of await db.groups().catch(() => [])) {
+    for (const m of g.members) {
+      const labels = { group: String(g.id), server: m.url };
+      healthy.set(labels, m.state === 'healthy' ? 1 : 0);
+      lag.set(labels, m.lagBytes);
+      repairs.set(labels, m.repairs);
+    }
+  }
+
   const stats = (await db.stats().catch(() => ({}))) as { index?: { liveCount: number; bucketCount: number; entryCount: number; appliedLsn: number; durableLsn: number } };
   if (stats.index !== undefined) {
     gauge('brisedb_keys', 'Live keys (expired ones count until swept)').set(stats.index.liveCount);
