@@ -77,8 +77,9 @@ export class GroupMembers {
    * Sends [start, end) of a local volume to every member; resolves when all have it (durable
    * with `sync`). `available`: how much of it is written locally now (more comes with grow()).
    */
-  async replicate(volume: number, path: string, start: number, end: number, available: number, sync: boolean): Promise<void> {
-    const results = await Promise.allSettled(this.members.map((m) => this.push(m, volume, path, start, end, available, sync)));
+  async replicate(volume: number, path: string, start: number, end: number, available: number): Promise<void> {
+    // Always synced on the members: a later local sync (a transaction's COMMIT) cannot reach them.
+    const results = await Promise.allSettled(this.members.map((m) => this.push(m, volume, path, start, end, available, true)));
     const failed = results.findIndex((r) => r.status === 'rejected');
     if (failed >= 0) {
       const m = this.members[failed]!;
@@ -88,7 +89,8 @@ export class GroupMembers {
 
   /** The local file holds the region's bytes up to `upTo` (a streamed needle grows). */
   grow(volume: number, upTo: number): void {
-    for (const m of this.members) if (m.state === 'healthy') m.channel.send({ t: LinkMsg.Available, volume, upTo });
+    // Stale members too: a region already queued on a link waits for these bytes either way.
+    for (const m of this.members) m.channel.send({ t: LinkMsg.Available, volume, upTo });
   }
 
   status(): MemberStatus[] {

@@ -122,6 +122,9 @@ function handle(s: State, msg: MemberRequest, blobs: ArrayBuffer[]): unknown {
       return groupSync(s, true).then(() => null);
     case MemberMsg.Health:
       return onHealth(s);
+    case MemberMsg.Admit:
+      s.store.admit(msg.epoch);
+      return s.store.epoch;
     default:
       return assertNever(msg);
   }

@@ -87,6 +87,7 @@ function routes(app: TemplatedApp, ctx: VolumeContext, env: ActorEnv<VolumeHttpC
     handler(res, req, ctx);
   };
   app.get('/v1/health', guard(healthRoute));
+  app.post('/v1/epoch', guard(epochRoute));
   app.get('/v1/volumes', guard(listRoute));
   app.post(VOLUME, guard(createRoute));
   app.get(VOLUME, guard(statRoute));
@@ -181,6 +182,19 @@ function removeRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeContext): v
     await ctx.ask(drive, { t: MemberMsg.Remove, volume, epoch });
     ctx.forget(volume);
     return [204, null];
+  });
+}
+
+/**
+ * POST /v1/epoch?epoch=E: a master claims its epoch on every drive (fencing its predecessors
+ * before it has written anything): 200 {"epoch"}; 409 STALE_EPOCH when a newer master claimed.
+ */
+function epochRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeContext): void {
+  const query = new URLSearchParams(req.getQuery() ?? '');
+  run(res, ctx, null, async () => {
+    const epoch = requireCount(query, 'epoch');
+    const seen = await Promise.all(Array.from({ length: ctx.driveCount }, (_, i) => ctx.ask(i, { t: MemberMsg.Admit, epoch })));
+    return [200, { epoch: Math.max(...seen) }];
   });
 }
 

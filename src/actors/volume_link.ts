@@ -20,7 +20,7 @@ import type { Timer } from '../runtime/scheduler.js';
 import { VolumeFile } from '../storage/volume_file.js';
 import { VOLUME_SUPERBLOCK_SIZE, decodeSuperblock } from '../storage/volume_format.js';
 import { LINK_PROTOCOL, LinkMsg, type LinkRequest, type LinkStatus } from '../protocol/link_protocol.js';
-import { RemoteError, VolumeClient } from '../remote/volume_client.js';
+import { VolumeClient } from '../remote/volume_client.js';
 import { assertNever } from './assert.js';
 
 export interface VolumeLinkConfig {
@@ -178,13 +178,9 @@ function pump(s: State, v: Volume): void {
 
 async function sendRegion(s: State, v: Volume, start: number, end: number, sync: boolean): Promise<number> {
   try {
-    return await s.client.putRaw(v.id, start, end - start, regionBytes(s, v, start, end), sync);
-  } catch (err) {
-    // A volume's first region: the server creates it (with the same superblock) and takes it.
-    if (!(err instanceof RemoteError && err.code === 'NOT_FOUND' && start === VOLUME_SUPERBLOCK_SIZE)) throw failed(s, err);
-  }
-  try {
-    await s.client.create(v.id, createdAt(s, v));
+    // A volume's first region: the server creates it first (with the same superblock). Asked
+    // before the body, as a server answering 404 early to a large body cuts it (EPIPE here).
+    if (start === VOLUME_SUPERBLOCK_SIZE) await s.client.create(v.id, createdAt(s, v));
     return await s.client.putRaw(v.id, start, end - start, regionBytes(s, v, start, end), sync);
   } catch (err) {
     throw failed(s, err);
@@ -245,6 +241,9 @@ async function onRead(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.Re
 async function checkHealth(s: State): Promise<void> {
   try {
     await s.client.health();
+    // Found (again): the server learns this master's epoch before anything else is asked of it,
+    // so a master started earlier is refused from now on (STALE_EPOCH for this one if later).
+    if (!s.status.up) await s.client.claim();
     setUp(s, true, null);
   } catch (err) {
     setUp(s, false, (err as Error).message);

@@ -130,7 +130,7 @@ async function onAppend(s: State, needles: NeedleSpec[], blobs: ArrayBuffer[], s
   try {
     // Every member takes the same regions; the local sync runs beside them.
     const local = sync ? groupSync(s) : Promise.resolve();
-    await Promise.all([local, ...regionsOf(addresses).map((r) => s.members.replicate(r.volume, pathOf(s, r.volume), r.start, r.end, r.end, sync))]);
+    await Promise.all([local, ...regionsOf(addresses).map((r) => s.members.replicate(r.volume, pathOf(s, r.volume), r.start, r.end, r.end))]);
   } catch (err) {
     for (const a of addresses) addGarbage(s, a.volume, a.length);
     throw err;
@@ -170,7 +170,7 @@ function onStreamBegin(s: State, key: Uint8Array, size: number, expiresAt: numbe
   let replicated: Promise<void> | null = null;
   if (size !== UNKNOWN_SIZE && s.members.size > 0) {
     // Sent to the members as it is written: the header is written already.
-    replicated = s.members.replicate(a.volume, pathOf(s, a.volume), a.offset, alignUp(a.offset + a.length), valueStart, true);
+    replicated = s.members.replicate(a.volume, pathOf(s, a.volume), a.offset, alignUp(a.offset + a.length), valueStart);
     replicated.catch(() => undefined); // awaited at the end; a failure meanwhile is not unhandled
   }
   s.streams.set(id, { stream, replicated, valueStart });
@@ -190,7 +190,7 @@ async function onStreamEnd(s: State, id: number, meta: Uint8Array | undefined): 
   const address = upload.stream.finish(meta);
   try {
     const end = alignUp(address.offset + address.length);
-    const replicated = upload.replicated ?? (s.members.size > 0 ? s.members.replicate(address.volume, pathOf(s, address.volume), address.offset, end, end, true) : null);
+    const replicated = upload.replicated ?? (s.members.size > 0 ? s.members.replicate(address.volume, pathOf(s, address.volume), address.offset, end, end) : null);
     if (upload.replicated !== null) s.members.grow(address.volume, end);
     await Promise.all([groupSync(s), replicated]);
   } catch (err) {
@@ -211,7 +211,7 @@ function onStreamAbort(s: State, id: number): null {
     addGarbage(s, a.volume, a.length);
     // The members take the region as it is (garbage), so their tails stay the local one.
     if (upload.replicated !== null) s.members.grow(a.volume, alignUp(a.offset + a.length));
-    else if (s.members.size > 0 && a.length > 0) void s.members.replicate(a.volume, pathOf(s, a.volume), a.offset, alignUp(a.offset + a.length), alignUp(a.offset + a.length), false).catch(() => undefined);
+    else if (s.members.size > 0 && a.length > 0) void s.members.replicate(a.volume, pathOf(s, a.volume), a.offset, alignUp(a.offset + a.length), alignUp(a.offset + a.length)).catch(() => undefined);
   }
   return null;
 }

@@ -25,6 +25,8 @@ export const MemberMsg = {
   List: 9,
   Sync: 10,
   Health: 11,
+  /** A master claims its epoch (at start, on reconnecting): raised durably, or STALE_EPOCH. */
+  Admit: 12,
 } as const;
 
 /** Chunks of one ingest sent and not yet answered: back-pressure from the drive to the socket. */
@@ -48,7 +50,8 @@ export type MemberRequest =
   | { t: typeof MemberMsg.Stat; volume: number }
   | { t: typeof MemberMsg.List }
   | { t: typeof MemberMsg.Sync }
-  | { t: typeof MemberMsg.Health };
+  | { t: typeof MemberMsg.Health }
+  | { t: typeof MemberMsg.Admit; epoch: number };
 
 /** One volume as a drive reports it. */
 export interface MemberVolumeState {
@@ -94,6 +97,7 @@ export interface MemberReplies {
   [MemberMsg.List]: MemberVolumeState[];
   [MemberMsg.Sync]: null;
   [MemberMsg.Health]: DriveHealth;
+  [MemberMsg.Admit]: number;
 }
 
 /** The name of drive i's actor on a volume server. */

@@ -68,6 +68,11 @@ export class VolumeClient {
     return (await this.json('GET', '/v1/health')) as Record<string, unknown>;
   }
 
+  /** Claims this master's epoch on every drive of the server (STALE_EPOCH if a newer one did). */
+  async claim(): Promise<void> {
+    await this.json('POST', `/v1/epoch?epoch=${this.options.epoch}`);
+  }
+
   /** null when the server has no such volume. */
   async stat(id: number): Promise<RemoteVolumeStat | null> {
     try {

@@ -165,7 +165,12 @@ function resolveReplicated(registry: Registry | null, replicated: Map<string, Lo
     out.push({ ...g, writable: true }); // all its members are configured (checked above)
   }
   // The groups of the store before it was replicated: read, never written (one copy only).
-  for (const g of resolveLocal(localOnly(registry), drives)) if (holdsVolumes(registry, g.id)) out.push({ ...g, writable: false });
+  for (const [id, g] of Object.entries(localOnly(registry)?.groups ?? {})) {
+    const dir = (g.members[0] as { drive: string }).drive;
+    if (!holdsVolumes(registry, Number(id))) continue;
+    if (!drives.includes(dir)) throw new StoreError('BAD_ARGUMENT', `drive ${dir} holds volume group ${id} but is not configured: add it back to --drives`);
+    out.push({ id: Number(id), dir, writable: false });
+  }
   return out.sort((a, b) => a.id - b.id);
 }
 

@@ -28,6 +28,7 @@ import { ActorBroker, actorPorts } from '../db/actor_ports.js';
 import { EngineDatabase } from '../db/database.js';
 import { DriveReader } from '../db/drive_reader.js';
 import { groupReader } from '../db/group_reader.js';
+import { VolumeClient } from '../remote/volume_client.js';
 import { Engine } from '../db/engine.js';
 import { storeTopology, type StoreTopologyConfig } from './store_topology.js';
 
@@ -82,9 +83,9 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     // The registry is authoritative: a drive keeps its group however --drives is ordered.
     const replication = { servers: options.volumeServers ?? [], factor: options.replicationFactor ?? 1 };
     const groups = resolveGroups(loadRegistry(fs, root), [root, ...(options.drives ?? []).map((d) => resolve(d))], replication);
-    // Each start of a master with volume servers is a new epoch: they refuse the writes of any
-    // older incarnation still around (docs/volume-server.md, "Fencing").
-    const epoch = replication.servers.length > 0 ? nextEpoch(fs, root) : 0;
+    // Each start of a master with volume servers is a new epoch, above any its servers have
+    // seen: they refuse the writes of any master started before it (docs/volume-server.md).
+    const epoch = replication.servers.length > 0 ? nextEpoch(fs, root, await highestServerEpoch(replication.servers, options.volumeSecret ?? null)) : 0;
     const supervisor = new Supervisor([...storeTopology({ ...topologyOf(root, groups, options), epoch }), ...extra(groups, root)], { host: seams.host });
     undo.unshift(() => supervisor.stop());
     await supervisor.start();
@@ -191,8 +192,29 @@ export function isProcessAlive(pid: number): boolean {
   }
 }
 
-/** The master's epoch file: read, raised by one and made durable before anything is written. */
-function nextEpoch(fs: Fs, root: string): number {
+/**
+ * The highest epoch the reachable servers have seen (0 when none answers within a second): a
+ * master copied from an older data dir, or a second master, still starts above the one writing.
+ */
+async function highestServerEpoch(servers: readonly string[], secret: string | null): Promise<number> {
+  const epochs = await Promise.all(
+    servers.map(async (base) => {
+      const client = new VolumeClient({ base, secret, epoch: 0, idleMs: 1_000, maxSockets: 1 });
+      try {
+        const epoch = (await client.health())['epoch'];
+        return typeof epoch === 'number' && Number.isSafeInteger(epoch) ? epoch : 0;
+      } catch {
+        return 0; // down now: it learns the new epoch from the first write or repair
+      } finally {
+        client.close();
+      }
+    }),
+  );
+  return Math.max(0, ...epochs);
+}
+
+/** The master's epoch file: read, raised above `floor` and made durable before anything is written. */
+function nextEpoch(fs: Fs, root: string, floor: number): number {
   const path = join(root, EPOCH_FILE);
   let last = 0;
   if (fs.exists(path)) {
@@ -200,6 +222,7 @@ function nextEpoch(fs: Fs, root: string): number {
     if (!Number.isSafeInteger(n) || n < 0) throw new StoreError('CORRUPT', `${path}: not an epoch`);
     last = n;
   }
-  replaceFileAtomically(fs, path, new TextEncoder().encode(`${last + 1}\n`));
-  return last + 1;
+  const epoch = Math.max(last, floor) + 1;
+  replaceFileAtomically(fs, path, new TextEncoder().encode(`${epoch}\n`));
+  return epoch;
 }
