@@ -6,7 +6,8 @@
 //          both have it);
 //   rf 1:  the same master program alone (no servers), the anchor;
 //   nginx: nginx as a WebDAV blob server (PUT, sendfile GET), as minikeyvalue runs its volumes.
-// Prints one table: op, size, each side's req/s and MB/s, the rf 2 / rf 1 time ratio and the
+// Prints one table: op, size, each side's req/s and MB/s, the rf 2 / rf 1 time ratio, the
+// cores each side kept busy (the client, master, servers and nginx share the machine) and the
 // goals of issue 11 (rf 2 costs at most 1.3x the time of rf 1 on PUT; a GET is read from the
 // master's local member, so it costs nothing extra).
 //
@@ -25,10 +26,10 @@
 //   SIGTERM (the test helpers own them), and every temp dir is removed.
 //
 // Flags: --quick (fewer runs), --sync always|none (both masters; default always),
-//        --repeat N (runs per side and size; default 3), --json out.json.
+//        --repeat N (runs per side and size; default 5), --json out.json.
 import { spawnSync } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
-import { mkdirSync, openSync, closeSync, readSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -60,18 +61,24 @@ interface Target {
   port: number;
   agent: Agent;
   path: (key: string) => string;
+  /** The processes that serve this side (rf 2: the master and its volume servers), for their CPU time. */
+  pids: number[];
 }
 
 interface Run {
   seconds: number;
   requests: number;
   bytes: number;
+  /** CPU seconds the side's processes used during the run; null where there is no /proc. */
+  cpu: number | null;
 }
 
 interface Cell {
   /** Medians over the runs. */
   mbps: number;
   rps: number;
+  /** Cores the side's processes kept busy (CPU seconds / wall seconds), or null. */
+  cores: number | null;
   runs: Run[];
 }
 
@@ -82,7 +89,7 @@ interface SizeResult {
 }
 
 /** Requests per timed run, by size: enough to last a second or more on a slow disk, few enough for ~3 min in all. */
-const COUNTS: Record<number, number> = { [MB]: 32, [64 * MB]: 3 };
+const COUNTS: Record<number, number> = { [MB]: 64, [64 * MB]: 4 };
 const QUICK_COUNTS: Record<number, number> = { [MB]: 8, [64 * MB]: 1 };
 const SIZES = [MB, 64 * MB];
 const WARM_UP = 4;
@@ -110,7 +117,7 @@ function parseOptions(argv: string[]): Options {
   const sync = value('--sync') ?? 'always';
   if (sync !== 'always' && sync !== 'none') throw new Error(`--sync: "${sync}" is not always or none`);
   const rawRepeat = value('--repeat');
-  const repeat = rawRepeat === undefined ? (quick ? 1 : 3) : Number(rawRepeat);
+  const repeat = rawRepeat === undefined ? (quick ? 1 : 5) : Number(rawRepeat);
   if (!Number.isInteger(repeat) || repeat <= 0) throw new Error(`--repeat: "${rawRepeat}" is not a positive integer`);
   return { quick, sync, repeat, json: value('--json') ?? null };
 }
@@ -132,7 +139,7 @@ function header(opts: Options, nginx: string): string[] {
     `machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown cpu'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, node ${process.version}, nginx ${nginx}, temp dirs in ${tmpdir()}`,
     `rf 2: node cmd/master.js --replication-factor 2 --volume-servers <2 volume servers on this machine> --sync ${opts.sync}; rf 1: the same master without servers; both --http-threads ${availableParallelism()}`,
     `nginx: one process, WebDAV PUT (body spilled to a temp file, renamed into place, never fsynced), sendfile GET, access_log off`,
-    `single client, keep-alive, sequential requests, bodies streamed, a Content-Length on every PUT (MB = 2^20 bytes): ${counts}; ${WARM_UP} warm-up PUT+GET of 1 MB per side; median of the runs, the side order rotating each run`,
+    `single client, keep-alive, sequential requests, bodies streamed, a Content-Length on every PUT (MB = 2^20 bytes): ${counts}; ${WARM_UP} warm-up PUT+GET of 1 MB per side; median of the runs, the side order rotating each run; rf 2 / rf 1: the median of the ratios of the same run`,
   ];
 }
 
@@ -162,9 +169,9 @@ async function startCluster(opts: Options): Promise<Cluster> {
   const nginx = await startNginx([{ name: 'dav', config: (port) => davSite(port, root) }]);
   const blobPath = (key: string): string => `/v1/blobs/${encodeURIComponent(key)}`;
   const targets: Target[] = [
-    { side: 'rf1', label: 'rf 1', port: rf1.httpPort, agent: newAgent(), path: blobPath },
-    { side: 'rf2', label: 'rf 2', port: rf2.httpPort, agent: newAgent(), path: blobPath },
-    { side: 'nginx', label: 'nginx', port: nginx.ports.dav ?? 0, agent: newAgent(), path: (key) => `/${encodeURIComponent(key)}` },
+    { side: 'rf1', label: 'rf 1', port: rf1.httpPort, agent: newAgent(), path: blobPath, pids: [rf1.pid] },
+    { side: 'rf2', label: 'rf 2', port: rf2.httpPort, agent: newAgent(), path: blobPath, pids: [rf2.pid, ...servers.map((s) => s.pid)] },
+    { side: 'nginx', label: 'nginx', port: nginx.ports.dav ?? 0, agent: newAgent(), path: (key) => `/${encodeURIComponent(key)}`, pids: [nginx.pid] },
   ];
   return { rf1, rf2, servers, nginx, targets };
 }
@@ -413,12 +420,33 @@ function keyOf(size: number, i: number): string {
 }
 
 async function timedRun(t: Target, op: Op, size: number, count: number, seedBase: number): Promise<Run> {
+  const cpu0 = cpuSeconds(t.pids);
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < count; i++) {
     if (op === 'PUT') await put(t, keyOf(size, i), size, seedBase + i);
     else await get(t, keyOf(size, i), size, null);
   }
-  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, requests: count, bytes: count * size };
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  const cpu1 = cpuSeconds(t.pids);
+  return { seconds, requests: count, bytes: count * size, cpu: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 };
+}
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** utime + stime of these processes (all their threads) in seconds, or null without /proc. */
+function cpuSeconds(pids: number[]): number | null {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // The fields after the command name (which may hold spaces) start after the last ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    } catch {
+      return null;
+    }
+  }
+  return total;
 }
 
 async function warmUp(targets: Target[]): Promise<void> {
@@ -456,7 +484,7 @@ async function runSize(c: Cluster, size: number, opts: Options): Promise<SizeRes
       for (const t of rotate(c.targets, rep)) {
         const r = await timedRun(t, op, size, count, rep * count);
         runs[op][t.side].push(r);
-        log(`    ${op} ${fmtSize(size)} ${t.label}: ${fmtMbps(r.bytes / MB / r.seconds)}, ${fmtRps(r.requests / r.seconds)}`);
+        log(`    ${op} ${fmtSize(size)} ${t.label}: ${fmtMbps(r.bytes / MB / r.seconds)}, ${fmtRps(r.requests / r.seconds)}${r.cpu === null ? '' : `, ${(r.cpu / r.seconds).toFixed(2)} cores`}`);
       }
     }
     if (op === 'PUT') {
@@ -466,7 +494,10 @@ async function runSize(c: Cluster, size: number, opts: Options): Promise<SizeRes
       log(`    rf 2: every member healthy, no lag; ${files} member volume file(s) equal to the master's`);
     }
   }
-  const cellOf = (rs: Run[]): Cell => ({ mbps: median(rs.map((r) => r.bytes / MB / r.seconds)), rps: median(rs.map((r) => r.requests / r.seconds)), runs: rs });
+  const cellOf = (rs: Run[]): Cell => {
+    const cores = rs.flatMap((r) => (r.cpu === null ? [] : [r.cpu / r.seconds]));
+    return { mbps: median(rs.map((r) => r.bytes / MB / r.seconds)), rps: median(rs.map((r) => r.requests / r.seconds)), cores: cores.length === 0 ? null : median(cores), runs: rs };
+  };
   const cells = (op: Op): Record<Side, Cell> => ({ rf1: cellOf(runs[op].rf1), rf2: cellOf(runs[op].rf2), nginx: cellOf(runs[op].nginx) });
   return { size, count, cells: { PUT: cells('PUT'), GET: cells('GET') } };
 }
@@ -510,22 +541,34 @@ interface Row {
   nginx: string;
   goal: string;
   met: boolean;
+  /** Cores busy during the runs: rf 1's master, rf 2's master and servers, nginx. */
+  cores: string;
 }
 
 function rowsOf(r: SizeResult): Row[] {
   const cell = (c: Cell): string => `${fmtRps(c.rps)} · ${fmtMbps(c.mbps)}`;
   return OPS.map((op) => {
     const cs = r.cells[op];
-    const ratio = cs.rf1.mbps / cs.rf2.mbps;
+    const ratio = pairedRatio(cs.rf2.runs, cs.rf1.runs);
     const goal = op === 'PUT' ? PUT_GOAL : GET_GOAL;
-    return { op, size: fmtSize(r.size), rf1: cell(cs.rf1), rf2: cell(cs.rf2), ratio, nginx: cell(cs.nginx), goal: `≤ ${goal.toFixed(1)}×`, met: ratio <= goal };
+    const cores = SIDES.map((side) => cs[side].cores?.toFixed(2) ?? 'n/a').join(' / ');
+    return { op, size: fmtSize(r.size), rf1: cell(cs.rf1), rf2: cell(cs.rf2), ratio, nginx: cell(cs.nginx), goal: `≤ ${goal.toFixed(1)}×`, met: ratio <= goal, cores };
   });
 }
 
+/**
+ * The median over the runs of rf 2's time over rf 1's in the same run: the two ran next to
+ * each other, so a slow spell of the machine (others' tests, the page cache flushing) weighs
+ * on both sides of one ratio rather than on one side of the medians.
+ */
+function pairedRatio(rf2: Run[], rf1: Run[]): number {
+  return median(rf2.map((r, i) => r.seconds / r.requests / ((rf1[i]?.seconds ?? NaN) / (rf1[i]?.requests ?? NaN))));
+}
+
 function table(rows: Row[]): string {
-  const head = ['op', 'size', 'rf 1', 'rf 2', 'rf 2 / rf 1 time', 'nginx', 'goal', 'met?'];
+  const head = ['op', 'size', 'rf 1', 'rf 2', 'rf 2 / rf 1 time', 'nginx', 'goal', 'met?', `cores busy (rf 1 / rf 2 / nginx) of ${cpus().length}`];
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
-  const body = rows.map((r) => line([r.op, r.size, r.rf1, r.rf2, `${r.ratio.toFixed(2)}×`, r.nginx, r.goal, r.met ? 'yes' : 'no']));
+  const body = rows.map((r) => line([r.op, r.size, r.rf1, r.rf2, `${r.ratio.toFixed(2)}×`, r.nginx, r.goal, r.met ? 'yes' : 'no', r.cores]));
   return [line(head), line(head.map(() => '---')), ...body].join('\n');
 }
 
