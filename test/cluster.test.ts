@@ -286,9 +286,9 @@ test('kill -9 of the serving volume server mid-GET of a blob whose local copy is
     await c.waitHealthy();
     const acked: Acked = new Map();
     for (let i = 0; i < 3; i++) await putStreamed(c, `other/${i}`, 700 + i, 64 * KB, acked);
-    // Until the link's small-read bug is fixed (the todo test below), every remote piece must be
-    // at least 4 KiB: a 4080-byte key makes the needle's head 4112 bytes, and the value size
-    // leaves a first piece of 64 KiB (pieces are cut from the needle's end, 1 MiB each).
+    // Large remote pieces: a 4080-byte key makes the needle's head 4112 bytes, and the value size
+    // leaves a first piece of 64 KiB (pieces are cut from the needle's end, 1 MiB each); the
+    // test below covers short keys and small pieces.
     const key = `damaged-${'k'.repeat(4072)}`;
     const size = 15 * MB + 64 * KB;
     await putStreamed(c, key, 800, size, acked);
@@ -331,7 +331,7 @@ test('kill -9 of the serving volume server mid-GET of a blob whose local copy is
 // sends the whole pool: GroupReader gets 8192 bytes for a 36-byte needle head and fails
 // (CHECKSUM_MISMATCH). Every HTTP GET of a blob with a short key whose local copy is damaged is
 // cut (or a 500), though the member holds it whole.
-test('a blob with a short key whose local copy is damaged is served by its member over HTTP', { timeout: 60_000, todo: 'volume_link onRead sends the whole 8 KiB Buffer pool for reads under 4 KiB (Buffer#slice does not copy)' }, async () => {
+test('a blob with a short key whose local copy is damaged is served by its member over HTTP', { timeout: 60_000 }, async () => {
   const c = await startCluster({ servers: 3, rf: 2 });
   try {
     await c.waitHealthy();

@@ -231,7 +231,9 @@ async function onRead(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.Re
   try {
     const bytes = await s.client.readNeedle(msg.volume, msg.offset, msg.length, msg.from, msg.to);
     s.status.readBytes += bytes.length;
-    const out = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength && bytes.buffer instanceof ArrayBuffer ? bytes.buffer : bytes.slice().buffer;
+    // A real copy of exactly these bytes: a small Buffer is a view into Node's shared 8 KiB pool
+    // (Buffer#slice would not copy, and the whole pool would be sent).
+    const out = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
     return new Reply(null, [out]);
   } catch (err) {
     throw failed(s, err);
