@@ -28,6 +28,7 @@ import { SyncSlotClient } from '../runtime/sync_slot.js';
 import { decodeLookupReply } from '../protocol/index_protocol.js';
 import type { IndexEntry } from '../storage/types.js';
 import { lookupOf } from '../db/actor_ports.js';
+import { GroupReader } from '../db/group_reader.js';
 import type { LocalGroup } from '../storage/registry.js';
 
 export interface HttpFrontendConfig {
@@ -65,6 +66,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const { engine, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength });
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
+  if (engine.ports.reader instanceof GroupReader) httpMetrics.watchReads(engine.ports.reader.counts);
   const now = (): number => env.clock.now();
   const toMain = new Channel<FrontEndToMain, FrontEndReplies>(env.main);
   const observe = (route: string, method: string, code: number, bytesIn: number, bytesOut: number, startedAt: number): void =>

@@ -4,8 +4,12 @@
 // checked as the local path checks it: the header (lengths, CRC, the key's own needle) before the
 // first byte, the needle CRC before the last byte of a whole value; so a member's damage or a
 // byte flipped on the wire never reaches a client, it sends the read to the next member.
+// A read that must go remote is hedged: when the member asked first has not answered within its
+// usual time (the p99 of its last reads), the next member is asked too, and the first checked
+// answer wins (Dean and Barroso's "tail at scale"): a slow or stalled server costs a little
+// more than its usual latency, not a timeout.
 // Owns: the set of local needles found bad (read from a remote member first from then on; the
-// scrub and the repair of issue 13 mend them), bounded.
+// scrub and the repair of issue 13 mend them), bounded; the latencies of each member's reads.
 import { Channel } from '../runtime/channel.js';
 import { sameBytes } from '../runtime/bytes.js';
 import { StoreError } from '../runtime/errors.js';
@@ -31,12 +35,41 @@ export interface FailoverCounts {
   failovers: number;
   /** Failures seen, local or remote. */
   failures: number;
+  /** Reads for which a second member was asked because the first was slow. */
+  hedges: number;
+}
+
+/** Latencies kept per member for its p99. */
+const LATENCY_SAMPLES = 256;
+/** Until a member has this many samples, its hedge waits HEDGE_DEFAULT_MS. */
+const MIN_SAMPLES = 16;
+const HEDGE_DEFAULT_MS = 50;
+/** Never hedge sooner: below this, a second request only adds load. */
+const HEDGE_FLOOR_MS = 2;
+
+/** The last latencies of one member's reads, and their p99. */
+class Latencies {
+  private readonly ms: number[] = [];
+  private next = 0;
+
+  add(ms: number): void {
+    if (this.ms.length < LATENCY_SAMPLES) this.ms.push(ms);
+    else this.ms[this.next++ % LATENCY_SAMPLES] = ms;
+  }
+
+  /** How long to wait for this member before asking the next. */
+  hedgeAfter(): number {
+    if (this.ms.length < MIN_SAMPLES) return HEDGE_DEFAULT_MS;
+    const sorted = [...this.ms].sort((a, b) => a - b);
+    return Math.max(HEDGE_FLOOR_MS, sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * 0.99))]!);
+  }
 }
 
 export class GroupReader implements ReadPort {
   private readonly links = new Map<number, Link[]>();
   private readonly bad = new Set<string>();
-  readonly counts: FailoverCounts = { failovers: 0, failures: 0 };
+  private readonly latency = new Map<Link, Latencies>();
+  readonly counts: FailoverCounts = { failovers: 0, failures: 0, hedges: 0 };
 
   /** `remotes`: each group's remote members, as the peers of their link actors, in order. */
   constructor(
@@ -51,8 +84,25 @@ export class GroupReader implements ReadPort {
   }
 
   async meta(address: NeedleAddress, key: Uint8Array): Promise<Uint8Array> {
-    if ((address.meta ?? 0) === 0 && !this.isBad(address)) return this.local.meta(address, key);
-    return (await this.whole(address, key, () => this.local.meta(address, key).then((meta) => ({ value: new Uint8Array(0), meta })))).meta;
+    const metaLength = address.meta ?? 0;
+    if (metaLength === 0) return new Uint8Array(0);
+    const remotes = this.remotesOf(address);
+    if (!this.isBad(address) || remotes.length === 0) {
+      try {
+        return await this.local.meta(address, key);
+      } catch (err) {
+        if (remotes.length === 0) throw err;
+        this.markBad(address);
+      }
+    }
+    // The head (checked) and the metadata section only: never the value for a HEAD.
+    const end = address.length - NEEDLE_TRAILER_SIZE;
+    const { value } = await this.hedged(remotes, async (link) => {
+      checkedHead(await this.fetch(link, address, 0, NEEDLE_HEADER_SIZE + key.length), address, key);
+      return this.fetch(link, address, end - metaLength, end);
+    });
+    this.counts.failovers += 1;
+    return value;
   }
 
   readNow(address: NeedleAddress, key: Uint8Array): { value: Uint8Array; meta: Uint8Array } | null {
@@ -102,17 +152,68 @@ export class GroupReader implements ReadPort {
         last = err;
       }
     }
-    for (const link of this.remotesOf(address)) {
-      try {
-        const bytes = await this.fetch(link, address, 0, address.length);
-        this.counts.failovers += 1;
-        return checkedNeedle(bytes, address, key);
-      } catch (err) {
-        this.counts.failures += 1;
-        last = err;
-      }
-    }
-    throw last ?? new StoreError('NOT_FOUND', `volume ${address.volume}: no member to read from`);
+    const remotes = this.remotesOf(address);
+    if (remotes.length === 0) throw last ?? new StoreError('NOT_FOUND', `volume ${address.volume}: no member to read from`);
+    const { value } = await this.hedged(remotes, async (link) => checkedNeedle(await this.fetch(link, address, 0, address.length), address, key));
+    this.counts.failovers += 1;
+    return value;
+  }
+
+  /**
+   * `read` on the members in order, the next one started when the one before fails or has not
+   * answered within its hedge time; the first success wins (the others' answers are dropped).
+   */
+  private hedged<T>(links: readonly Link[], read: (link: Link) => Promise<T>): Promise<{ value: T; link: Link }> {
+    return new Promise((resolve, reject) => {
+      let next = 0;
+      let running = 0;
+      let done = false;
+      let last: unknown = null;
+      let timer: ReturnType<typeof setTimeout> | null = null;
+      const start = (): void => {
+        if (done || next >= links.length) return;
+        const link = links[next++]!;
+        running += 1;
+        const began = Date.now();
+        if (timer !== null) clearTimeout(timer);
+        if (next < links.length) {
+          timer = setTimeout(() => {
+            if (done) return;
+            this.counts.hedges += 1;
+            start();
+          }, this.latencyOf(link).hedgeAfter());
+          timer.unref();
+        }
+        read(link).then(
+          (value) => {
+            running -= 1;
+            this.latencyOf(link).add(Date.now() - began);
+            if (done) return;
+            done = true;
+            if (timer !== null) clearTimeout(timer);
+            resolve({ value, link });
+          },
+          (err: unknown) => {
+            running -= 1;
+            this.counts.failures += 1;
+            last = err;
+            if (done) return;
+            if (next < links.length) start();
+            else if (running === 0) {
+              done = true;
+              reject(last);
+            }
+          },
+        );
+      };
+      start();
+    });
+  }
+
+  private latencyOf(link: Link): Latencies {
+    let l = this.latency.get(link);
+    if (l === undefined) this.latency.set(link, (l = new Latencies()));
+    return l;
   }
 
   /**
@@ -123,7 +224,17 @@ export class GroupReader implements ReadPort {
    */
   private async *remoteStream(remotes: readonly Link[], address: NeedleAddress, key: Uint8Array, start: number, length: number): AsyncIterableIterator<Uint8Array> {
     let last: unknown = null;
-    for (const link of remotes) {
+    // The head is asked of the members hedged; the value then comes from the one that answered
+    // first (and from the others in order if it fails before a byte has left).
+    let order = remotes;
+    try {
+      const first = await this.hedged(remotes, async (link) => checkedHead(await this.fetch(link, address, 0, NEEDLE_HEADER_SIZE + key.length), address, key));
+      order = [first.link, ...remotes.filter((l) => l !== first.link)];
+    } catch (err) {
+      last = err;
+      order = [];
+    }
+    for (const link of order) {
       let sent = 0;
       try {
         const head = await this.fetch(link, address, 0, NEEDLE_HEADER_SIZE + key.length);

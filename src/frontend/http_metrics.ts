@@ -1,7 +1,8 @@
 // The HTTP front end's Prometheus metrics (prom-client), one registry per front-end thread.
 // The thread that serves /metrics asks main, which gathers every thread's metrics as JSON and
 // aggregates them (prom-client's AggregatorRegistry, as for a cluster) with the store's gauges.
-import { Counter, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { FailoverCounts } from '../db/group_reader.js';
 
 export class HttpMetrics {
   readonly registry = new Registry();
@@ -30,6 +31,19 @@ export class HttpMetrics {
     if (bytesIn > 0) this.bytes.inc({ route, direction: 'in' }, bytesIn);
     if (bytesOut > 0) this.bytes.inc({ route, direction: 'out' }, bytesOut);
     this.latency.observe({ route, method }, Math.max(0, nowMs - startedAtMs) / 1000);
+  }
+
+  /**
+   * Reads of replicated groups served by a remote member (the local one failed), member read
+   * failures, and hedged reads: this thread's counts, read at each scrape (summed over threads).
+   */
+  watchReads(counts: FailoverCounts): void {
+    const gauge = (name: string, help: string, value: () => number): void => {
+      new Gauge({ name, help, registers: [this.registry], collect() { this.set(value()); } });
+    };
+    gauge('brisedb_reads_failed_over_total', 'Reads served by another member of the volume group because the one before failed', () => counts.failovers);
+    gauge('brisedb_member_read_failures_total', 'Reads of a group member that failed (a damaged needle, a server down, a cut answer)', () => counts.failures);
+    gauge('brisedb_reads_hedged_total', 'Reads for which a second member was asked because the first was slower than its p99', () => counts.hedges);
   }
 
   /** For main's aggregation across threads. */
