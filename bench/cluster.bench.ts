@@ -92,6 +92,8 @@ interface SizeResult {
 const COUNTS: Record<number, number> = { [MB]: 64, [64 * MB]: 4 };
 const QUICK_COUNTS: Record<number, number> = { [MB]: 8, [64 * MB]: 1 };
 const SIZES = [MB, 64 * MB];
+/** GETs are several times faster than PUTs: a GET run reads the keys this many times, so it lasts as long. */
+const GET_PASSES = 4;
 const WARM_UP = 4;
 const PUT_GOAL = 1.3;
 /** "Reads cost nothing extra", with the run-to-run noise of a shared 2-core machine. */
@@ -134,7 +136,7 @@ function nginxVersion(): string {
 
 function header(opts: Options, nginx: string): string[] {
   const cpu = cpus();
-  const counts = SIZES.map((s) => `${fmtSize(s)}: ${countFor(s, opts)} req × ${opts.repeat} runs`).join(', ');
+  const counts = SIZES.map((s) => `${fmtSize(s)}: ${countFor(s, opts)} PUT or ${countFor(s, opts) * GET_PASSES} GET × ${opts.repeat} runs`).join(', ');
   return [
     `machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown cpu'}), ${(totalmem() / 2 ** 30).toFixed(1)} GiB RAM, node ${process.version}, nginx ${nginx}, temp dirs in ${tmpdir()}`,
     `rf 2: node cmd/master.js --replication-factor 2 --volume-servers <2 volume servers on this machine> --sync ${opts.sync}; rf 1: the same master without servers; both --http-threads ${availableParallelism()}`,
@@ -419,16 +421,18 @@ function keyOf(size: number, i: number): string {
   return `bench-${size / MB}m-${i}`;
 }
 
+/** A PUT run writes keys 0..count-1 once; a GET run reads them GET_PASSES times. */
 async function timedRun(t: Target, op: Op, size: number, count: number, seedBase: number): Promise<Run> {
+  const requests = op === 'PUT' ? count : count * GET_PASSES;
   const cpu0 = cpuSeconds(t.pids);
   const t0 = process.hrtime.bigint();
-  for (let i = 0; i < count; i++) {
+  for (let i = 0; i < requests; i++) {
     if (op === 'PUT') await put(t, keyOf(size, i), size, seedBase + i);
-    else await get(t, keyOf(size, i), size, null);
+    else await get(t, keyOf(size, i % count), size, null);
   }
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const cpu1 = cpuSeconds(t.pids);
-  return { seconds, requests: count, bytes: count * size, cpu: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 };
+  return { seconds, requests, bytes: requests * size, cpu: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 };
 }
 
 const CLOCK_TICKS = 100; // USER_HZ on Linux
