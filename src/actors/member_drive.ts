@@ -5,6 +5,8 @@
 // Owns: the drive's MemberVolumes, the open ingests, the waiters of this turn's group sync.
 // Invariants:
 // - a volume has at most one open ingest; truncate and remove wait for none (CONFLICT instead);
+//   an open-ended needle (open_ingest.ts) stays an open ingest from its begin to its seal or
+//   abort, its body's end included, so it holds the volume's tail all that time;
 // - an ingest is answered at its end only once durable (when asked and the policy is always);
 //   one fdatasync per drive per turn covers every append of that turn (group sync);
 // - at most MAX_INGESTS_PER_DRIVE ingests are open; one left idle past INGEST_IDLE_MS (its
@@ -17,6 +19,7 @@ import { Reply } from '../runtime/peer.js';
 import type { Timer } from '../runtime/scheduler.js';
 import { MemberVolumes, type MemberVolumeInfo } from '../storage/member_volumes.js';
 import { RegionIngest } from '../storage/region_ingest.js';
+import type { OpenIngest } from '../storage/open_ingest.js';
 import type { SyncPolicy } from '../storage/types.js';
 import {
   MAX_INGESTS_PER_DRIVE,
@@ -25,6 +28,7 @@ import {
   type DriveHealth,
   type IngestEnded,
   type MemberRequest,
+  type OpenBodyEnded,
   type MemberVolumeState,
 } from '../protocol/member_protocol.js';
 import { assertNever } from './assert.js';
@@ -51,8 +55,10 @@ interface Ingest {
   abort(): void;
 }
 
-interface OpenIngest {
+interface Held {
   region: Ingest;
+  /** Set for an open-ended needle: the seal and the abandon find it by its volume. */
+  open?: OpenIngest;
   touchedAt: number;
 }
 
@@ -60,7 +66,7 @@ interface State {
   env: ActorEnv<MemberDriveConfig>;
   store: MemberVolumes;
   policy: SyncPolicy;
-  ingests: Map<number, OpenIngest>;
+  ingests: Map<number, Held>;
   /** Volumes with an open ingest. */
   busy: Set<number>;
   nextIngest: number;
@@ -125,6 +131,14 @@ function handle(s: State, msg: MemberRequest, blobs: ArrayBuffer[]): unknown {
     case MemberMsg.Admit:
       s.store.admit(msg.epoch);
       return s.store.epoch;
+    case MemberMsg.OpenBegin:
+      return onOpenBegin(s, msg.volume, msg.offset, msg.epoch, msg.keyLength, msg.metaLength);
+    case MemberMsg.OpenBodyEnd:
+      return onOpenBodyEnd(s, msg.ingest);
+    case MemberMsg.OpenSeal:
+      return onOpenSeal(s, msg.volume, msg.offset, msg.epoch, msg.bytes, msg.sync);
+    case MemberMsg.OpenAbandon:
+      return onOpenAbandon(s, msg.volume, msg.offset, msg.epoch, msg.tail);
     default:
       return assertNever(msg);
   }
@@ -135,13 +149,82 @@ function onCreate(s: State, volume: number, epoch: number, createdAt: number): M
 }
 
 function onIngestBegin(s: State, volume: number, offset: number, epoch: number, raw: number | undefined): number {
+  checkRoom(s, volume);
+  const region = raw === undefined ? new RegionIngest(s.store, volume, offset, epoch) : rawRegion(s, volume, offset, raw, epoch);
+  return addIngest(s, { region, touchedAt: s.env.clock.now() });
+}
+
+function checkRoom(s: State, volume: number): void {
   if (s.ingests.size >= MAX_INGESTS_PER_DRIVE) throw new StoreError('QUEUE_FULL', `more than ${MAX_INGESTS_PER_DRIVE} appends in flight on this drive`);
   if (s.busy.has(volume)) throw new StoreError('CONFLICT', `volume ${volume}: another append is in progress`);
-  const region = raw === undefined ? new RegionIngest(s.store, volume, offset, epoch) : rawRegion(s, volume, offset, raw, epoch);
+}
+
+function addIngest(s: State, held: Held): number {
   const id = s.nextIngest++;
-  s.ingests.set(id, { region, touchedAt: s.env.clock.now() });
-  s.busy.add(volume);
+  s.ingests.set(id, held);
+  s.busy.add(held.region.volume);
   return id;
+}
+
+/** An open-ended needle: its value comes as ingest chunks; it holds the tail until sealed or abandoned. */
+function onOpenBegin(s: State, volume: number, offset: number, epoch: number, keyLength: number, metaLength: number): number {
+  checkRoom(s, volume);
+  const open = s.store.ingestOpen(volume, offset, epoch, keyLength, metaLength);
+  const region: Ingest = {
+    volume,
+    offset,
+    get received() {
+      return open.received;
+    },
+    write: (chunk) => open.write(chunk),
+    finish: () => {
+      throw new StoreError('INTERNAL', 'an open needle ends with OpenBodyEnd, then a seal');
+    },
+    abort: () => open.abort(),
+  };
+  return addIngest(s, { region, open, touchedAt: s.env.clock.now() });
+}
+
+/** The body has ended: the needle stays open (and the tail held) until its seal or abandon. */
+function onOpenBodyEnd(s: State, id: number): OpenBodyEnded {
+  const held = ingestOf(s, id);
+  if (held.open === undefined) throw new StoreError('INTERNAL', `append ${id} is not an open needle`);
+  held.touchedAt = s.env.clock.now();
+  try {
+    return held.open.endBody();
+  } catch (err) {
+    closeIngest(s, id);
+    held.open.abort();
+    throw err;
+  }
+}
+
+async function onOpenSeal(s: State, volume: number, offset: number, epoch: number, bytes: Uint8Array, sync: boolean): Promise<number> {
+  const [id, open] = openAt(s, volume, offset, epoch);
+  closeIngest(s, id);
+  s.dirty = true;
+  open.seal(bytes); // refused: cut back to the offset
+  if (sync) await groupSync(s, false);
+  return s.store.info(volume).length;
+}
+
+function onOpenAbandon(s: State, volume: number, offset: number, epoch: number, tail: number): number {
+  const [id, open] = openAt(s, volume, offset, epoch);
+  closeIngest(s, id);
+  open.abandon(tail); // a tail its bytes do not make: cut back (CONFLICT)
+  return s.store.info(volume).length;
+}
+
+/** The open needle of the volume at `offset`, its body ended; CONFLICT when there is none. */
+function openAt(s: State, volume: number, offset: number, epoch: number): [number, OpenIngest] {
+  s.store.admit(epoch);
+  for (const [id, held] of s.ingests) {
+    if (held.open === undefined || held.region.volume !== volume) continue;
+    if (held.region.offset !== offset) break;
+    if (!held.open.filled) throw new StoreError('CONFLICT', `volume ${volume}: the open needle at ${offset} is still receiving its value`);
+    return [id, held.open];
+  }
+  throw new StoreError('CONFLICT', `volume ${volume}: no open needle at ${offset} waits for its end (aborted, timed out, or never begun)`);
 }
 
 /** Writes the chunk (checked as it goes), then hands its buffer back for the sender to reuse. */
@@ -270,7 +353,7 @@ function badChunk(s: State, id: number, why: string): StoreError {
   return new StoreError('BAD_ARGUMENT', why);
 }
 
-function ingestOf(s: State, id: number): OpenIngest {
+function ingestOf(s: State, id: number): Held {
   const open = s.ingests.get(id);
   if (open === undefined) throw new StoreError('ABORTED', `no append ${id} open on this drive (ended, refused or timed out)`);
   return open;

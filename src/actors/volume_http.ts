@@ -14,7 +14,7 @@ import { AUTH_HEADER, verifyVolumeRequest } from '../protocol/volume_auth.js';
 import { MemberMsg, memberDriveName, type DriveHealth, type MemberVolumeState } from '../protocol/member_protocol.js';
 import { refuseBadFraming, watchAbort } from '../frontend/http_util.js';
 import { VolumeContext, answerError, answerJson, codeOf, parseCount, parseVolumeId, requireCount } from './volume_context.js';
-import { appendRoute, copyRoute, rawAppendRoute } from './volume_writes.js';
+import { abandonRoute, appendRoute, copyRoute, openRoute, rawAppendRoute, sealRoute } from './volume_writes.js';
 import { needleRoute, rawRoute } from './volume_reads.js';
 
 export interface VolumeHttpConfig {
@@ -94,7 +94,9 @@ function routes(app: TemplatedApp, ctx: VolumeContext, env: ActorEnv<VolumeHttpC
   app.del(VOLUME, guard(removeRoute));
   app.put(`${VOLUME}/needles`, guard(appendRoute));
   app.get(`${VOLUME}/needles/:offset`, guard(needleRoute));
-  app.post(`${VOLUME}/needles/:offset/seal`, guard((res) => answerError(res, watchAbort(res), 'NOT_IMPLEMENTED', 'open-ended appends and seal are not implemented yet', {}, true)));
+  app.put(`${VOLUME}/open`, guard(openRoute));
+  app.post(`${VOLUME}/open/seal`, guard(sealRoute));
+  app.post(`${VOLUME}/open/abort`, guard(abandonRoute));
   app.get(`${VOLUME}/raw`, guard(rawRoute));
   app.put(`${VOLUME}/raw`, guard(rawAppendRoute));
   app.post(`${VOLUME}/truncate`, guard(truncateRoute));

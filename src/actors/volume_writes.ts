@@ -1,6 +1,8 @@
 // The routes of a volume server that write a volume's bytes (docs/volume-server.md): an append
 // of needles at an offset (PUT .../needles, the body streamed to the drive's actor) and a copy
-// of a range from a peer (POST .../copy, for repair: the peer's raw range streamed the same way).
+// of a range from a peer (POST .../copy, for repair: the peer's raw range streamed the same way),
+// and an open-ended needle (PUT .../open, its value as it comes, then POST .../open/seal or
+// .../open/abort: a chunked upload the master tees to its members).
 // Invariants:
 // - the body never sits whole in memory: it moves in 1 MiB pool buffers, at most
 //   MAX_CHUNKS_IN_FLIGHT unanswered at the drive, and the socket is paused behind them;
@@ -16,7 +18,7 @@ import { AUTH_HEADER, signVolumeRequest } from '../protocol/volume_auth.js';
 import { MAX_CHUNKS_IN_FLIGHT, MemberMsg, type IngestEnded } from '../protocol/member_protocol.js';
 import { BodyQueue } from '../frontend/http_body.js';
 import { watchAbort } from '../frontend/http_util.js';
-import { answerError, answerJson, parseVolumeId, requireCount, type VolumeContext } from './volume_context.js';
+import { answerError, answerJson, codeOf, parseVolumeId, requireCount, type VolumeContext } from './volume_context.js';
 
 /** A body, ours to receive or a peer's to send, that moves no byte this long is dropped. */
 export const NO_PROGRESS_MS = 30_000;
@@ -52,7 +54,7 @@ function append(res: HttpResponse, req: HttpRequest, ctx: VolumeContext, raw: bo
     body.fail(new StoreError('ABORTED', message));
   };
   if (volume === null) return refuse('BAD_ARGUMENT', 'the volume id must be an integer below 2^32');
-  if (query.get('open') === '1') return refuse('NOT_IMPLEMENTED', 'open-ended appends (open=1) are not implemented yet');
+  if (query.get('open') === '1') return refuse('BAD_ARGUMENT', 'open-ended appends go to PUT /v1/volumes/{id}/open');
   const length = lengthHeader === '' ? null : Number(lengthHeader);
   if (chunked || length === null || !Number.isSafeInteger(length)) return refuse('LENGTH_REQUIRED', 'an append needs a Content-Length (the bytes of the region [offset, end))');
   if (length === 0) return refuse('BAD_ARGUMENT', 'an append of no bytes');
@@ -78,6 +80,111 @@ function append(res: HttpResponse, req: HttpRequest, ctx: VolumeContext, raw: bo
       },
     )
     .finally(() => clearTimeout(stall.timer));
+}
+
+/**
+ * PUT /v1/volumes/{id}/open?offset=N&epoch=E&key_length=K&meta_length=M: an open-ended needle's
+ * value, chunked or not, written at N + 32 + K as it comes. 202 {"written", "crc32"} when the
+ * body ends; the needle then holds the tail until its seal or abort (POST .../open/seal|abort).
+ */
+export function openRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeContext): void {
+  const volume = parseVolumeId(req.getParameter(0));
+  const query = new URLSearchParams(req.getQuery() ?? '');
+  const body = new BodyQueue(res);
+  const state = watchAbort(res, () => {
+    if (!body.complete) body.fail(new StoreError('ABORTED', 'the client went away during the open needle'));
+  });
+  res.onData((chunk, last) => body.push(chunk, last, ctx.now()));
+  let args: { offset: number; epoch: number; keyLength: number; metaLength: number };
+  try {
+    if (volume === null) throw new StoreError('BAD_ARGUMENT', 'the volume id must be an integer below 2^32');
+    args = { offset: requireCount(query, 'offset'), epoch: requireCount(query, 'epoch'), keyLength: requireCount(query, 'key_length'), metaLength: requireCount(query, 'meta_length') };
+  } catch (err) {
+    answerError(res, state, 'BAD_ARGUMENT', (err as Error).message, {}, true);
+    return body.fail(new StoreError('ABORTED', (err as Error).message));
+  }
+  const stall = watchStall(body, ctx, () => {
+    answerError(res, state, 'REQUEST_TIMEOUT', `no body bytes for ${NO_PROGRESS_MS / 1000} s; the open needle is dropped`, {}, true);
+    body.fail(new StoreError('TIMEOUT', 'the open needle stalled'));
+  });
+  void (async () => {
+    const { drive } = await ctx.locate(volume);
+    const ingest = await ctx.ask(drive, { t: MemberMsg.OpenBegin, volume, ...args });
+    return feed(ctx, drive, ingest, body, () => ctx.ask(drive, { t: MemberMsg.OpenBodyEnd, ingest }));
+  })()
+    .then(
+      (ended) => answerJson(res, state, 202, ended),
+      (err: unknown) => {
+        body.fail(err instanceof Error ? err : new StoreError('ABORTED', String(err)));
+        return ctx.fail(res, state, err, volume, !body.complete);
+      },
+    )
+    .finally(() => clearTimeout(stall.timer));
+}
+
+/**
+ * POST /v1/volumes/{id}/open/seal?offset=N&epoch=E[&sync=1]: the body is the needle's header
+ * and key, then its metadata and trailer; checked against the value received, written, synced.
+ * 201 {"length"} (the volume's new length); 400 CHECKSUM_MISMATCH (cut back to N).
+ */
+export function sealRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeContext): void {
+  const volume = parseVolumeId(req.getParameter(0));
+  const query = new URLSearchParams(req.getQuery() ?? '');
+  const state = watchAbort(res);
+  void (async () => {
+    const bytes = await smallBody(res, SEAL_MAX_BYTES);
+    if (volume === null) throw new StoreError('BAD_ARGUMENT', 'the volume id must be an integer below 2^32');
+    const offset = requireCount(query, 'offset');
+    const epoch = requireCount(query, 'epoch');
+    const { drive } = await ctx.locate(volume);
+    const length = await ctx.ask(drive, { t: MemberMsg.OpenSeal, volume, offset, epoch, bytes, sync: query.get('sync') === '1' }, { timeoutMs: END_TIMEOUT_MS });
+    return { length };
+  })().then(
+    (answer) => answerJson(res, state, 201, answer),
+    (err: unknown) => ctx.fail(res, state, err, volume, codeOf(err) === 'SIZE_MISMATCH'),
+  );
+}
+
+/**
+ * POST /v1/volumes/{id}/open/abort?offset=N&epoch=E&tail=T: the master aborted the upload and
+ * its tail moved to T; the member's does too (the value bytes received kept, as the master's).
+ */
+export function abandonRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeContext): void {
+  const volume = parseVolumeId(req.getParameter(0));
+  const query = new URLSearchParams(req.getQuery() ?? '');
+  const state = watchAbort(res);
+  void (async () => {
+    if (volume === null) throw new StoreError('BAD_ARGUMENT', 'the volume id must be an integer below 2^32');
+    const offset = requireCount(query, 'offset');
+    const epoch = requireCount(query, 'epoch');
+    const tail = requireCount(query, 'tail');
+    const { drive } = await ctx.locate(volume);
+    return { length: await ctx.ask(drive, { t: MemberMsg.OpenAbandon, volume, offset, epoch, tail }) };
+  })().then(
+    (answer) => answerJson(res, state, 200, answer),
+    (err: unknown) => ctx.fail(res, state, err, volume),
+  );
+}
+
+/** A seal's body: header + key (at most 32 + 64 KiB) and metadata + trailer (at most 16 KiB + 4). */
+const SEAL_MAX_BYTES = 32 + 65_535 + 16 * 1024 + 4;
+
+/** A short body, whole (at most `limit` bytes: SIZE_MISMATCH past it, and the connection closes). */
+function smallBody(res: HttpResponse, limit: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    res.onData((chunk, last) => {
+      if (n < 0) return;
+      n += chunk.byteLength;
+      if (n > limit) {
+        n = -1;
+        return reject(new StoreError('SIZE_MISMATCH', `a seal of more than ${limit} bytes`));
+      }
+      parts.push(Buffer.from(chunk.slice(0))); // uWS reuses the chunk's memory after this call
+      if (last) resolve(new Uint8Array(Buffer.concat(parts)));
+    });
+  });
 }
 
 /** POST /v1/volumes/{id}/copy?from=URL&start=S&end=T&epoch=E */
@@ -120,6 +227,14 @@ async function checkLength(ctx: VolumeContext, volume: number, start: number): P
 async function ingestFrom(ctx: VolumeContext, volume: number, offset: number, epoch: number, sync: boolean, body: AsyncIterable<Uint8Array>, raw?: number): Promise<IngestEnded> {
   const { drive } = await ctx.locate(volume);
   const ingest = await ctx.ask(drive, raw === undefined ? { t: MemberMsg.IngestBegin, volume, offset, epoch } : { t: MemberMsg.IngestBegin, volume, offset, epoch, raw });
+  return feed(ctx, drive, ingest, body, () => ctx.ask(drive, { t: MemberMsg.IngestEnd, ingest, sync }, { timeoutMs: END_TIMEOUT_MS }));
+}
+
+/**
+ * The body's chunks to an open ingest, at most MAX_CHUNKS_IN_FLIGHT unanswered, then `end`. Any
+ * failure aborts the ingest: the volume is cut back to its offset.
+ */
+async function feed<T>(ctx: VolumeContext, drive: number, ingest: number, body: AsyncIterable<Uint8Array>, end: () => Promise<T>): Promise<T> {
   const inFlight: Promise<unknown>[] = [];
   try {
     for await (const chunk of body) {
@@ -129,7 +244,7 @@ async function ingestFrom(ctx: VolumeContext, volume: number, offset: number, ep
       inFlight.push(sent);
     }
     await Promise.all(inFlight);
-    return await ctx.ask(drive, { t: MemberMsg.IngestEnd, ingest, sync }, { timeoutMs: END_TIMEOUT_MS });
+    return await end();
   } catch (err) {
     await Promise.allSettled(inFlight);
     await ctx.ask(drive, { t: MemberMsg.IngestAbort, ingest }).catch(() => undefined);

@@ -27,6 +27,14 @@ export const MemberMsg = {
   Health: 11,
   /** A master claims its epoch (at start, on reconnecting): raised durably, or STALE_EPOCH. */
   Admit: 12,
+  /** An open-ended needle (docs/volume-server.md, open/seal/abort): its value comes as ingest chunks. */
+  OpenBegin: 13,
+  /** The open needle's body has ended: its value length and CRC; it waits for its seal. */
+  OpenBodyEnd: 14,
+  /** The open needle's header, key, metadata and trailer: checked, written, synced. */
+  OpenSeal: 15,
+  /** The master aborted the upload: the tail moves where the master's moved. */
+  OpenAbandon: 16,
 } as const;
 
 /** Chunks of one ingest sent and not yet answered: back-pressure from the drive to the socket. */
@@ -51,7 +59,13 @@ export type MemberRequest =
   | { t: typeof MemberMsg.List }
   | { t: typeof MemberMsg.Sync }
   | { t: typeof MemberMsg.Health }
-  | { t: typeof MemberMsg.Admit; epoch: number };
+  | { t: typeof MemberMsg.Admit; epoch: number }
+  | { t: typeof MemberMsg.OpenBegin; volume: number; offset: number; epoch: number; keyLength: number; metaLength: number }
+  | { t: typeof MemberMsg.OpenBodyEnd; ingest: number }
+  // bytes: header + key, then metadata + trailer (at most 32 + 64 KiB + 16 KiB + 4: small
+  // enough to travel inside the CBOR, unlike a value).
+  | { t: typeof MemberMsg.OpenSeal; volume: number; offset: number; epoch: number; bytes: Uint8Array; sync: boolean }
+  | { t: typeof MemberMsg.OpenAbandon; volume: number; offset: number; epoch: number; tail: number };
 
 /** One volume as a drive reports it. */
 export interface MemberVolumeState {
@@ -73,6 +87,13 @@ export interface IngestEnded {
   /** The volume's new length. */
   length: number;
   /** CRC-32 of the body as it arrived. */
+  crc32: number;
+}
+
+export interface OpenBodyEnded {
+  /** Value bytes received. */
+  written: number;
+  /** CRC-32 of the value bytes. */
   crc32: number;
 }
 
@@ -98,6 +119,11 @@ export interface MemberReplies {
   [MemberMsg.Sync]: null;
   [MemberMsg.Health]: DriveHealth;
   [MemberMsg.Admit]: number;
+  [MemberMsg.OpenBegin]: number;
+  [MemberMsg.OpenBodyEnd]: OpenBodyEnded;
+  /** The volume's new length. */
+  [MemberMsg.OpenSeal]: number;
+  [MemberMsg.OpenAbandon]: number;
 }
 
 /** The name of drive i's actor on a volume server. */

@@ -19,6 +19,7 @@ import { replaceFileAtomically, syncDirectory } from './atomic_file.js';
 import { VOLUMES_DIR } from './drive_volumes.js';
 import type { NeedleIngest } from './needle_ingest.js';
 import type { RawIngest } from './raw_ingest.js';
+import type { OpenIngest } from './open_ingest.js';
 import { VolumeFile } from './volume_file.js';
 import { parseVolumeFileName, volumeFileName } from './volume_format.js';
 
@@ -113,6 +114,15 @@ export class MemberVolumes {
     if (offset !== held.file.tail) throw new StoreError('CONFLICT', `volume ${id} has length ${held.file.tail}, not ${offset}`);
     this.unsynced.add(id);
     return held.file.rawIngestAt(offset, length);
+  }
+
+  /** An open-ended needle at `offset` (the volume's tail): value first, sealed later (open_ingest.ts). */
+  ingestOpen(id: number, offset: number, epoch: number, keyLength: number, metaLength: number): OpenIngest {
+    this.admit(epoch);
+    const held = this.held(id);
+    if (offset !== held.file.tail) throw new StoreError('CONFLICT', `volume ${id} has length ${held.file.tail}, not ${offset}`);
+    this.unsynced.add(id);
+    return held.file.openIngestAt(offset, keyLength, metaLength);
   }
 
   /** Makes every append so far durable (one fdatasync per written volume). */

@@ -37,6 +37,7 @@ import {
 import { crc32, crc32Combine } from './checksum.js';
 import { NeedleIngest, type IngestTarget } from './needle_ingest.js';
 import { RawIngest, checkRegionLength } from './raw_ingest.js';
+import { OpenIngest, checkOpenLengths } from './open_ingest.js';
 import { StoreError } from '../runtime/errors.js';
 
 /** Streaming unit for verification and chunked reads: bounded memory whatever the value. */
@@ -249,6 +250,15 @@ export class VolumeFile {
   rawIngestAt(offset: number, length: number): RawIngest {
     checkRegionLength(length);
     return new RawIngest(this.ingestTarget(offset, (n) => offset + n), length);
+  }
+
+  /**
+   * An open-ended needle received at `offset`, the tail (open_ingest.ts): the value first, its
+   * header last; its end names the needle's length, and the tail moves past its aligned end.
+   */
+  openIngestAt(offset: number, keyLength: number, metaLength: number): OpenIngest {
+    checkOpenLengths(keyLength, metaLength);
+    return new OpenIngest(this.ingestTarget(offset, (length) => alignUp(offset + length)), keyLength, metaLength);
   }
 
   /** Where an ingest writes: it holds the tail until it ends; refused or aborted, it is cut back. */
