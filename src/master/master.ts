@@ -13,11 +13,12 @@ import type { HttpFrontendConfig } from '../actors/http_frontend.js';
 import { createSyncSlot } from '../runtime/sync_slot.js';
 import { DEFAULT_LIMITS } from '../db/api.js';
 import { masterMetrics } from './metrics.js';
-import { createServer } from 'node:net';
 import { FrontEndMsg, MainMsg, type FrontEndToMain, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
 import type { MasterConfig } from './master_config.js';
 import type { LocalGroup } from '../storage/registry.js';
-import { StoreError } from '../runtime/errors.js';
+import { assertPortFree, freePort } from '../runtime/listen.js';
+import { assertUwsLoads } from '../frontend/uws_load.js';
+import { logActors } from '../wiring/actor_log.js';
 
 export interface RunningMaster {
   readonly tcpPort: number;
@@ -105,7 +106,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   // uWebSockets.js (and node:net with reusePort) bind with SO_REUSEPORT, which would let a
   // second master silently share the port and receive half the requests: an exclusive bind
   // first makes "address in use" an error here too.
-  if (http !== null) await assertUwsLoads();
+  if (http !== null) await assertUwsLoads('the HTTP API', '; start with --http "" to run without HTTP');
   if (http !== null && httpPort !== 0) await assertPortFree(http.host, httpPort, 'HTTP');
   if (threads > 1 && config.addr.port !== 0) await assertPortFree(config.addr.host, config.addr.port, 'TCP');
   if (threads > 1 && text !== null) await assertPortFree(text.host, text.port, 'the line protocol');
@@ -138,19 +139,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
       return null;
     });
   }
-  let givenUp: () => void = () => undefined;
-  const done = new Promise<void>((resolve) => (givenUp = resolve));
-  let stopping = false;
-  supervisor.on('actor-exit', (e: { name: string; code?: number; error?: string }) => {
-    // Exits during an ordered stop are the plan, not a death.
-    if (stopping) log.debug({ actor: e.name, code: e.code }, 'actor stopped');
-    else log.error({ actor: e.name, code: e.code, error: e.error }, 'actor died');
-  });
-  supervisor.on('actor-restart', (e: { name: string; attempt: number }) => log.warn({ actor: e.name, attempt: e.attempt }, 'actor restarted'));
-  supervisor.on('actor-given-up', (e: { name: string }) => {
-    log.fatal({ actor: e.name }, 'actor keeps dying: given up');
-    givenUp();
-  });
+  const actors = logActors(supervisor, log);
   const address = await supervisor.control<{ address(): { host: string; port: number } }>(tcpActorName(0)).address();
   const httpAddress = http === null ? null : await supervisor.control<{ address(): { host: string; port: number } }>(httpActorName(0)).address();
   const textAddress = text === null ? null : await supervisor.control<{ textAddress(): { host: string; port: number } | null }>(tcpActorName(0)).textAddress();
@@ -160,10 +149,10 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
     httpPort: httpAddress?.port ?? null,
     textPort: textAddress?.port ?? null,
     stop: () => {
-      stopping = true;
+      actors.stopping();
       return db.close();
     },
-    done,
+    done: actors.done,
     supervisor,
   };
 }
@@ -186,42 +175,4 @@ function configView(config: MasterConfig): Record<string, string> {
     'maxmemory-policy': 'noeviction',
     'replica-read-only': 'yes',
   };
-}
-
-/** A port free now on host (for sharing one port among threads when 0 was asked). */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Binds host:port exclusively once and lets go; throws the one-line error when it is taken. */
-function assertPortFree(host: string, port: number, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      const why = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
-      reject(new StoreError('BAD_ARGUMENT', `cannot listen on ${host}:${port} for ${what}: ${why}`));
-    });
-    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
-  });
-}
-
-/** uWebSockets.js ships native builds for some platforms only: say so in one line, with the way out. */
-async function assertUwsLoads(): Promise<void> {
-  try {
-    await import('uWebSockets.js');
-  } catch (err) {
-    const why = (err instanceof Error ? err.message : String(err)).split('\n')[0];
-    throw new StoreError(
-      'BAD_ARGUMENT',
-      `the HTTP API needs uWebSockets.js, which does not load on ${process.platform}-${process.arch} with Node ${process.versions.node} (${why}); start with --http "" to run without HTTP`,
-    );
-  }
 }

@@ -3,17 +3,18 @@
 // under one supervisor in the main thread, which serves no request itself: it holds the data
 // dir's LOCK, starts the actors, reports deaths and restarts, and stops everything in order.
 import * as os from 'node:os';
-import { createServer } from 'node:net';
 import type { Logger } from 'pino';
 import { NodeFs } from '../runtime/fs.js';
-import { StoreError } from '../runtime/errors.js';
+import { assertPortFree, freePort } from '../runtime/listen.js';
 import { Supervisor } from '../runtime/supervisor.js';
 import type { ActorSpec } from '../runtime/topology.js';
 import { acquireLock } from '../storage/lock_file.js';
 import { MEMBER_PROTOCOL, memberDriveName } from '../protocol/member_protocol.js';
 import type { MemberDriveConfig } from '../actors/member_drive.js';
 import type { VolumeHttpConfig } from '../actors/volume_http.js';
+import { assertUwsLoads } from '../frontend/uws_load.js';
 import { isProcessAlive } from '../wiring/open.js';
+import { logActors } from '../wiring/actor_log.js';
 import type { VolumeServerConfig } from './config.js';
 
 export interface RunningVolumeServer {
@@ -34,7 +35,7 @@ export async function runVolumeServer(config: VolumeServerConfig, log: Logger): 
   for (const dir of config.drives) fs.mkdir(dir);
   const lock = acquireLock(fs, config.drives[0]!, { pid: process.pid, host: os.hostname(), nowMs: Date.now() }, isProcessAlive);
   try {
-    await assertUwsLoads();
+    await assertUwsLoads('a volume server');
     const { host } = config.addr;
     // Several threads share one port: a port 0 must become one concrete port for all of them;
     // uWS binds with SO_REUSEPORT, so an exclusive bind first makes "in use" an error here.
@@ -63,25 +64,14 @@ function specs(config: VolumeServerConfig, host: string, port: number): ActorSpe
 }
 
 async function running(supervisor: Supervisor, host: string, lock: { release(): void }, log: Logger): Promise<RunningVolumeServer> {
-  let givenUp: () => void = () => undefined;
-  const done = new Promise<void>((resolve) => (givenUp = resolve));
-  let stopping = false;
-  supervisor.on('actor-exit', (e: { name: string; code?: number; error?: string }) => {
-    if (stopping) log.debug({ actor: e.name, code: e.code }, 'actor stopped');
-    else log.error({ actor: e.name, code: e.code, error: e.error }, 'actor died');
-  });
-  supervisor.on('actor-restart', (e: { name: string; attempt: number }) => log.warn({ actor: e.name, attempt: e.attempt }, 'actor restarted'));
-  supervisor.on('actor-given-up', (e: { name: string }) => {
-    log.fatal({ actor: e.name }, 'actor keeps dying: given up');
-    givenUp();
-  });
+  const actors = logActors(supervisor, log);
   const address = await supervisor.control<{ address(): { host: string; port: number } }>(httpActorName(0)).address();
   return {
     host,
     port: address.port,
-    done,
+    done: actors.done,
     stop: async () => {
-      stopping = true;
+      actors.stopping();
       try {
         await supervisor.stop();
       } finally {
@@ -89,38 +79,4 @@ async function running(supervisor: Supervisor, host: string, lock: { release(): 
       }
     },
   };
-}
-
-/** A port free now on host (for sharing one port among threads when 0 was asked). */
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** Binds host:port exclusively once and lets go; throws the one-line error when it is taken. */
-function assertPortFree(host: string, port: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      const why = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
-      reject(new StoreError('BAD_ARGUMENT', `cannot listen on ${host}:${port}: ${why}`));
-    });
-    server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
-  });
-}
-
-async function assertUwsLoads(): Promise<void> {
-  try {
-    await import('uWebSockets.js');
-  } catch (err) {
-    const why = (err instanceof Error ? err.message : String(err)).split('\n')[0];
-    throw new StoreError('BAD_ARGUMENT', `a volume server needs uWebSockets.js, which does not load on ${process.platform}-${process.arch} with Node ${process.versions.node} (${why})`);
-  }
 }
