@@ -13,15 +13,10 @@
 import { formatAddress, isLoopbackHost, notYetSupported, parseMasterArgs } from './config.js';
 import { createLogger, redactedConfig, type Logger } from './log.js';
 import type { RunningMaster } from './master.js';
-
-/** Largest HTTP request head (request line and headers) the front ends take. */
-const HTTP_MAX_HEAD_BYTES = 16 * 1024;
 import type { ListenAddress, MasterConfig } from './master_config.js';
+import { exitOnCrash, firstSignal, raiseHttpHeadLimit, serve, startOrSay } from '../wiring/program.js';
 
-/** How long a clean stop may take before the master gives up and exits 1. */
-export const STOP_TIMEOUT_MS = 60_000;
-const SIGNALS = ['SIGINT', 'SIGTERM'] as const;
-type Signal = (typeof SIGNALS)[number];
+export { STOP_TIMEOUT_MS, startFailureLine } from '../wiring/program.js';
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const parsed = parseMasterArgs(argv, env);
@@ -45,89 +40,15 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const signal = firstSignal(log);
   log.info({ config: redactedConfig(config), configFile: parsed.configFile, node: process.versions.node }, 'starting');
   warnIfExposed(config, log);
-  let master: RunningMaster;
-  try {
-    // uWS reads its request-head limit from the C environment once, when it loads in a front
-    // end's thread: set here, in the main thread (whose process.env is the real environment),
-    // before any starts. Its default, 4 KiB, refuses a head that arrives in more than one read
-    // past that size with 431 (a 4,096-byte key percent-encoded in the URL is up to 12 KiB).
-    process.env.UWS_HTTP_MAX_HEADERS_SIZE ??= String(HTTP_MAX_HEAD_BYTES);
+  const master = await startOrSay('brisedb', async () => {
+    raiseHttpHeadLimit();
     // Loaded only now: --help and bad flags answer without loading the store and the actors.
     const { runMaster } = await import('./master.js');
-    master = await runMaster(config, log);
-  } catch (err) {
-    process.stderr.write(`brisedb: ${startFailureLine(err)}\n`);
-    return 1;
-  }
+    return runMaster(config, log);
+  });
+  if (master === null) return 1;
   logListening(master, config, log);
-  return serve(master, signal, log);
-}
-
-/** Waits for a signal (stop cleanly: 0) or the store's death (1). */
-async function serve(master: RunningMaster, signal: Promise<Signal>, log: Logger): Promise<number> {
-  const ended = await Promise.race([
-    signal.then((s) => ({ signal: s })),
-    master.done.then(
-      () => ({ died: undefined as unknown }),
-      (err: unknown) => ({ died: err }),
-    ),
-  ]);
-  if ('died' in ended) {
-    log.fatal({ err: ended.died }, 'the store stopped for good; exiting');
-    await stopWithin(master, log);
-    return 1;
-  }
-  log.info({ signal: ended.signal }, 'stopping: finishing in-flight writes (a second signal exits at once)');
-  if (!(await stopWithin(master, log))) return 1;
-  log.info('stopped');
-  return 0;
-}
-
-/** master.stop(), bounded; false when it failed or overran. */
-async function stopWithin(master: RunningMaster, log: Logger): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const overrun = new Promise<'overrun'>((resolve) => {
-    timer = setTimeout(() => resolve('overrun'), STOP_TIMEOUT_MS);
-  });
-  try {
-    const r = await Promise.race([master.stop().then(() => 'stopped' as const), overrun]);
-    if (r === 'overrun') log.error({ timeoutMs: STOP_TIMEOUT_MS }, 'stop did not finish in time; exiting');
-    return r === 'stopped';
-  } catch (err) {
-    log.error({ err }, 'stop failed');
-    return false;
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Resolves on the first SIGINT/SIGTERM; a second one exits 1 at once. */
-function firstSignal(log: Logger): Promise<Signal> {
-  let seen = false;
-  return new Promise((resolve) => {
-    for (const s of SIGNALS) {
-      process.on(s, () => {
-        if (seen) {
-          log.warn({ signal: s }, 'second signal: exiting now, without a clean stop');
-          process.exit(1);
-        }
-        seen = true;
-        resolve(s);
-      });
-    }
-  });
-}
-
-/** A bug that escapes every handler is logged, then the process ends: never half-alive. */
-function exitOnCrash(log: Logger): void {
-  process.on('unhandledRejection', (reason) => {
-    log.fatal({ err: reason }, 'unhandled rejection; exiting');
-    process.exit(1);
-  });
-  process.on('uncaughtException', (err) => {
-    log.fatal({ err }, 'uncaught exception; exiting');
-    process.exit(1);
-  });
+  return serve(master, signal, log, 'the store stopped for good; exiting');
 }
 
 function warnIfExposed(config: MasterConfig, log: Logger): void {
@@ -160,32 +81,4 @@ function logListening(master: RunningMaster, config: MasterConfig, log: Logger):
     },
     'listening',
   );
-}
-
-const LISTEN_PROBLEMS: Record<string, string> = {
-  EADDRINUSE: 'address already in use',
-  EACCES: 'permission denied (ports below 1024 need privileges)',
-  EADDRNOTAVAIL: 'address not available on this host',
-  ENOTFOUND: 'host not found',
-};
-
-/** The one line for a failed start: runMaster's own message, or a listen error made plain. */
-export function startFailureLine(err: unknown): string {
-  const e = err as (NodeJS.ErrnoException & { address?: string; port?: number }) | null;
-  const code = typeof e?.code === 'string' ? e.code : undefined;
-  if (code !== undefined && code in LISTEN_PROBLEMS && e?.syscall === 'listen' && typeof e.port === 'number') {
-    return `cannot listen on ${formatAddress({ host: e.address ?? '', port: e.port })}: ${LISTEN_PROBLEMS[code]}`;
-  }
-  const message = (err instanceof Error ? err.message : String(err)).replace(/\s*\n[\s\S]*$/, '');
-  return unwrapActorStart(message) || 'could not start (no reason given)';
-}
-
-/**
- * The supervisor reports an actor that could not start as `actor tcp-0 failed to start: init
- * failed: BAD_ARGUMENT: cannot listen on ...` (src/runtime/supervisor.ts); the user needs only
- * the actor's own reason, which already says what failed.
- */
-function unwrapActorStart(message: string): string {
-  const m = /^actor \S+ failed to start: init failed: [A-Z_]+: (.+)$/.exec(message);
-  return m === null ? message : m[1]!;
 }
