@@ -20,7 +20,8 @@ import { VolumeFile } from '../storage/volume_file.js';
 import { NEEDLE_ALIGN, NEEDLE_HEADER_SIZE, NEEDLE_TRAILER_SIZE, VOLUME_SUPERBLOCK_SIZE, alignUp, decodeNeedleHeader, needleLength, type NeedleHeader } from '../storage/volume_format.js';
 import { contentRange, parseRange, unsatisfiedRange } from '../protocol/http_range.js';
 import { watchAbort, type ResponseState } from '../frontend/http_util.js';
-import { answerError, answerJson, codeOf, parseCount, parseVolumeId, requireCount, statusLine, type VolumeContext } from './volume_context.js';
+import { BodyWriter } from '../frontend/body_writer.js';
+import { answerError, answerJson, codeOf, parseCount, parseVolumeId, requireCount, type VolumeContext } from './volume_context.js';
 
 /** Chunks written in one go before yielding to other connections. */
 const CHUNKS_PER_TURN = 16;
@@ -33,7 +34,7 @@ export function needleRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeCont
   const query = new URLSearchParams(req.getQuery() ?? '');
   const range = req.getHeader('range');
   const state = watchAbort(res);
-  const out = new BodyOut(res, state);
+  const out = new BodyWriter(res, state);
   void (async () => {
     if (volume === null || offset === null) throw new StoreError('BAD_ARGUMENT', 'the volume id and the needle offset must be integers');
     const length = requireCount(query, 'length');
@@ -52,7 +53,7 @@ export function rawRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeContext
   const volume = parseVolumeId(req.getParameter(0));
   const query = new URLSearchParams(req.getQuery() ?? '');
   const state = watchAbort(res);
-  const out = new BodyOut(res, state);
+  const out = new BodyWriter(res, state);
   void (async () => {
     if (volume === null) throw new StoreError('BAD_ARGUMENT', 'the volume id must be an integer below 2^32');
     const start = requireCount(query, 'start');
@@ -79,7 +80,7 @@ async function committedPath(ctx: VolumeContext, volume: number, offset: number,
   return state.path;
 }
 
-async function serveNeedle(out: BodyOut, reader: NeedleReader, offset: number, length: number, rangeHeader: string): Promise<void> {
+async function serveNeedle(out: BodyWriter, reader: NeedleReader, offset: number, length: number, rangeHeader: string): Promise<void> {
   const header = reader.header(offset);
   if (needleLength(header.keyLength, header.valueLength, header.metaLength) !== length) {
     throw new StoreError('BAD_ARGUMENT', `the needle at ${offset} is ${needleLength(header.keyLength, header.valueLength, header.metaLength)} bytes, not ${length}`);
@@ -101,7 +102,7 @@ async function serveNeedle(out: BodyOut, reader: NeedleReader, offset: number, l
   await reader.sendNeedle(out, offset, header);
 }
 
-async function serveRaw(out: BodyOut, reader: NeedleReader, start: number, end: number): Promise<void> {
+async function serveRaw(out: BodyWriter, reader: NeedleReader, start: number, end: number): Promise<void> {
   if (start === end) {
     out.whole(200, {});
     return;
@@ -120,7 +121,7 @@ async function serveRaw(out: BodyOut, reader: NeedleReader, start: number, end: 
 }
 
 /** Before the status line: a clean error; after it: the connection cut. */
-function failRead(res: HttpResponse, state: ResponseState, out: BodyOut, ctx: VolumeContext, err: unknown): void {
+function failRead(res: HttpResponse, state: ResponseState, out: BodyWriter, ctx: VolumeContext, err: unknown): void {
   if (state.aborted) return;
   if (out.started) {
     res.close();
@@ -177,7 +178,7 @@ class NeedleReader {
   }
 
   /** The whole needle through VolumeFile.streamRaw (header checked first, needle CRC before the last chunk). */
-  async sendNeedle(out: BodyOut, offset: number, header: NeedleHeader): Promise<void> {
+  async sendNeedle(out: BodyWriter, offset: number, header: NeedleHeader): Promise<void> {
     const length = needleLength(header.keyLength, header.valueLength, header.metaLength);
     if (length < NEEDLE_HEADER_SIZE + NEEDLE_TRAILER_SIZE) throw new StoreError('CHECKSUM_MISMATCH', `a needle of ${length} bytes`);
     for (const chunk of this.file.streamRaw(needleAddress(this.volume, offset, length, header.metaLength), this.buf)) {
@@ -186,7 +187,7 @@ class NeedleReader {
   }
 
   /** Bytes of the file as they are (a Range of a needle). */
-  async copyBytes(out: BodyOut, position: number, length: number): Promise<void> {
+  async copyBytes(out: BodyWriter, position: number, length: number): Promise<void> {
     for (let done = 0; done < length; ) {
       const part = this.buf.subarray(0, Math.min(this.buf.length, length - done));
       if (this.handle.read(part, position + done) !== part.length) throw new StoreError('CORRUPT', `short read of volume ${this.volume} at ${position + done}`);
@@ -201,85 +202,9 @@ class NeedleReader {
     streamChunks.give(this.buf.buffer as ArrayBuffer);
   }
 
-  private async send(out: BodyOut, chunk: Uint8Array): Promise<boolean> {
+  private async send(out: BodyWriter, chunk: Uint8Array): Promise<boolean> {
     if (!(await out.write(chunk))) throw new StoreError('ABORTED', 'the client went away');
     if (++this.chunks % CHUNKS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
     return true;
-  }
-}
-
-/**
- * A response body of known length handed to uWS with tryEnd. When uWS takes only part of a
- * chunk, the rest is offered again from onWritable; write() resolves once the chunk is wholly
- * taken (true) or the client is gone (false). The status line and headers go with the first.
- */
-class BodyOut {
-  /** The status line is out: a failure can only cut the connection now. */
-  started = false;
-  private total = 0;
-  private head: [number, Record<string, string>] | null = null;
-  private waiting: { chunk: Uint8Array; start: number; resolve: (taken: boolean) => void } | null = null;
-
-  constructor(
-    private readonly res: HttpResponse,
-    private readonly state: ResponseState,
-  ) {
-    res.onWritable(() => this.retry());
-    state.onAbort = () => {
-      const w = this.waiting;
-      this.waiting = null;
-      w?.resolve(false);
-    };
-  }
-
-  /** Status and headers of a body of `total` bytes, sent with its first chunk. */
-  begin(status: number, total: number, headers: Record<string, string>): void {
-    this.head = [status, headers];
-    this.total = total;
-  }
-
-  /** A whole answer without a body. */
-  whole(status: number, headers: Record<string, string>): void {
-    if (this.state.aborted || this.state.done) return;
-    this.state.done = true;
-    this.started = true;
-    this.res.cork(() => {
-      this.res.writeStatus(statusLine(status));
-      for (const [name, value] of Object.entries(headers)) this.res.writeHeader(name, value);
-      this.res.end();
-    });
-  }
-
-  write(chunk: Uint8Array): Promise<boolean> | boolean {
-    if (this.state.aborted) return false;
-    let start = 0;
-    let taken = false;
-    this.res.cork(() => {
-      if (this.head !== null) {
-        this.started = true;
-        this.res.writeStatus(statusLine(this.head[0]));
-        for (const [name, value] of Object.entries(this.head[1])) this.res.writeHeader(name, value);
-        this.head = null;
-      }
-      start = this.res.getWriteOffset();
-      const [ok, done] = this.res.tryEnd(chunk, this.total);
-      taken = ok || done;
-      if (done) this.state.done = true;
-    });
-    if (taken) return true;
-    return new Promise((resolve) => (this.waiting = { chunk, start, resolve }));
-  }
-
-  private retry(): boolean {
-    const w = this.waiting;
-    if (w === null || this.state.aborted) return true;
-    const sent = this.res.getWriteOffset() - w.start;
-    const [ok, done] = this.res.tryEnd(w.chunk.subarray(sent), this.total);
-    if (done) this.state.done = true;
-    if (ok || done) {
-      this.waiting = null;
-      w.resolve(true);
-    }
-    return ok || done;
   }
 }

@@ -14,6 +14,7 @@ import { metaResponseHeaders, reprDigest } from '../protocol/blob_meta.js';
 import { blobInfo, infoOfNeedle, type BlobInfo } from './blob_info.js';
 import { evaluateConditions, hasWritePreconditions, readConditionalHeaders, type ConditionalHeaders, type ConditionVerdict, type Validators } from '../protocol/http_conditions.js';
 import { sendError, sendFailure, statusLine, watchAbort, type ResponseState } from './http_util.js';
+import { BodyWriter } from './body_writer.js';
 
 export const BLOB_PREFIX = '/v1/blobs/';
 /** GET reads this much per chunk, into one reused buffer. */
@@ -266,54 +267,6 @@ function streamPieces(res: HttpResponse, state: ResponseState, ctx: BlobContext,
     // Headers are out: the only honest signal left is to cut the connection.
     if (!state.aborted) res.close();
   });
-}
-
-/**
- * Hands chunks of a body of known length to uWS with tryEnd. When uWS takes only part of one,
- * the rest is offered again from onWritable; write() resolves once the chunk is wholly taken
- * (true) or the client is gone (false).
- */
-class BodyWriter {
-  private waiting: { chunk: Uint8Array; start: number; resolve: (taken: boolean) => void } | null = null;
-
-  constructor(
-    private readonly res: HttpResponse,
-    private readonly state: ResponseState,
-    private readonly total: number,
-  ) {
-    res.onWritable(() => this.retry());
-    state.onAbort = () => {
-      const w = this.waiting;
-      this.waiting = null;
-      w?.resolve(false);
-    };
-  }
-
-  write(chunk: Uint8Array): Promise<boolean> | boolean {
-    if (this.state.aborted) return false;
-    let start = 0;
-    let taken = false;
-    this.res.cork(() => {
-      start = this.res.getWriteOffset();
-      const [ok, done] = this.res.tryEnd(chunk, this.total);
-      taken = ok || done;
-    });
-    if (taken) return true;
-    return new Promise((resolve) => (this.waiting = { chunk, start, resolve }));
-  }
-
-  /** onWritable: offer what is left of the waiting chunk; true tells uWS it went out. */
-  private retry(): boolean {
-    const w = this.waiting;
-    if (w === null || this.state.aborted) return true;
-    const sent = this.res.getWriteOffset() - w.start;
-    const [ok, done] = this.res.tryEnd(w.chunk.subarray(sent), this.total);
-    if (ok || done) {
-      this.waiting = null;
-      w.resolve(true);
-    }
-    return ok || done;
-  }
 }
 
 // ---- DELETE ---------------------------------------------------------------------------------
