@@ -301,7 +301,6 @@ const CASES: Case[] = [
     write: blackhole,
     read: blackhole,
     ms: 150_000,
-    todo: 'product: an HTTP GET whose remote read meets a blackholed member gets no status line within 60 s (the no-progress timeout is 30 s); see the report',
   },
   {
     name: 'reset mid-body',
@@ -323,7 +322,6 @@ const CASES: Case[] = [
     write: { kind: 'flip', atByte: 5000, direction: 'toServer', origin: 'body' },
     read: { kind: 'flip', atByte: 200, direction: 'toClient', origin: 'body' },
     ms: 60_000,
-    todo: 'product: a region flipped on its way to a member is refused (503) but stays in the member file; repair compares lengths only and marks the member healthy with the corrupt byte (members differ); see the report',
   },
 ];
 
@@ -380,7 +378,7 @@ for (const [n, c] of CASES.entries()) {
 
 // The RESP GET of a needle whose local copy is damaged is served by the healthy member (checked
 // above); the HTTP GET of the same blob is cut every time, retried or not.
-test('HTTP GET of a blob whose local copy is damaged is served by the healthy member', { timeout: 60_000, todo: 'product: the HTTP blob GET never fails over to the remote member (connection cut on every retry; RESP GET of the same key fails over); see the report' }, async () => {
+test('HTTP GET of a blob whose local copy is damaged is served by the healthy member', { timeout: 60_000 }, async () => {
   await waitHealthy(30_000);
   const picked = await victims('http-failover');
   const v = picked.get(0)!;

@@ -34,6 +34,12 @@ interface Member {
   lagBytes: number;
   repairs: number;
   lastError: string | null;
+  /**
+   * Per volume, the start of the earliest region a push of which failed: what the member holds
+   * from there on is not trusted (a region may have landed with a byte changed in flight, or
+   * landed while the answer was lost) and the repair cuts it back there before copying.
+   */
+  suspect: Map<number, number>;
 }
 
 /** What the members need of the writer: its volumes as they are now, and whether it writes. */
@@ -56,7 +62,7 @@ export class GroupMembers {
   ) {
     // Every member starts stale: the first repair pass checks it holds what the local drive
     // holds (after a crash of either) before the group takes a write.
-    this.members = links.map((l) => ({ link: l.name, url: l.url, channel: new Channel(env.peer(l.name)), state: 'stale', lagBytes: 0, repairs: 0, lastError: 'not checked yet' }));
+    this.members = links.map((l) => ({ link: l.name, url: l.url, channel: new Channel(env.peer(l.name)), state: 'stale', lagBytes: 0, repairs: 0, lastError: 'not checked yet', suspect: new Map() }));
     this.timer = this.members.length > 0 ? env.scheduler.every(REPAIR_EVERY_MS, () => void this.repairStale()) : null;
     if (this.members.length > 0) env.scheduler.defer(() => void this.repairStale());
   }
@@ -87,6 +93,31 @@ export class GroupMembers {
     }
   }
 
+  /**
+   * An open-ended needle at `offset` (a chunked upload) teed to every member: its value as it is
+   * written (grow), its end by sealOpen or abortOpen. Resolves when every member has sealed or
+   * aborted it (sealed: durably); a member that fails is stale and this rejects (UNAVAILABLE).
+   */
+  async replicateOpen(volume: number, path: string, offset: number, keyLength: number, metaLength: number): Promise<void> {
+    const msg: LinkRequest = { t: LinkMsg.PushOpen, volume, path, offset, keyLength, metaLength };
+    const results = await Promise.allSettled(this.members.map((m) => this.call(m, msg)));
+    const failed = results.findIndex((r) => r.status === 'rejected');
+    if (failed >= 0) {
+      const m = this.members[failed]!;
+      throw new StoreError('UNAVAILABLE', `volume group ${this.group}: member ${m.url} did not take the upload (${m.lastError ?? 'failed'}); retry`);
+    }
+  }
+
+  /** The open needle at `offset` is finished locally (its header written): `length` bytes. */
+  sealOpen(volume: number, offset: number, length: number): void {
+    for (const m of this.members) m.channel.send({ t: LinkMsg.Seal, volume, offset, length });
+  }
+
+  /** The open needle at `offset` was aborted locally after `written` value bytes; the tail is `tail`. */
+  abortOpen(volume: number, offset: number, written: number, tail: number): void {
+    for (const m of this.members) m.channel.send({ t: LinkMsg.AbortOpen, volume, offset, written, tail });
+  }
+
   /** The local file holds the region's bytes up to `upTo` (a streamed needle grows). */
   grow(volume: number, upTo: number): void {
     // Stale members too: a region already queued on a link waits for these bytes either way.
@@ -103,7 +134,17 @@ export class GroupMembers {
 
   private async push(m: Member, volume: number, path: string, start: number, end: number, available: number, sync: boolean): Promise<void> {
     try {
-      await m.channel.call({ t: LinkMsg.Push, volume, path, start, end, available, sync }, { timeoutMs: PUSH_TIMEOUT_MS });
+      await this.call(m, { t: LinkMsg.Push, volume, path, start, end, available, sync });
+    } catch (err) {
+      m.suspect.set(volume, Math.min(m.suspect.get(volume) ?? Infinity, start));
+      throw err;
+    }
+  }
+
+  /** A push (bounded by the link's no-progress timeout); a failure makes the member stale. */
+  private async call(m: Member, msg: LinkRequest): Promise<void> {
+    try {
+      await m.channel.call(msg, { timeoutMs: PUSH_TIMEOUT_MS });
     } catch (err) {
       this.markStale(m, err);
       throw err;
@@ -151,11 +192,19 @@ export class GroupMembers {
     let copied = false;
     for (const v of volumes) {
       const remote = await m.channel.call({ t: LinkMsg.Stat, volume: v.id });
-      const have = remote < 0 ? VOLUME_SUPERBLOCK_SIZE : remote;
-      // Past the local tail: bytes no write acknowledged (the master crashed after sending them).
-      if (have > v.sizeBytes) await m.channel.call({ t: LinkMsg.Truncate, volume: v.id, length: v.sizeBytes });
+      // Past the local tail: bytes no write acknowledged (the master crashed after sending them);
+      // past a failed push: bytes not trusted. Both are cut back and copied again.
+      const trusted = Math.min(v.sizeBytes, m.suspect.get(v.id) ?? Infinity);
+      const have = remote < 0 ? VOLUME_SUPERBLOCK_SIZE : Math.min(remote, trusted);
+      if (remote > have) await m.channel.call({ t: LinkMsg.Truncate, volume: v.id, length: have });
+      m.suspect.delete(v.id);
       if (have < v.sizeBytes) {
-        await m.channel.call({ t: LinkMsg.Push, volume: v.id, path: v.path, start: have, end: v.sizeBytes, available: v.sizeBytes, sync: true }, { timeoutMs: PUSH_TIMEOUT_MS });
+        try {
+          await m.channel.call({ t: LinkMsg.Push, volume: v.id, path: v.path, start: have, end: v.sizeBytes, available: v.sizeBytes, sync: true }, { timeoutMs: PUSH_TIMEOUT_MS });
+        } catch (err) {
+          m.suspect.set(v.id, have); // what it took of the copy is not trusted either
+          throw err;
+        }
         m.lagBytes = Math.max(0, m.lagBytes - (v.sizeBytes - have));
         copied = true;
       }

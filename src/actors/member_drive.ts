@@ -17,6 +17,7 @@ import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { StoreError } from '../runtime/errors.js';
 import { Reply } from '../runtime/peer.js';
 import type { Timer } from '../runtime/scheduler.js';
+import { GroupSync } from '../runtime/group_sync.js';
 import { MemberVolumes, type MemberVolumeInfo } from '../storage/member_volumes.js';
 import { RegionIngest } from '../storage/region_ingest.js';
 import type { OpenIngest } from '../storage/open_ingest.js';
@@ -71,7 +72,7 @@ interface State {
   busy: Set<number>;
   nextIngest: number;
   dirty: boolean;
-  syncWaiters: { resolve: () => void; reject: (err: unknown) => void }[];
+  syncs: GroupSync;
   timers: Timer[];
 }
 
@@ -85,7 +86,7 @@ const createMemberDrive: ActorFactory<MemberDriveConfig> = (env) => {
     busy: new Set(),
     nextIngest: 1,
     dirty: false,
-    syncWaiters: [],
+    syncs: new GroupSync(env.scheduler, () => flushDrive(s)),
     timers: [],
   };
   s.timers.push(env.scheduler.every(SWEEP_EVERY_MS, () => sweepIdle(s)));
@@ -322,23 +323,13 @@ function sweepIdle(s: State): void {
  */
 function groupSync(s: State, always: boolean): Promise<void> {
   if (s.policy === 'none' && !always) return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    s.syncWaiters.push({ resolve, reject });
-    if (s.syncWaiters.length === 1) s.env.scheduler.defer(() => flushSync(s));
-  });
+  return s.syncs.wait();
 }
 
-function flushSync(s: State): void {
-  const waiters = s.syncWaiters;
-  s.syncWaiters = [];
+/** The group's one sync: what was dirty before it is durable after it. */
+function flushDrive(s: State): void {
   s.dirty = false;
-  try {
-    s.store.sync();
-  } catch (err) {
-    for (const w of waiters) w.reject(err);
-    return;
-  }
-  for (const w of waiters) w.resolve();
+  s.store.sync();
 }
 
 function closeIngest(s: State, id: number): void {

@@ -12,13 +12,16 @@
 //   for them, for at most the no-progress timeout;
 // - a failed request fails every region queued behind it on that volume: the group writer
 //   marks the member stale at once instead of learning it region by region;
-// - at most MAX_QUEUED regions wait per link (QUEUE_FULL past it).
+// - at most MAX_QUEUED regions wait per link (QUEUE_FULL past it);
+// - an open-ended needle (PushOpen) is a region of its own, in its volume's order: its value is
+//   sent as it is written, chunked, and its end (Seal or AbortOpen) ends the body; then its
+//   header and trailer are sent (seal) or the server's tail moved as the local one (abort).
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { StoreError } from '../runtime/errors.js';
 import { Reply } from '../runtime/peer.js';
 import type { Timer } from '../runtime/scheduler.js';
 import { VolumeFile } from '../storage/volume_file.js';
-import { VOLUME_SUPERBLOCK_SIZE, decodeSuperblock } from '../storage/volume_format.js';
+import { NEEDLE_HEADER_SIZE, NEEDLE_TRAILER_SIZE, VOLUME_SUPERBLOCK_SIZE, alignUp, decodeSuperblock, needleLength } from '../storage/volume_format.js';
 import { LINK_PROTOCOL, LinkMsg, type LinkRequest, type LinkStatus } from '../protocol/link_protocol.js';
 import { VolumeClient } from '../remote/volume_client.js';
 import { assertNever } from './assert.js';
@@ -39,13 +42,33 @@ const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 /** Read from the local file and written to the socket at most this much at a time. */
 const CHUNK = 1024 * 1024;
 const CONNECTIONS = 8;
+/**
+ * A health check is a few bytes, but the server's drives answer it between their writes (an
+ * fdatasync of a large region may hold it): this long without an answer is a failed check, and
+ * HEALTH_FAILURES of them in a row take the server for down.
+ */
+const HEALTH_TIMEOUT_MS = 5_000;
+const HEALTH_FAILURES = 2;
 
 interface Region {
   start: number;
   end: number;
+  /** The local file holds this region's bytes up to here (a streamed needle grows). */
+  available: number;
   sync: boolean;
   resolve: (length: number) => void;
   reject: (err: unknown) => void;
+  /** Set for an open-ended needle (its end is unknown until it is sealed or aborted). */
+  open?: OpenNeedle;
+}
+
+interface OpenNeedle {
+  keyLength: number;
+  metaLength: number;
+  /** How it ended locally: value bytes written, and the needle's length (seal) or the tail (abort). */
+  ended: { sealed: number } | { written: number; tail: number } | null;
+  /** Its request has settled: the body stops waiting for bytes. */
+  done: boolean;
 }
 
 interface Volume {
@@ -67,6 +90,10 @@ interface State {
   queued: number;
   status: LinkStatus;
   health: Timer;
+  /** A health check is running (they never overlap). */
+  checking: boolean;
+  /** Health checks failed in a row. */
+  failedChecks: number;
 }
 
 const createVolumeLink: ActorFactory<VolumeLinkConfig> = (env) => {
@@ -79,6 +106,8 @@ const createVolumeLink: ActorFactory<VolumeLinkConfig> = (env) => {
     queued: 0,
     status: { url: config.url, up: false, since: env.clock.now(), lastError: null, pushedBytes: 0, readBytes: 0, queued: 0 },
     health: env.scheduler.every(config.healthMs, () => void checkHealth(s)),
+    checking: false,
+    failedChecks: 0,
   };
   void checkHealth(s);
   return {
@@ -111,6 +140,12 @@ function handle(s: State, msg: LinkRequest): unknown {
       });
     case LinkMsg.Status:
       return { ...s.status, queued: s.queued };
+    case LinkMsg.PushOpen:
+      return onPushOpen(s, msg);
+    case LinkMsg.Seal:
+      return onOpenEnded(s, msg.volume, msg.offset, { sealed: msg.length });
+    case LinkMsg.AbortOpen:
+      return onOpenEnded(s, msg.volume, msg.offset, { written: msg.written, tail: msg.tail });
     default:
       return assertNever(msg);
   }
@@ -123,42 +158,93 @@ function onPush(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.Push }>)
     v = { id: msg.volume, path: msg.path, file: null, queue: [], available: 0, sending: false, wake: null };
     s.volumes.set(msg.volume, v);
   }
-  v.available = Math.max(v.available, msg.available);
   const vol = v;
   return new Promise<number>((resolve, reject) => {
     s.queued += 1;
-    vol.queue.push({ start: msg.start, end: msg.end, sync: msg.sync, resolve, reject });
+    vol.queue.push({ start: msg.start, end: msg.end, available: msg.available, sync: msg.sync, resolve, reject });
+    recomputeAvailable(vol);
     pump(s, vol);
   });
 }
 
+/** An open-ended needle, queued behind the volume's regions; answered once sealed or aborted. */
+function onPushOpen(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.PushOpen }>): Promise<number> {
+  if (s.queued >= MAX_QUEUED) throw new StoreError('QUEUE_FULL', `${s.status.url}: more than ${MAX_QUEUED} regions waiting`);
+  let v = s.volumes.get(msg.volume);
+  if (v === undefined) {
+    v = { id: msg.volume, path: msg.path, file: null, queue: [], available: 0, sending: false, wake: null };
+    s.volumes.set(msg.volume, v);
+  }
+  const vol = v;
+  const open: OpenNeedle = { keyLength: msg.keyLength, metaLength: msg.metaLength, ended: null, done: false };
+  return new Promise<number>((resolve, reject) => {
+    s.queued += 1;
+    vol.queue.push({ start: msg.offset, end: msg.offset, available: msg.offset, sync: true, resolve, reject, open });
+    pump(s, vol);
+  });
+}
+
+/** The open needle at `offset` ended locally: its body ends where its value does. */
+function onOpenEnded(s: State, volume: number, offset: number, ended: NonNullable<OpenNeedle['ended']>): null {
+  const v = s.volumes.get(volume);
+  const r = v?.queue.find((x) => x.open !== undefined && x.start === offset);
+  if (v === undefined || r?.open === undefined) return null; // it failed already: the member is stale
+  r.open.ended = ended;
+  r.end = 'tail' in ended ? ended.tail : alignUp(offset + ended.sealed);
+  wakeSender(v);
+  return null;
+}
+
+function wakeSender(v: Volume): void {
+  const wake = v.wake;
+  v.wake = null;
+  wake?.();
+}
+
 function onAvailable(s: State, volume: number, upTo: number): null {
   const v = s.volumes.get(volume);
-  if (v !== undefined && upTo > v.available) {
-    v.available = upTo;
-    const wake = v.wake;
-    v.wake = null;
-    wake?.();
-  }
+  if (v === undefined) return null;
+  for (const r of v.queue) if (r.open === undefined && r.start < upTo && upTo <= r.end) r.available = Math.max(r.available, upTo);
+  const before = v.available;
+  recomputeAvailable(v);
+  if (v.available > before) wakeSender(v);
   return null;
+}
+
+/**
+ * How far the local file is written from the head of the queue on, without a gap: a region
+ * counts only once every region before it is written whole. (A small append placed after an
+ * upload still streaming in is written at once; taking its end for the volume's would send the
+ * upload's unwritten bytes, zeros, to the member.) Never goes back.
+ */
+function recomputeAvailable(v: Volume): void {
+  let upTo = -1;
+  for (const [i, r] of v.queue.entries()) {
+    if (r.open !== undefined || (i > 0 && r.start > upTo)) break;
+    upTo = r.available;
+    if (r.available < r.end) break;
+  }
+  if (upTo > v.available) v.available = upTo;
 }
 
 /** Sends the regions at the head of the volume's queue, one request at a time. */
 function pump(s: State, v: Volume): void {
   if (v.sending || v.queue.length === 0) return;
   const batch = [v.queue[0]!];
-  for (let i = 1; i < v.queue.length; i++) {
+  for (let i = 1; i < v.queue.length && batch[0]!.open === undefined; i++) {
     const r = v.queue[i]!;
     const last = batch[batch.length - 1]!;
-    if (r.start !== last.end || r.end > v.available || r.end - batch[0]!.start > MAX_BATCH_BYTES) break;
+    if (r.open !== undefined || r.start !== last.end || r.end > v.available || r.end - batch[0]!.start > MAX_BATCH_BYTES) break;
     batch.push(r);
   }
   v.sending = true;
   const start = batch[0]!.start;
-  const end = batch[batch.length - 1]!.end;
   const sync = batch.some((r) => r.sync);
-  void sendRegion(s, v, start, end, sync).then(
+  const open = batch[0]!.open;
+  const sent = open === undefined ? sendRegion(s, v, start, batch[batch.length - 1]!.end, sync) : sendOpen(s, v, start, open);
+  void sent.then(
     (length) => {
+      const end = batch[batch.length - 1]!.end;
       v.queue.splice(0, batch.length);
       s.queued -= batch.length;
       s.status.pushedBytes += end - start;
@@ -187,6 +273,64 @@ async function sendRegion(s: State, v: Volume, start: number, end: number, sync:
   }
 }
 
+/**
+ * An open needle: its value as it is written (chunked), then its seal (header and key, metadata
+ * and trailer, read back from the local file, where finish wrote them) or its abort.
+ */
+async function sendOpen(s: State, v: Volume, offset: number, open: OpenNeedle): Promise<number> {
+  try {
+    if (offset === VOLUME_SUPERBLOCK_SIZE) await s.client.create(v.id, createdAt(s, v));
+    const written = await s.client.putOpen(v.id, offset, open.keyLength, open.metaLength, openValue(s, v, offset, open));
+    const ended = open.ended;
+    if (ended === null) throw new StoreError('INTERNAL', `volume ${v.id}: an open needle's body ended before the needle did`);
+    if ('tail' in ended) return await s.client.abortOpen(v.id, offset, ended.tail);
+    return await s.client.sealOpen(v.id, offset, sealOf(s, v, offset, open, written), true);
+  } catch (err) {
+    throw failed(s, err);
+  } finally {
+    open.done = true;
+    wakeSender(v);
+  }
+}
+
+/** The open needle's value bytes from the local file, as they are written, until it ends. */
+async function* openValue(s: State, v: Volume, offset: number, open: OpenNeedle): AsyncGenerator<Uint8Array> {
+  const file = localFile(s, v);
+  const valueStart = offset + NEEDLE_HEADER_SIZE + open.keyLength;
+  for (let at = valueStart; ; ) {
+    const end = valueEndOf(open, offset);
+    if (end !== null && at >= end) return;
+    if (open.done) throw new StoreError('ABORTED', `volume ${v.id}: the open needle's request ended`);
+    if (at >= v.available) {
+      await moreWritten(s, v);
+      continue;
+    }
+    const upTo = Math.min(end ?? Number.MAX_SAFE_INTEGER, v.available, at + CHUNK);
+    const chunk = new Uint8Array(upTo - at);
+    file.readRegion(chunk, at);
+    at = upTo;
+    yield chunk;
+  }
+}
+
+/** Where the value of an ended open needle ends; null while it is open. */
+function valueEndOf(open: OpenNeedle, offset: number): number | null {
+  const ended = open.ended;
+  if (ended === null) return null;
+  const written = 'tail' in ended ? ended.written : ended.sealed - needleLength(open.keyLength, 0, open.metaLength);
+  return offset + NEEDLE_HEADER_SIZE + open.keyLength + written;
+}
+
+/** The seal's body: header and key, then metadata and trailer, as the local file holds them. */
+function sealOf(s: State, v: Volume, offset: number, open: OpenNeedle, written: number): Uint8Array {
+  const head = NEEDLE_HEADER_SIZE + open.keyLength;
+  const out = new Uint8Array(head + open.metaLength + NEEDLE_TRAILER_SIZE);
+  const file = localFile(s, v);
+  file.readRegion(out.subarray(0, head), offset);
+  file.readRegion(out.subarray(head), offset + head + written);
+  return out;
+}
+
 /** The region's bytes from the local file, each chunk once it is written there. */
 async function* regionBytes(s: State, v: Volume, start: number, end: number): AsyncGenerator<Uint8Array> {
   const file = localFile(s, v);
@@ -204,13 +348,14 @@ async function* regionBytes(s: State, v: Volume, start: number, end: number): As
 function moreWritten(s: State, v: Volume): Promise<void> {
   return new Promise((resolve, reject) => {
     const timer = s.env.scheduler.after(s.env.config.idleMs, () => {
-      v.wake = null;
+      if (v.wake === wake) v.wake = null; // a later waiter's wake stays (an abandoned body's timer)
       reject(new StoreError('TIMEOUT', `volume ${v.id}: no bytes written for ${s.env.config.idleMs} ms (the writer stopped)`));
     });
-    v.wake = () => {
+    const wake = (): void => {
       timer.cancel();
       resolve();
     };
+    v.wake = wake;
   });
 }
 
@@ -241,14 +386,22 @@ async function onRead(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.Re
 }
 
 async function checkHealth(s: State): Promise<void> {
+  if (s.checking) return;
+  s.checking = true;
   try {
-    await s.client.health();
+    await s.client.health(HEALTH_TIMEOUT_MS);
+    s.failedChecks = 0;
     // Found (again): the server learns this master's epoch before anything else is asked of it,
     // so a master started earlier is refused from now on (STALE_EPOCH for this one if later).
     if (!s.status.up) await s.client.claim();
     setUp(s, true, null);
   } catch (err) {
     setUp(s, false, (err as Error).message);
+    // A server that does not answer its health checks does not answer the rest either: what is
+    // in flight fails now, and its group takes no write until the repair finds it back.
+    if (++s.failedChecks >= HEALTH_FAILURES) s.client.abortAll(`no answer to ${s.failedChecks} health checks (${(err as Error).message})`);
+  } finally {
+    s.checking = false;
   }
 }
 

@@ -15,6 +15,7 @@
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { StoreError } from '../runtime/errors.js';
 import { PACK_BELOW, Reply } from '../runtime/peer.js';
+import { GroupSync } from '../runtime/group_sync.js';
 import { DriveVolumes } from '../storage/drive_volumes.js';
 import type { NeedleStream } from '../storage/volume_file.js';
 import { MAX_VALUE_LENGTH, NEEDLE_HEADER_SIZE, alignUp, needleLength } from '../storage/volume_format.js';
@@ -38,8 +39,10 @@ const MAX_STREAMS = 1024;
 
 interface Upload {
   stream: NeedleStream;
-  /** Sized uploads are sent to the members as they come; open-ended ones once they end. */
+  /** Sent to the members as they come (sized: a region; open-ended: an open needle, sealed at its end). */
   replicated: Promise<void> | null;
+  /** Open-ended (a chunked upload): the members are told its end (seal or abort). */
+  open: boolean;
   /** Where its value starts in the volume (after header and key). */
   valueStart: number;
 }
@@ -59,8 +62,8 @@ interface State {
    */
   garbage: Map<number, number>;
   nextStream: number;
-  /** Callers waiting for the group sync of this turn (a flush is scheduled while non-empty). */
-  syncWaiters: { resolve: () => void; reject: (err: unknown) => void }[];
+  /** One fdatasync per turn for every append that waits on it. */
+  syncs: GroupSync;
 }
 
 const createVolumeWriter: ActorFactory<VolumeWriterConfig> = (env) => {
@@ -74,7 +77,7 @@ const createVolumeWriter: ActorFactory<VolumeWriterConfig> = (env) => {
     appending: 0,
     garbage: new Map(),
     nextStream: 1,
-    syncWaiters: [],
+    syncs: new GroupSync(env.scheduler, () => s.drive.sync()),
   };
   return {
     protocol: VOLUME_PROTOCOL,
@@ -168,12 +171,16 @@ function onStreamBegin(s: State, key: Uint8Array, size: number, expiresAt: numbe
   const a = stream.address;
   const valueStart = a.offset + NEEDLE_HEADER_SIZE + key.length;
   let replicated: Promise<void> | null = null;
-  if (size !== UNKNOWN_SIZE && s.members.size > 0) {
+  if (size === UNKNOWN_SIZE && s.members.size > 0) {
+    // Teed as it is written: the value first, its header and trailer at the seal (onStreamEnd).
+    replicated = s.members.replicateOpen(a.volume, pathOf(s, a.volume), a.offset, key.length, metaLength);
+    replicated.catch(() => undefined); // awaited at the end; a failure meanwhile is not unhandled
+  } else if (s.members.size > 0) {
     // Sent to the members as it is written: the header is written already.
     replicated = s.members.replicate(a.volume, pathOf(s, a.volume), a.offset, alignUp(a.offset + a.length), valueStart);
     replicated.catch(() => undefined); // awaited at the end; a failure meanwhile is not unhandled
   }
-  s.streams.set(id, { stream, replicated, valueStart });
+  s.streams.set(id, { stream, replicated, open: size === UNKNOWN_SIZE, valueStart });
   return id;
 }
 
@@ -191,7 +198,8 @@ async function onStreamEnd(s: State, id: number, meta: Uint8Array | undefined): 
   try {
     const end = alignUp(address.offset + address.length);
     const replicated = upload.replicated ?? (s.members.size > 0 ? s.members.replicate(address.volume, pathOf(s, address.volume), address.offset, end, end) : null);
-    if (upload.replicated !== null) s.members.grow(address.volume, end);
+    if (upload.replicated !== null && upload.open) s.members.sealOpen(address.volume, address.offset, address.length);
+    else if (upload.replicated !== null) s.members.grow(address.volume, end);
     await Promise.all([groupSync(s), replicated]);
   } catch (err) {
     addGarbage(s, address.volume, address.length);
@@ -210,7 +218,8 @@ function onStreamAbort(s: State, id: number): null {
     const a = upload.stream.address;
     addGarbage(s, a.volume, a.length);
     // The members take the region as it is (garbage), so their tails stay the local one.
-    if (upload.replicated !== null) s.members.grow(a.volume, alignUp(a.offset + a.length));
+    if (upload.replicated !== null && upload.open) s.members.abortOpen(a.volume, a.offset, upload.stream.written, alignUp(a.offset + a.length));
+    else if (upload.replicated !== null) s.members.grow(a.volume, alignUp(a.offset + a.length));
     else if (s.members.size > 0 && a.length > 0) void s.members.replicate(a.volume, pathOf(s, a.volume), a.offset, alignUp(a.offset + a.length), alignUp(a.offset + a.length)).catch(() => undefined);
   }
   return null;
@@ -237,27 +246,12 @@ function onList(s: State): VolumeListing[] {
  */
 function groupSync(s: State): Promise<void> {
   if (s.policy === 'none') return Promise.resolve();
-  return new Promise((resolve, reject) => {
-    s.syncWaiters.push({ resolve, reject });
-    if (s.syncWaiters.length === 1) s.env.scheduler.defer(() => flushSync(s));
-  });
-}
-
-function flushSync(s: State): void {
-  const waiters = s.syncWaiters;
-  s.syncWaiters = [];
-  try {
-    s.drive.sync();
-  } catch (err) {
-    for (const w of waiters) w.reject(err);
-    return;
-  }
-  for (const w of waiters) w.resolve();
+  return s.syncs.wait();
 }
 
 function invariants(s: State): void {
   if (s.streams.size > MAX_STREAMS) throw new Error(`${s.streams.size} streams open (limit ${MAX_STREAMS})`);
-  if (s.policy === 'none' && s.syncWaiters.length > 0) throw new Error('sync waiters under sync policy none');
+  if (s.policy === 'none' && s.syncs.pending > 0) throw new Error('sync waiters under sync policy none');
   s.drive.checkInvariants();
 }
 

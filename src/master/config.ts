@@ -266,7 +266,9 @@ function volumeServerUrl(s: string): Outcome<string> {
   } catch {
     return bad('is not a URL');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') return bad('is not http:// or https://');
+  // Volume servers speak plain HTTP (uWS without TLS); requests are signed with the shared secret.
+  if (url.protocol === 'https:') return bad('is https://; volume servers speak http:// (their requests are signed with --volume-secret; put TLS in a tunnel or VPN between hosts)');
+  if (url.protocol !== 'http:') return bad('is not http://');
   if (url.search !== '' || url.hash !== '') return bad('has a query or fragment; give the base URL');
   return { ok: s.replace(/\/+$/, '') };
 }

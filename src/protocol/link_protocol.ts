@@ -18,6 +18,16 @@ export const LinkMsg = {
   Truncate: 5,
   /** Whether the server answers its health checks, and what went wrong last. */
   Status: 6,
+  /**
+   * An open-ended needle at `offset` (a chunked upload): its value is sent as it is written
+   * (Available), at offset + 32 + keyLength; Seal or AbortOpen ends it. Answered when the
+   * server has sealed or aborted it.
+   */
+  PushOpen: 7,
+  /** The open needle at `offset` is finished locally (header written): its length. */
+  Seal: 8,
+  /** The open needle at `offset` was aborted locally: `written` value bytes; the tail is `tail`. */
+  AbortOpen: 9,
 } as const;
 
 export type LinkRequest =
@@ -26,7 +36,10 @@ export type LinkRequest =
   | { t: typeof LinkMsg.ReadNeedle; volume: number; offset: number; length: number; from: number; to: number }
   | { t: typeof LinkMsg.Stat; volume: number }
   | { t: typeof LinkMsg.Truncate; volume: number; length: number }
-  | { t: typeof LinkMsg.Status };
+  | { t: typeof LinkMsg.Status }
+  | { t: typeof LinkMsg.PushOpen; volume: number; path: string; offset: number; keyLength: number; metaLength: number }
+  | { t: typeof LinkMsg.Seal; volume: number; offset: number; length: number }
+  | { t: typeof LinkMsg.AbortOpen; volume: number; offset: number; written: number; tail: number };
 
 export interface LinkStatus {
   url: string;
@@ -50,6 +63,10 @@ export interface LinkReplies {
   [LinkMsg.Stat]: number;
   [LinkMsg.Truncate]: number;
   [LinkMsg.Status]: LinkStatus;
+  /** The server's new length of the volume. */
+  [LinkMsg.PushOpen]: number;
+  [LinkMsg.Seal]: null;
+  [LinkMsg.AbortOpen]: null;
 }
 
 /** The link actor of the volume server at position i of the configuration. */

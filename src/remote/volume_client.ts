@@ -53,6 +53,7 @@ export class RemoteError extends StoreError {
 
 export class VolumeClient {
   private readonly agent: http.Agent;
+  private readonly active = new Set<http.ClientRequest>();
   private readonly url: URL;
 
   constructor(private readonly options: VolumeClientOptions) {
@@ -64,8 +65,17 @@ export class VolumeClient {
     return this.options.base;
   }
 
-  async health(): Promise<Record<string, unknown>> {
-    return (await this.json('GET', '/v1/health')) as Record<string, unknown>;
+  /** `timeoutMs`: a health check is small; waiting the whole no-progress time would hide a dead link. */
+  async health(timeoutMs = this.options.idleMs): Promise<Record<string, unknown>> {
+    return (await this.request('GET', '/v1/health', {}, (req) => void req.end(), timeoutMs)) as Record<string, unknown>;
+  }
+
+  /**
+   * Fails every request in flight (UNAVAILABLE): the server stopped answering its health checks,
+   * so requests stuck on it (a blackholed link) fail now, not after the no-progress timeout.
+   */
+  abortAll(why: string): void {
+    for (const req of [...this.active]) req.destroy(new StoreError('UNAVAILABLE', `${this.options.base}: ${why}`));
   }
 
   /** Claims this master's epoch on every drive of the server (STALE_EPOCH if a newer one did). */
@@ -156,8 +166,8 @@ export class VolumeClient {
   }
 
   /** A request whose answer is JSON: 2xx parsed, anything else a RemoteError. */
-  private async request(method: string, path: string, headers: Record<string, string>, send: (req: http.ClientRequest) => Promise<void> | void): Promise<unknown> {
-    const res = await this.exchange(method, path, headers, send);
+  private async request(method: string, path: string, headers: Record<string, string>, send: (req: http.ClientRequest) => Promise<void> | void, idleMs = this.options.idleMs): Promise<unknown> {
+    const res = await this.exchange(method, path, headers, send, idleMs);
     if (res.statusCode === undefined || res.statusCode < 200 || res.statusCode > 299) throw await failureOf(this.options.base, res);
     if (res.statusCode === 204) {
       res.resume();
@@ -167,17 +177,20 @@ export class VolumeClient {
   }
 
   /** Sends a request and resolves with its response (headers in); errors become StoreErrors. */
-  private exchange(method: string, path: string, headers: Record<string, string>, send: (req: http.ClientRequest) => Promise<void> | void): Promise<http.IncomingMessage> {
+  private exchange(method: string, path: string, headers: Record<string, string>, send: (req: http.ClientRequest) => Promise<void> | void, idleMs = this.options.idleMs): Promise<http.IncomingMessage> {
     const now = (this.options.now ?? Date.now)();
     const all: Record<string, string> = { ...headers };
     if (this.options.secret !== null) all[AUTH_HEADER] = signVolumeRequest(this.options.secret, method, path, now);
     return new Promise((resolve, reject) => {
       const req = http.request({ host: this.url.hostname, port: this.url.port, method, path, headers: all, agent: this.agent });
+      this.active.add(req);
+      req.on('close', () => this.active.delete(req));
       const fail = (err: unknown): void => reject(transportError(this.options.base, err));
-      req.setTimeout(this.options.idleMs, () => req.destroy(new StoreError('TIMEOUT', `${this.options.base}: no progress for ${this.options.idleMs} ms`)));
+      req.setTimeout(idleMs, () => req.destroy(new StoreError('TIMEOUT', `${this.options.base}: no progress for ${idleMs} ms`)));
       req.on('error', fail);
       req.on('response', (res) => {
-        res.setTimeout(this.options.idleMs, () => res.destroy(new StoreError('TIMEOUT', `${this.options.base}: no progress for ${this.options.idleMs} ms`)));
+        res.setTimeout(idleMs, () => res.destroy(new StoreError('TIMEOUT', `${this.options.base}: no progress for ${idleMs} ms`)));
+        res.on('close', () => this.active.delete(req));
         resolve(res);
       });
       Promise.resolve(send(req)).catch((err: unknown) => {
@@ -185,6 +198,43 @@ export class VolumeClient {
         fail(err);
       });
     });
+  }
+
+  /**
+   * The value of an open-ended needle (its length known only at its end: a chunked body) at the
+   * server's tail `offset`. Resolves with the bytes sent once the server has them all, its count
+   * and CRC-32 equal to what was sent (end to end); the needle then waits for sealOpen/abortOpen.
+   */
+  async putOpen(id: number, offset: number, keyLength: number, metaLength: number, body: AsyncIterable<Uint8Array>): Promise<number> {
+    const path = `/v1/volumes/${id}/open?offset=${offset}&epoch=${this.options.epoch}&key_length=${keyLength}&meta_length=${metaLength}`;
+    let crc = 0;
+    let sent = 0;
+    const answer = await this.request('PUT', path, {}, async (req) => {
+      for await (const chunk of body) {
+        crc = crc32(chunk, crc);
+        sent += chunk.length;
+        if (!req.write(chunk)) await drained(req);
+      }
+      req.end();
+    });
+    const a = answer as Record<string, unknown>;
+    if (num(a['written']) !== sent || num(a['crc32']) !== crc >>> 0) {
+      throw new RemoteError('CHECKSUM_MISMATCH', `${this.options.base}: open needle ${id}/${offset}: the value that arrived is not the value sent`, 202);
+    }
+    return sent;
+  }
+
+  /** Seals the open needle: header + key, then metadata + trailer. Resolves with the new length. */
+  async sealOpen(id: number, offset: number, bytes: Uint8Array, sync: boolean): Promise<number> {
+    const path = `/v1/volumes/${id}/open/seal?offset=${offset}&epoch=${this.options.epoch}&sync=${sync ? 1 : 0}`;
+    const a = (await this.request('POST', path, { 'content-length': String(bytes.length) }, (req) => void req.end(bytes))) as Record<string, unknown>;
+    return num(a['length']);
+  }
+
+  /** The master aborted the open needle; its tail is now `tail`, and the server's becomes it. */
+  async abortOpen(id: number, offset: number, tail: number): Promise<number> {
+    const a = (await this.json('POST', `/v1/volumes/${id}/open/abort?offset=${offset}&epoch=${this.options.epoch}&tail=${tail}`)) as Record<string, unknown>;
+    return num(a['length']);
   }
 }
 
