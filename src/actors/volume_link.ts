@@ -191,6 +191,8 @@ function onOpenEnded(s: State, volume: number, offset: number, ended: NonNullabl
   if (v === undefined || r?.open === undefined) return null; // it failed already: the member is stale
   r.open.ended = ended;
   r.end = 'tail' in ended ? ended.tail : alignUp(offset + ended.sealed);
+  // Ended locally: every value byte is in the local file (the last growth said so already).
+  r.available = Math.max(r.available, valueEndOf(r.open, offset)!);
   wakeSender(v);
   return null;
 }
@@ -208,6 +210,12 @@ function onAvailable(s: State, volume: number, upTo: number): null {
   const before = v.available;
   recomputeAvailable(v);
   if (v.available > before) wakeSender(v);
+  // An open needle still being written grows on its own (its end is unknown until it ends).
+  const open = v.queue.find((r) => r.open !== undefined && r.open.ended === null && r.start < upTo);
+  if (open !== undefined && upTo > open.available) {
+    open.available = upTo;
+    wakeSender(v);
+  }
   return null;
 }
 
@@ -241,7 +249,7 @@ function pump(s: State, v: Volume): void {
   const start = batch[0]!.start;
   const sync = batch.some((r) => r.sync);
   const open = batch[0]!.open;
-  const sent = open === undefined ? sendRegion(s, v, start, batch[batch.length - 1]!.end, sync) : sendOpen(s, v, start, open);
+  const sent = open === undefined ? sendRegion(s, v, start, batch[batch.length - 1]!.end, sync) : sendOpen(s, v, batch[0]!, open);
   void sent.then(
     (length) => {
       const end = batch[batch.length - 1]!.end;
@@ -277,10 +285,11 @@ async function sendRegion(s: State, v: Volume, start: number, end: number, sync:
  * An open needle: its value as it is written (chunked), then its seal (header and key, metadata
  * and trailer, read back from the local file, where finish wrote them) or its abort.
  */
-async function sendOpen(s: State, v: Volume, offset: number, open: OpenNeedle): Promise<number> {
+async function sendOpen(s: State, v: Volume, r: Region, open: OpenNeedle): Promise<number> {
+  const offset = r.start;
   try {
     if (offset === VOLUME_SUPERBLOCK_SIZE) await s.client.create(v.id, createdAt(s, v));
-    const written = await s.client.putOpen(v.id, offset, open.keyLength, open.metaLength, openValue(s, v, offset, open));
+    const written = await s.client.putOpen(v.id, offset, open.keyLength, open.metaLength, openValue(s, v, r, open));
     const ended = open.ended;
     if (ended === null) throw new StoreError('INTERNAL', `volume ${v.id}: an open needle's body ended before the needle did`);
     if ('tail' in ended) return await s.client.abortOpen(v.id, offset, ended.tail);
@@ -294,18 +303,19 @@ async function sendOpen(s: State, v: Volume, offset: number, open: OpenNeedle): 
 }
 
 /** The open needle's value bytes from the local file, as they are written, until it ends. */
-async function* openValue(s: State, v: Volume, offset: number, open: OpenNeedle): AsyncGenerator<Uint8Array> {
+async function* openValue(s: State, v: Volume, r: Region, open: OpenNeedle): AsyncGenerator<Uint8Array> {
   const file = localFile(s, v);
+  const offset = r.start;
   const valueStart = offset + NEEDLE_HEADER_SIZE + open.keyLength;
   for (let at = valueStart; ; ) {
     const end = valueEndOf(open, offset);
     if (end !== null && at >= end) return;
     if (open.done) throw new StoreError('ABORTED', `volume ${v.id}: the open needle's request ended`);
-    if (at >= v.available) {
+    if (at >= r.available) {
       await moreWritten(s, v);
       continue;
     }
-    const upTo = Math.min(end ?? Number.MAX_SAFE_INTEGER, v.available, at + CHUNK);
+    const upTo = Math.min(end ?? Number.MAX_SAFE_INTEGER, r.available, at + CHUNK);
     const chunk = new Uint8Array(upTo - at);
     file.readRegion(chunk, at);
     at = upTo;
