@@ -25,11 +25,14 @@
 //   run has a deadline; every child is stopped by its own PID on success, error, SIGINT and
 //   SIGTERM (the test helpers own them), and every temp dir is removed.
 //
-// Flags: --quick (fewer runs), --sync always|none (both masters; default always),
-//        --repeat N (runs per side and size; default 5), --json out.json.
+// Flags: --quick (fewer runs), --sync always|none (both masters and the volume servers;
+//        default always), --repeat N (runs per side and size; default 5), --json out.json,
+//        --server-dir DIR (the volume servers' data under DIR, e.g. /dev/shm: on this one-disk
+//        machine, rf 2 otherwise writes and fsyncs every byte twice on the same device, which a
+//        cluster of machines does not; this measures what replication itself costs).
 import { spawnSync } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, rmSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -52,6 +55,8 @@ interface Options {
   sync: 'always' | 'none';
   repeat: number;
   json: string | null;
+  /** Where the volume servers keep their data (null: a temp dir on the same disk). */
+  serverDir: string | null;
 }
 
 /** A server under test, as the client sees it. */
@@ -121,7 +126,7 @@ function parseOptions(argv: string[]): Options {
   const rawRepeat = value('--repeat');
   const repeat = rawRepeat === undefined ? (quick ? 1 : 5) : Number(rawRepeat);
   if (!Number.isInteger(repeat) || repeat <= 0) throw new Error(`--repeat: "${rawRepeat}" is not a positive integer`);
-  return { quick, sync, repeat, json: value('--json') ?? null };
+  return { quick, sync, repeat, json: value('--json') ?? null, serverDir: value('--server-dir') ?? null };
 }
 
 function countFor(size: number, opts: Options): number {
@@ -156,10 +161,20 @@ interface Cluster {
   targets: Target[];
 }
 
+function serverDir(under: string, i: number): string {
+  const dir = mkdtempSync(join(under, `brisedb-bench-vs${i}-`));
+  serverDirs.push(dir);
+  return join(dir, 'data');
+}
+
 async function startCluster(opts: Options): Promise<Cluster> {
   const masterArgs = ['--sync', opts.sync];
   const httpThreads = availableParallelism();
-  const servers = [await startVolumeServer(), await startVolumeServer()];
+  const serverOptions = (i: number): Parameters<typeof startVolumeServer>[0] => ({
+    args: ['--sync', opts.sync],
+    ...(opts.serverDir === null ? {} : { dataDir: serverDir(opts.serverDir, i) }),
+  });
+  const servers = [await startVolumeServer(serverOptions(0)), await startVolumeServer(serverOptions(1))];
   const rf2 = await startMaster({
     http: true,
     httpThreads,
@@ -209,7 +224,11 @@ async function cleanup(): Promise<void> {
   await stopAllNginx();
   await stopAll();
   await stopAllVolumeServers();
+  for (const dir of serverDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
+
+/** The servers' data dirs made under --server-dir (the helpers remove only their own). */
+const serverDirs: string[] = [];
 
 // ---------------------------------------------------------------------------------------
 // The replicas: healthy members, and their bytes equal to the master's
