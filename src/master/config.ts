@@ -16,7 +16,7 @@
 //     from the data dir.
 //   - Everything is bounded: file size, list lengths, password length, numeric ranges.
 import { readFileSync } from 'node:fs';
-import { isIP, isIPv6 } from 'node:net';
+import { ALL_INTERFACES, formatAddress, parseListenAddress } from '../runtime/listen.js';
 import * as os from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { MIN_VOLUME_SIZE } from '../storage/drive_volumes.js';
@@ -31,8 +31,6 @@ export const DEFAULT_HTTP_ADDR = '127.0.0.1:6381';
 export const DEFAULT_DATA_DIR = 'brisedb-data';
 export const DEFAULT_MAX_VOLUME_SIZE = 2 ** 31;
 /** What a bare `:PORT` binds: every IPv4 interface, as `:6380` does in the seed. */
-export const ALL_INTERFACES = '0.0.0.0';
-export const LOOPBACK = '127.0.0.1';
 export const REQUIREPASS_ENV = 'BRISEDB_REQUIREPASS';
 /** The HTTP token from the environment keeps it out of `ps`, like the password. */
 export const HTTP_TOKEN_ENV = 'BRISEDB_HTTP_TOKEN';
@@ -190,33 +188,6 @@ function sizeIn(min: number, max: number): Convert<number> {
 
 function oneOf<T extends string>(...choices: T[]): Convert<T> {
   return (v) => ((choices as unknown[]).includes(v) ? { ok: v as T } : bad(`is not one of ${choices.join(', ')}`));
-}
-
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
-
-/**
- * `HOST:PORT`, `[IPv6]:PORT`, `:PORT` (every interface) or `PORT` (loopback). Port 0 lets the
- * system pick a free port (the `listening` log line says which). A string is the problem.
- */
-export function parseListenAddress(text: string): ListenAddress | string {
-  const form = 'is not HOST:PORT, [IPv6]:PORT, :PORT or PORT';
-  let host: string;
-  let portText: string;
-  if (/^\d+$/.test(text)) [host, portText] = [LOOPBACK, text];
-  else if (text.startsWith('[')) {
-    const m = /^\[([^\]]+)\]:(\d+)$/.exec(text);
-    if (m === null || !isIPv6(m[1]!)) return form;
-    [host, portText] = [m[1]!, m[2]!];
-  } else {
-    const m = /^([^:]*):(\d+)$/.exec(text);
-    if (m === null) return form;
-    host = m[1] === '' ? ALL_INTERFACES : m[1]!;
-    portText = m[2]!;
-    if (isIP(host) === 0 && !HOSTNAME.test(host)) return `has an invalid host "${host}"`;
-  }
-  const port = portText.length <= 5 ? Number(portText) : Infinity;
-  if (port > 65535) return `has port ${portText}, outside 0-65535`;
-  return { host, port };
 }
 
 const listenAddr: Convert<ListenAddress> = (v) => {
@@ -556,14 +527,7 @@ function logLevelOf(flag: string | undefined, env: NodeJS.ProcessEnv): LogLevel 
 // ---- helpers ------------------------------------------------------------------------------
 
 /** True for addresses only this machine can reach. Hostnames other than localhost count as not. */
-export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase();
-  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\.\d+\.\d+\.\d+$/.test(h);
-}
-
-export function formatAddress(a: ListenAddress): string {
-  return isIPv6(a.host) ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
+export { ALL_INTERFACES, LOOPBACK, formatAddress, isLoopbackHost, parseListenAddress } from '../runtime/listen.js';
 
 /** A value as it appears in an error: JSON, cut short so that the line stays one line. */
 function show(v: unknown): string {

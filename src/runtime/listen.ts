@@ -2,7 +2,7 @@
 // uWebSockets.js (and node:net with reusePort) bind with SO_REUSEPORT, which would let a second
 // process silently share a port and take half its requests; several threads of one process
 // must also agree on one concrete port when 0 was asked. Plain node:net, no uWS here.
-import { createServer, isIPv6 } from 'node:net';
+import { createServer, isIP, isIPv6 } from 'node:net';
 import { StoreError } from './errors.js';
 
 export interface HostPort {
@@ -43,3 +43,39 @@ export function assertPortFree(host: string, port: number, what?: string): Promi
     server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
   });
 }
+
+export const ALL_INTERFACES = '0.0.0.0';
+export const LOOPBACK = '127.0.0.1';
+
+const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/**
+ * `HOST:PORT`, `[IPv6]:PORT`, `:PORT` (every interface) or `PORT` (loopback). Port 0 lets the
+ * system pick a free port (the `listening` log line says which). A string is the problem.
+ */
+export function parseListenAddress(text: string): HostPort | string {
+  const form = 'is not HOST:PORT, [IPv6]:PORT, :PORT or PORT';
+  let host: string;
+  let portText: string;
+  if (/^\d+$/.test(text)) [host, portText] = [LOOPBACK, text];
+  else if (text.startsWith('[')) {
+    const m = /^\[([^\]]+)\]:(\d+)$/.exec(text);
+    if (m === null || !isIPv6(m[1]!)) return form;
+    [host, portText] = [m[1]!, m[2]!];
+  } else {
+    const m = /^([^:]*):(\d+)$/.exec(text);
+    if (m === null) return form;
+    host = m[1] === '' ? ALL_INTERFACES : m[1]!;
+    portText = m[2]!;
+    if (isIP(host) === 0 && !HOSTNAME.test(host)) return `has an invalid host "${host}"`;
+  }
+  const port = portText.length <= 5 ? Number(portText) : Infinity;
+  if (port > 65535) return `has port ${portText}, outside 0-65535`;
+  return { host, port };
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || /^::ffff:127\.\d+\.\d+\.\d+$/.test(h);
+}
+

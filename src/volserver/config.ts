@@ -4,9 +4,8 @@
 // secret (anyone who reaches it could otherwise write every volume).
 import * as os from 'node:os';
 import { resolve as resolvePath } from 'node:path';
-import { formatAddress, isLoopbackHost, parseListenAddress } from '../master/config.js';
-import { DEFAULT_LOG_LEVEL, LOG_LEVELS, LOG_LEVEL_ENV, parseLogLevel, type LogLevel } from '../master/log.js';
-import type { ListenAddress } from '../master/master_config.js';
+import { formatAddress, isLoopbackHost, parseListenAddress, type HostPort } from '../runtime/listen.js';
+import { DEFAULT_LOG_LEVEL, LOG_LEVELS, LOG_LEVEL_ENV, parseLogLevel, type LogLevel } from '../wiring/log.js';
 import type { SyncPolicy } from '../storage/types.js';
 
 export const DEFAULT_VOLUME_ADDR = '127.0.0.1:8081';
@@ -17,7 +16,7 @@ export const MAX_HTTP_THREADS = 64;
 const MAX_SECRET_BYTES = 4096;
 
 export interface VolumeServerConfig {
-  addr: ListenAddress;
+  addr: HostPort;
   /** The data dir first (it holds LOCK), then the extra drives. */
   drives: string[];
   secret: string | null;

@@ -5,7 +5,7 @@
 // locked...), an actor given up, a failed stop, a second signal; 2 bad flags (one line).
 // Invariants: a failure to start is ONE line on stderr, `brisedb-volume: <what>`; the secret is
 // never logged; the `listening` line carries the bound port (`--addr HOST:0` lets the OS pick).
-import { createLogger } from '../master/log.js';
+import { createLogger } from '../wiring/log.js';
 import { formatAddress } from '../runtime/listen.js';
 import { exitOnCrash, firstSignal, raiseHttpHeadLimit, serve, startOrSay } from '../wiring/program.js';
 import { parseVolumeArgs, type VolumeServerConfig } from './config.js';
