@@ -242,7 +242,7 @@ test('rf 2 over three volume servers: 1 KB to 64 MB by curl, node:http, fetch an
 
 // ---- 2. kill -9 of a volume server mid-PUT and mid-GET -------------------------------------
 
-test('kill -9 of a volume server mid-PUT: 201 or 503, every 201 readable; restart, repair, members equal', { timeout: 90_000 }, async (t) => {
+test('kill -9 of a volume server mid-PUT: the upload is adopted by a healthy group (201), every 201 readable; restart, repair, members equal', { timeout: 90_000 }, async (t) => {
   const c = await startCluster({ servers: 3, rf: 2 });
   try {
     await c.waitHealthy();
@@ -265,9 +265,10 @@ test('kill -9 of a volume server mid-PUT: 201 or 503, every 201 readable; restar
     gated.open();
     const outcome = await put;
     t.diagnostic(`PUT in flight across the kill of server ${victim} (volume ${String(grown)}): ${JSON.stringify(outcome)}`);
-    assert.ok(outcome.status === 201 || outcome.status === 503, `PUT in flight: ${JSON.stringify(outcome)}`);
-    if (outcome.status === 201) acked.set('mid-put', { sha256: await sha256Of(patternChunks(500, size)), size });
-    else assert.match(outcome.detail, /"code"\s*:\s*"(UNAVAILABLE|DEGRADED)"/, 'a 503 is a JSON error');
+    // Its group lost a member at the end of the upload: another group adopts the needle (copied
+    // from the master's drive to a healthy group), so the upload is kept, not refused.
+    assert.equal(outcome.status, 201, `PUT in flight: ${JSON.stringify(outcome)}`);
+    acked.set('mid-put', { sha256: await sha256Of(patternChunks(500, size)), size });
 
     // With one server down, the other groups take writes, and what was acknowledged reads back.
     await putStreamed(c, 'while-down/1', 600, 2 * MB, acked);

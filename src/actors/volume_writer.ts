@@ -17,10 +17,10 @@ import { StoreError } from '../runtime/errors.js';
 import { PACK_BELOW, Reply } from '../runtime/peer.js';
 import { GroupSync } from '../runtime/group_sync.js';
 import { DriveVolumes } from '../storage/drive_volumes.js';
-import type { NeedleStream } from '../storage/volume_file.js';
+import { VolumeFile, type NeedleStream } from '../storage/volume_file.js';
 import { MAX_VALUE_LENGTH, NEEDLE_HEADER_SIZE, alignUp, needleLength } from '../storage/volume_format.js';
 import type { NeedleAddress, SyncPolicy } from '../storage/types.js';
-import { UNKNOWN_SIZE, VOLUME_PROTOCOL, VolumeMsg, type NeedleSpec, type VolumeListing, type VolumeRequest } from '../protocol/volume_protocol.js';
+import { UNKNOWN_SIZE, VOLUME_PROTOCOL, VolumeMsg, type NeedleSpec, type StrandedNeedle, type VolumeListing, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { assertNever } from './assert.js';
 import { GroupMembers } from './group_members.js';
 
@@ -36,6 +36,8 @@ export interface VolumeWriterConfig {
 }
 
 const MAX_STREAMS = 1024;
+/** An adopted needle is copied this much at a time. */
+const ADOPT_CHUNK = 1024 * 1024;
 
 interface Upload {
   stream: NeedleStream;
@@ -109,6 +111,8 @@ function handle(s: State, msg: VolumeRequest, blobs: ArrayBuffer[]): unknown {
       return onDiscard(s, msg.needles);
     case VolumeMsg.Members:
       return s.members.status();
+    case VolumeMsg.Adopt:
+      return onAdopt(s, msg.path, msg.address);
     default:
       return assertNever(msg);
   }
@@ -192,7 +196,12 @@ function onStreamChunk(s: State, id: number, blobs: ArrayBuffer[]): Reply {
   return new Reply(upload.stream.written, blobs);
 }
 
-async function onStreamEnd(s: State, id: number, meta: Uint8Array | undefined): Promise<NeedleAddress> {
+/**
+ * The upload's end: durable locally and on every member, or stranded (whole and durable here,
+ * but a member did not take it): the caller has another group adopt it rather than lose an
+ * upload whose body cannot be sent again.
+ */
+async function onStreamEnd(s: State, id: number, meta: Uint8Array | undefined): Promise<NeedleAddress | StrandedNeedle> {
   const upload = uploadOf(s, id);
   const address = upload.stream.finish(meta);
   try {
@@ -200,12 +209,59 @@ async function onStreamEnd(s: State, id: number, meta: Uint8Array | undefined): 
     const replicated = upload.replicated ?? (s.members.size > 0 ? s.members.replicate(address.volume, pathOf(s, address.volume), address.offset, end, end) : null);
     if (upload.replicated !== null && upload.open) s.members.sealOpen(address.volume, address.offset, address.length);
     else if (upload.replicated !== null) s.members.grow(address.volume, end);
-    await Promise.all([groupSync(s), replicated]);
+    const [, remote] = await Promise.allSettled([groupSync(s), replicated]).then((r) => {
+      if (r[0].status === 'rejected') throw r[0].reason; // the local drive failed: nothing to keep
+      return r;
+    });
+    if (remote.status === 'rejected') {
+      addGarbage(s, address.volume, address.length); // not acknowledged here, whatever comes next
+      return { stranded: address, path: pathOf(s, address.volume), error: (remote.reason as Error).message ?? String(remote.reason) };
+    }
   } catch (err) {
     addGarbage(s, address.volume, address.length);
     throw err;
   } finally {
     s.streams.delete(id);
+  }
+  return address;
+}
+
+/**
+ * Copies a whole needle of another group's local volume file into this group, checked as a
+ * member checks one it receives (header, lengths, CRC), then has the members take it: the
+ * needle's bytes say nothing of where they are, so they move as they are. Synchronous copy (a
+ * rare path: a member lost at the end of an upload), holding this group's writes meanwhile.
+ */
+async function onAdopt(s: State, path: string, from: NeedleAddress): Promise<NeedleAddress> {
+  s.members.checkWritable();
+  const source = VolumeFile.open(s.env.fs, path, 'read');
+  let address: NeedleAddress;
+  try {
+    const ingest = s.drive.ingestAt(s.drive.place(from.length));
+    const buf = new Uint8Array(Math.min(from.length, ADOPT_CHUNK));
+    try {
+      for (let at = 0; at < from.length; at += buf.length) {
+        const part = buf.subarray(0, Math.min(buf.length, from.length - at));
+        source.readRegion(part, from.offset + at);
+        ingest.write(part);
+      }
+      address = ingest.finish();
+    } catch (err) {
+      ingest.abort();
+      throw err;
+    }
+  } finally {
+    source.close();
+  }
+  s.appending += 1;
+  try {
+    const end = alignUp(address.offset + address.length);
+    await Promise.all([groupSync(s), s.members.replicate(address.volume, pathOf(s, address.volume), address.offset, end, end)]);
+  } catch (err) {
+    addGarbage(s, address.volume, address.length);
+    throw err;
+  } finally {
+    s.appending -= 1;
   }
   return address;
 }

@@ -6,7 +6,7 @@ import type { Peer } from '../runtime/peer.js';
 import { Channel } from '../runtime/channel.js';
 import { streamChunks } from '../runtime/buffer_pool.js';
 import { needleAddress, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
-import { UNKNOWN_SIZE, VolumeMsg, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
+import { UNKNOWN_SIZE, VolumeMsg, type StrandedNeedle, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
 import { BrokerMsg, type BrokerDeliver, type BrokerReplies, type BrokerRequest, type PubSubQuery } from '../protocol/broker_protocol.js';
@@ -38,6 +38,8 @@ const STREAM_WINDOW = 2;
  * a remote member down, a repair running) before it fails: long enough for a repair pass.
  */
 const WRITE_RETRY_MS = 3_000;
+/** An adopted needle is copied whole by its new group (up to 1 GB): bounded, but not by 30 s. */
+const ADOPT_TIMEOUT_MS = 10 * 60_000;
 /** A group that refused a write is tried last for this long. */
 const REFUSED_FOR_MS = 1_000;
 
@@ -143,11 +145,28 @@ export class ActorVolumes implements VolumePort {
       await Promise.all(inFlight);
       // The source has ended: the metadata's digests are complete (and checked, or this throws).
       const end = meta === undefined ? { t: VolumeMsg.StreamEnd, stream } : { t: VolumeMsg.StreamEnd, stream, meta: meta.bytes() };
-      return await peer.call(end);
+      const ended = await peer.call(end);
+      if ('stranded' in ended) return await this.adopt(groupOfVolume(ended.stranded.volume), ended);
+      return ended;
     } catch (err) {
       await Promise.allSettled(inFlight);
       await peer.call({ t: VolumeMsg.StreamAbort, stream }).catch(() => undefined);
       throw err;
+    }
+  }
+
+  /**
+   * An upload written whole on its group's drive but refused by a member at its end: another
+   * group copies it from that drive and has its members take it (its own group, now degraded,
+   * refuses, so the fallback moves on). Fails, clearly, only when no group can take it.
+   */
+  private async adopt(from: number, s: StrandedNeedle): Promise<NeedleAddress> {
+    const others = this.groups.filter((g) => g !== from);
+    const first = others[0] ?? from;
+    try {
+      return await this.withFallback(first, (g) => this.channel(g).call({ t: VolumeMsg.Adopt, path: s.path, address: s.stranded }, { timeoutMs: ADOPT_TIMEOUT_MS }));
+    } catch (err) {
+      throw new StoreError('UNAVAILABLE', `the upload reached the master but a member of its volume group did not take it (${s.error}), and no other group could (${(err as Error).message}); retry`);
     }
   }
 

@@ -19,6 +19,11 @@ export const VolumeMsg = {
   Discard: 8,
   /** The group's remote members and their states. */
   Members: 9,
+  /**
+   * Copy a whole needle from another group's local volume file into this group (and its
+   * members): an upload whose group lost a member at its very end is kept, in a healthy group.
+   */
+  Adopt: 10,
 } as const;
 
 /** StreamBegin's size when the value's length is known only at its end (a chunked upload). */
@@ -42,7 +47,20 @@ export type VolumeRequest =
   | { t: typeof VolumeMsg.Sync }
   | { t: typeof VolumeMsg.List }
   | { t: typeof VolumeMsg.Discard; needles: { volume: number; length: number }[] }
-  | { t: typeof VolumeMsg.Members };
+  | { t: typeof VolumeMsg.Members }
+  | { t: typeof VolumeMsg.Adopt; path: string; address: NeedleAddress };
+
+/**
+ * A streamed needle written whole and durable on the group's local drive that a remote member
+ * did not take: not acknowledged where it is; its bytes can be adopted by another group.
+ */
+export interface StrandedNeedle {
+  stranded: NeedleAddress;
+  /** Its local volume file. */
+  path: string;
+  /** Why the member did not take it. */
+  error: string;
+}
 
 /** A remote member of a volume group, as its writer sees it. */
 export interface MemberStatus {
@@ -68,10 +86,11 @@ export interface VolumeReplies {
   [VolumeMsg.Append]: NeedleAddress[];
   [VolumeMsg.StreamBegin]: number;
   [VolumeMsg.StreamChunk]: number;
-  [VolumeMsg.StreamEnd]: NeedleAddress;
+  [VolumeMsg.StreamEnd]: NeedleAddress | StrandedNeedle;
   [VolumeMsg.StreamAbort]: null;
   [VolumeMsg.Sync]: null;
   [VolumeMsg.List]: VolumeListing[];
   [VolumeMsg.Discard]: null;
   [VolumeMsg.Members]: MemberStatus[];
+  [VolumeMsg.Adopt]: NeedleAddress;
 }

@@ -35,6 +35,7 @@ import {
   volumeIdOf,
   volumeSeqOf,
 } from './volume_format.js';
+import type { NeedleIngest } from './needle_ingest.js';
 import { VolumeFile, checkNeedleArgs, ioError, type NeedleStream } from './volume_file.js';
 import { StoreError } from '../runtime/errors.js';
 
@@ -111,6 +112,14 @@ export class DriveVolumes {
     const target = this.writableVolume(at.volume);
     this.unsynced.add(target);
     return target.appendAt(at.offset, key, value, expiresAt, flags);
+  }
+
+  /** A whole needle received as raw bytes at the place the group named (checked: NeedleIngest). */
+  ingestAt(at: { volume: number; offset: number }): NeedleIngest {
+    this.checkUsable();
+    const target = this.writableVolume(at.volume);
+    this.unsynced.add(target);
+    return target.ingestAt(at.offset);
   }
 
   reserve(key: Uint8Array, valueLength: number, expiresAt: number): NeedleStream {
