@@ -63,7 +63,7 @@ export class GroupMembers {
     // Every member starts stale: the first repair pass checks it holds what the local drive
     // holds (after a crash of either) before the group takes a write.
     this.members = links.map((l) => ({ link: l.name, url: l.url, channel: new Channel(env.peer(l.name)), state: 'stale', lagBytes: 0, repairs: 0, lastError: 'not checked yet', suspect: new Map() }));
-    this.timer = this.members.length > 0 ? env.scheduler.every(REPAIR_EVERY_MS, () => void this.repairStale()) : null;
+    this.timer = this.members.length > 0 ? env.scheduler.every(REPAIR_EVERY_MS, () => void this.watchHealth().then(() => this.repairStale())) : null;
     if (this.members.length > 0) env.scheduler.defer(() => void this.repairStale());
   }
 
@@ -156,6 +156,21 @@ export class GroupMembers {
     if (m.state === 'healthy') m.state = 'stale';
   }
 
+  /**
+   * A healthy member whose server misses its health checks (its link says so) is stale now, not
+   * at the next write that would find it so: that write goes to another group from the start.
+   */
+  private async watchHealth(): Promise<void> {
+    await Promise.all(
+      this.members
+        .filter((m) => m.state === 'healthy')
+        .map(async (m) => {
+          const status = await m.channel.call({ t: LinkMsg.Status }).catch(() => null);
+          if (status !== null && !status.up && m.state === 'healthy') this.markStale(m, new Error(status.lastError ?? 'the server does not answer its health checks'));
+        }),
+    );
+  }
+
   /** One member at a time, only while the group writes nothing. */
   private async repairStale(): Promise<void> {
     if (this.repairing || this.local.busy()) return;
@@ -182,6 +197,9 @@ export class GroupMembers {
 
   /** Makes every volume of the member equal to the local one. */
   private async repair(m: Member): Promise<void> {
+    // Only a server its link has found (health check answered, this master's epoch claimed).
+    const link = await m.channel.call({ t: LinkMsg.Status });
+    if (!link.up) throw new Error(link.lastError ?? 'the server has not answered a health check yet');
     const volumes = this.local.list();
     let lag = 0;
     for (const v of volumes) {
