@@ -33,6 +33,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { children, keepTail, makeTempDir, removeTempDir, runBench, stopChild, tempDirs, track } from './children.js';
+import { body, expectedHash } from './pattern_body.js';
 
 const MB = 2 ** 20;
 const GB = 2 ** 30;
@@ -129,8 +130,6 @@ const SIZE_NAMES: Record<string, number> = { '1mb': MB, '64mb': 64 * MB, '1gb': 
 const PLANS: Record<number, Plan> = { [MB]: { count: 64, repeat: 5 }, [64 * MB]: { count: 4, repeat: 3 }, [GB]: { count: 1, repeat: 2 } };
 const QUICK_PLANS: Record<number, Plan> = { [MB]: { count: 16, repeat: 2 }, [64 * MB]: { count: 2, repeat: 2 }, [GB]: { count: 1, repeat: 1 } };
 const SIDES: Side[] = ['always', 'none', 'nginx'];
-const BLOCK = MB;
-const BLOCK_COUNT = 16;
 const WRK_CONNECTIONS = 64;
 const WRK_THREADS = 2;
 const MIN_FREE_FOR_1GB = 4 * GB;
@@ -482,42 +481,6 @@ async function stopServer(server: Server): Promise<void> {
 async function waitGone(pids: number[], ms: number): Promise<void> {
   const until = Date.now() + ms;
   while (pids.some(alive) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
-}
-
-// ---------------------------------------------------------------------------------------
-// The generated body: 16 pre-made 1 MiB blocks of a seeded xorshift pattern, chosen in a
-// sequence that depends on the seed. Deterministic, not periodic within 16 MiB, and no copy
-// per chunk: the same Buffers are written again and again (never mutated).
-
-const BLOCKS: Buffer[] = makeBlocks();
-
-function makeBlocks(): Buffer[] {
-  const blocks: Buffer[] = [];
-  let x = 0x9e3779b9;
-  for (let b = 0; b < BLOCK_COUNT; b++) {
-    const buf = Buffer.allocUnsafe(BLOCK);
-    for (let i = 0; i < BLOCK; i += 4) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      buf.writeInt32LE(x | 0, i);
-    }
-    blocks.push(buf);
-  }
-  return blocks;
-}
-
-function* body(size: number, seed: number): Generator<Buffer> {
-  for (let offset = 0, i = 0; offset < size; offset += BLOCK, i++) {
-    const block = BLOCKS[(seed * 5 + i * 7) % BLOCK_COUNT] as Buffer;
-    yield size - offset >= BLOCK ? block : block.subarray(0, size - offset);
-  }
-}
-
-function expectedHash(size: number, seed: number): string {
-  const h = createHash('sha256');
-  for (const chunk of body(size, seed)) h.update(chunk);
-  return h.digest('hex');
 }
 
 // ---------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ import { sleep, startMaster, stopAll, tempDir, type MasterProcess } from '../tes
 import { startNginx, stopAllNginx, type NginxProcess } from '../test/helpers/nginx.js';
 import { startVolumeServer, stopAllVolumeServers, type VolumeServer } from '../test/helpers/volume_server_process.js';
 import { parseVolumeFileName, VOLUME_SEQ_BITS, VOLUME_SUPERBLOCK_SIZE } from '../src/storage/volume_format.js';
+import { body, expectedHash } from './pattern_body.js';
 
 const MB = 2 ** 20;
 const SIDES = ['rf1', 'rf2', 'nginx'] as const;
@@ -103,8 +104,6 @@ const WARM_UP = 4;
 const PUT_GOAL = 1.3;
 /** "Reads cost nothing extra", with the run-to-run noise of a shared 2-core machine. */
 const GET_GOAL = 1.1;
-const BLOCK = MB;
-const BLOCK_COUNT = 16;
 /** Padding a member's copy may have past the master's file: the last needle's, at most 7 bytes. */
 const MAX_PAD = 7;
 const HEALTHY_WAIT_MS = 30_000;
@@ -313,41 +312,6 @@ function sameBytes(local: string, copy: string): void {
     closeSync(a);
     closeSync(b);
   }
-}
-
-// ---------------------------------------------------------------------------------------
-// The body: 16 pre-made 1 MiB blocks of a seeded xorshift pattern, in an order that depends
-// on the seed; the same Buffers are written again and again (never mutated, never copied).
-
-const BLOCKS: Buffer[] = makeBlocks();
-
-function makeBlocks(): Buffer[] {
-  const blocks: Buffer[] = [];
-  let x = 0x9e3779b9;
-  for (let b = 0; b < BLOCK_COUNT; b++) {
-    const buf = Buffer.allocUnsafe(BLOCK);
-    for (let i = 0; i < BLOCK; i += 4) {
-      x ^= x << 13;
-      x ^= x >>> 17;
-      x ^= x << 5;
-      buf.writeInt32LE(x | 0, i);
-    }
-    blocks.push(buf);
-  }
-  return blocks;
-}
-
-function* body(size: number, seed: number): Generator<Buffer> {
-  for (let offset = 0, i = 0; offset < size; offset += BLOCK, i++) {
-    const block = BLOCKS[(seed * 5 + i * 7) % BLOCK_COUNT] as Buffer;
-    yield size - offset >= BLOCK ? block : block.subarray(0, size - offset);
-  }
-}
-
-function expectedHash(size: number, seed: number): string {
-  const h = createHash('sha256');
-  for (const chunk of body(size, seed)) h.update(chunk);
-  return h.digest('hex');
 }
 
 // ---------------------------------------------------------------------------------------

@@ -153,12 +153,7 @@ function handle(s: State, msg: LinkRequest): unknown {
 
 function onPush(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.Push }>): Promise<number> {
   if (s.queued >= MAX_QUEUED) throw new StoreError('QUEUE_FULL', `${s.status.url}: more than ${MAX_QUEUED} regions waiting`);
-  let v = s.volumes.get(msg.volume);
-  if (v === undefined) {
-    v = { id: msg.volume, path: msg.path, file: null, queue: [], available: 0, sending: false, wake: null };
-    s.volumes.set(msg.volume, v);
-  }
-  const vol = v;
+  const vol = volumeOf(s, msg.volume, msg.path);
   return new Promise<number>((resolve, reject) => {
     s.queued += 1;
     vol.queue.push({ start: msg.start, end: msg.end, available: msg.available, sync: msg.sync, resolve, reject });
@@ -167,15 +162,20 @@ function onPush(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.Push }>)
   });
 }
 
+/** The volume's queue, made at its first region. */
+function volumeOf(s: State, id: number, path: string): Volume {
+  let v = s.volumes.get(id);
+  if (v === undefined) {
+    v = { id, path, file: null, queue: [], available: 0, sending: false, wake: null };
+    s.volumes.set(id, v);
+  }
+  return v;
+}
+
 /** An open-ended needle, queued behind the volume's regions; answered once sealed or aborted. */
 function onPushOpen(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.PushOpen }>): Promise<number> {
   if (s.queued >= MAX_QUEUED) throw new StoreError('QUEUE_FULL', `${s.status.url}: more than ${MAX_QUEUED} regions waiting`);
-  let v = s.volumes.get(msg.volume);
-  if (v === undefined) {
-    v = { id: msg.volume, path: msg.path, file: null, queue: [], available: 0, sending: false, wake: null };
-    s.volumes.set(msg.volume, v);
-  }
-  const vol = v;
+  const vol = volumeOf(s, msg.volume, msg.path);
   const open: OpenNeedle = { keyLength: msg.keyLength, metaLength: msg.metaLength, ended: null, done: false };
   return new Promise<number>((resolve, reject) => {
     s.queued += 1;
