@@ -19,7 +19,7 @@ import { StoreError } from '../runtime/errors.js';
 import type { Timer } from '../runtime/scheduler.js';
 import { VOLUME_SUPERBLOCK_SIZE } from '../storage/volume_format.js';
 import { LinkMsg, type LinkReplies, type LinkRequest } from '../protocol/link_protocol.js';
-import type { MemberStatus } from '../protocol/volume_protocol.js';
+import { MEMBER_EVENT, type MemberEvent, type MemberStatus } from '../protocol/volume_protocol.js';
 
 /** How often a stale member is looked at for repair. */
 const REPAIR_EVERY_MS = 500;
@@ -59,6 +59,8 @@ export class GroupMembers {
     private readonly group: number,
     links: readonly { name: string; url: string }[],
     private readonly local: LocalVolumes,
+    /** Told of every change of a member's state (the writer sends it to main, which logs it). */
+    private readonly onEvent: (e: MemberEvent) => void = () => undefined,
   ) {
     // Every member starts stale: the first repair pass checks it holds what the local drive
     // holds (after a crash of either) before the group takes a write.
@@ -75,7 +77,7 @@ export class GroupMembers {
   checkWritable(): void {
     const bad = this.members.find((m) => m.state !== 'healthy');
     if (bad !== undefined) {
-      throw new StoreError('DEGRADED', `volume group ${this.group}: member ${bad.url} is ${bad.state}${bad.lastError ? ` (${bad.lastError})` : ''}; writes go to other groups until it is repaired`);
+      throw new StoreError('DEGRADED', `volume group ${this.group}: member ${bad.url} is ${bad.state}${bad.lastError ? ` (${bad.lastError})` : ''}`);
     }
   }
 
@@ -152,8 +154,11 @@ export class GroupMembers {
   }
 
   private markStale(m: Member, err: unknown): void {
-    m.lastError = (err as Error).message ?? String(err);
+    const error = (err as Error).message ?? String(err);
+    const changed = m.state === 'healthy' || (m.state === 'stale' && error !== m.lastError);
+    m.lastError = error;
     if (m.state === 'healthy') m.state = 'stale';
+    if (changed) this.onEvent({ t: MEMBER_EVENT, group: this.group, server: m.url, state: 'stale', error, copied: 0 });
   }
 
   /**
@@ -179,24 +184,25 @@ export class GroupMembers {
     this.repairing = true;
     m.state = 'repairing';
     try {
-      await this.repair(m);
+      const copied = await this.repair(m);
       if (this.local.busy()) {
         m.state = 'stale'; // a write slipped in (it was refused, but started before): look again
         return;
       }
       m.state = 'healthy';
       m.lastError = null;
+      this.onEvent({ t: MEMBER_EVENT, group: this.group, server: m.url, state: 'healthy', error: null, copied });
       m.lagBytes = 0;
     } catch (err) {
       m.state = 'stale';
-      m.lastError = (err as Error).message ?? String(err);
+      this.markStale(m, err);
     } finally {
       this.repairing = false;
     }
   }
 
-  /** Makes every volume of the member equal to the local one. */
-  private async repair(m: Member): Promise<void> {
+  /** Makes every volume of the member equal to the local one; answers the bytes it copied. */
+  private async repair(m: Member): Promise<number> {
     // Only a server its link has found (health check answered, this master's epoch claimed).
     const link = await m.channel.call({ t: LinkMsg.Status });
     if (!link.up) throw new Error(link.lastError ?? 'the server has not answered a health check yet');
@@ -207,7 +213,7 @@ export class GroupMembers {
       lag += Math.max(0, v.sizeBytes - Math.max(remote, VOLUME_SUPERBLOCK_SIZE));
     }
     m.lagBytes = lag;
-    let copied = false;
+    let copied = 0;
     for (const v of volumes) {
       const remote = await m.channel.call({ t: LinkMsg.Stat, volume: v.id });
       // Past the local tail: bytes no write acknowledged (the master crashed after sending them);
@@ -224,9 +230,10 @@ export class GroupMembers {
           throw err;
         }
         m.lagBytes = Math.max(0, m.lagBytes - (v.sizeBytes - have));
-        copied = true;
+        copied += v.sizeBytes - have;
       }
     }
-    if (copied) m.repairs += 1;
+    if (copied > 0) m.repairs += 1;
+    return copied;
   }
 }

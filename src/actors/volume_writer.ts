@@ -75,7 +75,7 @@ const createVolumeWriter: ActorFactory<VolumeWriterConfig> = (env) => {
     drive: DriveVolumes.open(env.fs, { dir: config.dir, group: config.group, maxVolumeSize: config.maxVolumeSize, clock: env.clock }),
     policy: config.sync,
     streams: new Map(),
-    members: new GroupMembers(env, config.group, config.remotes ?? [], { list: () => s.drive.list(), busy: () => s.appending > 0 || s.streams.size > 0 }),
+    members: new GroupMembers(env, config.group, config.remotes ?? [], { list: () => s.drive.list(), busy: () => s.appending > 0 || s.streams.size > 0 }, (e) => env.main.send(e)),
     appending: 0,
     garbage: new Map(),
     nextStream: 1,

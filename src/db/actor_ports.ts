@@ -63,6 +63,8 @@ export class ActorVolumes implements VolumePort {
   private readonly byGroup = new Map<number, { channel: VolumeChannel; dir: string; writable: boolean }>();
   /** When each group last refused a write (DEGRADED, UNAVAILABLE). */
   private readonly refusedAt = new Map<number, number>();
+  /** When a write last found no group at all (an outage: the next ones do not wait). */
+  private noGroupAt = -Infinity;
   readonly groups: readonly number[];
 
   constructor(groups: ReadonlyArray<{ id: number; dir: string; peer: Peer; writable?: boolean }>) {
@@ -82,24 +84,32 @@ export class ActorVolumes implements VolumePort {
    * refusals everywhere, the last refusal is the answer.
    */
   private async withFallback<T>(first: number, attempt: (group: number) => Promise<T>): Promise<T> {
-    const deadline = Date.now() + WRITE_RETRY_MS;
+    // In an outage already seen (the last write found no group), one pass and the answer: a
+    // client is not made to wait 3 s for each write while every group is down.
+    const outage = Date.now() - this.noGroupAt < WRITE_RETRY_MS;
+    const deadline = Date.now() + (outage ? 0 : WRITE_RETRY_MS);
+    const refusals = new Map<number, string>();
     for (;;) {
       const now = Date.now();
       const fresh = (g: number): boolean => now - (this.refusedAt.get(g) ?? -Infinity) > REFUSED_FOR_MS;
       const others = this.groups.filter((g) => g !== first);
       const order = [first, ...others].sort((a, b) => Number(fresh(b)) - Number(fresh(a)));
-      let last: unknown;
       for (const g of order) {
         try {
-          return await attempt(g);
+          const done = await attempt(g);
+          this.noGroupAt = -Infinity;
+          return done;
         } catch (err) {
           if (!isRetryable(err)) throw err;
           this.refusedAt.set(g, Date.now());
-          last = err;
+          refusals.set(g, (err as Error).message);
         }
       }
       if (Date.now() >= deadline) {
-        throw new StoreError('UNAVAILABLE', `no volume group can take writes now: ${(last as Error).message}`);
+        this.noGroupAt = Date.now();
+        const all = [...refusals.values()];
+        const why = all.slice(0, 3).join('; ') + (all.length > 3 ? `; and ${all.length - 3} more` : '');
+        throw new StoreError('UNAVAILABLE', `no volume group can take writes now (${refusals.size} of ${this.groups.length} refused: ${why})`);
       }
       await new Promise((resolve) => setTimeout(resolve, 100));
     }

@@ -1,7 +1,7 @@
 // The HTTP front end's Prometheus metrics (prom-client), one registry per front-end thread.
 // The thread that serves /metrics asks main, which gathers every thread's metrics as JSON and
 // aggregates them (prom-client's AggregatorRegistry, as for a cluster) with the store's gauges.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Histogram, Registry } from 'prom-client';
 import type { FailoverCounts } from '../db/group_reader.js';
 
 export class HttpMetrics {
@@ -38,12 +38,13 @@ export class HttpMetrics {
    * failures, and hedged reads: this thread's counts, read at each scrape (summed over threads).
    */
   watchReads(counts: FailoverCounts): void {
-    const gauge = (name: string, help: string, value: () => number): void => {
-      new Gauge({ name, help, registers: [this.registry], collect() { this.set(value()); } });
+    // Counters of this thread's reader, read at each scrape (reset to the running total).
+    const counter = (name: string, help: string, value: () => number): void => {
+      new Counter({ name, help, registers: [this.registry], collect() { this.reset(); this.inc(value()); } });
     };
-    gauge('brisedb_reads_failed_over_total', 'Reads served by another member of the volume group because the one before failed', () => counts.failovers);
-    gauge('brisedb_member_read_failures_total', 'Reads of a group member that failed (a damaged needle, a server down, a cut answer)', () => counts.failures);
-    gauge('brisedb_reads_hedged_total', 'Reads for which a second member was asked because the first was slower than its p99', () => counts.hedges);
+    counter('brisedb_reads_failed_over_total', 'Reads served by another member of the volume group because the one before failed', () => counts.failovers);
+    counter('brisedb_member_read_failures_total', 'Reads of a group member that failed (a damaged needle, a server down, a cut answer)', () => counts.failures);
+    counter('brisedb_reads_hedged_total', 'Reads for which a second member was asked because the first was slower than its p99', () => counts.hedges);
   }
 
   /** For main's aggregation across threads. */

@@ -7,7 +7,9 @@ import type { Logger } from 'pino';
 import { openStore } from '../wiring/open.js';
 import type { ActorSpec } from '../runtime/topology.js';
 import type { Supervisor } from '../runtime/supervisor.js';
-import { storeActorNames } from '../protocol/store_actors.js';
+import { storeActorNames, volumeActorName } from '../protocol/store_actors.js';
+import { MEMBER_EVENT, VolumeMsg, type MemberEvent, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
+import { Channel } from '../runtime/channel.js';
 import type { TcpFrontendConfig } from '../actors/tcp_frontend.js';
 import type { HttpFrontendConfig } from '../actors/http_frontend.js';
 import { createSyncSlot } from '../runtime/sync_slot.js';
@@ -110,7 +112,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   if (http !== null && httpPort !== 0) await assertPortFree(http.host, httpPort, 'HTTP');
   if (threads > 1 && config.addr.port !== 0) await assertPortFree(config.addr.host, config.addr.port, 'TCP');
   if (threads > 1 && text !== null) await assertPortFree(text.host, text.port, 'the line protocol');
-  const { db, supervisor } = await openStore(
+  const { db, supervisor, groups } = await openStore(
     config.dataDir,
     {
       drives: config.drives,
@@ -123,6 +125,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
     },
     (groups, dataDir) => [...tcpSpecs(groups, dataDir), ...httpSpecs(groups, dataDir)],
   );
+  logMemberEvents(supervisor, groups, log);
   const httpNames = Array.from({ length: httpThreads }, (_, i) => httpActorName(i));
   const frontEnds = [...Array.from({ length: threads }, (_, i) => tcpActorName(i)), ...httpNames];
   for (const name of frontEnds) {
@@ -176,3 +179,38 @@ function configView(config: MasterConfig): Record<string, string> {
     'replica-read-only': 'yes',
   };
 }
+
+/**
+ * The group writers tell main when a remote member turns stale or healthy again: a log line
+ * each (a server down, a wrong secret, a repair), so an operator sees it without polling.
+ */
+function logMemberEvents(supervisor: Supervisor, groups: readonly LocalGroup[], log: Logger): void {
+  for (const g of groups) {
+    if ((g.servers ?? []).length === 0) continue;
+    supervisor.peer(volumeActorName(g.id)).onRequest((body) => {
+      const e = body as MemberEvent;
+      if (e.t !== MEMBER_EVENT) return null;
+      if (e.state === 'stale') log.warn({ group: e.group, server: e.server, error: e.error }, 'volume server member stale: its group takes no writes until it is repaired');
+      else log.info({ group: e.group, server: e.server, copiedBytes: e.copied }, 'volume server member healthy');
+      return null;
+    });
+  }
+  // Events sent while the store was starting found no listener: what is still wrong a moment
+  // after start (a server down, a wrong secret) is logged once from the writers' own view.
+  const replicated = groups.filter((g) => (g.servers ?? []).length > 0);
+  if (replicated.length === 0) return;
+  const timer = setTimeout(() => {
+    for (const g of replicated) {
+      void new Channel<VolumeRequest, VolumeReplies>(supervisor.peer(volumeActorName(g.id)))
+        .call({ t: VolumeMsg.Members })
+        .then((members) => {
+          for (const m of members) if (m.state !== 'healthy') log.warn({ group: g.id, server: m.url, state: m.state, error: m.lastError }, 'volume server member not healthy after start: its group takes no writes until it is repaired');
+        })
+        .catch(() => undefined);
+    }
+  }, START_CHECK_MS);
+  timer.unref();
+}
+
+/** How long after start the members' states are looked at once (the first repair passes ran). */
+const START_CHECK_MS = 3_000;

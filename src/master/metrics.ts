@@ -2,7 +2,7 @@
 // requests, bytes, latencies); main gathers them as JSON, aggregates them (prom-client's
 // AggregatorRegistry, as for a cluster of processes) and adds the store's own gauges, read
 // fresh at each scrape: actors and their restarts, volumes, the WAL, the index.
-import { AggregatorRegistry, Gauge, Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { Supervisor } from '../runtime/supervisor.js';
 import type { Database } from '../db/api.js';
 
@@ -72,13 +72,13 @@ async function storeRegistry(supervisor: Supervisor, db: Database): Promise<Regi
 
   const healthy = gauge('brisedb_group_member_healthy', 'A remote member of a volume group: 1 healthy (takes writes), 0 stale or repairing', ['group', 'server']);
   const lag = gauge('brisedb_group_member_lag_bytes', 'Bytes a remote member was behind the local member when last measured', ['group', 'server']);
-  const repairs = gauge('brisedb_group_member_repairs_total', 'Repairs that copied bytes to a remote member since start-up', ['group', 'server']);
+  const repairs = new Counter({ name: 'brisedb_group_member_repairs_total', help: 'Repairs that copied bytes to a remote member since start-up', labelNames: ['group', 'server'], registers: [registry] });
   for (const g of await db.groups().catch(() => [])) {
     for (const m of g.members) {
       const labels = { group: String(g.id), server: m.url };
       healthy.set(labels, m.state === 'healthy' ? 1 : 0);
       lag.set(labels, m.lagBytes);
-      repairs.set(labels, m.repairs);
+      repairs.inc(labels, m.repairs);
     }
   }
 

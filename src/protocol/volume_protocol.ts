@@ -62,6 +62,21 @@ export interface StrandedNeedle {
   error: string;
 }
 
+/**
+ * One-way, from a group writer to main: a remote member changed state (main logs it). Sent on
+ * changes only (and when a stale member's error changes), never once per repair attempt.
+ */
+export const MEMBER_EVENT = 100;
+export interface MemberEvent {
+  t: typeof MEMBER_EVENT;
+  group: number;
+  server: string;
+  state: 'healthy' | 'stale';
+  error: string | null;
+  /** Bytes the repair copied (healthy after a repair). */
+  copied: number;
+}
+
 /** A remote member of a volume group, as its writer sees it. */
 export interface MemberStatus {
   link: string;
