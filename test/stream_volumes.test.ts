@@ -157,3 +157,34 @@ test('stream volumes: one open needle each, beside the current volume, reused, a
     again.close();
   }
 });
+
+test('reserveApart: a sized upload in a stream volume of its own; small appends go on in the current one; reused once it ends', () => {
+  const drive = openDrive();
+  try {
+    const current = drive.place(8).volume;
+    const a = drive.reserveApart(enc('big-a'), 5000, 0);
+    const b = drive.reserveApart(enc('big-b'), 5000, 0);
+    assert.notEqual(a.address.volume, current, 'not in the current volume');
+    assert.notEqual(a.address.volume, b.address.volume, 'two uploads at once: two stream volumes');
+    // While both stream, small needles land in the current volume, one after another.
+    const small = drive.append(enc('small'), randomBytes(10), 0);
+    assert.equal(small.volume, current);
+    a.write(randomBytes(5000));
+    const done = a.finish();
+    b.abort();
+    // A new upload reuses a free stream volume (after the first needle), not a third one.
+    const c = drive.reserveApart(enc('big-c'), 100, 0);
+    assert.ok([a.address.volume, b.address.volume].includes(c.address.volume), `reused: ${c.address.volume}`);
+    c.write(randomBytes(100));
+    c.finish();
+    drive.sync();
+    const reader = new VolumeReader(fs, [{ id: 0, dir: root }]);
+    try {
+      assert.equal(readAll(reader, done, enc('big-a'), 5000).length, 5000);
+    } finally {
+      reader.close();
+    }
+  } finally {
+    drive.close();
+  }
+});

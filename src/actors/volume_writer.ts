@@ -36,6 +36,12 @@ export interface VolumeWriterConfig {
 }
 
 const MAX_STREAMS = 1024;
+/**
+ * In a replicated group, uploads from this size on go to a stream volume of their own: members
+ * take a volume's regions in order, so a slow upload in the current volume would hold every
+ * write placed after it until its last byte came.
+ */
+const APART_FROM = 1024 * 1024;
 /** An adopted needle is copied this much at a time. */
 const ADOPT_CHUNK = 1024 * 1024;
 
@@ -171,7 +177,9 @@ function onStreamBegin(s: State, key: Uint8Array, size: number, expiresAt: numbe
   const id = s.nextStream++;
   const stream = size === UNKNOWN_SIZE
     ? s.drive.reserveOpen(key, expiresAt, MAX_VALUE_LENGTH, metaLength)
-    : s.drive.reserveAt(s.drive.place(needleLength(key.length, size, metaLength)), key, size, expiresAt, metaLength);
+    : s.members.size > 0 && size >= APART_FROM
+      ? s.drive.reserveApart(key, size, expiresAt, metaLength) // a slow upload holds no later write
+      : s.drive.reserveAt(s.drive.place(needleLength(key.length, size, metaLength)), key, size, expiresAt, metaLength);
   const a = stream.address;
   const valueStart = a.offset + NEEDLE_HEADER_SIZE + key.length;
   let replicated: Promise<void> | null = null;

@@ -61,6 +61,8 @@ export class DriveVolumes {
   private closed = false;
   /** Stream volumes: each takes one open-ended needle at a time (busy while it streams). */
   private readonly streamVolumes = new Set<VolumeFile>();
+  /** Stream volumes holding a sized upload now (reserveApart): no other upload goes there. */
+  private readonly apartBusy = new Set<VolumeFile>();
 
   private constructor(
     private readonly fs: Fs,
@@ -141,7 +143,7 @@ export class DriveVolumes {
   reserveOpen(key: Uint8Array, expiresAt: number, maxValueLength: number, metaLength = 0): NeedleStream {
     this.checkUsable();
     checkNeedleArgs(key, 0, expiresAt, 0);
-    let target = [...this.streamVolumes].find((v) => !v.streaming && v.tail < this.options.maxVolumeSize);
+    let target = [...this.streamVolumes].find((v) => !v.streaming && !this.apartBusy.has(v) && v.tail < this.options.maxVolumeSize);
     if (target === undefined) {
       target = this.createVolume(this.nextVolumeId(), false);
       this.streamVolumes.add(target);
@@ -152,6 +154,27 @@ export class DriveVolumes {
     const file = target;
     const inner = file.reserveOpen(key, expiresAt, Math.min(maxValueLength, MAX_VALUE_LENGTH), metaLength);
     return new TrackedStream(inner, () => undefined, () => this.unsynced.add(file));
+  }
+
+  /**
+   * A needle of known length in a stream volume no other upload is using (a new one when all
+   * are busy or full), as reserveOpen: in a replicated group, whose members take a volume's
+   * regions one after another, an upload that may be slow must not hold up the small writes
+   * placed after it in the current volume. Not marked unsynced until it ends (see reserveOpen).
+   */
+  reserveApart(key: Uint8Array, valueLength: number, expiresAt: number, metaLength = 0): NeedleStream {
+    this.checkUsable();
+    checkNeedleArgs(key, valueLength, expiresAt, 0);
+    const length = needleLength(key.length, valueLength, metaLength);
+    let target = [...this.streamVolumes].find((v) => !v.streaming && !this.apartBusy.has(v) && v.tail + length <= this.options.maxVolumeSize);
+    if (target === undefined) {
+      target = this.createVolume(this.nextVolumeId(), false);
+      this.streamVolumes.add(target);
+    }
+    const file = target;
+    const inner = file.reserveAt(file.tail, key, valueLength, expiresAt, metaLength);
+    this.apartBusy.add(file);
+    return new TrackedStream(inner, () => undefined, () => this.unsynced.add(file), () => this.apartBusy.delete(file));
   }
 
   /** Makes every needle written so far durable. A failure fences the drive for good. */
@@ -258,6 +281,8 @@ class TrackedStream implements NeedleStream {
     private readonly inner: NeedleStream,
     private readonly touch: () => void,
     private readonly touchAtEnd: () => void = touch,
+    /** Once it has ended (finished or aborted). */
+    private readonly ended: () => void = () => undefined,
   ) {}
 
   get address(): NeedleAddress {
@@ -275,12 +300,15 @@ class TrackedStream implements NeedleStream {
 
   finish(meta?: Uint8Array): NeedleAddress {
     this.touchAtEnd();
-    return this.inner.finish(meta);
+    const address = this.inner.finish(meta);
+    this.ended();
+    return address;
   }
 
   abort(): void {
     this.touch();
     this.inner.abort();
+    this.ended();
   }
 }
 
