@@ -67,13 +67,25 @@ function append(res: HttpResponse, req: HttpRequest, ctx: VolumeContext, raw: bo
     return refuse('BAD_ARGUMENT', (err as Error).message);
   }
   const sync = query.get('sync') === '1';
+  answerBody({ res, state, ctx, body, volume, what: 'append', status: 201 }, () => ingestFrom(ctx, volume, offset, epoch, sync, body, raw ? length : undefined));
+}
+
+/**
+ * Runs the work that takes a streamed body and answers it (`status` and the work's JSON), or
+ * its failure (the body refused from then on); a body that stalls NO_PROGRESS_MS is dropped.
+ */
+function answerBody(
+  a: { res: HttpResponse; state: ReturnType<typeof watchAbort>; ctx: VolumeContext; body: BodyQueue; volume: number; what: string; status: number },
+  work: () => Promise<object>,
+): void {
+  const { res, state, ctx, body, volume, what, status } = a;
   const stall = watchStall(body, ctx, () => {
-    answerError(res, state, 'REQUEST_TIMEOUT', `no body bytes for ${NO_PROGRESS_MS / 1000} s; the append is dropped`, {}, true);
-    body.fail(new StoreError('TIMEOUT', 'the append stalled'));
+    answerError(res, state, 'REQUEST_TIMEOUT', `no body bytes for ${NO_PROGRESS_MS / 1000} s; the ${what} is dropped`, {}, true);
+    body.fail(new StoreError('TIMEOUT', `the ${what} stalled`));
   });
-  void ingestFrom(ctx, volume, offset, epoch, sync, body, raw ? length : undefined)
+  void work()
     .then(
-      (ended) => answerJson(res, state, 201, ended),
+      (ended) => answerJson(res, state, status, ended),
       (err: unknown) => {
         body.fail(err instanceof Error ? err : new StoreError('ABORTED', String(err)));
         return ctx.fail(res, state, err, volume, !body.complete);
@@ -103,23 +115,12 @@ export function openRoute(res: HttpResponse, req: HttpRequest, ctx: VolumeContex
     answerError(res, state, 'BAD_ARGUMENT', (err as Error).message, {}, true);
     return body.fail(new StoreError('ABORTED', (err as Error).message));
   }
-  const stall = watchStall(body, ctx, () => {
-    answerError(res, state, 'REQUEST_TIMEOUT', `no body bytes for ${NO_PROGRESS_MS / 1000} s; the open needle is dropped`, {}, true);
-    body.fail(new StoreError('TIMEOUT', 'the open needle stalled'));
-  });
-  void (async () => {
+  const open = { ...args };
+  answerBody({ res, state, ctx, body, volume, what: 'open needle', status: 202 }, async () => {
     const { drive } = await ctx.locate(volume);
-    const ingest = await ctx.ask(drive, { t: MemberMsg.OpenBegin, volume, ...args });
+    const ingest = await ctx.ask(drive, { t: MemberMsg.OpenBegin, volume, ...open });
     return feed(ctx, drive, ingest, body, () => ctx.ask(drive, { t: MemberMsg.OpenBodyEnd, ingest }));
-  })()
-    .then(
-      (ended) => answerJson(res, state, 202, ended),
-      (err: unknown) => {
-        body.fail(err instanceof Error ? err : new StoreError('ABORTED', String(err)));
-        return ctx.fail(res, state, err, volume, !body.complete);
-      },
-    )
-    .finally(() => clearTimeout(stall.timer));
+  });
 }
 
 /**
