@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { crc32 } from '../src/storage/checksum.js';
 import { alignUp } from '../src/storage/volume_format.js';
 import { sleep, within } from './helpers/master_process.js';
-import { authHeaders, needleBytes, regionOf, startVolumeServer, stopAllVolumeServers, type VolumeServer } from './helpers/volume_server_process.js';
+import { authHeaders, callVolumeServer, needleBytes, regionOf, startVolumeServer, stopAllVolumeServers, volumeLength, type VolumeAnswer, type VolumeServer } from './helpers/volume_server_process.js';
 
 const T = { timeout: 60_000 };
 const CREATED = 1_700_000_000_000;
@@ -23,16 +23,8 @@ before(async () => {
 });
 after(stopAllVolumeServers);
 
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-async function call(base: string, method: string, target: string, body?: Buffer, headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await fetch(base + target, { method, headers, ...(body === undefined ? {} : { body }), signal: AbortSignal.timeout(20_000) });
-  const text = await res.text();
-  return { status: res.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
-}
+type Answer = VolumeAnswer;
+const call = callVolumeServer;
 
 async function create(s: VolumeServer, id: number, epoch = 1): Promise<Answer> {
   const r = await call(s.base, 'POST', `/v1/volumes/${id}?epoch=${epoch}&created=${CREATED}`);
@@ -44,11 +36,7 @@ async function append(s: VolumeServer, id: number, offset: number, bytes: Buffer
   return call(s.base, 'PUT', `/v1/volumes/${id}/needles?offset=${offset}&epoch=${epoch}&sync=1`, bytes);
 }
 
-async function lengthOf(s: VolumeServer, id: number): Promise<number> {
-  const r = await call(s.base, 'GET', `/v1/volumes/${id}`);
-  assert.equal(r.status, 200, JSON.stringify(r.body));
-  return r.body['length'] as number;
-}
+const lengthOf = (s: VolumeServer, id: number): Promise<number> => volumeLength(s.base, id);
 
 /** Appends `count` needles one request each; answers the needles and their offsets. */
 async function fill(s: VolumeServer, id: number, count: number, size = 3000): Promise<{ bytes: Buffer; offset: number }[]> {

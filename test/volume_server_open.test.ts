@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { crc32 } from '../src/storage/checksum.js';
 import { alignUp, encodeNeedleHeader, encodeTrailer, needleLength } from '../src/storage/volume_format.js';
 import { sleep, within } from './helpers/master_process.js';
-import { needleBytes, startVolumeServer, stopAllVolumeServers, type VolumeServer } from './helpers/volume_server_process.js';
+import { callVolumeServer, needleBytes, startVolumeServer, stopAllVolumeServers, volumeLength, type VolumeAnswer, type VolumeServer } from './helpers/volume_server_process.js';
 
 const T = { timeout: 60_000 };
 const CREATED = 1_700_000_000_000;
@@ -24,27 +24,15 @@ before(async () => {
 });
 after(stopAllVolumeServers);
 
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-async function call(method: string, target: string, body?: Buffer): Promise<Answer> {
-  const res = await fetch(a.base + target, { method, ...(body === undefined ? {} : { body }), signal: AbortSignal.timeout(20_000) });
-  const text = await res.text();
-  return { status: res.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
-}
+type Answer = VolumeAnswer;
+const call = (method: string, target: string, body?: Buffer): Promise<Answer> => callVolumeServer(a.base, method, target, body);
 
 async function create(id: number): Promise<void> {
   const r = await call('POST', `/v1/volumes/${id}?epoch=1&created=${CREATED}`);
   assert.equal(r.status, 201, JSON.stringify(r.body));
 }
 
-async function lengthOf(id: number): Promise<number> {
-  const r = await call('GET', `/v1/volumes/${id}`);
-  assert.equal(r.status, 200, JSON.stringify(r.body));
-  return r.body['length'] as number;
-}
+const lengthOf = (id: number): Promise<number> => volumeLength(a.base, id);
 
 /** PUT .../open with a chunked body (no Content-Length), in parts of `part` bytes. */
 function putOpen(id: number, offset: number, key: string, value: Buffer, part = 256 * 1024, meta = 0): Promise<Answer> {

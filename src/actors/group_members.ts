@@ -207,15 +207,12 @@ export class GroupMembers {
     const link = await m.channel.call({ t: LinkMsg.Status });
     if (!link.up) throw new Error(link.lastError ?? 'the server has not answered a health check yet');
     const volumes = this.local.list();
-    let lag = 0;
-    for (const v of volumes) {
-      const remote = await m.channel.call({ t: LinkMsg.Stat, volume: v.id });
-      lag += Math.max(0, v.sizeBytes - Math.max(remote, VOLUME_SUPERBLOCK_SIZE));
-    }
-    m.lagBytes = lag;
+    // One Stat per volume: the lag first (shown while the copy runs), then the repair.
+    const remotes = await Promise.all(volumes.map((v) => m.channel.call({ t: LinkMsg.Stat, volume: v.id })));
+    m.lagBytes = volumes.reduce((lag, v, i) => lag + Math.max(0, v.sizeBytes - Math.max(remotes[i]!, VOLUME_SUPERBLOCK_SIZE)), 0);
     let copied = 0;
-    for (const v of volumes) {
-      const remote = await m.channel.call({ t: LinkMsg.Stat, volume: v.id });
+    for (const [i, v] of volumes.entries()) {
+      const remote = remotes[i]!;
       // Past the local tail: bytes no write acknowledged (the master crashed after sending them);
       // past a failed push: bytes not trusted. Both are cut back and copied again.
       const trusted = Math.min(v.sizeBytes, m.suspect.get(v.id) ?? Infinity);

@@ -76,10 +76,8 @@ interface Volume {
   path: string;
   file: VolumeFile | null;
   queue: Region[];
-  /** The local file holds the region's bytes up to here. */
-  available: number;
   sending: boolean;
-  /** Woken when `available` grows. */
+  /** Woken when a region's `available` grows. */
   wake: (() => void) | null;
 }
 
@@ -157,7 +155,6 @@ function onPush(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.Push }>)
   return new Promise<number>((resolve, reject) => {
     s.queued += 1;
     vol.queue.push({ start: msg.start, end: msg.end, available: msg.available, sync: msg.sync, resolve, reject });
-    recomputeAvailable(vol);
     pump(s, vol);
   });
 }
@@ -166,7 +163,7 @@ function onPush(s: State, msg: Extract<LinkRequest, { t: typeof LinkMsg.Push }>)
 function volumeOf(s: State, id: number, path: string): Volume {
   let v = s.volumes.get(id);
   if (v === undefined) {
-    v = { id, path, file: null, queue: [], available: 0, sending: false, wake: null };
+    v = { id, path, file: null, queue: [], sending: false, wake: null };
     s.volumes.set(id, v);
   }
   return v;
@@ -203,53 +200,40 @@ function wakeSender(v: Volume): void {
   wake?.();
 }
 
+/**
+ * The local file holds bytes up to `upTo` of the region they belong to (a streamed needle grows;
+ * an open one, whose end is unknown until it ends, takes any growth past its start). Each region
+ * counts its own: a small append placed after an upload still streaming in is written at once,
+ * and must not make the upload's unwritten bytes look written.
+ */
 function onAvailable(s: State, volume: number, upTo: number): null {
   const v = s.volumes.get(volume);
   if (v === undefined) return null;
-  for (const r of v.queue) if (r.open === undefined && r.start < upTo && upTo <= r.end) r.available = Math.max(r.available, upTo);
-  const before = v.available;
-  recomputeAvailable(v);
-  if (v.available > before) wakeSender(v);
-  // An open needle still being written grows on its own (its end is unknown until it ends).
-  const open = v.queue.find((r) => r.open !== undefined && r.open.ended === null && r.start < upTo);
-  if (open !== undefined && upTo > open.available) {
-    open.available = upTo;
+  const r = v.queue.find((x) => x.start < upTo && (x.open === undefined ? upTo <= x.end : x.open.ended === null));
+  if (r !== undefined && upTo > r.available) {
+    r.available = upTo;
     wakeSender(v);
   }
   return null;
-}
-
-/**
- * How far the local file is written from the head of the queue on, without a gap: a region
- * counts only once every region before it is written whole. (A small append placed after an
- * upload still streaming in is written at once; taking its end for the volume's would send the
- * upload's unwritten bytes, zeros, to the member.) Never goes back.
- */
-function recomputeAvailable(v: Volume): void {
-  let upTo = -1;
-  for (const [i, r] of v.queue.entries()) {
-    if (r.open !== undefined || (i > 0 && r.start > upTo)) break;
-    upTo = r.available;
-    if (r.available < r.end) break;
-  }
-  if (upTo > v.available) v.available = upTo;
 }
 
 /** Sends the regions at the head of the volume's queue, one request at a time. */
 function pump(s: State, v: Volume): void {
   if (v.sending || v.queue.length === 0) return;
   const batch = [v.queue[0]!];
-  for (let i = 1; i < v.queue.length && batch[0]!.open === undefined; i++) {
+  // Contiguous regions go as one request only when each is written whole (a streamed one that is
+  // still coming goes alone, sent as far as it is written).
+  const whole = (r: Region): boolean => r.open === undefined && r.available >= r.end;
+  for (let i = 1; i < v.queue.length && whole(batch[0]!); i++) {
     const r = v.queue[i]!;
-    const last = batch[batch.length - 1]!;
-    if (r.open !== undefined || r.start !== last.end || r.end > v.available || r.end - batch[0]!.start > MAX_BATCH_BYTES) break;
+    if (!whole(r) || r.start !== batch[batch.length - 1]!.end || r.end - batch[0]!.start > MAX_BATCH_BYTES) break;
     batch.push(r);
   }
   v.sending = true;
   const start = batch[0]!.start;
   const sync = batch.some((r) => r.sync);
   const open = batch[0]!.open;
-  const sent = open === undefined ? sendRegion(s, v, start, batch[batch.length - 1]!.end, sync) : sendOpen(s, v, batch[0]!, open);
+  const sent = open === undefined ? sendRegion(s, v, batch[0]!, start, batch[batch.length - 1]!.end, sync) : sendOpen(s, v, batch[0]!, open);
   void sent.then(
     (length) => {
       const end = batch[batch.length - 1]!.end;
@@ -270,12 +254,12 @@ function pump(s: State, v: Volume): void {
   });
 }
 
-async function sendRegion(s: State, v: Volume, start: number, end: number, sync: boolean): Promise<number> {
+async function sendRegion(s: State, v: Volume, head: Region, start: number, end: number, sync: boolean): Promise<number> {
   try {
     // A volume's first region: the server creates it first (with the same superblock). Asked
     // before the body, as a server answering 404 early to a large body cuts it (EPIPE here).
     if (start === VOLUME_SUPERBLOCK_SIZE) await s.client.create(v.id, createdAt(s, v));
-    return await s.client.putRaw(v.id, start, end - start, regionBytes(s, v, start, end), sync);
+    return await s.client.putRaw(v.id, start, end - start, regionBytes(s, v, head, start, end), sync);
   } catch (err) {
     throw failed(s, err);
   }
@@ -341,12 +325,19 @@ function sealOf(s: State, v: Volume, offset: number, open: OpenNeedle, written: 
   return out;
 }
 
-/** The region's bytes from the local file, each chunk once it is written there. */
-async function* regionBytes(s: State, v: Volume, start: number, end: number): AsyncGenerator<Uint8Array> {
+/**
+ * The bytes [start, end) from the local file, each chunk once it is written there: a batch of
+ * several regions is written whole; one region alone (a streamed needle) as far as its head is.
+ */
+async function* regionBytes(s: State, v: Volume, head: Region, start: number, end: number): AsyncGenerator<Uint8Array> {
   const file = localFile(s, v);
+  const written = (): number => (head.available >= head.end ? end : head.available);
   for (let at = start; at < end; ) {
-    if (at >= v.available) await moreWritten(s, v);
-    const upTo = Math.min(end, v.available, at + CHUNK);
+    if (at >= written()) {
+      await moreWritten(s, v);
+      continue;
+    }
+    const upTo = Math.min(end, written(), at + CHUNK);
     // A fresh buffer each time: the socket may still hold the last one when write() returns.
     const chunk = new Uint8Array(upTo - at);
     file.readRegion(chunk, at);

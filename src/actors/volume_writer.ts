@@ -217,10 +217,8 @@ async function onStreamEnd(s: State, id: number, meta: Uint8Array | undefined): 
     const replicated = upload.replicated ?? (s.members.size > 0 ? s.members.replicate(address.volume, pathOf(s, address.volume), address.offset, end, end) : null);
     if (upload.replicated !== null && upload.open) s.members.sealOpen(address.volume, address.offset, address.length);
     else if (upload.replicated !== null) s.members.grow(address.volume, end);
-    const [, remote] = await Promise.allSettled([groupSync(s), replicated]).then((r) => {
-      if (r[0].status === 'rejected') throw r[0].reason; // the local drive failed: nothing to keep
-      return r;
-    });
+    const [local, remote] = await Promise.allSettled([groupSync(s), replicated]);
+    if (local.status === 'rejected') throw local.reason; // the local drive failed: nothing to keep
     if (remote.status === 'rejected') {
       addGarbage(s, address.volume, address.length); // not acknowledged here, whatever comes next
       return { stranded: address, path: pathOf(s, address.volume), error: (remote.reason as Error).message ?? String(remote.reason) };

@@ -227,8 +227,15 @@ export class GroupReader implements ReadPort {
     // The head is asked of the members hedged; the value then comes from the one that answered
     // first (and from the others in order if it fails before a byte has left).
     let order = remotes;
+    let firstHead: { link: Link; head: Uint8Array } | null = null;
+    const headOf = async (link: Link): Promise<Uint8Array> => {
+      const head = await this.fetch(link, address, 0, NEEDLE_HEADER_SIZE + key.length);
+      checkedHead(head, address, key);
+      return head;
+    };
     try {
-      const first = await this.hedged(remotes, async (link) => checkedHead(await this.fetch(link, address, 0, NEEDLE_HEADER_SIZE + key.length), address, key));
+      const first = await this.hedged(remotes, headOf);
+      firstHead = { link: first.link, head: first.value };
       order = [first.link, ...remotes.filter((l) => l !== first.link)];
     } catch (err) {
       last = err;
@@ -237,7 +244,8 @@ export class GroupReader implements ReadPort {
     for (const link of order) {
       let sent = 0;
       try {
-        const head = await this.fetch(link, address, 0, NEEDLE_HEADER_SIZE + key.length);
+        // The member that answered the hedge has given its head already.
+        const head = firstHead?.link === link ? firstHead.head : await headOf(link);
         const header = checkedHead(head, address, key);
         const valueStart = NEEDLE_HEADER_SIZE + key.length;
         const whole = start === 0 && length === header.valueLength;

@@ -143,3 +143,23 @@ export function needleBytes(key: string, value: Uint8Array): Buffer {
 export function regionOf(needles: Buffer[]): Buffer {
   return Buffer.concat(needles.flatMap((n) => [n, Buffer.alloc(alignUp(n.length) - n.length)]));
 }
+
+/** A volume server's answer: its status and JSON body (`{}` when empty). */
+export interface VolumeAnswer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+/** One request to a volume server (bounded), its JSON answer parsed. */
+export async function callVolumeServer(base: string, method: string, target: string, body?: Buffer, headers: Record<string, string> = {}): Promise<VolumeAnswer> {
+  const res = await fetch(base + target, { method, headers, ...(body === undefined ? {} : { body }), signal: AbortSignal.timeout(20_000) });
+  const text = await res.text();
+  return { status: res.status, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>) };
+}
+
+/** The length of volume `id` on the server (its stat must answer 200). */
+export async function volumeLength(base: string, id: number): Promise<number> {
+  const r = await callVolumeServer(base, 'GET', `/v1/volumes/${id}`);
+  if (r.status !== 200) throw new Error(`stat of volume ${id}: ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body['length'] as number;
+}
