@@ -28,6 +28,9 @@ import { LiveConfig, type Settings } from '../frontend/live_config.js';
 import { Channel } from '../runtime/channel.js';
 import { StoreError } from '../runtime/errors.js';
 import type { LocalGroup } from '../storage/registry.js';
+import { VolumeReader } from '../storage/volume_reader.js';
+import type { RoleFlag } from '../db/read_only.js';
+import { ReplicationHub } from '../frontend/replication_hub.js';
 
 export interface TcpFrontendConfig {
   host: string;
@@ -47,6 +50,8 @@ export interface TcpFrontendConfig {
   configView: Record<string, string>;
   engineLimits?: Partial<Limits>;
   startedAt: number;
+  /** A replica's front end: write commands are refused (READONLY) until a promotion. */
+  replica?: boolean;
 }
 
 
@@ -70,7 +75,8 @@ interface State {
 const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
-  const { engine, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits);
+  const role: RoleFlag = { readOnly: config.replica === true };
+  const { engine, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits, role);
   const broker = engine.ports.broker;
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}));
   const clients = new Map<number, ClientState>();
@@ -102,6 +108,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
       return settings.requirepass;
     },
     httpToken: config.httpToken ?? null,
+    readOnly: () => role.readOnly,
     settings: live,
     clients,
     info: (sections) => infoText(infoSource(s), sections),
@@ -131,13 +138,26 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
       stats,
       clients,
       nextSubscriberId: () => nextSubscriber++,
+      replication,
     });
     connections.add(conn);
     socket.on('close', () => connections.delete(conn));
   };
-  const port = await listen(server, config);
-  // One WAL feed per thread (it handles the WAL peer's pushes), made when REPLICATE first asks.
+  // One WAL feed per thread (it handles the WAL peer's pushes), made when REPLICATE or a
+  // replica (BRISE.SYNC) first asks.
   let walFeed: WalFeed | null = null;
+  const reader = new VolumeReader(env.fs, config.groups);
+  const replication = new ReplicationHub({
+    fs: env.fs,
+    dataDir: config.dataDir,
+    feed: () => (walFeed ??= new WalFeed(env.peer(WAL_ACTOR))),
+    volumePath: (id) => reader.pathOf(id),
+    lastLsn: () => engine.ports.wal.lastLsn(),
+    syncPoint: async () => (await engine.ports.commit.commit([])).lsn,
+    now: () => env.clock.now(),
+    readOnly: () => role.readOnly,
+  });
+  const port = await listen(server, config);
   const acceptText = (socket: Socket): void => {
     if (connections.size >= settings.limits.maxClients) {
       stats.rejectedConnections += 1;
@@ -172,7 +192,11 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     // Main tells every front end the settings that are the whole master's (CONFIG SET).
     handle: (_from, body) => {
       const msg = body as MainToFrontEnd;
-      if (msg.t !== MainMsg.Configure) throw new StoreError('BAD_ARGUMENT', 'a TCP front end takes no requests but Configure');
+      if (msg.t === MainMsg.Promoted) {
+        role.readOnly = false;
+        return null;
+      }
+      if (msg.t !== MainMsg.Configure) throw new StoreError('BAD_ARGUMENT', 'a TCP front end takes no requests but Configure and Promoted');
       notifyFlags = engine.notifyFlags = settings.notifyKeyspaceEvents = msg.notifyKeyspaceEvents;
       return null;
     },

@@ -119,6 +119,8 @@ function handle(s: State, msg: VolumeRequest, blobs: ArrayBuffer[]): unknown {
       return s.members.status();
     case VolumeMsg.Adopt:
       return onAdopt(s, msg.path, msg.address);
+    case VolumeMsg.Mirror:
+      return onMirror(s, msg.volume, msg.offset, msg.bytes);
     default:
       return assertNever(msg);
   }
@@ -296,6 +298,13 @@ function onDiscard(s: State, needles: { volume: number; length: number }[]): nul
 function addGarbage(s: State, volume: number, length: number): void {
   if (s.drive.file(volume) === undefined) return; // not ours (a stale report): ignore
   s.garbage.set(volume, (s.garbage.get(volume) ?? 0) + alignUp(length));
+}
+
+/** A replica's copy of its master's bytes: written at the tail, durable (group fsync) when answered. */
+async function onMirror(s: State, volume: number, offset: number, bytes: Uint8Array): Promise<number> {
+  const length = s.drive.mirror(volume, offset, bytes);
+  await groupSync(s);
+  return length;
 }
 
 function onList(s: State): VolumeListing[] {

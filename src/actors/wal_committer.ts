@@ -144,6 +144,8 @@ function handle(s: State, from: string, msg: WalRequest): unknown {
       return null;
     case WalMsg.Unfollow:
       return s.feed.unfollow(from, msg.follower);
+    case WalMsg.Replay:
+      return onReplay(s, msg.records);
     default:
       return assertNever(msg);
   }
@@ -199,6 +201,30 @@ function flushGroup(s: State): void {
     // After the answers (durable either way: a failed apply is replayed), in LSN order.
     s.feedTail = s.feedTail.then(() => answered).then(() => pushLiveSafely(s, records));
   }
+}
+
+/**
+ * A replica's batch of its master's records: written as they are (their LSNs must follow the
+ * WAL's), made durable, applied by the index, then answered with the last LSN. The replica link
+ * sends one batch at a time; a replica takes no commits of its own, so none is queued here.
+ */
+async function onReplay(s: State, records: WalRecord[]): Promise<number> {
+  if (s.queue.length > 0) throw new StoreError('CONFLICT', 'commits are waiting: a store that takes writes is not a replica');
+  if (!s.indexCaughtUp) {
+    await catchUpIndex(s);
+    if (!s.indexCaughtUp) throw new StoreError('ACTOR_DOWN', 'the index is down or recovering: nothing was written; retry');
+  }
+  const written = s.wal.appendVerbatim(records);
+  s.groups += 1;
+  s.records += written.length;
+  try {
+    await s.index.call({ t: IndexMsg.Apply, records: written }, { timeoutMs: APPLY_TIMEOUT_MS });
+  } catch (err) {
+    s.indexCaughtUp = false;
+    throw new StoreError('ACTOR_DOWN', `the records are durable in the WAL, but the index did not confirm them: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  if (s.feed.size > 0) s.feedTail = s.feedTail.then(() => pushLiveSafely(s, written));
+  return s.wal.lastLsn;
 }
 
 /** The index applies the group's records; then each waiter gets its LSN and results. */

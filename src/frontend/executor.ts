@@ -121,6 +121,8 @@ const CODE_TEXT: Record<ErrorCode, string> = {
   ABORTED: 'aborted',
   UNAVAILABLE: 'a volume server cannot be reached',
   DEGRADED: 'a volume group is being repaired, retry',
+  READONLY: "You can't write against a read only replica.",
+  PROTOCOL: 'replication protocol error',
   INTERNAL: 'internal error',
 };
 
@@ -133,6 +135,8 @@ export function errorReply(err: unknown, spec?: CommandSpec): Reply {
   if (err instanceof ReplyError) return err.reply;
   if (err instanceof StoreError || isCodedError(err)) {
     if (err.code === 'INTERNAL') return internalReply(err);
+    // Redis' own words, so clients that look for -READONLY (ioredis, cluster clients) see it.
+    if (err.code === 'READONLY') return error(`READONLY ${CODE_TEXT.READONLY}`);
     if (err.code === 'NO_TRANSACTION' && spec !== undefined) {
       return error(`ERR ${spec.name.toUpperCase()} without BEGIN`);
     }

@@ -205,6 +205,8 @@ export function statusOfCode(code: string): number {
       return 413;
     case 'NOT_FOUND':
       return 404;
+    case 'READONLY':
+      return 403;
     case 'NO_SPACE':
       return 507;
     case 'QUEUE_FULL':

@@ -38,6 +38,9 @@ import { drained } from './socket_drain.js';
 import { signCommand } from './sign_command.js';
 import { DEFAULT_LIMITS } from '../db/api.js';
 import type { FrontEndStats } from './command_stats.js';
+import type { ReplicationHub } from './replication_hub.js';
+import { READONLY_TEXT } from '../db/read_only.js';
+import type { ReplicaSource } from './replica_source.js';
 export type { FrontEndStats } from './command_stats.js';
 
 
@@ -50,6 +53,8 @@ export interface ConnectionContext {
   clients: Map<number, ClientState>;
   /** Subscriber ids are unique per front end thread. */
   nextSubscriberId(): number;
+  /** The replicas streamed from this thread (BRISE.SYNC); absent: none may start here. */
+  replication?: ReplicationHub;
 }
 
 /** Commands allowed in RESP2 subscribed mode (Redis: only these and RESET). */
@@ -109,6 +114,10 @@ export class RespConnection {
   /** Argument bytes of the burst being run (CLIENT LIST argv-mem). */
   private argvBytes = 0;
   private subscriber = 0;
+  /** Set once BRISE.SYNC turned this connection into a replication stream. */
+  private replicaSource: ReplicaSource | null = null;
+  /** REPLCONF listening-port: the port the replica serves clients on (INFO replication). */
+  private listeningPort = 0;
   private readonly channels = new Set<string>();
   private readonly patterns = new Set<string>();
   /** Shard channels (SSUBSCRIBE): a namespace of their own, counted apart as Redis counts them. */
@@ -316,6 +325,7 @@ export class RespConnection {
     const { spec } = checked;
     if (hasFlag(spec, 'front-end')) return 'alone';
     if (hasFlag(spec, 'readonly')) return 'read';
+    if (this.ctx.server.readOnly?.() === true) return 'alone'; // writes are refused one by one
     if (spec.name === 'set' && this.session.depth === 0 && plainSetOf(argv) !== null) return 'set';
     if (PIPELINED_UPDATES.has(spec.name) && this.session.depth === 0) return 'update';
     return 'alone';
@@ -399,10 +409,19 @@ export class RespConnection {
     }
     const { spec } = checked;
     const name = spec.name;
+    // A replication stream answers nothing: only REPLCONF ACK comes in on it.
+    if (this.replicaSource !== null && name !== 'replconf') return;
     this.client.lastCommand = statName(name, argv);
     if (!this.client.authenticated && !NOAUTH_ALLOWED.has(name)) {
       this.ctx.stats.commands.reject(name);
       this.reply(error('NOAUTH Authentication required.'));
+      return;
+    }
+    // As Redis on a replica: a write is refused before it runs, and inside MULTI it dooms EXEC.
+    if (hasFlag(spec, 'write') && this.ctx.server.readOnly?.() === true) {
+      this.ctx.stats.commands.reject(name);
+      if (this.multi.active) this.multi.markFailed();
+      this.reply(error(`READONLY ${READONLY_TEXT}`));
       return;
     }
     if (this.multi.active && !MULTI_CONTROL.has(name)) {
@@ -463,10 +482,51 @@ export class RespConnection {
       case 'ping':
         if (this.inSubscribedMode()) return this.reply(array([bulk('pong'), bulk(argv[1] ?? '')]));
         break;
+      case 'brise.sync':
+        return this.startReplicaStream(argv);
+      case 'replconf':
+        return this.onReplconf(argv);
       default:
         break;
     }
     this.reply(await this.answer(spec, argv));
+  }
+
+  // ---- replication (docs/replica.md) ------------------------------------------------------
+
+  /** BRISE.SYNC: from now on the connection carries frames out and REPLCONF ACKs in. */
+  private startReplicaStream(argv: Buffer[]): void {
+    const hub = this.ctx.replication;
+    if (hub === undefined) return this.reply(error('ERR replication is not served on this port'));
+    if (this.multi.active || this.session.depth > 0 || this.inSubscribedMode()) return this.reply(error('ERR BRISE.SYNC is not allowed in a transaction or in subscribed mode'));
+    // Replies given before (AUTH, REPLCONF) leave before the stream's first line.
+    this.flush();
+    try {
+      this.replicaSource = hub.start(this.socket, argv.slice(1), this.client.addr, this.listeningPort);
+    } catch (err) {
+      this.reply(errorReply(err));
+      return;
+    }
+    this.client.lastCommand = 'brise.sync';
+    // A replica is silent between ACKs (one a second); Redis never times out its replicas either.
+    this.socket.setTimeout(0);
+    this.socket.removeAllListeners('timeout');
+  }
+
+  private onReplconf(argv: Buffer[]): void {
+    const sub = (argv[1]?.toString('utf8') ?? '').toLowerCase();
+    const value = argv[2]?.toString('utf8') ?? '';
+    if (sub === 'ack' && this.replicaSource !== null) {
+      const lsn = Number(value);
+      if (Number.isSafeInteger(lsn) && lsn >= 0) this.replicaSource.onAck(lsn);
+      return; // no reply, as Redis answers no REPLCONF ACK
+    }
+    if (sub === 'listening-port') {
+      const port = Number(value);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) return this.reply(error('ERR listening-port is not a port'));
+      this.listeningPort = port;
+    }
+    this.reply(OK);
   }
 
   /**

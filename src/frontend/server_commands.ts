@@ -56,6 +56,8 @@ export interface ServerState {
   readonly requirepass: string | null;
   /** The HTTP token SIGN signs with; absent or null: none (SIGN refuses). */
   readonly httpToken?: string | null;
+  /** True on a replica (writes are refused with -READONLY); absent: a master. */
+  readonly readOnly?: () => boolean;
   /** What CONFIG GET and CONFIG SET see and change. */
   readonly settings: LiveConfig;
   readonly clients: ReadonlyMap<number, ClientState>;

@@ -11,19 +11,46 @@ export const FrontEndMsg = {
   Metrics: 2,
   /** A setting that is the whole master's changed (CONFIG SET): main tells every thread. */
   Configure: 3,
+  /** A replica's link to its master, as ROLE and INFO replication show it (null on a master). */
+  Replication: 4,
+  /** REPLICAOF NO ONE on a replica: main stops following and promotes the store. */
+  Promote: 5,
 } as const;
 
 export type FrontEndToMain =
   | { t: typeof FrontEndMsg.Status }
   | { t: typeof FrontEndMsg.Metrics }
-  | { t: typeof FrontEndMsg.Configure; notifyKeyspaceEvents: number };
+  | { t: typeof FrontEndMsg.Configure; notifyKeyspaceEvents: number }
+  | { t: typeof FrontEndMsg.Replication }
+  | { t: typeof FrontEndMsg.Promote };
 
 /** What main says to a front end. */
 export const MainMsg = {
   Configure: 1,
+  /** The store is a master now (a replica promoted): take writes. */
+  Promoted: 2,
 } as const;
 
-export type MainToFrontEnd = { t: typeof MainMsg.Configure; notifyKeyspaceEvents: number };
+export type MainToFrontEnd = { t: typeof MainMsg.Configure; notifyKeyspaceEvents: number } | { t: typeof MainMsg.Promoted };
+
+/** A replica's view of its link (docs/replica.md, "What users look at"). */
+export interface LinkView {
+  masterHost: string;
+  masterPort: number;
+  /** 'up' while the stream flows; 'down' between attempts; 'sync' during a full resync. */
+  status: 'up' | 'down' | 'sync';
+  /** The last LSN applied (durable) here. */
+  appliedLsn: number;
+  /** The master's last LSN, from its last heartbeat. */
+  masterLsn: number;
+  /** ms since anything came from the master (-1: never). */
+  lastIoMsAgo: number;
+  /** Commit-to-apply lag of the last record applied, in ms. */
+  lagMs: number;
+  history: string;
+  fullResyncs: number;
+  lastError: string | null;
+}
 
 export interface ActorStatusLine {
   name: string;
@@ -36,4 +63,6 @@ export interface FrontEndReplies {
   [FrontEndMsg.Status]: ActorStatusLine[];
   [FrontEndMsg.Metrics]: string;
   [FrontEndMsg.Configure]: null;
+  [FrontEndMsg.Replication]: LinkView | null;
+  [FrontEndMsg.Promote]: { history: string; lsn: number };
 }

@@ -24,6 +24,8 @@ export const VolumeMsg = {
    * members): an upload whose group lost a member at its very end is kept, in a healthy group.
    */
   Adopt: 10,
+  /** A replica's copy of its master's volume bytes at the tail (DriveVolumes.mirror), made durable. */
+  Mirror: 11,
 } as const;
 
 /** StreamBegin's size when the value's length is known only at its end (a chunked upload). */
@@ -48,7 +50,8 @@ export type VolumeRequest =
   | { t: typeof VolumeMsg.List }
   | { t: typeof VolumeMsg.Discard; needles: { volume: number; length: number }[] }
   | { t: typeof VolumeMsg.Members }
-  | { t: typeof VolumeMsg.Adopt; path: string; address: NeedleAddress };
+  | { t: typeof VolumeMsg.Adopt; path: string; address: NeedleAddress }
+  | { t: typeof VolumeMsg.Mirror; volume: number; offset: number; bytes: Uint8Array };
 
 /**
  * A streamed needle written whole and durable on the group's local drive that a remote member
@@ -108,4 +111,6 @@ export interface VolumeReplies {
   [VolumeMsg.Discard]: null;
   [VolumeMsg.Members]: MemberStatus[];
   [VolumeMsg.Adopt]: NeedleAddress;
+  /** The volume's length after the bytes, durable. */
+  [VolumeMsg.Mirror]: number;
 }

@@ -26,6 +26,8 @@ export const WalMsg = {
   Ack: 8,
   Unfollow: 9,
   Records: 10,
+  /** A replica's records from its master, written as they are (WalWriter.appendVerbatim). */
+  Replay: 11,
 } as const;
 
 /** `from` of a Follow that means "the current end": live records only. */
@@ -51,7 +53,9 @@ export type WalRequest =
   /** One-way: batches with seq <= upTo are consumed. */
   | { t: typeof WalMsg.Ack; follower: number; upTo: number }
   /** Request (answers whether it was following) or one-way. */
-  | { t: typeof WalMsg.Unfollow; follower: number };
+  | { t: typeof WalMsg.Unfollow; follower: number }
+  /** Request: answers the last LSN once the records are durable and applied by the index. */
+  | { t: typeof WalMsg.Replay; records: WalRecord[] };
 
 /** Pushed one-way by the committer to the front end that follows. */
 export interface WalRecordsPush {
@@ -82,4 +86,5 @@ export interface WalReplies {
   [WalMsg.Follow]: FollowReply;
   [WalMsg.Ack]: null;
   [WalMsg.Unfollow]: boolean;
+  [WalMsg.Replay]: number;
 }

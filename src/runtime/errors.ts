@@ -44,6 +44,10 @@ export type ErrorCode =
   | 'UNAVAILABLE'
   /** A volume group with a stale member refuses writes until it is repaired (take another). */
   | 'DEGRADED'
+  /** A write sent to a read-only replica (docs/replica.md). */
+  | 'READONLY'
+  /** The replication stream is malformed or out of order: the link is dropped and resumed. */
+  | 'PROTOCOL'
   | 'INTERNAL';
 
 export interface WireError {

@@ -28,6 +28,7 @@ import {
   MAX_VALUE_LENGTH,
   MAX_VOLUME_SEQ,
   VOLUME_SUPERBLOCK_SIZE,
+  decodeSuperblock,
   groupOfVolume,
   needleLength,
   parseVolumeFileName,
@@ -175,6 +176,65 @@ export class DriveVolumes {
     const inner = file.reserveAt(file.tail, key, valueLength, expiresAt, metaLength);
     this.apartBusy.add(file);
     return new TrackedStream(inner, () => undefined, () => this.unsynced.add(file), () => this.apartBusy.delete(file));
+  }
+
+  /**
+   * A replica's copy of its master's volume bytes (docs/replica.md): `bytes` at `offset`, which
+   * must be the volume's tail (CONFLICT otherwise). At offset 0 the bytes begin with the
+   * master's superblock: the volume is created from it, replacing one this drive made empty at
+   * start. Durable at the next sync(), as an append.
+   */
+  mirror(volumeId: number, offset: number, bytes: Uint8Array): number {
+    this.checkUsable();
+    if (groupOfVolume(volumeId) !== this.options.group) {
+      throw new StoreError('BAD_ARGUMENT', `volume ${volumeId} is not of group ${this.options.group}`);
+    }
+    const target = offset === 0 ? this.createMirrored(volumeId, bytes) : this.mirrorTarget(volumeId);
+    const rest = offset === 0 ? bytes.subarray(VOLUME_SUPERBLOCK_SIZE) : bytes;
+    const at = offset === 0 ? VOLUME_SUPERBLOCK_SIZE : offset;
+    if (target.tail !== at) throw new StoreError('CONFLICT', `volume ${volumeId} is ${target.tail} bytes here; the master sent bytes at ${at}`);
+    if (rest.length > 0) {
+      const ingest = target.rawIngestAt(at, rest.length);
+      ingest.write(rest);
+      ingest.finish();
+    }
+    this.unsynced.add(target);
+    if (volumeId > this.current.id) {
+      this.streamVolumes.delete(target);
+      this.current = target;
+    }
+    return target.tail;
+  }
+
+  /** The volume as created from the master's superblock (an empty one made here at start is replaced). */
+  private createMirrored(volumeId: number, bytes: Uint8Array): VolumeFile {
+    const sb = bytes.length >= VOLUME_SUPERBLOCK_SIZE ? decodeSuperblock(bytes.subarray(0, VOLUME_SUPERBLOCK_SIZE)) : null;
+    if (sb === null || sb.volumeId !== volumeId) throw new StoreError('CORRUPT', `the master's bytes of volume ${volumeId} do not begin with its superblock`);
+    const existing = this.volumes.get(volumeId);
+    if (existing !== undefined) {
+      if (existing.tail > VOLUME_SUPERBLOCK_SIZE) throw new StoreError('CONFLICT', `volume ${volumeId} is ${existing.tail} bytes here; the master sent bytes at 0`);
+      existing.close();
+      this.volumes.delete(volumeId);
+      this.unsynced.delete(existing);
+      this.fs.unlink(existing.path);
+    }
+    const file = VolumeFile.create(this.fs, join(this.volumesDir, volumeFileName(volumeId)), volumeId, sb.createdAt);
+    this.volumes.set(volumeId, file);
+    if (existing === this.current) this.current = file;
+    this.dirtyDirs.add(this.volumesDir);
+    return file;
+  }
+
+  /** An existing volume, opened for writing if it was opened read-only (a sealed one here). */
+  private mirrorTarget(volumeId: number): VolumeFile {
+    const file = this.volumes.get(volumeId);
+    if (file === undefined) throw new StoreError('CONFLICT', `volume ${volumeId} does not exist here; the master sent bytes past its start`);
+    if (file.writable) return file;
+    file.close();
+    const reopened = openChecked(this.fs, file.path, volumeId, 'write');
+    this.volumes.set(volumeId, reopened);
+    if (this.current === file) this.current = reopened;
+    return reopened;
   }
 
   /** Makes every needle written so far durable. A failure fences the drive for good. */

@@ -119,6 +119,34 @@ export class WalWriter {
     return records;
   }
 
+  /**
+   * A replica's group commit (docs/replica.md): its master's records, with the master's LSNs
+   * and times, as one write and one fdatasync. They must follow this log's last LSN one by one
+   * (BAD_ARGUMENT otherwise, nothing written): a replica applies every record once, in order.
+   * batchFirstLsn is this file's own (the group this write makes), not the master's.
+   */
+  appendVerbatim(incoming: readonly WalRecord[]): WalRecord[] {
+    this.assertWritable();
+    if (incoming.length === 0) return [];
+    const first = this.last + 1;
+    const records = incoming.map((r, i): WalRecord => {
+      if (r.kind !== 0 || r.lsn !== first + i) {
+        throw new StoreError('BAD_ARGUMENT', `replicated record ${r.lsn} (kind ${r.kind}) does not follow LSN ${first + i - 1}`);
+      }
+      return { lsn: r.lsn, timeMs: r.timeMs, kind: 0, ops: r.ops, batchFirstLsn: first };
+    });
+    const bytes = this.encodeBatch(records);
+    try {
+      this.file.write(bytes, this.end);
+      if (this.options.sync === 'always' && !canaries.skipFsync) this.file.sync();
+    } catch (err) {
+      throw this.fenceWith(err);
+    }
+    this.end += bytes.length;
+    this.last += records.length;
+    return records;
+  }
+
   /** fdatasync of what commit({sync: false}) wrote (only the answerBeforeSync canary does that). */
   syncNow(): void {
     this.assertWritable();

@@ -1,0 +1,217 @@
+// The master's side of one replica's stream (docs/replica.md, "The stream"): after BRISE.SYNC a
+// RESP connection becomes this. It decides CONTINUE or FULLRESYNC, then follows the WAL (the
+// front end's WalFeed) and sends, for each batch of committed records, first the bytes of the
+// master-local volumes those records name that the replica lacks, then the records.
+// Owns: the follow, the volume files it reads (read-only handles), what it has sent of each
+// volume, the replica's acknowledged LSN, a heartbeat timer.
+// Invariants:
+// - the bytes a record names are sent before the record, and a volume's bytes are sent in
+//   order from the replica's length (so the replica only ever appends at its tail); only bytes
+//   below the end of a committed needle are sent, which the master made durable before it
+//   committed the record and never writes again;
+// - a batch of the feed is acknowledged (the next one comes) only once the socket took its
+//   frames under OUTPUT_HIGH_WATER: a slow replica slows its own stream, and the committer
+//   drops a follower that lags past its bound (the replica then resumes or resyncs);
+// - after stop() nothing more is written and every file handle is closed.
+import type { Socket } from 'node:net';
+import type { Fs } from '../runtime/fs.js';
+import { canContinue, loadOrStartHistory, type History } from '../storage/history.js';
+import { OpCode, type WalRecord } from '../storage/types.js';
+import { alignUp } from '../storage/volume_format.js';
+import { VolumeFile } from '../storage/volume_file.js';
+import { encodePayload } from '../storage/wal_format.js';
+import { FrameKind, HEARTBEAT_MS, MAX_REGION_BYTES, encodeFrame, type Frame } from '../protocol/replica_protocol.js';
+import type { FollowHandle, WalFeed } from '../db/wal_feed.js';
+import { drained } from './socket_drain.js';
+
+const OUTPUT_HIGH_WATER = 8 * 1024 * 1024;
+
+export interface SourceDeps {
+  fs: Fs;
+  dataDir: string;
+  feed: WalFeed;
+  /** The path of a local volume file (throws NOT_FOUND for a group with no local drive). */
+  volumePath(id: number): string;
+  lastLsn(): Promise<number>;
+  /** Commits an empty record and answers its LSN: where a full resync is complete. */
+  syncPoint(): Promise<number>;
+  now(): number;
+}
+
+export interface SyncRequest {
+  history: string;
+  applied: number;
+  volumes: Map<number, number>;
+}
+
+/** What INFO, ROLE and WAIT read of a replica. */
+export interface ReplicaView {
+  addr: string;
+  listeningPort: number;
+  state: 'sync' | 'online';
+  ackedLsn: number;
+  ackedAt: number;
+  sentLsn: number;
+}
+
+export class ReplicaSource {
+  readonly view: ReplicaView;
+  private follow: FollowHandle | null = null;
+  private readonly sent = new Map<number, number>();
+  private readonly files = new Map<number, VolumeFile>();
+  private heartbeat: NodeJS.Timeout | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly deps: SourceDeps,
+    addr: string,
+    listeningPort: number,
+    private readonly onEnd: (source: ReplicaSource, why: string | null) => void,
+  ) {
+    this.view = { addr, listeningPort, state: 'sync', ackedLsn: 0, ackedAt: 0, sentLsn: 0 };
+  }
+
+  /** Answers the handshake line and starts the stream; an error ends the connection. */
+  async start(req: SyncRequest): Promise<void> {
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const onRecords = async (records: WalRecord[]): Promise<void> => {
+      await gate;
+      if (!this.stopped) await this.sendBatch(records);
+    };
+    const onEnd = (why: string | null): void => this.end(why === null ? null : `the WAL feed ended: ${why}`);
+    try {
+      const history = loadOrStartHistory(this.deps.fs, this.deps.dataDir);
+      let line = await this.tryContinue(req, history, onRecords, onEnd);
+      if (line === null) {
+        const until = await this.deps.syncPoint();
+        this.sent.clear();
+        this.follow = await this.deps.feed.follow(0, onRecords, onEnd);
+        line = `+FULLRESYNC ${history.id} ${until}\r\n`;
+      }
+      if (this.stopped) return this.follow?.cancel();
+      this.socket.write(line);
+      this.write({ kind: FrameKind.History, history });
+      this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
+      this.heartbeat.unref();
+    } catch (err) {
+      if (!this.stopped) this.socket.end(`-ERR ${messageOf(err)}\r\n`);
+      this.stop();
+    } finally {
+      openGate();
+    }
+  }
+
+  /** The CONTINUE line when the replica may go on from where it is, else null. */
+  private async tryContinue(req: SyncRequest, history: History, onRecords: (r: WalRecord[]) => Promise<void>, onEnd: (why: string | null) => void): Promise<string | null> {
+    if (!canContinue(history, req.history, req.applied)) return null;
+    if (req.applied > (await this.deps.lastLsn())) return null;
+    for (const [id, length] of req.volumes) {
+      if (length > this.volumeSize(id)) return null; // the replica holds bytes this master never sent
+      this.sent.set(id, length);
+    }
+    const handle = await this.deps.feed.follow(req.applied + 1, onRecords, onEnd);
+    if (handle.snapshotLsn > req.applied) {
+      handle.cancel(); // compacted past the replica: records it lacks are gone
+      return null;
+    }
+    this.follow = handle;
+    return `+CONTINUE ${history.id} ${req.applied + 1}\r\n`;
+  }
+
+  /** The replica made everything up to `lsn` durable and applied. */
+  onAck(lsn: number): void {
+    if (lsn > this.view.ackedLsn) this.view.ackedLsn = lsn;
+    this.view.ackedAt = this.deps.now();
+    this.view.state = 'online';
+  }
+
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.follow?.cancel();
+    this.follow = null;
+    if (this.heartbeat !== null) clearInterval(this.heartbeat);
+    for (const f of this.files.values()) f.close();
+    this.files.clear();
+  }
+
+  private end(why: string | null): void {
+    if (this.stopped) return;
+    this.stop();
+    this.onEnd(this, why);
+    this.socket.destroy();
+  }
+
+  private async sendBatch(records: WalRecord[]): Promise<void> {
+    const need = new Map<number, number>();
+    for (const r of records) {
+      for (const op of r.ops) {
+        if (op.code !== OpCode.Set && op.code !== OpCode.SetIf) continue;
+        const a = op.address;
+        const end = alignUp(a.offset + a.length);
+        if (end > (need.get(a.volume) ?? 0)) need.set(a.volume, end);
+      }
+    }
+    for (const [volume, end] of need) this.sendRegions(volume, end);
+    this.write({ kind: FrameKind.Records, payloads: records.map(encodePayload) });
+    let last = this.view.sentLsn;
+    for (const r of records) if (r.kind === 0) last = r.lsn;
+    this.view.sentLsn = last;
+    if (this.socket.writableLength > OUTPUT_HIGH_WATER) await drained(this.socket);
+  }
+
+  /** The bytes of `volume` the replica lacks, up to `end`, a region frame at a time. */
+  private sendRegions(volume: number, end: number): void {
+    let at = this.sent.get(volume) ?? 0;
+    if (at >= end) return;
+    const file = this.fileOf(volume);
+    while (at < end) {
+      const n = Math.min(MAX_REGION_BYTES, end - at);
+      const bytes = new Uint8Array(n);
+      file.readRegion(bytes, at);
+      this.write({ kind: FrameKind.Region, volume, offset: at, bytes });
+      at += n;
+    }
+    this.sent.set(volume, at);
+  }
+
+  private fileOf(volume: number): VolumeFile {
+    let file = this.files.get(volume);
+    if (file === undefined) {
+      file = VolumeFile.open(this.deps.fs, this.deps.volumePath(volume), 'read');
+      this.files.set(volume, file);
+    }
+    return file;
+  }
+
+  private volumeSize(id: number): number {
+    try {
+      const handle = this.deps.fs.open(this.deps.volumePath(id), 'read');
+      try {
+        return handle.size();
+      } finally {
+        handle.close();
+      }
+    } catch {
+      return 0;
+    }
+  }
+
+  private async beat(): Promise<void> {
+    if (this.stopped) return;
+    const lastLsn = await this.deps.lastLsn().catch(() => this.view.sentLsn);
+    if (!this.stopped) this.write({ kind: FrameKind.Heartbeat, lastLsn, timeMs: this.deps.now() });
+  }
+
+  private write(frame: Frame): void {
+    if (!this.stopped && !this.socket.destroyed) this.socket.write(encodeFrame(frame));
+  }
+}
+
+function messageOf(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  return typeof e?.code === 'string' ? `${e.code}: ${message}` : message;
+}

@@ -1,0 +1,61 @@
+// The replicas of one TCP front end thread (docs/replica.md): the streams started by BRISE.SYNC
+// on its connections, and what INFO replication, ROLE and WAIT read of them.
+// Owns: the set of running sources; the thread's WalFeed is made on first use.
+// Invariants: a source is in the set from its start until its connection ends; at most
+// MAX_REPLICAS run at once on a thread.
+import type { Socket } from 'node:net';
+import { StoreError } from '../runtime/errors.js';
+import { parseVolumeLengths } from '../protocol/replica_protocol.js';
+import type { WalFeed } from '../db/wal_feed.js';
+import { ReplicaSource, type ReplicaView, type SourceDeps } from './replica_source.js';
+
+export const MAX_REPLICAS = 64;
+const HISTORY = /^([0-9a-f]{40}|\?)$/;
+
+export interface HubDeps extends Omit<SourceDeps, 'feed'> {
+  feed(): WalFeed;
+  /** True on a replica: it serves no replicas of its own (no chained replication yet). */
+  readOnly(): boolean;
+}
+
+export class ReplicationHub {
+  private readonly sources = new Set<ReplicaSource>();
+
+  constructor(private readonly deps: HubDeps) {}
+
+  /** Starts a stream on `socket` for `BRISE.SYNC history applied volumes`; throws when refused. */
+  start(socket: Socket, args: readonly Buffer[], addr: string, listeningPort: number): ReplicaSource {
+    if (this.deps.readOnly()) throw new StoreError('BAD_ARGUMENT', 'this server is a replica: replicate from its master');
+    if (this.sources.size >= MAX_REPLICAS) throw new StoreError('QUEUE_FULL', `more than ${MAX_REPLICAS} replicas on one thread`);
+    const [historyArg, appliedArg, volumesArg] = args.map((a) => a.toString('utf8'));
+    if (historyArg === undefined || !HISTORY.test(historyArg)) throw new StoreError('BAD_ARGUMENT', 'BRISE.SYNC: the history is 40 hex digits or ?');
+    const applied = Number(appliedArg);
+    if (!Number.isSafeInteger(applied) || applied < 0) throw new StoreError('BAD_ARGUMENT', 'BRISE.SYNC: the applied LSN is not a non-negative integer');
+    const volumes = parseVolumeLengths(volumesArg ?? '');
+    if (volumes === null) throw new StoreError('BAD_ARGUMENT', 'BRISE.SYNC: the volumes are not a JSON object of id to length');
+    const source = new ReplicaSource(socket, { ...this.deps, feed: this.deps.feed() }, addr, listeningPort, (s) => this.sources.delete(s));
+    this.sources.add(source);
+    socket.once('close', () => {
+      source.stop();
+      this.sources.delete(source);
+    });
+    void source.start({ history: historyArg === '?' ? '' : historyArg, applied, volumes });
+    return source;
+  }
+
+  views(): ReplicaView[] {
+    return [...this.sources].map((s) => ({ ...s.view }));
+  }
+
+  /** How many replicas acknowledged `lsn` or later. */
+  countAcked(lsn: number): number {
+    let n = 0;
+    for (const s of this.sources) if (s.view.ackedLsn >= lsn) n += 1;
+    return n;
+  }
+
+  stopAll(): void {
+    for (const s of this.sources) s.stop();
+    this.sources.clear();
+  }
+}
