@@ -23,6 +23,7 @@ const RANK: Record<string, number> = {
   wiring: 6,
   master: 7,
   volserver: 7,
+  replica: 7,
   cli: 7,
   '.': 8,
 };

@@ -23,6 +23,7 @@ import { registerWebSockets } from '../frontend/ws_routes.js';
 import { admitWebSocket, answerPreflight, corsPolicy, sendRefusal, withCors } from '../frontend/http_cors.js';
 import { requestAccess, type Access } from '../protocol/url_signing.js';
 import { frontEndEngine } from './front_end.js';
+import type { RoleFlag } from '../db/read_only.js';
 import { StoreError } from '../runtime/errors.js';
 import { SyncSlotClient } from '../runtime/sync_slot.js';
 import { decodeLookupReply } from '../protocol/index_protocol.js';
@@ -34,6 +35,8 @@ import type { LocalGroup } from '../storage/registry.js';
 export interface HttpFrontendConfig {
   host: string;
   port: number;
+  /** A replica's front end: PUT, DELETE and the other writes answer 403 READONLY until a promotion. */
+  replica?: boolean;
   /** The volume groups and the drive of each. */
   groups: LocalGroup[];
   dataDir: string;
@@ -63,7 +66,8 @@ interface State {
 const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
-  const { engine, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength });
+  const role: RoleFlag = { readOnly: config.replica === true };
+  const { engine, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role);
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
   if (engine.ports.reader instanceof GroupReader) httpMetrics.watchReads(engine.ports.reader.counts);
@@ -171,7 +175,11 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
     // Main tells every front end the settings that are the whole master's (CONFIG SET).
     handle: (_from, body) => {
       const msg = body as MainToFrontEnd;
-      if (msg.t !== MainMsg.Configure) throw new StoreError('BAD_ARGUMENT', 'an HTTP front end takes no requests but Configure');
+      if (msg.t === MainMsg.Promoted) {
+        role.readOnly = false;
+        return null;
+      }
+      if (msg.t !== MainMsg.Configure) throw new StoreError('BAD_ARGUMENT', 'an HTTP front end takes no requests but Configure and Promoted');
       engine.notifyFlags = msg.notifyKeyspaceEvents;
       return null;
     },

@@ -155,6 +155,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     lastLsn: () => engine.ports.wal.lastLsn(),
     syncPoint: async () => (await engine.ports.commit.commit([])).lsn,
     now: () => env.clock.now(),
+    groupIds: config.groups.map((g) => g.id),
     readOnly: () => role.readOnly,
   });
   const port = await listen(server, config);

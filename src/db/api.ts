@@ -247,4 +247,11 @@ export interface OpenOptions {
   replicationFactor?: number;
   /** The secret shared with the volume servers (null: none, loopback only). */
   volumeSecret?: string | null;
+  /**
+   * Wiring, not a setting: a read-only replica's store (docs/replica.md). Its volume groups are
+   * its master's, each on one of its drives (the registry written by the resync), and it runs
+   * no TTL sweep: its master's deletes come through the stream; startBackground() starts it at
+   * a promotion.
+   */
+  replicaGroups?: Array<{ id: number; dir: string }>;
 }

@@ -36,6 +36,8 @@ export interface SourceDeps {
   /** Commits an empty record and answers its LSN: where a full resync is complete. */
   syncPoint(): Promise<number>;
   now(): number;
+  /** The master's volume group ids (sent so the replica holds a writer for each). */
+  groupIds: readonly number[];
 }
 
 export interface SyncRequest {
@@ -93,6 +95,7 @@ export class ReplicaSource {
       if (this.stopped) return this.follow?.cancel();
       this.socket.write(line);
       this.write({ kind: FrameKind.History, history });
+      this.write({ kind: FrameKind.Groups, ids: [...this.deps.groupIds] });
       this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
       this.heartbeat.unref();
     } catch (err) {
@@ -108,7 +111,9 @@ export class ReplicaSource {
     if (!canContinue(history, req.history, req.applied)) return null;
     if (req.applied > (await this.deps.lastLsn())) return null;
     for (const [id, length] of req.volumes) {
-      if (length > this.volumeSize(id)) return null; // the replica holds bytes this master never sent
+      // The replica holds bytes this master never sent (a needle's padding is not in the
+      // master's file until the next needle is written, so its end counts aligned).
+      if (length > alignUp(this.volumeSize(id))) return null;
       this.sent.set(id, length);
     }
     const handle = await this.deps.feed.follow(req.applied + 1, onRecords, onEnd);

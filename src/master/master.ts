@@ -15,7 +15,8 @@ import type { HttpFrontendConfig } from '../actors/http_frontend.js';
 import { createSyncSlot } from '../runtime/sync_slot.js';
 import { DEFAULT_LIMITS } from '../db/api.js';
 import { masterMetrics } from './metrics.js';
-import { FrontEndMsg, MainMsg, type FrontEndToMain, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
+import { FrontEndMsg, MainMsg, type FrontEndToMain, type LinkView, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
+import { StoreError } from '../runtime/errors.js';
 import type { MasterConfig } from './master_config.js';
 import type { LocalGroup } from '../storage/registry.js';
 import { assertPortFree, freePort } from '../runtime/listen.js';
@@ -51,7 +52,17 @@ export function supportsReusePort(version = process.versions.node): boolean {
   return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12);
 }
 
-export async function runMaster(config: MasterConfig, log: Logger): Promise<RunningMaster> {
+/** What turns runMaster into a read-only replica's server (src/replica/replica.ts). */
+export interface ReplicaRole {
+  /** The master's volume groups, each on one of this replica's drives. */
+  groups: LocalGroup[];
+  /** The link's state, for ROLE, INFO replication and /v1/status. */
+  link(): LinkView | null;
+  /** REPLICAOF NO ONE: stops following and starts a new history; the store takes writes after. */
+  promote(): Promise<{ history: string; lsn: number }>;
+}
+
+export async function runMaster(config: MasterConfig, log: Logger, role: ReplicaRole | null = null): Promise<RunningMaster> {
   const startedAt = Date.now();
   const threads = supportsReusePort() ? Math.max(1, Math.min(config.tcpThreads, availableParallelism())) : 1;
   const textAddr = config.textAddr ?? null;
@@ -74,6 +85,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
         sync: config.sync,
         configView: configView(config),
         startedAt,
+        replica: role !== null,
       };
       return { name: tcpActorName(i), module: new URL('../actors/tcp_frontend.js', import.meta.url), config: cfg, dependsOn: store, talksTo: ['main', ...store] };
     });
@@ -101,6 +113,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
         wsMaxBackpressure: 16 * 1024 * 1024,
         startedAt,
         lookupSlot: lookupSlots[i]!,
+        replica: role !== null,
       };
       return { name: httpActorName(i), module: new URL('../actors/http_frontend.js', import.meta.url), config: cfg, dependsOn: store, talksTo: ['main', ...store] };
     });
@@ -112,7 +125,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
   if (http !== null && httpPort !== 0) await assertPortFree(http.host, httpPort, 'HTTP');
   if (threads > 1 && config.addr.port !== 0) await assertPortFree(config.addr.host, config.addr.port, 'TCP');
   if (threads > 1 && text !== null) await assertPortFree(text.host, text.port, 'the line protocol');
-  const { db, supervisor, groups } = await openStore(
+  const { db, supervisor, groups, startBackground } = await openStore(
     config.dataDir,
     {
       drives: config.drives,
@@ -122,6 +135,7 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
       volumeServers: config.volumeServers,
       replicationFactor: config.replicationFactor,
       volumeSecret: config.volumeSecret ?? null,
+      ...(role === null ? {} : { replicaGroups: role.groups }),
     },
     (groups, dataDir) => [...tcpSpecs(groups, dataDir), ...httpSpecs(groups, dataDir)],
   );
@@ -133,6 +147,19 @@ export async function runMaster(config: MasterConfig, log: Logger): Promise<Runn
       const msg = body as FrontEndToMain;
       if (msg.t === FrontEndMsg.Status) return supervisor.status();
       if (msg.t === FrontEndMsg.Metrics) return masterMetrics(supervisor, db, httpNames);
+      if (msg.t === FrontEndMsg.Replication) return role?.link() ?? null;
+      if (msg.t === FrontEndMsg.Promote) {
+        if (role === null) throw new StoreError('BAD_ARGUMENT', 'this server is a master already');
+        return role.promote().then(async (done) => {
+          // From now on a master: every front end takes writes (before REPLICAOF answers, so the
+          // client's next write is taken), and this thread sweeps expired keys.
+          role = null;
+          const promoted: MainToFrontEnd = { t: MainMsg.Promoted };
+          await Promise.all(frontEnds.map((other) => supervisor.peer(other).call(promoted).catch(() => undefined)));
+          startBackground();
+          return done;
+        });
+      }
       if (msg.t === FrontEndMsg.Configure) {
         // A setting of the whole master: this thread's engine (the TTL sweep) and every front end.
         db.configure({ notifyKeyspaceEvents: msg.notifyKeyspaceEvents });

@@ -28,6 +28,8 @@ export const FrameKind = {
   Records: 2,
   /** The master's last LSN and clock, every second. */
   Heartbeat: 3,
+  /** The master's volume group ids, second in every stream (the replica holds each group's volumes). */
+  Groups: 5,
   /** The master's replication history (its id, since, previous), first in every stream. */
   History: 6,
 } as const;
@@ -42,6 +44,7 @@ export type Frame =
   | { kind: typeof FrameKind.Region; volume: number; offset: number; bytes: Uint8Array }
   | { kind: typeof FrameKind.Records; payloads: Uint8Array[] }
   | { kind: typeof FrameKind.Heartbeat; lastLsn: number; timeMs: number }
+  | { kind: typeof FrameKind.Groups; ids: number[] }
   | { kind: typeof FrameKind.History; history: HistoryWire };
 
 const codec = new Encoder({ useRecords: false, tagUint8Array: false, mapsAsObjects: true });
@@ -57,6 +60,9 @@ export function encodeFrame(frame: Frame): Buffer {
       break;
     case FrameKind.Heartbeat:
       body = [frame.kind, frame.lastLsn, frame.timeMs];
+      break;
+    case FrameKind.Groups:
+      body = [frame.kind, frame.ids];
       break;
     case FrameKind.History:
       body = [frame.kind, frame.history];
@@ -129,6 +135,9 @@ function decodeFrameBody(bytes: Uint8Array): Frame {
     case FrameKind.Heartbeat:
       if (!isUint(v[1]) || !isUint(v[2])) throw bad('heartbeat');
       return { kind: FrameKind.Heartbeat, lastLsn: v[1], timeMs: v[2] };
+    case FrameKind.Groups:
+      if (!Array.isArray(v[1]) || v[1].length > 65_536 || !v[1].every(isUint)) throw bad('groups');
+      return { kind: FrameKind.Groups, ids: v[1] as number[] };
     case FrameKind.History:
       if (!isHistory(v[1])) throw bad('history');
       return { kind: FrameKind.History, history: v[1] };

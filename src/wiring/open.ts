@@ -47,6 +47,8 @@ export interface OpenedStore {
   groups: LocalGroup[];
   /** Stops this thread's background work (the TTL sweep) without closing anything. */
   halt(): void;
+  /** Starts the background work a replica's store does not run (the TTL sweep): a promotion. */
+  startBackground(): void;
 }
 
 /** Extra actors (front ends) to run beside the store's, given the resolved volume groups. */
@@ -82,7 +84,7 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
   try {
     // The registry is authoritative: a drive keeps its group however --drives is ordered.
     const replication = { servers: options.volumeServers ?? [], factor: options.replicationFactor ?? 1 };
-    const groups = resolveGroups(loadRegistry(fs, root), [root, ...(options.drives ?? []).map((d) => resolve(d))], replication);
+    const groups = options.replicaGroups ?? resolveGroups(loadRegistry(fs, root), [root, ...(options.drives ?? []).map((d) => resolve(d))], replication);
     // Each start of a master with volume servers is a new epoch, above any its servers have
     // seen: they refuse the writes of any master started before it (docs/volume-server.md).
     const epoch = replication.servers.length > 0 ? nextEpoch(fs, root, await highestServerEpoch(replication.servers, options.volumeSecret ?? null)) : 0;
@@ -98,7 +100,7 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     });
     saveRegistry(fs, root, registryOf(groups, await ports.volumes.list()));
     const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...options.limits }, seams.clock);
-    return assemble({ engine, supervisor, reader, groups, lock, root, seams });
+    return assemble({ engine, supervisor, reader, groups, lock, root, seams, replica: options.replicaGroups !== undefined });
   } catch (err) {
     // A store that cannot start leaves nothing running and its data dir unlocked.
     for (const step of undo) await Promise.resolve().then(step).catch(() => undefined);
@@ -119,11 +121,16 @@ function topologyOf(root: string, groups: LocalGroup[], options: OpenOptions): S
 }
 
 /** The started store as a Database: its background sweep, its scrub, and how it closes. */
-function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: VolumeReader; groups: LocalGroup[]; lock: LockHandle; root: string; seams: StoreSeams }): OpenedStore {
+function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: VolumeReader; groups: LocalGroup[]; lock: LockHandle; root: string; seams: StoreSeams; replica: boolean }): OpenedStore {
   const { engine, supervisor, reader, groups, lock, root, seams } = parts;
   // This thread's own background work stops with the store (or dies with it in a simulated crash).
   const background = new ScopedScheduler(seams.scheduler, (err) => process.emitWarning(`store background work failed: ${String(err)}`));
-  startSweeper(engine, background);
+  let sweeping = false;
+  const startBackground = (): void => {
+    if (sweeping || closed) return;
+    sweeping = true;
+    startSweeper(engine, background);
+  };
   const scrub = seams.scrub ?? scrubOnPool();
   const volumes = engine.ports.volumes;
   let closed = false;
@@ -148,7 +155,8 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
     background.close();
     engine.stopTimers();
   };
-  return { db, supervisor, engine, groups, halt };
+  if (!parts.replica) startBackground();
+  return { db, supervisor, engine, groups, halt, startBackground };
 }
 
 /** The background TTL sweep: a slice every 100 ms, never two at once. */

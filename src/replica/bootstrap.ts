@@ -1,0 +1,205 @@
+// A replica's full resync (docs/replica.md, "Full resync"), done while its store is closed: the
+// data dir is emptied and filled from the master's stream: the volume bytes as they come, the
+// WAL as the master's (its snapshot chunks, then its records, with the master's LSNs), the
+// registry of the master's volume groups, and the master's history. The store then opens on
+// it (the index is rebuilt from the WAL) and follows from its last LSN.
+//
+// Invariants:
+// - DATA/resync exists from before the first file is removed until every file is durable: a
+//   replica that finds it at start resyncs again, so a crash mid-way never leaves a store that
+//   looks whole and is not;
+// - the WAL is written as wal.log.tmp and renamed in only when complete and synced;
+// - a volume takes bytes only at its end (the master sends each volume in order from 0).
+import { join } from 'node:path';
+import { StoreError } from '../runtime/errors.js';
+import type { FileHandle, Fs } from '../runtime/fs.js';
+import { replaceFileAtomically, syncDirectory } from '../storage/atomic_file.js';
+import { VOLUMES_DIR } from '../storage/drive_volumes.js';
+import { saveHistory, type History } from '../storage/history.js';
+import { registryOf, saveRegistry, type LocalGroup } from '../storage/registry.js';
+import { INDEX_FILE, WAL_FILE } from '../storage/store_files.js';
+import { groupOfVolume, parseVolumeFileName, volumeFileName } from '../storage/volume_format.js';
+import { decodePayload, encodeRecord, encodeWalHeader } from '../storage/wal_format.js';
+import { syncParent } from '../storage/wal_writer.js';
+import type { WalRecord } from '../storage/types.js';
+import { FrameKind } from '../protocol/replica_protocol.js';
+import type { MasterLink } from '../remote/replica_client.js';
+
+export const RESYNC_MARKER = 'resync';
+/** Files of a store's data dir that a resync replaces (and their .tmp/.heads companions). */
+const STORE_FILES = [WAL_FILE, INDEX_FILE, 'vol-registry.json', 'history', 'epoch'];
+
+export interface ResyncResult {
+  lastLsn: number;
+  history: History;
+  groups: LocalGroup[];
+  bytes: number;
+}
+
+/** Whether a resync was cut short here (the data dir must not be opened as it is). */
+export function resyncPending(fs: Fs, dataDir: string): boolean {
+  return fs.exists(join(dataDir, RESYNC_MARKER));
+}
+
+/**
+ * Receives a full copy from `link` (which answered FULLRESYNC up to `until`) into `dataDir` and
+ * `drives` (the data dir first). Resolves once it is durable; the link is then closed.
+ */
+export async function fullResync(fs: Fs, dataDir: string, drives: readonly string[], link: MasterLink, until: number, progress: (bytes: number) => void = () => undefined): Promise<ResyncResult> {
+  replaceFileAtomically(fs, join(dataDir, RESYNC_MARKER), new TextEncoder().encode(`${new Date().toISOString()}\n`));
+  wipe(fs, dataDir, drives);
+  const volumes = new VolumeSink(fs, drives);
+  const wal = new WalSink(fs, join(dataDir, WAL_FILE));
+  let history: History | null = null;
+  let groupIds: number[] | null = null;
+  let bytes = 0;
+  try {
+    for (;;) {
+      const frame = await link.next();
+      if (frame.kind === FrameKind.History) history = frame.history;
+      else if (frame.kind === FrameKind.Groups) groupIds = frame.ids;
+      else if (frame.kind === FrameKind.Region) {
+        volumes.write(frame.volume, frame.offset, frame.bytes, groupIds);
+        bytes += frame.bytes.length;
+        progress(bytes);
+      } else if (frame.kind === FrameKind.Records) {
+        const records = frame.payloads.map(decodeOrThrow);
+        wal.append(records);
+        if (records.some((r) => r.kind === 0 && r.lsn >= until)) break;
+      }
+    }
+    if (history === null || groupIds === null) throw new StoreError('PROTOCOL', 'the master sent records before its history and groups');
+    const groups = groupIds.map((id, i) => ({ id, dir: drives[i % drives.length]! }));
+    volumes.finish();
+    const lastLsn = wal.finish();
+    saveRegistry(fs, dataDir, registryOf(groups, volumes.ids().map((id) => ({ id }))));
+    saveHistory(fs, dataDir, history);
+    fs.unlink(join(dataDir, RESYNC_MARKER));
+    syncDirectory(fs, dataDir);
+    return { lastLsn, history, groups, bytes };
+  } finally {
+    volumes.close();
+    wal.close();
+    link.close();
+  }
+}
+
+/** Removes the store's files and every volume: what a full copy replaces. */
+function wipe(fs: Fs, dataDir: string, drives: readonly string[]): void {
+  for (const name of fs.readdir(dataDir)) {
+    if (STORE_FILES.some((f) => name === f || name.startsWith(`${f}.`))) fs.unlink(join(dataDir, name));
+  }
+  for (const drive of drives) {
+    const dir = join(drive, VOLUMES_DIR);
+    for (const name of fs.readdir(dir)) if (parseVolumeFileName(name) !== null) fs.unlink(join(dir, name));
+    if (fs.exists(dir)) syncDirectory(fs, dir);
+  }
+  syncDirectory(fs, dataDir);
+}
+
+function decodeOrThrow(payload: Uint8Array): WalRecord {
+  const r = decodePayload(payload);
+  if (r === null) throw new StoreError('PROTOCOL', 'the master sent a record that does not decode');
+  return r;
+}
+
+/** The volume files being filled, each at its end. */
+class VolumeSink {
+  private readonly files = new Map<number, { handle: FileHandle; size: number }>();
+
+  constructor(
+    private readonly fs: Fs,
+    private readonly drives: readonly string[],
+  ) {}
+
+  write(volume: number, offset: number, bytes: Uint8Array, groupIds: readonly number[] | null): void {
+    let file = this.files.get(volume);
+    if (file === undefined) {
+      if (offset !== 0) throw new StoreError('PROTOCOL', `volume ${volume}: the master's first bytes are at ${offset}, not 0`);
+      const index = groupIds?.indexOf(groupOfVolume(volume)) ?? -1;
+      if (index < 0) throw new StoreError('PROTOCOL', `volume ${volume} is of a group the master did not name`);
+      const dir = join(this.drives[index % this.drives.length]!, VOLUMES_DIR);
+      this.fs.mkdir(dir);
+      file = { handle: this.fs.open(join(dir, volumeFileName(volume)), 'exclusive'), size: 0 };
+      this.files.set(volume, file);
+    }
+    if (offset !== file.size) throw new StoreError('PROTOCOL', `volume ${volume} is ${file.size} bytes here; the master sent bytes at ${offset}`);
+    file.handle.write(bytes, offset);
+    file.size += bytes.length;
+  }
+
+  ids(): number[] {
+    return [...this.files.keys()];
+  }
+
+  /** Every volume durable, and its directory entry. */
+  finish(): void {
+    for (const f of this.files.values()) f.handle.sync();
+    for (const drive of this.drives) {
+      const dir = join(drive, VOLUMES_DIR);
+      if (this.fs.exists(dir)) syncDirectory(this.fs, dir);
+    }
+  }
+
+  close(): void {
+    for (const f of this.files.values()) f.handle.close();
+    this.files.clear();
+  }
+}
+
+/** wal.log.tmp, its header written once the first record says where the snapshot is. */
+class WalSink {
+  private handle: FileHandle | null = null;
+  private size = 0;
+  private last = -1;
+  private closed = false;
+
+  constructor(
+    private readonly fs: Fs,
+    private readonly path: string,
+  ) {}
+
+  append(records: WalRecord[]): void {
+    if (records.length === 0) return;
+    const first = records[0]!;
+    if (this.handle === null) {
+      const tmp = `${this.path}.tmp`;
+      if (this.fs.exists(tmp)) this.fs.unlink(tmp);
+      this.handle = this.fs.open(tmp, 'exclusive');
+      // A snapshot's chunks all carry its LSN; without one the records start right after it.
+      const snapshotLsn = first.kind === 1 ? first.lsn : first.lsn - 1;
+      this.put(encodeWalHeader(snapshotLsn));
+      this.last = snapshotLsn;
+    }
+    const batchFirst = records.find((r) => r.kind === 0)?.lsn;
+    for (const r of records) {
+      if (r.kind === 1 ? r.lsn !== this.last : r.lsn !== this.last + 1) {
+        throw new StoreError('PROTOCOL', `record ${r.lsn} (kind ${r.kind}) does not follow LSN ${this.last}`);
+      }
+      this.put(encodeRecord(r.kind === 0 ? { lsn: r.lsn, timeMs: r.timeMs, kind: 0, ops: r.ops, batchFirstLsn: batchFirst ?? r.lsn } : r));
+      this.last = r.lsn;
+    }
+  }
+
+  /** Synced and renamed in: answers the last LSN. */
+  finish(): number {
+    if (this.handle === null) throw new StoreError('PROTOCOL', 'the master sent no records');
+    this.handle.sync();
+    this.handle.close();
+    this.handle = null;
+    this.fs.rename(`${this.path}.tmp`, this.path);
+    syncParent(this.fs, this.path);
+    return this.last;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.handle?.close();
+  }
+
+  private put(bytes: Uint8Array): void {
+    this.handle!.write(bytes, this.size);
+    this.size += bytes.length;
+  }
+}

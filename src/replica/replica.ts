@@ -1,0 +1,394 @@
+// runReplica: a read-only replica's process (docs/replica.md). Its store is a master's store
+// (runMaster with a ReplicaRole: every front end refuses writes, no TTL sweep) whose volume
+// groups are its master's; beside it, in this thread, the link that follows the master:
+// - at start, a data dir with no history (a new replica) or with an unfinished resync is filled
+//   by a full resync (bootstrap.ts) before the store opens;
+// - then, in a loop: connect, say where the store is (its last LSN, its volume lengths), and
+//   apply what comes: volume regions to the group writers (VolumeMsg.Mirror, durable), records
+//   to the WAL committer (WalMsg.Replay: durable, then applied by the index), each acknowledged
+//   to the master once applied; on a disconnect, retry with backoff;
+// - when the master answers FULLRESYNC (the replica is too far behind, or its history is not
+//   the master's), or names volume groups the store does not hold, the store is stopped, the
+//   data dir refilled or regrouped, and the store started again on the same ports.
+// Invariants: records are applied in LSN order, each once (the committer refuses a record that
+// does not follow its last LSN); the bytes a record names are durable before it is written;
+// a replica never follows a master whose history its own was promoted away from.
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { NodeFs, type Fs } from '../runtime/fs.js';
+import { Channel } from '../runtime/channel.js';
+import { StoreError } from '../runtime/errors.js';
+import { acquireLock } from '../storage/lock_file.js';
+import { loadHistory, promote, saveHistory, type History } from '../storage/history.js';
+import { loadRegistry, type LocalGroup } from '../storage/registry.js';
+import { VOLUMES_DIR } from '../storage/drive_volumes.js';
+import { VolumeFile } from '../storage/volume_file.js';
+import { VOLUME_SUPERBLOCK_SIZE, groupOfVolume, parseVolumeFileName } from '../storage/volume_format.js';
+import { decodePayload } from '../storage/wal_format.js';
+import type { WalRecord } from '../storage/types.js';
+import { FrameKind, type Frame } from '../protocol/replica_protocol.js';
+import { WAL_ACTOR, volumeActorName } from '../protocol/store_actors.js';
+import { WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
+import { VolumeMsg, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
+import type { LinkView } from '../protocol/frontend_protocol.js';
+import { MasterLink } from '../remote/replica_client.js';
+import { runMaster, type RunningMaster } from '../master/master.js';
+import type { MasterConfig } from '../master/master_config.js';
+import { isProcessAlive } from '../wiring/open.js';
+import { fullResync, resyncPending } from './bootstrap.js';
+
+const RETRY_MIN_MS = 100;
+const RETRY_MAX_MS = 2_000;
+
+export interface ReplicaConfig {
+  master: { host: string; port: number };
+  masterAuth: string | null;
+  /** The store and its front ends, as a master's (ports, data dir, drives, limits). */
+  server: MasterConfig;
+}
+
+export interface RunningReplica {
+  readonly tcpPort: number;
+  readonly httpPort: number | null;
+  stop(): Promise<void>;
+  readonly done: Promise<void>;
+  /** The link's view (ROLE, INFO replication). */
+  link(): LinkView;
+}
+
+/** Raised inside the follow loop: the store must be refilled or regrouped before going on. */
+class Restart extends Error {
+  constructor(readonly why: 'resync' | 'regroup', readonly link: MasterLink | null, readonly until: number) {
+    super(why);
+  }
+}
+
+export async function runReplica(config: ReplicaConfig, log: Logger): Promise<RunningReplica> {
+  return new Replica(config, log).start();
+}
+
+class Replica {
+  private readonly fs: Fs = new NodeFs();
+  private readonly dataDir: string;
+  private readonly drives: string[];
+  private server: RunningMaster | null = null;
+  private groups: LocalGroup[] = [];
+  private history: History | null = null;
+  private current: MasterLink | null = null;
+  private stopped = false;
+  private promoted = false;
+  private following: Promise<void> = Promise.resolve();
+  private readonly view: LinkView;
+  private lastIoAt = 0;
+  private resolveDone!: () => void;
+  private readonly done = new Promise<void>((r) => (this.resolveDone = r));
+
+  constructor(
+    private readonly config: ReplicaConfig,
+    private readonly log: Logger,
+  ) {
+    this.dataDir = resolve(config.server.dataDir);
+    this.drives = [this.dataDir, ...config.server.drives.map((d) => resolve(d))];
+    this.view = {
+      masterHost: config.master.host,
+      masterPort: config.master.port,
+      status: 'down',
+      appliedLsn: 0,
+      masterLsn: 0,
+      lastIoMsAgo: -1,
+      lagMs: 0,
+      history: '',
+      fullResyncs: 0,
+      lastError: null,
+    };
+  }
+
+  async start(): Promise<RunningReplica> {
+    this.fs.mkdir(this.dataDir);
+    this.history = loadHistory(this.fs, this.dataDir);
+    if (this.history === null || resyncPending(this.fs, this.dataDir)) await this.resyncUntilDone(null, 0);
+    else this.prepareVolumes();
+    this.groups = this.groupsOnDisk();
+    await this.startServer();
+    this.following = this.follow();
+    const server = this.server!;
+    return {
+      tcpPort: server.tcpPort,
+      httpPort: server.httpPort,
+      stop: () => this.stop(),
+      done: this.done,
+      link: () => this.linkView(),
+    };
+  }
+
+  // ---- the store ----------------------------------------------------------------------------
+
+  private async startServer(): Promise<void> {
+    const previous = this.server;
+    // A restart keeps the ports the first start bound (a port 0 must not move).
+    const server = { ...this.config.server };
+    if (previous !== null) {
+      server.addr = { ...server.addr, port: previous.tcpPort };
+      if (server.httpAddr !== null && previous.httpPort !== null) server.httpAddr = { ...server.httpAddr, port: previous.httpPort };
+    }
+    this.server = await runMaster(server, this.log, {
+      groups: this.groups,
+      link: () => this.linkView(),
+      promote: () => this.promote(),
+    });
+    void this.server.done.then(() => {
+      if (!this.stopped) this.resolveDone();
+    });
+  }
+
+  private async stopServer(): Promise<void> {
+    const server = this.server;
+    if (server === null) return;
+    await server.stop();
+  }
+
+  /** The groups of the registry the last resync wrote (the master's, on this replica's drives). */
+  private groupsOnDisk(): LocalGroup[] {
+    const registry = loadRegistry(this.fs, this.dataDir);
+    if (registry === null) throw new StoreError('CORRUPT', `${this.dataDir}: a replica's data dir without vol-registry.json`);
+    return Object.entries(registry.groups).map(([id, g]) => {
+      const drive = g.members.find((m): m is { drive: string } => 'drive' in m);
+      if (drive === undefined) throw new StoreError('CORRUPT', `${this.dataDir}: group ${id} has no drive on this replica`);
+      return { id: Number(id), dir: drive.drive };
+    });
+  }
+
+  /** After a crash: every volume cut back to its last whole needle (a region torn mid-write). */
+  private prepareVolumes(): void {
+    for (const drive of this.drives) {
+      const dir = join(drive, VOLUMES_DIR);
+      for (const name of this.fs.readdir(dir)) {
+        if (parseVolumeFileName(name) === null) continue;
+        const file = VolumeFile.open(this.fs, join(dir, name), 'write');
+        try {
+          const before = file.tail;
+          if (file.cutTornTail() !== before) file.sync();
+        } finally {
+          file.close();
+        }
+      }
+    }
+  }
+
+  // ---- following ------------------------------------------------------------------------------
+
+  private async follow(): Promise<void> {
+    let delay = RETRY_MIN_MS;
+    while (!this.stopped && !this.promoted) {
+      try {
+        await this.followOnce();
+        delay = RETRY_MIN_MS;
+      } catch (err) {
+        if (this.stopped || this.promoted) return;
+        if (err instanceof Restart) {
+          await this.restart(err);
+          delay = RETRY_MIN_MS;
+          continue;
+        }
+        this.linkDown(err);
+        await sleep(delay);
+        delay = Math.min(RETRY_MAX_MS, delay * 2);
+      }
+    }
+  }
+
+  private async followOnce(): Promise<void> {
+    const { applied, volumes } = await this.position();
+    const { link, answer } = await MasterLink.open({
+      ...this.config.master,
+      password: this.config.masterAuth,
+      listeningPort: this.server?.tcpPort ?? 0,
+      history: this.history?.id ?? '',
+      applied,
+      volumes,
+    });
+    this.current = link;
+    if (this.stopped || this.promoted) return link.close();
+    if (answer.mode === 'fullresync') {
+      this.refuseForkedMaster(answer.history, link);
+      throw new Restart('resync', link, answer.until);
+    }
+    this.view.status = 'up';
+    this.view.lastError = null;
+    this.log.info({ master: `${this.config.master.host}:${this.config.master.port}`, from: answer.from }, 'replica following its master');
+    try {
+      for (;;) await this.apply(await link.next(), link);
+    } finally {
+      link.close();
+      this.current = null;
+    }
+  }
+
+  /** The store's last LSN and its volume lengths (a volume made empty at start is none). */
+  private async position(): Promise<{ applied: number; volumes: Map<number, number> }> {
+    const server = this.server!.supervisor!;
+    const applied = await new Channel<WalRequest, WalReplies>(server.peer(WAL_ACTOR)).call({ t: WalMsg.LastLsn });
+    const volumes = new Map<number, number>();
+    for (const g of this.groups) {
+      const list = await new Channel<VolumeRequest, VolumeReplies>(server.peer(volumeActorName(g.id))).call({ t: VolumeMsg.List });
+      for (const v of list) if (v.sizeBytes > VOLUME_SUPERBLOCK_SIZE) volumes.set(v.id, v.sizeBytes);
+    }
+    this.view.appliedLsn = applied;
+    return { applied, volumes };
+  }
+
+  private async apply(frame: Frame, link: MasterLink): Promise<void> {
+    const supervisor = this.server!.supervisor!;
+    switch (frame.kind) {
+      case FrameKind.History:
+        if (this.history?.id !== frame.history.id) {
+          // CONTINUE on the master's previous history (it was promoted): ours becomes its.
+          saveHistory(this.fs, this.dataDir, frame.history);
+          this.history = frame.history;
+        }
+        return;
+      case FrameKind.Groups:
+        if (frame.ids.some((id) => !this.groups.some((g) => g.id === id))) throw new Restart('regroup', link, 0);
+        return;
+      case FrameKind.Heartbeat:
+        this.view.masterLsn = frame.lastLsn;
+        this.view.lastIoMsAgo = 0;
+        this.lastIoAt = Date.now();
+        link.ack(this.view.appliedLsn);
+        return;
+      case FrameKind.Region: {
+        const group = groupOfVolume(frame.volume);
+        if (!this.groups.some((g) => g.id === group)) throw new Restart('regroup', link, 0);
+        await new Channel<VolumeRequest, VolumeReplies>(supervisor.peer(volumeActorName(group))).call({ t: VolumeMsg.Mirror, volume: frame.volume, offset: frame.offset, bytes: frame.bytes });
+        this.lastIoAt = Date.now();
+        return;
+      }
+      case FrameKind.Records: {
+        const records = frame.payloads.map(decodeRecord).filter((r) => r.kind === 0);
+        if (records.length === 0) return;
+        const lsn = await new Channel<WalRequest, WalReplies>(supervisor.peer(WAL_ACTOR)).call({ t: WalMsg.Replay, records });
+        const last = records[records.length - 1]!;
+        this.view.appliedLsn = lsn;
+        this.view.masterLsn = Math.max(this.view.masterLsn, lsn);
+        this.view.lagMs = Math.max(0, Date.now() - last.timeMs);
+        this.lastIoAt = Date.now();
+        link.ack(lsn);
+        return;
+      }
+    }
+  }
+
+  private linkView(): LinkView {
+    return { ...this.view, lastIoMsAgo: this.lastIoAt === 0 ? -1 : Date.now() - this.lastIoAt };
+  }
+
+  private linkDown(err: unknown): void {
+    const message = err instanceof Error ? err.message : String(err);
+    if (this.view.status === 'up' || this.view.lastError !== message) this.log.warn({ err: message }, 'replica link down; retrying');
+    this.view.status = 'down';
+    this.view.lastError = message;
+  }
+
+  /**
+   * A master on the history this replica was promoted away from is the old master come back:
+   * following it would throw away what was written since the promotion.
+   */
+  private refuseForkedMaster(masterHistory: string, link: MasterLink): void {
+    if (this.history?.previous?.id !== masterHistory) return;
+    link.close();
+    throw new StoreError(
+      'CONFLICT',
+      `the master at ${this.config.master.host}:${this.config.master.port} is on history ${masterHistory}, which this store left when it was promoted at LSN ${this.history.previous.end}; refusing to follow it (start that server as a replica of the new master instead)`,
+    );
+  }
+
+  // ---- resync, regroup, promotion -----------------------------------------------------------
+
+  private async restart(r: Restart): Promise<void> {
+    this.log.warn({ why: r.why }, r.why === 'resync' ? 'replica: full resync from the master (the store restarts)' : 'replica: the master has volume groups this store lacks (the store restarts)');
+    this.view.status = 'sync';
+    await this.stopServer();
+    if (r.why === 'resync') await this.resyncUntilDone(r.link, r.until);
+    else {
+      r.link?.close();
+      await this.regroup();
+    }
+    this.groups = this.groupsOnDisk();
+    if (!this.stopped) await this.startServer();
+  }
+
+  /** A full copy, retried until it completes (the store is closed meanwhile). */
+  private async resyncUntilDone(first: MasterLink | null, until: number): Promise<void> {
+    let link = first;
+    let delay = RETRY_MIN_MS;
+    const lock = acquireLock(this.fs, this.dataDir, { pid: process.pid, host: hostname(), nowMs: Date.now() }, isProcessAlive);
+    try {
+      while (!this.stopped) {
+        try {
+          if (link === null) {
+            const opened = await MasterLink.open({ ...this.config.master, password: this.config.masterAuth, listeningPort: this.config.server.addr.port, history: '', applied: 0, volumes: new Map() });
+            if (opened.answer.mode !== 'fullresync') {
+              opened.link.close();
+              throw new StoreError('PROTOCOL', 'the master offered to continue a replica that has nothing');
+            }
+            link = opened.link;
+            until = opened.answer.until;
+          }
+          this.view.status = 'sync';
+          const started = Date.now();
+          const result = await fullResync(this.fs, this.dataDir, this.drives, link, until);
+          this.history = result.history;
+          this.view.fullResyncs += 1;
+          this.view.appliedLsn = result.lastLsn;
+          this.log.info({ lsn: result.lastLsn, bytes: result.bytes, ms: Date.now() - started }, 'replica: full resync done');
+          return;
+        } catch (err) {
+          link?.close();
+          link = null;
+          this.linkDown(err);
+          await sleep(delay);
+          delay = Math.min(RETRY_MAX_MS, delay * 2);
+        }
+      }
+    } finally {
+      lock.release();
+    }
+  }
+
+  /** The master has more volume groups than this store: a full copy takes them all. */
+  private async regroup(): Promise<void> {
+    await this.resyncUntilDone(null, 0);
+  }
+
+  /** REPLICAOF NO ONE: the link stops; a new history begins after the last LSN applied. */
+  private async promote(): Promise<{ history: string; lsn: number }> {
+    if (this.history === null) throw new StoreError('BAD_ARGUMENT', 'this replica holds no copy yet: nothing to promote');
+    this.promoted = true;
+    this.current?.close();
+    await this.following;
+    const { applied } = await this.position();
+    this.history = promote(this.fs, this.dataDir, this.history, applied);
+    this.view.status = 'down';
+    this.log.warn({ history: this.history.id, lsn: applied }, 'replica promoted: this store is a master now, on a new history');
+    return { history: this.history.id, lsn: applied };
+  }
+
+  private async stop(): Promise<void> {
+    this.stopped = true;
+    this.current?.close();
+    await this.following.catch(() => undefined);
+    await this.stopServer();
+    this.resolveDone();
+  }
+}
+
+function decodeRecord(payload: Uint8Array): WalRecord {
+  const r = decodePayload(payload);
+  if (r === null) throw new StoreError('PROTOCOL', 'the master sent a record that does not decode');
+  return r;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
