@@ -120,7 +120,7 @@ function handle(s: State, msg: VolumeRequest, blobs: ArrayBuffer[]): unknown {
     case VolumeMsg.Adopt:
       return onAdopt(s, msg.path, msg.address);
     case VolumeMsg.Mirror:
-      return onMirror(s, msg.volume, msg.offset, msg.bytes);
+      return onMirror(s, msg.volume, msg.offset, msg.bytes, msg.sync);
     default:
       return assertNever(msg);
   }
@@ -300,10 +300,10 @@ function addGarbage(s: State, volume: number, length: number): void {
   s.garbage.set(volume, (s.garbage.get(volume) ?? 0) + alignUp(length));
 }
 
-/** A replica's copy of its master's bytes: written at the tail, durable (group fsync) when answered. */
-async function onMirror(s: State, volume: number, offset: number, bytes: Uint8Array): Promise<number> {
+/** A replica's copy of its master's bytes: written at the tail; with `sync`, durable (group fsync) when answered. */
+async function onMirror(s: State, volume: number, offset: number, bytes: Uint8Array, sync: boolean): Promise<number> {
   const length = s.drive.mirror(volume, offset, bytes);
-  await groupSync(s);
+  if (sync) await groupSync(s);
   return length;
 }
 

@@ -159,7 +159,7 @@ export class ReplicaSource {
         if (end > (need.get(a.volume) ?? 0)) need.set(a.volume, end);
       }
     }
-    for (const [volume, end] of need) this.sendRegions(volume, end);
+    for (const [volume, end] of need) await this.sendRegions(volume, end);
     this.write({ kind: FrameKind.Records, payloads: records.map(encodePayload) });
     let last = this.view.sentLsn;
     for (const r of records) if (r.kind === 0) last = r.lsn;
@@ -167,19 +167,23 @@ export class ReplicaSource {
     if (this.socket.writableLength > OUTPUT_HIGH_WATER) await drained(this.socket);
   }
 
-  /** The bytes of `volume` the replica lacks, up to `end`, a region frame at a time. */
-  private sendRegions(volume: number, end: number): void {
+  /**
+   * The bytes of `volume` the replica lacks, up to `end`, a region frame at a time, waiting for
+   * the socket between frames: a 1 GB value streams through in constant memory.
+   */
+  private async sendRegions(volume: number, end: number): Promise<void> {
     let at = this.sent.get(volume) ?? 0;
     if (at >= end) return;
     const file = this.fileOf(volume);
-    while (at < end) {
+    while (at < end && !this.stopped) {
       const n = Math.min(MAX_REGION_BYTES, end - at);
       const bytes = new Uint8Array(n);
       file.readRegion(bytes, at);
       this.write({ kind: FrameKind.Region, volume, offset: at, bytes });
       at += n;
+      this.sent.set(volume, at);
+      if (this.socket.writableLength > OUTPUT_HIGH_WATER) await drained(this.socket);
     }
-    this.sent.set(volume, at);
   }
 
   private fileOf(volume: number): VolumeFile {

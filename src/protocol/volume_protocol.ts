@@ -51,7 +51,8 @@ export type VolumeRequest =
   | { t: typeof VolumeMsg.Discard; needles: { volume: number; length: number }[] }
   | { t: typeof VolumeMsg.Members }
   | { t: typeof VolumeMsg.Adopt; path: string; address: NeedleAddress }
-  | { t: typeof VolumeMsg.Mirror; volume: number; offset: number; bytes: Uint8Array };
+  /** sync false: durable only at the next Sync (the replica syncs once before the records that need it). */
+  | { t: typeof VolumeMsg.Mirror; volume: number; offset: number; bytes: Uint8Array; sync: boolean };
 
 /**
  * A streamed needle written whole and durable on the group's local drive that a remote member

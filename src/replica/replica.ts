@@ -81,6 +81,8 @@ class Replica {
   private following: Promise<void> = Promise.resolve();
   private readonly view: LinkView;
   private lastIoAt = 0;
+  /** Groups given bytes since their last sync. */
+  private readonly unsynced = new Set<number>();
   private resolveDone!: () => void;
   private readonly done = new Promise<void>((r) => (this.resolveDone = r));
 
@@ -260,13 +262,17 @@ class Replica {
       case FrameKind.Region: {
         const group = groupOfVolume(frame.volume);
         if (!this.groups.some((g) => g.id === group)) throw new Restart('regroup', link, 0);
-        await new Channel<VolumeRequest, VolumeReplies>(supervisor.peer(volumeActorName(group))).call({ t: VolumeMsg.Mirror, volume: frame.volume, offset: frame.offset, bytes: frame.bytes });
+        await this.volumeChannel(group).call({ t: VolumeMsg.Mirror, volume: frame.volume, offset: frame.offset, bytes: frame.bytes, sync: false });
+        this.unsynced.add(group);
         this.lastIoAt = Date.now();
         return;
       }
       case FrameKind.Records: {
         const records = frame.payloads.map(decodeRecord).filter((r) => r.kind === 0);
         if (records.length === 0) return;
+        // The bytes these records name are durable before the records are written.
+        await Promise.all([...this.unsynced].map((g) => this.volumeChannel(g).call({ t: VolumeMsg.Sync })));
+        this.unsynced.clear();
         const lsn = await new Channel<WalRequest, WalReplies>(supervisor.peer(WAL_ACTOR)).call({ t: WalMsg.Replay, records });
         const last = records[records.length - 1]!;
         this.view.appliedLsn = lsn;
@@ -277,6 +283,10 @@ class Replica {
         return;
       }
     }
+  }
+
+  private volumeChannel(group: number): Channel<VolumeRequest, VolumeReplies> {
+    return new Channel<VolumeRequest, VolumeReplies>(this.server!.supervisor!.peer(volumeActorName(group)));
   }
 
   private linkView(): LinkView {
