@@ -1,0 +1,170 @@
+// Test helper: a BriseDB read-only replica as a child process (`node cmd/replica.js`) on free
+// loopback ports, following a master given as "host:port"; also the promoted program
+// (`--promote`). Like master_process.ts: started, stopped (SIGTERM) and killed (-9) by its own
+// PID, its stderr (pino JSON lines) kept for the test to read.
+// Owns: the children it started; the data dirs are the caller's (tempDir of master_process.ts).
+// Invariants: every wait is bounded and a timeout names what it waited for; stopAllReplicas()
+// in an `after` ends every child still running, so a failing test leaves nothing behind.
+import { spawn, type ChildProcess } from 'node:child_process';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, sleep, tempDir, within } from './master_process.js';
+
+export const REPLICA_JS = fileURLToPath(new URL('../../../cmd/replica.js', import.meta.url));
+const START_MS = 30_000;
+const STOP_MS = 15_000;
+const PORT_ATTEMPTS = 5;
+const LOG_KEEP = 512 * 1024;
+
+export interface ReplicaOptions {
+  /** "host:port" of the master's TCP port (or of a proxy in front of it). */
+  master?: string;
+  /** Start `--promote` instead (a master on a new history); `master` is then ignored. */
+  promote?: boolean;
+  dataDir?: string;
+  /** Keep this TCP port (a restart); default a free one. */
+  port?: number;
+  http?: boolean;
+  /** Keep this HTTP port (a restart). */
+  httpPort?: number;
+  args?: string[];
+  startMs?: number;
+}
+
+export interface ReplicaProcess {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  readonly port: number;
+  readonly httpPort: number;
+  readonly dataDir: string;
+  stderr(): string;
+  /** The parsed JSON log lines so far (lines that are not JSON are skipped). */
+  logs(): Array<Record<string, unknown>>;
+  /** Whether a log line whose msg contains `text` was written. */
+  logged(text: string): boolean;
+  /** Waits (bounded) until a log line whose msg contains `text` appears past `from` lines. */
+  waitLog(text: string, ms?: number, from?: number): Promise<Record<string, unknown>>;
+  stop(ms?: number): Promise<number | string>;
+  kill(ms?: number): Promise<number | string>;
+  exited(): boolean;
+  readonly exit: Promise<number | string>;
+}
+
+const running = new Set<ReplicaProcess>();
+
+export async function startReplica(opts: ReplicaOptions): Promise<ReplicaProcess> {
+  const dataDir = opts.dataDir ?? path.join(tempDir('brisedb-replica-'), 'data');
+  let last: Error | undefined;
+  for (let attempt = 0; attempt < PORT_ATTEMPTS; attempt++) {
+    const port = opts.port ?? (await freePort());
+    let httpPort = 0;
+    if (opts.http === true) {
+      httpPort = opts.httpPort ?? (await freePort());
+      if (httpPort === port) continue;
+    }
+    try {
+      return await launch(port, httpPort, dataDir, opts);
+    } catch (e) {
+      last = e as Error;
+      if (!/address already in use|EADDRINUSE/i.test(last.message) || opts.port !== undefined) throw last;
+    }
+  }
+  throw last ?? new Error('could not start a replica');
+}
+
+async function launch(port: number, httpPort: number, dataDir: string, opts: ReplicaOptions): Promise<ReplicaProcess> {
+  const role = opts.promote === true ? ['--promote'] : ['--master', opts.master ?? ''];
+  const http = opts.http === true ? ['--http', `127.0.0.1:${httpPort}`, '--http-threads', '1'] : ['--http', ''];
+  const child = spawn(process.execPath, [REPLICA_JS, ...role, '--addr', `127.0.0.1:${port}`, ...http, '--data', dataDir, ...(opts.args ?? [])], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: { ...process.env, BRISEDB_LOG_LEVEL: 'info', BRISEDB_REQUIREPASS: undefined, BRISE_MASTERAUTH: undefined },
+  });
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString('utf8');
+    // The start and a bounded tail: a long run must not grow it forever.
+    if (err.length > LOG_KEEP) err = err.slice(0, 64 * 1024) + '\n...\n' + err.slice(-(LOG_KEEP / 2));
+  });
+  const exit = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+  const exited = (): boolean => child.exitCode !== null || child.signalCode !== null;
+  const logs = (): Array<Record<string, unknown>> => parseLines(err);
+  const r: ReplicaProcess = {
+    child,
+    pid: child.pid ?? -1,
+    port,
+    httpPort,
+    dataDir,
+    exit,
+    stderr: () => err,
+    logs,
+    logged: (text) => logs().some((l) => typeof l['msg'] === 'string' && l['msg'].includes(text)),
+    async waitLog(text, ms = 15_000, from = 0) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        const hit = logs().slice(from).find((l) => typeof l['msg'] === 'string' && l['msg'].includes(text));
+        if (hit !== undefined) return hit;
+        if (Date.now() > deadline) throw new Error(`replica pid ${r.pid}: no log "${text}" within ${ms} ms; log tail: ${err.slice(-3000)}`);
+        await sleep(50);
+      }
+    },
+    exited,
+    async stop(ms = STOP_MS) {
+      if (!exited()) child.kill('SIGTERM');
+      try {
+        return await within(exit, ms, `replica pid ${r.pid} to exit after SIGTERM`);
+      } catch (e) {
+        if (!exited()) child.kill('SIGKILL');
+        await within(exit, STOP_MS, `replica pid ${r.pid} to exit after SIGKILL`);
+        throw e;
+      } finally {
+        running.delete(r);
+      }
+    },
+    async kill(ms = STOP_MS) {
+      if (!exited()) child.kill('SIGKILL');
+      try {
+        return await within(exit, ms, `replica pid ${r.pid} to exit after SIGKILL`);
+      } finally {
+        running.delete(r);
+      }
+    },
+  };
+  running.add(r);
+  try {
+    await waitForListening(r, opts.startMs ?? START_MS, opts.promote === true);
+  } catch (e) {
+    await r.kill().catch(() => undefined);
+    throw e;
+  }
+  return r;
+}
+
+/** The 'listening (a read-only replica)' line (or the promoted one) naming this port. */
+async function waitForListening(r: ReplicaProcess, ms: number, promoted: boolean): Promise<void> {
+  const want = promoted ? 'listening (promoted: a master)' : 'listening (a read-only replica)';
+  const deadline = Date.now() + ms;
+  for (;;) {
+    if (r.logs().some((l) => l['msg'] === want && l['port'] === r.port)) return;
+    if (r.exited()) throw new Error(`replica exited before "${want}": ${r.stderr()}`);
+    if (Date.now() > deadline) throw new Error(`no "${want}" within ${ms} ms: ${r.stderr().slice(-4000)}`);
+    await sleep(25);
+  }
+}
+
+function parseLines(text: string): Array<Record<string, unknown>> {
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // a line cut by the bounded log, or not ours
+    }
+  }
+  return out;
+}
+
+/** For `after`: ends every replica still running (SIGTERM, then SIGKILL past the bound). */
+export async function stopAllReplicas(): Promise<void> {
+  for (const r of [...running]) await r.stop().catch(() => undefined);
+}
