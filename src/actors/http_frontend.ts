@@ -37,6 +37,8 @@ export interface HttpFrontendConfig {
   port: number;
   /** A replica's front end: PUT, DELETE and the other writes answer 403 READONLY until a promotion. */
   replica?: boolean;
+  /** The master's replicas and min-replicas settings (runtime/replica_table.ts), read-only here. */
+  replicaTable?: SharedArrayBuffer;
   /** The volume groups and the drive of each. */
   groups: LocalGroup[];
   dataDir: string;

@@ -31,6 +31,9 @@ import type { LocalGroup } from '../storage/registry.js';
 import { VolumeReader } from '../storage/volume_reader.js';
 import type { RoleFlag } from '../db/read_only.js';
 import { ReplicationHub } from '../frontend/replication_hub.js';
+import { ReplicaTable, createReplicaTable } from '../runtime/replica_table.js';
+import { replicationInfo, type ReplicationState } from '../frontend/replication_commands.js';
+import { loadHistory } from '../storage/history.js';
 
 export interface TcpFrontendConfig {
   host: string;
@@ -52,6 +55,9 @@ export interface TcpFrontendConfig {
   startedAt: number;
   /** A replica's front end: write commands are refused (READONLY) until a promotion. */
   replica?: boolean;
+  /** Every thread's replicas and the min-replicas settings (runtime/replica_table.ts); this thread's rows are `thread`'s. */
+  replicaTable?: SharedArrayBuffer;
+  thread?: number;
 }
 
 
@@ -70,6 +76,7 @@ interface State {
   clients: Map<number, ClientState>;
   stats: FrontEndStats;
   port: number;
+  serverState: ServerState;
 }
 
 const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
@@ -92,7 +99,8 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   const connections = new Set<RespConnection | TextConnection>();
   // The live settings: CONFIG SET changes them for every connection of this thread, and the
   // keyspace notifications for every thread of the master (through main).
-  const settings: Settings = { limits: { ...config.limits }, requirepass: config.requirepass, notifyKeyspaceEvents: 0 };
+  const table = new ReplicaTable(config.replicaTable ?? createReplicaTable(1));
+  const settings: Settings = { limits: { ...config.limits }, requirepass: config.requirepass, notifyKeyspaceEvents: 0, replicas: table };
   const fixed = { bind: config.host, port: config.port, dir: config.dataDir, appendfsync: config.sync === 'always' ? 'always' : 'no' };
   let notifyFlags = 0;
   const live = new LiveConfig(settings, fixed, () => {
@@ -109,6 +117,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     },
     httpToken: config.httpToken ?? null,
     readOnly: () => role.readOnly,
+    replication: replicationState(env, engine, table),
     settings: live,
     clients,
     info: (sections) => infoText(infoSource(s), sections),
@@ -157,6 +166,8 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     now: () => env.clock.now(),
     groupIds: config.groups.map((g) => g.id),
     readOnly: () => role.readOnly,
+    table,
+    thread: config.thread ?? 0,
   });
   const port = await listen(server, config);
   const acceptText = (socket: Socket): void => {
@@ -188,7 +199,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
       throw err;
     }
   }
-  const s: State = { env, config, settings, server, textServer, textPort, engine, closeEngine, connections, clients, stats, port };
+  const s: State = { env, config, settings, server, textServer, textPort, engine, closeEngine, connections, clients, stats, port, serverState };
   return {
     // Main tells every front end the settings that are the whole master's (CONFIG SET).
     handle: (_from, body) => {
@@ -213,6 +224,20 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   };
 };
 export default createTcpFrontend;
+
+/** What ROLE, WAIT, INFO replication and the LSN commands read on this thread. */
+function replicationState(env: ActorEnv<TcpFrontendConfig>, engine: Engine, table: ReplicaTable): ReplicationState {
+  const toMain = new Channel<FrontEndToMain, FrontEndReplies>(env.main);
+  return {
+    table,
+    link: () => toMain.call({ t: FrontEndMsg.Replication }).catch(() => null),
+    lastLsn: () => engine.ports.wal.lastLsn(),
+    writeLsn: () => engine.lastWriteLsn,
+    appliedLsn: async () => (await engine.ports.index.stats()).appliedLsn,
+    promote: () => toMain.call({ t: FrontEndMsg.Promote }),
+    now: () => env.clock.now(),
+  };
+}
 
 function listen(server: Server, config: TcpFrontendConfig): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -261,6 +286,7 @@ function infoSource(s: State): InfoSource {
       if (channels === null) return null;
       return { channels: (channels as Uint8Array[]).length, patterns: patterns as number };
     },
+    replication: () => replicationInfo(s.serverState.replication!, loadHistory(s.env.fs, s.config.dataDir)),
     actors: async () => {
       const toMain = new Channel<FrontEndToMain, FrontEndReplies>(s.env.main);
       const lines = await toMain.call({ t: FrontEndMsg.Status }).catch(() => [] as ActorStatusLine[]);

@@ -79,6 +79,12 @@ export class Engine {
   /** notify-keyspace-events of this thread, as flags (0: off, Redis' default). */
   notifyFlags = 0;
 
+  /**
+   * The highest LSN a write through this engine got: every write it answered is at or below it
+   * (what WAIT waits for, and BRISE.LSN and X-Brise-LSN answer: a replica at this LSN shows them).
+   */
+  lastWriteLsn = 0;
+
   constructor(
     readonly ports: Ports,
     readonly limits: Limits,
@@ -101,6 +107,7 @@ export class Engine {
   async write(placed: readonly Placed[], ops: Op[]): Promise<CommitResult> {
     await this.syncPlaced(placed);
     const result = await this.ports.commit.commit(ops);
+    if (result.lsn > this.lastWriteLsn) this.lastWriteLsn = result.lsn;
     this.committed(ops, result.results);
     this.discardUnapplied(ops, result.results);
     return result;

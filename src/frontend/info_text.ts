@@ -23,6 +23,8 @@ export interface InfoSource {
   /** The broker's counts; null when the broker does not answer (INFO still answers). */
   pubsub(): Promise<{ channels: number; patterns: number } | null>;
   actors(): Promise<string[]>;
+  /** INFO replication's lines (replication_commands.ts); absent: a master without replication wired. */
+  replication?(): Promise<string[]>;
 }
 
 const DEFAULT_SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'cpu', 'modules', 'errorstats', 'cluster', 'keyspace', 'actors'];
@@ -118,6 +120,7 @@ async function section(src: InfoSource, name: string): Promise<string[]> {
       ];
     }
     case 'replication': {
+      if (src.replication !== undefined) return src.replication();
       const index = await src.index();
       return ['role:master', 'connected_slaves:0', `master_repl_offset:${index.appliedLsn}`];
     }

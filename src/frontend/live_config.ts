@@ -13,6 +13,8 @@ export interface Settings {
   requirepass: string | null;
   /** Keyspace notification classes, as flags (keyspace_events.ts). */
   notifyKeyspaceEvents: number;
+  /** min-replicas-to-write and min-replicas-max-lag: shared by every thread (runtime/replica_table.ts). */
+  replicas?: { minReplicasToWrite: number; minReplicasMaxLag: number };
 }
 
 interface Param {
@@ -70,6 +72,22 @@ function immutableParam(read: () => string): Param {
   return { get: read, parse: () => "can't set immutable config" };
 }
 
+/** Redis' min-replicas-* (and their old min-slaves-* names); absent where no table is wired. */
+function minReplicaParams(): [string, Param][] {
+  const toWrite = intParam(0, I32_MAX, (s) => s.replicas?.minReplicasToWrite ?? 0, (s, v) => {
+    if (s.replicas !== undefined) s.replicas.minReplicasToWrite = v;
+  });
+  const maxLag = intParam(0, I32_MAX, (s) => s.replicas?.minReplicasMaxLag ?? 10, (s, v) => {
+    if (s.replicas !== undefined) s.replicas.minReplicasMaxLag = v;
+  });
+  return [
+    ['min-replicas-to-write', toWrite],
+    ['min-replicas-max-lag', maxLag],
+    ['min-slaves-to-write', toWrite],
+    ['min-slaves-max-lag', maxLag],
+  ];
+}
+
 export class LiveConfig {
   private readonly params: ReadonlyMap<string, Param>;
 
@@ -103,6 +121,7 @@ export class LiveConfig {
           },
         },
       ],
+      ...minReplicaParams(),
       [
         'notify-keyspace-events',
         {

@@ -8,6 +8,7 @@ import { StoreError } from '../runtime/errors.js';
 import { parseVolumeLengths } from '../protocol/replica_protocol.js';
 import type { WalFeed } from '../db/wal_feed.js';
 import { ReplicaSource, type ReplicaView, type SourceDeps } from './replica_source.js';
+import type { ReplicaTable } from '../runtime/replica_table.js';
 
 export const MAX_REPLICAS = 64;
 const HISTORY = /^([0-9a-f]{40}|\?)$/;
@@ -16,10 +17,14 @@ export interface HubDeps extends Omit<SourceDeps, 'feed'> {
   feed(): WalFeed;
   /** True on a replica: it serves no replicas of its own (no chained replication yet). */
   readOnly(): boolean;
+  /** Where every thread's replicas are shown (this thread writes its own rows). */
+  table: ReplicaTable;
+  thread: number;
 }
 
 export class ReplicationHub {
-  private readonly sources = new Set<ReplicaSource>();
+  /** Each running source and its row in the replica table. */
+  private readonly sources = new Map<ReplicaSource, number>();
 
   constructor(private readonly deps: HubDeps) {}
 
@@ -33,29 +38,40 @@ export class ReplicationHub {
     if (!Number.isSafeInteger(applied) || applied < 0) throw new StoreError('BAD_ARGUMENT', 'BRISE.SYNC: the applied LSN is not a non-negative integer');
     const volumes = parseVolumeLengths(volumesArg ?? '');
     if (volumes === null) throw new StoreError('BAD_ARGUMENT', 'BRISE.SYNC: the volumes are not a JSON object of id to length');
-    const source = new ReplicaSource(socket, { ...this.deps, feed: this.deps.feed() }, addr, listeningPort, (s) => this.sources.delete(s));
-    this.sources.add(source);
+    const row = this.deps.table.claim(this.deps.thread, addr.slice(0, addr.lastIndexOf(':')), listeningPort);
+    if (row === null) throw new StoreError('QUEUE_FULL', `more than ${MAX_REPLICAS} replicas on one thread`);
+    const source = new ReplicaSource(socket, { ...this.deps, feed: this.deps.feed() }, addr, listeningPort, (s) => this.forget(s));
+    this.sources.set(source, row);
     socket.once('close', () => {
       source.stop();
-      this.sources.delete(source);
+      this.forget(source);
     });
     void source.start({ history: historyArg === '?' ? '' : historyArg, applied, volumes });
     return source;
   }
 
-  views(): ReplicaView[] {
-    return [...this.sources].map((s) => ({ ...s.view }));
+  /** REPLCONF ACK from `source`'s replica. */
+  ack(source: ReplicaSource, lsn: number): void {
+    source.onAck(lsn);
+    const row = this.sources.get(source);
+    if (row !== undefined) this.deps.table.update(row, { ackedLsn: source.view.ackedLsn, ackedAt: source.view.ackedAt, sentLsn: source.view.sentLsn, online: true });
   }
 
-  /** How many replicas acknowledged `lsn` or later. */
-  countAcked(lsn: number): number {
-    let n = 0;
-    for (const s of this.sources) if (s.view.ackedLsn >= lsn) n += 1;
-    return n;
+  views(): ReplicaView[] {
+    return [...this.sources.keys()].map((s) => ({ ...s.view }));
   }
 
   stopAll(): void {
-    for (const s of this.sources) s.stop();
-    this.sources.clear();
+    for (const s of [...this.sources.keys()]) {
+      s.stop();
+      this.forget(s);
+    }
+  }
+
+  private forget(source: ReplicaSource): void {
+    const row = this.sources.get(source);
+    if (row === undefined) return;
+    this.sources.delete(source);
+    this.deps.table.release(row);
   }
 }

@@ -40,6 +40,7 @@ import { DEFAULT_LIMITS } from '../db/api.js';
 import type { FrontEndStats } from './command_stats.js';
 import type { ReplicationHub } from './replication_hub.js';
 import { READONLY_TEXT } from '../db/read_only.js';
+import { lsnCommand, replicaofCommand, roleCommand, waitCommand, waitLsnCommand } from './replication_commands.js';
 import type { ReplicaSource } from './replica_source.js';
 export type { FrontEndStats } from './command_stats.js';
 
@@ -318,6 +319,12 @@ export class RespConnection {
   }
 
 
+  /** Why a write may not run here now (a replica; too few good replicas), or null. */
+  private writeRefusal(): string | null {
+    if (this.ctx.server.readOnly?.() === true) return `READONLY ${READONLY_TEXT}`;
+    return this.ctx.server.replication?.table.writeRefusal(Date.now()) ?? null;
+  }
+
   /** Which commands may share a group: plain reads, or plain SETs outside any transaction. */
   private groupKind(argv: Buffer[], checked: CheckResult): 'read' | 'set' | 'update' | 'alone' {
     if (this.multi.active || !this.client.authenticated || this.inSubscribedMode()) return 'alone';
@@ -325,7 +332,7 @@ export class RespConnection {
     const { spec } = checked;
     if (hasFlag(spec, 'front-end')) return 'alone';
     if (hasFlag(spec, 'readonly')) return 'read';
-    if (this.ctx.server.readOnly?.() === true) return 'alone'; // writes are refused one by one
+    if (this.writeRefusal() !== null) return 'alone'; // writes are refused one by one
     if (spec.name === 'set' && this.session.depth === 0 && plainSetOf(argv) !== null) return 'set';
     if (PIPELINED_UPDATES.has(spec.name) && this.session.depth === 0) return 'update';
     return 'alone';
@@ -417,11 +424,13 @@ export class RespConnection {
       this.reply(error('NOAUTH Authentication required.'));
       return;
     }
-    // As Redis on a replica: a write is refused before it runs, and inside MULTI it dooms EXEC.
-    if (hasFlag(spec, 'write') && this.ctx.server.readOnly?.() === true) {
+    // As Redis on a replica: a write is refused before it runs, and inside MULTI it dooms EXEC;
+    // so is a write on a master with fewer good replicas than min-replicas-to-write.
+    const refusal = hasFlag(spec, 'write') ? this.writeRefusal() : null;
+    if (refusal !== null) {
       this.ctx.stats.commands.reject(name);
       if (this.multi.active) this.multi.markFailed();
-      this.reply(error(`READONLY ${READONLY_TEXT}`));
+      this.reply(error(refusal));
       return;
     }
     if (this.multi.active && !MULTI_CONTROL.has(name)) {
@@ -513,12 +522,30 @@ export class RespConnection {
     this.socket.removeAllListeners('timeout');
   }
 
+  private async replicationCommand(name: string, argv: Buffer[]): Promise<Reply> {
+    const state = this.ctx.server.replication;
+    if (state === undefined) return error(`ERR ${name.toUpperCase()} is not served here`);
+    const closed = (): boolean => this.closing || this.socket.destroyed;
+    switch (name) {
+      case 'role':
+        return roleCommand(state);
+      case 'wait':
+        return waitCommand(argv, state, closed);
+      case 'brise.lsn':
+        return lsnCommand(state);
+      case 'brise.waitlsn':
+        return waitLsnCommand(argv, state, closed);
+      default:
+        return replicaofCommand(argv, state);
+    }
+  }
+
   private onReplconf(argv: Buffer[]): void {
     const sub = (argv[1]?.toString('utf8') ?? '').toLowerCase();
     const value = argv[2]?.toString('utf8') ?? '';
     if (sub === 'ack' && this.replicaSource !== null) {
       const lsn = Number(value);
-      if (Number.isSafeInteger(lsn) && lsn >= 0) this.replicaSource.onAck(lsn);
+      if (Number.isSafeInteger(lsn) && lsn >= 0) this.ctx.replication?.ack(this.replicaSource, lsn);
       return; // no reply, as Redis answers no REPLCONF ACK
     }
     if (sub === 'listening-port') {
@@ -559,6 +586,13 @@ export class RespConnection {
         return infoCommand(argv, server);
       case 'unwatch':
         return this.multi.unwatch();
+      case 'role':
+      case 'wait':
+      case 'replicaof':
+      case 'slaveof':
+      case 'brise.lsn':
+      case 'brise.waitlsn':
+        return this.replicationCommand(spec.name, argv);
       default:
         return executeChecked(this.session, argv, spec, this.ctx.db);
     }

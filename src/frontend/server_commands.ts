@@ -8,6 +8,7 @@ import { COMMANDS, lookupCommand, type CommandSpec } from '../protocol/commands.
 import { OK, array, bulk, error, integer, map, simple, NULL_BULK, type Reply } from '../protocol/reply.js';
 import type { LiveConfig } from './live_config.js';
 import { int64Of } from './command_args.js';
+import type { ReplicationState } from './replication_commands.js';
 
 export const SERVER_NAME = 'brisedb';
 /** The Redis version we answer as: the command set and replies follow Redis 7.2. */
@@ -58,6 +59,8 @@ export interface ServerState {
   readonly httpToken?: string | null;
   /** True on a replica (writes are refused with -READONLY); absent: a master. */
   readonly readOnly?: () => boolean;
+  /** ROLE, WAIT, REPLICAOF, BRISE.LSN, min-replicas-to-write; absent where not wired (tests). */
+  readonly replication?: ReplicationState;
   /** What CONFIG GET and CONFIG SET see and change. */
   readonly settings: LiveConfig;
   readonly clients: ReadonlyMap<number, ClientState>;
@@ -134,7 +137,7 @@ export function helloCommand(argv: Buffer[], client: ClientState, server: Server
     [bulk('proto'), integer(proto)],
     [bulk('id'), integer(client.id)],
     [bulk('mode'), bulk('standalone')],
-    [bulk('role'), bulk('master')],
+    [bulk('role'), bulk(server.readOnly?.() === true ? 'replica' : 'master')],
     [bulk('modules'), array([])],
     [bulk('brisedb_version'), bulk(BRISEDB_VERSION)],
   ]);

@@ -17,6 +17,7 @@ import { DEFAULT_LIMITS } from '../db/api.js';
 import { masterMetrics } from './metrics.js';
 import { FrontEndMsg, MainMsg, type FrontEndToMain, type LinkView, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
 import { StoreError } from '../runtime/errors.js';
+import { createReplicaTable } from '../runtime/replica_table.js';
 import type { MasterConfig } from './master_config.js';
 import type { LocalGroup } from '../storage/registry.js';
 import { assertPortFree, freePort } from '../runtime/listen.js';
@@ -68,6 +69,8 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
   const textAddr = config.textAddr ?? null;
   // Every TCP thread serves the line protocol too; a port 0 must become one port for all of them.
   const text = textAddr === null ? null : { host: textAddr.host, port: textAddr.port === 0 && threads > 1 ? await freePort(textAddr.host) : textAddr.port };
+  // Every thread's replicas and the min-replicas settings, in shared memory (runtime/replica_table.ts).
+  const replicaTable = createReplicaTable(threads);
   const tcpSpecs = (groups: LocalGroup[], dataDir: string): ActorSpec[] => {
     const store = storeActorNames(groups);
     return Array.from({ length: threads }, (_, i) => {
@@ -86,6 +89,8 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
         configView: configView(config),
         startedAt,
         replica: role !== null,
+        replicaTable,
+        thread: i,
       };
       return { name: tcpActorName(i), module: new URL('../actors/tcp_frontend.js', import.meta.url), config: cfg, dependsOn: store, talksTo: ['main', ...store] };
     });
@@ -114,6 +119,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
         startedAt,
         lookupSlot: lookupSlots[i]!,
         replica: role !== null,
+        replicaTable,
       };
       return { name: httpActorName(i), module: new URL('../actors/http_frontend.js', import.meta.url), config: cfg, dependsOn: store, talksTo: ['main', ...store] };
     });

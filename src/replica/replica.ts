@@ -219,6 +219,8 @@ class Replica {
     this.view.status = 'up';
     this.view.lastError = null;
     this.log.info({ master: `${this.config.master.host}:${this.config.master.port}`, from: answer.from }, 'replica following its master');
+    // The master counts this replica (WAIT, min-replicas, INFO) from its first ACK: say at once.
+    link.ack(applied);
     try {
       for (;;) await this.apply(await link.next(), link);
     } finally {
