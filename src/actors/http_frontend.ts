@@ -11,7 +11,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from '
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
 import { WalFeed } from '../db/wal_feed.js';
 import { parseBearer, tokenMatches } from '../protocol/http_params.js';
-import { FrontEndMsg, MainMsg, type FrontEndReplies, type FrontEndToMain, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
+import { FrontEndMsg, MainMsg, type FrontEndReplies, type FrontEndToMain, type LinkView, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
 import { Channel } from '../runtime/channel.js';
 import { BLOB_PREFIX, deleteBlob, getBlob, type BlobContext } from '../frontend/http_blobs.js';
 import { putBlob } from '../frontend/http_put.js';
@@ -24,6 +24,35 @@ import { admitWebSocket, answerPreflight, corsPolicy, sendRefusal, withCors } fr
 import { requestAccess, type Access } from '../protocol/url_signing.js';
 import { frontEndEngine } from './front_end.js';
 import type { RoleFlag } from '../db/read_only.js';
+import { ReplicaTable, createReplicaTable } from '../runtime/replica_table.js';
+import { waitUntilApplied } from '../frontend/replication_commands.js';
+
+/** /v1/status's replication object: the link of a replica, or the replicas of a master. */
+function replicationStatus(link: LinkView | null, table: ReplicaTable, lastLsn: number, nowMs: number): { healthy: boolean; view: Record<string, unknown> } {
+  if (link !== null) {
+    return {
+      healthy: link.status === 'up',
+      view: {
+        role: 'replica',
+        master: `${link.masterHost}:${link.masterPort}`,
+        link_status: link.status,
+        history: link.history,
+        applied_lsn: link.appliedLsn,
+        master_lsn: link.masterLsn,
+        lag_records: Math.max(0, link.masterLsn - link.appliedLsn),
+        lag_ms: link.lagMs,
+        last_io_ms_ago: link.lastIoMsAgo,
+        full_resyncs: link.fullResyncs,
+        last_error: link.lastError,
+      },
+    };
+  }
+  const replicas = table.list().map((r) => ({ ip: r.ip, port: r.port, state: r.state, acked_lsn: r.ackedLsn, lag_records: Math.max(0, lastLsn - r.ackedLsn), last_ack_ms_ago: r.ackedAt === 0 ? null : nowMs - r.ackedAt }));
+  return { healthy: true, view: { role: 'master', last_lsn: lastLsn, min_replicas_to_write: table.minReplicasToWrite, min_replicas_max_lag: table.minReplicasMaxLag, replicas } };
+}
+
+/** How long a GET with X-Brise-Min-LSN waits for this server to show that LSN (then 503 LAGGING). */
+const MIN_LSN_WAIT_MS = 5_000;
 import { StoreError } from '../runtime/errors.js';
 import { SyncSlotClient } from '../runtime/sync_slot.js';
 import { decodeLookupReply } from '../protocol/index_protocol.js';
@@ -68,7 +97,7 @@ interface State {
 const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
-  const role: RoleFlag = { readOnly: config.replica === true };
+  const role: RoleFlag = { readOnly: config.replica === true, replicas: new ReplicaTable(config.replicaTable ?? createReplicaTable(1)) };
   const { engine, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role);
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
@@ -79,6 +108,10 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
     httpMetrics.observe(route, method, code, bytesIn, bytesOut, startedAt, now());
   const blobs: BlobContext = { engine, maxKeyLength: config.maxKeyLength, maxBodySize: config.maxBodySize, now, observe };
   if (config.lookupSlot !== undefined) blobs.lookupNow = lookupNowOf(new SyncSlotClient(config.lookupSlot));
+  blobs.waitForLsn = async (lsn) => {
+    const r = await waitUntilApplied(async () => (await ports.index.stats()).appliedLsn, lsn, MIN_LSN_WAIT_MS, now);
+    return r.ok ? r.applied : null;
+  };
   const api: ApiContext = {
     engine,
     now,
@@ -86,6 +119,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
     observe,
     actors: () => toMain.call({ t: FrontEndMsg.Status }),
     metrics: () => toMain.call({ t: FrontEndMsg.Metrics }),
+    replication: async () => replicationStatus(await toMain.call({ t: FrontEndMsg.Replication }).catch(() => null), role.replicas!, await ports.wal.lastLsn(), now()),
   };
   const authorized = (req: HttpRequest): boolean =>
     config.token === null || tokenMatches(parseBearer(req.getHeader('authorization') || undefined), config.token);

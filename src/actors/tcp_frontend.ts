@@ -82,7 +82,8 @@ interface State {
 const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
-  const role: RoleFlag = { readOnly: config.replica === true };
+  const table = new ReplicaTable(config.replicaTable ?? createReplicaTable(1));
+  const role: RoleFlag = { readOnly: config.replica === true, replicas: table };
   const { engine, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits, role);
   const broker = engine.ports.broker;
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}));
@@ -99,7 +100,6 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   const connections = new Set<RespConnection | TextConnection>();
   // The live settings: CONFIG SET changes them for every connection of this thread, and the
   // keyspace notifications for every thread of the master (through main).
-  const table = new ReplicaTable(config.replicaTable ?? createReplicaTable(1));
   const settings: Settings = { limits: { ...config.limits }, requirepass: config.requirepass, notifyKeyspaceEvents: 0, replicas: table };
   const fixed = { bind: config.host, port: config.port, dir: config.dataDir, appendfsync: config.sync === 'always' ? 'always' : 'no' };
   let notifyFlags = 0;

@@ -122,6 +122,8 @@ const CODE_TEXT: Record<ErrorCode, string> = {
   UNAVAILABLE: 'a volume server cannot be reached',
   DEGRADED: 'a volume group is being repaired, retry',
   READONLY: "You can't write against a read only replica.",
+  NOREPLICAS: 'Not enough good replicas to write.',
+  LAGGING: 'this replica has not reached the LSN asked for',
   PROTOCOL: 'replication protocol error',
   INTERNAL: 'internal error',
 };
@@ -136,7 +138,7 @@ export function errorReply(err: unknown, spec?: CommandSpec): Reply {
   if (err instanceof StoreError || isCodedError(err)) {
     if (err.code === 'INTERNAL') return internalReply(err);
     // Redis' own words, so clients that look for -READONLY (ioredis, cluster clients) see it.
-    if (err.code === 'READONLY') return error(`READONLY ${CODE_TEXT.READONLY}`);
+    if (err.code === 'READONLY' || err.code === 'NOREPLICAS') return error(`${err.code} ${CODE_TEXT[err.code]}`);
     if (err.code === 'NO_TRANSACTION' && spec !== undefined) {
       return error(`ERR ${spec.name.toUpperCase()} without BEGIN`);
     }

@@ -24,6 +24,8 @@ export interface ApiContext {
   /** Prometheus text for the whole master (aggregated by main). */
   metrics(): Promise<string>;
   observe(route: string, method: string, status: number, bytesIn: number, bytesOut: number, startedAt: number): void;
+  /** The `replication` object of /v1/status (docs/replica.md); absent: not shown. */
+  replication?(): Promise<{ healthy: boolean; view: Record<string, unknown> }>;
 }
 
 /** A key in JSON: UTF-8 text when it is valid UTF-8, else percent-encoded (as in URLs). */
@@ -225,12 +227,13 @@ function keyId(key: Uint8Array): string {
 export function status(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): void {
   const startedAt = ctx.now();
   const state = watchAbort(res);
-  void Promise.all([ctx.engine.ports.volumes.list(), ctx.engine.ports.index.stats(), ctx.actors(), ctx.engine.ports.volumes.groupInfo()]).then(
-    ([volumes, index, actors, groups]) => {
+  const replication = ctx.replication?.() ?? Promise.resolve(null);
+  void Promise.all([ctx.engine.ports.volumes.list(), ctx.engine.ports.index.stats(), ctx.actors(), ctx.engine.ports.volumes.groupInfo(), replication]).then(
+    ([volumes, index, actors, groups, repl]) => {
       const down = actors.filter((a) => a.state !== 'running');
       const stale = groups.some((g) => g.members.some((m) => m.state !== 'healthy'));
       sendJson(res, state, 200, {
-        status: down.length === 0 && !stale ? 'ok' : 'degraded',
+        status: down.length === 0 && !stale && repl?.healthy !== false ? 'ok' : 'degraded',
         uptime_seconds: Math.floor((ctx.now() - ctx.startedAt) / 1000),
         wal: { last_lsn: index.appliedLsn, index_durable_lsn: index.durableLsn },
         index: { keys: index.liveCount, buckets: index.bucketCount, entries: index.entryCount, rebuilding: index.rebuilding },
@@ -242,6 +245,7 @@ export function status(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): v
           members: g.members.map((m) => ({ server: m.url, state: m.state, lag_bytes: m.lagBytes, repairs: m.repairs, last_error: m.lastError })),
         })),
         actors: actors.map((a) => ({ name: a.name, thread: a.threadId, state: a.state, restarts: a.restarts })),
+        ...(repl === null ? {} : { replication: repl.view }),
       });
       ctx.observe('status', 'GET', 200, 0, 0, startedAt);
     },

@@ -34,7 +34,17 @@ export interface BlobContext {
    * or null when the index did not answer at once (ask by message). Absent: no such fast path.
    */
   lookupNow?(key: Buffer): IndexEntry | 'absent' | null;
+  /**
+   * Read-your-writes (X-Brise-Min-LSN, docs/replica.md): resolves with the LSN this server's
+   * reads show once it is at least `lsn`, or null when it is not within the bounded wait.
+   */
+  waitForLsn?(lsn: number): Promise<number | null>;
 }
+
+/** A GET that names an LSN waits for this server to show it (a replica behind its master). */
+export const MIN_LSN_HEADER = 'x-brise-min-lsn';
+/** On a write's answer: an LSN at or after the write's (a replica at it shows the write). */
+export const LSN_HEADER = 'X-Brise-LSN';
 
 /** Values up to this size may be answered before the handler returns (see answerNow). */
 const ANSWER_NOW_MAX = 1024 * 1024;
@@ -53,11 +63,41 @@ export function getBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext, h
     ctx.observe('blobs', method, key.status, 0, 0, startedAt);
     return;
   }
+  const minLsn = req.getHeader(MIN_LSN_HEADER);
+  if (minLsn !== '') return getAfterLsn(res, state, ctx, key.key, conditions, head, startedAt, minLsn);
   if (answerNow(res, state, ctx, key.key, conditions, head, startedAt)) return;
-  const found = ctx.engine.lookupLive(key.key).then(async (entry) => ({ entry, info: entry === undefined ? null : await blobInfo(ctx.engine, entry) }));
+  lookupAndAnswer(res, state, ctx, key.key, conditions, head, startedAt);
+}
+
+/** X-Brise-Min-LSN: 400 when it is not an LSN, 503 LAGGING when not reached in time, else the GET. */
+function getAfterLsn(res: HttpResponse, state: ResponseState, ctx: BlobContext, key: Buffer, conditions: ConditionalHeaders, head: boolean, startedAt: number, header: string): void {
+  const method = head ? 'HEAD' : 'GET';
+  const lsn = /^[0-9]{1,15}$/.test(header) ? Number(header) : NaN;
+  if (!Number.isSafeInteger(lsn)) {
+    sendError(res, state, 400, 'BAD_ARGUMENT', `X-Brise-Min-LSN ${JSON.stringify(header.slice(0, 64))} is not an LSN`);
+    ctx.observe('blobs', method, 400, 0, 0, startedAt);
+    return;
+  }
+  const wait = ctx.waitForLsn?.(lsn) ?? Promise.resolve(lsn);
+  void wait.then(
+    (applied) => {
+      if (applied !== null) return lookupAndAnswer(res, state, ctx, key, conditions, head, startedAt);
+      sendError(res, state, 503, 'LAGGING', `this server has not reached LSN ${lsn} within its wait; retry, or read from the master`);
+      ctx.observe('blobs', method, 503, 0, 0, startedAt);
+    },
+    (err: unknown) => {
+      sendFailure(res, state, err);
+      ctx.observe('blobs', method, 500, 0, 0, startedAt);
+    },
+  );
+}
+
+function lookupAndAnswer(res: HttpResponse, state: ResponseState, ctx: BlobContext, key: Buffer, conditions: ConditionalHeaders, head: boolean, startedAt: number): void {
+  const method = head ? 'HEAD' : 'GET';
+  const found = ctx.engine.lookupLive(key).then(async (entry) => ({ entry, info: entry === undefined ? null : await blobInfo(ctx.engine, entry) }));
   void found.then(
     ({ entry, info }) => {
-      const status = answerBlob(res, state, ctx, key.key, entry, info, conditions, head);
+      const status = answerBlob(res, state, ctx, key, entry, info, conditions, head);
       ctx.observe('blobs', method, status.code, 0, status.bytes, startedAt);
     },
     (err: unknown) => {
@@ -287,7 +327,7 @@ export function deleteBlob(res: HttpResponse, req: HttpRequest, ctx: BlobContext
       if (outcome === 204) {
         if (!state.aborted && !state.done) {
           state.done = true;
-          res.cork(() => res.writeStatus(statusLine(204)).endWithoutBody());
+          res.cork(() => res.writeStatus(statusLine(204)).writeHeader(LSN_HEADER, String(ctx.engine.lastWriteLsn)).endWithoutBody());
         }
       } else if (outcome === 404) {
         sendError(res, state, 404, 'NOT_FOUND', `no blob named ${JSON.stringify(key.key.toString('utf8'))}`);

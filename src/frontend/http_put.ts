@@ -18,7 +18,7 @@ import { sendError, sendFailure, statusLine, statusOfFailure, watchAbort, type R
 import { BodyQueue } from './http_body.js';
 import { valueLengthOf } from '../storage/types.js';
 import { StoreError } from '../runtime/errors.js';
-import { BLOB_PREFIX, judgeWrite, type BlobContext } from './http_blobs.js';
+import { BLOB_PREFIX, LSN_HEADER, judgeWrite, type BlobContext } from './http_blobs.js';
 
 /** A body that sends nothing for this long (while the server is not the one holding it) is 408. */
 export const UPLOAD_STALL_MS = 8_000;
@@ -179,7 +179,7 @@ async function storeBody(res: HttpResponse, state: ResponseState, ctx: BlobConte
   const etag = etagOfDigest(upload.digest.digest!);
   const stored = valueLengthOf(address, key.length);
   res.cork(() => {
-    res.writeStatus(statusLine(201)).writeHeader('ETag', etag).writeHeader('Content-Type', 'application/json');
+    res.writeStatus(statusLine(201)).writeHeader('ETag', etag).writeHeader(LSN_HEADER, String(ctx.engine.lastWriteLsn)).writeHeader('Content-Type', 'application/json');
     res.end(JSON.stringify({ key: key.toString('utf8'), size: stored, etag }));
   });
   return 201;

@@ -215,6 +215,8 @@ export function statusOfCode(code: string): number {
     case 'CLOSED':
     case 'UNAVAILABLE':
     case 'DEGRADED':
+    case 'NOREPLICAS':
+    case 'LAGGING':
       return 503;
     case 'TIMEOUT':
       return 503;

@@ -86,12 +86,19 @@ export async function waitLsnCommand(argv: Buffer[], state: ReplicationState, cl
   const timeout = parseCount(argv[2]!);
   if (lsn === null) return error('ERR the LSN is not a non-negative integer');
   if (timeout === null) return error('ERR timeout is out of range');
-  const deadline = state.now() + timeout;
+  const reached = await waitUntilApplied(() => state.appliedLsn(), lsn, timeout, () => state.now(), closed);
+  if (reached.ok) return integer(reached.applied);
+  return error(`LAGGING this server has applied LSN ${reached.applied}; waited ${timeout} ms for ${lsn}`);
+}
+
+/** Polls `applied` until it reaches `lsn` (ok) or `timeoutMs` passes or `closed` says so. */
+export async function waitUntilApplied(applied: () => Promise<number>, lsn: number, timeoutMs: number, now: () => number, closed: () => boolean = () => false): Promise<{ ok: boolean; applied: number }> {
+  const deadline = now() + timeoutMs;
   for (;;) {
-    const applied = await state.appliedLsn();
-    if (applied >= lsn) return integer(applied);
-    if (state.now() >= deadline || closed()) return error(`LAGGING this server has applied LSN ${applied}; waited ${timeout} ms for ${lsn}`);
-    await sleep(Math.min(POLL_MS, Math.max(0, deadline - state.now())));
+    const at = await applied();
+    if (at >= lsn) return { ok: true, applied: at };
+    if (now() >= deadline || closed()) return { ok: false, applied: at };
+    await sleep(Math.min(POLL_MS, Math.max(0, deadline - now())));
   }
 }
 

@@ -98,6 +98,8 @@ Flags override the fields of the --config file; sizes take bytes or a unit (512m
   --max-multibulk-len N         arguments in one command (1048576)                  [max_multibulk_len]
   --max-inline-len SIZE         longest inline command line (64kb)                  [max_inline_len]
   --client-output-buffer-limit SIZE  reply bytes queued per client before it is cut off (256mb) [client_output_buffer_limit]
+  --min-replicas-to-write N     refuse writes (-NOREPLICAS) with fewer good replicas (0 = off) [min_replicas_to_write]
+  --min-replicas-max-lag SECONDS  a replica is good while it acked this recently (10) [min_replicas_max_lag]
   --log-level LEVEL             ${LOG_LEVELS.join('|')} (default ${DEFAULT_LOG_LEVEL}; also $${LOG_LEVEL_ENV})
   --help                        show this text
 
@@ -129,6 +131,8 @@ interface Settings {
   max_multibulk_len: number;
   max_inline_len: number;
   client_output_buffer_limit: number;
+  min_replicas_to_write: number;
+  min_replicas_max_lag: number;
 }
 type Key = keyof Settings;
 
@@ -279,6 +283,8 @@ const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   max_multibulk_len: { flag: '--max-multibulk-len', convert: intIn(1, 2 ** 31 - 1) },
   max_inline_len: { flag: '--max-inline-len', convert: sizeIn(16, 1024 * 1024 * 1024) },
   client_output_buffer_limit: { flag: '--client-output-buffer-limit', convert: sizeIn(1024, MAX_VALUE_LENGTH) },
+  min_replicas_to_write: { flag: '--min-replicas-to-write', convert: intIn(0, 64) },
+  min_replicas_max_lag: { flag: '--min-replicas-max-lag', convert: intIn(1, 3600) },
 };
 const KEYS = Object.keys(FIELDS) as Key[];
 const BY_FLAG = new Map<string, Key>(KEYS.map((k) => [FIELDS[k].flag, k]));
@@ -316,6 +322,8 @@ function defaults(p: Platform): Settings {
     max_multibulk_len: DEFAULT_TCP_LIMITS.maxMultibulkCount,
     max_inline_len: DEFAULT_TCP_LIMITS.maxInlineLength,
     client_output_buffer_limit: DEFAULT_TCP_LIMITS.maxOutputBuffer,
+    min_replicas_to_write: 0,
+    min_replicas_max_lag: 10,
   };
 }
 
@@ -505,6 +513,7 @@ function toConfig(s: Settings): MasterConfig {
     requirepass: s.requirepass,
     tcpThreads: s.tcp_threads,
     sync: s.sync,
+    ...(s.min_replicas_to_write === 0 && s.min_replicas_max_lag === 10 ? {} : { minReplicas: { toWrite: s.min_replicas_to_write, maxLagSeconds: s.min_replicas_max_lag } }),
     tcpLimits: {
       ...DEFAULT_TCP_LIMITS,
       maxClients: s.maxclients,

@@ -17,7 +17,7 @@ import { DEFAULT_LIMITS } from '../db/api.js';
 import { masterMetrics } from './metrics.js';
 import { FrontEndMsg, MainMsg, type FrontEndToMain, type LinkView, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
 import { StoreError } from '../runtime/errors.js';
-import { createReplicaTable } from '../runtime/replica_table.js';
+import { ReplicaTable, createReplicaTable } from '../runtime/replica_table.js';
 import type { MasterConfig } from './master_config.js';
 import type { LocalGroup } from '../storage/registry.js';
 import { assertPortFree, freePort } from '../runtime/listen.js';
@@ -71,6 +71,11 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
   const text = textAddr === null ? null : { host: textAddr.host, port: textAddr.port === 0 && threads > 1 ? await freePort(textAddr.host) : textAddr.port };
   // Every thread's replicas and the min-replicas settings, in shared memory (runtime/replica_table.ts).
   const replicaTable = createReplicaTable(threads);
+  const table = new ReplicaTable(replicaTable);
+  if (config.minReplicas !== undefined) {
+    table.minReplicasToWrite = config.minReplicas.toWrite;
+    table.minReplicasMaxLag = config.minReplicas.maxLagSeconds;
+  }
   const tcpSpecs = (groups: LocalGroup[], dataDir: string): ActorSpec[] => {
     const store = storeActorNames(groups);
     return Array.from({ length: threads }, (_, i) => {
@@ -152,7 +157,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
     supervisor.peer(name).onRequest((body) => {
       const msg = body as FrontEndToMain;
       if (msg.t === FrontEndMsg.Status) return supervisor.status();
-      if (msg.t === FrontEndMsg.Metrics) return masterMetrics(supervisor, db, httpNames);
+      if (msg.t === FrontEndMsg.Metrics) return masterMetrics(supervisor, db, httpNames, () => ({ link: role?.link() ?? null, replicas: table.list() }));
       if (msg.t === FrontEndMsg.Replication) return role?.link() ?? null;
       if (msg.t === FrontEndMsg.Promote) {
         if (role === null) throw new StoreError('BAD_ARGUMENT', 'this server is a master already');

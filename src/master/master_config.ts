@@ -35,4 +35,6 @@ export interface MasterConfig {
   maxBodySize: number;
   sync: 'always' | 'none';
   tcpLimits: TcpLimits;
+  /** Redis' min-replicas-to-write / min-replicas-max-lag at start (CONFIG SET changes them); absent: 0 and 10. */
+  minReplicas?: { toWrite: number; maxLagSeconds: number };
 }

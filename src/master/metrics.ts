@@ -5,6 +5,8 @@
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client';
 import type { Supervisor } from '../runtime/supervisor.js';
 import type { Database } from '../db/api.js';
+import type { ReplicaRow } from '../runtime/replica_table.js';
+import type { LinkView } from '../protocol/frontend_protocol.js';
 
 interface WalStats {
   lastLsn: number;
@@ -16,7 +18,13 @@ interface WalStats {
   fenced: string | null;
 }
 
-export async function masterMetrics(supervisor: Supervisor, db: Database, frontEnds: string[]): Promise<string> {
+/** What /metrics shows of replication: the link of a replica, or the replicas of a master. */
+export interface ReplicationMetrics {
+  link: LinkView | null;
+  replicas: ReplicaRow[];
+}
+
+export async function masterMetrics(supervisor: Supervisor, db: Database, frontEnds: string[], replication?: () => ReplicationMetrics): Promise<string> {
   const perThread = await Promise.all(
     frontEnds.map((name) =>
       supervisor
@@ -27,7 +35,29 @@ export async function masterMetrics(supervisor: Supervisor, db: Database, frontE
   );
   const http = AggregatorRegistry.aggregate(perThread);
   const store = await storeRegistry(supervisor, db);
+  if (replication !== undefined) replicationGauges(store, replication(), await lastLsnOf(supervisor));
   return (await http.metrics()) + '\n' + (await store.metrics());
+}
+
+/** The WAL committer's last LSN (0 when it does not answer). */
+async function lastLsnOf(supervisor: Supervisor): Promise<number> {
+  const wal = await Promise.resolve(supervisor.control<{ stats(): { lastLsn: number } }>('wal').stats()).catch(() => null);
+  return wal?.lastLsn ?? 0;
+}
+
+function replicationGauges(registry: Registry, r: ReplicationMetrics, lastLsn: number): void {
+  const gauge = (name: string, help: string, labelNames: string[] = []): Gauge<string> => new Gauge({ name, help, labelNames, registers: [registry] });
+  if (r.link !== null) {
+    gauge('brisedb_replica_link_up', '1 while the replica streams from its master').set(r.link.status === 'up' ? 1 : 0);
+    gauge('brisedb_replica_applied_lsn', 'The last LSN this replica applied').set(r.link.appliedLsn);
+    gauge('brisedb_replica_lag_records', "Records between the master's last LSN (its last heartbeat) and this replica's").set(Math.max(0, r.link.masterLsn - r.link.appliedLsn));
+    gauge('brisedb_replica_lag_ms', 'Time from the master committing the last record applied here to its apply').set(r.link.lagMs);
+    gauge('brisedb_replication_full_resyncs_total', 'Full copies this replica took since start').set(r.link.fullResyncs);
+    return;
+  }
+  gauge('brisedb_replicas_connected', 'Replicas streaming from this master').set(r.replicas.length);
+  const lag = gauge('brisedb_replica_lag_records', 'Records a replica has not acknowledged yet', ['replica']);
+  for (const row of r.replicas) lag.set({ replica: `${row.ip}:${row.port}` }, Math.max(0, lastLsn - row.ackedLsn));
 }
 
 async function storeRegistry(supervisor: Supervisor, db: Database): Promise<Registry> {

@@ -46,6 +46,10 @@ export type ErrorCode =
   | 'DEGRADED'
   /** A write sent to a read-only replica (docs/replica.md). */
   | 'READONLY'
+  /** A write on a master with fewer good replicas than min-replicas-to-write. */
+  | 'NOREPLICAS'
+  /** A read that asked for an LSN this replica has not reached within its wait. */
+  | 'LAGGING'
   /** The replication stream is malformed or out of order: the link is dropped and resumed. */
   | 'PROTOCOL'
   | 'INTERNAL';
