@@ -82,7 +82,11 @@ export class ReplicaSource {
       await gate;
       if (!this.stopped) await this.sendBatch(records);
     };
-    const onEnd = (why: string | null): void => this.end(why === null ? null : `the WAL feed ended: ${why}`);
+    // A follow ends with null only when it is cancelled here: by stop(), or by tryContinue when
+    // the WAL was compacted past the replica, which must go on to a FULLRESYNC, not end the link.
+    const onEnd = (why: string | null): void => {
+      if (why !== null) this.end(`the WAL feed ended: ${why}`);
+    };
     try {
       const history = loadOrStartHistory(this.deps.fs, this.deps.dataDir);
       let line = await this.tryContinue(req, history, onRecords, onEnd);
