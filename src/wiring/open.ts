@@ -21,6 +21,7 @@ import { CPU_JOBS, type StoreJobs } from '../storage/cpu_jobs.js';
 import { acquireLock, type LockHandle } from '../storage/lock_file.js';
 import { loadRegistry, registryOf, resolveGroups, saveRegistry, type LocalGroup } from '../storage/registry.js';
 import { VolumeReader } from '../storage/volume_reader.js';
+import { loadOrStartHistory } from '../storage/history.js';
 import type { ScrubReport } from '../storage/volume_scrub.js';
 import { BROKER_ACTOR } from '../protocol/store_actors.js';
 import { DEFAULT_LIMITS, type Database, type OpenOptions } from '../db/api.js';
@@ -84,6 +85,9 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
   try {
     // The registry is authoritative: a drive keeps its group however --drives is ordered.
     const replication = { servers: options.volumeServers ?? [], factor: options.replicationFactor ?? 1 };
+    // The replication history (docs/replica.md): made once, here, before any front end can serve
+    // a replica (a replica's comes from its master, written by its resync).
+    if (options.replicaGroups === undefined) loadOrStartHistory(fs, root);
     const groups = options.replicaGroups ?? resolveGroups(loadRegistry(fs, root), [root, ...(options.drives ?? []).map((d) => resolve(d))], replication);
     // Each start of a master with volume servers is a new epoch, above any its servers have
     // seen: they refuse the writes of any master started before it (docs/volume-server.md).
