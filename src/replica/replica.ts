@@ -193,6 +193,9 @@ class Replica {
           delay = RETRY_MIN_MS;
           continue;
         }
+        // A link that was up failed once: retry soon. Only failures in a row back off, else
+        // every cut of a long-lived link would wait longer than the one before.
+        if (this.view.status === 'up') delay = RETRY_MIN_MS;
         this.linkDown(err);
         await sleep(delay);
         delay = Math.min(RETRY_MAX_MS, delay * 2);

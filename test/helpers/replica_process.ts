@@ -1,6 +1,6 @@
 // Test helper: a BriseDB read-only replica as a child process (`node cmd/replica.js`) on free
 // loopback ports, following a master given as "host:port"; also the promoted program
-// (`--promote`). Like master_process.ts: started, stopped (SIGTERM) and killed (-9) by its own
+// (`--promote`), and a master restarted on the port and data dir it had (startMasterAt). Like master_process.ts: started, stopped (SIGTERM) and killed (-9) by its own
 // PID, its stderr (pino JSON lines) kept for the test to read.
 // Owns: the children it started; the data dirs are the caller's (tempDir of master_process.ts).
 // Invariants: every wait is bounded and a timeout names what it waited for; stopAllReplicas()
@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, sleep, tempDir, within } from './master_process.js';
+import { MASTER_JS, freePort, sleep, tempDir, within } from './master_process.js';
 
 export const REPLICA_JS = fileURLToPath(new URL('../../../cmd/replica.js', import.meta.url));
 const START_MS = 30_000;
@@ -72,10 +72,19 @@ export async function startReplica(opts: ReplicaOptions): Promise<ReplicaProcess
   throw last ?? new Error('could not start a replica');
 }
 
-async function launch(port: number, httpPort: number, dataDir: string, opts: ReplicaOptions): Promise<ReplicaProcess> {
-  const role = opts.promote === true ? ['--promote'] : ['--master', opts.master ?? ''];
+/**
+ * A master (`node cmd/master.js`) on a port and data dir the test chooses: a master restarted
+ * after a kill -9 where its replicas expect it (master_process.ts always takes a new port).
+ */
+export async function startMasterAt(opts: { port: number; dataDir: string; http?: boolean; httpPort?: number; args?: string[] }): Promise<ReplicaProcess> {
+  return launch(opts.port, opts.http === true ? opts.httpPort ?? (await freePort()) : 0, opts.dataDir, { ...opts, program: 'master' });
+}
+
+async function launch(port: number, httpPort: number, dataDir: string, opts: ReplicaOptions & { program?: 'master' }): Promise<ReplicaProcess> {
+  const isMaster = opts.program === 'master';
+  const role = isMaster ? [MASTER_JS] : opts.promote === true ? [REPLICA_JS, '--promote'] : [REPLICA_JS, '--master', opts.master ?? ''];
   const http = opts.http === true ? ['--http', `127.0.0.1:${httpPort}`, '--http-threads', '1'] : ['--http', ''];
-  const child = spawn(process.execPath, [REPLICA_JS, ...role, '--addr', `127.0.0.1:${port}`, ...http, '--data', dataDir, ...(opts.args ?? [])], {
+  const child = spawn(process.execPath, [...role, '--addr', `127.0.0.1:${port}`, ...http, '--data', dataDir, ...(opts.args ?? [])], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: { ...process.env, BRISEDB_LOG_LEVEL: 'info', BRISEDB_REQUIREPASS: undefined, BRISE_MASTERAUTH: undefined },
   });
@@ -131,7 +140,7 @@ async function launch(port: number, httpPort: number, dataDir: string, opts: Rep
   };
   running.add(r);
   try {
-    await waitForListening(r, opts.startMs ?? START_MS, opts.promote === true);
+    await waitForListening(r, opts.startMs ?? START_MS, isMaster ? 'listening' : opts.promote === true ? 'listening (promoted: a master)' : 'listening (a read-only replica)');
   } catch (e) {
     await r.kill().catch(() => undefined);
     throw e;
@@ -139,9 +148,8 @@ async function launch(port: number, httpPort: number, dataDir: string, opts: Rep
   return r;
 }
 
-/** The 'listening (a read-only replica)' line (or the promoted one) naming this port. */
-async function waitForListening(r: ReplicaProcess, ms: number, promoted: boolean): Promise<void> {
-  const want = promoted ? 'listening (promoted: a master)' : 'listening (a read-only replica)';
+/** The 'listening (a read-only replica)' line (or the promoted or master one) naming this port. */
+async function waitForListening(r: ReplicaProcess, ms: number, want: string): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
     if (r.logs().some((l) => l['msg'] === want && l['port'] === r.port)) return;

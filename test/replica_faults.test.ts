@@ -1,0 +1,250 @@
+// Fault tests of replication (issue 12, docs/replica.md "Tests"), real processes: a master and
+// replicas (node cmd/master.js, node cmd/replica.js), writers on the master all along, and
+// (a) the stream cut 50 times at seeded points by a fault proxy between replica and master;
+// (b) the replica killed -9 at seeded moments and restarted on its data dir;
+// (c) the master killed -9 and restarted on its data dir and port;
+// (d) a replica stopped while the master writes and compacts, then restarted.
+// Invariants checked: in the end each replica's digest (every key, value, expiry) equals the
+// master's; in (a) the replica's WAL holds the master's records, LSN for LSN (the same time and
+// ops: every record applied once, in order); a replica resumes with CONTINUE after a cut, its
+// own crash or the master's, and takes a full resync only when the master compacted past it.
+// The seed is printed (and taken from REPLICA_FAULT_SEED when set), so a failure replays.
+// Owns: the processes and proxies it starts, stopped in `after`. Every loop is bounded.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { NodeFs } from '../src/runtime/fs.js';
+import { readWal } from '../src/storage/wal_reader.js';
+import { WAL_FILE } from '../src/storage/store_files.js';
+import type { WalRecord } from '../src/storage/types.js';
+import { sleep, startMaster, stopAll, within } from './helpers/master_process.js';
+import { startFaultProxy, type Fault, type FaultProxy } from './helpers/fault_proxy.js';
+import { startMasterAt, startReplica, stopAllReplicas, type ReplicaProcess } from './helpers/replica_process.js';
+import { waitEqual } from './helpers/store_digest.js';
+
+const SEED = Number(process.env['REPLICA_FAULT_SEED'] ?? Date.now() % 1_000_000);
+const CATCH_UP_MS = 30_000;
+const proxies: FaultProxy[] = [];
+
+after(async () => {
+  for (const p of proxies) await p.close();
+  await stopAllReplicas();
+  await stopAll();
+});
+
+/** mulberry32: a seeded float in [0, 1). */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Writers on the master until stopped or `max` writes: SETs of 50 B to 64 KB over 300 keys,
+ * INCRs, DELs, TTLs, a MULTI now and then. A write that fails (the master is down) is counted
+ * and the loop waits a little; ioredis reconnects.
+ */
+class Writer {
+  written = 0;
+  failed = 0;
+  private stopped = false;
+  private readonly loops: Array<Promise<void>> = [];
+  private readonly clients: Redis[] = [];
+
+  constructor(port: number, seed: number, max = 200_000, parallel = 3) {
+    for (let i = 0; i < parallel; i++) {
+      const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1, commandTimeout: 5_000, retryStrategy: () => 100 });
+      c.on('error', () => undefined);
+      this.clients.push(c);
+      this.loops.push(this.loop(c, seeded(seed + i), Math.ceil(max / parallel)));
+    }
+  }
+
+  private async loop(c: Redis, rand: () => number, max: number): Promise<void> {
+    for (let n = 0; n < max && !this.stopped; n++) {
+      const key = `w:${Math.floor(rand() * 300)}`;
+      const p = rand();
+      try {
+        if (p < 0.6) await c.set(key, Buffer.alloc(rand() < 0.05 ? 64 * 1024 : 50 + Math.floor(rand() * 4000), n % 251));
+        else if (p < 0.7) await c.del(key);
+        else if (p < 0.8) await c.incr(`c:${Math.floor(rand() * 10)}`);
+        else if (p < 0.9) await c.set(key, `ttl ${n}`, 'EX', 3600);
+        else await c.multi().set(key, `multi ${n}`).del(`w:${Math.floor(rand() * 300)}`).exec();
+        this.written += 1;
+      } catch {
+        this.failed += 1;
+        await sleep(50);
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await within(Promise.all(this.loops), 20_000, 'the writers to stop');
+    for (const c of this.clients) c.disconnect();
+  }
+}
+
+/** Committed records of a data dir's WAL (kind 0), by LSN, as comparable text. */
+function walRecords(dataDir: string): Map<number, string> {
+  const out = new Map<number, string>();
+  const it = readWal(new NodeFs(), join(dataDir, WAL_FILE));
+  for (let next = it.next(); next.done !== true; next = it.next()) {
+    const r: WalRecord = next.value;
+    if (r.kind !== 0) continue;
+    out.set(r.lsn, JSON.stringify({ t: r.timeMs, ops: r.ops }, (_k, v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v)));
+  }
+  return out;
+}
+
+/** The replica's records are the master's, LSN for LSN, and it holds the master's last one. */
+function assertWalPrefix(masterDir: string, replicaDir: string): number {
+  const master = walRecords(masterDir);
+  const replica = walRecords(replicaDir);
+  assert.ok(replica.size > 0, 'the replica holds records');
+  const lsns = [...replica.keys()];
+  for (let i = 1; i < lsns.length; i++) assert.equal(lsns[i], lsns[i - 1]! + 1, `the replica's records follow each other (${lsns[i - 1]} then ${lsns[i]})`);
+  for (const [lsn, text] of replica) {
+    const want = master.get(lsn);
+    assert.ok(want !== undefined, `the master has record ${lsn}`);
+    assert.equal(text, want, `record ${lsn} is the master's`);
+  }
+  assert.equal(Math.max(...lsns), Math.max(...master.keys()), "the replica holds up to the master's last record");
+  return replica.size;
+}
+
+function countLogs(r: ReplicaProcess, text: string): number {
+  return r.logs().filter((l) => typeof l['msg'] === 'string' && l['msg'].includes(text)).length;
+}
+
+async function waitFor(what: string, ms: number, ready: () => boolean): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+test(`(a) the stream cut at 50 seeded points: the replica ends equal, every record once and in order (seed ${SEED})`, { timeout: 120_000 }, async () => {
+  console.log(`replica_faults (a) seed ${SEED}`);
+  const rand = seeded(SEED);
+  const m = await startMaster();
+  const proxy = await startFaultProxy({ target: { host: '127.0.0.1', port: m.port } });
+  proxies.push(proxy);
+  const r = await startReplica({ master: proxy.address });
+  await r.waitLog('replica following its master');
+  const writer = new Writer(m.port, SEED);
+  const cuts = (): number => proxy.stats().faults.resets + proxy.stats().faults.truncations;
+  try {
+    for (let i = 0; i < 50; i++) {
+      const toServer = rand() < 0.2;
+      // Towards the replica: anywhere in the first 256 KB (handshake, history, regions, records);
+      // towards the master the bytes are the handshake and the acks, so the points are nearer.
+      const afterBytes = Math.floor(rand() * (toServer ? 600 : rand() < 0.2 ? 512 : 256 * 1024));
+      const fault: Fault = { kind: rand() < 0.5 ? 'reset' : 'truncate', afterBytes, direction: toServer ? 'toServer' : 'toClient' };
+      const before = cuts();
+      const accepted = proxy.stats().accepted;
+      proxy.set(fault);
+      await waitFor(`cut ${i} (${JSON.stringify(fault)})`, 15_000, () => cuts() > before);
+      proxy.set({ kind: 'none' });
+      await waitFor(`the replica to reconnect after cut ${i}`, 15_000, () => proxy.stats().accepted > accepted);
+    }
+  } finally {
+    await writer.stop();
+  }
+  assert.ok(writer.written > 500, `the writers wrote (${writer.written})`);
+  await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica after 50 cuts');
+  assert.equal(countLogs(r, 'full resync done'), 1, 'one full resync (the first start); every cut resumed with CONTINUE');
+  await r.stop();
+  await m.stop();
+  const records = assertWalPrefix(m.dataDir, r.dataDir);
+  console.log(`(a) ${cuts()} cuts, ${writer.written} writes, ${records} records compared, ${proxy.stats().accepted} connections`);
+});
+
+test(`(b) the replica killed -9 at seeded moments resumes (CONTINUE) and ends equal (seed ${SEED})`, { timeout: 120_000 }, async () => {
+  const rand = seeded(SEED + 1);
+  const m = await startMaster();
+  let r = await startReplica({ master: `127.0.0.1:${m.port}` });
+  await r.waitLog('replica following its master');
+  const writer = new Writer(m.port, SEED + 10);
+  try {
+    for (let i = 0; i < 5; i++) {
+      await sleep(200 + Math.floor(rand() * 1500));
+      await r.kill();
+      await sleep(Math.floor(rand() * 300));
+      r = await startReplica({ master: `127.0.0.1:${m.port}`, dataDir: r.dataDir, port: r.port });
+      const following = await r.waitLog('replica following its master');
+      assert.equal(r.logged('full resync'), false, `restart ${i}: no full resync: ${r.stderr().slice(-2000)}`);
+      assert.ok(Number(following['from']) > 1, `restart ${i} continues from LSN ${String(following['from'])}`);
+    }
+  } finally {
+    await writer.stop();
+  }
+  await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica after 5 kills');
+  await r.stop();
+  await m.stop();
+  assertWalPrefix(m.dataDir, r.dataDir);
+});
+
+test('(c) the master killed -9 and restarted on its data dir and port: both replicas resume and end equal', { timeout: 120_000 }, async () => {
+  const first = await startMaster();
+  const { port, dataDir } = first;
+  const replicas = [await startReplica({ master: `127.0.0.1:${port}` }), await startReplica({ master: `127.0.0.1:${port}` })];
+  for (const r of replicas) await r.waitLog('replica following its master');
+  const writer = new Writer(port, SEED + 20);
+  let master: { port: number; dataDir: string; stop(): Promise<unknown> } = first;
+  try {
+    for (let i = 0; i < 2; i++) {
+      await sleep(800);
+      const lines = replicas.map((r) => r.logs().length);
+      await (master === first ? first.kill() : (master as ReplicaProcess).kill());
+      await sleep(300);
+      master = await startMasterAt({ port, dataDir });
+      for (const [j, r] of replicas.entries()) {
+        const resumed = await r.waitLog('replica following its master', 20_000, lines[j]);
+        assert.ok(Number(resumed['from']) > 1, `replica ${j} continues after restart ${i}`);
+      }
+    }
+  } finally {
+    await writer.stop();
+  }
+  assert.ok(writer.written > 200, `the writers wrote (${writer.written})`);
+  await waitEqual(port, replicas.map((r) => r.port), CATCH_UP_MS, 'both replicas after the master restarts');
+  for (const r of replicas) assert.equal(countLogs(r, 'full resync done'), 1, 'no full resync after the first');
+  for (const r of replicas) await r.stop();
+  await master.stop();
+  for (const r of replicas) assertWalPrefix(dataDir, r.dataDir);
+});
+
+test('(d) a replica stopped while the master writes and compacts takes a full resync at restart and ends equal', { timeout: 120_000 }, async () => {
+  const m = await startMaster();
+  const r = await startReplica({ master: `127.0.0.1:${m.port}` });
+  await r.waitLog('replica following its master');
+  const c = new Redis({ host: '127.0.0.1', port: m.port, maxRetriesPerRequest: 1 });
+  c.on('error', () => undefined);
+  try {
+    for (let i = 0; i < 200; i++) await c.set(`before:${i}`, `v${i}`);
+    await waitEqual(m.port, [r.port], CATCH_UP_MS);
+    await r.stop();
+    for (let i = 0; i < 200; i++) await c.set(`during:${i}`, Buffer.alloc(1000 + i, i));
+    for (let i = 0; i < 200; i += 3) await c.del(`before:${i}`);
+    assert.equal(await c.call('COMPACT'), 'OK');
+    for (let i = 0; i < 50; i++) await c.set(`after:${i}`, `v${i}`, 'EX', 3600);
+    const back = await startReplica({ master: `127.0.0.1:${m.port}`, dataDir: r.dataDir, port: r.port });
+    await back.waitLog('full resync done', 20_000).catch((e: Error) => {
+      throw new Error(`${e.message}\nmaster: ${m.stderr().slice(-3000)}`);
+    });
+    await waitEqual(m.port, [back.port], CATCH_UP_MS, 'the lagging replica after its resync');
+    // And it follows again from there.
+    for (let i = 0; i < 50; i++) await c.set(`later:${i}`, `v${i}`);
+    await waitEqual(m.port, [back.port], CATCH_UP_MS, 'the resynced replica following');
+  } finally {
+    c.disconnect();
+  }
+});
