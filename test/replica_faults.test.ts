@@ -46,7 +46,7 @@ function seeded(seed: number): () => number {
 }
 
 /**
- * Writers on the master until stopped or `max` writes: SETs of 50 B to 64 KB over 300 keys,
+ * Writers on the master until stopped or `max` writes: SETs of 50 B to 1 MB over 300 keys,
  * INCRs, DELs, TTLs, a MULTI now and then. A write that fails (the master is down) is counted
  * and the loop waits a little; ioredis reconnects.
  */
@@ -71,7 +71,7 @@ class Writer {
       const key = `w:${Math.floor(rand() * 300)}`;
       const p = rand();
       try {
-        if (p < 0.6) await c.set(key, Buffer.alloc(rand() < 0.05 ? 64 * 1024 : 50 + Math.floor(rand() * 4000), n % 251));
+        if (p < 0.6) await c.set(key, Buffer.alloc(valueSize(rand()), n % 251));
         else if (p < 0.7) await c.del(key);
         else if (p < 0.8) await c.incr(`c:${Math.floor(rand() * 10)}`);
         else if (p < 0.9) await c.set(key, `ttl ${n}`, 'EX', 3600);
@@ -89,6 +89,14 @@ class Writer {
     await within(Promise.all(this.loops), 20_000, 'the writers to stop');
     for (const c of this.clients) c.disconnect();
   }
+}
+
+/** Mostly small values; some of 64 KB and a few of 1 MB (regions of several frames, so a cut or
+ * a kill can land inside one). */
+function valueSize(p: number): number {
+  if (p < 0.01) return 1024 * 1024;
+  if (p < 0.05) return 64 * 1024;
+  return 50 + Math.floor(p * 4000);
 }
 
 /** Committed records of a data dir's WAL (kind 0), by LSN, as comparable text. */
