@@ -3,7 +3,8 @@
 // (a) the stream cut 50 times at seeded points by a fault proxy between replica and master;
 // (b) the replica killed -9 at seeded moments and restarted on its data dir;
 // (c) the master killed -9 and restarted on its data dir and port;
-// (d) a replica stopped while the master writes and compacts, then restarted.
+// (d) a replica stopped while the master writes and compacts, then restarted;
+// (e) a replica killed -9 in the middle of its full resync, three times, then restarted.
 // Invariants checked: in the end each replica's digest (every key, value, expiry) equals the
 // master's; in (a) the replica's WAL holds the master's records, LSN for LSN (the same time and
 // ops: every record applied once, in order); a replica resumes with CONTINUE after a cut, its
@@ -12,15 +13,16 @@
 // Owns: the processes and proxies it starts, stopped in `after`. Every loop is bounded.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { NodeFs } from '../src/runtime/fs.js';
 import { readWal } from '../src/storage/wal_reader.js';
 import { WAL_FILE } from '../src/storage/store_files.js';
 import type { WalRecord } from '../src/storage/types.js';
-import { sleep, startMaster, stopAll, within } from './helpers/master_process.js';
+import { sleep, startMaster, stopAll, tempDir, within } from './helpers/master_process.js';
 import { startFaultProxy, type Fault, type FaultProxy } from './helpers/fault_proxy.js';
-import { startMasterAt, startReplica, stopAllReplicas, type ReplicaProcess } from './helpers/replica_process.js';
+import { startMasterAt, startReplica, startedPids, stopAllReplicas, type ReplicaProcess } from './helpers/replica_process.js';
 import { waitEqual } from './helpers/store_digest.js';
 
 const SEED = Number(process.env['REPLICA_FAULT_SEED'] ?? Date.now() % 1_000_000);
@@ -127,6 +129,12 @@ function assertWalPrefix(masterDir: string, replicaDir: string): number {
   return replica.size;
 }
 
+/** The PID of the replica process holding `dataDir`'s lock (it was started without a handle yet). */
+async function pidOf(dataDir: string): Promise<number> {
+  for (const p of startedPids()) if (p.dataDir === dataDir) return p.pid;
+  throw new Error(`no replica started on ${dataDir}`);
+}
+
 function countLogs(r: ReplicaProcess, text: string): number {
   return r.logs().filter((l) => typeof l['msg'] === 'string' && l['msg'].includes(text)).length;
 }
@@ -228,6 +236,37 @@ test('(c) the master killed -9 and restarted on its data dir and port: both repl
   for (const r of replicas) await r.stop();
   await master.stop();
   for (const r of replicas) assertWalPrefix(dataDir, r.dataDir);
+});
+
+test(`(e) a replica killed -9 in the middle of its full resync starts it over and ends equal (seed ${SEED})`, { timeout: 120_000 }, async () => {
+  const rand = seeded(SEED + 2);
+  const m = await startMaster();
+  const c = new Redis({ host: '127.0.0.1', port: m.port, maxRetriesPerRequest: 1, commandTimeout: 30_000 });
+  c.on('error', () => undefined);
+  try {
+    // Enough bytes that a resync takes a while: 48 MB in values of 1 to 8 MB, and small keys.
+    for (let i = 0; i < 12; i++) await c.set(`big:${i}`, Buffer.alloc((1 + (i % 8)) * 1024 * 1024, i));
+    for (let i = 0; i < 300; i++) await c.set(`small:${i}`, `v${i}`, 'EX', 3600);
+    const dataDir = join(tempDir('brisedb-replica-'), 'data');
+    let cutShort = 0;
+    for (let i = 0; i < 3; i++) {
+      const r = startReplica({ master: `127.0.0.1:${m.port}`, dataDir });
+      // The marker exists from before the first file is removed until the copy is durable.
+      await waitFor(`the resync marker of try ${i}`, 20_000, () => existsSync(join(dataDir, 'resync')));
+      await sleep(Math.floor(rand() * 40));
+      const pid = await pidOf(dataDir);
+      process.kill(pid, 'SIGKILL');
+      await r.catch(() => undefined); // killed before it listened
+      if (existsSync(join(dataDir, 'resync'))) cutShort += 1;
+    }
+    assert.ok(cutShort > 0, 'at least one kill landed inside a resync');
+    const r = await startReplica({ master: `127.0.0.1:${m.port}`, dataDir });
+    assert.ok(r.logged('full resync done'), 'the restarted replica copied again');
+    await c.set('after', 'resync');
+    await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica after kills mid-resync');
+  } finally {
+    c.disconnect();
+  }
 });
 
 test('(d) a replica stopped while the master writes and compacts takes a full resync at restart and ends equal', { timeout: 120_000 }, async () => {

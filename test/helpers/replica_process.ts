@@ -51,6 +51,13 @@ export interface ReplicaProcess {
 }
 
 const running = new Set<ReplicaProcess>();
+/** Every child spawned and still running, from its spawn on (before its listening line). */
+const spawned = new Map<number, string>();
+
+/** PIDs and data dirs of the children still running, including those not listening yet. */
+export function startedPids(): Array<{ pid: number; dataDir: string }> {
+  return [...spawned].map(([pid, dataDir]) => ({ pid, dataDir }));
+}
 
 export async function startReplica(opts: ReplicaOptions): Promise<ReplicaProcess> {
   const dataDir = opts.dataDir ?? path.join(tempDir('brisedb-replica-'), 'data');
@@ -94,7 +101,13 @@ async function launch(port: number, httpPort: number, dataDir: string, opts: Rep
     // The start and a bounded tail: a long run must not grow it forever.
     if (err.length > LOG_KEEP) err = err.slice(0, 64 * 1024) + '\n...\n' + err.slice(-(LOG_KEEP / 2));
   });
-  const exit = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
+  if (child.pid !== undefined) spawned.set(child.pid, dataDir);
+  const exit = new Promise<number | string>((resolve) =>
+    child.once('exit', (code, signal) => {
+      spawned.delete(child.pid ?? -1);
+      resolve(code ?? signal ?? 'unknown');
+    }),
+  );
   const exited = (): boolean => child.exitCode !== null || child.signalCode !== null;
   const logs = (): Array<Record<string, unknown>> => parseLines(err);
   const r: ReplicaProcess = {
