@@ -314,7 +314,7 @@ class Replica {
     link.close();
     throw new StoreError(
       'CONFLICT',
-      `the master at ${this.config.master.host}:${this.config.master.port} is on history ${masterHistory}, which this store left when it was promoted at LSN ${this.history.previous.end}; refusing to follow it (start that server as a replica of the new master instead)`,
+      `the master at ${this.config.master.host}:${this.config.master.port} is on history ${masterHistory}, which this store's history ${this.history.id} left at LSN ${this.history.previous.end} by a promotion (of this store or of its master); refusing to follow it: it may hold writes the new history never had (start that server as a replica of the new master instead)`,
     );
   }
 
