@@ -699,6 +699,11 @@ interface ThroughputRun {
   value: number;
   /** CPU seconds of the master and its replicas over wall seconds. */
   cores: number | null;
+  /**
+   * The master's own CPU seconds per unit (per SET, per MB), or null: what feeding the replicas
+   * costs the master itself, apart from the cores the replicas take from it on this machine.
+   */
+  masterCpuPerUnit: number | null;
   /** How long the replicas took to apply the master's last LSN after the run, ms. */
   catchUpMs: number | null;
 }
@@ -754,14 +759,17 @@ async function putRun(master: Server, count: number, run: number): Promise<numbe
 async function measureSide(side: Side, what: string, measure: () => Promise<number>): Promise<ThroughputRun> {
   const pids = [side.master, ...side.replicas].map((s) => s.pid);
   const cpu0 = cpuSeconds(pids);
+  const own0 = cpuSeconds([side.master.pid]);
   const t0 = performance.now();
   const v = await measure();
   const wall = (performance.now() - t0) / 1000;
   const cpu1 = cpuSeconds(pids);
+  const own1 = cpuSeconds([side.master.pid]);
   const cores = cpu0 === null || cpu1 === null ? null : (cpu1 - cpu0) / wall;
+  const masterCpuPerUnit = own0 === null || own1 === null ? null : (own1 - own0) / (v * wall);
   const catchUpMs = side.replicas.length === 0 ? null : await caughtUp(side.master, side.replicas, `${what} on ${side.name}`);
   for (const s of [side.master, ...side.replicas]) alive(s);
-  return { side: side.name, value: v, cores, catchUpMs };
+  return { side: side.name, value: v, cores, masterCpuPerUnit, catchUpMs };
 }
 
 async function throughput(sides: Side[], test: string, unit: string, opts: Options, measure: (master: Server, run: number) => Promise<number>): Promise<ThroughputResult> {
@@ -881,11 +889,15 @@ function throughputTable(results: ThroughputResult[]): string {
     const xs = t.runs.filter((r) => r.side === side && r.cores !== null).map((r) => r.cores ?? 0);
     return xs.length === 0 ? 'n/a' : median(xs).toFixed(2);
   };
+  const ownCpu = (t: ThroughputResult, side: string): string => {
+    const xs = t.runs.filter((r) => r.side === side && r.masterCpuPerUnit !== null).map((r) => r.masterCpuPerUnit ?? 0);
+    return xs.length === 0 ? 'n/a' : t.unit === 'MB/s' ? `${(median(xs) * 1e3).toFixed(2)} ms/MB` : `${(median(xs) * 1e6).toFixed(0)} µs/SET`;
+  };
   const rows = results.map((t) => {
     const catchUp = t.runs.flatMap((r) => (r.catchUpMs === null ? [] : [r.catchUpMs]));
-    return [t.test, `${fmtNumber(t.without)} ${t.unit}`, `${fmtNumber(t.with)} ${t.unit}`, `${(t.cost * 100).toFixed(1)} %`, `< ${COST_GOAL * 100} %`, t.cost < COST_GOAL ? 'yes' : 'no', `${cores(t, '0 replicas')} / ${cores(t, '2 replicas')}`, `${fmtMs(percentile(catchUp, 100))} ms`];
+    return [t.test, `${fmtNumber(t.without)} ${t.unit}`, `${fmtNumber(t.with)} ${t.unit}`, `${(t.cost * 100).toFixed(1)} %`, `< ${COST_GOAL * 100} %`, t.cost < COST_GOAL ? 'yes' : 'no', `${cores(t, '0 replicas')} / ${cores(t, '2 replicas')}`, `${ownCpu(t, '0 replicas')} / ${ownCpu(t, '2 replicas')}`, `${fmtMs(percentile(catchUp, 100))} ms`];
   });
-  return table(['test', '0 replicas', '2 replicas', 'cost', 'goal', 'met?', 'cores busy (master / master + replicas)', 'replicas caught up after a run, max'], rows);
+  return table(['test', '0 replicas', '2 replicas', 'cost', 'goal', 'met?', `cores busy of ${cpus().length} (master / master + replicas)`, "master's own CPU per unit (0 / 2 replicas)", 'replicas caught up after a run, max'], rows);
 }
 
 function header(opts: Options): string[] {
@@ -896,6 +908,14 @@ function header(opts: Options): string[] {
     `lag: 1 KB SETs paced at a fixed rate for ${opts.seconds} s over ${WRITER_CONNECTIONS} connections, one SET in flight on each; lag = the master's OK reaching this script → the replica's /v1/wal record of that key reaching it, both replicas' samples together; "from the commit": the same arrival, Date.now() minus the record's time (the master's commit, ms)`,
     `throughput: redis-benchmark -t set -d ${VALUE_SIZE} -c ${CLIENTS} -r ${KEYSPACE} -n ${opts.sets}; ${opts.puts} sequential 1 MB HTTP PUTs (keep-alive); median of ${opts.repeat} run(s) per side, the sides alternating; cost = 1 - with / without`,
   ];
+}
+
+/** A phase whose lag kept rising: the replicas applied more slowly than the master committed. */
+function fellBehind(p: PhaseResult): string[] {
+  const first = p.lagByTenth[0] ?? NaN;
+  const peak = Math.max(...p.lagByTenth.filter((x) => !Number.isNaN(x)));
+  if (!(peak > LAG_GOAL_MS && peak > 4 * first)) return [];
+  return [`${p.name}: the lag p50 rose from ${fmtMs(first)} ms in the first tenth of the phase to ${fmtMs(peak)} ms: the replicas applied more slowly than the master committed`];
 }
 
 function surprises(ws: WalWatcher[]): string[] {
@@ -949,7 +969,7 @@ async function main(): Promise<void> {
   log(phaseLine(p));
   await caughtUp(master, replicas, 'after the blobs');
 
-  const notes = surprises(watchers);
+  const notes = [...surprises(watchers), ...phases.flatMap(fellBehind)];
   await cleanup();
   const lag = lagTable(phases);
   const tput = throughputTable(results);
