@@ -254,7 +254,9 @@ export class RespConnection {
           this.close();
           break;
         }
-        if (this.writer.length >= FLUSH_BYTES) this.flush();
+        // A burst answered leaves now: a client that pipelines without pause (its input never
+        // runs dry) must not wait for the loop to end to get its replies.
+        this.flush();
       }
     } catch (err) {
       // A bug in a handler must not take the connection's state down silently.
