@@ -4,7 +4,9 @@
 // (b) the replica killed -9 at seeded moments and restarted on its data dir;
 // (c) the master killed -9 and restarted on its data dir and port;
 // (d) a replica stopped while the master writes and compacts, then restarted;
-// (e) a replica killed -9 in the middle of its full resync, three times, then restarted.
+// (e) a replica killed -9 in the middle of its full resync, three times, then restarted;
+// (f) a master with two drives, small volumes and a password, a replica that
+//     resyncs while writes run, killed -9, restarted; a wrong --masterauth refused.
 // Invariants checked: in the end each replica's digest (every key, value, expiry) equals the
 // master's; in (a) the replica's WAL holds the master's records, LSN for LSN (the same time and
 // ops: every record applied once, in order); a replica resumes with CONTINUE after a cut, its
@@ -13,12 +15,13 @@
 // Owns: the processes and proxies it starts, stopped in `after`. Every loop is bounded.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { NodeFs } from '../src/runtime/fs.js';
 import { readWal } from '../src/storage/wal_reader.js';
 import { WAL_FILE } from '../src/storage/store_files.js';
+import { VOLUMES_DIR } from '../src/storage/drive_volumes.js';
 import type { WalRecord } from '../src/storage/types.js';
 import { sleep, startMaster, stopAll, tempDir, within } from './helpers/master_process.js';
 import { startFaultProxy, type Fault, type FaultProxy } from './helpers/fault_proxy.js';
@@ -59,9 +62,9 @@ class Writer {
   private readonly loops: Array<Promise<void>> = [];
   private readonly clients: Redis[] = [];
 
-  constructor(port: number, seed: number, max = 200_000, parallel = 3) {
+  constructor(port: number, seed: number, max = 200_000, parallel = 3, password?: string) {
     for (let i = 0; i < parallel; i++) {
-      const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1, commandTimeout: 5_000, retryStrategy: () => 100 });
+      const c = new Redis({ host: '127.0.0.1', port, password, maxRetriesPerRequest: 1, commandTimeout: 5_000, retryStrategy: () => 100 });
       c.on('error', () => undefined);
       this.clients.push(c);
       this.loops.push(this.loop(c, seeded(seed + i), Math.ceil(max / parallel)));
@@ -264,6 +267,48 @@ test(`(e) a replica killed -9 in the middle of its full resync starts it over an
     assert.ok(r.logged('full resync done'), 'the restarted replica copied again');
     await c.set('after', 'resync');
     await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica after kills mid-resync');
+  } finally {
+    c.disconnect();
+  }
+});
+
+test(`(f) two drives, 1 MB volumes, a password: a replica resyncs while writes run, is killed -9, and ends equal (seed ${SEED})`, { timeout: 120_000 }, async () => {
+  const dir = tempDir('brisedb-multi-');
+  const drives = [join(dir, 'd1'), join(dir, 'd2')];
+  const m = await startMaster({ args: ['--drives', drives.join(','), '--max-volume-size', '1mb', '--requirepass', 'pw'] });
+  const c = new Redis({ host: '127.0.0.1', port: m.port, password: 'pw', maxRetriesPerRequest: 1 });
+  c.on('error', () => undefined);
+  try {
+    for (let i = 0; i < 300; i++) await c.set(`pre:${i}`, Buffer.alloc(2000 + i * 50, i));
+    assert.equal(await c.call('COMPACT'), 'OK');
+    // A wrong password is refused with a clear error, and nothing is copied.
+    const wrong = await startReplica({ master: `127.0.0.1:${m.port}`, args: ['--masterauth', 'nope'], startMs: 5_000 }).then(
+      (r) => ({ r, error: null }),
+      (e: Error) => ({ r: null, error: e }),
+    );
+    if (wrong.r !== null) {
+      const down = await wrong.r.waitLog('replica link down');
+      assert.match(String(down['err']), /AUTH|WRONGPASS|password/i, String(down['err']));
+      await wrong.r.stop();
+    } else assert.match(wrong.error!.message, /AUTH|WRONGPASS|password/i);
+
+    const writer = new Writer(m.port, SEED + 30, 200_000, 2, 'pw');
+    let r: ReplicaProcess;
+    try {
+      r = await startReplica({ master: `127.0.0.1:${m.port}`, args: ['--masterauth', 'pw', '--requirepass', 'pw'] });
+      await r.waitLog('replica following its master');
+      await sleep(500);
+      await r.kill();
+      r = await startReplica({ master: `127.0.0.1:${m.port}`, args: ['--masterauth', 'pw', '--requirepass', 'pw'], dataDir: r.dataDir, port: r.port });
+      await r.waitLog('replica following its master');
+      await sleep(500);
+    } finally {
+      await writer.stop();
+    }
+    assert.equal(r.logged('full resync'), false, 'the restart continued');
+    const volumes = readdirSync(join(r.dataDir, VOLUMES_DIR)).length;
+    assert.ok(volumes > 4, `the replica holds the master's many volumes (${volumes})`);
+    await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica of a two-drive master', 'pw');
   } finally {
     c.disconnect();
   }

@@ -10,7 +10,7 @@
 //   looks whole and is not;
 // - the WAL is written as wal.log.tmp and renamed in only when complete and synced;
 // - a volume takes bytes only at its end (the master sends each volume in order from 0).
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { StoreError } from '../runtime/errors.js';
 import type { FileHandle, Fs } from '../runtime/fs.js';
 import { replaceFileAtomically, syncDirectory } from '../storage/atomic_file.js';
@@ -69,7 +69,7 @@ export async function fullResync(fs: Fs, dataDir: string, drives: readonly strin
       }
     }
     if (history === null || groupIds === null) throw new StoreError('PROTOCOL', 'the master sent records before its history and groups');
-    const groups = groupIds.map((id, i) => ({ id, dir: drives[i % drives.length]! }));
+    const groups = groupIds.map((id, i) => ({ id, dir: groupDir(drives, i, id) }));
     volumes.finish();
     const lastLsn = wal.finish();
     saveRegistry(fs, dataDir, registryOf(groups, volumes.ids().map((id) => ({ id }))));
@@ -84,13 +84,35 @@ export async function fullResync(fs: Fs, dataDir: string, drives: readonly strin
   }
 }
 
+/**
+ * The directory of the master's `index`-th group on this replica: drive `index`, or, when the
+ * master has more groups than this replica has drives, a directory of its own on drive
+ * `index mod n` (the registry lets a drive belong to one group only; volume files of several
+ * groups in one directory would break that).
+ */
+export function groupDir(drives: readonly string[], index: number, id: number): string {
+  const drive = drives[index % drives.length]!;
+  return index < drives.length ? drive : join(drive, `${GROUP_DIR_PREFIX}${id}`);
+}
+
+const GROUP_DIR_PREFIX = 'group-';
+
+/** Every directory that may hold this replica's volumes: the drives and their group dirs. */
+export function volumeDirs(fs: Fs, drives: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const drive of drives) {
+    out.push(join(drive, VOLUMES_DIR));
+    for (const name of fs.readdir(drive)) if (/^group-\d+$/.test(name)) out.push(join(drive, name, VOLUMES_DIR));
+  }
+  return out;
+}
+
 /** Removes the store's files and every volume: what a full copy replaces. */
 function wipe(fs: Fs, dataDir: string, drives: readonly string[]): void {
   for (const name of fs.readdir(dataDir)) {
     if (STORE_FILES.some((f) => name === f || name.startsWith(`${f}.`))) fs.unlink(join(dataDir, name));
   }
-  for (const drive of drives) {
-    const dir = join(drive, VOLUMES_DIR);
+  for (const dir of volumeDirs(fs, drives)) {
     for (const name of fs.readdir(dir)) if (parseVolumeFileName(name) !== null) fs.unlink(join(dir, name));
     if (fs.exists(dir)) syncDirectory(fs, dir);
   }
@@ -118,7 +140,7 @@ class VolumeSink {
       if (offset !== 0) throw new StoreError('PROTOCOL', `volume ${volume}: the master's first bytes are at ${offset}, not 0`);
       const index = groupIds?.indexOf(groupOfVolume(volume)) ?? -1;
       if (index < 0) throw new StoreError('PROTOCOL', `volume ${volume} is of a group the master did not name`);
-      const dir = join(this.drives[index % this.drives.length]!, VOLUMES_DIR);
+      const dir = join(groupDir(this.drives, index, groupOfVolume(volume)), VOLUMES_DIR);
       this.fs.mkdir(dir);
       file = { handle: this.fs.open(join(dir, volumeFileName(volume)), 'exclusive'), size: 0 };
       this.files.set(volume, file);
@@ -135,9 +157,11 @@ class VolumeSink {
   /** Every volume durable, and its directory entry. */
   finish(): void {
     for (const f of this.files.values()) f.handle.sync();
-    for (const drive of this.drives) {
-      const dir = join(drive, VOLUMES_DIR);
-      if (this.fs.exists(dir)) syncDirectory(this.fs, dir);
+    // The volumes dirs, and their parents (a group dir made by this copy is a new entry there).
+    for (const dir of volumeDirs(this.fs, this.drives)) {
+      if (!this.fs.exists(dir)) continue;
+      syncDirectory(this.fs, dir);
+      syncDirectory(this.fs, dirname(dir));
     }
   }
 

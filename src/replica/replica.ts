@@ -22,7 +22,6 @@ import { StoreError } from '../runtime/errors.js';
 import { acquireLock } from '../storage/lock_file.js';
 import { loadHistory, promote, saveHistory, type History } from '../storage/history.js';
 import { loadRegistry, type LocalGroup } from '../storage/registry.js';
-import { VOLUMES_DIR } from '../storage/drive_volumes.js';
 import { VolumeFile } from '../storage/volume_file.js';
 import { VOLUME_SUPERBLOCK_SIZE, groupOfVolume, parseVolumeFileName } from '../storage/volume_format.js';
 import { decodePayload } from '../storage/wal_format.js';
@@ -36,7 +35,7 @@ import { MasterLink } from '../remote/replica_client.js';
 import { runMaster, type RunningMaster } from '../master/master.js';
 import type { MasterConfig } from '../master/master_config.js';
 import { isProcessAlive } from '../wiring/open.js';
-import { fullResync, resyncPending } from './bootstrap.js';
+import { fullResync, resyncPending, volumeDirs } from './bootstrap.js';
 
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 2_000;
@@ -64,8 +63,14 @@ class Restart extends Error {
   }
 }
 
-export async function runReplica(config: ReplicaConfig, log: Logger): Promise<RunningReplica> {
-  return new Replica(config, log).start();
+/**
+ * `stopping`: resolves when the program is told to stop (its first signal). A new replica waits
+ * for its first copy before it has anything to serve, so a signal must end that wait too.
+ */
+export async function runReplica(config: ReplicaConfig, log: Logger, stopping?: Promise<unknown>): Promise<RunningReplica> {
+  const replica = new Replica(config, log);
+  void stopping?.then(() => replica.stopStarting());
+  return replica.start();
 }
 
 class Replica {
@@ -84,6 +89,8 @@ class Replica {
   /** Groups given bytes since their last sync. */
   private readonly unsynced = new Set<number>();
   private resolveDone!: () => void;
+  /** Ends the current pause between tries (stop). */
+  private wake: (() => void) | null = null;
   private readonly done = new Promise<void>((r) => (this.resolveDone = r));
 
   constructor(
@@ -109,8 +116,10 @@ class Replica {
   async start(): Promise<RunningReplica> {
     this.fs.mkdir(this.dataDir);
     this.history = loadHistory(this.fs, this.dataDir);
-    if (this.history === null || resyncPending(this.fs, this.dataDir)) await this.resyncUntilDone(null, 0);
-    else this.prepareVolumes();
+    if (this.history === null || resyncPending(this.fs, this.dataDir)) {
+      await this.resyncUntilDone(null, 0);
+      if (this.stopped) throw new StoreError('CLOSED', 'stopped before the first copy from the master was complete');
+    } else this.prepareVolumes();
     this.groups = this.groupsOnDisk();
     await this.startServer();
     this.following = this.follow();
@@ -163,8 +172,7 @@ class Replica {
 
   /** After a crash: every volume cut back to its last whole needle (a region torn mid-write). */
   private prepareVolumes(): void {
-    for (const drive of this.drives) {
-      const dir = join(drive, VOLUMES_DIR);
+    for (const dir of volumeDirs(this.fs, this.drives)) {
       for (const name of this.fs.readdir(dir)) {
         if (parseVolumeFileName(name) === null) continue;
         const file = VolumeFile.open(this.fs, join(dir, name), 'write');
@@ -197,7 +205,7 @@ class Replica {
         // every cut of a long-lived link would wait longer than the one before.
         if (this.view.status === 'up') delay = RETRY_MIN_MS;
         this.linkDown(err);
-        await sleep(delay);
+        await this.pause(delay);
         delay = Math.min(RETRY_MAX_MS, delay * 2);
       }
     }
@@ -351,6 +359,7 @@ class Replica {
             until = opened.answer.until;
           }
           this.view.status = 'sync';
+          this.current = link; // a stop closes it, which ends the copy
           const started = Date.now();
           const result = await fullResync(this.fs, this.dataDir, this.drives, link, until);
           this.history = result.history;
@@ -361,8 +370,9 @@ class Replica {
         } catch (err) {
           link?.close();
           link = null;
+          if (this.stopped) return;
           this.linkDown(err);
-          await sleep(delay);
+          await this.pause(delay);
           delay = Math.min(RETRY_MAX_MS, delay * 2);
         }
       }
@@ -389,8 +399,34 @@ class Replica {
     return { history: this.history.id, lsn: applied };
   }
 
+  /**
+   * The wait between two tries. Its timer keeps the process alive: while a new replica waits for
+   * its master nothing else does (an unref'd timer let Node exit with code 13, silently); stop()
+   * ends it at once.
+   */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        this.wake = null;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+
+  /** A stop while start() still waits for the first copy (after it, stop() does it all). */
+  stopStarting(): void {
+    if (this.server !== null) return;
+    this.stopped = true;
+    this.wake?.();
+    this.current?.close();
+  }
+
   private async stop(): Promise<void> {
     this.stopped = true;
+    this.wake?.();
     this.current?.close();
     await this.following.catch(() => undefined);
     await this.stopServer();
@@ -404,6 +440,4 @@ function decodeRecord(payload: Uint8Array): WalRecord {
   return r;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms).unref());
-}
+

@@ -21,8 +21,8 @@ export interface Digest {
   readonly keys: number;
 }
 
-export async function storeDigest(port: number, host = '127.0.0.1'): Promise<Digest> {
-  const redis = new Redis({ host, port, lazyConnect: true, maxRetriesPerRequest: 0, commandTimeout: 30_000, enableOfflineQueue: false, retryStrategy: () => null });
+export async function storeDigest(port: number, password?: string): Promise<Digest> {
+  const redis = new Redis({ host: '127.0.0.1', port, password, lazyConnect: true, maxRetriesPerRequest: 0, commandTimeout: 30_000, enableOfflineQueue: false, retryStrategy: () => null });
   redis.on('error', () => undefined);
   await redis.connect();
   try {
@@ -76,17 +76,17 @@ export function describeDifference(a: Digest, b: Digest, limit = 5): string[] {
 }
 
 /**
- * Polls until every server in `others` has the digest of `reference` (a replica catching up
+ * Polls until every server in `others` has the digest of `reference` (all with `password`, if any) (a replica catching up
  * with its master), bounded by `ms`; answers the reference's digest, or throws naming the
  * differences of the last poll.
  */
-export async function waitEqual(reference: number, others: readonly number[], ms = 15_000, what = 'the replicas to equal the master'): Promise<Digest> {
+export async function waitEqual(reference: number, others: readonly number[], ms = 15_000, what = 'the replicas to equal the master', password?: string): Promise<Digest> {
   const deadline = Date.now() + ms;
   for (;;) {
-    const want = await storeDigest(reference);
+    const want = await storeDigest(reference, password);
     const diffs: string[] = [];
     for (const port of others) {
-      const got = await storeDigest(port).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+      const got = await storeDigest(port, password).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
       if (got instanceof Error) diffs.push(`port ${port}: ${got.message}`);
       else if (got.hash !== want.hash) diffs.push(`port ${port} (${got.keys} keys vs ${want.keys}): ${describeDifference(want, got).join('; ')}`);
     }
