@@ -6,7 +6,8 @@
 // (d) a replica stopped while the master writes and compacts, then restarted;
 // (e) a replica killed -9 in the middle of its full resync, three times, then restarted;
 // (f) a master with two drives, small volumes and a password, a replica that
-//     resyncs while writes run, killed -9, restarted; a wrong --masterauth refused.
+//     resyncs while writes run, killed -9, restarted; a wrong --masterauth refused;
+// (g) a new replica started while its master is down, which waits for it.
 // Invariants checked: in the end each replica's digest (every key, value, expiry) equals the
 // master's; in (a) the replica's WAL holds the master's records, LSN for LSN (the same time and
 // ops: every record applied once, in order); a replica resumes with CONTINUE after a cut, its
@@ -156,30 +157,41 @@ test(`(a) the stream cut at 50 seeded points: the replica ends equal, every reco
   const m = await startMaster();
   const proxy = await startFaultProxy({ target: { host: '127.0.0.1', port: m.port } });
   proxies.push(proxy);
-  const r = await startReplica({ master: proxy.address });
+  const cuts = (): number => proxy.stats().faults.resets + proxy.stats().faults.truncations;
+  const cutAt = async (i: number, fault: Fault): Promise<void> => {
+    const before = cuts();
+    const accepted = proxy.stats().accepted;
+    proxy.set(fault);
+    await waitFor(`cut ${i} (${JSON.stringify(fault)})`, 15_000, () => cuts() > before);
+    proxy.set({ kind: 'none' });
+    await waitFor(`the replica to reconnect after cut ${i}`, 15_000, () => proxy.stats().accepted > accepted);
+  };
+  // The first 5 cuts land inside the replica's first full copy (about 6 MB: a copy cut short
+  // starts over), the other 45 while it follows.
+  const seedWriter = new Redis({ host: '127.0.0.1', port: m.port, maxRetriesPerRequest: 1 });
+  for (let i = 0; i < 200; i++) await seedWriter.set(`pre:${i}`, Buffer.alloc(30_000, i));
+  seedWriter.disconnect();
+  const starting = startReplica({ master: proxy.address });
+  void starting.catch(() => undefined);
+  for (let i = 0; i < 5; i++) await cutAt(i, { kind: rand() < 0.5 ? 'reset' : 'truncate', afterBytes: Math.floor(rand() * 5_000_000), direction: 'toClient' });
+  const r = await starting;
   await r.waitLog('replica following its master');
   const writer = new Writer(m.port, SEED);
-  const cuts = (): number => proxy.stats().faults.resets + proxy.stats().faults.truncations;
   try {
-    for (let i = 0; i < 50; i++) {
+    for (let i = 5; i < 50; i++) {
       const toServer = rand() < 0.2;
       // Towards the replica: anywhere in the first 256 KB (handshake, history, regions, records);
       // towards the master the bytes are the handshake and the acks, so the points are nearer.
       const afterBytes = Math.floor(rand() * (toServer ? 600 : rand() < 0.2 ? 512 : 256 * 1024));
-      const fault: Fault = { kind: rand() < 0.5 ? 'reset' : 'truncate', afterBytes, direction: toServer ? 'toServer' : 'toClient' };
-      const before = cuts();
-      const accepted = proxy.stats().accepted;
-      proxy.set(fault);
-      await waitFor(`cut ${i} (${JSON.stringify(fault)})`, 15_000, () => cuts() > before);
-      proxy.set({ kind: 'none' });
-      await waitFor(`the replica to reconnect after cut ${i}`, 15_000, () => proxy.stats().accepted > accepted);
+      await cutAt(i, { kind: rand() < 0.5 ? 'reset' : 'truncate', afterBytes, direction: toServer ? 'toServer' : 'toClient' });
     }
   } finally {
     await writer.stop();
   }
   assert.ok(writer.written > 500, `the writers wrote (${writer.written})`);
   await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica after 50 cuts');
-  assert.equal(countLogs(r, 'full resync done'), 1, 'one full resync (the first start); every cut resumed with CONTINUE');
+  assert.equal(countLogs(r, 'full resync done'), 1, 'one full resync (the first start); every later cut resumed with CONTINUE');
+  assert.equal(countLogs(r, 'full resync from the master'), 0, 'no full resync after the first copy');
   await r.stop();
   await m.stop();
   const records = assertWalPrefix(m.dataDir, r.dataDir);
@@ -312,6 +324,24 @@ test(`(f) two drives, 1 MB volumes, a password: a replica resyncs while writes r
   } finally {
     c.disconnect();
   }
+});
+
+test('(g) a new replica whose master is down waits for it (it does not exit), then copies and follows', { timeout: 60_000 }, async () => {
+  const first = await startMaster();
+  const c = new Redis({ host: '127.0.0.1', port: first.port, maxRetriesPerRequest: 1 });
+  c.on('error', () => undefined);
+  for (let i = 0; i < 50; i++) await c.set(`k${i}`, `v${i}`);
+  c.disconnect();
+  await first.stop();
+  const starting = startReplica({ master: `127.0.0.1:${first.port}` });
+  let settled = false;
+  void starting.then(() => (settled = true), () => (settled = true));
+  await sleep(2_000);
+  assert.equal(settled, false, 'the replica neither listens nor exits while its master is down');
+  const m = await startMasterAt({ port: first.port, dataDir: first.dataDir });
+  const r = await starting;
+  assert.ok(r.logged('full resync done'));
+  await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica of a master that came up late');
 });
 
 test('(d) a replica stopped while the master writes and compacts takes a full resync at restart and ends equal', { timeout: 120_000 }, async () => {
