@@ -125,3 +125,30 @@ test('node cmd/replica.js --promote on a stopped replica: a master on a new hist
   assert.equal(countLogs(b, 'full resync'), 0, 'B continues without a full copy');
   await waitEqual(promoted.port, [b.port], CATCH_UP_MS, 'B to equal the promoted store');
 });
+
+test('after a promotion, a replica behind the promoted one continues from it and one ahead of it takes a full copy (its extra records dropped)', { timeout: 90_000 }, async () => {
+  const m = await startMaster();
+  const a = await startReplica({ master: `127.0.0.1:${m.port}` });
+  const behind = await startReplica({ master: `127.0.0.1:${m.port}` });
+  const ahead = await startReplica({ master: `127.0.0.1:${m.port}` });
+  await writeSome(m.port, 'all', 50);
+  await waitEqual(m.port, [a.port, behind.port, ahead.port], CATCH_UP_MS);
+  await behind.stop();
+  await writeSome(m.port, 'a-and-ahead', 50);
+  await waitEqual(m.port, [a.port, ahead.port], CATCH_UP_MS);
+  await a.stop();
+  await writeSome(m.port, 'only-ahead', 30);
+  await waitEqual(m.port, [ahead.port], CATCH_UP_MS);
+  await m.kill();
+  await ahead.stop();
+
+  const promoted = await startReplica({ promote: true, dataDir: a.dataDir, port: a.port });
+  await writeSome(promoted.port, 'on-a', 30);
+  const b = await startReplica({ master: `127.0.0.1:${promoted.port}`, dataDir: behind.dataDir, port: behind.port });
+  const c = await startReplica({ master: `127.0.0.1:${promoted.port}`, dataDir: ahead.dataDir, port: ahead.port });
+  await waitEqual(promoted.port, [b.port, c.port], CATCH_UP_MS, 'both replicas to equal the promoted store');
+  assert.equal(countLogs(b, 'full resync'), 0, 'the replica behind continues through the previous history');
+  assert.ok(countLogs(c, 'full resync done') > 0, `the replica ahead takes a full copy: ${c.stderr().slice(-1500)}`);
+  assert.equal(await client(c.port).get('only-ahead:1'), null, 'what only the replica ahead had is dropped');
+  assert.ok((await client(b.port).get('a-and-ahead:1')) !== null, 'the replica behind got the records it missed from the old history');
+});
