@@ -106,7 +106,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const master = args.master!;
   const replica = await startOrSay('brisedb-replica', async () => {
     const { runReplica } = await import('./replica.js');
-    return runReplica({ master, masterAuth: args.masterAuth, server: config }, log);
+    // The first signal also ends a wait for the first copy (a master down or refusing).
+    return runReplica({ master, masterAuth: args.masterAuth, server: config }, log, signal);
   });
   if (replica === null) return 1;
   log.info({ tcp: formatAddress({ host: config.addr.host, port: replica.tcpPort }), port: replica.tcpPort, httpPort: replica.httpPort, master: formatAddress(master) }, 'listening (a read-only replica)');
