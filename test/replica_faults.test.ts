@@ -7,7 +7,8 @@
 // (e) a replica killed -9 in the middle of its full resync, three times, then restarted;
 // (f) a master with two drives, small volumes and a password, a replica that
 //     resyncs while writes run, killed -9, restarted; a wrong --masterauth refused;
-// (g) a new replica started while its master is down, which waits for it.
+// (g) a new replica started while its master is down, which waits for it;
+// (h) 64 MB values over HTTP: the stream cut inside one's regions, the replica killed inside another's.
 // Invariants checked: in the end each replica's digest (every key, value, expiry) equals the
 // master's; in (a) the replica's WAL holds the master's records, LSN for LSN (the same time and
 // ops: every record applied once, in order); a replica resumes with CONTINUE after a cut, its
@@ -16,7 +17,8 @@
 // Owns: the processes and proxies it starts, stopped in `after`. Every loop is bounded.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { NodeFs } from '../src/runtime/fs.js';
@@ -24,7 +26,7 @@ import { readWal } from '../src/storage/wal_reader.js';
 import { WAL_FILE } from '../src/storage/store_files.js';
 import { VOLUMES_DIR } from '../src/storage/drive_volumes.js';
 import type { WalRecord } from '../src/storage/types.js';
-import { sleep, startMaster, stopAll, tempDir, within } from './helpers/master_process.js';
+import { patternChunks, sha256Of, sleep, startMaster, stopAll, streamRequest, tempDir, within } from './helpers/master_process.js';
 import { startFaultProxy, type Fault, type FaultProxy } from './helpers/fault_proxy.js';
 import { startMasterAt, startReplica, startedPids, stopAllReplicas, type ReplicaProcess } from './helpers/replica_process.js';
 import { waitEqual } from './helpers/store_digest.js';
@@ -342,6 +344,48 @@ test('(g) a new replica whose master is down waits for it (it does not exit), th
   const r = await starting;
   assert.ok(r.logged('full resync done'));
   await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica of a master that came up late');
+});
+
+test(`(h) 64 MB values: the stream cut inside one, the replica killed -9 inside another; it ends equal (seed ${SEED})`, { timeout: 120_000 }, async () => {
+  const rand = seeded(SEED + 3);
+  const m = await startMaster({ http: true });
+  const proxy = await startFaultProxy({ target: { host: '127.0.0.1', port: m.port } });
+  proxies.push(proxy);
+  let r = await startReplica({ master: proxy.address });
+  await r.waitLog('replica following its master');
+  const size = 64 * 1024 * 1024;
+  const put = async (key: string, seed: number): Promise<void> => {
+    const res = await streamRequest({ method: 'PUT', port: m.httpPort, path: `/v1/blobs/${key}`, headers: { 'content-length': String(size) }, body: patternChunks(seed, size), ms: 60_000 });
+    assert.equal(res.status, 201);
+  };
+  // A cut somewhere in the 64 MB of regions.
+  const accepted = proxy.stats().accepted;
+  proxy.set({ kind: 'reset', afterBytes: 1_000_000 + Math.floor(rand() * 60_000_000), direction: 'toClient' });
+  await put('big/one', 1);
+  await waitFor('the cut inside the regions', 20_000, () => proxy.stats().faults.resets > 0);
+  proxy.set({ kind: 'none' });
+  await waitFor('the replica to reconnect', 15_000, () => proxy.stats().accepted > accepted);
+  // A kill -9 once the replica holds part of the next one.
+  const volumeBytes = (): number => readdirSync(join(r.dataDir, VOLUMES_DIR)).reduce((n, f) => n + statSync(join(r.dataDir, VOLUMES_DIR, f)).size, 0);
+  await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica after the cut');
+  const held = volumeBytes();
+  await put('big/two', 2);
+  const mark = held + 4 * 1024 * 1024 + Math.floor(rand() * 40 * 1024 * 1024);
+  await waitFor('the replica to hold part of the second value', 20_000, () => volumeBytes() > mark);
+  await r.kill();
+  console.log(`(h) killed holding ${volumeBytes() - held} bytes of the second value's ${size}`);
+  r = await startReplica({ master: proxy.address, dataDir: r.dataDir, port: r.port });
+  assert.equal(r.logged('full resync'), false, 'the restart continues');
+  await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica after a kill inside a 64 MB value');
+  const rc = new Redis({ host: '127.0.0.1', port: r.port, maxRetriesPerRequest: 1, retryStrategy: () => null });
+  rc.on('error', () => undefined);
+  try {
+    const value = await rc.getBuffer('big/two');
+    assert.ok(value !== null);
+    assert.equal(createHash('sha256').update(value).digest('hex'), await sha256Of(patternChunks(2, size)));
+  } finally {
+    rc.disconnect();
+  }
 });
 
 test('(d) a replica stopped while the master writes and compacts takes a full resync at restart and ends equal', { timeout: 120_000 }, async () => {
