@@ -320,8 +320,11 @@ test(`(f) two drives, 1 MB volumes, a password: a replica resyncs while writes r
       await writer.stop();
     }
     assert.equal(r.logged('full resync'), false, 'the restart continued');
-    const volumes = readdirSync(join(r.dataDir, VOLUMES_DIR)).length;
-    assert.ok(volumes > 4, `the replica holds the master's many volumes (${volumes})`);
+    // The master's three groups (data dir, d1, d2) on the replica's one drive: three directories.
+    const dirs = [join(r.dataDir, VOLUMES_DIR), ...readdirSync(r.dataDir).filter((n) => n.startsWith('group-')).map((n) => join(r.dataDir, n, VOLUMES_DIR))];
+    const counts = dirs.map((d) => readdirSync(d).length);
+    assert.equal(counts.filter((n) => n > 0).length, 3, `volumes in three group directories (${dirs.join(', ')}: ${counts.join(', ')})`);
+    assert.ok(counts.reduce((a, b) => a + b, 0) > 3, `the master rolled over to more volumes (${counts.join(', ')})`);
     await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica of a two-drive master', 'pw');
   } finally {
     c.disconnect();
