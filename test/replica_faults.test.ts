@@ -8,7 +8,8 @@
 // (f) a master with two drives, small volumes and a password, a replica that
 //     resyncs while writes run, killed -9, restarted; a wrong --masterauth refused;
 // (g) a new replica started while its master is down, which waits for it;
-// (h) 64 MB values over HTTP: the stream cut inside one's regions, the replica killed inside another's.
+// (h) 64 MB values over HTTP: the stream cut inside one's regions, the replica killed inside another's;
+// (i) the master restarted with a new drive (a new volume group) under a following replica.
 // Invariants checked: in the end each replica's digest (every key, value, expiry) equals the
 // master's; in (a) the replica's WAL holds the master's records, LSN for LSN (the same time and
 // ops: every record applied once, in order); a replica resumes with CONTINUE after a cut, its
@@ -389,6 +390,30 @@ test(`(h) 64 MB values: the stream cut inside one, the replica killed -9 inside 
   } finally {
     rc.disconnect();
   }
+});
+
+test('(i) the master restarted with one more drive (a new volume group): its replica restarts its store on the new groups and ends equal', { timeout: 90_000 }, async () => {
+  const first = await startMaster();
+  const r = await startReplica({ master: `127.0.0.1:${first.port}` });
+  await r.waitLog('replica following its master');
+  const write = async (port: number, tag: string): Promise<void> => {
+    const c = new Redis({ host: '127.0.0.1', port, maxRetriesPerRequest: 1, retryStrategy: () => null });
+    c.on('error', () => undefined);
+    try {
+      for (let i = 0; i < 100; i++) await c.set(`${tag}:${i}`, Buffer.alloc(5000 + i, i));
+    } finally {
+      c.disconnect();
+    }
+  };
+  await write(first.port, 'one-drive');
+  await waitEqual(first.port, [r.port], CATCH_UP_MS);
+  await first.stop();
+  const drive = join(tempDir('brisedb-drive-'), 'd1');
+  const m = await startMasterAt({ port: first.port, dataDir: first.dataDir, args: ['--drives', drive] });
+  await write(m.port, 'two-drives');
+  await r.waitLog('the master has volume groups this store lacks', 20_000);
+  await waitEqual(m.port, [r.port], CATCH_UP_MS, 'the replica of a master with a new group');
+  assert.ok(readdirSync(join(drive, VOLUMES_DIR)).length > 0, 'the master wrote to its new drive');
 });
 
 test('(d) a replica stopped while the master writes and compacts takes a full resync at restart and ends equal', { timeout: 120_000 }, async () => {
