@@ -195,6 +195,16 @@ test('writes are refused on a replica by every path: TCP commands, MULTI, BEGIN,
   assert.equal(after.hash, before.hash, 'no refused write changed the replica');
 });
 
+test('a replica of a replica is refused with a clear error (no chained replication), and the refused one keeps waiting', { timeout: 30_000 }, async () => {
+  const chained = await startReplica({ master: `127.0.0.1:${live.port}`, startMs: 4_000 }).then(
+    () => null,
+    (e: Error) => e,
+  );
+  assert.ok(chained !== null, 'a replica of a replica does not start serving');
+  assert.match(chained.message, /this server is a replica: replicate from its master/);
+  assert.doesNotMatch(chained.message, /exited before/, 'it kept retrying until the test stopped it');
+});
+
 test('PUBLISH on a replica reaches a SUBSCRIBE on the same replica', { timeout: 20_000 }, async () => {
   const sub = client(live.port);
   const pub = client(live.port);
