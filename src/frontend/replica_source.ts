@@ -20,7 +20,7 @@ import { OpCode, type WalRecord } from '../storage/types.js';
 import { alignUp } from '../storage/volume_format.js';
 import { VolumeFile } from '../storage/volume_file.js';
 import { encodePayload } from '../storage/wal_format.js';
-import { FrameKind, HEARTBEAT_MS, MAX_REGION_BYTES, encodeFrame, type Frame } from '../protocol/replica_protocol.js';
+import { FrameKind, HEARTBEAT_MS, MAX_REGION_BYTES, encodeFrame, encodeRegionFrame, type Frame } from '../protocol/replica_protocol.js';
 import type { FollowHandle, WalFeed } from '../db/wal_feed.js';
 import { drained } from './socket_drain.js';
 
@@ -183,7 +183,14 @@ export class ReplicaSource {
       const n = Math.min(MAX_REGION_BYTES, end - at);
       const bytes = new Uint8Array(n);
       file.readRegion(bytes, at);
-      this.write({ kind: FrameKind.Region, volume, offset: at, bytes });
+      if (!this.socket.destroyed) {
+        // The head and the bytes as two writes, corked into one: the bytes are never copied again.
+        const [head, body] = encodeRegionFrame(volume, at, bytes);
+        this.socket.cork();
+        this.socket.write(head);
+        this.socket.write(body);
+        this.socket.uncork();
+      }
       at += n;
       this.sent.set(volume, at);
       if (this.socket.writableLength > OUTPUT_HIGH_WATER) await drained(this.socket);

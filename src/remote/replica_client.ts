@@ -94,6 +94,14 @@ export class MasterLink {
     }
   }
 
+  /** The next frame if one is already here (decoded without waiting), else null. */
+  poll(): Frame | null {
+    if (this.failure !== null) return null;
+    const frame = this.decoder.next();
+    if (frame !== null && this.decoder.bufferedBytes <= READ_HIGH_WATER && this.socket.isPaused()) this.socket.resume();
+    return frame;
+  }
+
   ack(lsn: number): void {
     if (!this.ended && !this.socket.destroyed) this.socket.write(command(['REPLCONF', 'ACK', String(lsn)]));
   }

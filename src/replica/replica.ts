@@ -38,6 +38,9 @@ import { isProcessAlive } from '../wiring/open.js';
 import { fullResync, resyncPending, volumeDirs } from './bootstrap.js';
 
 const RETRY_MIN_MS = 100;
+/** A replica's group commit is cut at about this many records or payload bytes. */
+const MAX_REPLAY_RECORDS = 16_384;
+const MAX_REPLAY_BYTES = 16 * 1024 * 1024;
 const RETRY_MAX_MS = 2_000;
 
 export interface ReplicaConfig {
@@ -86,6 +89,9 @@ class Replica {
   private following: Promise<void> = Promise.resolve();
   private readonly view: LinkView;
   private lastIoAt = 0;
+  /** Records received and not yet replayed (the group being gathered). */
+  private pending: WalRecord[] = [];
+  private pendingBytes = 0;
   /** Groups given bytes since their last sync. */
   private readonly unsynced = new Set<number>();
   private resolveDone!: () => void;
@@ -232,8 +238,20 @@ class Replica {
     this.log.info({ master: `${this.config.master.host}:${this.config.master.port}`, from: answer.from }, 'replica following its master');
     // The master counts this replica (WAIT, min-replicas, INFO) from its first ACK: say at once.
     link.ack(applied);
+    this.pending = [];
+    this.pendingBytes = 0;
     try {
-      for (;;) await this.apply(await link.next(), link);
+      for (;;) {
+        // Group commit: every frame already here is applied, and the records among them are
+        // written as one Replay (one fsync per group given bytes, one of the WAL, one ACK).
+        let frame: Frame | null = await link.next();
+        while (frame !== null) {
+          await this.apply(frame, link);
+          if (this.pending.length >= MAX_REPLAY_RECORDS || this.pendingBytes >= MAX_REPLAY_BYTES) await this.flushRecords(link);
+          frame = link.poll();
+        }
+        await this.flushRecords(link);
+      }
     } finally {
       link.close();
       this.current = null;
@@ -254,7 +272,6 @@ class Replica {
   }
 
   private async apply(frame: Frame, link: MasterLink): Promise<void> {
-    const supervisor = this.server!.supervisor!;
     switch (frame.kind) {
       case FrameKind.History:
         if (this.history?.id !== frame.history.id) {
@@ -281,21 +298,33 @@ class Replica {
         return;
       }
       case FrameKind.Records: {
-        const records = frame.payloads.map(decodeRecord).filter((r) => r.kind === 0);
-        if (records.length === 0) return;
-        // The bytes these records name are durable before the records are written.
-        await Promise.all([...this.unsynced].map((g) => this.volumeChannel(g).call({ t: VolumeMsg.Sync })));
-        this.unsynced.clear();
-        const lsn = await new Channel<WalRequest, WalReplies>(supervisor.peer(WAL_ACTOR)).call({ t: WalMsg.Replay, records });
-        const last = records[records.length - 1]!;
-        this.view.appliedLsn = lsn;
-        this.view.masterLsn = Math.max(this.view.masterLsn, lsn);
-        this.view.lagMs = Math.max(0, Date.now() - last.timeMs);
-        this.lastIoAt = Date.now();
-        link.ack(lsn);
+        for (const payload of frame.payloads) {
+          const r = decodeRecord(payload);
+          if (r.kind !== 0) continue;
+          this.pending.push(r);
+          this.pendingBytes += payload.length;
+        }
         return;
       }
     }
+  }
+
+  /** The records received so far, durable and applied: their bytes first, then one Replay, then the ACK. */
+  private async flushRecords(link: MasterLink): Promise<void> {
+    const records = this.pending;
+    if (records.length === 0) return;
+    this.pending = [];
+    this.pendingBytes = 0;
+    // The bytes these records name are durable before the records are written.
+    await Promise.all([...this.unsynced].map((g) => this.volumeChannel(g).call({ t: VolumeMsg.Sync })));
+    this.unsynced.clear();
+    const lsn = await new Channel<WalRequest, WalReplies>(this.server!.supervisor!.peer(WAL_ACTOR)).call({ t: WalMsg.Replay, records });
+    const last = records[records.length - 1]!;
+    this.view.appliedLsn = lsn;
+    this.view.masterLsn = Math.max(this.view.masterLsn, lsn);
+    this.view.lagMs = Math.max(0, Date.now() - last.timeMs);
+    this.lastIoAt = Date.now();
+    link.ack(lsn);
   }
 
   private volumeChannel(group: number): Channel<VolumeRequest, VolumeReplies> {
