@@ -2,7 +2,7 @@
 // that every exit path (success, error, SIGINT) can stop each child by its own PID and remove
 // each dir. One set per process: each benchmark script runs alone.
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -78,4 +78,22 @@ export function runBench(name: string, deadlineMs: number, cleanup: () => Promis
       exitAfterCleanup(1);
     },
   );
+}
+
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** utime + stime of these processes (all their threads) in seconds, or null without /proc. */
+export function cpuSeconds(pids: number[]): number | null {
+  let total = 0;
+  for (const pid of pids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      // The fields after the command name (which may hold spaces) start after the last ')'.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      total += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+    } catch {
+      return null;
+    }
+  }
+  return total;
 }

@@ -32,13 +32,13 @@
 //        cluster of machines does not; this measures what replication itself costs).
 import { spawnSync } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, rmSync, openSync, readFileSync, readSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, rmSync, openSync, readSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { availableParallelism, cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { runBench } from './children.js';
+import { cpuSeconds, runBench } from './children.js';
 import { sleep, startMaster, stopAll, tempDir, type MasterProcess } from '../test/helpers/master_process.js';
 import { startNginx, stopAllNginx, type NginxProcess } from '../test/helpers/nginx.js';
 import { startVolumeServer, stopAllVolumeServers, type VolumeServer } from '../test/helpers/volume_server_process.js';
@@ -418,23 +418,6 @@ async function timedRun(t: Target, op: Op, size: number, count: number, seedBase
   return { seconds, requests, bytes: requests * size, cpu: cpu0 === null || cpu1 === null ? null : cpu1 - cpu0 };
 }
 
-const CLOCK_TICKS = 100; // USER_HZ on Linux
-
-/** utime + stime of these processes (all their threads) in seconds, or null without /proc. */
-function cpuSeconds(pids: number[]): number | null {
-  let total = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      // The fields after the command name (which may hold spaces) start after the last ')'.
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    } catch {
-      return null;
-    }
-  }
-  return total;
-}
 
 async function warmUp(targets: Target[]): Promise<void> {
   for (const t of targets) {

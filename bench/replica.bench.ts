@@ -41,7 +41,7 @@
 //        machine three stores otherwise fsync on the same device, which a master and replicas
 //        on their own machines do not; this separates that from what replication itself costs).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
@@ -51,7 +51,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { children, keepTail, makeTempDir, removeTempDir, runBench, stopChild, tempDirs, track } from './children.js';
+import { children, cpuSeconds, keepTail, makeTempDir, removeTempDir, runBench, stopChild, tempDirs, track } from './children.js';
 import { body } from './pattern_body.js';
 
 const MB = 2 ** 20;
@@ -788,22 +788,6 @@ async function throughput(sides: Side[], test: string, unit: string, opts: Optio
   return { test, unit, without, with: withReplicas, cost: 1 - withReplicas / without, runs };
 }
 
-const CLOCK_TICKS = 100; // USER_HZ on Linux
-
-/** utime + stime of these processes (all their threads) in seconds, or null without /proc. */
-function cpuSeconds(pids: number[]): number | null {
-  let total = 0;
-  for (const pid of pids) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      total += (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-    } catch {
-      return null;
-    }
-  }
-  return total;
-}
 
 // ---------------------------------------------------------------------------------------
 // Helpers and output

@@ -28,7 +28,7 @@ import { WAL_FILE } from '../src/storage/store_files.js';
 import { VOLUMES_DIR } from '../src/storage/drive_volumes.js';
 import type { WalRecord } from '../src/storage/types.js';
 import { patternChunks, sha256Of, sleep, startMaster, stopAll, streamRequest, tempDir, within } from './helpers/master_process.js';
-import { startFaultProxy, type Fault, type FaultProxy } from './helpers/fault_proxy.js';
+import { seededFloats, startFaultProxy, type Fault, type FaultProxy } from './helpers/fault_proxy.js';
 import { startMasterAt, startReplica, startedPids, stopAllReplicas, type ReplicaProcess } from './helpers/replica_process.js';
 import { waitEqual } from './helpers/store_digest.js';
 
@@ -41,18 +41,6 @@ after(async () => {
   await stopAllReplicas();
   await stopAll();
 });
-
-/** mulberry32: a seeded float in [0, 1). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Writers on the master until stopped or `max` writes: SETs of 50 B to 1 MB over 300 keys,
@@ -71,7 +59,7 @@ class Writer {
       const c = new Redis({ host: '127.0.0.1', port, password, maxRetriesPerRequest: 1, commandTimeout: 5_000, retryStrategy: () => 100 });
       c.on('error', () => undefined);
       this.clients.push(c);
-      this.loops.push(this.loop(c, seeded(seed + i), Math.ceil(max / parallel)));
+      this.loops.push(this.loop(c, seededFloats(seed + i), Math.ceil(max / parallel)));
     }
   }
 
@@ -156,7 +144,7 @@ async function waitFor(what: string, ms: number, ready: () => boolean): Promise<
 
 test(`(a) the stream cut at 50 seeded points: the replica ends equal, every record once and in order (seed ${SEED})`, { timeout: 120_000 }, async () => {
   console.log(`replica_faults (a) seed ${SEED}`);
-  const rand = seeded(SEED);
+  const rand = seededFloats(SEED);
   const m = await startMaster();
   const proxy = await startFaultProxy({ target: { host: '127.0.0.1', port: m.port } });
   proxies.push(proxy);
@@ -202,7 +190,7 @@ test(`(a) the stream cut at 50 seeded points: the replica ends equal, every reco
 });
 
 test(`(b) the replica killed -9 at seeded moments resumes (CONTINUE) and ends equal (seed ${SEED})`, { timeout: 120_000 }, async () => {
-  const rand = seeded(SEED + 1);
+  const rand = seededFloats(SEED + 1);
   const m = await startMaster();
   let r = await startReplica({ master: `127.0.0.1:${m.port}` });
   await r.waitLog('replica following its master');
@@ -257,7 +245,7 @@ test('(c) the master killed -9 and restarted on its data dir and port: both repl
 });
 
 test(`(e) a replica killed -9 in the middle of its full resync starts it over and ends equal (seed ${SEED})`, { timeout: 120_000 }, async () => {
-  const rand = seeded(SEED + 2);
+  const rand = seededFloats(SEED + 2);
   const m = await startMaster();
   const c = new Redis({ host: '127.0.0.1', port: m.port, maxRetriesPerRequest: 1, commandTimeout: 30_000 });
   c.on('error', () => undefined);
@@ -351,7 +339,7 @@ test('(g) a new replica whose master is down waits for it (it does not exit), th
 });
 
 test(`(h) 64 MB values: the stream cut inside one, the replica killed -9 inside another; it ends equal (seed ${SEED})`, { timeout: 120_000 }, async () => {
-  const rand = seeded(SEED + 3);
+  const rand = seededFloats(SEED + 3);
   const m = await startMaster({ http: true });
   const proxy = await startFaultProxy({ target: { host: '127.0.0.1', port: m.port } });
   proxies.push(proxy);

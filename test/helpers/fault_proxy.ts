@@ -600,15 +600,20 @@ function assertNever(x: never): never {
   throw new Error(`fault proxy: unknown fault ${JSON.stringify(x)}`);
 }
 
-/** Indexes in [0, n) from a seeded generator (mulberry32), so a chaos run replays from its seed. */
-export function seededIndexes(seed: number, n: number): () => number {
+/** mulberry32: a seeded float in [0, 1), so a chaos run replays from its seed. */
+export function seededFloats(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
     t = Math.imul(t ^ (t >>> 15), t | 1);
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    const r = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    return Math.floor(r * n);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Indexes in [0, n) from a seeded generator (mulberry32), so a chaos run replays from its seed. */
+export function seededIndexes(seed: number, n: number): () => number {
+  const next = seededFloats(seed);
+  return () => Math.floor(next() * n);
 }

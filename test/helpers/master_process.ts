@@ -140,26 +140,8 @@ async function launch(port: number, httpPort: number, dataDir: string, opts: Sta
     dataDir,
     stderr: () => err,
     exited: () => child.exitCode !== null || child.signalCode !== null,
-    async stop(ms = STOP_MS) {
-      if (!m.exited()) child.kill('SIGTERM');
-      try {
-        return await within(exit, ms, `master pid ${m.pid} to exit after SIGTERM`);
-      } catch (e) {
-        if (!m.exited()) child.kill('SIGKILL');
-        await within(exit, STOP_MS, `master pid ${m.pid} to exit after SIGKILL`);
-        throw e;
-      } finally {
-        running.delete(m);
-      }
-    },
-    async kill(ms = STOP_MS) {
-      if (!m.exited()) child.kill('SIGKILL');
-      try {
-        return await within(exit, ms, `master pid ${m.pid} to exit after SIGKILL`);
-      } finally {
-        running.delete(m);
-      }
-    },
+    stop: (ms = STOP_MS) => endChild(child, exit, `master pid ${m.pid}`, 'SIGTERM', ms).finally(() => running.delete(m)),
+    kill: (ms = STOP_MS) => endChild(child, exit, `master pid ${m.pid}`, 'SIGKILL', ms).finally(() => running.delete(m)),
   };
   running.add(m);
   try {
@@ -186,6 +168,23 @@ async function waitForListening(m: MasterProcess, ms: number): Promise<number | 
     if (m.exited()) throw new Error(`master exited before "listening": ${m.stderr()}`);
     if (Date.now() > deadline) throw new Error(`no "listening" within ${ms} ms: ${m.stderr()}`);
     await sleep(20);
+  }
+}
+
+/**
+ * Ends a child by its PID: the signal, then its exit within `ms`; a SIGTERM not obeyed in time
+ * is followed by SIGKILL (and the wait still fails: a stop that hangs is a bug to see).
+ */
+export async function endChild(child: ChildProcess, exit: Promise<number | string>, what: string, signal: 'SIGTERM' | 'SIGKILL', ms: number): Promise<number | string> {
+  const exited = (): boolean => child.exitCode !== null || child.signalCode !== null;
+  if (!exited()) child.kill(signal);
+  try {
+    return await within(exit, ms, `${what} to exit after ${signal}`);
+  } catch (e) {
+    if (signal === 'SIGKILL') throw e;
+    if (!exited()) child.kill('SIGKILL');
+    await within(exit, STOP_MS, `${what} to exit after SIGKILL`);
+    throw e;
   }
 }
 

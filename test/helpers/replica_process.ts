@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { MASTER_JS, freePort, sleep, tempDir, within } from './master_process.js';
+import { MASTER_JS, endChild, freePort, sleep, tempDir } from './master_process.js';
 
 export const REPLICA_JS = fileURLToPath(new URL('../../../cmd/replica.js', import.meta.url));
 const START_MS = 30_000;
@@ -130,26 +130,8 @@ async function launch(port: number, httpPort: number, dataDir: string, opts: Rep
       }
     },
     exited,
-    async stop(ms = STOP_MS) {
-      if (!exited()) child.kill('SIGTERM');
-      try {
-        return await within(exit, ms, `replica pid ${r.pid} to exit after SIGTERM`);
-      } catch (e) {
-        if (!exited()) child.kill('SIGKILL');
-        await within(exit, STOP_MS, `replica pid ${r.pid} to exit after SIGKILL`);
-        throw e;
-      } finally {
-        running.delete(r);
-      }
-    },
-    async kill(ms = STOP_MS) {
-      if (!exited()) child.kill('SIGKILL');
-      try {
-        return await within(exit, ms, `replica pid ${r.pid} to exit after SIGKILL`);
-      } finally {
-        running.delete(r);
-      }
-    },
+    stop: (ms = STOP_MS) => endChild(child, exit, `replica pid ${r.pid}`, 'SIGTERM', ms).finally(() => running.delete(r)),
+    kill: (ms = STOP_MS) => endChild(child, exit, `replica pid ${r.pid}`, 'SIGKILL', ms).finally(() => running.delete(r)),
   };
   running.add(r);
   try {
