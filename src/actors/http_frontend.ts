@@ -48,7 +48,12 @@ function replicationStatus(link: LinkView | null, table: ReplicaTable, lastLsn: 
     };
   }
   const replicas = table.list().map((r) => ({ ip: r.ip, port: r.port, state: r.state, acked_lsn: r.ackedLsn, lag_records: Math.max(0, lastLsn - r.ackedLsn), last_ack_ms_ago: r.ackedAt === 0 ? null : nowMs - r.ackedAt }));
-  return { healthy: true, view: { role: 'master', last_lsn: lastLsn, min_replicas_to_write: table.minReplicasToWrite, min_replicas_max_lag: table.minReplicasMaxLag, replicas } };
+  // Writes refused for too few good replicas: the master is not doing its job, whatever else holds.
+  const refusal = table.writeRefusal(nowMs);
+  return {
+    healthy: refusal === null,
+    view: { role: 'master', last_lsn: lastLsn, writable: refusal === null, ...(refusal === null ? {} : { not_writable: refusal }), min_replicas_to_write: table.minReplicasToWrite, min_replicas_max_lag: table.minReplicasMaxLag, replicas },
+  };
 }
 
 /** How long a GET with X-Brise-Min-LSN waits for this server to show that LSN (then 503 LAGGING). */

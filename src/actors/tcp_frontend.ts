@@ -165,6 +165,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
     syncPoint: async () => (await engine.ports.commit.commit([])).lsn,
     now: () => env.clock.now(),
     groupIds: config.groups.map((g) => g.id),
+    event: (e) => void new Channel<FrontEndToMain, FrontEndReplies>(env.main).call({ t: FrontEndMsg.ReplicaEvent, ...e }).catch(() => undefined),
     readOnly: () => role.readOnly,
     table,
     thread: config.thread ?? 0,

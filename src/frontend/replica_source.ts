@@ -25,6 +25,8 @@ import type { FollowHandle, WalFeed } from '../db/wal_feed.js';
 import { drained } from './socket_drain.js';
 
 const OUTPUT_HIGH_WATER = 8 * 1024 * 1024;
+/** A replica silent this long is let go (Redis' repl-timeout default). */
+const REPL_TIMEOUT_MS = 60_000;
 
 export interface SourceDeps {
   fs: Fs;
@@ -38,6 +40,8 @@ export interface SourceDeps {
   now(): number;
   /** The master's volume group ids (sent so the replica holds a writer for each). */
   groupIds: readonly number[];
+  /** What the master logs: how a stream began (and why a full copy), and why it ended. */
+  event?(e: { replica: string; what: 'continue' | 'fullresync' | 'refused' | 'ended'; detail: string }): void;
 }
 
 export interface SyncRequest {
@@ -62,6 +66,8 @@ export class ReplicaSource {
   private readonly sent = new Map<number, number>();
   private readonly files = new Map<number, VolumeFile>();
   private heartbeat: NodeJS.Timeout | null = null;
+  /** Why CONTINUE was not possible (for the log). */
+  private fullReason = '';
   private stopped = false;
 
   constructor(
@@ -95,7 +101,8 @@ export class ReplicaSource {
         this.sent.clear();
         this.follow = await this.deps.feed.follow(0, onRecords, onEnd);
         line = `+FULLRESYNC ${history.id} ${until}\r\n`;
-      }
+        this.event('fullresync', `${this.fullReason}; a full copy up to LSN ${until}`);
+      } else this.event('continue', `from LSN ${req.applied + 1}`);
       if (this.stopped) return this.follow?.cancel();
       this.socket.write(line);
       this.write({ kind: FrameKind.History, history });
@@ -104,25 +111,41 @@ export class ReplicaSource {
       this.heartbeat.unref();
     } catch (err) {
       if (!this.stopped) this.socket.end(`-ERR ${messageOf(err)}\r\n`);
+      this.event('refused', messageOf(err));
       this.stop();
     } finally {
       openGate();
     }
   }
 
+  private event(what: 'continue' | 'fullresync' | 'refused' | 'ended', detail: string): void {
+    this.deps.event?.({ replica: `${this.view.addr} (port ${this.view.listeningPort})`, what, detail });
+  }
+
   /** The CONTINUE line when the replica may go on from where it is, else null. */
   private async tryContinue(req: SyncRequest, history: History, onRecords: (r: WalRecord[]) => Promise<void>, onEnd: (why: string | null) => void): Promise<string | null> {
-    if (!canContinue(history, req.history, req.applied)) return null;
-    if (req.applied > (await this.deps.lastLsn())) return null;
+    if (!canContinue(history, req.history, req.applied)) {
+      this.fullReason = req.history === '' ? 'a new replica' : `its history ${req.history} at LSN ${req.applied} is not this master's (${history.id}${history.previous === undefined ? '' : `, previously ${history.previous.id} up to ${history.previous.end}`})`;
+      return null;
+    }
+    const last = await this.deps.lastLsn();
+    if (req.applied > last) {
+      this.fullReason = `it is at LSN ${req.applied}, past this master's ${last}`;
+      return null;
+    }
     for (const [id, length] of req.volumes) {
       // The replica holds bytes this master never sent (a needle's padding is not in the
       // master's file until the next needle is written, so its end counts aligned).
-      if (length > alignUp(this.volumeSize(id))) return null;
+      if (length > alignUp(this.volumeSize(id))) {
+        this.fullReason = `its volume ${id} is ${length} bytes, longer than this master's`;
+        return null;
+      }
       this.sent.set(id, length);
     }
     const handle = await this.deps.feed.follow(req.applied + 1, onRecords, onEnd);
     if (handle.snapshotLsn > req.applied) {
       handle.cancel(); // compacted past the replica: records it lacks are gone
+      this.fullReason = `the WAL was compacted at LSN ${handle.snapshotLsn}, past the replica's ${req.applied}`;
       return null;
     }
     this.follow = handle;
@@ -148,6 +171,7 @@ export class ReplicaSource {
 
   private end(why: string | null): void {
     if (this.stopped) return;
+    this.event('ended', why ?? 'stopped');
     this.stop();
     this.onEnd(this, why);
     this.socket.destroy();
@@ -221,6 +245,11 @@ export class ReplicaSource {
 
   private async beat(): Promise<void> {
     if (this.stopped) return;
+    // Redis' repl-timeout: a replica that stopped acknowledging (frozen, cut off) is let go and
+    // no longer counted; it resumes when it comes back. Not while it copies: a full copy acks
+    // only once it is whole.
+    const silent = this.deps.now() - this.view.ackedAt;
+    if (this.view.state === 'online' && silent > REPL_TIMEOUT_MS) return this.end(`no ACK for ${silent} ms`);
     const lastLsn = await this.deps.lastLsn().catch(() => this.view.sentLsn);
     if (!this.stopped) this.write({ kind: FrameKind.Heartbeat, lastLsn, timeMs: this.deps.now() });
   }

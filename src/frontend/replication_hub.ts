@@ -43,6 +43,7 @@ export class ReplicationHub {
     const source = new ReplicaSource(socket, { ...this.deps, feed: this.deps.feed() }, addr, listeningPort, (s) => this.forget(s));
     this.sources.set(source, row);
     socket.once('close', () => {
+      if (this.sources.has(source)) this.deps.event?.({ replica: `${addr} (port ${listeningPort})`, what: 'ended', detail: 'the connection closed' });
       source.stop();
       this.forget(source);
     });

@@ -51,7 +51,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   return serve(master, signal, log, 'the store stopped for good; exiting');
 }
 
-function warnIfExposed(config: MasterConfig, log: Logger): void {
+/** A front end beyond loopback without a password or token is said, once, at start. */
+export function warnIfExposed(config: MasterConfig, log: Logger): void {
   const fronts: Array<[string, ListenAddress | null, string | null, string]> = [
     ['TCP', config.addr, config.requirepass, 'requirepass'],
     ['HTTP', config.httpAddr, config.httpToken, 'an HTTP token (--http-token)'],

@@ -159,6 +159,14 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
       if (msg.t === FrontEndMsg.Status) return supervisor.status();
       if (msg.t === FrontEndMsg.Metrics) return masterMetrics(supervisor, db, httpNames, () => ({ link: role?.link() ?? null, replicas: table.list() }));
       if (msg.t === FrontEndMsg.Replication) return role?.link() ?? null;
+      if (msg.t === FrontEndMsg.ReplicaEvent) {
+        const fields = { replica: msg.replica, detail: msg.detail };
+        if (msg.what === 'continue') log.info(fields, 'replica connected: it continues from its LSN');
+        else if (msg.what === 'fullresync') log.info(fields, 'replica connected: it takes a full copy');
+        else if (msg.what === 'refused') log.warn(fields, 'replica refused');
+        else log.info(fields, 'replica gone');
+        return null;
+      }
       if (msg.t === FrontEndMsg.Promote) {
         if (role === null) throw new StoreError('BAD_ARGUMENT', 'this server is a master already');
         return role.promote().then(async (done) => {

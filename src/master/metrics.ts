@@ -52,7 +52,7 @@ function replicationGauges(registry: Registry, r: ReplicationMetrics, lastLsn: n
     gauge('brisedb_replica_applied_lsn', 'The last LSN this replica applied').set(r.link.appliedLsn);
     gauge('brisedb_replica_lag_records', "Records between the master's last LSN (its last heartbeat) and this replica's").set(Math.max(0, r.link.masterLsn - r.link.appliedLsn));
     gauge('brisedb_replica_lag_ms', 'Time from the master committing the last record applied here to its apply').set(r.link.lagMs);
-    gauge('brisedb_replication_full_resyncs_total', 'Full copies this replica took since start').set(r.link.fullResyncs);
+    gauge('brisedb_replica_full_resyncs', 'Full copies this replica took since start').set(r.link.fullResyncs);
     return;
   }
   gauge('brisedb_replicas_connected', 'Replicas streaming from this master').set(r.replicas.length);

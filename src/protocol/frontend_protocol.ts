@@ -15,6 +15,8 @@ export const FrontEndMsg = {
   Replication: 4,
   /** REPLICAOF NO ONE on a replica: main stops following and promotes the store. */
   Promote: 5,
+  /** One-way: a replica's stream began (how, and why a full copy) or ended: main logs it. */
+  ReplicaEvent: 6,
 } as const;
 
 export type FrontEndToMain =
@@ -22,7 +24,8 @@ export type FrontEndToMain =
   | { t: typeof FrontEndMsg.Metrics }
   | { t: typeof FrontEndMsg.Configure; notifyKeyspaceEvents: number }
   | { t: typeof FrontEndMsg.Replication }
-  | { t: typeof FrontEndMsg.Promote };
+  | { t: typeof FrontEndMsg.Promote }
+  | { t: typeof FrontEndMsg.ReplicaEvent; replica: string; what: 'continue' | 'fullresync' | 'refused' | 'ended'; detail: string };
 
 /** What main says to a front end. */
 export const MainMsg = {
@@ -65,4 +68,5 @@ export interface FrontEndReplies {
   [FrontEndMsg.Configure]: null;
   [FrontEndMsg.Replication]: LinkView | null;
   [FrontEndMsg.Promote]: { history: string; lsn: number };
+  [FrontEndMsg.ReplicaEvent]: null;
 }

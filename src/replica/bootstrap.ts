@@ -17,7 +17,7 @@ import { replaceFileAtomically, syncDirectory } from '../storage/atomic_file.js'
 import { VOLUMES_DIR } from '../storage/drive_volumes.js';
 import { saveHistory, type History } from '../storage/history.js';
 import { registryOf, saveRegistry, type LocalGroup } from '../storage/registry.js';
-import { INDEX_FILE, WAL_FILE } from '../storage/store_files.js';
+import { INDEX_FILE, RESYNC_MARKER, WAL_FILE, resyncPending } from '../storage/store_files.js';
 import { groupOfVolume, parseVolumeFileName, volumeFileName } from '../storage/volume_format.js';
 import { decodePayload, encodeRecord, encodeWalHeader } from '../storage/wal_format.js';
 import { syncParent } from '../storage/wal_writer.js';
@@ -25,7 +25,6 @@ import type { WalRecord } from '../storage/types.js';
 import { FrameKind } from '../protocol/replica_protocol.js';
 import type { MasterLink } from '../remote/replica_client.js';
 
-export const RESYNC_MARKER = 'resync';
 /** Files of a store's data dir that a resync replaces (and their .tmp/.heads companions). */
 const STORE_FILES = [WAL_FILE, INDEX_FILE, 'vol-registry.json', 'history', 'epoch'];
 
@@ -36,10 +35,7 @@ export interface ResyncResult {
   bytes: number;
 }
 
-/** Whether a resync was cut short here (the data dir must not be opened as it is). */
-export function resyncPending(fs: Fs, dataDir: string): boolean {
-  return fs.exists(join(dataDir, RESYNC_MARKER));
-}
+export { resyncPending };
 
 /**
  * Receives a full copy from `link` (which answered FULLRESYNC up to `until`) into `dataDir` and

@@ -1,7 +1,7 @@
 // The replica program behind `node cmd/replica.js` (docs/replica.md): the seed's
 //   ./replica --master localhost:6380 --data DIR --addr :6382
 // Its own flags are --master HOST:PORT (also --replicaof), --masterauth PASSWORD (or
-// BRISE_MASTERAUTH) and --promote; every other flag is the master's (--addr, --http, --data,
+// BRISEDB_MASTERAUTH) and --promote; every other flag is the master's (--addr, --http, --data,
 // --drives, --requirepass, --sync, limits...), with a replica's defaults: TCP 127.0.0.1:6382,
 // no HTTP unless --http is given, data dir brisedb-replica.
 //
@@ -12,9 +12,11 @@
 import { formatAddress, parseListenAddress } from '../runtime/listen.js';
 import { parseMasterArgs } from '../master/config.js';
 import { createLogger, redactedConfig } from '../master/log.js';
+import { warnIfExposed } from '../master/main.js';
+import { readFileSync } from 'node:fs';
 import { exitOnCrash, firstSignal, raiseHttpHeadLimit, serve, startOrSay } from '../wiring/program.js';
 
-export const MASTERAUTH_ENV = 'BRISE_MASTERAUTH';
+export const MASTERAUTH_ENV = 'BRISEDB_MASTERAUTH';
 
 export const REPLICA_USAGE = `Usage: node cmd/replica.js --master HOST:PORT [--masterauth PASSWORD] [master flags]
        node cmd/replica.js --promote --data DIR [master flags]
@@ -56,11 +58,27 @@ export function parseReplicaArgs(argv: string[], env: NodeJS.ProcessEnv): Replic
     else out.rest.push(a);
   }
   if (out.master === null && !out.promote) return { error: '--master HOST:PORT is required (the master to follow)' };
-  const given = (f: string): boolean => out.rest.some((a) => a === f || a.startsWith(`${f}=`));
-  if (!given('--addr') && !given('--config')) out.rest.push('--addr', '127.0.0.1:6382');
-  if (!given('--http') && !given('--config')) out.rest.push('--http', '');
-  if (!given('--data') && !given('--config')) out.rest.push('--data', 'brisedb-replica');
+  // A replica's own defaults, unless a flag or the config file sets the field: without them a
+  // replica beside its master would take the master's port and data dir.
+  const inFile = configKeys(out.rest);
+  const given = (f: string, key: string): boolean => out.rest.some((a) => a === f || a.startsWith(`${f}=`)) || inFile.has(key);
+  if (!given('--addr', 'addr')) out.rest.push('--addr', '127.0.0.1:6382');
+  if (!given('--http', 'http_addr')) out.rest.push('--http', '');
+  if (!given('--data', 'data_dir')) out.rest.push('--data', 'brisedb-replica');
   return out;
+}
+
+/** The keys of the --config file, when it is a readable JSON object (the master's parser says what is wrong otherwise). */
+function configKeys(args: readonly string[]): Set<string> {
+  const at = args.findIndex((a) => a === '--config' || a.startsWith('--config='));
+  if (at < 0) return new Set();
+  const file = args[at]!.includes('=') ? args[at]!.slice(args[at]!.indexOf('=') + 1) : args[at + 1];
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(file ?? '', 'utf8'));
+    return typeof parsed === 'object' && parsed !== null ? new Set(Object.keys(parsed)) : new Set();
+  } catch {
+    return new Set();
+  }
 }
 
 export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -90,7 +108,13 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
   const log = createLogger(parsed.logLevel);
   exitOnCrash(log);
   const signal = firstSignal(log);
-  log.info({ config: redactedConfig(config), master: args.master, promote: args.promote, node: process.versions.node }, 'starting replica');
+  let signalled = false;
+  void signal.then(() => (signalled = true));
+  log.info({ config: redactedConfig(config), master: args.master, masterauth: args.masterAuth === null ? null : '(set)', promote: args.promote, node: process.versions.node }, 'starting replica');
+  warnIfExposed(config, log);
+  if (args.masterAuth !== null && config.requirepass === null) {
+    log.warn('--masterauth is set but --requirepass is not: this replica serves every key of a password-protected master without a password');
+  }
   raiseHttpHeadLimit();
   if (args.promote) {
     const server = await startOrSay('brisedb-replica', async () => {
@@ -109,7 +133,8 @@ export async function main(argv: string[], env: NodeJS.ProcessEnv = process.env)
     // The first signal also ends a wait for the first copy (a master down or refusing).
     return runReplica({ master, masterAuth: args.masterAuth, server: config }, log, signal);
   });
-  if (replica === null) return 1;
+  // A signal while it waited for its first copy is a clean stop, not a failure.
+  if (replica === null) return signalled ? 0 : 1;
   log.info({ tcp: formatAddress({ host: config.addr.host, port: replica.tcpPort }), port: replica.tcpPort, httpPort: replica.httpPort, master: formatAddress(master) }, 'listening (a read-only replica)');
   return serve(replica, signal, log, 'the replica stopped for good; exiting');
 }

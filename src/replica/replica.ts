@@ -332,7 +332,10 @@ class Replica {
   }
 
   private linkView(): LinkView {
-    return { ...this.view, lastIoMsAgo: this.lastIoAt === 0 ? -1 : Date.now() - this.lastIoAt };
+    // The delay of the last record applied says nothing once nothing is left to apply: a
+    // replica caught up has no lag (a monitor must not alarm on an idle system).
+    const caughtUp = this.view.appliedLsn >= this.view.masterLsn;
+    return { ...this.view, history: this.history?.id ?? '', lagMs: caughtUp ? 0 : this.view.lagMs, lastIoMsAgo: this.lastIoAt === 0 ? -1 : Date.now() - this.lastIoAt };
   }
 
   private linkDown(err: unknown): void {

@@ -10,6 +10,13 @@ import { replayInto } from './wal_reader.js';
 
 export const WAL_FILE = 'wal.log';
 export const INDEX_FILE = 'index.hash';
+/** Present while a replica's full copy is written into the data dir (docs/replica.md). */
+export const RESYNC_MARKER = 'resync';
+
+/** Whether a replica's full copy was cut short here: the data dir must not be opened as it is. */
+export function resyncPending(fs: Fs, dataDir: string): boolean {
+  return fs.exists(join(dataDir, RESYNC_MARKER));
+}
 
 /** Opens the index and brings it up to the WAL: the records after its durable LSN. */
 export function recoverIndex(fs: Fs, dir: string, indexBuckets?: number): HashIndex {

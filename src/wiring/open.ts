@@ -22,6 +22,7 @@ import { acquireLock, type LockHandle } from '../storage/lock_file.js';
 import { loadRegistry, registryOf, resolveGroups, saveRegistry, type LocalGroup } from '../storage/registry.js';
 import { VolumeReader } from '../storage/volume_reader.js';
 import { loadOrStartHistory } from '../storage/history.js';
+import { resyncPending } from '../storage/store_files.js';
 import type { ScrubReport } from '../storage/volume_scrub.js';
 import { BROKER_ACTOR } from '../protocol/store_actors.js';
 import { DEFAULT_LIMITS, type Database, type OpenOptions } from '../db/api.js';
@@ -85,6 +86,10 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
   try {
     // The registry is authoritative: a drive keeps its group however --drives is ordered.
     const replication = { servers: options.volumeServers ?? [], factor: options.replicationFactor ?? 1 };
+    // A replica's full copy cut short holds part of a store: opened, it would look whole.
+    if (resyncPending(fs, root)) {
+      throw new StoreError('CORRUPT', `${root}: a replica's full copy from its master was cut short here (the file 'resync' is there); this copy is incomplete: start the replica again to finish it (node cmd/replica.js --master HOST:PORT --data ${dir}), or remove the data dir`);
+    }
     // The replication history (docs/replica.md): made once, here, before any front end can serve
     // a replica (a replica's comes from its master, written by its resync).
     if (options.replicaGroups === undefined) loadOrStartHistory(fs, root);

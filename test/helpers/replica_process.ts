@@ -93,7 +93,7 @@ async function launch(port: number, httpPort: number, dataDir: string, opts: Rep
   const http = opts.http === true ? ['--http', `127.0.0.1:${httpPort}`, '--http-threads', '1'] : ['--http', ''];
   const child = spawn(process.execPath, [...role, '--addr', `127.0.0.1:${port}`, ...http, '--data', dataDir, ...(opts.args ?? [])], {
     stdio: ['ignore', 'ignore', 'pipe'],
-    env: { ...process.env, BRISEDB_LOG_LEVEL: 'info', BRISEDB_REQUIREPASS: undefined, BRISE_MASTERAUTH: undefined },
+    env: { ...process.env, BRISEDB_LOG_LEVEL: 'info', BRISEDB_REQUIREPASS: undefined, BRISEDB_MASTERAUTH: undefined },
   });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => {
