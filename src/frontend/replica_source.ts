@@ -100,7 +100,8 @@ export class ReplicaSource {
         const until = await this.deps.syncPoint();
         this.sent.clear();
         this.follow = await this.deps.feed.follow(0, onRecords, onEnd);
-        line = `+FULLRESYNC ${history.id} ${until}\r\n`;
+        // The previous history too: a replica on it (an old master rejoining) may be copied over.
+        line = `+FULLRESYNC ${history.id} ${until}${history.previous === undefined ? '' : ` ${history.previous.id}`}\r\n`;
         this.event('fullresync', `${this.fullReason}; a full copy up to LSN ${until}`);
       } else this.event('continue', `from LSN ${req.applied + 1}`);
       if (this.stopped) return this.follow?.cancel();

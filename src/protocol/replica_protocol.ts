@@ -1,7 +1,7 @@
 // The replication stream between a master and a read-only replica (docs/replica.md, "The
 // stream"), on the master's TCP port. The replica sends one RESP command,
 //   BRISE.SYNC <history-id | ?> <applied-lsn> <volumes: JSON {"id": length}>
-// the master answers one line (+CONTINUE <history> <from> | +FULLRESYNC <history> <until> |
+// the master answers one line (+CONTINUE <history> <from> | +FULLRESYNC <history> <until> [<previous>] |
 // -ERR ...) and then sends only frames: `u32 LE length | CBOR array`, one kind per frame. The
 // replica answers with RESP `REPLCONF ACK <lsn>` commands.
 //
@@ -203,14 +203,18 @@ function bad(what: string): StoreError {
 }
 
 /** The master's answer to BRISE.SYNC, parsed from its status line. */
-export type SyncAnswer = { mode: 'continue'; history: string; from: number } | { mode: 'fullresync'; history: string; until: number };
+export type SyncAnswer =
+  | { mode: 'continue'; history: string; from: number }
+  /** previous: the history the master was promoted from, if any. */
+  | { mode: 'fullresync'; history: string; until: number; previous?: string };
 
 export function parseSyncAnswer(line: string): SyncAnswer | null {
-  const m = /^(CONTINUE|FULLRESYNC) ([0-9a-f]{40}) (\d+)$/.exec(line);
+  const m = /^(CONTINUE|FULLRESYNC) ([0-9a-f]{40}) (\d+)(?: ([0-9a-f]{40}))?$/.exec(line);
   if (m === null) return null;
   const n = Number(m[3]);
   if (!Number.isSafeInteger(n)) return null;
-  return m[1] === 'CONTINUE' ? { mode: 'continue', history: m[2]!, from: n } : { mode: 'fullresync', history: m[2]!, until: n };
+  if (m[1] === 'CONTINUE') return m[4] === undefined ? { mode: 'continue', history: m[2]!, from: n } : null;
+  return m[4] === undefined ? { mode: 'fullresync', history: m[2]!, until: n } : { mode: 'fullresync', history: m[2]!, until: n, previous: m[4] };
 }
 
 /** Volume lengths as the handshake carries them: JSON {"id": length}. */

@@ -25,6 +25,8 @@ import { loadRegistry, type LocalGroup } from '../storage/registry.js';
 import { VolumeFile } from '../storage/volume_file.js';
 import { VOLUME_SUPERBLOCK_SIZE, groupOfVolume, parseVolumeFileName } from '../storage/volume_format.js';
 import { decodePayload } from '../storage/wal_format.js';
+import { replayInto } from '../storage/wal_reader.js';
+import { WAL_FILE } from '../storage/store_files.js';
 import type { WalRecord } from '../storage/types.js';
 import { FrameKind, type Frame } from '../protocol/replica_protocol.js';
 import { WAL_ACTOR, volumeActorName } from '../protocol/store_actors.js';
@@ -122,6 +124,9 @@ class Replica {
   async start(): Promise<RunningReplica> {
     this.fs.mkdir(this.dataDir);
     this.history = loadHistory(this.fs, this.dataDir);
+    if (this.history === null && !resyncPending(this.fs, this.dataDir) && holdsStore(this.fs, this.dataDir)) {
+      throw new StoreError('CONFLICT', `${this.dataDir} holds a store that is not a replica's (a WAL and no replication history): a full copy would erase it. Give the replica an empty --data dir`);
+    }
     if (this.history === null || resyncPending(this.fs, this.dataDir)) {
       await this.resyncUntilDone(null, 0);
       if (this.stopped) throw new StoreError('CLOSED', 'stopped before the first copy from the master was complete');
@@ -231,6 +236,7 @@ class Replica {
     if (this.stopped || this.promoted) return link.close();
     if (answer.mode === 'fullresync') {
       this.refuseForkedMaster(answer.history, link);
+      this.refuseUnrelated(answer.history, answer.previous, link);
       throw new Restart('resync', link, answer.until);
     }
     this.view.status = 'up';
@@ -358,6 +364,21 @@ class Replica {
     );
   }
 
+  /**
+   * A full copy empties the data dir: only ever over a copy of this master's line of history
+   * (compacted past, or an old master rejoining its successor), never over another store's
+   * data, which a wrong --master or --data would otherwise destroy without a word.
+   */
+  private refuseUnrelated(masterHistory: string, masterPrevious: string | undefined, link: MasterLink): void {
+    const mine = this.history?.id;
+    if (mine === undefined || mine === masterHistory || mine === masterPrevious) return;
+    link.close();
+    throw new StoreError(
+      'CONFLICT',
+      `${this.dataDir} holds the data of another store (history ${mine}); the master at ${this.config.master.host}:${this.config.master.port} is on history ${masterHistory}: a full copy would erase it. Give the replica an empty --data dir, or remove this one if its data is not needed`,
+    );
+  }
+
   // ---- resync, regroup, promotion -----------------------------------------------------------
 
   private async restart(r: Restart): Promise<void> {
@@ -473,3 +494,8 @@ function decodeRecord(payload: Uint8Array): WalRecord {
 }
 
 
+/** A data dir with a WAL that holds records: a store's data. */
+function holdsStore(fs: Fs, dataDir: string): boolean {
+  const path = join(dataDir, WAL_FILE);
+  return fs.exists(path) && replayInto(fs, path, Number.MAX_SAFE_INTEGER, () => undefined).lastLsn > 0;
+}
