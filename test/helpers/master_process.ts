@@ -72,15 +72,29 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A port free now, picked at random below the kernel's ephemeral range (32768+). Why not
+ * listen(0): test files run two at a time, and the kernel hands a port just released by one to
+ * the other; uWebSockets.js binds with SO_REUSEPORT, so two servers started from the same port
+ * SHARE it and answer each other's requests (a crash test once read another test's status).
+ * A random pick among 12,000 ports makes that collision rare; the probe bind is exclusive.
+ */
 export async function freePort(): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    if (await canBind(port)) return port;
+  }
+  throw new Error('no free port in 20000-31999 after 50 tries');
+}
+
+async function canBind(port: number): Promise<boolean> {
   const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
+  const ok = await new Promise<boolean>((resolve) => {
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => resolve(true));
   });
-  const port = (server.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
+  if (ok) await new Promise<void>((resolve) => server.close(() => resolve()));
+  return ok;
 }
 
 /** Starts a master and waits for its `listening` log line. */
