@@ -13,14 +13,15 @@ import { Engine } from '../db/engine.js';
 import { storeActorNames } from '../protocol/store_actors.js';
 import { guardWrites, type RoleFlag } from '../db/read_only.js';
 
-/** The engine of a front-end thread, and how to close what it opened (its volume handles). */
-export function frontEndEngine(env: ActorEnv, groups: LocalGroup[], limits: Partial<Limits> = {}, role: RoleFlag = { readOnly: false }): { engine: Engine; close(): void } {
+/** The engine of a front-end thread, its reader of the local volume files, and how to close what it opened (its volume handles). */
+export function frontEndEngine(env: ActorEnv, groups: LocalGroup[], limits: Partial<Limits> = {}, role: RoleFlag = { readOnly: false }): { engine: Engine; reader: VolumeReader; close(): void } {
   const reader = new VolumeReader(env.fs, groups);
   for (const name of storeActorNames(groups)) env.peer(name).setFlushMode('turn');
   const ports = guardWrites(actorPorts((name) => env.peer(name), groups, groupReader((name) => env.peer(name), groups, new DriveReader(reader))), role);
   const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...limits }, env.clock);
   return {
     engine,
+    reader,
     close: () => {
       engine.stopTimers();
       reader.close();

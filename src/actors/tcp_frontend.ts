@@ -28,7 +28,6 @@ import { LiveConfig, type Settings } from '../frontend/live_config.js';
 import { Channel } from '../runtime/channel.js';
 import { StoreError } from '../runtime/errors.js';
 import type { LocalGroup } from '../storage/registry.js';
-import { VolumeReader } from '../storage/volume_reader.js';
 import type { RoleFlag } from '../db/read_only.js';
 import { ReplicationHub } from '../frontend/replication_hub.js';
 import { ReplicaTable, createReplicaTable } from '../runtime/replica_table.js';
@@ -84,7 +83,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   let nextSubscriber = 1;
   const table = new ReplicaTable(config.replicaTable ?? createReplicaTable(1));
   const role: RoleFlag = { readOnly: config.replica === true, replicas: table };
-  const { engine, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits, role);
+  const { engine, reader, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits, role);
   const broker = engine.ports.broker;
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}));
   const clients = new Map<number, ClientState>();
@@ -155,7 +154,6 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   // One WAL feed per thread (it handles the WAL peer's pushes), made when REPLICATE or a
   // replica (BRISE.SYNC) first asks.
   let walFeed: WalFeed | null = null;
-  const reader = new VolumeReader(env.fs, config.groups);
   const replication = new ReplicationHub({
     fs: env.fs,
     dataDir: config.dataDir,

@@ -15,7 +15,8 @@
 // - after stop() nothing more is written and every file handle is closed.
 import type { Socket } from 'node:net';
 import type { Fs } from '../runtime/fs.js';
-import { canContinue, loadOrStartHistory, type History } from '../storage/history.js';
+import { StoreError, codedMessage } from '../runtime/errors.js';
+import { canContinue, loadHistory, type History } from '../storage/history.js';
 import { OpCode, type WalRecord } from '../storage/types.js';
 import { alignUp } from '../storage/volume_format.js';
 import { VolumeFile } from '../storage/volume_file.js';
@@ -94,7 +95,9 @@ export class ReplicaSource {
       if (why !== null) this.end(`the WAL feed ended: ${why}`);
     };
     try {
-      const history = loadOrStartHistory(this.deps.fs, this.deps.dataDir);
+      // Made when the store first opened as a master (wiring/open.ts).
+      const history = loadHistory(this.deps.fs, this.deps.dataDir);
+      if (history === null) throw new StoreError('INTERNAL', `${this.deps.dataDir} has no replication history`);
       let line = await this.tryContinue(req, history, onRecords, onEnd);
       if (line === null) {
         const until = await this.deps.syncPoint();
@@ -111,8 +114,8 @@ export class ReplicaSource {
       this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
       this.heartbeat.unref();
     } catch (err) {
-      if (!this.stopped) this.socket.end(`-ERR ${messageOf(err)}\r\n`);
-      this.event('refused', messageOf(err));
+      if (!this.stopped) this.socket.end(`-ERR ${codedMessage(err)}\r\n`);
+      this.event('refused', codedMessage(err));
       this.stop();
     } finally {
       openGate();
@@ -258,10 +261,4 @@ export class ReplicaSource {
   private write(frame: Frame): void {
     if (!this.stopped && !this.socket.destroyed) this.socket.write(encodeFrame(frame));
   }
-}
-
-function messageOf(err: unknown): string {
-  const e = err as { code?: unknown; message?: unknown } | null;
-  const message = typeof e?.message === 'string' ? e.message : String(err);
-  return typeof e?.code === 'string' ? `${e.code}: ${message}` : message;
 }

@@ -1,5 +1,6 @@
 // The replicas of one TCP front end thread (docs/replica.md): the streams started by BRISE.SYNC
-// on its connections, and what INFO replication, ROLE and WAIT read of them.
+// on its connections, each shown in this thread's rows of the replica table (which INFO
+// replication, ROLE and WAIT read, from any thread).
 // Owns: the set of running sources; the thread's WalFeed is made on first use.
 // Invariants: a source is in the set from its start until its connection ends; at most
 // MAX_REPLICAS run at once on a thread.
@@ -7,7 +8,7 @@ import type { Socket } from 'node:net';
 import { StoreError } from '../runtime/errors.js';
 import { parseVolumeLengths } from '../protocol/replica_protocol.js';
 import type { WalFeed } from '../db/wal_feed.js';
-import { ReplicaSource, type ReplicaView, type SourceDeps } from './replica_source.js';
+import { ReplicaSource, type SourceDeps } from './replica_source.js';
 import type { ReplicaTable } from '../runtime/replica_table.js';
 
 export const MAX_REPLICAS = 64;
@@ -55,18 +56,7 @@ export class ReplicationHub {
   ack(source: ReplicaSource, lsn: number): void {
     source.onAck(lsn);
     const row = this.sources.get(source);
-    if (row !== undefined) this.deps.table.update(row, { ackedLsn: source.view.ackedLsn, ackedAt: source.view.ackedAt, sentLsn: source.view.sentLsn, online: true });
-  }
-
-  views(): ReplicaView[] {
-    return [...this.sources.keys()].map((s) => ({ ...s.view }));
-  }
-
-  stopAll(): void {
-    for (const s of [...this.sources.keys()]) {
-      s.stop();
-      this.forget(s);
-    }
+    if (row !== undefined) this.deps.table.update(row, { ackedLsn: source.view.ackedLsn, ackedAt: source.view.ackedAt, online: true });
   }
 
   private forget(source: ReplicaSource): void {

@@ -17,6 +17,7 @@
 //   are accepted by the socket (write resolves), so a slow replica slows its own feed;
 // - after stop() nothing more is written.
 import type { Session } from '../db/api.js';
+import { codedMessage } from '../runtime/errors.js';
 import { WAL_FOLLOW_END, type FollowHandle, type WalFeed } from '../db/wal_feed.js';
 import { OpCode, type WalRecord } from '../storage/types.js';
 import { READY_LINE, replicationLine, type ReplicationEntry } from '../protocol/text_reply.js';
@@ -66,7 +67,7 @@ export class TextReplication {
       if (this.stopped || this.sink.closed) return;
       await this.sink.write(READY_LINE);
     } catch (err) {
-      if (!this.stopped) this.sink.fail(`ERR ${messageOf(err)}`);
+      if (!this.stopped) this.sink.fail(`ERR ${codedMessage(err)}`);
       this.stop();
     } finally {
       openGate();
@@ -142,10 +143,4 @@ export function touched(records: readonly WalRecord[]): Array<Buffer | 'flush'> 
     out.push(item);
   }
   return out.reverse();
-}
-
-function messageOf(err: unknown): string {
-  const e = err as { code?: unknown; message?: unknown } | null;
-  const message = typeof e?.message === 'string' ? e.message : String(err);
-  return typeof e?.code === 'string' ? `${e.code}: ${message}` : message;
 }

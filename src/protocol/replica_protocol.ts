@@ -11,6 +11,8 @@
 // frame of at most MAX_FRAME bytes, and refuses a frame of any other shape.
 import { Encoder } from 'cbor-x';
 import { StoreError } from '../runtime/errors.js';
+import { decodePayload } from '../storage/wal_format.js';
+import type { WalRecord } from '../storage/types.js';
 
 export const SYNC_COMMAND = 'BRISE.SYNC';
 /** A region frame carries at most this many volume bytes. */
@@ -200,6 +202,13 @@ function isUint(v: unknown): v is number {
 
 function bad(what: string): StoreError {
   return new StoreError('PROTOCOL', `malformed replication frame: ${what}`);
+}
+
+/** A record of a Records frame (its WAL payload): PROTOCOL when it does not decode. */
+export function recordOf(payload: Uint8Array): WalRecord {
+  const r = decodePayload(payload);
+  if (r === null) throw new StoreError('PROTOCOL', 'the master sent a record that does not decode');
+  return r;
 }
 
 /** The master's answer to BRISE.SYNC, parsed from its status line. */

@@ -10,6 +10,7 @@
 // - close() is final: the frames iterator ends and nothing more is written.
 import { connect, type Socket } from 'node:net';
 import { StoreError } from '../runtime/errors.js';
+import { encodeCommand } from '../protocol/resp_writer.js';
 import { FrameDecoder, LINK_TIMEOUT_MS, SYNC_COMMAND, parseSyncAnswer, type Frame, type SyncAnswer } from '../protocol/replica_protocol.js';
 
 const READ_HIGH_WATER = 16 * 1024 * 1024;
@@ -33,7 +34,6 @@ export class MasterLink {
   private readonly decoder = new FrameDecoder();
   private waiting: ((v: void) => void) | null = null;
   private failure: Error | null = null;
-  private ended = false;
   private lastIo = Date.now();
   private readonly watchdog: NodeJS.Timeout;
 
@@ -62,13 +62,13 @@ export class MasterLink {
     try {
       const lines = new LineReader(socket);
       if (o.password !== null) {
-        socket.write(command(['AUTH', o.password]));
+        socket.write(encodeCommand(['AUTH', o.password]));
         expectOk(await lines.next(), 'AUTH');
       }
-      socket.write(command(['REPLCONF', 'listening-port', String(o.listeningPort)]));
+      socket.write(encodeCommand(['REPLCONF', 'listening-port', String(o.listeningPort)]));
       expectOk(await lines.next(), 'REPLCONF');
       const volumes = JSON.stringify(Object.fromEntries(o.volumes));
-      socket.write(command([SYNC_COMMAND, o.history === '' ? '?' : o.history, String(o.applied), volumes]));
+      socket.write(encodeCommand([SYNC_COMMAND, o.history === '' ? '?' : o.history, String(o.applied), volumes]));
       const line = await lines.next();
       if (line.startsWith('-')) throw new StoreError('UNAVAILABLE', `the master refused to stream: ${line.slice(1)}`);
       const answer = line.startsWith('+') ? parseSyncAnswer(line.slice(1)) : null;
@@ -84,11 +84,8 @@ export class MasterLink {
   async next(): Promise<Frame> {
     for (;;) {
       if (this.failure !== null) throw this.failure;
-      const frame = this.decoder.next();
-      if (frame !== null) {
-        if (this.decoder.bufferedBytes <= READ_HIGH_WATER && this.socket.isPaused()) this.socket.resume();
-        return frame;
-      }
+      const frame = this.poll();
+      if (frame !== null) return frame;
       if (this.socket.isPaused()) this.socket.resume();
       await new Promise<void>((resolve) => (this.waiting = resolve));
     }
@@ -103,7 +100,7 @@ export class MasterLink {
   }
 
   ack(lsn: number): void {
-    if (!this.ended && !this.socket.destroyed) this.socket.write(command(['REPLCONF', 'ACK', String(lsn)]));
+    if (this.failure === null && !this.socket.destroyed) this.socket.write(encodeCommand(['REPLCONF', 'ACK', String(lsn)]));
   }
 
   close(): void {
@@ -113,7 +110,6 @@ export class MasterLink {
 
   private fail(err: Error): void {
     if (this.failure === null) this.failure = err;
-    this.ended = true;
     clearInterval(this.watchdog);
     this.wake();
   }
@@ -204,10 +200,4 @@ class LineReader {
 
 function expectOk(line: string, what: string): void {
   if (line !== '+OK') throw new StoreError('UNAVAILABLE', `the master answered ${what} with ${line.slice(0, 200)}`);
-}
-
-function command(args: string[]): Buffer {
-  const parts = [`*${args.length}\r\n`];
-  for (const a of args) parts.push(`$${Buffer.byteLength(a)}\r\n${a}\r\n`);
-  return Buffer.from(parts.join(''));
 }

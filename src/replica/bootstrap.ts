@@ -15,33 +15,30 @@ import { StoreError } from '../runtime/errors.js';
 import type { FileHandle, Fs } from '../runtime/fs.js';
 import { replaceFileAtomically, syncDirectory } from '../storage/atomic_file.js';
 import { VOLUMES_DIR } from '../storage/drive_volumes.js';
-import { saveHistory, type History } from '../storage/history.js';
-import { registryOf, saveRegistry, type LocalGroup } from '../storage/registry.js';
-import { INDEX_FILE, RESYNC_MARKER, WAL_FILE, resyncPending } from '../storage/store_files.js';
+import { HISTORY_FILE, saveHistory, type History } from '../storage/history.js';
+import { REGISTRY_FILE, registryOf, saveRegistry } from '../storage/registry.js';
+import { INDEX_FILE, RESYNC_MARKER, WAL_FILE } from '../storage/store_files.js';
 import { groupOfVolume, parseVolumeFileName, volumeFileName } from '../storage/volume_format.js';
-import { decodePayload, encodeRecord, encodeWalHeader } from '../storage/wal_format.js';
+import { encodeRecord, encodeWalHeader } from '../storage/wal_format.js';
 import { syncParent } from '../storage/wal_writer.js';
 import type { WalRecord } from '../storage/types.js';
-import { FrameKind } from '../protocol/replica_protocol.js';
+import { FrameKind, recordOf } from '../protocol/replica_protocol.js';
 import type { MasterLink } from '../remote/replica_client.js';
 
 /** Files of a store's data dir that a resync replaces (and their .tmp/.heads companions). */
-const STORE_FILES = [WAL_FILE, INDEX_FILE, 'vol-registry.json', 'history', 'epoch'];
+const STORE_FILES = [WAL_FILE, INDEX_FILE, REGISTRY_FILE, HISTORY_FILE, 'epoch'];
 
 export interface ResyncResult {
   lastLsn: number;
   history: History;
-  groups: LocalGroup[];
   bytes: number;
 }
-
-export { resyncPending };
 
 /**
  * Receives a full copy from `link` (which answered FULLRESYNC up to `until`) into `dataDir` and
  * `drives` (the data dir first). Resolves once it is durable; the link is then closed.
  */
-export async function fullResync(fs: Fs, dataDir: string, drives: readonly string[], link: MasterLink, until: number, progress: (bytes: number) => void = () => undefined): Promise<ResyncResult> {
+export async function fullResync(fs: Fs, dataDir: string, drives: readonly string[], link: MasterLink, until: number): Promise<ResyncResult> {
   replaceFileAtomically(fs, join(dataDir, RESYNC_MARKER), new TextEncoder().encode(`${new Date().toISOString()}\n`));
   wipe(fs, dataDir, drives);
   const volumes = new VolumeSink(fs, drives);
@@ -57,9 +54,8 @@ export async function fullResync(fs: Fs, dataDir: string, drives: readonly strin
       else if (frame.kind === FrameKind.Region) {
         volumes.write(frame.volume, frame.offset, frame.bytes, groupIds);
         bytes += frame.bytes.length;
-        progress(bytes);
       } else if (frame.kind === FrameKind.Records) {
-        const records = frame.payloads.map(decodeOrThrow);
+        const records = frame.payloads.map(recordOf);
         wal.append(records);
         if (records.some((r) => r.kind === 0 && r.lsn >= until)) break;
       }
@@ -72,7 +68,7 @@ export async function fullResync(fs: Fs, dataDir: string, drives: readonly strin
     saveHistory(fs, dataDir, history);
     fs.unlink(join(dataDir, RESYNC_MARKER));
     syncDirectory(fs, dataDir);
-    return { lastLsn, history, groups, bytes };
+    return { lastLsn, history, bytes };
   } finally {
     volumes.close();
     wal.close();
@@ -86,19 +82,20 @@ export async function fullResync(fs: Fs, dataDir: string, drives: readonly strin
  * `index mod n` (the registry lets a drive belong to one group only; volume files of several
  * groups in one directory would break that).
  */
+const GROUP_DIR_PREFIX = 'group-';
+
 export function groupDir(drives: readonly string[], index: number, id: number): string {
   const drive = drives[index % drives.length]!;
   return index < drives.length ? drive : join(drive, `${GROUP_DIR_PREFIX}${id}`);
 }
 
-const GROUP_DIR_PREFIX = 'group-';
 
 /** Every directory that may hold this replica's volumes: the drives and their group dirs. */
 export function volumeDirs(fs: Fs, drives: readonly string[]): string[] {
   const out: string[] = [];
   for (const drive of drives) {
     out.push(join(drive, VOLUMES_DIR));
-    for (const name of fs.readdir(drive)) if (/^group-\d+$/.test(name)) out.push(join(drive, name, VOLUMES_DIR));
+    for (const name of fs.readdir(drive)) if (name.startsWith(GROUP_DIR_PREFIX) && /^\d+$/.test(name.slice(GROUP_DIR_PREFIX.length))) out.push(join(drive, name, VOLUMES_DIR));
   }
   return out;
 }
@@ -113,12 +110,6 @@ function wipe(fs: Fs, dataDir: string, drives: readonly string[]): void {
     if (fs.exists(dir)) syncDirectory(fs, dir);
   }
   syncDirectory(fs, dataDir);
-}
-
-function decodeOrThrow(payload: Uint8Array): WalRecord {
-  const r = decodePayload(payload);
-  if (r === null) throw new StoreError('PROTOCOL', 'the master sent a record that does not decode');
-  return r;
 }
 
 /** The volume files being filled, each at its end. */
@@ -192,13 +183,16 @@ class WalSink {
       this.last = snapshotLsn;
     }
     const batchFirst = records.find((r) => r.kind === 0)?.lsn;
+    // One write for the frame's records (a copy of a long WAL is not a syscall per record).
+    const frames: Uint8Array[] = [];
     for (const r of records) {
       if (r.kind === 1 ? r.lsn !== this.last : r.lsn !== this.last + 1) {
         throw new StoreError('PROTOCOL', `record ${r.lsn} (kind ${r.kind}) does not follow LSN ${this.last}`);
       }
-      this.put(encodeRecord(r.kind === 0 ? { lsn: r.lsn, timeMs: r.timeMs, kind: 0, ops: r.ops, batchFirstLsn: batchFirst ?? r.lsn } : r));
+      frames.push(encodeRecord(r.kind === 0 ? { lsn: r.lsn, timeMs: r.timeMs, kind: 0, ops: r.ops, batchFirstLsn: batchFirst ?? r.lsn } : r));
       this.last = r.lsn;
     }
+    this.put(Buffer.concat(frames));
   }
 
   /** Synced and renamed in: answers the last LSN. */

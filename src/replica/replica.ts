@@ -24,11 +24,9 @@ import { loadHistory, promote, saveHistory, type History } from '../storage/hist
 import { loadRegistry, type LocalGroup } from '../storage/registry.js';
 import { VolumeFile } from '../storage/volume_file.js';
 import { VOLUME_SUPERBLOCK_SIZE, groupOfVolume, parseVolumeFileName } from '../storage/volume_format.js';
-import { decodePayload } from '../storage/wal_format.js';
-import { replayInto } from '../storage/wal_reader.js';
-import { WAL_FILE } from '../storage/store_files.js';
+import { resyncPending, walLastLsn } from '../storage/store_files.js';
 import type { WalRecord } from '../storage/types.js';
-import { FrameKind, type Frame } from '../protocol/replica_protocol.js';
+import { FrameKind, recordOf, type Frame } from '../protocol/replica_protocol.js';
 import { WAL_ACTOR, volumeActorName } from '../protocol/store_actors.js';
 import { WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
 import { VolumeMsg, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
@@ -37,7 +35,7 @@ import { MasterLink } from '../remote/replica_client.js';
 import { runMaster, type RunningMaster } from '../master/master.js';
 import type { MasterConfig } from '../master/master_config.js';
 import { isProcessAlive } from '../wiring/open.js';
-import { fullResync, resyncPending, volumeDirs } from './bootstrap.js';
+import { fullResync, volumeDirs } from './bootstrap.js';
 
 const RETRY_MIN_MS = 100;
 /** A replica's group commit is cut at about this many records or payload bytes. */
@@ -124,7 +122,7 @@ class Replica {
   async start(): Promise<RunningReplica> {
     this.fs.mkdir(this.dataDir);
     this.history = loadHistory(this.fs, this.dataDir);
-    if (this.history === null && !resyncPending(this.fs, this.dataDir) && holdsStore(this.fs, this.dataDir)) {
+    if (this.history === null && !resyncPending(this.fs, this.dataDir) && walLastLsn(this.fs, this.dataDir) > 0) {
       throw new StoreError('CONFLICT', `${this.dataDir} holds a store that is not a replica's (a WAL and no replication history): a full copy would erase it. Give the replica an empty --data dir`);
     }
     if (this.history === null || resyncPending(this.fs, this.dataDir)) {
@@ -291,7 +289,6 @@ class Replica {
         return;
       case FrameKind.Heartbeat:
         this.view.masterLsn = frame.lastLsn;
-        this.view.lastIoMsAgo = 0;
         this.lastIoAt = Date.now();
         link.ack(this.view.appliedLsn);
         return;
@@ -305,7 +302,7 @@ class Replica {
       }
       case FrameKind.Records: {
         for (const payload of frame.payloads) {
-          const r = decodeRecord(payload);
+          const r = recordOf(payload);
           if (r.kind !== 0) continue;
           this.pending.push(r);
           this.pendingBytes += payload.length;
@@ -387,8 +384,9 @@ class Replica {
     await this.stopServer();
     if (r.why === 'resync') await this.resyncUntilDone(r.link, r.until);
     else {
+      // The master has more volume groups than this store: a full copy takes them all.
       r.link?.close();
-      await this.regroup();
+      await this.resyncUntilDone(null, 0);
     }
     this.groups = this.groupsOnDisk();
     if (!this.stopped) await this.startServer();
@@ -432,11 +430,6 @@ class Replica {
     } finally {
       lock.release();
     }
-  }
-
-  /** The master has more volume groups than this store: a full copy takes them all. */
-  private async regroup(): Promise<void> {
-    await this.resyncUntilDone(null, 0);
   }
 
   /** REPLICAOF NO ONE: the link stops; a new history begins after the last LSN applied. */
@@ -485,17 +478,4 @@ class Replica {
     await this.stopServer();
     this.resolveDone();
   }
-}
-
-function decodeRecord(payload: Uint8Array): WalRecord {
-  const r = decodePayload(payload);
-  if (r === null) throw new StoreError('PROTOCOL', 'the master sent a record that does not decode');
-  return r;
-}
-
-
-/** A data dir with a WAL that holds records: a store's data. */
-function holdsStore(fs: Fs, dataDir: string): boolean {
-  const path = join(dataDir, WAL_FILE);
-  return fs.exists(path) && replayInto(fs, path, Number.MAX_SAFE_INTEGER, () => undefined).lastLsn > 0;
 }

@@ -77,6 +77,13 @@ export function toWireError(err: unknown): WireError {
  * this same build, so they are ErrorCodes; a code that is not (a hand-made reply) is kept as
  * is rather than hidden, because the code is what callers switch on and log.
  */
+/** An error as one line for a client or a log: `CODE: message` when it has a code. */
+export function codedMessage(err: unknown): string {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  return typeof e?.code === 'string' ? `${e.code}: ${message}` : message;
+}
+
 export function fromWireError(e: WireError): StoreError {
   return new StoreError(e.code as ErrorCode, e.message);
 }

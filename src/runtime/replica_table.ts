@@ -8,8 +8,7 @@
 // CONFIG SET on any TCP thread changes for every thread at once; then BigInt64 rows of FIELDS
 // words; thread t owns rows [t * ROWS_PER_THREAD, (t + 1) *
 // ROWS_PER_THREAD). Fields: state (0 free, 1 sync, 2 online), acknowledged LSN, when it was
-// acknowledged (ms), the replica's listening port, its IPv4 address (0 when not IPv4), the LSN
-// last sent to it.
+// acknowledged (ms), the replica's listening port, its IPv4 address (0 when not IPv4).
 // Invariants: a row has one writer (its thread); every word is read and written with Atomics,
 // so a reader sees each field whole (a row may mix two updates: a reader never needs more than
 // "this replica acknowledged at least this LSN at about this time").
@@ -17,13 +16,12 @@ export const ROWS_PER_THREAD = 64;
 const HEADER = 8;
 const MIN_TO_WRITE = 0;
 const MAX_LAG = 1;
-const FIELDS = 6;
+const FIELDS = 5;
 const STATE = 0;
 const ACKED = 1;
 const ACKED_AT = 2;
 const PORT = 3;
 const IPV4 = 4;
-const SENT = 5;
 
 export type ReplicaRowState = 'sync' | 'online';
 
@@ -33,7 +31,6 @@ export interface ReplicaRow {
   ackedAt: number;
   port: number;
   ip: string;
-  sentLsn: number;
 }
 
 export function createReplicaTable(threads: number): SharedArrayBuffer {
@@ -86,7 +83,6 @@ export class ReplicaTable {
       if (this.get(r, STATE) !== 0) continue;
       this.set(r, ACKED, 0);
       this.set(r, ACKED_AT, 0);
-      this.set(r, SENT, 0);
       this.set(r, PORT, port);
       this.set(r, IPV4, ipv4ToNumber(ip));
       this.set(r, STATE, 1);
@@ -95,10 +91,9 @@ export class ReplicaTable {
     return null;
   }
 
-  update(row: number, fields: { ackedLsn?: number; ackedAt?: number; sentLsn?: number; online?: boolean }): void {
+  update(row: number, fields: { ackedLsn?: number; ackedAt?: number; online?: boolean }): void {
     if (fields.ackedLsn !== undefined) this.set(row, ACKED, fields.ackedLsn);
     if (fields.ackedAt !== undefined) this.set(row, ACKED_AT, fields.ackedAt);
-    if (fields.sentLsn !== undefined) this.set(row, SENT, fields.sentLsn);
     if (fields.online === true) this.set(row, STATE, 2);
   }
 
@@ -118,7 +113,6 @@ export class ReplicaTable {
         ackedAt: this.get(r, ACKED_AT),
         port: this.get(r, PORT),
         ip: numberToIpv4(this.get(r, IPV4)),
-        sentLsn: this.get(r, SENT),
       });
     }
     return out;
