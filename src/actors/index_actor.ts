@@ -1,6 +1,7 @@
 // The index actor: the only owner of index.hash.
-// Owns: the HashIndex, its background jobs (checkpoints, growth and COMPACT rebuilds done a
-// slice at a time between requests).
+// Owns: the HashIndex (with its live bytes per volume and retired volumes, vacuum's accounting),
+// its background jobs (checkpoints, growth and COMPACT rebuilds done a slice at a time between
+// requests).
 // Invariants:
 // - records are applied in LSN order with no gap: after a restart or a failed apply the
 //   committer asks this index to catch up (CatchUp) before it sends more, and the index reads
@@ -8,6 +9,7 @@
 //   after fsync); a record that still arrives after a gap makes it read the missing ones first;
 // - the header LSN on disk only covers what was fsynced (HashIndex.checkpoint does it), so
 //   durableLsn <= appliedLsn;
+// - a retired volume has no live bytes (no entry points into it);
 // - at most one rebuild runs; lookups during it use the old file until the swap; a COMPACT
 //   waiting on a rebuild is answered when it swaps (or fails).
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
@@ -110,6 +112,10 @@ function dispatch(s: State, msg: IndexRequest): unknown {
       return onMaintain(s);
     case IndexMsg.CatchUp:
       return onCatchUp(s, msg.lsn);
+    case IndexMsg.VolumeUsage:
+      return onVolumeUsage(s);
+    case IndexMsg.VolumeEntries:
+      return onVolumeEntries(s, msg.volumes, msg.cursor, msg.maxBuckets);
     default:
       return assertNever(msg);
   }
@@ -137,13 +143,22 @@ function onApply(s: State, records: WalRecord[]): number[][] {
   return results;
 }
 
-/** Growth is background work: its failure is kept for the stats, never thrown at a write. */
 /** Reads from the WAL the records this index has not applied, up to `lsn` (they are durable). */
 function onCatchUp(s: State, lsn: number): IndexReplies[typeof IndexMsg.CatchUp] {
   if (s.index.appliedLsn < lsn) fillIndexGap(s.env.fs, s.env.config.dir, s.index, lsn + 1);
   return s.index.appliedLsn;
 }
 
+function onVolumeUsage(s: State): IndexReplies[typeof IndexMsg.VolumeUsage] {
+  return s.index.volumeUsage();
+}
+
+/** A slice of vacuum's walk: bounded by maxBuckets, so lookups and applies go on between slices. */
+function onVolumeEntries(s: State, volumes: number[], cursor: number, maxBuckets: number): IndexReplies[typeof IndexMsg.VolumeEntries] {
+  return s.index.volumeEntries(volumes, cursor, maxBuckets);
+}
+
+/** Growth is background work: its failure is kept for the stats, never thrown at a write. */
 function startGrowthIfDue(s: State): void {
   if (!s.index.needsGrowth() || s.index.rebuilding) return;
   try {
@@ -230,6 +245,7 @@ function invariants(s: State): void {
   const i = s.index;
   if (i.durableLsn > i.appliedLsn) throw new Error(`durable LSN ${i.durableLsn} is past the applied LSN ${i.appliedLsn}`);
   if (i.liveCount < 0 || i.liveCount > i.entryCount) throw new Error(`${i.liveCount} live keys in ${i.entryCount} entries`);
+  i.checkUsage();
   if (s.rebuildWaiters.length > 0 && !i.rebuilding) throw new Error(`${s.rebuildWaiters.length} COMPACTs wait on no rebuild`);
 }
 

@@ -121,14 +121,15 @@ export class TextReplication {
 
 /**
  * The keys the records touch, each once, at its last place, with the FLUSHes where they were:
- * a key written before and after a FLUSH is sent after it. GUARDs change nothing: skipped.
+ * a key written before and after a FLUSH is sent after it. GUARDs change nothing, nor do
+ * vacuum's MOVE_IF (the same value at a new address) and RETIRE: skipped.
  */
 export function touched(records: readonly WalRecord[]): Array<Buffer | 'flush'> {
   const items: Array<Buffer | 'flush'> = [];
   for (const r of records) {
     for (const op of r.ops) {
       if (op.code === OpCode.Flush) items.push('flush');
-      else if (op.code !== OpCode.Guard) items.push(Buffer.from(op.key));
+      else if (op.code !== OpCode.Guard && op.code !== OpCode.MoveIf && op.code !== OpCode.Retire) items.push(Buffer.from(op.key));
     }
   }
   const seen = new Set<string>();

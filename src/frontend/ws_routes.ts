@@ -447,6 +447,7 @@ export function recordJson(r: WalRecord): Record<string, unknown> {
 
 function opJson(op: Op): Record<string, unknown> {
   if (op.code === OpCode.Flush) return { op: 'flush' };
+  if (op.code === OpCode.Retire) return { op: 'retire', volume: op.volume };
   const key = isUtf8(op.key) ? { key: text(op.key) } : { key: Buffer.from(op.key).toString('base64'), encoding: 'base64' };
   switch (op.code) {
     case OpCode.Set:
@@ -467,6 +468,8 @@ function opJson(op: Op): Record<string, unknown> {
         expectVolume: op.expectVolume,
         expectOffset: op.expectOffset,
       };
+    case OpCode.MoveIf:
+      return { op: 'moveIf', ...key, fromVolume: op.fromVolume, fromOffset: op.fromOffset, ...op.address };
     case OpCode.Guard:
       return op.kind === GuardKind.Absent
         ? { op: 'guard', ...key, kind: 'absent' }

@@ -19,7 +19,30 @@ export const IndexMsg = {
   LookupMany: 10,
   Maintain: 11,
   CatchUp: 12,
+  /** Live bytes per volume, and the retired volumes (vacuum's accounting). */
+  VolumeUsage: 13,
+  /** The entries (live or expired) that point into some volumes, a slice of buckets at a time. */
+  VolumeEntries: 14,
 } as const;
+
+/** What the index knows of the volumes (docs/vacuum.md, "What is garbage"). */
+export interface VolumeUsage {
+  /** [volume id, bytes of the needles entries point at, each rounded up to the needle alignment]; volumes with 0 are left out. */
+  live: [volume: number, bytes: number][];
+  /** Volumes retired by a RETIRE op (their files may still be waiting to be removed). */
+  retired: number[];
+}
+
+/** An entry that points into a volume being vacuumed. */
+export interface VolumeEntry {
+  key: Uint8Array;
+  volume: number;
+  offset: number;
+  length: number;
+  /** Metadata length (0: none). */
+  meta: number;
+  expiresAt: number;
+}
 
 export type IndexRequest =
   | { t: typeof IndexMsg.Lookup; key: Uint8Array }
@@ -37,7 +60,13 @@ export type IndexRequest =
   /** The background timer's work, now: checkpoint when due, growth when due, a rebuild slice. */
   | { t: typeof IndexMsg.Maintain }
   /** From the WAL committer after a restart or a failed apply: apply from wal.log every record up to `lsn`. */
-  | { t: typeof IndexMsg.CatchUp; lsn: number };
+  | { t: typeof IndexMsg.CatchUp; lsn: number }
+  | { t: typeof IndexMsg.VolumeUsage }
+  /**
+   * cursor 0 starts; the answer's cursor 0 means done. Walks buckets in SCAN's order (so a growth
+   * swap between slices skips no bucket), at most maxBuckets non-empty ones per call.
+   */
+  | { t: typeof IndexMsg.VolumeEntries; volumes: number[]; cursor: number; maxBuckets: number };
 
 export type LookupReply =
   | [volume: number, offset: number, length: number, expiresAt: number, modifiedAt: number]
@@ -74,6 +103,8 @@ export interface IndexReplies {
   [IndexMsg.Maintain]: { rebuilding: boolean; durableLsn: number };
   /** The applied LSN after catching up. */
   [IndexMsg.CatchUp]: number;
+  [IndexMsg.VolumeUsage]: VolumeUsage;
+  [IndexMsg.VolumeEntries]: { cursor: number; entries: VolumeEntry[] };
 }
 
 // ---- the synchronous lookup (runtime/sync_slot.ts) -----------------------------------------

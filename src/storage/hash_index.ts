@@ -24,7 +24,19 @@
 // - DEL_IF(volume, offset) → when present at exactly that address: tombstone, liveCount -1,
 //   and 1, whether or not it has expired (it is what the TTL sweep and lazy expiry log, and
 //   they delete expired keys); else 0.
+// - MOVE_IF(key, from volume, from offset, address) → when present at exactly (from volume,
+//   from offset), expired or not: the key points at the new address with the same expiry and
+//   the same modified time (vacuum's copy), and 1; else 0.
+// - RETIRE(volume) → 1 when no entry points into the volume (it joins the retired set), else 0.
+// - A record with a SET, SET_IF or MOVE_IF whose needle is in a retired volume (or in one that
+//   the record itself retires) applies nothing: those ops answer RESULT_VOLUME_RETIRED, the
+//   others 0. Judged before the guards, from the retired set alone, so a replay agrees.
 // - liveCount counts present keys, expired or not, until they are deleted (like DBSIZE).
+// - The live bytes of each volume (volume_usage.ts) follow the entries: a SET adds the new
+//   needle and drops the key's old one, a delete drops it, a MOVE_IF moves it, a FLUSH or a
+//   snapshot's reset clears them. They and the retired set are saved in index.hash.usage before
+//   each checkpoint's heads and each rebuild swap, tagged with the LSN; open loads them when the
+//   tag is the header's LSN, and recounts the live bytes from the entries otherwise.
 // Records with lsn <= appliedLsn are skipped (result []). Snapshot chunks (kind 1, all at
 // lsn S): the first chunk with S > appliedLsn resets the index to empty (in memory; the
 // disk is untouched until a checkpoint) and every chunk at S is applied. appliedLsn becomes
@@ -84,7 +96,23 @@ import {
 } from './index_file.js';
 import { IndexRebuild } from './index_rebuild.js';
 import { keyHash } from './key_hash.js';
-import { GuardKind, isLive, needleAddress, OpCode, SetFlag, type GuardOp, type IndexEntry, type KeyOp, type NeedleAddress, type Op, type WalRecord } from './types.js';
+import {
+  GuardKind,
+  isLive,
+  needleAddress,
+  OpCode,
+  opNeedle,
+  RESULT_VOLUME_RETIRED,
+  SetFlag,
+  type GuardOp,
+  type IndexEntry,
+  type KeyOp,
+  type MoveIfOp,
+  type NeedleAddress,
+  type Op,
+  type WalRecord,
+} from './types.js';
+import { loadUsage, saveUsage, usagePath, VolumeUsageLedger, type VolumeUsageReport } from './volume_usage.js';
 
 export interface HashIndexOptions {
   /** Bucket count of a new index: a power of two, default 65536. */
@@ -103,6 +131,19 @@ const CHECKPOINT_ENTRY_BYTES = 64 * 1024 * 1024;
  */
 const SCAN_MAX_VISITS_PER_COUNT = 10;
 const SCAN_MAX_EMPTY_STEPS = 1 << 20;
+/** Limit of one volumeEntries() call: non-empty buckets read. */
+const VOLUME_ENTRIES_MAX_BUCKETS = 1 << 16;
+
+/** An entry that points into a volume asked for (vacuum); same shape as the protocol's VolumeEntry. */
+export interface VolumeEntryFound {
+  key: Uint8Array;
+  volume: number;
+  offset: number;
+  length: number;
+  /** Metadata length (0: none). */
+  meta: number;
+  expiresAt: number;
+}
 
 export class HashIndex {
   private main: IndexFile;
@@ -121,6 +162,10 @@ export class HashIndex {
   private closed = false;
   /** Whether index.hash.heads has a durable directory entry. */
   private headsFileDurable: boolean;
+  /** Live bytes per volume, retired volumes. */
+  private usage: VolumeUsageLedger;
+  /** The LSN index.hash.usage describes, or -1 when it describes none this index vouches for. */
+  private usageSavedLsn: number;
 
   private constructor(
     private readonly fs: Fs,
@@ -129,7 +174,11 @@ export class HashIndex {
     header: IndexHeader,
     maxKeyLength: number,
     headsFileDurable: boolean,
+    usage: VolumeUsageLedger,
+    usageCurrent: boolean,
   ) {
+    this.usage = usage;
+    this.usageSavedLsn = usageCurrent ? header.durableLsn : -1;
     this.main = main;
     this.applied = header.durableLsn;
     this.durable = header.durableLsn;
@@ -156,9 +205,17 @@ export class HashIndex {
       if (fs.exists(tmpPath(path))) fs.unlink(tmpPath(path)); // a rebuild that died
       if (!fs.exists(path)) createEmpty(fs, path, buckets);
       const { file, header } = loadFile(fs, path);
+      const { ledger, current } = VolumeUsageLedger.fromFile(loadUsage(fs, usagePath(path)), header.durableLsn);
       // An index.hash.heads found here may have been created by a process that died before
       // it synced the directory: the first checkpoint of this open syncs it, once.
-      return new HashIndex(fs, path, file, header, maxKeyLength, false);
+      const index = new HashIndex(fs, path, file, header, maxKeyLength, false, ledger, current);
+      try {
+        if (!current) index.recountUsage();
+      } catch (err) {
+        file.handle.close();
+        throw err;
+      }
+      return index;
     } catch (err) {
       throw asStoreError(err, path);
     }
@@ -214,9 +271,7 @@ export class HashIndex {
    */
   scan(cursor: number, count: number, nowMs: number, match?: Uint8Array): { cursor: number; entries: IndexEntry[] } {
     this.assertUsable();
-    if (!Number.isInteger(cursor) || cursor < 0 || cursor >= 2 ** 32) {
-      throw new StoreError('BAD_ARGUMENT', `invalid scan cursor ${cursor}`);
-    }
+    checkCursor(cursor);
     const wanted = Math.max(1, Math.min(count, 1_000_000));
     const all = match === undefined || isMatchAll(match);
     const mask = this.main.mask;
@@ -238,6 +293,54 @@ export class HashIndex {
         }
         v = nextScanCursor(v, mask);
       } while (v !== 0 && entries.length < wanted && visits < wanted * SCAN_MAX_VISITS_PER_COUNT && empty < SCAN_MAX_EMPTY_STEPS);
+    } catch (err) {
+      throw asStoreError(err, this.main.path);
+    }
+    return { cursor: v, entries };
+  }
+
+  /** Live bytes per volume (volumes with 0 left out) and the retired volumes. */
+  volumeUsage(): VolumeUsageReport {
+    this.assertUsable();
+    return this.usage.report();
+  }
+
+  /** An error naming a retired volume that still has live bytes (never, unless a bug). */
+  checkUsage(): void {
+    const v = this.usage.retiredWithLiveBytes();
+    if (v !== undefined) throw new StoreError('INTERNAL', `retired volume ${v} has ${this.usage.bytesOf(v)} live bytes`);
+  }
+
+  /**
+   * One slice of vacuum's walk: the newest present entry (live or expired) of every key whose
+   * needle is in `volumes`, from at most `maxBuckets` non-empty buckets, in SCAN's cursor order
+   * (so a growth swap between slices skips no bucket). 0 = done.
+   */
+  volumeEntries(volumes: readonly number[], cursor: number, maxBuckets: number): { cursor: number; entries: VolumeEntryFound[] } {
+    this.assertUsable();
+    checkCursor(cursor);
+    const wanted = new Set(volumes);
+    if (wanted.size === 0) return { cursor: 0, entries: [] };
+    const limit = Math.max(1, Math.min(Math.floor(maxBuckets) || 1, VOLUME_ENTRIES_MAX_BUCKETS));
+    const mask = this.main.mask;
+    const heads = this.main.heads;
+    const entries: VolumeEntryFound[] = [];
+    let v = cursor >>> 0;
+    let visits = 0;
+    let empty = 0;
+    try {
+      do {
+        if (heads[v & mask] === 0) {
+          empty++;
+        } else {
+          for (const e of this.chainLatest(this.main, v & mask)) {
+            if ((e.flags & FLAG_TOMBSTONE) !== 0 || !wanted.has(e.volume)) continue;
+            entries.push({ key: e.key, volume: e.volume, offset: e.offset, length: e.length, meta: e.meta, expiresAt: e.expiresAt });
+          }
+          visits++;
+        }
+        v = nextScanCursor(v, mask);
+      } while (v !== 0 && visits < limit && empty < SCAN_MAX_EMPTY_STEPS);
     } catch (err) {
       throw asStoreError(err, this.main.path);
     }
@@ -332,8 +435,15 @@ export class HashIndex {
       f.flush();
       if (this.loadingLsn >= 0) return;
       const lsn = this.applied;
-      if (lsn === this.durable && f.dirtyCount === 0 && f.end === f.durableEnd) return;
+      if (lsn === this.durable && f.dirtyCount === 0 && f.end === f.durableEnd) {
+        // Nothing new, but live bytes recounted at open are saved, so the next open loads them.
+        if (this.usageSavedLsn !== lsn) this.saveUsage(lsn);
+        return;
+      }
       f.handle.sync(); // 1: every entry appended so far is durable
+      // Before any LSN can reach the heads file or the header: a sidecar is never older than
+      // the header after a crash (a newer one still gives the retired set at the header's LSN).
+      if (this.usageSavedLsn !== lsn) this.saveUsage(lsn);
       if (f.dirtyCount > 0) {
         this.writeHeadsFile(f, lsn); // 2: the dirty heads, durable in the double-write buffer
         writeListedHeads(f, HEAD_GAP); // 3: the bucket array
@@ -419,7 +529,7 @@ export class HashIndex {
 
   private validateOps(ops: Op[]): void {
     for (const op of ops) {
-      if (op.code === OpCode.Flush) continue;
+      if (op.code === OpCode.Flush || op.code === OpCode.Retire) continue;
       if (op.key.length === 0) throw new StoreError('KEY_EMPTY', 'empty key in a WAL record');
       if (op.key.length > this.maxKeyLength) {
         throw new StoreError('KEY_TOO_LONG', `key of ${op.key.length} bytes (limit ${this.maxKeyLength})`);
@@ -428,6 +538,9 @@ export class HashIndex {
   }
 
   private applyOps(record: WalRecord): number[] {
+    // A needle in a retired volume: its write was placed before the volume was given up.
+    const refused = this.retiredNeedles(record.ops);
+    if (refused !== undefined) return refused;
     const results = new Array<number>(record.ops.length).fill(0);
     // Guards first, all of them: one that fails means nothing of the record applies.
     let held = true;
@@ -441,13 +554,33 @@ export class HashIndex {
     for (let i = 0; i < record.ops.length; i++) {
       const op = record.ops[i]!;
       if (op.code === OpCode.Guard) continue;
-      results[i] = op.code === OpCode.Flush ? this.flushAll() : this.applyOp(op, record.timeMs);
+      if (op.code === OpCode.Flush) results[i] = this.flushAll();
+      else if (op.code === OpCode.Retire) results[i] = this.usage.retire(op.volume, record.lsn) ? 1 : 0;
+      else results[i] = this.applyOp(op, record.timeMs);
     }
     this.main.flush();
     try {
       this.rebuild?.flush();
     } catch (err) {
       this.dropRebuild(err);
+    }
+    return results;
+  }
+
+  /**
+   * The results of a record that points a key into a retired volume, or into a volume the
+   * record itself retires (a retired volume must stay empty): RESULT_VOLUME_RETIRED for those
+   * ops, 0 for the others. undefined when the record may apply.
+   */
+  private retiredNeedles(ops: readonly Op[]): number[] | undefined {
+    let retiring: number[] | undefined;
+    for (const op of ops) if (op.code === OpCode.Retire) (retiring ??= []).push(op.volume);
+    let results: number[] | undefined;
+    for (let i = 0; i < ops.length; i++) {
+      const a = opNeedle(ops[i]!);
+      if (a === undefined || !(this.usage.isRetired(a.volume) || retiring?.includes(a.volume) === true)) continue;
+      results ??= new Array<number>(ops.length).fill(0);
+      results[i] = RESULT_VOLUME_RETIRED;
     }
     return results;
   }
@@ -485,6 +618,7 @@ export class HashIndex {
       this.dropRebuild(err);
     }
     this.live = 0;
+    this.usage.clearLive();
     return 1;
   }
 
@@ -500,12 +634,15 @@ export class HashIndex {
     switch (op.code) {
       case OpCode.Set: {
         const a = op.address;
+        if (present) this.uncount();
+        this.usage.add(a.volume, a.length);
         this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, meta: a.meta ?? 0, expiresAt: op.expiresAt, modified });
         if (!present) this.live++;
         return 1;
       }
       case OpCode.Del:
         if (!present) return 0;
+        this.uncount();
         this.writeTombstone(op.key, hash);
         return live ? 1 : 0;
       case OpCode.Expire: {
@@ -520,6 +657,7 @@ export class HashIndex {
       case OpCode.DelIf: {
         if (!present) return 0;
         if (r.view.getUint32(E_VOLUME, true) !== op.volume || r.u64(E_OFFSET, this.main) !== op.offset) return 0;
+        this.uncount();
         this.writeTombstone(op.key, hash);
         return 1;
       }
@@ -531,12 +669,48 @@ export class HashIndex {
         }
         const keep = (op.flags & SetFlag.KeepTtl) !== 0 && live;
         const a = op.address;
+        if (present) this.uncount();
+        this.usage.add(a.volume, a.length);
         this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, meta: a.meta ?? 0, expiresAt: keep ? expiresAt : op.expiresAt, modified });
         if (!present) this.live++;
         return 1;
       }
+      case OpCode.MoveIf:
+        return present ? this.moveIf(op, hash) : 0;
       default:
         throw new StoreError('INTERNAL', `unknown op code ${(op as { code: unknown }).code}`);
+    }
+  }
+
+  /**
+   * MOVE_IF of a present key (its entry left in the reader by find): only from exactly the old
+   * needle; the copy keeps the expiry and the modified time (the value did not change).
+   */
+  private moveIf(op: MoveIfOp, hash: number): number {
+    const r = this.reader;
+    if (r.view.getUint32(E_VOLUME, true) !== op.fromVolume || r.u64(E_OFFSET, this.main) !== op.fromOffset) return 0;
+    const expiresAt = r.u64(E_EXPIRES, this.main);
+    const modified = r.view.getUint32(E_MODIFIED, true);
+    this.uncount();
+    const a = op.address;
+    this.usage.add(a.volume, a.length);
+    this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, meta: a.meta ?? 0, expiresAt, modified });
+    return 1;
+  }
+
+  /** The key's present entry, left in the reader by find(), no longer counts toward its volume. */
+  private uncount(): void {
+    const r = this.reader;
+    this.usage.remove(r.view.getUint32(E_VOLUME, true), r.needleLength(this.main).length);
+  }
+
+  /** Live bytes from the entries themselves (the sidecar was missing, stale or damaged). */
+  private recountUsage(): void {
+    const f = this.main;
+    this.usage.clearLive();
+    for (let b = 0; b < f.buckets; b++) {
+      if (f.heads[b] === 0) continue;
+      for (const e of this.chainLatest(f, b)) if ((e.flags & FLAG_TOMBSTONE) === 0) this.usage.add(e.volume, e.length);
     }
   }
 
@@ -619,7 +793,13 @@ export class HashIndex {
       }
     }
     this.live = 0;
+    this.usage.clearLive();
     this.loadingLsn = lsn;
+  }
+
+  private saveUsage(lsn: number): void {
+    saveUsage(this.fs, usagePath(this.path), this.usage.toFile(lsn));
+    this.usageSavedLsn = lsn;
   }
 
   // ---- private: checkpoint ----------------------------------------------------------------
@@ -677,6 +857,8 @@ export class HashIndex {
   /** The rebuilt file, checkpointed whole at the applied LSN, becomes the index. */
   private swapIn(rb: IndexRebuild): void {
     this.main.flush();
+    // Before the rename, as a checkpoint saves it before its header (see checkpoint()).
+    if (this.usageSavedLsn !== this.applied) this.saveUsage(this.applied);
     const file = rb.swapIn(this.fs, this.path, { liveCount: this.live, durableLsn: this.applied });
     this.rebuild = undefined;
     this.main.handle.close();
@@ -719,6 +901,12 @@ function isLiveEntry(e: ChainEntry, nowMs: number): boolean {
 
 function toIndexEntry(e: ChainEntry): IndexEntry {
   return { key: e.key, address: needleAddress(e.volume, e.offset, e.length, e.meta), expiresAt: e.expiresAt, modifiedAt: e.modified * 1000 };
+}
+
+function checkCursor(cursor: number): void {
+  if (!Number.isInteger(cursor) || cursor < 0 || cursor >= 2 ** 32) {
+    throw new StoreError('BAD_ARGUMENT', `invalid scan cursor ${cursor}`);
+  }
 }
 
 function reverseBits32(v: number): number {

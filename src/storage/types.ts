@@ -21,7 +21,18 @@ export const OpCode = {
   SetIf: 5,
   Guard: 6,
   Flush: 7,
+  /** Vacuum: a key moves to a copy of its needle, only if it still points at the old one. */
+  MoveIf: 8,
+  /** Vacuum: a volume no entry points into is given up; no later record may name it. */
+  Retire: 9,
 } as const;
+
+/**
+ * The result of a SET, SET_IF or MOVE_IF whose needle is in a retired volume (a write whose
+ * needle was placed before its volume was sealed for a vacuum, committed after the vacuum gave
+ * the volume up): nothing of its record applies, and the writer writes again.
+ */
+export const RESULT_VOLUME_RETIRED = -1;
 
 /** Conditions of a SET_IF op, judged when the index applies it (so they are atomic). */
 export const SetFlag = {
@@ -93,15 +104,34 @@ export type GuardOp = {
 /** Removes every key (FLUSHALL / FLUSHDB): one op, whatever the number of keys. */
 export type FlushOp = { code: typeof OpCode.Flush };
 
+/**
+ * Vacuum's move: the key points at `address` (a byte-for-byte copy of its needle) only if it is
+ * still present at exactly (fromVolume, fromOffset), expired or not; it keeps its expiry and its
+ * modified time. Result 1 when moved, 0 when the key changed since the copy (the copy is garbage).
+ */
+export type MoveIfOp = { code: typeof OpCode.MoveIf; key: Uint8Array; fromVolume: number; fromOffset: number; address: NeedleAddress };
+
+/**
+ * Vacuum's last step for a volume: result 1 when no entry points into it (it is retired: any later
+ * SET, SET_IF or MOVE_IF naming it answers RESULT_VOLUME_RETIRED and its record applies nothing),
+ * 0 when some entry still does (nothing changes).
+ */
+export type RetireOp = { code: typeof OpCode.Retire; volume: number };
+
 /** An op that names one key. */
-export type KeyOp = SetOp | DelOp | ExpireOp | DelIfOp | SetIfOp | GuardOp;
-export type Op = KeyOp | FlushOp;
+export type KeyOp = SetOp | DelOp | ExpireOp | DelIfOp | SetIfOp | GuardOp | MoveIfOp;
+export type Op = KeyOp | FlushOp | RetireOp;
 
 const NO_KEY = new Uint8Array(0);
 
-/** The key an op names; a FLUSH names none (an empty key). */
+/** The key an op names; FLUSH and RETIRE name none (an empty key). */
 export function opKey(op: Op): Uint8Array {
-  return op.code === OpCode.Flush ? NO_KEY : op.key;
+  return op.code === OpCode.Flush || op.code === OpCode.Retire ? NO_KEY : op.key;
+}
+
+/** The needle a SET, SET_IF or MOVE_IF points its key at; none for other ops. */
+export function opNeedle(op: Op): NeedleAddress | undefined {
+  return op.code === OpCode.Set || op.code === OpCode.SetIf || op.code === OpCode.MoveIf ? op.address : undefined;
 }
 
 /** Results of a record whose guards failed: nothing applied. */

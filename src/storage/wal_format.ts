@@ -1,6 +1,6 @@
 // The bytes of wal.log (docs/formats.md §WAL), shared by the writer, the reader and compaction.
 // Owns: the header layout, the record frame `length u32 | crc32 u32 | payload`, and the CBOR
-// payload `[lsn, timeMs, kind, ops]` with positional ops.
+// payload `[lsn, timeMs, kind, ops]` with positional ops. Snapshot chunks (kind 1) hold SETs only.
 // Invariants:
 //  - every record this module encodes decodes back to an equal record (keys come back as plain
 //    Uint8Array copies, never views into the caller's buffer);
@@ -142,9 +142,12 @@ function withMeta(fields: unknown[], meta: number | undefined): unknown[] {
   return fields;
 }
 
-/** The address of a SET or SET_IF, with the optional metadata length at index `at`. */
-function addressFields(a: unknown[], at: number): NeedleAddress | null {
-  const [volume, offset, length] = [a[2], a[3], a[4]];
+/**
+ * The address of a SET, SET_IF or MOVE_IF: volume, offset, length from index `from`, and the
+ * optional metadata length at index `at` (the op's last field).
+ */
+function addressFields(a: unknown[], at: number, from = 2): NeedleAddress | null {
+  const [volume, offset, length] = [a[from], a[from + 1], a[from + 2]];
   if (!isUint(volume) || !isUint(offset) || !isUint(length)) return null;
   if (a.length === at) return { volume, offset, length };
   const meta = a[at];
@@ -155,6 +158,10 @@ function addressFields(a: unknown[], at: number): NeedleAddress | null {
 function opToArray(op: Op, kind: 0 | 1): unknown[] {
   if (kind === 1 && op.code !== OpCode.Set) bad(`snapshot chunk holds op code ${op.code}`);
   if (op.code === OpCode.Flush) return [OpCode.Flush];
+  if (op.code === OpCode.Retire) {
+    assertUint(op.volume, 'volume');
+    return [OpCode.Retire, op.volume];
+  }
   assertKey(op.key);
   switch (op.code) {
     case OpCode.Set: {
@@ -180,6 +187,12 @@ function opToArray(op: Op, kind: 0 | 1): unknown[] {
       for (const [v, what] of fields) assertUint(v, what);
       if (op.flags > 15) bad(`SET_IF flags ${op.flags}`);
       return withMeta([OpCode.SetIf, op.key, volume, offset, length, op.expiresAt, op.flags, op.expectVolume, op.expectOffset], op.address.meta);
+    }
+    case OpCode.MoveIf: {
+      const { volume, offset, length } = op.address;
+      const fields = [[op.fromVolume, 'fromVolume'], [op.fromOffset, 'fromOffset'], [volume, 'volume'], [offset, 'offset'], [length, 'length']] as const;
+      for (const [v, what] of fields) assertUint(v, what);
+      return withMeta([OpCode.MoveIf, op.key, op.fromVolume, op.fromOffset, volume, offset, length], op.address.meta);
     }
     case OpCode.Guard:
       if (op.kind === GuardKind.Absent) return [OpCode.Guard, op.key, GuardKind.Absent];
@@ -243,6 +256,7 @@ function toOp(v: unknown): Op | null {
   if (!Array.isArray(v)) return null;
   const a = v as unknown[];
   if (a[0] === OpCode.Flush) return a.length === 1 ? { code: OpCode.Flush } : null;
+  if (a[0] === OpCode.Retire) return a.length === 2 && isUint(a[1]) ? { code: OpCode.Retire, volume: a[1] } : null;
   if (a.length < 2) return null;
   const key = toKey(a[1]);
   if (key === null) return null;
@@ -268,6 +282,13 @@ function toOp(v: unknown): Op | null {
       if (address === null || !isUint(expiresAt)) return null;
       if (!isUint(flags) || flags > 15 || !isUint(expectVolume) || !isUint(expectOffset)) return null;
       return { code: OpCode.SetIf, key, address, expiresAt, flags, expectVolume, expectOffset };
+    }
+    case OpCode.MoveIf: {
+      if (a.length !== 7 && a.length !== 8) return null;
+      const [, , fromVolume, fromOffset] = a;
+      const address = addressFields(a, 7, 4);
+      if (address === null || !isUint(fromVolume) || !isUint(fromOffset)) return null;
+      return { code: OpCode.MoveIf, key, fromVolume, fromOffset, address };
     }
     case OpCode.Guard:
       if (a.length === 3 && a[2] === GuardKind.Absent) return { code: OpCode.Guard, key, kind: GuardKind.Absent, volume: 0, offset: 0, expiresAt: 0 };
