@@ -12,6 +12,19 @@ import { groupReader } from '../db/group_reader.js';
 import { Engine } from '../db/engine.js';
 import { storeActorNames } from '../protocol/store_actors.js';
 import { guardWrites, type RoleFlag } from '../db/read_only.js';
+import type { StoreAdmin } from '../db/database.js';
+import { Channel } from '../runtime/channel.js';
+import { FrontEndMsg, type FrontEndReplies, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+
+/** The store-wide operations (the vacuum) of a front end's database: run by main. */
+export function storeAdmin(env: ActorEnv): StoreAdmin {
+  const toMain = new Channel<FrontEndToMain, FrontEndReplies>(env.main);
+  return {
+    // A vacuum of a large volume takes minutes: the answer waits for it.
+    vacuum: (volume) => toMain.call(volume === undefined ? { t: FrontEndMsg.Vacuum } : { t: FrontEndMsg.Vacuum, volume }, { timeoutMs: 24 * 3600_000 }),
+    operations: () => toMain.call({ t: FrontEndMsg.Operations }),
+  };
+}
 
 /** The engine of a front-end thread, its reader of the local volume files, and how to close what it opened (its volume handles). */
 export function frontEndEngine(env: ActorEnv, groups: LocalGroup[], limits: Partial<Limits> = {}, role: RoleFlag = { readOnly: false }): { engine: Engine; reader: VolumeReader; close(): void } {

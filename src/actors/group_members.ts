@@ -126,6 +126,27 @@ export class GroupMembers {
     for (const m of this.members) m.channel.send({ t: LinkMsg.Available, volume, upTo });
   }
 
+  /**
+   * Removes retired volumes on every member. A member that fails keeps the files (no entry names
+   * them: only space); the errors are answered for the vacuum to report, and it asks again.
+   */
+  async remove(volumes: readonly number[]): Promise<string[]> {
+    const errors: string[] = [];
+    await Promise.all(
+      this.members.map(async (m) => {
+        for (const volume of volumes) {
+          try {
+            await m.channel.call({ t: LinkMsg.Remove, volume });
+          } catch (err) {
+            errors.push(`${m.url}: volume ${volume}: ${(err as Error).message ?? String(err)}`);
+            return;
+          }
+        }
+      }),
+    );
+    return errors;
+  }
+
   status(): MemberStatus[] {
     return this.members.map((m) => ({ link: m.link, url: m.url, state: m.state, lagBytes: m.lagBytes, repairs: m.repairs, lastError: m.lastError }));
   }

@@ -16,13 +16,13 @@ import { Channel } from '../runtime/channel.js';
 import { BLOB_PREFIX, deleteBlob, getBlob, type BlobContext } from '../frontend/http_blobs.js';
 import { putBlob } from '../frontend/http_put.js';
 import { registerListing } from '../frontend/http_listing.js';
-import { listKeys, metrics, scanKeys, status, type ApiContext } from '../frontend/http_api.js';
+import { listKeys, metrics, scanKeys, status, vacuum, type ApiContext } from '../frontend/http_api.js';
 import { HttpMetrics } from '../frontend/http_metrics.js';
 import { allowedMethods, headWithoutBody, refuseBadFraming, sendError, unrouted, watchAbort } from '../frontend/http_util.js';
 import { registerWebSockets } from '../frontend/ws_routes.js';
 import { admitWebSocket, answerPreflight, corsPolicy, sendRefusal, withCors } from '../frontend/http_cors.js';
 import { requestAccess, type Access } from '../protocol/url_signing.js';
-import { frontEndEngine } from './front_end.js';
+import { frontEndEngine, storeAdmin } from './front_end.js';
 import type { RoleFlag } from '../db/read_only.js';
 import { ReplicaTable, createReplicaTable } from '../runtime/replica_table.js';
 import { waitUntilApplied } from '../frontend/replication_commands.js';
@@ -103,7 +103,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
   const role: RoleFlag = { readOnly: config.replica === true, replicas: new ReplicaTable(config.replicaTable ?? createReplicaTable(1)) };
-  const { engine, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role);
+  const { engine, reader, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role);
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
   if (engine.ports.reader instanceof GroupReader) httpMetrics.watchReads(engine.ports.reader.counts);
@@ -125,6 +125,8 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
     actors: () => toMain.call({ t: FrontEndMsg.Status }),
     metrics: () => toMain.call({ t: FrontEndMsg.Metrics }),
     replication: async () => replicationStatus(await toMain.call({ t: FrontEndMsg.Replication }).catch(() => null), role.replicas!, await ports.wal.lastLsn(), now()),
+    vacuum: (volume) => storeAdmin(env).vacuum(volume),
+    operations: () => toMain.call({ t: FrontEndMsg.Operations }),
   };
   const authorized = (req: HttpRequest): boolean =>
     config.token === null || tokenMatches(parseBearer(req.getHeader('authorization') || undefined), config.token);
@@ -157,6 +159,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   app.get('/v1/scan', guard('scan', (res, req) => scanKeys(res, req, api)));
   app.get('/v1/status', guard('status', (res, req) => status(res, req, api)));
   app.get('/metrics', guard('metrics', (res, req) => metrics(res, req, api)));
+  app.post('/v1/admin/vacuum', guard('vacuum', (res, req) => vacuum(res, req, api)));
   // HEAD wherever GET (RFC 9110 §9.3.2): the same handler; headWithoutBody drops the body.
   app.head('/v1/keys', guard('keys', (res, req) => listKeys(res, req, api)));
   app.head('/v1/scan', guard('scan', (res, req) => scanKeys(res, req, api)));
@@ -220,7 +223,11 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
         role.readOnly = false;
         return null;
       }
-      if (msg.t !== MainMsg.Configure) throw new StoreError('BAD_ARGUMENT', 'an HTTP front end takes no requests but Configure and Promoted');
+      if (msg.t === MainMsg.Forget) {
+        for (const v of msg.volumes) reader.forget(v);
+        return null;
+      }
+      if (msg.t !== MainMsg.Configure) throw new StoreError('BAD_ARGUMENT', 'an HTTP front end takes no requests but Configure, Promoted and Forget');
       engine.notifyFlags = msg.notifyKeyspaceEvents;
       return null;
     },

@@ -22,7 +22,7 @@ import { WAL_ACTOR } from '../protocol/store_actors.js';
 import type { ClientState, ServerState } from '../frontend/server_commands.js';
 import { CommandStats } from '../frontend/command_stats.js';
 import { infoText, type InfoSource } from '../frontend/info_text.js';
-import { frontEndEngine } from './front_end.js';
+import { frontEndEngine, storeAdmin } from './front_end.js';
 import { FrontEndMsg, MainMsg, type ActorStatusLine, type FrontEndReplies, type FrontEndToMain, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
 import { LiveConfig, type Settings } from '../frontend/live_config.js';
 import { Channel } from '../runtime/channel.js';
@@ -85,7 +85,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   const role: RoleFlag = { readOnly: config.replica === true, replicas: table };
   const { engine, reader, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits, role);
   const broker = engine.ports.broker;
-  const db = new EngineDatabase(engine, async () => undefined, async () => ({}));
+  const db = new EngineDatabase(engine, async () => undefined, async () => ({}), undefined, storeAdmin(env));
   const clients = new Map<number, ClientState>();
   const stats: FrontEndStats = {
     connectionsReceived: 0,
@@ -207,7 +207,11 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
         role.readOnly = false;
         return null;
       }
-      if (msg.t !== MainMsg.Configure) throw new StoreError('BAD_ARGUMENT', 'a TCP front end takes no requests but Configure and Promoted');
+      if (msg.t === MainMsg.Forget) {
+        for (const v of msg.volumes) reader.forget(v);
+        return null;
+      }
+      if (msg.t !== MainMsg.Configure) throw new StoreError('BAD_ARGUMENT', 'a TCP front end takes no requests but Configure, Promoted and Forget');
       notifyFlags = engine.notifyFlags = settings.notifyKeyspaceEvents = msg.notifyKeyspaceEvents;
       return null;
     },

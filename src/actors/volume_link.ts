@@ -144,6 +144,14 @@ function handle(s: State, msg: LinkRequest): unknown {
       return onOpenEnded(s, msg.volume, msg.offset, { sealed: msg.length });
     case LinkMsg.AbortOpen:
       return onOpenEnded(s, msg.volume, msg.offset, { written: msg.written, tail: msg.tail });
+    case LinkMsg.Remove:
+      return s.client.remove(msg.volume).then(
+        () => null,
+        (err: unknown) => {
+          if ((err as { code?: unknown }).code === 'NOT_FOUND') return null; // removed before
+          throw failed(s, err);
+        },
+      );
     default:
       return assertNever(msg);
   }

@@ -36,6 +36,8 @@ export interface VolumeWriterConfig {
 }
 
 const MAX_STREAMS = 1024;
+/** Volumes removed in one message (each a DELETE on every remote member). */
+const MAX_REMOVE = 256;
 /**
  * In a replicated group, uploads from this size on go to a stream volume of their own: members
  * take a volume's regions in order, so a slow upload in the current volume would hold every
@@ -63,12 +65,6 @@ interface State {
   members: GroupMembers;
   /** Appends between their first byte and their answer (repair waits for none). */
   appending: number;
-  /**
-   * Garbage bytes per volume seen by this writer: aborted uploads and discarded needles (writes
-   * whose record did not apply). Counted from start-up only; recovering it at restart is the
-   * accounting of issue 13 (vacuum).
-   */
-  garbage: Map<number, number>;
   nextStream: number;
   /** One fdatasync per turn for every append that waits on it. */
   syncs: GroupSync;
@@ -83,7 +79,6 @@ const createVolumeWriter: ActorFactory<VolumeWriterConfig> = (env) => {
     streams: new Map(),
     members: new GroupMembers(env, config.group, config.remotes ?? [], { list: () => s.drive.list(), busy: () => s.appending > 0 || s.streams.size > 0 }, (e) => env.main.send(e)),
     appending: 0,
-    garbage: new Map(),
     nextStream: 1,
     syncs: new GroupSync(env.scheduler, () => s.drive.sync()),
   };
@@ -113,14 +108,16 @@ function handle(s: State, msg: VolumeRequest, blobs: ArrayBuffer[]): unknown {
       return groupSync(s).then(() => null);
     case VolumeMsg.List:
       return onList(s);
-    case VolumeMsg.Discard:
-      return onDiscard(s, msg.needles);
     case VolumeMsg.Members:
       return s.members.status();
     case VolumeMsg.Adopt:
       return onAdopt(s, msg.path, msg.address);
     case VolumeMsg.Mirror:
       return onMirror(s, msg.volume, msg.offset, msg.bytes, msg.sync);
+    case VolumeMsg.Seal:
+      return onSeal(s, msg.volume);
+    case VolumeMsg.Remove:
+      return onRemove(s, msg.volumes);
     default:
       return assertNever(msg);
   }
@@ -146,9 +143,6 @@ async function onAppend(s: State, needles: NeedleSpec[], blobs: ArrayBuffer[], s
     // Every member takes the same regions; the local sync runs beside them.
     const local = sync ? groupSync(s) : Promise.resolve();
     await Promise.all([local, ...regionsOf(addresses).map((r) => s.members.replicate(r.volume, pathOf(s, r.volume), r.start, r.end, r.end))]);
-  } catch (err) {
-    for (const a of addresses) addGarbage(s, a.volume, a.length);
-    throw err;
   } finally {
     s.appending -= 1;
   }
@@ -222,12 +216,8 @@ async function onStreamEnd(s: State, id: number, meta: Uint8Array | undefined): 
     const [local, remote] = await Promise.allSettled([groupSync(s), replicated]);
     if (local.status === 'rejected') throw local.reason; // the local drive failed: nothing to keep
     if (remote.status === 'rejected') {
-      addGarbage(s, address.volume, address.length); // not acknowledged here, whatever comes next
       return { stranded: address, path: pathOf(s, address.volume), error: (remote.reason as Error).message ?? String(remote.reason) };
     }
-  } catch (err) {
-    addGarbage(s, address.volume, address.length);
-    throw err;
   } finally {
     s.streams.delete(id);
   }
@@ -265,9 +255,6 @@ async function onAdopt(s: State, path: string, from: NeedleAddress): Promise<Nee
   try {
     const end = alignUp(address.offset + address.length);
     await Promise.all([groupSync(s), s.members.replicate(address.volume, pathOf(s, address.volume), address.offset, end, end)]);
-  } catch (err) {
-    addGarbage(s, address.volume, address.length);
-    throw err;
   } finally {
     s.appending -= 1;
   }
@@ -280,24 +267,12 @@ function onStreamAbort(s: State, id: number): null {
     s.streams.delete(id);
     upload.stream.abort();
     const a = upload.stream.address;
-    addGarbage(s, a.volume, a.length);
     // The members take the region as it is (garbage), so their tails stay the local one.
     if (upload.replicated !== null && upload.open) s.members.abortOpen(a.volume, a.offset, upload.stream.written, alignUp(a.offset + a.length));
     else if (upload.replicated !== null) s.members.grow(a.volume, alignUp(a.offset + a.length));
     else if (s.members.size > 0 && a.length > 0) void s.members.replicate(a.volume, pathOf(s, a.volume), a.offset, alignUp(a.offset + a.length), alignUp(a.offset + a.length)).catch(() => undefined);
   }
   return null;
-}
-
-function onDiscard(s: State, needles: { volume: number; length: number }[]): null {
-  for (const n of needles) addGarbage(s, n.volume, n.length);
-  return null;
-}
-
-/** A needle's whole region (padding included) counts: that is what a vacuum gives back. */
-function addGarbage(s: State, volume: number, length: number): void {
-  if (s.drive.file(volume) === undefined) return; // not ours (a stale report): ignore
-  s.garbage.set(volume, (s.garbage.get(volume) ?? 0) + alignUp(length));
 }
 
 /** A replica's copy of its master's bytes: written at the tail; with `sync`, durable (group fsync) when answered. */
@@ -307,8 +282,32 @@ async function onMirror(s: State, volume: number, offset: number, bytes: Uint8Ar
   return length;
 }
 
+/**
+ * Vacuum: the volume takes no new needle (a stream volume being written to is sealed on a later
+ * try: BUSY). Answers the uploads still writing into it, reserved before the seal.
+ */
+function onSeal(s: State, volume: number): { uploads: number } {
+  if (!s.drive.seal(volume)) throw new StoreError('BUSY', `volume ${volume} is taking an upload now; the vacuum tries again`);
+  let uploads = 0;
+  for (const u of s.streams.values()) if (u.stream.address.volume === volume) uploads++;
+  return { uploads };
+}
+
+/**
+ * Vacuum: the retired volumes' files go, here (made durable by a sync) and on every remote
+ * member (best effort: a member that cannot be reached keeps a file no entry names, removed
+ * when a later vacuum asks again).
+ */
+async function onRemove(s: State, volumes: number[]): Promise<{ removed: number[]; errors: string[] }> {
+  if (s.members.size > 0 && volumes.length > MAX_REMOVE) throw new StoreError('BAD_ARGUMENT', `at most ${MAX_REMOVE} volumes per removal`);
+  const removed = volumes.filter((v) => s.drive.remove(v));
+  if (removed.length > 0) s.drive.sync();
+  const errors = await s.members.remove(volumes);
+  return { removed, errors };
+}
+
 function onList(s: State): VolumeListing[] {
-  return s.drive.list().map((v) => ({ ...v, garbageBytes: s.garbage.get(v.id) ?? 0 }));
+  return s.drive.list();
 }
 
 /**

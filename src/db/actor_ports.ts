@@ -8,11 +8,12 @@ import { streamChunks } from '../runtime/buffer_pool.js';
 import { needleAddress, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { UNKNOWN_SIZE, VolumeMsg, type StrandedNeedle, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
-import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
+import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply, type VolumeEntry, type VolumeUsage } from '../protocol/index_protocol.js';
 import { BrokerMsg, type BrokerDeliver, type BrokerReplies, type BrokerRequest, type PubSubQuery } from '../protocol/broker_protocol.js';
 import { BROKER_ACTOR, INDEX_ACTOR, WAL_ACTOR, volumeActorName } from '../protocol/store_actors.js';
 import type { GroupInfo, VolumeInfo } from './api.js';
 import { mapKey } from './bytes.js';
+import { MovedReader } from './moved_reader.js';
 import type {
   AppendRequest,
   BrokerPort,
@@ -180,17 +181,12 @@ export class ActorVolumes implements VolumePort {
     }
   }
 
-  discard(addresses: readonly NeedleAddress[]): void {
-    const byGroup = new Map<number, { volume: number; length: number }[]>();
-    for (const a of addresses) {
-      const g = groupOfVolume(a.volume);
-      if (!this.byGroup.has(g)) continue;
-      const list = byGroup.get(g) ?? [];
-      list.push({ volume: a.volume, length: a.length });
-      byGroup.set(g, list);
-    }
-    // Accounting only: a lost report costs a number in the statistics, never data.
-    for (const [g, needles] of byGroup) void this.channel(g).call({ t: VolumeMsg.Discard, needles }).catch(() => undefined);
+  seal(volume: number): Promise<{ uploads: number }> {
+    return this.channel(groupOfVolume(volume)).call({ t: VolumeMsg.Seal, volume });
+  }
+
+  remove(group: number, volumes: number[]): Promise<{ removed: number[]; errors: string[] }> {
+    return this.channel(group).call({ t: VolumeMsg.Remove, volumes }, { timeoutMs: 120_000 });
   }
 
   async syncGroup(group: number): Promise<void> {
@@ -200,7 +196,7 @@ export class ActorVolumes implements VolumePort {
   async list(): Promise<VolumeInfo[]> {
     const entries = [...this.byGroup];
     const lists = await Promise.all(entries.map(([, g]) => g.channel.call({ t: VolumeMsg.List })));
-    return lists.flatMap((list, i) => list.map((v) => ({ id: v.id, group: entries[i]![0], drive: entries[i]![1].dir, sizeBytes: v.sizeBytes, garbageBytes: v.garbageBytes })));
+    return lists.flatMap((list, i) => list.map((v) => ({ id: v.id, group: entries[i]![0], drive: entries[i]![1].dir, sizeBytes: v.sizeBytes, sealed: v.sealed })));
   }
 
   async groupInfo(): Promise<GroupInfo[]> {
@@ -308,6 +304,14 @@ export class ActorIndex implements IndexPort {
 
   stats(): Promise<IndexStats> {
     return this.index.call({ t: IndexMsg.Stats });
+  }
+
+  volumeUsage(): Promise<VolumeUsage> {
+    return this.index.call({ t: IndexMsg.VolumeUsage });
+  }
+
+  volumeEntries(volumes: number[], cursor: number, maxBuckets: number): Promise<{ cursor: number; entries: VolumeEntry[] }> {
+    return this.index.call({ t: IndexMsg.VolumeEntries, volumes, cursor, maxBuckets });
   }
 }
 
@@ -422,12 +426,13 @@ export type PeerOf = (name: string) => Peer;
 export function actorPorts(peer: PeerOf, groups: ReadonlyArray<{ id: number; dir: string; writable?: boolean }>, reader: ReadPort): Ports {
   const broker = new ActorBroker(peer(BROKER_ACTOR));
   peer(BROKER_ACTOR).onRewire(() => void broker.resubscribe().catch(() => undefined));
+  const index = new ActorIndex(peer(INDEX_ACTOR));
   return {
     volumes: new ActorVolumes(groups.map((g) => ({ ...g, peer: peer(volumeActorName(g.id)) }))),
     commit: new ActorCommit(peer(WAL_ACTOR)),
-    index: new ActorIndex(peer(INDEX_ACTOR)),
+    index,
     wal: new ActorWalAdmin(peer(WAL_ACTOR)),
-    reader,
+    reader: new MovedReader(reader, index),
     broker,
   };
 }

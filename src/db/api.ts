@@ -5,8 +5,9 @@ import type { Readable } from 'node:stream';
 import type { ScrubReport } from '../storage/volume_scrub.js';
 import type { SyncPolicy } from '../storage/types.js';
 import type { Change, Current, Decide, Decision, KeyState } from './key_updates.js';
+import type { Progress, VacuumReport, VacuumSettings } from './vacuum.js';
 
-export type { Change, Current, Decide, Decision, KeyState, ScrubReport, SyncPolicy };
+export type { Change, Current, Decide, Decision, KeyState, Progress, ScrubReport, SyncPolicy, VacuumReport, VacuumSettings };
 
 /** Keys and values are bytes; a string is taken as its UTF-8 bytes. */
 export type Bytes = Uint8Array | string;
@@ -69,8 +70,18 @@ export interface VolumeInfo {
   /** The drive of the group's local member. */
   drive: string;
   sizeBytes: number;
-  /** Bytes of needles known to be garbage (refused, aborted or discarded writes) since start-up. */
+  /** Takes no new needle (neither the current volume nor a stream volume). */
+  sealed: boolean;
+}
+
+/** A volume with what the index says of it (VOLINFO, /v1/status, /metrics). */
+export interface VolumeUsageInfo extends VolumeInfo {
+  /** Bytes of the needles the index points at (each rounded up to the needle alignment). */
+  liveBytes: number;
+  /** Everything else past the superblock: overwritten, deleted, expired, refused, aborted. */
   garbageBytes: number;
+  /** The index gave it up (a vacuum): its file goes as soon as no reader needs it. */
+  retired: boolean;
 }
 
 export interface PubSubMessage {
@@ -191,11 +202,19 @@ export interface Database extends Session {
   /** A new independent session (its own transaction stack), like a new connection. */
   session(): Session;
   compact(): Promise<void>;
-  volinfo(): Promise<VolumeInfo[]>;
+  /** Every volume with its live and garbage bytes. */
+  volinfo(): Promise<VolumeUsageInfo[]>;
   /** Each volume group: its local drive, whether it takes writes, its remote members' states. */
   groups(): Promise<GroupInfo[]>;
   /** Reads every volume and checks every needle's checksums (on the CPU pool); one report per volume. */
   verify(): Promise<ScrubReport[]>;
+  /**
+   * Gives back the space of garbage needles (docs/vacuum.md): `volume`, or every volume whose
+   * garbage passes the vacuum threshold. Resolves when done (a call during a run joins it).
+   */
+  vacuum(volume?: number): Promise<VacuumReport[]>;
+  /** The long operations in progress (vacuum), with bytes done and an ETA. */
+  operations(): Promise<Progress[]>;
   /** Checkpoints the index now (normally done in the background). */
   checkpoint(): Promise<void>;
   stats(): Promise<Record<string, unknown>>;
@@ -254,4 +273,8 @@ export interface OpenOptions {
    * a promotion.
    */
   replicaGroups?: Array<{ id: number; dir: string }>;
+  /** The vacuum's settings (docs/vacuum.md); defaults: DEFAULT_VACUUM. */
+  vacuum?: Partial<VacuumSettings>;
+  /** How often the automatic vacuum looks for volumes over the threshold (ms; 0: never). Default 60 s. */
+  autoVacuumEveryMs?: number;
 }

@@ -2,10 +2,25 @@
 // (new sessions, COMPACT, VOLINFO, checkpoint, stats, close). How the ports are provided —
 // actors on worker threads (open.ts) or storage objects in this thread (local.ts) — is the
 // opener's business; it hands its shutdown in as `closer`.
-import type { Database, GroupInfo, ScrubReport, Session, VolumeInfo } from './api.js';
+import type { Database, GroupInfo, Progress, ScrubReport, Session, VacuumReport, VolumeUsageInfo } from './api.js';
+import { volumeUsage } from './volume_usage.js';
 import type { Engine } from './engine.js';
 import { EngineSession } from './session.js';
 import { StoreError } from '../runtime/errors.js';
+
+/**
+ * What runs once for the whole store, on the thread that opened it (the vacuum): a front end's
+ * database reaches it through main.
+ */
+export interface StoreAdmin {
+  vacuum(volume?: number): Promise<VacuumReport[]>;
+  operations(): Promise<Progress[]>;
+}
+
+const NO_ADMIN: StoreAdmin = {
+  vacuum: () => Promise.reject(new StoreError('BAD_ARGUMENT', 'VACUUM runs on the master only')),
+  operations: async () => [],
+};
 
 export class EngineDatabase extends EngineSession implements Database {
   private closed = false;
@@ -15,8 +30,18 @@ export class EngineDatabase extends EngineSession implements Database {
     private readonly closer: () => Promise<void>,
     private readonly extraStats: () => Promise<Record<string, unknown>> = async () => ({}),
     private readonly scrubber: () => Promise<ScrubReport[]> = async () => [],
+    private readonly admin: StoreAdmin = NO_ADMIN,
   ) {
     super(engine);
+  }
+
+  vacuum(volume?: number): Promise<VacuumReport[]> {
+    this.assertOpen();
+    return this.admin.vacuum(volume);
+  }
+
+  operations(): Promise<Progress[]> {
+    return this.admin.operations();
   }
 
   verify(): Promise<ScrubReport[]> {
@@ -34,8 +59,8 @@ export class EngineDatabase extends EngineSession implements Database {
     return this.engine.compact();
   }
 
-  volinfo(): Promise<VolumeInfo[]> {
-    return this.engine.ports.volumes.list();
+  volinfo(): Promise<VolumeUsageInfo[]> {
+    return volumeUsage(this.engine.ports);
   }
 
   groups(): Promise<GroupInfo[]> {

@@ -9,7 +9,7 @@
 // - Reads: the index for the address, then the read port for checked bytes; lazy expiry.
 // - The TTL sweep, and the COMPACT choreography across the index and the WAL.
 import type { Clock } from '../runtime/clock.js';
-import { OpCode, SetFlag, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { OpCode, RESULT_VOLUME_RETIRED, SetFlag, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
 import { StoreError } from '../runtime/errors.js';
 import { groupOfVolume } from '../storage/volume_format.js';
 import type { Limits } from './api.js';
@@ -108,21 +108,13 @@ export class Engine {
     await this.syncPlaced(placed);
     const result = await this.ports.commit.commit(ops);
     if (result.lsn > this.lastWriteLsn) this.lastWriteLsn = result.lsn;
+    if (result.results.includes(RESULT_VOLUME_RETIRED)) {
+      // Placed before a vacuum sealed its volume, committed after the vacuum gave it up: the
+      // record applied nothing (docs/vacuum.md). Rare; the client hears it and writes again.
+      throw new StoreError('BUSY', 'a vacuum removed the volume this value was written to while it was being written; nothing was changed: write it again');
+    }
     this.committed(ops, result.results);
-    this.discardUnapplied(ops, result.results);
     return result;
-  }
-
-  /**
-   * The needles of SETs that did not apply (a failed guard or condition) are garbage from now on:
-   * the volume writers count them, so the statistics show what a vacuum would give back.
-   */
-  private discardUnapplied(ops: readonly Op[], results: readonly number[]): void {
-    let dead: NeedleAddress[] | null = null;
-    ops.forEach((op, i) => {
-      if ((op.code === OpCode.Set || op.code === OpCode.SetIf) && results[i] !== 1) (dead ??= []).push(op.address);
-    });
-    if (dead !== null) this.ports.volumes.discard(dead);
   }
 
   /**

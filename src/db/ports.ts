@@ -5,7 +5,7 @@
 // drive (src/db/drive_reader.ts) and, next, a remote member of a volume group both fit.
 import type { IndexEntry, NeedleAddress, Op } from '../storage/types.js';
 import type { GroupInfo, VolumeInfo } from './api.js';
-import type { IndexMsg, IndexReplies } from '../protocol/index_protocol.js';
+import type { IndexMsg, IndexReplies, VolumeEntry, VolumeUsage } from '../protocol/index_protocol.js';
 import type { Delivery, PubSubQuery } from '../protocol/broker_protocol.js';
 
 export type { Delivery };
@@ -45,8 +45,10 @@ export interface VolumePort {
   list(): Promise<VolumeInfo[]>;
   /** Each group with its members' states (remote members: healthy, stale, repairing). */
   groupInfo(): Promise<GroupInfo[]>;
-  /** Needles that no record names (a write refused at commit): counted as garbage, best effort. */
-  discard(addresses: readonly NeedleAddress[]): void;
+  /** Vacuum: the volume takes no new needle; answers the uploads still writing into it. */
+  seal(volume: number): Promise<{ uploads: number }>;
+  /** Vacuum: removes retired volumes of one group, locally and on its remote members. */
+  remove(group: number, volumes: number[]): Promise<{ removed: number[]; errors: string[] }>;
 }
 
 export interface CommitResult {
@@ -83,6 +85,10 @@ export interface IndexPort {
   /** Rebuilds the index with only live entries (background slices); resolves with the durable LSN after the swap. */
   rebuild(): Promise<number>;
   stats(): Promise<IndexStats>;
+  /** Live bytes per volume and the retired volumes. */
+  volumeUsage(): Promise<VolumeUsage>;
+  /** Entries (live or expired) pointing into `volumes`, a slice of buckets at a time; cursor 0: done. */
+  volumeEntries(volumes: number[], cursor: number, maxBuckets: number): Promise<{ cursor: number; entries: VolumeEntry[] }>;
 }
 
 /** WAL compaction, driven by the engine: the snapshot comes from the index in chunks. */

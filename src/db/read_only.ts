@@ -38,7 +38,8 @@ export function guardWrites(ports: Ports, role: RoleFlag): Ports {
     syncGroup: (group) => v.syncGroup(group),
     list: () => v.list(),
     groupInfo: () => v.groupInfo(),
-    discard: (addresses) => v.discard(addresses),
+    seal: (volume) => guard(() => v.seal(volume)),
+    remove: (group, volumes) => v.remove(group, volumes),
   };
   return { ...ports, volumes, commit: { commit: (ops) => guard(() => commit.commit(ops)) } };
 }

@@ -125,6 +125,7 @@ const CODE_TEXT: Record<ErrorCode, string> = {
   NOREPLICAS: 'Not enough good replicas to write.',
   LAGGING: 'this replica has not reached the LSN asked for',
   PROTOCOL: 'replication protocol error',
+  BUSY: 'busy, retry',
   INTERNAL: 'internal error',
 };
 

@@ -1,5 +1,7 @@
 // The non-blob routes of the HTTP front end: key listing, scan, status and metrics. Listing is
 // bounded (a KEYS over HTTP never builds an unbounded answer: it says when it stopped).
+import { volumeUsage } from '../db/volume_usage.js';
+import type { Progress, VacuumReport } from '../protocol/operations.js';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Engine } from '../db/engine.js';
 import { encodeBlobKey } from '../protocol/http_keys.js';
@@ -8,7 +10,7 @@ import type { ActorStatusLine } from '../protocol/frontend_protocol.js';
 import type { IndexPort } from '../db/ports.js';
 import { keyHash } from '../storage/key_hash.js';
 import type { IndexEntry } from '../storage/types.js';
-import { sendError, sendFailure, sendJson, statusLine, watchAbort } from './http_util.js';
+import { sendError, sendFailure, sendJson, statusLine, statusOfFailure, watchAbort } from './http_util.js';
 
 /** Keys one /v1/keys answer holds at most; past it `truncated` is true (use /v1/scan). */
 export const MAX_KEYS_ANSWER = 10_000;
@@ -26,6 +28,10 @@ export interface ApiContext {
   observe(route: string, method: string, status: number, bytesIn: number, bytesOut: number, startedAt: number): void;
   /** The `replication` object of /v1/status (docs/replica.md); absent: not shown. */
   replication?(): Promise<{ healthy: boolean; view: Record<string, unknown> }>;
+  /** Runs a vacuum (main runs it for the whole master) and answers its reports. */
+  vacuum?(volume?: number): Promise<VacuumReport[]>;
+  /** The long operations in progress. */
+  operations?(): Promise<Progress[]>;
 }
 
 /** A key in JSON: UTF-8 text when it is valid UTF-8, else percent-encoded (as in URLs). */
@@ -228,8 +234,9 @@ export function status(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): v
   const startedAt = ctx.now();
   const state = watchAbort(res);
   const replication = ctx.replication?.() ?? Promise.resolve(null);
-  void Promise.all([ctx.engine.ports.volumes.list(), ctx.engine.ports.index.stats(), ctx.actors(), ctx.engine.ports.volumes.groupInfo(), replication]).then(
-    ([volumes, index, actors, groups, repl]) => {
+  const operations = ctx.operations?.().catch(() => []) ?? Promise.resolve([]);
+  void Promise.all([volumeUsage(ctx.engine.ports), ctx.engine.ports.index.stats(), ctx.actors(), ctx.engine.ports.volumes.groupInfo(), replication, operations]).then(
+    ([volumes, index, actors, groups, repl, ops]) => {
       const down = actors.filter((a) => a.state !== 'running');
       const stale = groups.some((g) => g.members.some((m) => m.state !== 'healthy'));
       sendJson(res, state, 200, {
@@ -237,7 +244,7 @@ export function status(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): v
         uptime_seconds: Math.floor((ctx.now() - ctx.startedAt) / 1000),
         wal: { last_lsn: index.appliedLsn, index_durable_lsn: index.durableLsn },
         index: { keys: index.liveCount, buckets: index.bucketCount, entries: index.entryCount, rebuilding: index.rebuilding },
-        volumes: volumes.map((v) => ({ id: v.id, group: v.group, drive: v.drive, size_bytes: v.sizeBytes, garbage_bytes: v.garbageBytes })),
+        volumes: volumes.map((v) => ({ id: v.id, group: v.group, drive: v.drive, size_bytes: v.sizeBytes, live_bytes: v.liveBytes, garbage_bytes: v.garbageBytes, ...(v.retired ? { retired: true } : {}) })),
         groups: groups.map((g) => ({
           id: g.id,
           drive: g.drive,
@@ -245,6 +252,7 @@ export function status(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): v
           members: g.members.map((m) => ({ server: m.url, state: m.state, lag_bytes: m.lagBytes, repairs: m.repairs, last_error: m.lastError })),
         })),
         actors: actors.map((a) => ({ name: a.name, thread: a.threadId, state: a.state, restarts: a.restarts })),
+        operations: ops.map(progressJson),
         ...(repl === null ? {} : { replication: repl.view }),
       });
       ctx.observe('status', 'GET', 200, 0, 0, startedAt);
@@ -268,4 +276,44 @@ export function metrics(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): 
     },
     (err: unknown) => sendFailure(res, state, err),
   );
+}
+
+/** A long operation as /v1/status shows it: percent done, bytes, ETA. */
+export function progressJson(p: Progress): Record<string, unknown> {
+  const percent = p.totalBytes > 0 ? Math.min(100, Math.round((1000 * p.doneBytes) / p.totalBytes) / 10) : 0;
+  return { operation: p.operation, target: p.target, percent, done_bytes: p.doneBytes, total_bytes: p.totalBytes, started_at: new Date(p.startedAt).toISOString(), eta_seconds: p.etaMs < 0 ? null : Math.ceil(p.etaMs / 1000) };
+}
+
+/**
+ * POST /v1/admin/vacuum[?volume=N]: runs a vacuum and answers its reports when it is done (a
+ * call while one runs joins it). 200 with the reports; 400 for a bad volume id.
+ */
+export function vacuum(res: HttpResponse, req: HttpRequest, ctx: ApiContext): void {
+  const startedAt = ctx.now();
+  const state = watchAbort(res);
+  const raw = parseQuery(req.getQuery()).get('volume');
+  const volume = raw === undefined ? undefined : Number(raw);
+  if (volume !== undefined && (!/^[0-9]{1,15}$/.test(raw!) || !Number.isSafeInteger(volume))) {
+    sendError(res, state, 400, 'BAD_ARGUMENT', `volume must be a volume id (VOLINFO lists them), not ${JSON.stringify(raw!.slice(0, 40))}`);
+    ctx.observe('vacuum', 'POST', 400, 0, 0, startedAt);
+    return;
+  }
+  if (ctx.vacuum === undefined) {
+    sendError(res, state, 501, 'NOT_IMPLEMENTED', 'this server does not vacuum');
+    return;
+  }
+  ctx.vacuum(volume).then(
+    (reports) => {
+      sendJson(res, state, 200, { volumes: reports.map(reportJson) });
+      ctx.observe('vacuum', 'POST', 200, 0, 0, startedAt);
+    },
+    (err: unknown) => {
+      sendFailure(res, state, err);
+      ctx.observe('vacuum', 'POST', statusOfFailure(err), 0, 0, startedAt);
+    },
+  );
+}
+
+function reportJson(r: VacuumReport): Record<string, unknown> {
+  return { volume: r.volume, group: r.group, moved: r.moved, copied_bytes: r.copiedBytes, changed: r.changed, expired: r.expired, freed_bytes: r.freedBytes, removed: r.removed, duration_ms: r.durationMs, errors: r.errors };
 }

@@ -127,6 +127,7 @@ const ROUTES: readonly { route: string; matches(url: string): boolean; methods: 
   { route: 'blobs', matches: (url) => url.startsWith('/v1/blobs/'), methods: ['GET', 'HEAD', 'PUT', 'DELETE'] },
   ...['keys', 'scan', 'status'].map((name) => ({ route: name, matches: (url: string) => url === `/v1/${name}`, methods: ['GET', 'HEAD'] })),
   { route: 'metrics', matches: (url) => url === '/metrics', methods: ['GET', 'HEAD'] },
+  { route: 'vacuum', matches: (url) => url === '/v1/admin/vacuum', methods: ['POST'] },
 ];
 
 /** The methods of RFC 9110 §9 and PATCH: a method outside these is not implemented (501). */
@@ -217,6 +218,7 @@ export function statusOfCode(code: string): number {
     case 'DEGRADED':
     case 'NOREPLICAS':
     case 'LAGGING':
+    case 'BUSY':
       return 503;
     case 'TIMEOUT':
       return 503;

@@ -100,6 +100,9 @@ Flags override the fields of the --config file; sizes take bytes or a unit (512m
   --client-output-buffer-limit SIZE  reply bytes queued per client before it is cut off (256mb) [client_output_buffer_limit]
   --min-replicas-to-write N     refuse writes (-NOREPLICAS) with fewer good replicas (0 = off) [min_replicas_to_write]
   --min-replicas-max-lag SECONDS  a replica is good while it acked this recently (10) [min_replicas_max_lag]
+  --vacuum-threshold PERCENT    vacuum a volume once this much of it is garbage (30) [vacuum_threshold]
+  --vacuum-rate MB              MB/s a vacuum copies at most; 0 = no limit (64)     [vacuum_rate]
+  --vacuum-every SECONDS        look for sealed volumes to vacuum this often; 0 = only VACUUM (60) [vacuum_every]
   --log-level LEVEL             ${LOG_LEVELS.join('|')} (default ${DEFAULT_LOG_LEVEL}; also $${LOG_LEVEL_ENV})
   --help                        show this text
 
@@ -133,6 +136,9 @@ interface Settings {
   client_output_buffer_limit: number;
   min_replicas_to_write: number;
   min_replicas_max_lag: number;
+  vacuum_threshold: number;
+  vacuum_rate: number;
+  vacuum_every: number;
 }
 type Key = keyof Settings;
 
@@ -285,6 +291,9 @@ const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   client_output_buffer_limit: { flag: '--client-output-buffer-limit', convert: sizeIn(1024, MAX_VALUE_LENGTH) },
   min_replicas_to_write: { flag: '--min-replicas-to-write', convert: intIn(0, 64) },
   min_replicas_max_lag: { flag: '--min-replicas-max-lag', convert: intIn(1, 3600) },
+  vacuum_threshold: { flag: '--vacuum-threshold', convert: intIn(1, 100) },
+  vacuum_rate: { flag: '--vacuum-rate', convert: intIn(0, 1_000_000) },
+  vacuum_every: { flag: '--vacuum-every', convert: intIn(0, 7 * 24 * 3600) },
 };
 const KEYS = Object.keys(FIELDS) as Key[];
 const BY_FLAG = new Map<string, Key>(KEYS.map((k) => [FIELDS[k].flag, k]));
@@ -324,6 +333,9 @@ function defaults(p: Platform): Settings {
     client_output_buffer_limit: DEFAULT_TCP_LIMITS.maxOutputBuffer,
     min_replicas_to_write: 0,
     min_replicas_max_lag: 10,
+    vacuum_threshold: 30,
+    vacuum_rate: 64,
+    vacuum_every: 60,
   };
 }
 
@@ -514,6 +526,8 @@ function toConfig(s: Settings): MasterConfig {
     tcpThreads: s.tcp_threads,
     sync: s.sync,
     ...(s.min_replicas_to_write === 0 && s.min_replicas_max_lag === 10 ? {} : { minReplicas: { toWrite: s.min_replicas_to_write, maxLagSeconds: s.min_replicas_max_lag } }),
+    // Only when changed, as minReplicas: a config without them reads as it did before.
+    ...(s.vacuum_threshold === 30 && s.vacuum_rate === 64 && s.vacuum_every === 60 ? {} : { vacuum: { thresholdPercent: s.vacuum_threshold, rateMBps: s.vacuum_rate, everySeconds: s.vacuum_every } }),
     tcpLimits: {
       ...DEFAULT_TCP_LIMITS,
       maxClients: s.maxclients,

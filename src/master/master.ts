@@ -136,7 +136,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
   if (http !== null && httpPort !== 0) await assertPortFree(http.host, httpPort, 'HTTP');
   if (threads > 1 && config.addr.port !== 0) await assertPortFree(config.addr.host, config.addr.port, 'TCP');
   if (threads > 1 && text !== null) await assertPortFree(text.host, text.port, 'the line protocol');
-  const { db, supervisor, groups, startBackground } = await openStore(
+  const { db, supervisor, groups, startBackground, onVolumesRemoved } = await openStore(
     config.dataDir,
     {
       drives: config.drives,
@@ -147,18 +147,27 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
       replicationFactor: config.replicationFactor,
       volumeSecret: config.volumeSecret ?? null,
       ...(role === null ? {} : { replicaGroups: role.groups }),
+      ...(config.vacuum === undefined ? {} : { vacuum: { threshold: config.vacuum.thresholdPercent / 100, rateBytesPerSec: config.vacuum.rateMBps * 1024 * 1024 }, autoVacuumEveryMs: config.vacuum.everySeconds * 1000 }),
     },
     (groups, dataDir) => [...tcpSpecs(groups, dataDir), ...httpSpecs(groups, dataDir)],
   );
   logMemberEvents(supervisor, groups, log);
   const httpNames = Array.from({ length: httpThreads }, (_, i) => httpActorName(i));
   const frontEnds = [...Array.from({ length: threads }, (_, i) => tcpActorName(i)), ...httpNames];
+  // A removed volume's space comes back once every thread has closed its handle on it.
+  onVolumesRemoved((volumes) => {
+    const forget: MainToFrontEnd = { t: MainMsg.Forget, volumes };
+    for (const name of frontEnds) void supervisor.peer(name).call(forget).catch(() => undefined);
+    log.info({ volumes }, 'vacuum removed volumes');
+  });
   for (const name of frontEnds) {
     supervisor.peer(name).onRequest((body) => {
       const msg = body as FrontEndToMain;
       if (msg.t === FrontEndMsg.Status) return supervisor.status();
       if (msg.t === FrontEndMsg.Metrics) return masterMetrics(supervisor, db, httpNames, () => ({ link: role?.link() ?? null, replicas: table.list() }));
       if (msg.t === FrontEndMsg.Replication) return role?.link() ?? null;
+      if (msg.t === FrontEndMsg.Vacuum) return db.vacuum(msg.volume);
+      if (msg.t === FrontEndMsg.Operations) return db.operations();
       if (msg.t === FrontEndMsg.ReplicaEvent) {
         const fields = { replica: msg.replica, detail: msg.detail };
         if (msg.what === 'continue') log.info(fields, 'replica connected: it continues from its LSN');

@@ -37,4 +37,6 @@ export interface MasterConfig {
   tcpLimits: TcpLimits;
   /** Redis' min-replicas-to-write / min-replicas-max-lag at start (CONFIG SET changes them); absent: 0 and 10. */
   minReplicas?: { toWrite: number; maxLagSeconds: number };
+  /** The vacuum's settings (docs/vacuum.md); absent: 30 %, 64 MB/s, every 60 s. */
+  vacuum?: { thresholdPercent: number; rateMBps: number; everySeconds: number };
 }

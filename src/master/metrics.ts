@@ -94,9 +94,11 @@ async function storeRegistry(supervisor: Supervisor, db: Database): Promise<Regi
   gauge('brisedb_process_rss_bytes', 'Resident memory of the whole master process').set(main.rss);
 
   const volumes = gauge('brisedb_volume_bytes', 'Bytes in a volume file', ['volume', 'drive']);
-  const garbage = gauge('brisedb_volume_garbage_bytes', 'Bytes of a volume known to be garbage (refused, aborted or discarded writes since start-up)', ['volume', 'drive']);
+  const live = gauge('brisedb_volume_live_bytes', 'Bytes of a volume the index points at (live or expired, not yet swept)', ['volume', 'drive']);
+  const garbage = gauge('brisedb_volume_garbage_bytes', 'Bytes of a volume no entry points at: overwritten, deleted, refused or aborted writes (what VACUUM gives back)', ['volume', 'drive']);
   for (const v of await db.volinfo().catch(() => [])) {
     volumes.set({ volume: String(v.id), drive: v.drive }, v.sizeBytes);
+    live.set({ volume: String(v.id), drive: v.drive }, v.liveBytes);
     garbage.set({ volume: String(v.id), drive: v.drive }, v.garbageBytes);
   }
 

@@ -1,6 +1,8 @@
 // What front-end actors (TCP now, HTTP later) and the main thread say to each other: the
 // front end asks main for the supervisor's view of the actors (INFO actors); main asks the
 // front end, by its control port, for the address it listens on.
+import type { Progress, VacuumReport } from './operations.js';
+
 export const FRONTEND_PROTOCOL_VERSION = 1;
 /** What this actor's start-up handshake checks (runtime/actor.ts). */
 export const FRONTEND_PROTOCOL = { name: 'frontend', version: FRONTEND_PROTOCOL_VERSION } as const;
@@ -17,6 +19,10 @@ export const FrontEndMsg = {
   Promote: 5,
   /** One-way: a replica's stream began (how, and why a full copy) or ended: main logs it. */
   ReplicaEvent: 6,
+  /** VACUUM, POST /v1/admin/vacuum: main runs it (one vacuum for the whole master) and answers its reports. */
+  Vacuum: 7,
+  /** The long operations in progress (INFO, /v1/status). */
+  Operations: 8,
 } as const;
 
 export type FrontEndToMain =
@@ -25,16 +31,20 @@ export type FrontEndToMain =
   | { t: typeof FrontEndMsg.Configure; notifyKeyspaceEvents: number }
   | { t: typeof FrontEndMsg.Replication }
   | { t: typeof FrontEndMsg.Promote }
-  | { t: typeof FrontEndMsg.ReplicaEvent; replica: string; what: 'continue' | 'fullresync' | 'refused' | 'ended'; detail: string };
+  | { t: typeof FrontEndMsg.ReplicaEvent; replica: string; what: 'continue' | 'fullresync' | 'refused' | 'ended'; detail: string }
+  | { t: typeof FrontEndMsg.Vacuum; volume?: number }
+  | { t: typeof FrontEndMsg.Operations };
 
 /** What main says to a front end. */
 export const MainMsg = {
   Configure: 1,
   /** The store is a master now (a replica promoted): take writes. */
   Promoted: 2,
+  /** A vacuum removed these volumes: close their handles (an open handle keeps the space in use). */
+  Forget: 3,
 } as const;
 
-export type MainToFrontEnd = { t: typeof MainMsg.Configure; notifyKeyspaceEvents: number } | { t: typeof MainMsg.Promoted };
+export type MainToFrontEnd = { t: typeof MainMsg.Configure; notifyKeyspaceEvents: number } | { t: typeof MainMsg.Promoted } | { t: typeof MainMsg.Forget; volumes: number[] };
 
 /** A replica's view of its link (docs/replica.md, "What users look at"). */
 export interface LinkView {
@@ -69,4 +79,6 @@ export interface FrontEndReplies {
   [FrontEndMsg.Replication]: LinkView | null;
   [FrontEndMsg.Promote]: { history: string; lsn: number };
   [FrontEndMsg.ReplicaEvent]: null;
+  [FrontEndMsg.Vacuum]: VacuumReport[];
+  [FrontEndMsg.Operations]: Progress[];
 }

@@ -28,6 +28,8 @@ export const LinkMsg = {
   Seal: 8,
   /** The open needle at `offset` was aborted locally: `written` value bytes; the tail is `tail`. */
   AbortOpen: 9,
+  /** Remove a volume the group retired (vacuum); one the server does not have is no error. */
+  Remove: 10,
 } as const;
 
 export type LinkRequest =
@@ -39,7 +41,8 @@ export type LinkRequest =
   | { t: typeof LinkMsg.Status }
   | { t: typeof LinkMsg.PushOpen; volume: number; path: string; offset: number; keyLength: number; metaLength: number }
   | { t: typeof LinkMsg.Seal; volume: number; offset: number; length: number }
-  | { t: typeof LinkMsg.AbortOpen; volume: number; offset: number; written: number; tail: number };
+  | { t: typeof LinkMsg.AbortOpen; volume: number; offset: number; written: number; tail: number }
+  | { t: typeof LinkMsg.Remove; volume: number };
 
 export interface LinkStatus {
   url: string;
@@ -67,6 +70,7 @@ export interface LinkReplies {
   [LinkMsg.PushOpen]: number;
   [LinkMsg.Seal]: null;
   [LinkMsg.AbortOpen]: null;
+  [LinkMsg.Remove]: null;
 }
 
 /** The link actor of the volume server at position i of the configuration. */

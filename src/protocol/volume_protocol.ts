@@ -15,8 +15,7 @@ export const VolumeMsg = {
   StreamAbort: 5,
   Sync: 6,
   List: 7,
-  /** Needles that no committed record names (a refused write): counted as garbage. */
-  Discard: 8,
+  /** Retired (the index counts garbage now): 8.  */
   /** The group's remote members and their states. */
   Members: 9,
   /**
@@ -26,6 +25,16 @@ export const VolumeMsg = {
   Adopt: 10,
   /** A replica's copy of its master's volume bytes at the tail (DriveVolumes.mirror), made durable. */
   Mirror: 11,
+  /**
+   * Vacuum: the volume takes no new needle from now on (the current one is rotated away, a
+   * stream volume leaves the pool). Answers the uploads still open in it: the vacuum waits for 0.
+   */
+  Seal: 12,
+  /**
+   * Vacuum: remove these retired volumes' files, here and on every remote member. Only a sealed
+   * volume (not the current one, not a stream volume) is removed; one already gone is no error.
+   */
+  Remove: 13,
 } as const;
 
 /** StreamBegin's size when the value's length is known only at its end (a chunked upload). */
@@ -48,11 +57,12 @@ export type VolumeRequest =
   | { t: typeof VolumeMsg.StreamAbort; stream: number }
   | { t: typeof VolumeMsg.Sync }
   | { t: typeof VolumeMsg.List }
-  | { t: typeof VolumeMsg.Discard; needles: { volume: number; length: number }[] }
   | { t: typeof VolumeMsg.Members }
   | { t: typeof VolumeMsg.Adopt; path: string; address: NeedleAddress }
   /** sync false: durable only at the next Sync (the replica syncs once before the records that need it). */
-  | { t: typeof VolumeMsg.Mirror; volume: number; offset: number; bytes: Uint8Array; sync: boolean };
+  | { t: typeof VolumeMsg.Mirror; volume: number; offset: number; bytes: Uint8Array; sync: boolean }
+  | { t: typeof VolumeMsg.Seal; volume: number }
+  | { t: typeof VolumeMsg.Remove; volumes: number[] };
 
 /**
  * A streamed needle written whole and durable on the group's local drive that a remote member
@@ -97,8 +107,8 @@ export interface VolumeListing {
   id: number;
   path: string;
   sizeBytes: number;
-  /** Bytes of needles known to be garbage since this writer started (see docs/formats.md). */
-  garbageBytes: number;
+  /** Takes no new needle: neither the current volume nor a stream volume (what the automatic vacuum looks at). */
+  sealed: boolean;
 }
 
 export interface VolumeReplies {
@@ -109,9 +119,12 @@ export interface VolumeReplies {
   [VolumeMsg.StreamAbort]: null;
   [VolumeMsg.Sync]: null;
   [VolumeMsg.List]: VolumeListing[];
-  [VolumeMsg.Discard]: null;
   [VolumeMsg.Members]: MemberStatus[];
   [VolumeMsg.Adopt]: NeedleAddress;
   /** The volume's length after the bytes, durable. */
   [VolumeMsg.Mirror]: number;
+  /** Uploads still writing into the sealed volume. */
+  [VolumeMsg.Seal]: { uploads: number };
+  /** The volumes removed from the local drive now (those already gone are not listed). */
+  [VolumeMsg.Remove]: { removed: number[]; errors: string[] };
 }

@@ -52,6 +52,8 @@ export type ErrorCode =
   | 'LAGGING'
   /** The replication stream is malformed or out of order: the link is dropped and resumed. */
   | 'PROTOCOL'
+  /** Not now: a vacuum or scrub already runs, a volume is being written to; try again. */
+  | 'BUSY'
   | 'INTERNAL';
 
 export interface WireError {

@@ -237,6 +237,47 @@ export class DriveVolumes {
     return reopened;
   }
 
+  /**
+   * Vacuum: `volumeId` takes no new needle from now on. The current volume is rotated away (a
+   * new one becomes current); a stream volume leaves the pool unless an upload is writing into
+   * it now (false: try again later). Older volumes are sealed already. After a restart every
+   * volume but the newest is sealed, so nothing here needs to be durable.
+   */
+  seal(volumeId: number): boolean {
+    this.checkUsable();
+    const file = this.volumes.get(volumeId);
+    if (file === undefined) throw new StoreError('NOT_FOUND', `drive ${this.options.dir}: no volume ${volumeId}`);
+    if (file === this.current) {
+      this.rotate();
+      return true;
+    }
+    if (!this.streamVolumes.has(file)) return true;
+    if (file.streaming || this.apartBusy.has(file)) return false;
+    this.streamVolumes.delete(file);
+    return true;
+  }
+
+  /**
+   * Vacuum: removes a sealed volume's file (the index retired it: no entry points into it). The
+   * current volume and the stream volumes are refused (BUSY). False when it was not here. The
+   * directory entry's removal is made durable with the next sync(); a removal lost in a crash
+   * only leaves a retired volume that the next vacuum removes again.
+   */
+  remove(volumeId: number): boolean {
+    this.checkUsable();
+    const file = this.volumes.get(volumeId);
+    if (file === undefined) return false;
+    if (file === this.current || this.streamVolumes.has(file)) {
+      throw new StoreError('BUSY', `drive ${this.options.dir}: volume ${volumeId} takes needles; seal it first`);
+    }
+    file.close();
+    this.volumes.delete(volumeId);
+    this.unsynced.delete(file);
+    this.fs.unlink(file.path);
+    this.dirtyDirs.add(this.volumesDir);
+    return true;
+  }
+
   /** Makes every needle written so far durable. A failure fences the drive for good. */
   sync(): void {
     this.checkUsable();
@@ -256,8 +297,9 @@ export class DriveVolumes {
     }
   }
 
-  list(): { id: number; path: string; sizeBytes: number }[] {
-    return [...this.volumes.values()].map((v) => ({ id: v.id, path: v.path, sizeBytes: v.tail }));
+  /** sealed: takes no new needle (neither the current volume nor a stream volume). */
+  list(): { id: number; path: string; sizeBytes: number; sealed: boolean }[] {
+    return [...this.volumes.values()].map((v) => ({ id: v.id, path: v.path, sizeBytes: v.tail, sealed: v !== this.current && !this.streamVolumes.has(v) }));
   }
 
   /** Throws when the drive's bookkeeping breaks its rules (checked after every message in tests). */

@@ -5,7 +5,11 @@
 // volumes.
 //
 // Invariants:
-// - at most maxOpen volume files are open; the least recently used is closed first;
+// - at most maxOpen volume files are open, besides those pinned by a stream in progress; the
+//   least recently used is closed first;
+// - a stream holds its volume's handle from its first byte to its last (pinned): a vacuum that
+//   removes the file (forget) never cuts a read already streaming; the handle is closed when the
+//   stream ends, which frees the file's space;
 // - a file is checked (superblock, id matching its name) every time it is opened;
 // - streamValue hands out views of the caller's buffer when given one (each valid until the
 //   next is asked for), fresh buffers the caller may keep otherwise;
@@ -27,6 +31,8 @@ const MAX_OPEN_LIMIT = 65536;
 export class VolumeReader {
   /** Open files in least-recently-used-first order (Map keeps insertion order). */
   private readonly open = new Map<number, VolumeFile>();
+  /** Streams reading each file now; a file forgotten or evicted while pinned closes at its last unpin. */
+  private readonly pins = new Map<VolumeFile, number>();
   private closed = false;
 
   /** The drive of each local group. */
@@ -64,7 +70,17 @@ export class VolumeReader {
    * is checked before its last chunk leaves (CHECKSUM_MISMATCH instead).
    */
   *streamValue(address: NeedleAddress, key: Uint8Array, start: number, length: number, buf?: Uint8Array): Generator<Uint8Array> {
-    const head = this.file(address.volume).readHead(address, key);
+    const file = this.file(address.volume);
+    this.pins.set(file, (this.pins.get(file) ?? 0) + 1);
+    try {
+      yield* this.streamFrom(file, address, key, start, length, buf);
+    } finally {
+      this.unpin(file);
+    }
+  }
+
+  private *streamFrom(file: VolumeFile, address: NeedleAddress, key: Uint8Array, start: number, length: number, buf?: Uint8Array): Generator<Uint8Array> {
+    const head = file.readHead(address, key);
     if (!Number.isSafeInteger(start) || !Number.isSafeInteger(length) || start < 0 || length < 0 || start + length > head.valueLength) {
       throw new StoreError('BAD_ARGUMENT', `range ${start}+${length} is outside the value (${head.valueLength} bytes)`);
     }
@@ -76,7 +92,7 @@ export class VolumeReader {
     for (let done = 0; done < length || (whole && done === 0 && length === 0); ) {
       const n = Math.min(size, length - done);
       const out = chunk === null ? new Uint8Array(n) : chunk.subarray(0, n);
-      if (n > 0) this.file(address.volume).readValueInto(address, key.length, start + done, out);
+      if (n > 0) file.readValueInto(address, key.length, start + done, out);
       done += n;
       if (whole) {
         crc = crc32(out, crc);
@@ -108,13 +124,26 @@ export class VolumeReader {
     const file = this.open.get(volumeId);
     if (file === undefined) return;
     this.open.delete(volumeId);
-    file.close();
+    if (!this.pins.has(file)) file.close();
   }
 
   close(): void {
     this.closed = true;
     for (const file of this.open.values()) file.close();
+    for (const file of this.pins.keys()) file.close(); // idempotent
     this.open.clear();
+    this.pins.clear();
+  }
+
+  private unpin(file: VolumeFile): void {
+    const n = (this.pins.get(file) ?? 1) - 1;
+    if (n > 0) {
+      this.pins.set(file, n);
+      return;
+    }
+    this.pins.delete(file);
+    // Forgotten or evicted meanwhile (or the reader closed): its last reader is done with it.
+    if (this.open.get(file.id) !== file) file.close();
   }
 
   private file(volumeId: number): VolumeFile {

@@ -32,6 +32,7 @@ import { DriveReader } from '../db/drive_reader.js';
 import { groupReader } from '../db/group_reader.js';
 import { VolumeClient } from '../remote/volume_client.js';
 import { Engine } from '../db/engine.js';
+import { DEFAULT_VACUUM, Vacuum, type Progress, type VacuumSettings } from '../db/vacuum.js';
 import { storeTopology, type StoreTopologyConfig } from './store_topology.js';
 
 /** The master's epoch (fencing of volume servers), in the data dir. */
@@ -40,6 +41,8 @@ const EPOCH_FILE = 'epoch';
 /** How often the TTL sweep runs, and how many buckets each slice looks at. */
 const SWEEP_EVERY_MS = 100;
 const SWEEP_BUCKETS = 1024;
+/** How often the automatic vacuum looks for sealed volumes over the threshold. */
+const AUTO_VACUUM_EVERY_MS = 60_000;
 
 export interface OpenedStore {
   db: Database;
@@ -49,8 +52,13 @@ export interface OpenedStore {
   groups: LocalGroup[];
   /** Stops this thread's background work (the TTL sweep) without closing anything. */
   halt(): void;
-  /** Starts the background work a replica's store does not run (the TTL sweep): a promotion. */
+  /** Starts the background work a replica's store does not run (the TTL sweep, the vacuum): a promotion. */
   startBackground(): void;
+  vacuum: Vacuum;
+  /** The vacuum's settings, live: CONFIG SET changes them here. */
+  settings: VacuumSettings;
+  /** Called with the volumes a vacuum removed (the master has every front end close its handles). */
+  onVolumesRemoved(hook: (volumes: number[]) => void): void;
 }
 
 /** Extra actors (front ends) to run beside the store's, given the resolved volume groups. */
@@ -109,7 +117,7 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     });
     saveRegistry(fs, root, registryOf(groups, await ports.volumes.list()));
     const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...options.limits }, seams.clock);
-    return assemble({ engine, supervisor, reader, groups, lock, root, seams, replica: options.replicaGroups !== undefined });
+    return assemble({ engine, supervisor, reader, groups, lock, root, seams, replica: options.replicaGroups !== undefined, options });
   } catch (err) {
     // A store that cannot start leaves nothing running and its data dir unlocked.
     for (const step of undo) await Promise.resolve().then(step).catch(() => undefined);
@@ -130,15 +138,22 @@ function topologyOf(root: string, groups: LocalGroup[], options: OpenOptions): S
 }
 
 /** The started store as a Database: its background sweep, its scrub, and how it closes. */
-function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: VolumeReader; groups: LocalGroup[]; lock: LockHandle; root: string; seams: StoreSeams; replica: boolean }): OpenedStore {
-  const { engine, supervisor, reader, groups, lock, root, seams } = parts;
+function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: VolumeReader; groups: LocalGroup[]; lock: LockHandle; root: string; seams: StoreSeams; replica: boolean; options: OpenOptions }): OpenedStore {
+  const { engine, supervisor, reader, groups, lock, root, seams, options } = parts;
   // This thread's own background work stops with the store (or dies with it in a simulated crash).
   const background = new ScopedScheduler(seams.scheduler, (err) => process.emitWarning(`store background work failed: ${String(err)}`));
+  const settings: VacuumSettings = { ...DEFAULT_VACUUM, ...options.vacuum };
+  const removedHooks: ((volumes: number[]) => void)[] = [];
+  const vacuum = new Vacuum(engine.ports, seams.clock, background, () => settings, (volumes) => {
+    for (const v of volumes) reader.forget(v);
+    for (const hook of removedHooks) hook(volumes);
+  });
   let sweeping = false;
   const startBackground = (): void => {
     if (sweeping || closed) return;
     sweeping = true;
     startSweeper(engine, background);
+    startAutoVacuum(vacuum, background, options.autoVacuumEveryMs ?? AUTO_VACUUM_EVERY_MS);
   };
   const scrub = seams.scrub ?? scrubOnPool();
   const volumes = engine.ports.volumes;
@@ -158,14 +173,32 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
     }
   };
   const verify = async (): Promise<ScrubReport[]> => scrub((await volumes.list()).map((v) => reader.pathOf(v.id)));
-  const db = new EngineDatabase(engine, closer, async () => ({ actors: supervisor.status() }), verify);
+  // A replica's volumes are its master's, byte for byte: only a master (or a promoted replica) vacuums.
+  const admin = { vacuum: (volume?: number) => (sweeping ? vacuum.run(volume) : Promise.reject(new StoreError('READONLY', "You can't write against a read only replica."))), operations: async () => [vacuum.progress()].filter((p): p is Progress => p !== null) };
+  const db = new EngineDatabase(engine, closer, async () => ({ actors: supervisor.status() }), verify, admin);
   const halt = (): void => {
     closed = true;
     background.close();
     engine.stopTimers();
   };
   if (!parts.replica) startBackground();
-  return { db, supervisor, engine, groups, halt, startBackground };
+  return { db, supervisor, engine, groups, halt, startBackground, vacuum, settings, onVolumesRemoved: (hook) => void removedHooks.push(hook) };
+}
+
+/** The automatic vacuum: sealed volumes over the threshold, looked for every `everyMs`, one run at a time. */
+function startAutoVacuum(vacuum: Vacuum, scheduler: Scheduler, everyMs: number): void {
+  if (everyMs <= 0) return;
+  let running = false;
+  scheduler.every(everyMs, () => {
+    if (running) return;
+    running = true;
+    vacuum
+      .run(undefined, true)
+      .catch(() => undefined) // an actor restarting: the next look retries
+      .finally(() => {
+        running = false;
+      });
+  });
 }
 
 /** The background TTL sweep: a slice every 100 ms, never two at once. */

@@ -1,0 +1,295 @@
+// Vacuum: gives back the space of garbage needles (docs/vacuum.md). One volume at a time:
+//   1. seal it (it takes no new needle; uploads reserved in it before finish first);
+//   2. for each entry the index has in it: an expired one is deleted (DEL_IF, as the sweep does);
+//      a live one is read (checked: a damaged needle is never copied; a replicated group reads
+//      it from a good member) and written again through the ordinary write path into its group's
+//      current volume, so members and replicas get the copy as any write; then a MOVE_IF record
+//      points the key at the copy only if it still points at the old needle (a write since wins;
+//      the copy is garbage then);
+//   3. when the index says no entry points into it any more, a RETIRE record gives it up (any
+//      write still in flight that placed a needle in it before the seal is refused from then on,
+//      atomically, and written again by its client);
+//   4. after a grace period for reads that looked the key up before the move (they also follow
+//      the move by themselves: moved_reader.ts), its file is removed, here and on the members.
+// Every step is a record through the WAL or idempotent, so a crash anywhere leaves the state
+// before or after it: a copy no record names is garbage, a retired volume still on disk is
+// removed by the next vacuum.
+import type { Clock } from '../runtime/clock.js';
+import { StoreError } from '../runtime/errors.js';
+import type { Scheduler } from '../runtime/scheduler.js';
+import { OpCode, valueLengthOf, type NeedleAddress, type Op } from '../storage/types.js';
+import { groupOfVolume } from '../storage/volume_format.js';
+import type { VolumeEntry } from '../protocol/index_protocol.js';
+import type { Progress, VacuumReport } from '../protocol/operations.js';
+
+export type { Progress, VacuumReport };
+import type { VolumeUsageInfo } from './api.js';
+import type { Ports } from './ports.js';
+import { volumeUsage } from './volume_usage.js';
+
+export interface VacuumSettings {
+  /** A volume is vacuumed when its garbage is at least this fraction of its bytes (0..1). */
+  threshold: number;
+  /** Bytes copied per second at most (0: no limit), so foreground traffic keeps its latency. */
+  rateBytesPerSec: number;
+  /** The automatic vacuum leaves volumes with less garbage than this alone. */
+  minGarbageBytes: number;
+  /** How long a retired volume's file stays for reads that looked its keys up before the move. */
+  graceMs: number;
+}
+
+export const DEFAULT_VACUUM: VacuumSettings = {
+  threshold: 0.3,
+  rateBytesPerSec: 64 * 1024 * 1024,
+  minGarbageBytes: 1024 * 1024,
+  graceMs: 2000,
+};
+
+/** Index buckets read per slice of a volume's entries. */
+const ENTRY_SLICE_BUCKETS = 256;
+/** Values up to this size are copied in batches, read whole; larger ones are streamed. */
+const SMALL_VALUE = 64 * 1024;
+/** Bytes of small values read and appended per batch, and MOVE_IF ops per record. */
+const BATCH_BYTES = 1024 * 1024;
+const BATCH_OPS = 512;
+/** Passes over one volume before giving up on keys that keep changing (or damaged needles). */
+const MAX_PASSES = 3;
+/** How long a seal waits for the uploads reserved in the volume before it. */
+const SEAL_WAIT_MS = 10 * 60_000;
+const SEAL_POLL_MS = 100;
+
+export class Vacuum {
+  private running: Promise<VacuumReport[]> | null = null;
+  private current: Progress | null = null;
+  private last: VacuumReport[] = [];
+
+  constructor(
+    private readonly ports: Ports,
+    private readonly clock: Clock,
+    private readonly scheduler: Scheduler,
+    private readonly settings: () => VacuumSettings,
+    /** Volumes whose files are gone: every reader closes its handle (frees the space). */
+    private readonly onRemoved: (volumes: number[]) => void = () => undefined,
+  ) {}
+
+  /** The vacuum in progress, if any. */
+  progress(): Progress | null {
+    return this.current === null ? null : { ...this.current };
+  }
+
+  /** The reports of the last run. */
+  lastReports(): VacuumReport[] {
+    return this.last;
+  }
+
+  /**
+   * Vacuums `volume`, or every volume whose garbage is over the threshold (`auto`: sealed ones
+   * with at least minGarbageBytes only), and removes what earlier runs retired but left on disk.
+   * A call while one runs waits for it (and does not run again).
+   */
+  run(volume?: number, auto = false): Promise<VacuumReport[]> {
+    if (this.running === null) {
+      this.running = this.runAll(volume, auto).finally(() => {
+        this.running = null;
+        this.current = null;
+      });
+    }
+    return this.running;
+  }
+
+  /** The volumes a run would vacuum now. */
+  async candidates(auto: boolean): Promise<VolumeUsageInfo[]> {
+    const s = this.settings();
+    return (await volumeUsage(this.ports)).filter((v) => {
+      if (v.retired) return false;
+      const used = v.liveBytes + v.garbageBytes;
+      if (used === 0 || v.garbageBytes < s.threshold * used) return false;
+      return !auto || (v.sealed && v.garbageBytes >= s.minGarbageBytes);
+    });
+  }
+
+  private async runAll(volume: number | undefined, auto: boolean): Promise<VacuumReport[]> {
+    const all = await volumeUsage(this.ports);
+    await this.removeRetired(all.filter((v) => v.retired));
+    let targets: VolumeUsageInfo[];
+    if (volume === undefined) targets = await this.candidates(auto);
+    else {
+      const v = all.find((x) => x.id === volume);
+      if (v === undefined) throw new StoreError('NOT_FOUND', `no volume ${volume} on this master`);
+      targets = v.retired ? [] : [v];
+    }
+    const reports: VacuumReport[] = [];
+    for (const v of targets) reports.push(await this.vacuumOne(v));
+    this.last = reports;
+    return reports;
+  }
+
+  private async vacuumOne(v: VolumeUsageInfo): Promise<VacuumReport> {
+    const started = this.clock.now();
+    const report: VacuumReport = { volume: v.id, group: groupOfVolume(v.id), moved: 0, copiedBytes: 0, changed: 0, expired: 0, freedBytes: 0, removed: false, durationMs: 0, errors: [] };
+    this.current = { operation: 'vacuum', target: v.id, doneBytes: 0, totalBytes: v.liveBytes, startedAt: started, etaMs: -1 };
+    try {
+      await this.seal(v.id);
+      for (let pass = 0; pass < MAX_PASSES; pass++) {
+        await this.copyPass(v.id, report);
+        if (await this.liveBytesOf(v.id) === 0) break;
+      }
+      const [retired] = (await this.ports.commit.commit([{ code: OpCode.Retire, volume: v.id }])).results;
+      if (retired !== 1) {
+        report.errors.push(`volume ${v.id} still holds ${await this.liveBytesOf(v.id)} live bytes after ${MAX_PASSES} passes (keys written meanwhile, or needles that cannot be read: see SCRUB)`);
+        return report;
+      }
+      await this.sleep(this.settings().graceMs);
+      const removal = await this.ports.volumes.remove(report.group, [v.id]);
+      report.errors.push(...removal.errors);
+      report.removed = removal.removed.includes(v.id);
+      if (report.removed) {
+        report.freedBytes = v.sizeBytes;
+        this.onRemoved([v.id]);
+      }
+    } catch (err) {
+      report.errors.push((err as Error).message ?? String(err));
+    } finally {
+      report.durationMs = this.clock.now() - started;
+    }
+    return report;
+  }
+
+  /** Seals the volume, then waits until no upload reserved in it before the seal is still writing. */
+  private async seal(volume: number): Promise<void> {
+    const deadline = this.clock.now() + SEAL_WAIT_MS;
+    for (;;) {
+      let uploads = 1;
+      try {
+        uploads = (await this.ports.volumes.seal(volume)).uploads;
+      } catch (err) {
+        if ((err as { code?: unknown }).code !== 'BUSY') throw err;
+      }
+      if (uploads === 0) return;
+      if (this.clock.now() >= deadline) throw new StoreError('BUSY', `volume ${volume} still takes uploads after ${SEAL_WAIT_MS / 1000} s; vacuum it later`);
+      await this.sleep(SEAL_POLL_MS);
+    }
+  }
+
+  /** One walk over the index for the volume's entries, copying and moving them a batch at a time. */
+  private async copyPass(volume: number, report: VacuumReport): Promise<void> {
+    let cursor = 0;
+    do {
+      const slice = await this.ports.index.volumeEntries([volume], cursor, ENTRY_SLICE_BUCKETS);
+      cursor = slice.cursor;
+      const now = this.clock.now();
+      const expired = slice.entries.filter((e) => e.expiresAt !== 0 && e.expiresAt <= now);
+      const live = slice.entries.filter((e) => e.expiresAt === 0 || e.expiresAt > now);
+      if (expired.length > 0) await this.dropExpired(expired, report);
+      const small = live.filter((e) => e.meta === 0 && valueLengthOf(addressOf(e), e.key.length) <= SMALL_VALUE);
+      for (const batch of batches(small)) await this.copySmall(batch, report);
+      for (const e of live) if (!small.includes(e)) await this.copyLarge(e, report);
+    } while (cursor !== 0);
+  }
+
+  private async dropExpired(entries: VolumeEntry[], report: VacuumReport): Promise<void> {
+    for (let i = 0; i < entries.length; i += BATCH_OPS) {
+      const ops: Op[] = entries.slice(i, i + BATCH_OPS).map((e) => ({ code: OpCode.DelIf, key: e.key, volume: e.volume, offset: e.offset }));
+      const { results } = await this.ports.commit.commit(ops);
+      report.expired += results.filter((r) => r === 1).length;
+    }
+  }
+
+  /** Small values: read whole (checked), appended as one batch, one group sync, one record of moves. */
+  private async copySmall(batch: VolumeEntry[], report: VacuumReport): Promise<void> {
+    const group = groupOfVolume(batch[0]!.volume);
+    const needles = [];
+    for (const e of batch) needles.push({ key: e.key, value: await this.ports.reader.read(addressOf(e), e.key), expiresAt: e.expiresAt });
+    const copies = await this.ports.volumes.append(group, needles, false);
+    await Promise.all([...new Set(copies.map((c) => groupOfVolume(c.volume)))].map((g) => this.ports.volumes.syncGroup(g)));
+    await this.move(batch, copies, report);
+  }
+
+  /** A large value, or one with a metadata section: streamed from the old needle into a new one. */
+  private async copyLarge(e: VolumeEntry, report: VacuumReport): Promise<void> {
+    const from = addressOf(e);
+    const size = valueLengthOf(from, e.key.length);
+    const meta = e.meta === 0 ? undefined : await this.ports.reader.meta(from, e.key);
+    const source = this.throttled(this.ports.reader.stream(from, e.key, 0, size));
+    const copy = await this.ports.volumes.appendStream(groupOfVolume(e.volume), e.key, size, e.expiresAt, source, meta === undefined ? undefined : { length: meta.length, bytes: () => meta });
+    await this.move([e], [copy], report);
+  }
+
+  private async move(entries: VolumeEntry[], copies: NeedleAddress[], report: VacuumReport): Promise<void> {
+    const ops: Op[] = entries.map((e, i) => ({ code: OpCode.MoveIf, key: e.key, fromVolume: e.volume, fromOffset: e.offset, address: copies[i]! }));
+    const { results } = await this.ports.commit.commit(ops);
+    const bytes = copies.reduce((n, c) => n + c.length, 0);
+    const moved = results.filter((r) => r === 1).length;
+    report.moved += moved;
+    report.changed += results.length - moved;
+    report.copiedBytes += bytes;
+    this.advance(bytes);
+    await this.pace();
+  }
+
+  /** Streams a large copy at the vacuum's rate. */
+  private async *throttled(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    for await (const chunk of source) {
+      this.advance(chunk.length);
+      yield chunk;
+      await this.pace();
+    }
+  }
+
+  private advance(bytes: number): void {
+    const p = this.current;
+    if (p === null) return;
+    p.doneBytes += bytes;
+    const elapsed = this.clock.now() - p.startedAt;
+    p.etaMs = p.doneBytes > 0 && p.totalBytes > p.doneBytes ? Math.round((elapsed * (p.totalBytes - p.doneBytes)) / p.doneBytes) : p.doneBytes >= p.totalBytes ? 0 : -1;
+  }
+
+  /** Waits until the bytes copied so far are within the rate (the progress counts every byte once). */
+  private async pace(): Promise<void> {
+    const rate = this.settings().rateBytesPerSec;
+    const p = this.current;
+    if (rate <= 0 || p === null) return;
+    const due = p.startedAt + (p.doneBytes / rate) * 1000;
+    const wait = due - this.clock.now();
+    if (wait > 1) await this.sleep(Math.min(wait, 1000));
+  }
+
+  private async liveBytesOf(volume: number): Promise<number> {
+    const usage = await this.ports.index.volumeUsage();
+    return usage.live.find(([id]) => id === volume)?.[1] ?? 0;
+  }
+
+  /** Retired volumes still on disk (a crash, or a member that could not be reached): removed again. */
+  private async removeRetired(volumes: VolumeUsageInfo[]): Promise<void> {
+    const byGroup = new Map<number, number[]>();
+    for (const v of volumes) byGroup.set(v.group, [...(byGroup.get(v.group) ?? []), v.id]);
+    for (const [group, ids] of byGroup) {
+      const removal = await this.ports.volumes.remove(group, ids);
+      if (removal.removed.length > 0) this.onRemoved(removal.removed);
+    }
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.scheduler.after(ms, resolve));
+  }
+}
+
+function addressOf(e: VolumeEntry): NeedleAddress {
+  return e.meta === 0 ? { volume: e.volume, offset: e.offset, length: e.length } : { volume: e.volume, offset: e.offset, length: e.length, meta: e.meta };
+}
+
+/** Small entries in batches of at most BATCH_BYTES of needles and BATCH_OPS keys. */
+function* batches(entries: VolumeEntry[]): Generator<VolumeEntry[]> {
+  let batch: VolumeEntry[] = [];
+  let bytes = 0;
+  for (const e of entries) {
+    if (batch.length > 0 && (bytes + e.length > BATCH_BYTES || batch.length >= BATCH_OPS)) {
+      yield batch;
+      batch = [];
+      bytes = 0;
+    }
+    batch.push(e);
+    bytes += e.length;
+  }
+  if (batch.length > 0) yield batch;
+}
