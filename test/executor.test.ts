@@ -237,7 +237,7 @@ test('COMPACT and VOLINFO need the database; without it they answer an error', a
   const vol = itemsOf(await run('VOLINFO'));
   assert.ok(vol.length >= 1);
   const first = itemsOf(vol[0]!);
-  assert.deepEqual(first.map((r) => r.kind), ['integer', 'bulk', 'integer', 'integer', 'integer']);
+  assert.deepEqual(first.map((r) => r.kind), ['integer', 'bulk', 'integer', 'integer', 'integer', 'integer']);
   const noDb = await execute(db.session(), [Buffer.from('COMPACT')]);
   assert.match(errorText(noDb), /^ERR 'compact' needs the database/);
 });
