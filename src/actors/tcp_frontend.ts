@@ -76,6 +76,8 @@ interface State {
   stats: FrontEndStats;
   port: number;
   serverState: ServerState;
+  /** This thread's database: VACUUM and the operations go through it to main. */
+  db: EngineDatabase;
 }
 
 const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
@@ -198,7 +200,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
       throw err;
     }
   }
-  const s: State = { env, config, settings, server, textServer, textPort, engine, closeEngine, connections, clients, stats, port, serverState };
+  const s: State = { env, config, settings, server, textServer, textPort, engine, closeEngine, connections, clients, stats, port, serverState, db };
   return {
     // Main tells every front end the settings that are the whole master's (CONFIG SET).
     handle: (_from, body) => {
@@ -281,6 +283,7 @@ function infoSource(s: State): InfoSource {
     stats: s.stats,
     index: () => s.engine.ports.index.stats(),
     dbsize: () => s.engine.ports.index.dbsize(),
+    operations: () => s.db.operations(),
     pubsub: async () => {
       const [channels, patterns] = await Promise.all([
         s.engine.ports.broker.introspect({ what: 'channels' }),

@@ -5,6 +5,7 @@
 import { cpus, hostname, totalmem } from 'node:os';
 import type { IndexStats } from '../db/ports.js';
 import type { FrontEndStats } from './command_stats.js';
+import type { Progress } from '../protocol/operations.js';
 import { BRISEDB_VERSION, REDIS_COMPAT_VERSION } from './server_commands.js';
 
 /** What INFO reads from its front end. */
@@ -25,10 +26,12 @@ export interface InfoSource {
   actors(): Promise<string[]>;
   /** INFO replication's lines (replication_commands.ts); absent: a master without replication wired. */
   replication?(): Promise<string[]>;
+  /** The long operations in progress (a vacuum), asked of main; absent: none shown. */
+  operations?(): Promise<Progress[]>;
 }
 
-const DEFAULT_SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'cpu', 'modules', 'errorstats', 'cluster', 'keyspace', 'actors'];
-const ALL_SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'cpu', 'modules', 'commandstats', 'errorstats', 'cluster', 'keyspace', 'actors'];
+const DEFAULT_SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'cpu', 'modules', 'errorstats', 'cluster', 'keyspace', 'operations', 'actors'];
+const ALL_SECTIONS = ['server', 'clients', 'memory', 'persistence', 'stats', 'replication', 'cpu', 'modules', 'commandstats', 'errorstats', 'cluster', 'keyspace', 'operations', 'actors'];
 
 /** The sections asked for, in Redis' order; unknown names are left out (as Redis does). */
 export function infoSections(wanted: string[]): string[] {
@@ -140,11 +143,24 @@ async function section(src: InfoSource, name: string): Promise<string[]> {
       const keys = await src.dbsize();
       return keys === 0 ? [] : [`db0:keys=${keys}`];
     }
+    case 'operations':
+      return operationLines(await (src.operations?.() ?? Promise.resolve([])).catch(() => []));
     case 'actors':
       return [`cpus:${cpus().length}`, ...(await src.actors())];
     default:
       return [];
   }
+}
+
+/** BriseDB's own section: each long operation in progress with its percent, bytes and ETA. */
+function operationLines(ops: Progress[]): string[] {
+  const lines = [`operations_in_progress:${ops.length}`];
+  for (const p of ops) {
+    const percent = p.totalBytes > 0 ? Math.min(100, (100 * p.doneBytes) / p.totalBytes).toFixed(1) : '0.0';
+    const eta = p.etaMs < 0 ? -1 : Math.ceil(p.etaMs / 1000);
+    lines.push(`${p.operation}:target=${p.target},percent=${percent},done_bytes=${p.doneBytes},total_bytes=${p.totalBytes},eta_seconds=${eta}`);
+  }
+  return lines;
 }
 
 /** Microseconds as Redis prints CPU seconds: "%ld.%06ld". */
