@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { open } from '../src/wiring/open.js';
+import { open, openStore } from '../src/wiring/open.js';
 import type { Database, OpenOptions } from '../src/db/api.js';
 
 const MiB = 1024 * 1024;
@@ -163,6 +163,30 @@ test('writers and readers during a vacuum lose nothing; a key written meanwhile 
     assert.ok(writes > 0 && reads > 0, `${writes} writes and ${reads} reads ran during the vacuum`);
     await assertModel(db, model);
     await db.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the retired volumes survive a COMPACT and an index rebuilt from the compacted WAL', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'brise-vacuum-compact-'));
+  try {
+    let store = await openStore(dir, OPTIONS);
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 100; i++) await store.db.set(`k${i}`, valueOf(`k${i}`, round, 8000));
+    }
+    const reports = await store.db.vacuum();
+    const removed = reports.filter((r) => r.removed).map((r) => r.volume);
+    assert.ok(removed.length > 0, 'a volume was vacuumed away');
+    await store.db.compact();
+    await store.db.close();
+    // The index is lost: it is rebuilt from the compacted WAL alone.
+    for (const f of ['index.hash', 'index.hash.heads', 'index.hash.usage']) rmSync(join(dir, f), { force: true });
+    store = await openStore(dir, OPTIONS);
+    const usage = await store.engine.ports.index.volumeUsage();
+    for (const v of removed) assert.ok(usage.retired.includes(v), `volume ${v} is still retired`);
+    for (let i = 0; i < 100; i++) assert.ok((await store.db.get(`k${i}`))!.equals(valueOf(`k${i}`, 2, 8000)));
+    await store.db.close();
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

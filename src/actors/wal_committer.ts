@@ -125,7 +125,7 @@ function handle(s: State, from: string, msg: WalRequest): unknown {
     case WalMsg.Commit:
       return onCommit(s, msg.ops);
     case WalMsg.CompactBegin:
-      s.compaction.begin(msg.snapshotLsn);
+      s.compaction.begin(msg.snapshotLsn, msg.retired ?? []);
       return null;
     case WalMsg.CompactChunk:
       return onCompactChunk(s, msg.entries);

@@ -322,8 +322,8 @@ export class ActorWalAdmin implements WalAdminPort {
     this.wal = new Channel(peer);
   }
 
-  async compactBegin(snapshotLsn: number): Promise<void> {
-    await this.wal.call({ t: WalMsg.CompactBegin, snapshotLsn });
+  async compactBegin(snapshotLsn: number, retired: number[] = []): Promise<void> {
+    await this.wal.call({ t: WalMsg.CompactBegin, snapshotLsn, ...(retired.length > 0 ? { retired } : {}) });
   }
 
   async compactChunk(entries: IndexEntry[]): Promise<void> {

@@ -331,7 +331,9 @@ export class Engine {
   private async runCompaction(): Promise<void> {
     const { index, wal } = this.ports;
     const snapshotLsn = await index.rebuild();
-    await wal.compactBegin(snapshotLsn);
+    // Only those retired by then: a record after the snapshot may still name a volume retired later.
+    const retired = (await index.volumeUsage()).retiredAt.filter(([, lsn]) => lsn <= snapshotLsn).map(([volume]) => volume);
+    await wal.compactBegin(snapshotLsn, retired);
     try {
       let cursor = 0;
       do {

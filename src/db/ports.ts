@@ -93,7 +93,7 @@ export interface IndexPort {
 
 /** WAL compaction, driven by the engine: the snapshot comes from the index in chunks. */
 export interface WalAdminPort {
-  compactBegin(snapshotLsn: number): Promise<void>;
+  compactBegin(snapshotLsn: number, retired?: number[]): Promise<void>;
   compactChunk(entries: IndexEntry[]): Promise<void>;
   compactFinish(): Promise<void>;
   compactAbort(): Promise<void>;

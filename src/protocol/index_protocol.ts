@@ -31,6 +31,8 @@ export interface VolumeUsage {
   live: [volume: number, bytes: number][];
   /** Volumes retired by a RETIRE op (their files may still be waiting to be removed). */
   retired: number[];
+  /** [volume, LSN of its RETIRE]: COMPACT carries those at or before its snapshot into the new WAL. */
+  retiredAt: [volume: number, lsn: number][];
 }
 
 /** An entry that points into a volume being vacuumed. */

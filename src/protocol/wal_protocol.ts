@@ -43,7 +43,8 @@ export interface FollowLimits {
 
 export type WalRequest =
   | { t: typeof WalMsg.Commit; ops: Op[] }
-  | { t: typeof WalMsg.CompactBegin; snapshotLsn: number }
+  /** retired: the volumes retired at or before the snapshot (kept in the new WAL as RETIRE ops). */
+  | { t: typeof WalMsg.CompactBegin; snapshotLsn: number; retired?: number[] }
   | { t: typeof WalMsg.CompactChunk; entries: IndexEntry[] }
   | { t: typeof WalMsg.CompactFinish }
   | { t: typeof WalMsg.CompactAbort }

@@ -31,6 +31,8 @@ export interface VolumeUsageReport {
   live: [volume: number, bytes: number][];
   /** Ascending. */
   retired: number[];
+  /** [volume, LSN of the RETIRE that retired it], ascending volumes: COMPACT keeps those at or before its snapshot. */
+  retiredAt: [volume: number, lsn: number][];
 }
 
 /** What a sidecar holds: the ledger at `lsn`. */
@@ -87,6 +89,7 @@ export class VolumeUsageLedger {
     return {
       live: [...this.live].sort((a, b) => a[0] - b[0]),
       retired: [...this.retiredAt.keys()].sort((a, b) => a - b),
+      retiredAt: [...this.retiredAt].sort((a, b) => a[0] - b[0]),
     };
   }
 

@@ -4,7 +4,9 @@
 // finish() once; finish is synchronous, so no commit can land between its copy of the tail
 // and the swap.
 // Invariants:
-//  - the tmp file is a valid WAL at all times after the header: header with S, snapshot chunks
+//  - the tmp file is a valid WAL at all times after the header: header with S, the volumes
+//    retired at or before S (one snapshot chunk of RETIRE ops, when there are any: the index
+//    rebuilt from this WAL refuses writes into them as the live one did), snapshot chunks
 //    (kind 1, lsn S, <= 4096 SET ops, payload well under WAL_MAX_PAYLOAD), then, from finish,
 //    the frames of the live WAL with lsn > S copied byte for byte;
 //  - the live snapshot is pulled from its iterable step by step, never held whole;
@@ -15,7 +17,7 @@
 //    size and lastLsn (no record is ever dropped by a swap).
 import type { Clock } from '../runtime/clock.js';
 import type { FileHandle, Fs } from '../runtime/fs.js';
-import { OpCode, type IndexEntry, type SetOp } from './types.js';
+import { OpCode, type IndexEntry, type Op, type SetOp } from './types.js';
 import { WAL_MAX_PAYLOAD, WAL_SNAPSHOT_CHUNK_OPS, encodeRecord, encodeWalHeader } from './wal_format.js';
 import { WAL_READ_CHUNK, io, scanFrames } from './wal_reader.js';
 import { syncParent, type WalWriter } from './wal_writer.js';
@@ -45,6 +47,7 @@ export class WalCompaction {
     readonly snapshotLsn: number,
     live: Iterable<SetOp>,
     private readonly timeMs: number,
+    retired: readonly number[] = [],
   ) {
     this.tmpPath = `${walPath}.tmp`;
     const tmp = this.tmpPath;
@@ -52,6 +55,10 @@ export class WalCompaction {
     this.file = io(tmp, () => fs.open(tmp, 'exclusive'));
     this.live = live[Symbol.iterator]();
     this.guard(() => this.append(encodeWalHeader(snapshotLsn)));
+    for (let i = 0; i < retired.length; i += WAL_SNAPSHOT_CHUNK_OPS) {
+      const ops: Op[] = retired.slice(i, i + WAL_SNAPSHOT_CHUNK_OPS).map((volume) => ({ code: OpCode.Retire, volume }));
+      this.guard(() => this.append(encodeRecord({ lsn: snapshotLsn, timeMs, kind: 1, ops })));
+    }
   }
 
   /** Ops written into the snapshot so far. */
@@ -256,10 +263,10 @@ export class WalCompactionDriver {
 
   constructor(private readonly fs: Fs, private readonly walPath: string, private readonly clock: Clock) {}
 
-  begin(snapshotLsn: number): void {
+  begin(snapshotLsn: number, retired: readonly number[] = []): void {
     if (this.compaction !== null) throw new StoreError('BAD_ARGUMENT', 'a WAL compaction is already running');
     this.feed = new ChunkFeed();
-    this.compaction = new WalCompaction(this.fs, this.walPath, snapshotLsn, this.feed, this.clock.now());
+    this.compaction = new WalCompaction(this.fs, this.walPath, snapshotLsn, this.feed, this.clock.now(), retired);
   }
 
   chunk(entries: IndexEntry[]): void {

@@ -156,7 +156,7 @@ function addressFields(a: unknown[], at: number, from = 2): NeedleAddress | null
 }
 
 function opToArray(op: Op, kind: 0 | 1): unknown[] {
-  if (kind === 1 && op.code !== OpCode.Set) bad(`snapshot chunk holds op code ${op.code}`);
+  if (kind === 1 && op.code !== OpCode.Set && op.code !== OpCode.Retire) bad(`snapshot chunk holds op code ${op.code}`);
   if (op.code === OpCode.Flush) return [OpCode.Flush];
   if (op.code === OpCode.Retire) {
     assertUint(op.volume, 'volume');
@@ -244,7 +244,7 @@ function toRecord(v: unknown): WalRecord | null {
   const ops: Op[] = [];
   for (const raw of rawOps as unknown[]) {
     const op = toOp(raw);
-    if (op === null || (kind === 1 && op.code !== OpCode.Set)) return null;
+    if (op === null || (kind === 1 && op.code !== OpCode.Set && op.code !== OpCode.Retire)) return null;
     ops.push(op);
   }
   if (batchFirstLsn === undefined) return { lsn, timeMs, kind, ops };
