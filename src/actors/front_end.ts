@@ -22,6 +22,8 @@ export function storeAdmin(env: ActorEnv): StoreAdmin {
   return {
     // A vacuum of a large volume takes minutes: the answer waits for it.
     vacuum: (volume) => toMain.call(volume === undefined ? { t: FrontEndMsg.Vacuum } : { t: FrontEndMsg.Vacuum, volume }, { timeoutMs: 24 * 3600_000 }),
+    scrub: (wait) => toMain.call({ t: FrontEndMsg.Scrub, wait }, { timeoutMs: 24 * 3600_000 }),
+    lastScrub: () => toMain.call({ t: FrontEndMsg.LastScrub }),
     operations: () => toMain.call({ t: FrontEndMsg.Operations }),
   };
 }

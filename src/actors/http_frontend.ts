@@ -127,6 +127,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
     replication: async () => replicationStatus(await toMain.call({ t: FrontEndMsg.Replication }).catch(() => null), role.replicas!, await ports.wal.lastLsn(), now()),
     vacuum: (volume) => storeAdmin(env).vacuum(volume),
     operations: () => toMain.call({ t: FrontEndMsg.Operations }),
+    lastScrub: () => toMain.call({ t: FrontEndMsg.LastScrub }),
   };
   const authorized = (req: HttpRequest): boolean =>
     config.token === null || tokenMatches(parseBearer(req.getHeader('authorization') || undefined), config.token);

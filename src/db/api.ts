@@ -6,8 +6,9 @@ import type { ScrubReport } from '../storage/volume_scrub.js';
 import type { SyncPolicy } from '../storage/types.js';
 import type { Change, Current, Decide, Decision, KeyState } from './key_updates.js';
 import type { Progress, VacuumReport, VacuumSettings } from './vacuum.js';
+import type { ScrubSummary } from '../protocol/operations.js';
 
-export type { Change, Current, Decide, Decision, KeyState, Progress, ScrubReport, SyncPolicy, VacuumReport, VacuumSettings };
+export type { Change, Current, Decide, Decision, KeyState, Progress, ScrubReport, ScrubSummary, SyncPolicy, VacuumReport, VacuumSettings };
 
 /** Keys and values are bytes; a string is taken as its UTF-8 bytes. */
 export type Bytes = Uint8Array | string;
@@ -213,7 +214,15 @@ export interface Database extends Session {
    * garbage passes the vacuum threshold. Resolves when done (a call during a run joins it).
    */
   vacuum(volume?: number): Promise<VacuumReport[]>;
-  /** The long operations in progress (vacuum), with bytes done and an ETA. */
+  /**
+   * Reads every needle and checks it; a damaged one the index points at is rewritten from a good
+   * copy (a member of its group) or reported (docs/vacuum.md, "Scrub"). `wait` (default): answers
+   * the summary when done; else starts it (started: false when one was running) and answers at once.
+   */
+  scrub(wait?: boolean): Promise<{ started: boolean; summary: ScrubSummary | null }>;
+  /** The last scrub's summary (null: none since start-up). */
+  lastScrub(): Promise<ScrubSummary | null>;
+  /** The long operations in progress (vacuum, scrub), with bytes done and an ETA. */
   operations(): Promise<Progress[]>;
   /** Checkpoints the index now (normally done in the background). */
   checkpoint(): Promise<void>;
@@ -277,4 +286,8 @@ export interface OpenOptions {
   vacuum?: Partial<VacuumSettings>;
   /** How often the automatic vacuum looks for volumes over the threshold (ms; 0: never). Default 60 s. */
   autoVacuumEveryMs?: number;
+  /** The scrub's average read rate (bytes/s; 0: no limit). Default 32 MiB/s. */
+  scrubRateBytesPerSec?: number;
+  /** How often a background scrub runs (ms; 0: only when asked). Default 24 h. */
+  autoScrubEveryMs?: number;
 }

@@ -2,7 +2,7 @@
 // (new sessions, COMPACT, VOLINFO, checkpoint, stats, close). How the ports are provided —
 // actors on worker threads (open.ts) or storage objects in this thread (local.ts) — is the
 // opener's business; it hands its shutdown in as `closer`.
-import type { Database, GroupInfo, Progress, ScrubReport, Session, VacuumReport, VolumeUsageInfo } from './api.js';
+import type { Database, GroupInfo, Progress, ScrubReport, ScrubSummary, Session, VacuumReport, VolumeUsageInfo } from './api.js';
 import { volumeUsage } from './volume_usage.js';
 import type { Engine } from './engine.js';
 import { EngineSession } from './session.js';
@@ -14,11 +14,17 @@ import { StoreError } from '../runtime/errors.js';
  */
 export interface StoreAdmin {
   vacuum(volume?: number): Promise<VacuumReport[]>;
+  /** Starts a scrub (started: false when one runs already); with `wait`, answers its summary when done. */
+  scrub(wait: boolean): Promise<{ started: boolean; summary: ScrubSummary | null }>;
+  /** The last scrub's summary (null: none since start-up). */
+  lastScrub(): Promise<ScrubSummary | null>;
   operations(): Promise<Progress[]>;
 }
 
 const NO_ADMIN: StoreAdmin = {
   vacuum: () => Promise.reject(new StoreError('BAD_ARGUMENT', 'VACUUM runs on the master only')),
+  scrub: () => Promise.reject(new StoreError('BAD_ARGUMENT', 'SCRUB runs on the master only')),
+  lastScrub: async () => null,
   operations: async () => [],
 };
 
@@ -38,6 +44,15 @@ export class EngineDatabase extends EngineSession implements Database {
   vacuum(volume?: number): Promise<VacuumReport[]> {
     this.assertOpen();
     return this.admin.vacuum(volume);
+  }
+
+  scrub(wait = true): Promise<{ started: boolean; summary: ScrubSummary | null }> {
+    this.assertOpen();
+    return this.admin.scrub(wait);
+  }
+
+  lastScrub(): Promise<ScrubSummary | null> {
+    return this.admin.lastScrub();
   }
 
   operations(): Promise<Progress[]> {

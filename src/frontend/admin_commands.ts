@@ -153,6 +153,22 @@ async function volinfoCommand(ctx: Context): Promise<Reply> {
   return array(volumes.map((v) => array([integer(v.id), bulk(v.drive), integer(v.sizeBytes), integer(v.group), integer(v.garbageBytes), integer(v.liveBytes)])));
 }
 
+/** SCRUB [WAIT]: starts one in the background (as BGSAVE answers), or WAITs for its summary. */
+async function scrubCommand(ctx: Context): Promise<Reply> {
+  const { argv } = ctx;
+  if (argv.length > 2) fail("ERR wrong number of arguments for 'scrub' command");
+  const wait = argv.length === 2;
+  if (wait && argv[1]!.toString('utf8').toUpperCase() !== 'WAIT') fail('ERR syntax error: SCRUB [WAIT]');
+  const { started, summary } = await needDb(ctx).scrub(wait);
+  if (summary === null) return simple(started ? 'Background scrub started' : 'Background scrub already in progress');
+  return array([
+    bulk('volumes'), integer(summary.volumes), bulk('needles'), integer(summary.needles), bulk('bytes'), integer(summary.bytes),
+    bulk('invalid'), integer(summary.invalid), bulk('unreferenced'), integer(summary.unreferenced), bulk('repaired'), integer(summary.repaired),
+    bulk('damaged'), integer(summary.damaged), bulk('duration_ms'), integer(summary.durationMs),
+    bulk('damaged_keys'), array(summary.damagedNeedles.map((d) => bulk(Buffer.from(d.key)))),
+  ]);
+}
+
 export const ADMIN_HANDLERS: Readonly<Record<string, Handler>> = {
   publish: publishCommand,
   spublish: spublishCommand,
@@ -164,5 +180,6 @@ export const ADMIN_HANDLERS: Readonly<Record<string, Handler>> = {
   function: functionCommand,
   compact: compactCommand,
   vacuum: vacuumCommand,
+  scrub: scrubCommand,
   volinfo: volinfoCommand,
 };

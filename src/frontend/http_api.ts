@@ -1,7 +1,7 @@
 // The non-blob routes of the HTTP front end: key listing, scan, status and metrics. Listing is
 // bounded (a KEYS over HTTP never builds an unbounded answer: it says when it stopped).
 import { volumeUsage } from '../db/volume_usage.js';
-import type { Progress, VacuumReport } from '../protocol/operations.js';
+import type { Progress, ScrubSummary, VacuumReport } from '../protocol/operations.js';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Engine } from '../db/engine.js';
 import { encodeBlobKey } from '../protocol/http_keys.js';
@@ -32,6 +32,8 @@ export interface ApiContext {
   vacuum?(volume?: number): Promise<VacuumReport[]>;
   /** The long operations in progress. */
   operations?(): Promise<Progress[]>;
+  /** The last scrub's summary. */
+  lastScrub?(): Promise<ScrubSummary | null>;
 }
 
 /** A key in JSON: UTF-8 text when it is valid UTF-8, else percent-encoded (as in URLs). */
@@ -235,8 +237,9 @@ export function status(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): v
   const state = watchAbort(res);
   const replication = ctx.replication?.() ?? Promise.resolve(null);
   const operations = ctx.operations?.().catch(() => []) ?? Promise.resolve([]);
-  void Promise.all([volumeUsage(ctx.engine.ports), ctx.engine.ports.index.stats(), ctx.actors(), ctx.engine.ports.volumes.groupInfo(), replication, operations]).then(
-    ([volumes, index, actors, groups, repl, ops]) => {
+  const scrub = ctx.lastScrub?.().catch(() => null) ?? Promise.resolve(null);
+  void Promise.all([volumeUsage(ctx.engine.ports), ctx.engine.ports.index.stats(), ctx.actors(), ctx.engine.ports.volumes.groupInfo(), replication, operations, scrub]).then(
+    ([volumes, index, actors, groups, repl, ops, lastScrub]) => {
       const down = actors.filter((a) => a.state !== 'running');
       const stale = groups.some((g) => g.members.some((m) => m.state !== 'healthy'));
       sendJson(res, state, 200, {
@@ -253,6 +256,7 @@ export function status(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): v
         })),
         actors: actors.map((a) => ({ name: a.name, thread: a.threadId, state: a.state, restarts: a.restarts })),
         operations: ops.map(progressJson),
+        scrub: lastScrub === null ? null : scrubJson(lastScrub),
         ...(repl === null ? {} : { replication: repl.view }),
       });
       ctx.observe('status', 'GET', 200, 0, 0, startedAt);
@@ -312,6 +316,16 @@ export function vacuum(res: HttpResponse, req: HttpRequest, ctx: ApiContext): vo
       ctx.observe('vacuum', 'POST', statusOfFailure(err), 0, 0, startedAt);
     },
   );
+}
+
+/** The last scrub as /v1/status shows it; `damaged` lists the keys with no good copy left. */
+function scrubJson(s: ScrubSummary): Record<string, unknown> {
+  return {
+    started_at: new Date(s.startedAt).toISOString(), duration_ms: s.durationMs, volumes: s.volumes, needles: s.needles, bytes: s.bytes,
+    invalid: s.invalid, unreferenced: s.unreferenced, repaired: s.repaired, damaged: s.damaged,
+    damaged_needles: s.damagedNeedles.map((d) => ({ key: jsonKey(d.key), volume: d.volume, offset: d.offset, length: d.length, error: d.error })),
+    errors: s.errors,
+  };
 }
 
 function reportJson(r: VacuumReport): Record<string, unknown> {

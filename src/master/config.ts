@@ -103,6 +103,8 @@ Flags override the fields of the --config file; sizes take bytes or a unit (512m
   --vacuum-threshold PERCENT    vacuum a volume once this much of it is garbage (30) [vacuum_threshold]
   --vacuum-rate MB              MB/s a vacuum copies at most; 0 = no limit (64)     [vacuum_rate]
   --vacuum-every SECONDS        look for sealed volumes to vacuum this often; 0 = only VACUUM (60) [vacuum_every]
+  --scrub-rate MB               MB/s a scrub reads on average; 0 = no limit (32)    [scrub_rate]
+  --scrub-every SECONDS         scrub every volume this often; 0 = only SCRUB (86400) [scrub_every]
   --log-level LEVEL             ${LOG_LEVELS.join('|')} (default ${DEFAULT_LOG_LEVEL}; also $${LOG_LEVEL_ENV})
   --help                        show this text
 
@@ -139,6 +141,8 @@ interface Settings {
   vacuum_threshold: number;
   vacuum_rate: number;
   vacuum_every: number;
+  scrub_rate: number;
+  scrub_every: number;
 }
 type Key = keyof Settings;
 
@@ -294,6 +298,8 @@ const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   vacuum_threshold: { flag: '--vacuum-threshold', convert: intIn(1, 100) },
   vacuum_rate: { flag: '--vacuum-rate', convert: intIn(0, 1_000_000) },
   vacuum_every: { flag: '--vacuum-every', convert: intIn(0, 7 * 24 * 3600) },
+  scrub_rate: { flag: '--scrub-rate', convert: intIn(0, 1_000_000) },
+  scrub_every: { flag: '--scrub-every', convert: intIn(0, 365 * 24 * 3600) },
 };
 const KEYS = Object.keys(FIELDS) as Key[];
 const BY_FLAG = new Map<string, Key>(KEYS.map((k) => [FIELDS[k].flag, k]));
@@ -336,6 +342,8 @@ function defaults(p: Platform): Settings {
     vacuum_threshold: 30,
     vacuum_rate: 64,
     vacuum_every: 60,
+    scrub_rate: 32,
+    scrub_every: 86400,
   };
 }
 
@@ -528,6 +536,7 @@ function toConfig(s: Settings): MasterConfig {
     ...(s.min_replicas_to_write === 0 && s.min_replicas_max_lag === 10 ? {} : { minReplicas: { toWrite: s.min_replicas_to_write, maxLagSeconds: s.min_replicas_max_lag } }),
     // Only when changed, as minReplicas: a config without them reads as it did before.
     ...(s.vacuum_threshold === 30 && s.vacuum_rate === 64 && s.vacuum_every === 60 ? {} : { vacuum: { thresholdPercent: s.vacuum_threshold, rateMBps: s.vacuum_rate, everySeconds: s.vacuum_every } }),
+    ...(s.scrub_rate === 32 && s.scrub_every === 86400 ? {} : { scrub: { rateMBps: s.scrub_rate, everySeconds: s.scrub_every } }),
     tcpLimits: {
       ...DEFAULT_TCP_LIMITS,
       maxClients: s.maxclients,

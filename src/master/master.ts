@@ -136,7 +136,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
   if (http !== null && httpPort !== 0) await assertPortFree(http.host, httpPort, 'HTTP');
   if (threads > 1 && config.addr.port !== 0) await assertPortFree(config.addr.host, config.addr.port, 'TCP');
   if (threads > 1 && text !== null) await assertPortFree(text.host, text.port, 'the line protocol');
-  const { db, supervisor, groups, startBackground, onVolumesRemoved } = await openStore(
+  const { db, supervisor, groups, startBackground, onVolumesRemoved, onDamage } = await openStore(
     config.dataDir,
     {
       drives: config.drives,
@@ -147,6 +147,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
       replicationFactor: config.replicationFactor,
       volumeSecret: config.volumeSecret ?? null,
       ...(role === null ? {} : { replicaGroups: role.groups }),
+      ...(config.scrub === undefined ? {} : { scrubRateBytesPerSec: config.scrub.rateMBps * 1024 * 1024, autoScrubEveryMs: config.scrub.everySeconds * 1000 }),
       ...(config.vacuum === undefined ? {} : { vacuum: { threshold: config.vacuum.thresholdPercent / 100, rateBytesPerSec: config.vacuum.rateMBps * 1024 * 1024 }, autoVacuumEveryMs: config.vacuum.everySeconds * 1000 }),
     },
     (groups, dataDir) => [...tcpSpecs(groups, dataDir), ...httpSpecs(groups, dataDir)],
@@ -160,6 +161,9 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
     for (const name of frontEnds) void supervisor.peer(name).call(forget).catch(() => undefined);
     log.info({ volumes }, 'vacuum removed volumes');
   });
+  onDamage((damaged) => {
+    for (const d of damaged.slice(0, 20)) log.error({ volume: d.volume, offset: d.offset, key: Buffer.from(d.key).toString('utf8'), error: d.error }, 'scrub: a damaged needle with no good copy; reads of its key fail until it is written again');
+  });
   for (const name of frontEnds) {
     supervisor.peer(name).onRequest((body) => {
       const msg = body as FrontEndToMain;
@@ -168,6 +172,8 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
       if (msg.t === FrontEndMsg.Replication) return role?.link() ?? null;
       if (msg.t === FrontEndMsg.Vacuum) return db.vacuum(msg.volume);
       if (msg.t === FrontEndMsg.Operations) return db.operations();
+      if (msg.t === FrontEndMsg.Scrub) return db.scrub(msg.wait);
+      if (msg.t === FrontEndMsg.LastScrub) return db.lastScrub();
       if (msg.t === FrontEndMsg.ReplicaEvent) {
         const fields = { replica: msg.replica, detail: msg.detail };
         if (msg.what === 'continue') log.info(fields, 'replica connected: it continues from its LSN');

@@ -39,4 +39,6 @@ export interface MasterConfig {
   minReplicas?: { toWrite: number; maxLagSeconds: number };
   /** The vacuum's settings (docs/vacuum.md); absent: 30 %, 64 MB/s, every 60 s. */
   vacuum?: { thresholdPercent: number; rateMBps: number; everySeconds: number };
+  /** The scrub's settings; absent: 32 MB/s, every 24 h. */
+  scrub?: { rateMBps: number; everySeconds: number };
 }

@@ -102,6 +102,13 @@ async function storeRegistry(supervisor: Supervisor, db: Database): Promise<Regi
     garbage.set({ volume: String(v.id), drive: v.drive }, v.garbageBytes);
   }
 
+  const scrub = await db.lastScrub().catch(() => null);
+  if (scrub !== null) {
+    gauge('brisedb_needles_damaged', 'Needles a key points at that failed their checks in the last scrub with no good copy left (reads of those keys fail)').set(scrub.damaged);
+    gauge('brisedb_scrub_repaired', 'Damaged needles the last scrub rewrote from a good member of their group').set(scrub.repaired);
+    gauge('brisedb_scrub_last_success_timestamp_seconds', 'When the last scrub ended').set(Math.floor((scrub.startedAt + scrub.durationMs) / 1000));
+  }
+
   const healthy = gauge('brisedb_group_member_healthy', 'A remote member of a volume group: 1 healthy (takes writes), 0 stale or repairing', ['group', 'server']);
   const lag = gauge('brisedb_group_member_lag_bytes', 'Bytes a remote member was behind the local member when last measured', ['group', 'server']);
   const repairs = new Counter({ name: 'brisedb_group_member_repairs_total', help: 'Repairs that copied bytes to a remote member since start-up', labelNames: ['group', 'server'], registers: [registry] });

@@ -1,7 +1,7 @@
 // What front-end actors (TCP now, HTTP later) and the main thread say to each other: the
 // front end asks main for the supervisor's view of the actors (INFO actors); main asks the
 // front end, by its control port, for the address it listens on.
-import type { Progress, VacuumReport } from './operations.js';
+import type { Progress, ScrubSummary, VacuumReport } from './operations.js';
 
 export const FRONTEND_PROTOCOL_VERSION = 1;
 /** What this actor's start-up handshake checks (runtime/actor.ts). */
@@ -23,6 +23,10 @@ export const FrontEndMsg = {
   Vacuum: 7,
   /** The long operations in progress (INFO, /v1/status). */
   Operations: 8,
+  /** SCRUB: main starts (or joins) the scrub; with `wait`, answers its summary when done. */
+  Scrub: 9,
+  /** The last scrub's summary (/v1/status, /metrics). */
+  LastScrub: 10,
 } as const;
 
 export type FrontEndToMain =
@@ -33,7 +37,9 @@ export type FrontEndToMain =
   | { t: typeof FrontEndMsg.Promote }
   | { t: typeof FrontEndMsg.ReplicaEvent; replica: string; what: 'continue' | 'fullresync' | 'refused' | 'ended'; detail: string }
   | { t: typeof FrontEndMsg.Vacuum; volume?: number }
-  | { t: typeof FrontEndMsg.Operations };
+  | { t: typeof FrontEndMsg.Operations }
+  | { t: typeof FrontEndMsg.Scrub; wait: boolean }
+  | { t: typeof FrontEndMsg.LastScrub };
 
 /** What main says to a front end. */
 export const MainMsg = {
@@ -81,4 +87,6 @@ export interface FrontEndReplies {
   [FrontEndMsg.ReplicaEvent]: null;
   [FrontEndMsg.Vacuum]: VacuumReport[];
   [FrontEndMsg.Operations]: Progress[];
+  [FrontEndMsg.Scrub]: { started: boolean; summary: ScrubSummary | null };
+  [FrontEndMsg.LastScrub]: ScrubSummary | null;
 }

@@ -33,3 +33,34 @@ export interface Progress {
   /** ms left at the rate so far (-1: not known yet). */
   etaMs: number;
 }
+
+/** A needle the index points at whose bytes fail their checks, with no good copy found. */
+export interface DamagedNeedle {
+  volume: number;
+  offset: number;
+  length: number;
+  key: Uint8Array;
+  /** Why the repair failed (the read's error). */
+  error: string;
+}
+
+/** What a scrub found (docs/vacuum.md, "Scrub"). */
+export interface ScrubSummary {
+  startedAt: number;
+  durationMs: number;
+  volumes: number;
+  needles: number;
+  /** Bytes of volume files read. */
+  bytes: number;
+  /** Needles whose checks failed, referenced or not. */
+  invalid: number;
+  /** Invalid needles no key points at: harmless (aborted uploads, torn tails). */
+  unreferenced: number;
+  /** Invalid needles a key pointed at, rewritten from a good copy (the key moved to it). */
+  repaired: number;
+  /** Invalid needles a key points at with no good copy: reads of those keys fail, never serve them. */
+  damaged: number;
+  /** The first of them. */
+  damagedNeedles: DamagedNeedle[];
+  errors: string[];
+}

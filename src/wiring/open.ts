@@ -33,6 +33,9 @@ import { groupReader } from '../db/group_reader.js';
 import { VolumeClient } from '../remote/volume_client.js';
 import { Engine } from '../db/engine.js';
 import { DEFAULT_VACUUM, Vacuum, type Progress, type VacuumSettings } from '../db/vacuum.js';
+import { DEFAULT_SCRUB, Scrub } from '../db/scrub.js';
+import type { StoreAdmin } from '../db/database.js';
+import type { DamagedNeedle } from '../protocol/operations.js';
 import { storeTopology, type StoreTopologyConfig } from './store_topology.js';
 
 /** The master's epoch (fencing of volume servers), in the data dir. */
@@ -43,6 +46,8 @@ const SWEEP_EVERY_MS = 100;
 const SWEEP_BUCKETS = 1024;
 /** How often the automatic vacuum looks for sealed volumes over the threshold. */
 const AUTO_VACUUM_EVERY_MS = 60_000;
+/** How often a background scrub reads everything (at its rate). */
+const AUTO_SCRUB_EVERY_MS = 24 * 3600_000;
 
 export interface OpenedStore {
   db: Database;
@@ -59,6 +64,8 @@ export interface OpenedStore {
   settings: VacuumSettings;
   /** Called with the volumes a vacuum removed (the master has every front end close its handles). */
   onVolumesRemoved(hook: (volumes: number[]) => void): void;
+  /** Called with the damaged needles a scrub found and could not repair (the master logs them). */
+  onDamage(hook: (damaged: DamagedNeedle[]) => void): void;
 }
 
 /** Extra actors (front ends) to run beside the store's, given the resolved volume groups. */
@@ -148,12 +155,19 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
     for (const v of volumes) reader.forget(v);
     for (const hook of removedHooks) hook(volumes);
   });
+  const scrubRate = { rateBytesPerSec: options.scrubRateBytesPerSec ?? DEFAULT_SCRUB.rateBytesPerSec };
+  const damageHooks: ((damaged: DamagedNeedle[]) => void)[] = [];
+  const scrubber = new Scrub(engine.ports, async (path) => (await scrub([path]))[0]!, (id) => reader.pathOf(id), seams.clock, background, () => scrubRate, (damaged) => {
+    for (const hook of damageHooks) hook(damaged);
+  });
   let sweeping = false;
   const startBackground = (): void => {
     if (sweeping || closed) return;
     sweeping = true;
     startSweeper(engine, background);
     startAutoVacuum(vacuum, background, options.autoVacuumEveryMs ?? AUTO_VACUUM_EVERY_MS);
+    const scrubEvery = options.autoScrubEveryMs ?? AUTO_SCRUB_EVERY_MS;
+    if (scrubEvery > 0) background.every(scrubEvery, () => void scrubber.run().catch(() => undefined));
   };
   const scrub = seams.scrub ?? scrubOnPool();
   const volumes = engine.ports.volumes;
@@ -174,7 +188,19 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
   };
   const verify = async (): Promise<ScrubReport[]> => scrub((await volumes.list()).map((v) => reader.pathOf(v.id)));
   // A replica's volumes are its master's, byte for byte: only a master (or a promoted replica) vacuums.
-  const admin = { vacuum: (volume?: number) => (sweeping ? vacuum.run(volume) : Promise.reject(new StoreError('READONLY', "You can't write against a read only replica."))), operations: async () => [vacuum.progress()].filter((p): p is Progress => p !== null) };
+  const readOnly = (): Promise<never> => Promise.reject(new StoreError('READONLY', "You can't write against a read only replica."));
+  const admin: StoreAdmin = {
+    vacuum: (volume?: number) => (sweeping ? vacuum.run(volume) : readOnly()),
+    // A repair writes (a copy and a move): a replica's scrub waits for its promotion too.
+    scrub: async (wait: boolean) => {
+      if (!sweeping) return readOnly();
+      const started = !scrubber.inProgress;
+      const running = scrubber.run();
+      return { started, summary: wait ? await running : null };
+    },
+    lastScrub: async () => scrubber.lastSummary(),
+    operations: async () => [vacuum.progress(), scrubber.progress()].filter((p): p is Progress => p !== null),
+  };
   const db = new EngineDatabase(engine, closer, async () => ({ actors: supervisor.status() }), verify, admin);
   const halt = (): void => {
     closed = true;
@@ -182,7 +208,7 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
     engine.stopTimers();
   };
   if (!parts.replica) startBackground();
-  return { db, supervisor, engine, groups, halt, startBackground, vacuum, settings, onVolumesRemoved: (hook) => void removedHooks.push(hook) };
+  return { db, supervisor, engine, groups, halt, startBackground, vacuum, settings, onVolumesRemoved: (hook) => void removedHooks.push(hook), onDamage: (hook) => void damageHooks.push(hook) };
 }
 
 /** The automatic vacuum: sealed volumes over the threshold, looked for every `everyMs`, one run at a time. */

@@ -1,0 +1,154 @@
+// Scrub: reads every needle of every volume and checks its CRCs (the CPU work on the piscina
+// pool), at a bounded average rate, so damage is found before a reader finds it (docs/vacuum.md,
+// "Scrub"). A damaged needle that the index points at is
+// - repaired when a good copy exists: its value is read from a member of its group whose copy
+//   checks (the group reader falls back to one), written again through the write path and the
+//   key moved to it (needle_copy.ts); the damaged bytes are garbage, given back by a vacuum;
+// - reported when none does (a single copy): in the summary, /v1/status, /metrics and the log.
+//   Reads never serve it: every whole-value read checks the needle CRC.
+// A damaged needle no entry points at (an aborted upload, a torn unsynced tail) is harmless:
+// counted, nothing more.
+import type { Clock } from '../runtime/clock.js';
+import type { Scheduler } from '../runtime/scheduler.js';
+import type { ScrubReport } from '../storage/volume_scrub.js';
+import type { VolumeEntry } from '../protocol/index_protocol.js';
+import type { DamagedNeedle, Progress, ScrubSummary } from '../protocol/operations.js';
+import type { Ports } from './ports.js';
+import { NeedleCopier } from './needle_copy.js';
+
+export interface ScrubSettings {
+  /** Bytes read per second on average (0: no limit). */
+  rateBytesPerSec: number;
+}
+
+export const DEFAULT_SCRUB: ScrubSettings = { rateBytesPerSec: 32 * 1024 * 1024 };
+
+/** Damaged needles kept in a summary (the counts go on past it). */
+const MAX_DAMAGED_LISTED = 1000;
+const ENTRY_SLICE_BUCKETS = 1024;
+
+export class Scrub {
+  private running: Promise<ScrubSummary> | null = null;
+  private current: Progress | null = null;
+  private last: ScrubSummary | null = null;
+
+  constructor(
+    private readonly ports: Ports,
+    /** Checks one volume file (on the CPU pool in production). */
+    private readonly scrubFile: (path: string) => Promise<ScrubReport>,
+    private readonly pathOf: (volume: number) => string,
+    private readonly clock: Clock,
+    private readonly scheduler: Scheduler,
+    private readonly settings: () => ScrubSettings,
+    private readonly onDamage: (damaged: DamagedNeedle[]) => void = () => undefined,
+  ) {}
+
+  progress(): Progress | null {
+    return this.current === null ? null : { ...this.current };
+  }
+
+  lastSummary(): ScrubSummary | null {
+    return this.last;
+  }
+
+  get inProgress(): boolean {
+    return this.running !== null;
+  }
+
+  /** Runs a scrub, or joins the one running. */
+  run(): Promise<ScrubSummary> {
+    if (this.running === null) {
+      this.running = this.runAll().finally(() => {
+        this.running = null;
+        this.current = null;
+      });
+    }
+    return this.running;
+  }
+
+  private async runAll(): Promise<ScrubSummary> {
+    const started = this.clock.now();
+    const volumes = await this.ports.volumes.list();
+    const summary: ScrubSummary = { startedAt: started, durationMs: 0, volumes: 0, needles: 0, bytes: 0, invalid: 0, unreferenced: 0, repaired: 0, damaged: 0, damagedNeedles: [], errors: [] };
+    this.current = { operation: 'scrub', target: -1, doneBytes: 0, totalBytes: volumes.reduce((n, v) => n + v.sizeBytes, 0), startedAt: started, etaMs: -1 };
+    for (const v of volumes) {
+      this.current.target = v.id;
+      try {
+        const report = await this.scrubFile(this.pathOf(v.id));
+        summary.volumes += 1;
+        summary.needles += report.needles;
+        summary.invalid += report.invalid;
+        if (report.invalid > 0) await this.mend(v.id, report, summary);
+      } catch (err) {
+        // A volume removed by a vacuum meanwhile is no error: its live needles are elsewhere now.
+        if ((err as { code?: unknown }).code !== 'NOT_FOUND') summary.errors.push(`volume ${v.id}: ${(err as Error).message ?? String(err)}`);
+      }
+      summary.bytes += v.sizeBytes;
+      await this.advance(v.sizeBytes);
+    }
+    summary.durationMs = this.clock.now() - started;
+    this.last = summary;
+    if (summary.damagedNeedles.length > 0) this.onDamage(summary.damagedNeedles);
+    return summary;
+  }
+
+  /** The invalid regions of a volume that the index points at: repaired from a good copy, or reported. */
+  private async mend(volume: number, report: ScrubReport, summary: ScrubSummary): Promise<void> {
+    const entries = await this.entriesOf(volume);
+    for (const bad of report.invalidAt) {
+      const entry = entries.get(bad.offset);
+      if (entry === undefined) {
+        summary.unreferenced += 1;
+        continue;
+      }
+      const error = await this.repair(entry);
+      if (error === null) {
+        summary.repaired += 1; // moved, or written over meanwhile: either way no key points at the bad bytes
+        continue;
+      }
+      summary.damaged += 1;
+      if (summary.damagedNeedles.length < MAX_DAMAGED_LISTED) summary.damagedNeedles.push({ volume, offset: entry.offset, length: entry.length, key: entry.key, error });
+    }
+  }
+
+  /**
+   * Copies the needle from a good copy; null when done, else why not. Twice: a streamed read finds
+   * the damage only at its end, after which the group reader takes the needle from a member.
+   */
+  private async repair(entry: VolumeEntry): Promise<string | null> {
+    let error = '';
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await new NeedleCopier(this.ports).copy([entry], { moved: 0, changed: 0, copiedBytes: 0 });
+        return null;
+      } catch (err) {
+        error = (err as Error).message ?? String(err);
+      }
+    }
+    return error;
+  }
+
+  private async entriesOf(volume: number): Promise<Map<number, VolumeEntry>> {
+    const byOffset = new Map<number, VolumeEntry>();
+    let cursor = 0;
+    do {
+      const slice = await this.ports.index.volumeEntries([volume], cursor, ENTRY_SLICE_BUCKETS);
+      for (const e of slice.entries) byOffset.set(e.offset, e);
+      cursor = slice.cursor;
+    } while (cursor !== 0);
+    return byOffset;
+  }
+
+  /** Progress, then a pause that keeps the average read rate under the setting. */
+  private async advance(bytes: number): Promise<void> {
+    const p = this.current;
+    if (p === null) return;
+    p.doneBytes += bytes;
+    const elapsed = this.clock.now() - p.startedAt;
+    p.etaMs = p.totalBytes > p.doneBytes && p.doneBytes > 0 ? Math.round((elapsed * (p.totalBytes - p.doneBytes)) / p.doneBytes) : 0;
+    const rate = this.settings().rateBytesPerSec;
+    if (rate <= 0) return;
+    const wait = p.startedAt + (p.doneBytes / rate) * 1000 - this.clock.now();
+    if (wait > 1) await new Promise<void>((resolve) => this.scheduler.after(wait, resolve));
+  }
+}
