@@ -25,6 +25,7 @@ import { splitCommandLine } from '../protocol/command_line.js';
 import { helpLines, lookupCommand } from '../protocol/commands.js';
 import { formatForRepl, formatRaw, type Reply } from '../protocol/reply.js';
 import { signMain } from './sign.js';
+import { withProgress } from './progress_bar.js';
 
 export const HISTORY_LINES = 1000;
 export const DEFAULT_DATA_DIR = 'brisedb-data';
@@ -143,7 +144,7 @@ export function historyPathFromEnv(env: NodeJS.ProcessEnv): string | null {
 type Step = 'continue' | 'quit';
 
 /** Runs one typed line; `show` prints a reply or a text block. */
-async function runLine(db: Database, line: string, show: (reply: Reply | string[]) => Promise<void>): Promise<Step> {
+async function runLine(db: Database, line: string, show: (reply: Reply | string[]) => Promise<void>, bar?: Writable): Promise<Step> {
   const split = splitCommandLine(line);
   if (!split.ok) {
     await show({ kind: 'error', message: `ERR ${split.error.message}` });
@@ -161,7 +162,10 @@ async function runLine(db: Database, line: string, show: (reply: Reply | string[
     await show(helpLines(argv.length === 2 ? argv[1]!.toString('utf8') : undefined));
     return 'continue';
   }
-  await show(await execute(db, argv, db));
+  const running = execute(db, argv, db);
+  // At a terminal, the long ones draw their progress while they run.
+  const long = name === 'vacuum' || (name === 'scrub' && argv.length === 2);
+  await show(await (bar !== undefined && long ? withProgress(db, bar, running) : running));
   return 'continue';
 }
 
@@ -221,7 +225,7 @@ async function runInteractive(db: Database, io: CliIo): Promise<void> {
   try {
     rl.prompt();
     for await (const line of rl) {
-      if ((await runLine(db, line, show)) === 'quit') {
+      if ((await runLine(db, line, show, io.errors)) === 'quit') {
         quit = true;
         break;
       }
