@@ -24,6 +24,9 @@ export function storeAdmin(env: ActorEnv): StoreAdmin {
     vacuum: (volume) => toMain.call(volume === undefined ? { t: FrontEndMsg.Vacuum } : { t: FrontEndMsg.Vacuum, volume }, { timeoutMs: 24 * 3600_000 }),
     scrub: (wait) => toMain.call({ t: FrontEndMsg.Scrub, wait }, { timeoutMs: 24 * 3600_000 }),
     lastScrub: () => toMain.call({ t: FrontEndMsg.LastScrub }),
+    compact: async () => {
+      await toMain.call({ t: FrontEndMsg.Compact }, { timeoutMs: 24 * 3600_000 });
+    },
     operations: () => toMain.call({ t: FrontEndMsg.Operations }),
   };
 }

@@ -164,7 +164,7 @@ async function runLine(db: Database, line: string, show: (reply: Reply | string[
   }
   const running = execute(db, argv, db);
   // At a terminal, the long ones draw their progress while they run.
-  const long = name === 'vacuum' || (name === 'scrub' && argv.length === 2);
+  const long = name === 'vacuum' || name === 'compact' || (name === 'scrub' && argv.length === 2);
   await show(await (bar !== undefined && long ? withProgress(db, bar, running) : running));
   return 'continue';
 }

@@ -13,6 +13,8 @@ import { StoreError } from '../runtime/errors.js';
  * database reaches it through main.
  */
 export interface StoreAdmin {
+  /** COMPACT, run once for the whole store (two at once would race for the WAL's compaction). */
+  compact?(): Promise<void>;
   vacuum(volume?: number): Promise<VacuumReport[]>;
   /** Starts a scrub (started: false when one runs already); with `wait`, answers its summary when done. */
   scrub(wait: boolean): Promise<{ started: boolean; summary: ScrubSummary | null }>;
@@ -71,7 +73,7 @@ export class EngineDatabase extends EngineSession implements Database {
 
   compact(): Promise<void> {
     this.assertOpen();
-    return this.engine.compact();
+    return this.admin.compact?.() ?? this.engine.compact();
   }
 
   volinfo(): Promise<VolumeUsageInfo[]> {

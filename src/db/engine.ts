@@ -17,6 +17,7 @@ import type { CommitResult, Lookup, MetaSource, Ports } from './ports.js';
 import { KeyUpdates, type Decide } from './key_updates.js';
 import { Notify, notificationsOf, type KeyEvent } from '../protocol/keyspace_events.js';
 import { ExpiryTimers } from './expiry_timers.js';
+import type { Progress } from '../protocol/operations.js';
 
 /** Lazy-expiry deletes in flight at once; past it, the background sweep gets the rest. */
 const MAX_PENDING_EXPIRIES = 1024;
@@ -73,6 +74,7 @@ export class Engine {
   private nextGroup = 0;
   private pendingExpiries = 0;
   private compacting: Promise<void> | null = null;
+  private compactState: Progress | null = null;
   private readonly updates: KeyUpdates;
   /** Keys written here with an expiry, looked up on time while expired events are wanted. */
   private readonly expiryTimers: ExpiryTimers;
@@ -328,7 +330,27 @@ export class Engine {
     return this.compacting;
   }
 
+  private compacted(keys: number): void {
+    if (this.compactState !== null) advanced(this.compactState, keys, this.clock.now());
+  }
+
+  /** The COMPACT in progress: keys written into the new WAL's snapshot so far. */
+  compactProgress(): Progress | null {
+    return this.compactState === null ? null : { ...this.compactState };
+  }
+
   private async runCompaction(): Promise<void> {
+    const { index } = this.ports;
+    const started = this.clock.now();
+    this.compactState = { operation: 'compact', target: -1, doneBytes: 0, totalBytes: await index.dbsize(), unit: 'keys', startedAt: started, etaMs: -1 };
+    try {
+      await this.compactSteps();
+    } finally {
+      this.compactState = null;
+    }
+  }
+
+  private async compactSteps(): Promise<void> {
     const { index, wal } = this.ports;
     const snapshotLsn = await index.rebuild();
     // Only those retired by then: a record after the snapshot may still name a volume retired later.
@@ -339,6 +361,7 @@ export class Engine {
       do {
         const page = await index.scan(cursor, COMPACT_CHUNK);
         if (page.entries.length > 0) await wal.compactChunk(page.entries);
+        this.compacted(page.entries.length);
         cursor = page.cursor;
       } while (cursor !== 0);
       await wal.compactFinish();
@@ -347,6 +370,13 @@ export class Engine {
       throw err;
     }
   }
+}
+
+/** Progress of a COMPACT: keys done, and an ETA at the rate so far. */
+function advanced(p: Progress, keys: number, now: number): void {
+  p.doneBytes += keys;
+  const left = Math.max(0, p.totalBytes - p.doneBytes);
+  p.etaMs = p.doneBytes === 0 ? -1 : Math.round(((now - p.startedAt) * left) / p.doneBytes);
 }
 
 /** The op of a write under a condition: a plain SET, or a SET_IF the index judges atomically. */

@@ -285,7 +285,8 @@ export function metrics(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): 
 /** A long operation as /v1/status shows it: percent done, bytes, ETA. */
 export function progressJson(p: Progress): Record<string, unknown> {
   const percent = p.totalBytes > 0 ? Math.min(100, Math.round((1000 * p.doneBytes) / p.totalBytes) / 10) : 0;
-  return { operation: p.operation, target: p.target, percent, done_bytes: p.doneBytes, total_bytes: p.totalBytes, started_at: new Date(p.startedAt).toISOString(), eta_seconds: p.etaMs < 0 ? null : Math.ceil(p.etaMs / 1000) };
+  const amounts = p.unit === 'keys' ? { done_keys: p.doneBytes, total_keys: p.totalBytes } : { done_bytes: p.doneBytes, total_bytes: p.totalBytes };
+  return { operation: p.operation, target: p.target, percent, ...amounts, started_at: new Date(p.startedAt).toISOString(), eta_seconds: p.etaMs < 0 ? null : Math.ceil(p.etaMs / 1000) };
 }
 
 /**

@@ -158,7 +158,8 @@ function operationLines(ops: Progress[]): string[] {
   for (const p of ops) {
     const percent = p.totalBytes > 0 ? Math.min(100, (100 * p.doneBytes) / p.totalBytes).toFixed(1) : '0.0';
     const eta = p.etaMs < 0 ? -1 : Math.ceil(p.etaMs / 1000);
-    lines.push(`${p.operation}:target=${p.target},percent=${percent},done_bytes=${p.doneBytes},total_bytes=${p.totalBytes},eta_seconds=${eta}`);
+    const unit = p.unit ?? 'bytes';
+    lines.push(`${p.operation}:target=${p.target},percent=${percent},done_${unit}=${p.doneBytes},total_${unit}=${p.totalBytes},eta_seconds=${eta}`);
   }
   return lines;
 }

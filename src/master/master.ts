@@ -174,6 +174,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
       if (msg.t === FrontEndMsg.Operations) return db.operations();
       if (msg.t === FrontEndMsg.Scrub) return db.scrub(msg.wait);
       if (msg.t === FrontEndMsg.LastScrub) return db.lastScrub();
+      if (msg.t === FrontEndMsg.Compact) return db.compact().then(() => null);
       if (msg.t === FrontEndMsg.ReplicaEvent) {
         const fields = { replica: msg.replica, detail: msg.detail };
         if (msg.what === 'continue') log.info(fields, 'replica connected: it continues from its LSN');

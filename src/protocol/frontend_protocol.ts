@@ -27,6 +27,8 @@ export const FrontEndMsg = {
   Scrub: 9,
   /** The last scrub's summary (/v1/status, /metrics). */
   LastScrub: 10,
+  /** COMPACT: main runs it (one for the whole master; its progress shows in the operations). */
+  Compact: 11,
 } as const;
 
 export type FrontEndToMain =
@@ -39,7 +41,8 @@ export type FrontEndToMain =
   | { t: typeof FrontEndMsg.Vacuum; volume?: number }
   | { t: typeof FrontEndMsg.Operations }
   | { t: typeof FrontEndMsg.Scrub; wait: boolean }
-  | { t: typeof FrontEndMsg.LastScrub };
+  | { t: typeof FrontEndMsg.LastScrub }
+  | { t: typeof FrontEndMsg.Compact };
 
 /** What main says to a front end. */
 export const MainMsg = {
@@ -89,4 +92,5 @@ export interface FrontEndReplies {
   [FrontEndMsg.Operations]: Progress[];
   [FrontEndMsg.Scrub]: { started: boolean; summary: ScrubSummary | null };
   [FrontEndMsg.LastScrub]: ScrubSummary | null;
+  [FrontEndMsg.Compact]: null;
 }

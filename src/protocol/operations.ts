@@ -27,8 +27,10 @@ export interface Progress {
   operation: string;
   /** What it works on now (a volume id). */
   target: number;
+  /** Done and total, in bytes (or in keys when `unit` says so: COMPACT). */
   doneBytes: number;
   totalBytes: number;
+  unit?: 'keys';
   startedAt: number;
   /** ms left at the rate so far (-1: not known yet). */
   etaMs: number;

@@ -199,7 +199,7 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
       return { started, summary: wait ? await running : null };
     },
     lastScrub: async () => scrubber.lastSummary(),
-    operations: async () => [vacuum.progress(), scrubber.progress()].filter((p): p is Progress => p !== null),
+    operations: async () => [vacuum.progress(), scrubber.progress(), engine.compactProgress()].filter((p): p is Progress => p !== null),
   };
   const db = new EngineDatabase(engine, closer, async () => ({ actors: supervisor.status() }), verify, admin);
   const halt = (): void => {
