@@ -14,6 +14,9 @@
 //   never holds up the current volume; stream volumes are reused one upload after another, so
 //   their number follows the uploads in flight, not the uploads ever made. After a restart the
 //   volume with the highest id is the current one, whichever kind it was;
+// - a sealed volume (vacuum) is never the newest, in memory or on disk: seal() rotates past it and
+//   makes the new volume's entry durable, so a removed volume's id is never given again and a
+//   retired volume never takes needles again after a crash;
 // - a needle is durable when sync() returns: every volume written since the last sync is
 //   fdatasynced, and, after a volume was created, the volumes/ directory too, so the new
 //   file's entry cannot vanish in a crash under an acknowledged needle;
@@ -238,22 +241,27 @@ export class DriveVolumes {
   }
 
   /**
-   * Vacuum: `volumeId` takes no new needle from now on. The current volume is rotated away (a
-   * new one becomes current); a stream volume leaves the pool unless an upload is writing into
-   * it now (false: try again later). Older volumes are sealed already. After a restart every
-   * volume but the newest is sealed, so nothing here needs to be durable.
+   * Vacuum: `volumeId` takes no new needle from now on. A stream volume leaves the pool unless an
+   * upload is writing into it now (false: try again later); the current volume, or a stream
+   * volume newer than it, is rotated away from (a new one becomes current). Older volumes are
+   * sealed already.
+   *
+   * A sealed volume is never the newest, now or after a crash: after a restart the newest volume
+   * takes needles again, and once a sealed volume is removed, a newest one's id would be given
+   * again by the next rotation; either way needles would go into a volume the index has retired,
+   * and every write placed there would be refused. So the new volume's directory entry is made
+   * durable before the seal is answered (its superblock is synced at its creation).
    */
   seal(volumeId: number): boolean {
     this.checkUsable();
     const file = this.volumes.get(volumeId);
     if (file === undefined) throw new StoreError('NOT_FOUND', `drive ${this.options.dir}: no volume ${volumeId}`);
-    if (file === this.current) {
-      this.rotate();
-      return true;
+    if (this.streamVolumes.has(file)) {
+      if (file.streaming || this.apartBusy.has(file)) return false;
+      this.streamVolumes.delete(file);
     }
-    if (!this.streamVolumes.has(file)) return true;
-    if (file.streaming || this.apartBusy.has(file)) return false;
-    this.streamVolumes.delete(file);
+    if (file.id >= this.current.id) this.rotate();
+    this.syncDirs(`seal of volume ${volumeId}`);
     return true;
   }
 
@@ -286,15 +294,10 @@ export class DriveVolumes {
         file.sync();
         this.unsynced.delete(file);
       }
-      for (const dir of [...this.dirtyDirs]) {
-        syncDirectory(this.fs, dir);
-        this.dirtyDirs.delete(dir);
-      }
     } catch (err) {
-      const e = ioError(err, `sync of drive ${this.options.dir}`);
-      this.fenced = e.message;
-      throw new StoreError('IO_ERROR', `${e.message}; drive ${this.options.dir} refuses writes from now on`);
+      this.fence(err, `sync of drive ${this.options.dir}`);
     }
+    this.syncDirs(`sync of drive ${this.options.dir}`);
   }
 
   /** sealed: takes no new needle (neither the current volume nor a stream volume). */
@@ -366,6 +369,25 @@ export class DriveVolumes {
     if (current) this.current = file;
     this.dirtyDirs.add(this.volumesDir);
     return file;
+  }
+
+  /** Makes the directories whose entries changed durable (new and removed volumes). */
+  private syncDirs(what: string): void {
+    try {
+      for (const dir of [...this.dirtyDirs]) {
+        syncDirectory(this.fs, dir);
+        this.dirtyDirs.delete(dir);
+      }
+    } catch (err) {
+      this.fence(err, what);
+    }
+  }
+
+  /** A failed sync is final: the drive refuses every later write and sync. */
+  private fence(err: unknown, what: string): never {
+    const e = ioError(err, what);
+    this.fenced = e.message;
+    throw new StoreError('IO_ERROR', `${e.message}; drive ${this.options.dir} refuses writes from now on`);
   }
 
   private checkUsable(): void {
