@@ -297,9 +297,9 @@ export function vacuum(res: HttpResponse, req: HttpRequest, ctx: ApiContext): vo
   const startedAt = ctx.now();
   const state = watchAbort(res);
   const raw = parseQuery(req.getQuery()).get('volume');
-  const volume = raw === undefined ? undefined : Number(raw);
-  if (volume !== undefined && (!/^[0-9]{1,15}$/.test(raw!) || !Number.isSafeInteger(volume))) {
-    sendError(res, state, 400, 'BAD_ARGUMENT', `volume must be a volume id (VOLINFO lists them), not ${JSON.stringify(raw!.slice(0, 40))}`);
+  const volume = raw === null ? undefined : Number(raw);
+  if (raw !== null && (!/^[0-9]{1,15}$/.test(raw) || !Number.isSafeInteger(volume))) {
+    sendError(res, state, 400, 'BAD_ARGUMENT', `volume must be a volume id (VOLINFO lists them), not ${JSON.stringify(raw.slice(0, 40))}`);
     ctx.observe('vacuum', 'POST', 400, 0, 0, startedAt);
     return;
   }
