@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { Redis } from 'ioredis';
 import { hasProgram, patternChunks, sha256Of, sleep, startMaster, stopAll, within, type MasterProcess } from './helpers/master_process.js';
 import {
-  Model, checkModel, deleteKey, parseVacuum, putBlob, setSmall, sumBytes, totals, volinfo, volumeFiles, type VolumeRow,
+  Model, checkModel, deleteKey, parseVacuum, putBlob, setSmall, sumBytes, totals, volinfo, volumeFiles, waitNoHandle, type VolumeRow,
 } from './helpers/vacuum_model.js';
 import { VOLUME_SUPERBLOCK_SIZE, volumeFileName as fileOf } from '../src/storage/volume_format.js';
 
@@ -241,29 +241,6 @@ test('the automatic pass vacuums sealed volumes over the threshold by itself; a 
   for (const d of dirty) assert.ok(!again.some((r) => r.id === d.id), `removed volume ${d.id} stays removed`);
   await checkModel(model, redis, m.httpPort, 'after a restart');
 });
-
-/** Waits (bounded) until no file descriptor of process `pid` is open on a file named `name` (a removed volume). */
-export async function waitNoHandle(pid: number, name: string): Promise<void> {
-  const held = (): string[] => {
-    const out: string[] = [];
-    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
-      try {
-        const target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
-        if (target.includes(name)) out.push(target);
-      } catch {
-        // closed meanwhile
-      }
-    }
-    return out;
-  };
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const open = held();
-    if (open.length === 0) return;
-    if (Date.now() > deadline) assert.fail(`pid ${pid} still holds ${open.join(', ')}`);
-    await sleep(100);
-  }
-}
 
 /** Waits (bounded) until the HTTP front end answers /v1/status. */
 async function waitHttp(): Promise<void> {

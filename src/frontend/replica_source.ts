@@ -5,10 +5,15 @@
 // Owns: the follow, the volume files it reads (read-only handles), what it has sent of each
 // volume, the replica's acknowledged LSN, a heartbeat timer.
 // Invariants:
-// - the bytes a record names are sent before the record, and a volume's bytes are sent in
-//   order from the replica's length (so the replica only ever appends at its tail); only bytes
-//   below the end of a committed needle are sent, which the master made durable before it
-//   committed the record and never writes again;
+// - the bytes a record names (a SET's, a SET_IF's, a vacuum's MOVE_IF's needle) are sent before
+//   the record, and a volume's bytes are sent in order from the replica's length (so the replica
+//   only ever appends at its tail); only bytes below the end of a committed needle are sent,
+//   which the master made durable before it committed the record and never writes again;
+// - a volume whose file is gone was removed by a vacuum, after a RETIRE that no entry pointed
+//   into it: every record naming it is followed, in the WAL, by one that points its key
+//   elsewhere (MOVE_IF, a write, a delete), so its bytes are skipped, never waited for (a
+//   replica behind the vacuum, or copying a WAL older than it, would otherwise fail forever);
+// - a volume's read handle is closed once a RETIRE of it is sent, so a removal frees its space;
 // - a batch of the feed is acknowledged (the next one comes) only once the socket took its
 //   frames under OUTPUT_HIGH_WATER: a slow replica slows its own stream, and the committer
 //   drops a follower that lags past its bound (the replica then resumes or resyncs);
@@ -17,7 +22,7 @@ import type { Socket } from 'node:net';
 import type { Fs } from '../runtime/fs.js';
 import { StoreError, codedMessage } from '../runtime/errors.js';
 import { canContinue, loadHistory, type History } from '../storage/history.js';
-import { OpCode, type WalRecord } from '../storage/types.js';
+import { OpCode, opNeedle, type WalRecord } from '../storage/types.js';
 import { alignUp } from '../storage/volume_format.js';
 import { VolumeFile } from '../storage/volume_file.js';
 import { encodePayload } from '../storage/wal_format.js';
@@ -66,6 +71,8 @@ export class ReplicaSource {
   private follow: FollowHandle | null = null;
   private readonly sent = new Map<number, number>();
   private readonly files = new Map<number, VolumeFile>();
+  /** Volumes removed here by a vacuum (their file is gone): nothing of them is sent. */
+  private readonly removed = new Set<number>();
   private heartbeat: NodeJS.Timeout | null = null;
   /** Why CONTINUE was not possible (for the log). */
   private fullReason = '';
@@ -138,6 +145,8 @@ export class ReplicaSource {
       return null;
     }
     for (const [id, length] of req.volumes) {
+      // A volume a vacuum removed here: the replica drops it when it applies the RETIRE.
+      if (!this.deps.fs.exists(this.deps.volumePath(id))) continue;
       // The replica holds bytes this master never sent (a needle's padding is not in the
       // master's file until the next needle is written, so its end counts aligned).
       if (length > alignUp(this.volumeSize(id))) {
@@ -183,16 +192,25 @@ export class ReplicaSource {
 
   private async sendBatch(records: WalRecord[]): Promise<void> {
     const need = new Map<number, number>();
+    const retiring: number[] = [];
     for (const r of records) {
       for (const op of r.ops) {
-        if (op.code !== OpCode.Set && op.code !== OpCode.SetIf) continue;
-        const a = op.address;
+        if (op.code === OpCode.Retire) retiring.push(op.volume);
+        const a = opNeedle(op);
+        if (a === undefined) continue;
         const end = alignUp(a.offset + a.length);
         if (end > (need.get(a.volume) ?? 0)) need.set(a.volume, end);
       }
     }
     for (const [volume, end] of need) await this.sendRegions(volume, end);
     this.write({ kind: FrameKind.Records, payloads: records.map(encodePayload) });
+    // A RETIRE that applied leaves nothing to send of its volume (a later record naming it
+    // applies nothing), and the vacuum removes the file: the handle must not keep its space. One
+    // that did not apply (keys still there) is reopened if a record needs more of it.
+    for (const volume of retiring) {
+      this.files.get(volume)?.close();
+      this.files.delete(volume);
+    }
     let last = this.view.sentLsn;
     for (const r of records) if (r.kind === 0) last = r.lsn;
     this.view.sentLsn = last;
@@ -205,8 +223,9 @@ export class ReplicaSource {
    */
   private async sendRegions(volume: number, end: number): Promise<void> {
     let at = this.sent.get(volume) ?? 0;
-    if (at >= end) return;
+    if (at >= end || this.removed.has(volume)) return;
     const file = this.fileOf(volume);
+    if (file === null) return;
     while (at < end && !this.stopped) {
       const n = Math.min(MAX_REGION_BYTES, end - at);
       const bytes = new Uint8Array(n);
@@ -225,10 +244,20 @@ export class ReplicaSource {
     }
   }
 
-  private fileOf(volume: number): VolumeFile {
+  /** The volume's file, open for reading; null when a vacuum removed it (see the invariants). */
+  private fileOf(volume: number): VolumeFile | null {
     let file = this.files.get(volume);
     if (file === undefined) {
-      file = VolumeFile.open(this.deps.fs, this.deps.volumePath(volume), 'read');
+      const path = this.deps.volumePath(volume);
+      try {
+        file = VolumeFile.open(this.deps.fs, path, 'read');
+      } catch (err) {
+        // Ids only grow and a committed needle's file exists until a vacuum removes it: a file
+        // that is not there is one the vacuum removed, never one still to come.
+        if (this.deps.fs.exists(path)) throw err;
+        this.removed.add(volume);
+        return null;
+      }
       this.files.set(volume, file);
     }
     return file;

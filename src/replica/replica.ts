@@ -7,6 +7,8 @@
 //   apply what comes: volume regions to the group writers (VolumeMsg.Mirror, durable), records
 //   to the WAL committer (WalMsg.Replay: durable, then applied by the index), each acknowledged
 //   to the master once applied; on a disconnect, retry with backoff;
+// - after records that retire volumes (the master's vacuum), the files of those volumes are
+//   removed here too (retired_volumes.ts): a replica never vacuums, it follows;
 // - when the master answers FULLRESYNC (the replica is too far behind, or its history is not
 //   the master's), or names volume groups the store does not hold, the store is stopped, the
 //   data dir refilled or regrouped, and the store started again on the same ports.
@@ -32,10 +34,11 @@ import { WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protoc
 import { VolumeMsg, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
 import type { LinkView } from '../protocol/frontend_protocol.js';
 import { MasterLink } from '../remote/replica_client.js';
-import { runMaster, type RunningMaster } from '../master/master.js';
+import { httpActorName, runMaster, tcpActorName, type RunningMaster } from '../master/master.js';
 import type { MasterConfig } from '../master/master_config.js';
 import { isProcessAlive } from '../wiring/open.js';
 import { fullResync, volumeDirs } from './bootstrap.js';
+import { RetiredVolumes } from './retired_volumes.js';
 
 const RETRY_MIN_MS = 100;
 /** A replica's group commit is cut at about this many records or payload bytes. */
@@ -98,6 +101,8 @@ class Replica {
   /** Ends the current pause between tries (stop). */
   private wake: (() => void) | null = null;
   private readonly done = new Promise<void>((r) => (this.resolveDone = r));
+  /** The volumes the master vacuumed away: removed here once the index retired them. */
+  private readonly retired: RetiredVolumes;
 
   constructor(
     private readonly config: ReplicaConfig,
@@ -117,6 +122,13 @@ class Replica {
       fullResyncs: 0,
       lastError: null,
     };
+    this.retired = new RetiredVolumes({
+      peer: (name) => this.server!.supervisor!.peer(name),
+      groups: () => this.groups,
+      frontEnds: () => this.frontEnds(),
+      log,
+      now: () => Date.now(),
+    });
   }
 
   async start(): Promise<RunningReplica> {
@@ -160,6 +172,16 @@ class Replica {
     void this.server.done.then(() => {
       if (!this.stopped) this.resolveDone();
     });
+    this.retired.restarted();
+  }
+
+  /** The running store's front ends (their threads hold read handles on the volumes). */
+  private frontEnds(): string[] {
+    const names = new Set(this.server?.supervisor?.status().map((s) => s.name) ?? []);
+    const out: string[] = [];
+    for (let i = 0; names.has(tcpActorName(i)); i++) out.push(tcpActorName(i));
+    for (let i = 0; names.has(httpActorName(i)); i++) out.push(httpActorName(i));
+    return out;
   }
 
   private async stopServer(): Promise<void> {
@@ -242,6 +264,8 @@ class Replica {
     this.log.info({ master: `${this.config.master.host}:${this.config.master.port}`, from: answer.from }, 'replica following its master');
     // The master counts this replica (WAIT, min-replicas, INFO) from its first ACK: say at once.
     link.ack(applied);
+    // Volumes retired before a crash, a restart or a full copy, whose files are still here.
+    await this.retired.removeDue();
     this.pending = [];
     this.pendingBytes = 0;
     try {
@@ -295,6 +319,9 @@ class Replica {
       case FrameKind.Region: {
         const group = groupOfVolume(frame.volume);
         if (!this.groups.some((g) => g.id === group)) throw new Restart('regroup', link, 0);
+        // Bytes of a volume this store retired (a write placed in it before the master's vacuum
+        // sealed it, committed after): its record applies nothing; the file is gone or going.
+        if (this.retired.has(frame.volume)) return;
         await this.volumeChannel(group).call({ t: VolumeMsg.Mirror, volume: frame.volume, offset: frame.offset, bytes: frame.bytes, sync: false });
         this.unsynced.add(group);
         this.lastIoAt = Date.now();
@@ -328,6 +355,9 @@ class Replica {
     this.view.lagMs = Math.max(0, Date.now() - last.timeMs);
     this.lastIoAt = Date.now();
     link.ack(lsn);
+    // After the ACK: the master need not wait for this replica's disk to come back.
+    this.retired.applied(records);
+    await this.retired.removeDue();
   }
 
   private volumeChannel(group: number): Channel<VolumeRequest, VolumeReplies> {

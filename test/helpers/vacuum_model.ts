@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Redis } from 'ioredis';
-import { patternChunks, patternSlice, sha256Of, streamRequest } from './master_process.js';
+import { patternChunks, patternSlice, sha256Of, sleep, streamRequest } from './master_process.js';
 import { parseVolumeFileName } from '../../src/storage/volume_format.js';
 
 export interface Expected {
@@ -192,4 +192,27 @@ export function sumBytes(files: Map<number, number>): number {
 
 export function sha256OfFile(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+/** Waits (bounded) until no file descriptor of process `pid` is open on a file named `name` (a removed volume). */
+export async function waitNoHandle(pid: number, name: string): Promise<void> {
+  const held = (): string[] => {
+    const out: string[] = [];
+    for (const fd of fs.readdirSync(`/proc/${pid}/fd`)) {
+      try {
+        const target = fs.readlinkSync(`/proc/${pid}/fd/${fd}`);
+        if (target.includes(name)) out.push(target);
+      } catch {
+        // closed meanwhile
+      }
+    }
+    return out;
+  };
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const open = held();
+    if (open.length === 0) return;
+    if (Date.now() > deadline) assert.fail(`pid ${pid} still holds ${open.join(', ')}`);
+    await sleep(100);
+  }
 }
