@@ -18,6 +18,7 @@ import { openInThread, type InThreadDatabase } from '../src/wiring/in_thread.js'
 import { SimFs, SimFsError, mulberry32, type OpInfo, type OpName, type Rng } from './sim_fs.js';
 import { describeState, liveView, statesEqual, type State } from './model.js';
 import { StoreError } from '../src/runtime/errors.js';
+import type { VacuumSettings } from '../src/db/api.js';
 
 export { describeState, liveView, statesEqual, type State };
 
@@ -26,6 +27,10 @@ export const DATA_DIR = '/data';
 export interface ProcOptions {
   maxVolumeSize?: number;
   indexBuckets?: number;
+  /** The vacuum's settings (vacuum_crash.test.ts: no rate limit, a short grace in virtual time). */
+  vacuum?: Partial<VacuumSettings>;
+  /** The automatic vacuum's period (0: never; default: the store's). */
+  autoVacuumEveryMs?: number;
 }
 
 /** One simulated machine: a file system and a clock; each open() is a new process. */
@@ -51,6 +56,8 @@ export class Machine {
       sync: 'always',
       ...(this.options.maxVolumeSize === undefined ? {} : { maxVolumeSize: this.options.maxVolumeSize }),
       ...(this.options.indexBuckets === undefined ? {} : { indexBuckets: this.options.indexBuckets }),
+      ...(this.options.vacuum === undefined ? {} : { vacuum: this.options.vacuum }),
+      ...(this.options.autoVacuumEveryMs === undefined ? {} : { autoVacuumEveryMs: this.options.autoVacuumEveryMs }),
     });
   }
 }
