@@ -57,11 +57,21 @@ const MAX_PASSES = 3;
 /** How long a seal waits for the uploads reserved in the volume before it. */
 const SEAL_WAIT_MS = 10 * 60_000;
 const SEAL_POLL_MS = 100;
+/** Retired volumes asked for per removal (the writer takes at most 256: a DELETE each on every member). */
+const REMOVE_CHUNK = 256;
 
 export class Vacuum {
   private running: Promise<VacuumReport[]> | null = null;
   private current: Progress | null = null;
   private last: VacuumReport[] = [];
+  /** Retired volumes a member could not remove (down, unreachable): asked again by every run. */
+  private readonly unremoved = new Set<number>();
+  /**
+   * Whether this process asked once for the removal of every volume the index retired: one a
+   * member missed before a restart of the master is no longer on the local drive, so nothing
+   * else would name it again.
+   */
+  private swept = false;
 
   constructor(
     private readonly ports: Ports,
@@ -112,7 +122,7 @@ export class Vacuum {
 
   private async runAll(volume: number | undefined, auto: boolean): Promise<VacuumReport[]> {
     const all = await volumeUsage(this.ports);
-    await this.removeRetired(all.filter((v) => v.retired));
+    await this.removeRetired(all.filter((v) => v.retired).map((v) => v.id));
     let targets: VolumeUsageInfo[];
     if (volume === undefined) targets = await this.candidates(auto);
     else {
@@ -122,6 +132,15 @@ export class Vacuum {
     }
     const reports: VacuumReport[] = [];
     for (const v of targets) reports.push(await this.vacuumOne(v));
+    if (!this.swept) {
+      // Once per process, after its first run's own work: every volume the index retired (an
+      // index that does not answer now is asked by the next run; this run's reports stand).
+      const retired = await this.ports.index.volumeUsage().then((u) => u.retired, () => null);
+      if (retired !== null) {
+        await this.removeRetired(retired);
+        this.swept = true;
+      }
+    }
     this.last = reports;
     return reports;
   }
@@ -144,6 +163,7 @@ export class Vacuum {
       await this.sleep(this.settings().graceMs);
       const removal = await this.ports.volumes.remove(report.group, [v.id]);
       report.errors.push(...removal.errors);
+      if (removal.errors.length > 0) this.unremoved.add(v.id);
       report.removed = removal.removed.includes(v.id);
       if (report.removed) {
         report.freedBytes = v.sizeBytes;
@@ -261,13 +281,33 @@ export class Vacuum {
     return usage.live.find(([id]) => id === volume)?.[1] ?? 0;
   }
 
-  /** Retired volumes still on disk (a crash, or a member that could not be reached): removed again. */
-  private async removeRetired(volumes: VolumeUsageInfo[]): Promise<void> {
+  /**
+   * Retired volumes still on the local drive (a crash), those a member could not remove (it was
+   * down), and `volumes`: removed again. A volume already gone is no error, here or on a member.
+   */
+  private async removeRetired(volumes: number[]): Promise<void> {
+    const ids = new Set([...volumes, ...this.unremoved]);
     const byGroup = new Map<number, number[]>();
-    for (const v of volumes) byGroup.set(v.group, [...(byGroup.get(v.group) ?? []), v.id]);
-    for (const [group, ids] of byGroup) {
-      const removal = await this.ports.volumes.remove(group, ids);
-      if (removal.removed.length > 0) this.onRemoved(removal.removed);
+    for (const id of [...ids].sort((a, b) => a - b)) {
+      const list = byGroup.get(groupOfVolume(id)) ?? [];
+      list.push(id);
+      byGroup.set(groupOfVolume(id), list);
+    }
+    for (const [group, list] of byGroup) {
+      for (let i = 0; i < list.length; i += REMOVE_CHUNK) {
+        const chunk = list.slice(i, i + REMOVE_CHUNK);
+        let removal: { removed: number[]; errors: string[] };
+        try {
+          removal = await this.ports.volumes.remove(group, chunk);
+        } catch (err) {
+          removal = { removed: [], errors: [(err as Error).message ?? String(err)] };
+        }
+        if (removal.removed.length > 0) this.onRemoved(removal.removed);
+        for (const id of chunk) {
+          if (removal.errors.length === 0) this.unremoved.delete(id);
+          else this.unremoved.add(id);
+        }
+      }
     }
   }
 
