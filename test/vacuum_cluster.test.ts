@@ -3,7 +3,8 @@
 // 1 MB volumes. After a VACUUM every member holds byte-identical volume files to the master's
 // local drive and none of the removed ones; a member killed while a vacuum waits to remove its
 // volume loses no acknowledged value, the vacuum names it in its errors, and once the member is
-// back and repaired a later VACUUM removes the leftover volume there too.
+// back and repaired a later VACUUM removes the leftover volume there too (with the master up all
+// along, and after its restart); a member killed during the copy loses nothing either.
 // Owns: the cluster it starts (stopped by PID in `finally`, and by stopAll in `after`).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -91,6 +92,7 @@ test('a vacuum in a replicated group: members equal the master, removed volumes 
     // restart of the master (which remembers nothing of the failed removal).
     redis = await memberDownRound(c, redis, model, 'b', false);
     redis = await memberDownRound(c, redis, model, 'c', true);
+    await killedDuringCopy(c, redis, model);
     await checkMembers(c, 'at the end');
     await checkModel(model, redis, c.master.httpPort, 'at the end');
   } finally {
@@ -133,6 +135,39 @@ async function memberDownRound(c: Cluster, redis: Redis, model: Model, tag: stri
   noErrors(parseVacuum(await redis.call('VACUUM')));
   assert.ok(!serverVolumes(c, victim).includes(holder), `round ${tag}: a later VACUUM removed volume ${holder} on the member that was down (it holds ${JSON.stringify(serverVolumes(c, victim))}; the master ${JSON.stringify(masterVolumes(c))})`);
   return redis;
+}
+
+/**
+ * A member killed as soon as a vacuum of a volume holding 32 MB shows in /v1/status (its copy
+ * under way, or done): whichever way it ends (the copy refused with the group short of a member,
+ * or the removal missing it), nothing acknowledged is lost, and once the member is back and
+ * repaired a later VACUUM leaves the volume nowhere.
+ */
+async function killedDuringCopy(c: Cluster, redis: Redis, model: Model): Promise<void> {
+  await putBlob(c.master.httpPort, model, 'dbig', 32 * MB, 70);
+  await fillAndChurn(redis, c, model, 'd');
+  await c.waitHealthy();
+  const holder = masterVolumes(c).find((id) => volumeFiles(path.join(c.master.dataDir, 'volumes')).get(id)! > 32 * MB);
+  assert.ok(holder !== undefined && holder !== Math.max(...masterVolumes(c)), 'a sealed volume holds the 32 MB blob');
+  const vacuum = redis.call('VACUUM', String(holder)).then((r) => parseVacuum(r), (e: Error) => e);
+  let seen = false;
+  while (!seen) {
+    const ops = ((await statusOf(c))['operations'] ?? []) as Array<Record<string, number>>;
+    seen = ops.some((o) => o['target'] === holder);
+    if (!seen) await sleep(5);
+  }
+  await c.killServer(1);
+  const outcome = await vacuum;
+  const errors = outcome instanceof Error ? [outcome.message] : outcome.flatMap((r) => r.errors);
+  assert.ok(errors.length > 0, `a vacuum with a member killed under it says so: ${JSON.stringify(outcome)}`);
+  await checkModel(model, redis, c.master.httpPort, 'a member killed during the copy');
+  await c.restartServer(1);
+  await c.waitHealthy();
+  await checkModel(model, redis, c.master.httpPort, 'the member back after a kill during the copy');
+  if (masterVolumes(c).includes(holder)) noErrors(parseVacuum(await redis.call('VACUUM', String(holder))));
+  noErrors(parseVacuum(await redis.call('VACUUM')));
+  assert.ok(!masterVolumes(c).includes(holder), `volume ${holder} is gone from the master`);
+  for (const [i] of c.servers.entries()) assert.ok(!serverVolumes(c, i).includes(holder), `volume ${holder} is gone from server ${i}`);
 }
 
 /**
