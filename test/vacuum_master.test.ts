@@ -53,7 +53,6 @@ before(async () => {
 });
 
 after(async () => {
-  if (process.env.VACUUM_DEBUG) process.stderr.write(m.stderr());
   redis?.disconnect();
   await stopAll();
 });

@@ -146,7 +146,7 @@ export class ReplicaSource {
     }
     for (const [id, length] of req.volumes) {
       // A volume a vacuum removed here: the replica drops it when it applies the RETIRE.
-      if (!this.deps.fs.exists(this.deps.volumePath(id))) continue;
+      if (this.removedHere(id)) continue;
       // The replica holds bytes this master never sent (a needle's padding is not in the
       // master's file until the next needle is written, so its end counts aligned).
       if (length > alignUp(this.volumeSize(id))) {
@@ -261,6 +261,15 @@ export class ReplicaSource {
       this.files.set(volume, file);
     }
     return file;
+  }
+
+  /** Whether a vacuum removed the volume's file here (false for a group with no local drive). */
+  private removedHere(id: number): boolean {
+    try {
+      return !this.deps.fs.exists(this.deps.volumePath(id));
+    } catch {
+      return false;
+    }
   }
 
   private volumeSize(id: number): number {
