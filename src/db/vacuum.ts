@@ -17,7 +17,7 @@
 import type { Clock } from '../runtime/clock.js';
 import { StoreError } from '../runtime/errors.js';
 import type { Scheduler } from '../runtime/scheduler.js';
-import { OpCode, valueLengthOf, type NeedleAddress, type Op } from '../storage/types.js';
+import { OpCode, type Op } from '../storage/types.js';
 import { groupOfVolume } from '../storage/volume_format.js';
 import type { VolumeEntry } from '../protocol/index_protocol.js';
 import type { Progress, VacuumReport } from '../protocol/operations.js';
@@ -26,6 +26,7 @@ export type { Progress, VacuumReport };
 import type { VolumeUsageInfo } from './api.js';
 import type { Ports } from './ports.js';
 import { volumeUsage } from './volume_usage.js';
+import { BATCH_OPS, NeedleCopier } from './needle_copy.js';
 
 export interface VacuumSettings {
   /** A volume is vacuumed when its garbage is at least this fraction of its bytes (0..1). */
@@ -47,11 +48,6 @@ export const DEFAULT_VACUUM: VacuumSettings = {
 
 /** Index buckets read per slice of a volume's entries. */
 const ENTRY_SLICE_BUCKETS = 256;
-/** Values up to this size are copied in batches, read whole; larger ones are streamed. */
-const SMALL_VALUE = 64 * 1024;
-/** Bytes of small values read and appended per batch, and MOVE_IF ops per record. */
-const BATCH_BYTES = 1024 * 1024;
-const BATCH_OPS = 512;
 /** Passes over one volume before giving up on keys that keep changing (or damaged needles). */
 const MAX_PASSES = 3;
 /** How long a seal waits for the uploads reserved in the volume before it. */
@@ -72,6 +68,8 @@ export class Vacuum {
    * else would name it again.
    */
   private swept = false;
+  /** Copies a volume's live needles and moves their keys, every byte counted and paced. */
+  private readonly copier: NeedleCopier;
 
   constructor(
     private readonly ports: Ports,
@@ -80,7 +78,12 @@ export class Vacuum {
     private readonly settings: () => VacuumSettings,
     /** Volumes whose files are gone: every reader closes its handle (frees the space). */
     private readonly onRemoved: (volumes: number[]) => void = () => undefined,
-  ) {}
+  ) {
+    this.copier = new NeedleCopier(ports, async (bytes) => {
+      this.advance(bytes);
+      await this.pace();
+    });
+  }
 
   /** The vacuum in progress, if any. */
   progress(): Progress | null {
@@ -131,6 +134,8 @@ export class Vacuum {
       targets = v.retired ? [] : [v];
     }
     const reports: VacuumReport[] = [];
+    // One progress for the whole run: the live bytes of every target are what it copies.
+    this.current = { operation: 'vacuum', target: targets[0]?.id ?? -1, doneBytes: 0, totalBytes: targets.reduce((n, v) => n + v.liveBytes, 0), startedAt: this.clock.now(), etaMs: -1 };
     for (const v of targets) reports.push(await this.vacuumOne(v));
     if (!this.swept) {
       // Once per process, after its first run's own work: every volume the index retired (an
@@ -148,7 +153,7 @@ export class Vacuum {
   private async vacuumOne(v: VolumeUsageInfo): Promise<VacuumReport> {
     const started = this.clock.now();
     const report: VacuumReport = { volume: v.id, group: groupOfVolume(v.id), moved: 0, copiedBytes: 0, changed: 0, expired: 0, freedBytes: 0, removed: false, durationMs: 0, errors: [] };
-    this.current = { operation: 'vacuum', target: v.id, doneBytes: 0, totalBytes: v.liveBytes, startedAt: started, etaMs: -1 };
+    if (this.current !== null) this.current.target = v.id;
     try {
       await this.seal(v.id);
       for (let pass = 0; pass < MAX_PASSES; pass++) {
@@ -203,9 +208,7 @@ export class Vacuum {
       const expired = slice.entries.filter((e) => e.expiresAt !== 0 && e.expiresAt <= now);
       const live = slice.entries.filter((e) => e.expiresAt === 0 || e.expiresAt > now);
       if (expired.length > 0) await this.dropExpired(expired, report);
-      const small = live.filter((e) => e.meta === 0 && valueLengthOf(addressOf(e), e.key.length) <= SMALL_VALUE);
-      for (const batch of batches(small)) await this.copySmall(batch, report);
-      for (const e of live) if (!small.includes(e)) await this.copyLarge(e, report);
+      if (live.length > 0) await this.copier.copy(live, report);
     } while (cursor !== 0);
   }
 
@@ -214,47 +217,6 @@ export class Vacuum {
       const ops: Op[] = entries.slice(i, i + BATCH_OPS).map((e) => ({ code: OpCode.DelIf, key: e.key, volume: e.volume, offset: e.offset }));
       const { results } = await this.ports.commit.commit(ops);
       report.expired += results.filter((r) => r === 1).length;
-    }
-  }
-
-  /** Small values: read whole (checked), appended as one batch, one group sync, one record of moves. */
-  private async copySmall(batch: VolumeEntry[], report: VacuumReport): Promise<void> {
-    const group = groupOfVolume(batch[0]!.volume);
-    const needles = [];
-    for (const e of batch) needles.push({ key: e.key, value: await this.ports.reader.read(addressOf(e), e.key), expiresAt: e.expiresAt });
-    const copies = await this.ports.volumes.append(group, needles, false);
-    await Promise.all([...new Set(copies.map((c) => groupOfVolume(c.volume)))].map((g) => this.ports.volumes.syncGroup(g)));
-    await this.move(batch, copies, report);
-  }
-
-  /** A large value, or one with a metadata section: streamed from the old needle into a new one. */
-  private async copyLarge(e: VolumeEntry, report: VacuumReport): Promise<void> {
-    const from = addressOf(e);
-    const size = valueLengthOf(from, e.key.length);
-    const meta = e.meta === 0 ? undefined : await this.ports.reader.meta(from, e.key);
-    const source = this.throttled(this.ports.reader.stream(from, e.key, 0, size));
-    const copy = await this.ports.volumes.appendStream(groupOfVolume(e.volume), e.key, size, e.expiresAt, source, meta === undefined ? undefined : { length: meta.length, bytes: () => meta });
-    await this.move([e], [copy], report);
-  }
-
-  private async move(entries: VolumeEntry[], copies: NeedleAddress[], report: VacuumReport): Promise<void> {
-    const ops: Op[] = entries.map((e, i) => ({ code: OpCode.MoveIf, key: e.key, fromVolume: e.volume, fromOffset: e.offset, address: copies[i]! }));
-    const { results } = await this.ports.commit.commit(ops);
-    const bytes = copies.reduce((n, c) => n + c.length, 0);
-    const moved = results.filter((r) => r === 1).length;
-    report.moved += moved;
-    report.changed += results.length - moved;
-    report.copiedBytes += bytes;
-    this.advance(bytes);
-    await this.pace();
-  }
-
-  /** Streams a large copy at the vacuum's rate. */
-  private async *throttled(source: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
-    for await (const chunk of source) {
-      this.advance(chunk.length);
-      yield chunk;
-      await this.pace();
     }
   }
 
@@ -314,24 +276,4 @@ export class Vacuum {
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => this.scheduler.after(ms, resolve));
   }
-}
-
-function addressOf(e: VolumeEntry): NeedleAddress {
-  return e.meta === 0 ? { volume: e.volume, offset: e.offset, length: e.length } : { volume: e.volume, offset: e.offset, length: e.length, meta: e.meta };
-}
-
-/** Small entries in batches of at most BATCH_BYTES of needles and BATCH_OPS keys. */
-function* batches(entries: VolumeEntry[]): Generator<VolumeEntry[]> {
-  let batch: VolumeEntry[] = [];
-  let bytes = 0;
-  for (const e of entries) {
-    if (batch.length > 0 && (bytes + e.length > BATCH_BYTES || batch.length >= BATCH_OPS)) {
-      yield batch;
-      batch = [];
-      bytes = 0;
-    }
-    batch.push(e);
-    bytes += e.length;
-  }
-  if (batch.length > 0) yield batch;
 }
