@@ -11,7 +11,7 @@ const MB = 1024 * 1024;
 /** Runs `work`, drawing the first operation in progress meanwhile; the bar is gone when it ends. */
 export async function withProgress<T>(db: Pick<Database, 'operations'>, out: Writable, work: Promise<T>): Promise<T> {
   const bar = new cliProgress.SingleBar(
-    { stream: out, format: '{operation} {target} [{bar}] {percentage}% | {done}/{total} {unit} | ETA {left}', hideCursor: true, clearOnComplete: true, etaBuffer: 50 },
+    { stream: out, format: '{operation} {target} [{bar}] {percentage}% | {doneAmount}/{totalAmount} {unit} | ETA {left}', hideCursor: true, clearOnComplete: true, etaBuffer: 50 },
     cliProgress.Presets.shades_classic,
   );
   let started = false;
@@ -25,7 +25,7 @@ export async function withProgress<T>(db: Pick<Database, 'operations'>, out: Wri
         const p = ops[0];
         if (p === undefined) return;
         const scale = (n: number): string => (p.unit === 'keys' ? String(n) : (n / MB).toFixed(1));
-        const payload = { operation: p.operation, target: p.target < 0 ? '' : `volume ${p.target}`, done: scale(p.doneBytes), total: scale(p.totalBytes), unit: p.unit ?? 'MB', left: p.etaMs < 0 ? '?' : `${Math.ceil(p.etaMs / 1000)}s` };
+        const payload = { operation: p.operation, target: p.target < 0 ? '' : `volume ${p.target}`, doneAmount: scale(p.doneBytes), totalAmount: scale(p.totalBytes), unit: p.unit ?? 'MB', left: p.etaMs < 0 ? '?' : `${Math.ceil(p.etaMs / 1000)}s` };
         if (!started) bar.start(Math.max(1, p.totalBytes), p.doneBytes, payload);
         else {
           bar.setTotal(Math.max(1, p.totalBytes));

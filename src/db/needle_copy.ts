@@ -25,6 +25,15 @@ export interface CopyCounts {
   copiedBytes: number;
 }
 
+/** A needle whose bytes fail their checks everywhere the reader could look: left where it is. */
+export interface Unreadable {
+  entry: VolumeEntry;
+  error: string;
+}
+
+/** Errors that say the needle's bytes are bad (not that the write path is down). */
+const BAD_BYTES: ReadonlySet<string> = new Set(['CHECKSUM_MISMATCH', 'CORRUPT']);
+
 export class NeedleCopier {
   constructor(
     private readonly ports: Pick<Ports, 'reader' | 'volumes' | 'commit'>,
@@ -32,20 +41,44 @@ export class NeedleCopier {
     private readonly onBytes: (bytes: number) => Promise<void> = async () => undefined,
   ) {}
 
-  /** Copies the entries' needles and moves their keys; counts what happened into `counts`. */
-  async copy(entries: readonly VolumeEntry[], counts: CopyCounts): Promise<void> {
+  /**
+   * Copies the entries' needles and moves their keys; counts what happened into `counts`. A needle
+   * whose bytes fail their checks with no good copy is left where it is and answered (the others
+   * go on); a failure of the write path throws.
+   */
+  async copy(entries: readonly VolumeEntry[], counts: CopyCounts): Promise<Unreadable[]> {
+    const unreadable: Unreadable[] = [];
     const small = entries.filter((e) => e.meta === 0 && valueLengthOf(addressOf(e), e.key.length) <= SMALL_VALUE);
-    for (const batch of batches(small)) await this.copySmall(batch, counts);
-    for (const e of entries) if (!small.includes(e)) await this.copyLarge(e, counts);
+    for (const batch of batches(small)) await this.copySmall(batch, counts, unreadable);
+    for (const e of entries) {
+      if (small.includes(e)) continue;
+      try {
+        await this.copyLarge(e, counts);
+      } catch (err) {
+        if (!isBadBytes(err)) throw err;
+        unreadable.push({ entry: e, error: (err as Error).message });
+      }
+    }
+    return unreadable;
   }
 
   /** Small values: read whole (checked), appended as one batch, one sync per group, one record of moves. */
-  private async copySmall(batch: VolumeEntry[], counts: CopyCounts): Promise<void> {
+  private async copySmall(batch: VolumeEntry[], counts: CopyCounts, unreadable: Unreadable[]): Promise<void> {
+    const read: VolumeEntry[] = [];
     const needles = [];
-    for (const e of batch) needles.push({ key: e.key, value: await this.ports.reader.read(addressOf(e), e.key), expiresAt: e.expiresAt });
-    const copies = await this.ports.volumes.append(groupOfVolume(batch[0]!.volume), needles, false);
+    for (const e of batch) {
+      try {
+        needles.push({ key: e.key, value: await this.ports.reader.read(addressOf(e), e.key), expiresAt: e.expiresAt });
+        read.push(e);
+      } catch (err) {
+        if (!isBadBytes(err)) throw err;
+        unreadable.push({ entry: e, error: (err as Error).message });
+      }
+    }
+    if (read.length === 0) return;
+    const copies = await this.ports.volumes.append(groupOfVolume(read[0]!.volume), needles, false);
     await Promise.all([...new Set(copies.map((c) => groupOfVolume(c.volume)))].map((g) => this.ports.volumes.syncGroup(g)));
-    await this.move(batch, copies, counts);
+    await this.move(read, copies, counts);
     await this.onBytes(copies.reduce((n, c) => n + c.length, 0));
   }
 
@@ -75,6 +108,10 @@ export class NeedleCopier {
       await this.onBytes(chunk.length);
     }
   }
+}
+
+function isBadBytes(err: unknown): boolean {
+  return BAD_BYTES.has(String((err as { code?: unknown }).code));
 }
 
 export function addressOf(e: VolumeEntry): NeedleAddress {

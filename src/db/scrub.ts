@@ -15,6 +15,7 @@ import type { VolumeEntry } from '../protocol/index_protocol.js';
 import type { DamagedNeedle, Progress, ScrubSummary } from '../protocol/operations.js';
 import type { Ports } from './ports.js';
 import { NeedleCopier } from './needle_copy.js';
+import { groupOfVolume } from '../storage/volume_format.js';
 
 export interface ScrubSettings {
   /** Bytes read per second on average (0: no limit). */
@@ -95,13 +96,15 @@ export class Scrub {
   /** The invalid regions of a volume that the index points at: repaired from a good copy, or reported. */
   private async mend(volume: number, report: ScrubReport, summary: ScrubSummary): Promise<void> {
     const entries = await this.entriesOf(volume);
+    const group = (await this.ports.volumes.groupInfo()).find((g) => g.id === groupOfVolume(volume));
+    const replicated = (group?.members.length ?? 0) > 0;
     for (const bad of report.invalidAt) {
       const entry = entries.get(bad.offset);
       if (entry === undefined) {
         summary.unreferenced += 1;
         continue;
       }
-      const error = await this.repair(entry);
+      const error = await this.repair(entry, replicated);
       if (error === null) {
         summary.repaired += 1; // moved, or written over meanwhile: either way no key points at the bad bytes
         continue;
@@ -112,15 +115,18 @@ export class Scrub {
   }
 
   /**
-   * Copies the needle from a good copy; null when done, else why not. Twice: a streamed read finds
-   * the damage only at its end, after which the group reader takes the needle from a member.
+   * Copies the needle from a good copy; null when done, else why not. In a replicated group twice:
+   * a streamed read finds the damage only at its end, after which the group reader takes the
+   * needle from a member. A single copy is tried once (each try of a large value leaves a copy
+   * that fails at its end as garbage).
    */
-  private async repair(entry: VolumeEntry): Promise<string | null> {
+  private async repair(entry: VolumeEntry, replicated: boolean): Promise<string | null> {
     let error = '';
-    for (let attempt = 0; attempt < 2; attempt++) {
+    for (let attempt = 0; attempt < (replicated ? 2 : 1); attempt++) {
       try {
-        await new NeedleCopier(this.ports).copy([entry], { moved: 0, changed: 0, copiedBytes: 0 });
-        return null;
+        const bad = await new NeedleCopier(this.ports).copy([entry], { moved: 0, changed: 0, copiedBytes: 0 });
+        if (bad.length === 0) return null;
+        error = bad[0]!.error;
       } catch (err) {
         error = (err as Error).message ?? String(err);
       }

@@ -56,6 +56,12 @@ const SEAL_POLL_MS = 100;
 /** Retired volumes asked for per removal (the writer takes at most 256: a DELETE each on every member). */
 const REMOVE_CHUNK = 256;
 
+/** A volume a run retired, to be removed at the run's end. */
+interface Retired {
+  report: VacuumReport;
+  sizeBytes: number;
+}
+
 export class Vacuum {
   private running: Promise<VacuumReport[]> | null = null;
   private current: Progress | null = null;
@@ -68,6 +74,8 @@ export class Vacuum {
    * else would name it again.
    */
   private swept = false;
+  /** Volumes with a needle that could not be read (damaged, no good copy): the automatic pass leaves them. */
+  private readonly unreadable = new Set<number>();
   /** Copies a volume's live needles and moves their keys, every byte counted and paced. */
   private readonly copier: NeedleCopier;
 
@@ -78,6 +86,8 @@ export class Vacuum {
     private readonly settings: () => VacuumSettings,
     /** Volumes whose files are gone: every reader closes its handle (frees the space). */
     private readonly onRemoved: (volumes: number[]) => void = () => undefined,
+    /** Told what each run did (the master logs it), automatic or asked for. */
+    private readonly onRun: (reports: VacuumReport[], auto: boolean) => void = () => undefined,
   ) {
     this.copier = new NeedleCopier(ports, async (bytes) => {
       this.advance(bytes);
@@ -98,16 +108,23 @@ export class Vacuum {
   /**
    * Vacuums `volume`, or every volume whose garbage is over the threshold (`auto`: sealed ones
    * with at least minGarbageBytes only), and removes what earlier runs retired but left on disk.
-   * A call while one runs waits for it (and does not run again).
+   * One run at a time: an automatic pass while one runs joins it; a VACUUM waits for it, then
+   * runs for itself (what it asked for may not be what the running one does).
    */
   run(volume?: number, auto = false): Promise<VacuumReport[]> {
-    if (this.running === null) {
-      this.running = this.runAll(volume, auto).finally(() => {
-        this.running = null;
-        this.current = null;
-      });
+    if (this.running !== null) {
+      if (auto) return this.running;
+      return this.running.then(
+        () => this.run(volume, auto),
+        () => this.run(volume, auto),
+      );
     }
-    return this.running;
+    const running = this.runAll(volume, auto).finally(() => {
+      if (this.running === running) this.running = null;
+      this.current = null;
+    });
+    this.running = running;
+    return running;
   }
 
   /** The volumes a run would vacuum now. */
@@ -119,6 +136,9 @@ export class Vacuum {
       if (used === 0 || v.garbageBytes < s.threshold * used) return false;
       // A sealed volume no entry points into costs no copy: removed whatever its size (docs/vacuum.md,
       // crash points); with small volumes (--max-volume-size 1mb) none would ever reach minGarbageBytes.
+      // A volume holding a needle no copy of which reads back is left to VACUUM it or SCRUB: an
+      // automatic pass would copy the rest again and again, and never empty it.
+      if (auto && this.unreadable.has(v.id)) return false;
       return !auto || (v.sealed && (v.garbageBytes >= s.minGarbageBytes || v.liveBytes === 0));
     });
   }
@@ -136,7 +156,16 @@ export class Vacuum {
     const reports: VacuumReport[] = [];
     // One progress for the whole run: the live bytes of every target are what it copies.
     this.current = { operation: 'vacuum', target: targets[0]?.id ?? -1, doneBytes: 0, totalBytes: targets.reduce((n, v) => n + v.liveBytes, 0), startedAt: this.clock.now(), etaMs: -1 };
-    for (const v of targets) reports.push(await this.vacuumOne(v));
+    const retired: Retired[] = [];
+    let through = 0;
+    for (const v of targets) {
+      reports.push(await this.vacuumOne(v, retired));
+      // Keys changed or expired meanwhile were not copied, and a copy's padding is not counted:
+      // a volume done is its whole share of the total.
+      through += v.liveBytes;
+      if (this.current !== null && this.current.doneBytes < through) this.advance(through - this.current.doneBytes);
+    }
+    await this.removeNow(retired);
     if (!this.swept) {
       // Once per process, after its first run's own work: every volume the index retired (an
       // index that does not answer now is asked by the next run; this run's reports stand).
@@ -147,39 +176,63 @@ export class Vacuum {
       }
     }
     this.last = reports;
+    if (reports.length > 0) this.onRun(reports, auto);
     return reports;
   }
 
-  private async vacuumOne(v: VolumeUsageInfo): Promise<VacuumReport> {
+  /** Retires one volume (copies, moves, RETIRE); its removal is the run's, after one grace period for all. */
+  private async vacuumOne(v: VolumeUsageInfo, retired: Retired[]): Promise<VacuumReport> {
     const started = this.clock.now();
     const report: VacuumReport = { volume: v.id, group: groupOfVolume(v.id), moved: 0, copiedBytes: 0, changed: 0, expired: 0, freedBytes: 0, removed: false, durationMs: 0, errors: [] };
     if (this.current !== null) this.current.target = v.id;
     try {
       await this.seal(v.id);
+      const bad = new Map<number, string>();
       for (let pass = 0; pass < MAX_PASSES; pass++) {
-        await this.copyPass(v.id, report);
+        await this.copyPass(v.id, report, bad);
         if (await this.liveBytesOf(v.id) === 0) break;
       }
-      const [retired] = (await this.ports.commit.commit([{ code: OpCode.Retire, volume: v.id }])).results;
-      if (retired !== 1) {
-        report.errors.push(`volume ${v.id} still holds ${await this.liveBytesOf(v.id)} live bytes after ${MAX_PASSES} passes (keys written meanwhile, or needles that cannot be read: see SCRUB)`);
+      if (bad.size > 0) {
+        this.unreadable.add(v.id);
+        report.errors.push(`volume ${v.id} keeps ${bad.size} value(s) whose bytes fail their checks with no good copy (the automatic vacuum leaves it; SCRUB reports them; write those keys again): ${[...bad.values()].slice(0, 5).join('; ')}`);
         return report;
       }
-      await this.sleep(this.settings().graceMs);
-      const removal = await this.ports.volumes.remove(report.group, [v.id]);
-      report.errors.push(...removal.errors);
-      if (removal.errors.length > 0) this.unremoved.add(v.id);
-      report.removed = removal.removed.includes(v.id);
-      if (report.removed) {
-        report.freedBytes = v.sizeBytes;
-        this.onRemoved([v.id]);
+      this.unreadable.delete(v.id);
+      const [result] = (await this.ports.commit.commit([{ code: OpCode.Retire, volume: v.id }])).results;
+      if (result !== 1) {
+        report.errors.push(`volume ${v.id} still holds ${await this.liveBytesOf(v.id)} live bytes after ${MAX_PASSES} passes (keys written meanwhile); vacuum it again`);
+        return report;
       }
+      retired.push({ report, sizeBytes: v.sizeBytes });
     } catch (err) {
       report.errors.push((err as Error).message ?? String(err));
     } finally {
       report.durationMs = this.clock.now() - started;
     }
     return report;
+  }
+
+  /**
+   * The volumes this run retired: after one grace period (reads that looked their keys up before
+   * the moves), their files go, per group, here and on the members; main closes the handles.
+   */
+  private async removeNow(retired: Retired[]): Promise<void> {
+    if (retired.length === 0) return;
+    await this.sleep(this.settings().graceMs);
+    for (const { report, sizeBytes } of retired) {
+      let removal: { removed: number[]; errors: string[] };
+      try {
+        removal = await this.ports.volumes.remove(report.group, [report.volume]);
+      } catch (err) {
+        removal = { removed: [], errors: [(err as Error).message ?? String(err)] };
+      }
+      report.errors.push(...removal.errors);
+      if (removal.errors.length > 0) this.unremoved.add(report.volume);
+      report.removed = removal.removed.includes(report.volume);
+      if (!report.removed) continue;
+      report.freedBytes = sizeBytes;
+      this.onRemoved([report.volume]);
+    }
   }
 
   /** Seals the volume, then waits until no upload reserved in it before the seal is still writing. */
@@ -198,17 +251,21 @@ export class Vacuum {
     }
   }
 
-  /** One walk over the index for the volume's entries, copying and moving them a batch at a time. */
-  private async copyPass(volume: number, report: VacuumReport): Promise<void> {
+  /**
+   * One walk over the index for the volume's entries, copying and moving them a batch at a time.
+   * Needles found unreadable (in `bad`, by offset) are not tried again by a later pass.
+   */
+  private async copyPass(volume: number, report: VacuumReport, bad: Map<number, string>): Promise<void> {
     let cursor = 0;
     do {
       const slice = await this.ports.index.volumeEntries([volume], cursor, ENTRY_SLICE_BUCKETS);
       cursor = slice.cursor;
       const now = this.clock.now();
       const expired = slice.entries.filter((e) => e.expiresAt !== 0 && e.expiresAt <= now);
-      const live = slice.entries.filter((e) => e.expiresAt === 0 || e.expiresAt > now);
+      const live = slice.entries.filter((e) => (e.expiresAt === 0 || e.expiresAt > now) && !bad.has(e.offset));
       if (expired.length > 0) await this.dropExpired(expired, report);
-      if (live.length > 0) await this.copier.copy(live, report);
+      if (live.length === 0) continue;
+      for (const u of await this.copier.copy(live, report)) bad.set(u.entry.offset, `${Buffer.from(u.entry.key).toString('utf8')}: ${u.error}`);
     } while (cursor !== 0);
   }
 

@@ -296,10 +296,21 @@ export function progressJson(p: Progress): Record<string, unknown> {
 export function vacuum(res: HttpResponse, req: HttpRequest, ctx: ApiContext): void {
   const startedAt = ctx.now();
   const state = watchAbort(res);
-  const raw = parseQuery(req.getQuery()).get('volume');
+  const query = parseQuery(req.getQuery());
+  const raw = query.get('volume');
   const volume = raw === null ? undefined : Number(raw);
-  if (raw !== null && (!/^[0-9]{1,15}$/.test(raw) || !Number.isSafeInteger(volume))) {
-    sendError(res, state, 400, 'BAD_ARGUMENT', `volume must be a volume id (VOLINFO lists them), not ${JSON.stringify(raw.slice(0, 40))}`);
+  // What it does not understand is refused, never taken for "every volume": a typo (?vol=3), a
+  // second volume, or a body (the volume goes in the query string).
+  const unknown = [...query.keys()].find((k) => k !== 'volume');
+  const refusal =
+    unknown !== undefined ? `unknown parameter ${JSON.stringify(unknown.slice(0, 40))}: the only one is ?volume=ID`
+    : query.getAll('volume').length > 1 ? 'one ?volume= at a time'
+    : hasBody(req) ? 'this route takes no body: the volume goes in the query string (?volume=ID)'
+    : raw !== null && (!/^[0-9]{1,15}$/.test(raw) || !Number.isSafeInteger(volume)) ? `volume must be a volume id (VOLINFO lists them), not ${JSON.stringify(raw.slice(0, 40))}`
+    : null;
+  if (refusal !== null) {
+    // A body left unread must not be parsed as the next request: the connection closes.
+    sendError(res, state, 400, 'BAD_ARGUMENT', refusal, {}, hasBody(req));
     ctx.observe('vacuum', 'POST', 400, 0, 0, startedAt);
     return;
   }
@@ -327,6 +338,10 @@ function scrubJson(s: ScrubSummary): Record<string, unknown> {
     damaged_needles: s.damagedNeedles.map((d) => ({ key: jsonKey(d.key), volume: d.volume, offset: d.offset, length: d.length, error: d.error })),
     errors: s.errors,
   };
+}
+
+function hasBody(req: HttpRequest): boolean {
+  return (req.getHeader('content-length') || '0') !== '0' || req.getHeader('transfer-encoding') !== '';
 }
 
 function reportJson(r: VacuumReport): Record<string, unknown> {

@@ -32,7 +32,7 @@ import { DriveReader } from '../db/drive_reader.js';
 import { groupReader } from '../db/group_reader.js';
 import { VolumeClient } from '../remote/volume_client.js';
 import { Engine } from '../db/engine.js';
-import { DEFAULT_VACUUM, Vacuum, type Progress, type VacuumSettings } from '../db/vacuum.js';
+import { DEFAULT_VACUUM, Vacuum, type Progress, type VacuumReport, type VacuumSettings } from '../db/vacuum.js';
 import { DEFAULT_SCRUB, Scrub } from '../db/scrub.js';
 import type { StoreAdmin } from '../db/database.js';
 import type { DamagedNeedle } from '../protocol/operations.js';
@@ -66,6 +66,8 @@ export interface OpenedStore {
   onVolumesRemoved(hook: (volumes: number[]) => void): void;
   /** Called with the damaged needles a scrub found and could not repair (the master logs them). */
   onDamage(hook: (damaged: DamagedNeedle[]) => void): void;
+  /** Called with what each vacuum run did (the master logs it). */
+  onVacuum(hook: (reports: VacuumReport[], auto: boolean) => void): void;
 }
 
 /** Extra actors (front ends) to run beside the store's, given the resolved volume groups. */
@@ -151,10 +153,20 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
   const background = new ScopedScheduler(seams.scheduler, (err) => process.emitWarning(`store background work failed: ${String(err)}`));
   const settings: VacuumSettings = { ...DEFAULT_VACUUM, ...options.vacuum };
   const removedHooks: ((volumes: number[]) => void)[] = [];
-  const vacuum = new Vacuum(engine.ports, seams.clock, background, () => settings, (volumes) => {
-    for (const v of volumes) reader.forget(v);
-    for (const hook of removedHooks) hook(volumes);
-  });
+  const runHooks: ((reports: VacuumReport[], auto: boolean) => void)[] = [];
+  const vacuum = new Vacuum(
+    engine.ports,
+    seams.clock,
+    background,
+    () => settings,
+    (volumes) => {
+      for (const v of volumes) reader.forget(v);
+      for (const hook of removedHooks) hook(volumes);
+    },
+    (reports, auto) => {
+      for (const hook of runHooks) hook(reports, auto);
+    },
+  );
   const scrubRate = { rateBytesPerSec: options.scrubRateBytesPerSec ?? DEFAULT_SCRUB.rateBytesPerSec };
   const damageHooks: ((damaged: DamagedNeedle[]) => void)[] = [];
   const scrubber = new Scrub(engine.ports, async (path) => (await scrub([path]))[0]!, (id) => reader.pathOf(id), seams.clock, background, () => scrubRate, (damaged) => {
@@ -208,7 +220,7 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
     engine.stopTimers();
   };
   if (!parts.replica) startBackground();
-  return { db, supervisor, engine, groups, halt, startBackground, vacuum, settings, onVolumesRemoved: (hook) => void removedHooks.push(hook), onDamage: (hook) => void damageHooks.push(hook) };
+  return { db, supervisor, engine, groups, halt, startBackground, vacuum, settings, onVolumesRemoved: (hook) => void removedHooks.push(hook), onDamage: (hook) => void damageHooks.push(hook), onVacuum: (hook) => void runHooks.push(hook) };
 }
 
 /** The automatic vacuum: sealed volumes over the threshold, looked for every `everyMs`, one run at a time. */
