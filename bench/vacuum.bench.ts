@@ -49,9 +49,9 @@
 //        POST /v1/admin/vacuum), --no-restart, --seed N, --out FILE (JSON).
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { appendFileSync, lstatSync, readdirSync, readlinkSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { appendFileSync, lstatSync, readFileSync, readdirSync, readlinkSync, statSync, writeFileSync, type Stats } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { cpus, tmpdir, totalmem } from 'node:os';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { Readable } from 'node:stream';
@@ -80,6 +80,8 @@ const WRITES_IN_FLIGHT = 4;
 const WRITE_CYCLE = ['new', 'overwrite', 'small', 'new', 'overwrite', 'small', 'delete'] as const;
 const SMALL_PIPELINE = 256;
 const WARM_MS = 2000;
+/** The "during" phase lasts this long after the vacuum answers. */
+const SETTLE_MS = 1000;
 const STATUS_POLL_MS = 1000;
 const BUSY_RETRIES = 3;
 const DISK_GOAL = 1.1;
@@ -91,6 +93,7 @@ const START_WAIT_MS = 120_000;
 const STOP_WAIT_MS = 60_000;
 const DEADLINE_MS = 120 * 60_000;
 const MAX_WARNINGS = 20;
+const CLOCK_TICKS = 100; // USER_HZ on Linux
 const LOOP_RESOLUTION_MS = 1;
 const MASTER_JS = fileURLToPath(new URL('../../cmd/master.js', import.meta.url));
 
@@ -414,6 +417,13 @@ async function json(port: number, method: string, path: string, timeoutMs: numbe
 // ---------------------------------------------------------------------------------------
 // Writes through the model
 
+/** A write's answer: applied, refused with BUSY (sent again), or anything else (its text). */
+interface Sent {
+  ok: boolean;
+  busy: boolean;
+  text: string;
+}
+
 interface WriteOutcome {
   ok: boolean;
   busy: number;
@@ -434,7 +444,7 @@ async function setSmall(redis: Redis, model: Model, key: string): Promise<WriteO
   const seq = ++model.seq;
   const value = Buffer.concat([...valueChunks(key, seq, SMALL_SIZE)]);
   const digest = sha(value);
-  const send = (): Promise<{ ok: boolean; busy: boolean; text: string }> =>
+  const send = (): Promise<Sent> =>
     redis.set(key, value).then(
       (r) => ({ ok: r === 'OK', busy: false, text: String(r) }),
       (err: Error) => ({ ok: false, busy: err.message.startsWith('BUSY'), text: err.message }),
@@ -443,14 +453,15 @@ async function setSmall(redis: Redis, model: Model, key: string): Promise<WriteO
 }
 
 async function deleteKey(s: Server, agent: Agent, redis: Redis, model: Model, e: Entry): Promise<WriteOutcome> {
-  const send = e.kind === 'small'
-    ? (): Promise<{ ok: boolean; busy: boolean; text: string }> => redis.del(e.key).then((n) => ({ ok: n === 1, busy: false, text: `DEL answered ${n}` }), (err: Error) => ({ ok: false, busy: err.message.startsWith('BUSY'), text: err.message }))
-    : (): Promise<{ ok: boolean; busy: boolean; text: string }> => http(s.httpPort, agent, 'DELETE', blobPath(e.key), null, 0).then((r) => ({ ok: r.status === 204 || r.status === 200, busy: r.status === 503 && r.text.includes('BUSY'), text: `HTTP ${r.status} ${r.text}` }));
+  const send =
+    e.kind === 'small'
+      ? (): Promise<Sent> => redis.del(e.key).then((n) => ({ ok: n === 1, busy: false, text: `DEL answered ${n}` }), (err: Error) => ({ ok: false, busy: err.message.startsWith('BUSY'), text: err.message }))
+      : (): Promise<Sent> => http(s.httpPort, agent, 'DELETE', blobPath(e.key), null, 0).then((r) => ({ ok: r.status === 204 || r.status === 200, busy: r.status === 503 && r.text.includes('BUSY'), text: `HTTP ${r.status} ${r.text}` }));
   return write(model, e.key, 'delete', send, () => model.delete(e.key));
 }
 
 /** One write: the key accepts old and new while it is in flight; the model changes on success. */
-async function write(model: Model, key: string, pending: string, send: () => Promise<{ ok: boolean; busy: boolean; text: string }>, apply: () => void): Promise<WriteOutcome> {
+async function write(model: Model, key: string, pending: string, send: () => Promise<Sent>, apply: () => void): Promise<WriteOutcome> {
   const e = model.entries.get(key);
   if (e !== undefined) e.pending = pending;
   const t0 = performance.now();
@@ -572,11 +583,13 @@ interface PhaseStats {
   seconds: number;
   masterCores: number | null;
   clientCores: number;
+  /** Cores busy on the whole machine (/proc/stat): what other processes took shows beside ours. */
+  machineCores: number | null;
   clientLoopP99Ms: number;
 }
 
 function newPhase(): PhaseStats {
-  return { blobMs: [], smallMs: [], writeMs: [], readBytes: 0, writes: 0, writeErrors: 0, busy: 0, skipped: 0, badReads: 0, readErrors: 0, covered: new Set(), seconds: 0, masterCores: null, clientCores: NaN, clientLoopP99Ms: NaN };
+  return { blobMs: [], smallMs: [], writeMs: [], readBytes: 0, writes: 0, writeErrors: 0, busy: 0, skipped: 0, badReads: 0, readErrors: 0, covered: new Set(), seconds: 0, masterCores: null, clientCores: NaN, machineCores: null, clientLoopP99Ms: NaN };
 }
 
 /**
@@ -593,6 +606,17 @@ function pacer(rate: number): () => Promise<void> {
   };
 }
 
+/** Busy CPU seconds of the whole machine since boot (every state but idle and iowait), or null. */
+function machineBusySeconds(): number | null {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const total = fields.slice(0, 8).reduce((a, b) => a + b, 0);
+    return (total - fields[3]! - fields[4]!) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+
 class Load {
   phase: Phase = 'warm';
   readonly stats: Record<Phase, PhaseStats> = { warm: newPhase(), before: newPhase(), during: newPhase(), tail: newPhase() };
@@ -604,6 +628,7 @@ class Load {
   private phaseStart = 0;
   private cpuStart: number | null = null;
   private clientCpuStart = process.cpuUsage();
+  private machineStart: number | null = null;
   private readonly loop = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
   private readonly agent: Agent;
   private readonly writeAgent: Agent;
@@ -642,8 +667,11 @@ class Load {
       old.clientLoopP99Ms = Math.max(0, this.loop.percentile(99) / 1e6 - LOOP_RESOLUTION_MS);
       const used = process.cpuUsage(this.clientCpuStart);
       old.clientCores = (used.user + used.system) / 1e6 / old.seconds;
+      const machine = machineBusySeconds();
+      old.machineCores = machine === null || this.machineStart === null ? null : (machine - this.machineStart) / old.seconds;
     }
     this.clientCpuStart = process.cpuUsage();
+    this.machineStart = machineBusySeconds();
     this.phase = phase;
     this.phaseStart = performance.now();
     this.cpuStart = cpuSeconds([this.s.pid]);
@@ -1018,6 +1046,8 @@ async function runOnce(opts: Options, rate: number): Promise<Run> {
     const liveKeys = { before: model.liveKeys('blob').length + model.liveKeys('small').length, during: 0 };
     load.setPhase('during');
     const vacuum = await runVacuum(s, opts.via);
+    // The removed volume's handles close as the vacuum answers: the load stays for that too.
+    await sleep(SETTLE_MS);
     liveKeys.during = model.liveKeys('blob').length + model.liveKeys('small').length;
     await load.stop();
     alive(s);
@@ -1117,7 +1147,8 @@ function latencyRows(r: Run): string[][] {
     const p99b = percentile(pick(b), 99);
     const p99d = percentile(pick(d), 99);
     const ratio = p99d / p99b;
-    return [rateName(r.rate), what, `${fmtMs(percentile(pick(b), 50))} / ${fmtMs(p99b)} (${pick(b).length})`, `${fmtMs(percentile(pick(d), 50))} / ${fmtMs(p99d)} (${pick(d).length})`, `${ratio.toFixed(2)}×`, goal ? (ratio <= LATENCY_GOAL ? 'yes' : 'no') : '—'];
+    const cell = (xs: number[], p99: number): string => `${fmtMs(percentile(xs, 50))} / ${fmtMs(p99)} / ${fmtMs(percentile(xs, 100))} (${xs.length})`;
+    return [rateName(r.rate), what, cell(pick(b), p99b), cell(pick(d), p99d), `${ratio.toFixed(2)}×`, goal ? (ratio <= LATENCY_GOAL ? 'yes' : 'no') : '—'];
   };
   return [
     row('GET blob (HTTP, 16 KiB–4 MiB, to last byte)', (p) => p.blobMs, true),
@@ -1128,24 +1159,24 @@ function latencyRows(r: Run): string[][] {
 
 function loadRow(r: Run): string[] {
   const cell = (p: Run['load']['before']): string =>
-    `${p.seconds.toFixed(1)} s, ${(p.readBytes / MB / p.seconds).toFixed(0)} MB/s read, ${p.covered} of ${p.liveKeys} keys read, ${p.badReads} wrong, ${p.readErrors} read errors; ${p.writes} writes (${p.writeErrors} errors, ${p.busy} BUSY retried, ${p.skipped} ticks skipped); master ${p.masterCores === null ? 'n/a' : p.masterCores.toFixed(2)} cores, client ${p.clientCores.toFixed(2)}; client loop p99 ${fmtMs(p.clientLoopP99Ms)} ms`;
+    `${p.seconds.toFixed(1)} s, ${(p.readBytes / MB / p.seconds).toFixed(0)} MB/s read, ${p.covered} of ${p.liveKeys} keys read, ${p.badReads} wrong, ${p.readErrors} read errors; ${p.writes} writes (${p.writeErrors} errors, ${p.busy} BUSY retried, ${p.skipped} ticks skipped); master ${p.masterCores === null ? 'n/a' : p.masterCores.toFixed(2)} cores, client ${p.clientCores.toFixed(2)}, whole machine ${p.machineCores === null ? 'n/a' : p.machineCores.toFixed(2)}; client loop p99 ${fmtMs(p.clientLoopP99Ms)} ms`;
   return [rateName(r.rate), cell(r.load.before), cell(r.load.during)];
 }
 
 function header(opts: Options): string[] {
   const cpu = cpus();
   return [
-    `machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown cpu'}), ${(totalmem() / GiB).toFixed(1)} GiB RAM, node ${process.version}, temp dirs in ${tmpdir()}`,
+    `machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown cpu'}), ${(totalmem() / GiB).toFixed(1)} GiB RAM, node ${process.version}, temp dirs in ${tmpdir()}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
     `server: node cmd/master.js --sync always --vacuum-every 0 --vacuum-rate R${opts.maxVolumeSize === null ? '' : ` --max-volume-size ${opts.maxVolumeSize}`} (other flags default); one client process (this script) on the same machine`,
     `workload: ${fmtMB(opts.bytes)} MiB of blobs by HTTP PUT (log-uniform 16 KiB–4 MiB) + ${opts.smallKeys} × 1 KiB by SET; then ${OVERWRITE_SHARE * 100} % of the keys overwritten and ${DELETE_SHARE * 100} % deleted (seed ${opts.seed})`,
-    `load (before: ${opts.seconds} s; during: the whole vacuum): ${opts.readers} HTTP readers at ${readRateName(opts.readRate)} + ${opts.smallReaders} TCP readers at ${readRateName(opts.smallReadRate)}, each value checked by SHA-256; writes paced at ${opts.writeRate}/s (new PUT, overwrite PUT, SET, DELETE), at most ${WRITES_IN_FLIGHT} in flight`,
+    `load (before: ${opts.seconds} s; during: the whole vacuum and ${SETTLE_MS / 1000} s after its answer): ${opts.readers} HTTP readers at ${readRateName(opts.readRate)} + ${opts.smallReaders} TCP readers at ${readRateName(opts.smallReadRate)}, each value checked by SHA-256; writes paced at ${opts.writeRate}/s (new PUT, overwrite PUT, SET, DELETE), at most ${WRITES_IN_FLIGHT} in flight`,
     'disk: du of the volume files (allocated blocks); live: the model\'s value bytes / VOLINFO\'s live sum (needles: headers, keys, alignment) after the vacuum; MB = MiB',
   ];
 }
 
-function report(opts: Options, runs: Run[]): string {
+function report(head: string[], runs: Run[]): string {
   const space = table(['vacuum rate', 'volumes before, MB', 'volumes after, MB', 'live after, MB (values / index)', 'after ÷ live values', `≤ ${DISK_GOAL}?`, 'vacuum wall time', 'copied', 'every value by SHA-256 after'], runs.map(spaceRow));
-  const latency = table(['vacuum rate', 'measure', 'before p50 / p99 ms (samples)', 'during p50 / p99 ms (samples)', 'p99 during ÷ before', `≤ ${LATENCY_GOAL}×?`], runs.flatMap(latencyRows));
+  const latency = table(['vacuum rate', 'measure', 'before p50 / p99 / max ms (samples)', 'during p50 / p99 / max ms (samples)', 'p99 during ÷ before', `≤ ${LATENCY_GOAL}×?`], runs.flatMap(latencyRows));
   const load = table(['vacuum rate', 'before', 'during'], runs.map(loadRow));
   const notes = runs.flatMap((r) => [
     ...r.problems.slice(0, MAX_BAD_LISTED).map((p) => `${rateName(r.rate)}: ${p}`),
@@ -1156,19 +1187,20 @@ function report(opts: Options, runs: Run[]): string {
     ...(r.vacuum.progressSeen === 0 ? [`${rateName(r.rate)}: /v1/status never showed the vacuum in operations`] : []),
     ...(r.after.openDeleted.files > 0 ? [`${rateName(r.rate)}: ${r.after.openDeleted.files} removed volume file(s) still open in the master after the vacuum (${fmtMB(r.after.openDeleted.bytes)} MB not given back)`] : []),
   ]);
-  const lines = [...header(opts), '', space, '', latency, '', load, ''];
+  const lines = [...head, '', space, '', latency, '', load, ''];
   if (notes.length > 0) lines.push('worth a look:', ...notes.map((n) => `- ${n}`), '');
   return lines.join('\n');
 }
 
 async function main(): Promise<void> {
   const opts = parseOptions(process.argv.slice(2));
-  for (const line of header(opts)) log(line);
+  const head = header(opts);
+  for (const line of head) log(line);
   const runs: Run[] = [];
   for (const rate of opts.rates) runs.push(await runOnce(opts, rate));
-  process.stdout.write(`\n${report(opts, runs)}`);
+  process.stdout.write(`\n${report(head, runs)}`);
   if (opts.out !== null) {
-    writeFileSync(opts.out, `${JSON.stringify({ header: header(opts), runs }, null, 2)}\n`);
+    writeFileSync(opts.out, `${JSON.stringify({ header: head, runs }, null, 2)}\n`);
     log(`wrote ${opts.out}`);
   }
 }
