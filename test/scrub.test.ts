@@ -4,7 +4,7 @@
 // the key reads back byte for byte, and a second scrub finds nothing referenced left to mend.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -98,5 +98,28 @@ test('a replicated group: a byte flipped in the master\'s copy is repaired from 
   } finally {
     redis.disconnect();
     await c.stop();
+  }
+});
+
+test('damage the scan cannot see as a bad needle: a file cut short; the keys it held are reported, the rest served', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'brise-scrub-cut-'));
+  try {
+    let db = await open(dir, { autoVacuumEveryMs: 0, autoScrubEveryMs: 0 });
+    for (let i = 0; i < 10; i++) await db.set(`k${i}`, Buffer.alloc(5000, 0x30 + i));
+    await db.close();
+    // Cut the volume in the middle of the 8th value: k7, k8, k9 are gone from the file.
+    const path = join(dir, 'volumes', 'vol-000000.data');
+    const size = statSync(path).size;
+    truncateSync(path, size - Math.floor(2.5 * 5048));
+    db = await open(dir, { autoVacuumEveryMs: 0, autoScrubEveryMs: 0 });
+    const { summary } = await db.scrub();
+    const damaged = summary!.damagedNeedles.map((d) => Buffer.from(d.key).toString()).sort();
+    assert.deepEqual(damaged, ['k7', 'k8', 'k9'], 'every key pointing past the end is reported');
+    assert.equal(summary!.damaged, 3);
+    await assert.rejects(db.get('k8'));
+    assert.ok((await db.get('k3'))!.equals(Buffer.alloc(5000, 0x33)));
+    await db.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

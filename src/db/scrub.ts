@@ -35,8 +35,8 @@ export class Scrub {
 
   constructor(
     private readonly ports: Ports,
-    /** Checks one volume file (on the CPU pool in production). */
-    private readonly scrubFile: (path: string) => Promise<ScrubReport>,
+    /** Checks one volume file (on the CPU pool in production), and that a needle starts at each `expect` offset. */
+    private readonly scrubFile: (path: string, expect: number[]) => Promise<ScrubReport>,
     private readonly pathOf: (volume: number) => string,
     private readonly clock: Clock,
     private readonly scheduler: Scheduler,
@@ -75,11 +75,14 @@ export class Scrub {
     for (const v of volumes) {
       this.current.target = v.id;
       try {
-        const report = await this.scrubFile(this.pathOf(v.id));
+        // What the index points into this volume: each must start a needle that checks.
+        const entries = await this.entriesOf(v.id);
+        const report = await this.scrubFile(this.pathOf(v.id), [...entries.keys()].sort((a, b) => a - b));
         summary.volumes += 1;
         summary.needles += report.needles;
-        summary.invalid += report.invalid;
-        if (report.invalid > 0) await this.mend(v.id, report, summary);
+        const invalidAt = new Set(report.invalidAt.map((r) => r.offset));
+        summary.invalid += report.invalid + report.missing.filter((o) => !invalidAt.has(o)).length;
+        if (report.invalid > 0 || report.missing.length > 0) await this.mend(v.id, report, entries, summary);
       } catch (err) {
         // A volume removed by a vacuum meanwhile is no error: its live needles are elsewhere now.
         if ((err as { code?: unknown }).code !== 'NOT_FOUND') summary.errors.push(`volume ${v.id}: ${(err as Error).message ?? String(err)}`);
@@ -94,12 +97,13 @@ export class Scrub {
   }
 
   /** The invalid regions of a volume that the index points at: repaired from a good copy, or reported. */
-  private async mend(volume: number, report: ScrubReport, summary: ScrubSummary): Promise<void> {
-    const entries = await this.entriesOf(volume);
+  private async mend(volume: number, report: ScrubReport, entries: Map<number, VolumeEntry>, summary: ScrubSummary): Promise<void> {
     const group = (await this.ports.volumes.groupInfo()).find((g) => g.id === groupOfVolume(volume));
     const replicated = (group?.members.length ?? 0) > 0;
-    for (const bad of report.invalidAt) {
-      const entry = entries.get(bad.offset);
+    // An invalid needle the index names is in both lists: once.
+    const offsets = new Set([...report.invalidAt.map((r) => r.offset), ...report.missing]);
+    for (const offset of offsets) {
+      const entry = entries.get(offset);
       if (entry === undefined) {
         summary.unreferenced += 1;
         continue;

@@ -65,7 +65,7 @@ export async function openInThread(options: InThreadOptions): Promise<InThreadDa
     host,
     pid: options.pid ?? process.pid,
     isAlive: options.isAlive ?? isProcessAlive,
-    scrub: async (paths) => paths.map((path) => scrubVolume({ path }, fs)),
+    scrub: async (inputs) => inputs.map((input) => scrubVolume(input, fs)),
   });
   let dead = false;
   // A ManualScheduler can tell when every deferred message and slice has run; node's cannot.

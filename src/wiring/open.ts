@@ -23,7 +23,7 @@ import { loadRegistry, registryOf, resolveGroups, saveRegistry, type LocalGroup 
 import { VolumeReader } from '../storage/volume_reader.js';
 import { loadOrStartHistory } from '../storage/history.js';
 import { resyncPending } from '../storage/store_files.js';
-import type { ScrubReport } from '../storage/volume_scrub.js';
+import type { ScrubInput, ScrubReport } from '../storage/volume_scrub.js';
 import { BROKER_ACTOR } from '../protocol/store_actors.js';
 import { DEFAULT_LIMITS, type Database, type OpenOptions } from '../db/api.js';
 import { ActorBroker, actorPorts } from '../db/actor_ports.js';
@@ -169,7 +169,7 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
   );
   const scrubRate = { rateBytesPerSec: options.scrubRateBytesPerSec ?? DEFAULT_SCRUB.rateBytesPerSec };
   const damageHooks: ((damaged: DamagedNeedle[]) => void)[] = [];
-  const scrubber = new Scrub(engine.ports, async (path) => (await scrub([path]))[0]!, (id) => reader.pathOf(id), seams.clock, background, () => scrubRate, (damaged) => {
+  const scrubber = new Scrub(engine.ports, async (path, expect) => (await scrub([{ path, expect }]))[0]!, (id) => reader.pathOf(id), seams.clock, background, () => scrubRate, (damaged) => {
     for (const hook of damageHooks) hook(damaged);
   });
   let sweeping = false;
@@ -198,7 +198,7 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
       lock.release();
     }
   };
-  const verify = async (): Promise<ScrubReport[]> => scrub((await volumes.list()).map((v) => reader.pathOf(v.id)));
+  const verify = async (): Promise<ScrubReport[]> => scrub((await volumes.list()).map((v) => ({ path: reader.pathOf(v.id) })));
   // A replica's volumes are its master's, byte for byte: only a master (or a promoted replica) vacuums.
   const readOnly = (): Promise<never> => Promise.reject(new StoreError('READONLY', "You can't write against a read only replica."));
   const admin: StoreAdmin = {
@@ -255,15 +255,15 @@ function startSweeper(engine: Engine, scheduler: Scheduler): void {
 }
 
 /** Checks every needle of the volumes at `paths`; `close` frees what it started. */
-export type Scrubber = ((paths: string[]) => Promise<ScrubReport[]>) & { close?: () => Promise<void> };
+export type Scrubber = ((volumes: ScrubInput[]) => Promise<ScrubReport[]>) & { close?: () => Promise<void> };
 
 /** CPU-heavy scans (scrub) run on a piscina pool, started on first use. */
 function scrubOnPool(): Scrubber {
   let pool: CpuPool<StoreJobs> | null = null;
-  const scrub: Scrubber = async (paths) => {
+  const scrub: Scrubber = async (inputs) => {
     pool ??= new CpuPool<StoreJobs>(CPU_JOBS);
     const p = pool;
-    return Promise.all(paths.map((path) => p.run('scrubVolume', { path })));
+    return Promise.all(inputs.map((input) => p.run('scrubVolume', input)));
   };
   scrub.close = async () => {
     await pool?.destroy();
