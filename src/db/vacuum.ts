@@ -150,7 +150,7 @@ export class Vacuum {
     if (volume === undefined) targets = await this.candidates(auto);
     else {
       const v = all.find((x) => x.id === volume);
-      if (v === undefined) throw new StoreError('NOT_FOUND', `no volume ${volume} on this master`);
+      if (v === undefined) throw new StoreError('NOT_FOUND', `no volume ${volume} in this store (VOLINFO lists them)`);
       targets = v.retired ? [] : [v];
     }
     const reports: VacuumReport[] = [];
