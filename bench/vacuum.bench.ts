@@ -4,13 +4,17 @@
 //      16,384 values of 1 KiB over TCP SET scattered among them, two writers at a time;
 //   2. churn: a seeded 60 % of the keys overwritten (new values of the same size distribution),
 //      another 20 % deleted, so about 80 % of the written bytes become garbage;
-//   3. before: readers and writers for a fixed time, no vacuum;
-//   4. during: VACUUM (TCP; or POST /v1/admin/vacuum, --via http) while the same readers and writers run, /v1/status polled
-//      for the vacuum's progress, until the vacuum answers;
-//   5. after: the disk bytes of the volume files (du) against the live bytes (the model's value
+//   3. before: readers and writers for a fixed time (--seconds), no vacuum;
+//   4. during: VACUUM (over TCP; POST /v1/admin/vacuum with --via http) under the same readers
+//      and writers, /v1/status polled for its progress, until it answers and 1 s more (the
+//      removed volume's handles close then);
+//   5. after: the same load as long as before, no vacuum: a control, since other processes on
+//      the machine move latency too (after close to before says a change during was the
+//      vacuum's); the whole machine's busy cores are printed per phase for the same reason;
+//   6. then the disk bytes of the volume files (du) against the live bytes (the model's value
 //      bytes and VOLINFO's live sum), every live value read back and checked by SHA-256, every
-//      deleted key checked gone; then the master is restarted on the same data dir and every
-//      value is checked again.
+//      deleted key checked gone; the master restarted on the same data dir and every value
+//      checked again.
 // One fresh master and data dir per --vacuum-rate in --rates (default 64 and 0 = unlimited).
 // Prints a space table and a latency table with the goals of issue 13 beside the figures: disk
 // within 10 % of the live bytes, read p99 during the vacuum within 3× of before.
@@ -564,7 +568,7 @@ async function must(w: Promise<WriteOutcome>): Promise<void> {
 // ---------------------------------------------------------------------------------------
 // The load: readers and writers, their samples by phase
 
-type Phase = 'warm' | 'before' | 'during' | 'tail';
+type Phase = 'warm' | 'before' | 'during' | 'after' | 'tail';
 
 interface PhaseStats {
   blobMs: number[];
@@ -619,7 +623,7 @@ function machineBusySeconds(): number | null {
 
 class Load {
   phase: Phase = 'warm';
-  readonly stats: Record<Phase, PhaseStats> = { warm: newPhase(), before: newPhase(), during: newPhase(), tail: newPhase() };
+  readonly stats: Record<Phase, PhaseStats> = { warm: newPhase(), before: newPhase(), during: newPhase(), after: newPhase(), tail: newPhase() };
   readonly problems: string[] = [];
   private stopped = false;
   private running: Promise<void>[] = [];
@@ -1009,7 +1013,7 @@ interface Run {
   after: { disk: Disk; volumes: VolumeRow[]; openDeleted: { files: number; bytes: number } };
   liveModelBytes: number;
   vacuum: VacuumRun;
-  load: Record<'before' | 'during', Omit<PhaseStats, 'covered'> & { covered: number; liveKeys: number }>;
+  load: Record<'before' | 'during' | 'after', Omit<PhaseStats, 'covered'> & { covered: number; liveKeys: number }>;
   problems: string[];
   verify: Verify;
   verifyRestart: Verify | null;
@@ -1043,12 +1047,18 @@ async function runOnce(opts: Options, rate: number): Promise<Run> {
     await sleep(opts.seconds * 1000);
     const before = { disk: diskUsage(data), volumes: await volinfo(redis) };
     log(`  during: ${opts.via === 'tcp' ? 'VACUUM over TCP' : 'POST /v1/admin/vacuum'} under the same load; volumes before: ${fmtMB(before.disk.volumes)} MB on disk, ${fmtMB(sumOf(before.volumes, (v) => v.live))} MB live`);
-    const liveKeys = { before: model.liveKeys('blob').length + model.liveKeys('small').length, during: 0 };
+    const liveKeys = { before: model.liveKeys('blob').length + model.liveKeys('small').length, during: 0, after: 0 };
     load.setPhase('during');
     const vacuum = await runVacuum(s, opts.via);
     // The removed volume's handles close as the vacuum answers: the load stays for that too.
     await sleep(SETTLE_MS);
     liveKeys.during = model.liveKeys('blob').length + model.liveKeys('small').length;
+    // The same load as long again with no vacuum: a control for what other processes on the
+    // machine did to the latency meanwhile (after ≈ before says the change during is the vacuum's).
+    log(`  after: readers and writers for ${opts.seconds} s more, no vacuum`);
+    load.setPhase('after');
+    await sleep(opts.seconds * 1000);
+    liveKeys.after = model.liveKeys('blob').length + model.liveKeys('small').length;
     await load.stop();
     alive(s);
 
@@ -1073,8 +1083,8 @@ async function runOnce(opts: Options, rate: number): Promise<Run> {
       warningCount += s.warningCount;
       log(`    ${verifyRestart.checked} live values checked, ${verifyRestart.bad.length} wrong`);
     }
-    const phaseOut = (p: 'before' | 'during'): Run['load']['before'] => ({ ...load.stats[p], covered: load.stats[p].covered.size, liveKeys: liveKeys[p] });
-    return { rate, workload, before, after, liveModelBytes: model.liveBytes(), vacuum, load: { before: phaseOut('before'), during: phaseOut('during') }, problems: load.problems, verify, verifyRestart, afterRestart, warnings, warningCount };
+    const phaseOut = (p: 'before' | 'during' | 'after'): Run['load']['before'] => ({ ...load.stats[p], covered: load.stats[p].covered.size, liveKeys: liveKeys[p] });
+    return { rate, workload, before, after, liveModelBytes: model.liveBytes(), vacuum, load: { before: phaseOut('before'), during: phaseOut('during'), after: phaseOut('after') }, problems: load.problems, verify, verifyRestart, afterRestart, warnings, warningCount };
   } finally {
     redis.disconnect();
     await stopChild(s.child, 'SIGTERM', STOP_WAIT_MS);
@@ -1143,12 +1153,13 @@ function spaceRow(r: Run): string[] {
 function latencyRows(r: Run): string[][] {
   const b = r.load.before;
   const d = r.load.during;
+  const a = r.load.after;
   const row = (what: string, pick: (p: Run['load']['before']) => number[], goal: boolean): string[] => {
     const p99b = percentile(pick(b), 99);
     const p99d = percentile(pick(d), 99);
     const ratio = p99d / p99b;
-    const cell = (xs: number[], p99: number): string => `${fmtMs(percentile(xs, 50))} / ${fmtMs(p99)} / ${fmtMs(percentile(xs, 100))} (${xs.length})`;
-    return [rateName(r.rate), what, cell(pick(b), p99b), cell(pick(d), p99d), `${ratio.toFixed(2)}×`, goal ? (ratio <= LATENCY_GOAL ? 'yes' : 'no') : '—'];
+    const cell = (xs: number[]): string => `${fmtMs(percentile(xs, 50))} / ${fmtMs(percentile(xs, 99))} / ${fmtMs(percentile(xs, 100))} (${xs.length})`;
+    return [rateName(r.rate), what, cell(pick(b)), cell(pick(d)), cell(pick(a)), `${ratio.toFixed(2)}×`, goal ? (ratio <= LATENCY_GOAL ? 'yes' : 'no') : '—'];
   };
   return [
     row('GET blob (HTTP, 16 KiB–4 MiB, to last byte)', (p) => p.blobMs, true),
@@ -1160,7 +1171,7 @@ function latencyRows(r: Run): string[][] {
 function loadRow(r: Run): string[] {
   const cell = (p: Run['load']['before']): string =>
     `${p.seconds.toFixed(1)} s, ${(p.readBytes / MB / p.seconds).toFixed(0)} MB/s read, ${p.covered} of ${p.liveKeys} keys read, ${p.badReads} wrong, ${p.readErrors} read errors; ${p.writes} writes (${p.writeErrors} errors, ${p.busy} BUSY retried, ${p.skipped} ticks skipped); master ${p.masterCores === null ? 'n/a' : p.masterCores.toFixed(2)} cores, client ${p.clientCores.toFixed(2)}, whole machine ${p.machineCores === null ? 'n/a' : p.machineCores.toFixed(2)}; client loop p99 ${fmtMs(p.clientLoopP99Ms)} ms`;
-  return [rateName(r.rate), cell(r.load.before), cell(r.load.during)];
+  return [rateName(r.rate), cell(r.load.before), cell(r.load.during), cell(r.load.after)];
 }
 
 function header(opts: Options): string[] {
@@ -1169,15 +1180,15 @@ function header(opts: Options): string[] {
     `machine: ${cpu.length} cores (${cpu[0]?.model.trim() ?? 'unknown cpu'}), ${(totalmem() / GiB).toFixed(1)} GiB RAM, node ${process.version}, temp dirs in ${tmpdir()}; load average at start ${loadavg().map((x) => x.toFixed(2)).join(' ')}`,
     `server: node cmd/master.js --sync always --vacuum-every 0 --vacuum-rate R${opts.maxVolumeSize === null ? '' : ` --max-volume-size ${opts.maxVolumeSize}`} (other flags default); one client process (this script) on the same machine`,
     `workload: ${fmtMB(opts.bytes)} MiB of blobs by HTTP PUT (log-uniform 16 KiB–4 MiB) + ${opts.smallKeys} × 1 KiB by SET; then ${OVERWRITE_SHARE * 100} % of the keys overwritten and ${DELETE_SHARE * 100} % deleted (seed ${opts.seed})`,
-    `load (before: ${opts.seconds} s; during: the whole vacuum and ${SETTLE_MS / 1000} s after its answer): ${opts.readers} HTTP readers at ${readRateName(opts.readRate)} + ${opts.smallReaders} TCP readers at ${readRateName(opts.smallReadRate)}, each value checked by SHA-256; writes paced at ${opts.writeRate}/s (new PUT, overwrite PUT, SET, DELETE), at most ${WRITES_IN_FLIGHT} in flight`,
+    `load (before: ${opts.seconds} s; during: the whole vacuum and ${SETTLE_MS / 1000} s after its answer; after: ${opts.seconds} s more, a control): ${opts.readers} HTTP readers at ${readRateName(opts.readRate)} + ${opts.smallReaders} TCP readers at ${readRateName(opts.smallReadRate)}, each value checked by SHA-256; writes paced at ${opts.writeRate}/s (new PUT, overwrite PUT, SET, DELETE), at most ${WRITES_IN_FLIGHT} in flight`,
     'disk: du of the volume files (allocated blocks); live: the model\'s value bytes / VOLINFO\'s live sum (needles: headers, keys, alignment) after the vacuum; MB = MiB',
   ];
 }
 
 function report(head: string[], runs: Run[]): string {
   const space = table(['vacuum rate', 'volumes before, MB', 'volumes after, MB', 'live after, MB (values / index)', 'after ÷ live values', `≤ ${DISK_GOAL}?`, 'vacuum wall time', 'copied', 'every value by SHA-256 after'], runs.map(spaceRow));
-  const latency = table(['vacuum rate', 'measure', 'before p50 / p99 / max ms (samples)', 'during p50 / p99 / max ms (samples)', 'p99 during ÷ before', `≤ ${LATENCY_GOAL}×?`], runs.flatMap(latencyRows));
-  const load = table(['vacuum rate', 'before', 'during'], runs.map(loadRow));
+  const latency = table(['vacuum rate', 'measure', 'before p50 / p99 / max ms (samples)', 'during p50 / p99 / max ms (samples)', 'after (control) p50 / p99 / max ms', 'p99 during ÷ before', `≤ ${LATENCY_GOAL}×?`], runs.flatMap(latencyRows));
+  const load = table(['vacuum rate', 'before', 'during', 'after'], runs.map(loadRow));
   const notes = runs.flatMap((r) => [
     ...r.problems.slice(0, MAX_BAD_LISTED).map((p) => `${rateName(r.rate)}: ${p}`),
     ...[...r.verify.bad, ...(r.verifyRestart?.bad ?? [])].slice(0, MAX_BAD_LISTED).map((p) => `${rateName(r.rate)}: verify: ${p}`),
