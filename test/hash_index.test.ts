@@ -11,9 +11,10 @@ import { HashIndex } from '../src/storage/hash_index.js';
 import { crc32Range, dataStart } from '../src/storage/hash_index_format.js';
 import { keyHash } from '../src/storage/key_hash.js';
 import { NodeFs, type Fs } from '../src/runtime/fs.js';
-import { GuardKind, OpCode, SetFlag, isLive, type GuardOp, type Op, type WalRecord } from '../src/storage/types.js';
+import { GuardKind, OpCode, SetFlag, type Op, type WalRecord } from '../src/storage/types.js';
 import { CRASH_MODES, SimCrash, SimFs, mulberry32, type Rng } from '../property-tests/sim_fs.js';
 import { StoreError } from '../src/runtime/errors.js';
+import { IndexModel as Model } from './helpers/index_model.js';
 
 const T0 = 1_700_000_000_000;
 const k = (s: string): Uint8Array => Buffer.from(s);
@@ -29,87 +30,7 @@ const expire = (key: string, expiresAt: number): Op => ({ code: OpCode.Expire, k
 const delIf = (key: string, volume: number, offset: number): Op => ({ code: OpCode.DelIf, key: k(key), volume, offset });
 const rec = (lsn: number, ops: Op[], timeMs = T0, kind: 0 | 1 = 0): WalRecord => ({ lsn, timeMs, kind, ops });
 
-// ---- the model: a Map with the same semantics, written independently -----------------------
-
-interface MEntry {
-  volume: number;
-  offset: number;
-  length: number;
-  expiresAt: number;
-}
-
-class Model {
-  map = new Map<string, MEntry>();
-  applied = 0;
-  loading = -1;
-
-  apply(r: WalRecord): number[] {
-    if (r.kind === 1) {
-      if (r.lsn !== this.loading) {
-        if (r.lsn <= (this.loading >= 0 ? this.loading : this.applied)) return [];
-        this.map.clear();
-        this.loading = r.lsn;
-      }
-      return r.ops.map((op) => this.op(op, r.timeMs));
-    }
-    if (this.loading >= 0) {
-      this.applied = this.loading;
-      this.loading = -1;
-    }
-    if (r.lsn <= this.applied) return [];
-    this.applied = r.lsn;
-    const guards = r.ops.map((op) => (op.code === OpCode.Guard ? (this.holds(op, r.timeMs) ? 1 : 0) : -1));
-    if (guards.includes(0)) return guards.map((g) => Math.max(g, 0));
-    return r.ops.map((op, i) => (op.code === OpCode.Guard ? guards[i]! : this.op(op, r.timeMs)));
-  }
-
-  private holds(op: GuardOp, now: number): boolean {
-    const e = this.map.get(Buffer.from(op.key).toString('latin1'));
-    const live = e !== undefined && isLive(e.expiresAt, now);
-    if (op.kind === GuardKind.Absent) return !live;
-    if (op.kind === GuardKind.Live && !live) return false;
-    const same = e !== undefined && e.volume === op.volume && e.offset === op.offset && e.expiresAt === op.expiresAt;
-    return same || (op.kind === GuardKind.Same && !live && !isLive(op.expiresAt, now));
-  }
-
-  private op(op: Op, now: number): number {
-    if (op.code === OpCode.Flush) {
-      this.map.clear();
-      return 1;
-    }
-    // Vacuum's ops and their accounting are modelled in test/volume_usage.test.ts.
-    if (op.code === OpCode.Retire || op.code === OpCode.MoveIf) throw new Error('not in these workloads');
-    const key = Buffer.from(op.key).toString('latin1');
-    const e = this.map.get(key);
-    const live = e !== undefined && isLive(e.expiresAt, now);
-    switch (op.code) {
-      case OpCode.Set:
-        this.map.set(key, { ...op.address, expiresAt: op.expiresAt });
-        return 1;
-      case OpCode.Del:
-        this.map.delete(key);
-        return live ? 1 : 0;
-      case OpCode.Expire:
-        if (!live) return 0;
-        this.map.set(key, { ...e, expiresAt: op.expiresAt });
-        return 1;
-      case OpCode.DelIf:
-        if (e === undefined || e.volume !== op.volume || e.offset !== op.offset) return 0;
-        this.map.delete(key);
-        return 1;
-      case OpCode.SetIf: {
-        if ((op.flags & SetFlag.Nx) !== 0 && live) return 0;
-        if ((op.flags & SetFlag.Xx) !== 0 && !live) return 0;
-        if ((op.flags & SetFlag.IfAt) !== 0 && (!live || e!.volume !== op.expectVolume || e!.offset !== op.expectOffset)) return 0;
-        const keep = (op.flags & SetFlag.KeepTtl) !== 0 && live;
-        this.map.set(key, { ...op.address, expiresAt: keep ? e!.expiresAt : op.expiresAt });
-        return 1;
-      }
-      case OpCode.Guard:
-        return 1;
-    }
-  }
-}
+// ---- the model: test/helpers/index_model.ts, written independently ---------------------------
 
 function guardAt(key: string, volume: number, offset: number, expiresAt: number): Op {
   return { code: OpCode.Guard, key: k(key), kind: GuardKind.Live, volume, offset, expiresAt };

@@ -322,9 +322,10 @@ for (const protocol of [2, 3] as const) {
       const vols = (await r.call('VOLINFO')) as unknown[][];
       assert.ok(Array.isArray(vols) && vols.length >= 1, 'at least one volume');
       for (const v of vols) {
-        assert.equal(v.length, 5, 'id, drive, size, group, garbage');
+        assert.equal(v.length, 6, 'id, drive, size, group, garbage, live');
         assert.equal(typeof v[2], 'number');
         assert.ok(typeof v[4] === 'number' && v[4] >= 0 && v[4] <= (v[2] as number), 'garbage is a part of the volume');
+        assert.ok(typeof v[5] === 'number' && (v[4] as number) + v[5] <= (v[2] as number), 'garbage and live bytes are parts of the volume');
         assert.equal(v[3], Math.floor((v[0] as number) / 2 ** 20), 'the group is named by the id');
       }
     });

@@ -64,6 +64,7 @@ import { decodeLookupReply } from '../protocol/index_protocol.js';
 import type { IndexEntry } from '../storage/types.js';
 import { lookupOf } from '../db/actor_ports.js';
 import { GroupReader } from '../db/group_reader.js';
+import { MovedReader } from '../db/moved_reader.js';
 import type { LocalGroup } from '../storage/registry.js';
 
 export interface HttpFrontendConfig {
@@ -106,7 +107,9 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const { engine, reader, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role);
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
-  if (engine.ports.reader instanceof GroupReader) httpMetrics.watchReads(engine.ports.reader.counts);
+  // The group reader is inside the reader that follows a vacuum's moves.
+  const reads = engine.ports.reader instanceof MovedReader ? engine.ports.reader.inner : engine.ports.reader;
+  if (reads instanceof GroupReader) httpMetrics.watchReads(reads.counts);
   const now = (): number => env.clock.now();
   const toMain = new Channel<FrontEndToMain, FrontEndReplies>(env.main);
   const observe = (route: string, method: string, code: number, bytesIn: number, bytesOut: number, startedAt: number): void =>

@@ -10,7 +10,8 @@ export class MovedReader implements ReadPort {
   readonly readNow?: ReadPort['readNow'];
 
   constructor(
-    private readonly inner: ReadPort,
+    /** The reader it wraps (its own counters: a group reader's failovers and hedges). */
+    readonly inner: ReadPort,
     private readonly index: Pick<IndexPort, 'lookup'>,
   ) {
     // Synchronous reads cannot look up again: a failure there sends the caller to the message path.

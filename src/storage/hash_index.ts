@@ -274,29 +274,44 @@ export class HashIndex {
     checkCursor(cursor);
     const wanted = Math.max(1, Math.min(count, 1_000_000));
     const all = match === undefined || isMatchAll(match);
-    const mask = this.main.mask;
     const entries: IndexEntry[] = [];
+    const next = this.walkBuckets(cursor, wanted * SCAN_MAX_VISITS_PER_COUNT, (chain) => {
+      for (const e of chain) {
+        if (!isLiveEntry(e, nowMs)) continue;
+        if (all || globMatch(match!, e.key)) entries.push(toIndexEntry(e));
+      }
+      return entries.length < wanted;
+    });
+    return { cursor: next, entries };
+  }
+
+  /**
+   * Walks buckets from `cursor` in reverse-binary order (Redis's dictScan: a growth swap between
+   * two calls skips no bucket), handing each non-empty bucket's newest entries to `take`, until
+   * `take` answers false, `maxVisits` non-empty buckets were read, or the walk is done. Answers
+   * the next cursor (0: done).
+   */
+  private walkBuckets(cursor: number, maxVisits: number, take: (chain: ChainEntry[]) => boolean): number {
+    const mask = this.main.mask;
     const heads = this.main.heads;
     let v = cursor >>> 0;
     let visits = 0;
     let empty = 0;
+    let more = true;
     try {
       do {
         if (heads[v & mask] === 0) {
           empty++;
         } else {
-          for (const e of this.chainLatest(this.main, v & mask)) {
-            if (!isLiveEntry(e, nowMs)) continue;
-            if (all || globMatch(match!, e.key)) entries.push(toIndexEntry(e));
-          }
+          more = take(this.chainLatest(this.main, v & mask));
           visits++;
         }
         v = nextScanCursor(v, mask);
-      } while (v !== 0 && entries.length < wanted && visits < wanted * SCAN_MAX_VISITS_PER_COUNT && empty < SCAN_MAX_EMPTY_STEPS);
+      } while (v !== 0 && more && visits < maxVisits && empty < SCAN_MAX_EMPTY_STEPS);
     } catch (err) {
       throw asStoreError(err, this.main.path);
     }
-    return { cursor: v, entries };
+    return v;
   }
 
   /** Live bytes per volume (volumes with 0 left out) and the retired volumes. */
@@ -322,29 +337,15 @@ export class HashIndex {
     const wanted = new Set(volumes);
     if (wanted.size === 0) return { cursor: 0, entries: [] };
     const limit = Math.max(1, Math.min(Math.floor(maxBuckets) || 1, VOLUME_ENTRIES_MAX_BUCKETS));
-    const mask = this.main.mask;
-    const heads = this.main.heads;
     const entries: VolumeEntryFound[] = [];
-    let v = cursor >>> 0;
-    let visits = 0;
-    let empty = 0;
-    try {
-      do {
-        if (heads[v & mask] === 0) {
-          empty++;
-        } else {
-          for (const e of this.chainLatest(this.main, v & mask)) {
-            if ((e.flags & FLAG_TOMBSTONE) !== 0 || !wanted.has(e.volume)) continue;
-            entries.push({ key: e.key, volume: e.volume, offset: e.offset, length: e.length, meta: e.meta, expiresAt: e.expiresAt });
-          }
-          visits++;
-        }
-        v = nextScanCursor(v, mask);
-      } while (v !== 0 && visits < limit && empty < SCAN_MAX_EMPTY_STEPS);
-    } catch (err) {
-      throw asStoreError(err, this.main.path);
-    }
-    return { cursor: v, entries };
+    const next = this.walkBuckets(cursor, limit, (chain) => {
+      for (const e of chain) {
+        if ((e.flags & FLAG_TOMBSTONE) !== 0 || !wanted.has(e.volume)) continue;
+        entries.push({ key: e.key, volume: e.volume, offset: e.offset, length: e.length, meta: e.meta, expiresAt: e.expiresAt });
+      }
+      return true;
+    });
+    return { cursor: next, entries };
   }
 
   /** Every live entry, streamed bucket by bucket. Do not interleave with rebuildStep(). */
