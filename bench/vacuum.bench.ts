@@ -30,7 +30,7 @@
 // they overwrite or delete are live ones of at most 256 KiB (half the fill's blobs, copied by
 // the vacuum as it runs, so writes race its moves), so the garbage they make stays about what
 // they write: "modest" in bytes, not only in requests (a DELETE of a random blob would kill
-// 750 KiB on average). Both phases carry the same load; only the vacuum differs.
+// 750 KiB on average). All three phases carry the same load; only the vacuum differs.
 //
 // Invariants this script keeps:
 // - The model is exact: every value carries its key and a write sequence number in its first
@@ -43,7 +43,7 @@
 //
 // Flags: --quick (256 MiB, short phases: a smoke check), --gib N (data written by the fill,
 //        default 2), --rates 64,0 (one run per vacuum rate, MB/s, 0 = no limit), --seconds S
-//        (the before phase, default 20), --write-rate N (writes/s during the load, default 20),
+//        (the before and after phases, default 20), --write-rate N (writes/s during the load, default 20),
 //        --readers N (HTTP readers, default 3), --small-readers N (TCP readers, default 2),
 //        --read-rate N (GETs/s of each HTTP reader, default 20; 0 = closed loop),
 //        --small-read-rate N (GETs/s of each TCP reader, default 100; 0 = closed loop),
