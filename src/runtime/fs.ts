@@ -19,6 +19,12 @@ export interface FileHandle {
   truncate(size: number): void;
   size(): number;
   close(): void;
+  /**
+   * Closes without waiting, where the file system can (node: libuv's pool): the last close of an
+   * unlinked file frees its blocks, which takes ext4 about 0.3 s per GB on the closing thread.
+   * Absent: close() is used.
+   */
+  closeInBackground?(): void;
 }
 
 export interface Fs {
@@ -81,6 +87,10 @@ class NodeFileHandle implements FileHandle {
 
   close(): void {
     fs.closeSync(this.fd);
+  }
+
+  closeInBackground(): void {
+    fs.close(this.fd, () => undefined); // an error closing a read handle leaves nothing to do
   }
 }
 

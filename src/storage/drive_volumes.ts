@@ -278,10 +278,11 @@ export class DriveVolumes {
     if (file === this.current || this.streamVolumes.has(file)) {
       throw new StoreError('BUSY', `drive ${this.options.dir}: volume ${volumeId} takes needles; seal it first`);
     }
-    file.close();
+    // Unlinked first: if this is the last handle, its close frees the blocks, off this thread.
     this.volumes.delete(volumeId);
     this.unsynced.delete(file);
     this.fs.unlink(file.path);
+    file.closeInBackground();
     this.dirtyDirs.add(this.volumesDir);
     return true;
   }

@@ -119,12 +119,15 @@ export class VolumeReader {
     return this.file(address.volume).verifyNeedle(address, key);
   }
 
-  /** Closes the handle of a volume (removed by vacuum, or to be reopened). */
+  /**
+   * Closes the handle of a volume a vacuum removed (or one to be reopened), in the background:
+   * the last close of a removed file frees its blocks, which must not hold up this thread.
+   */
   forget(volumeId: number): void {
     const file = this.open.get(volumeId);
     if (file === undefined) return;
     this.open.delete(volumeId);
-    if (!this.pins.has(file)) file.close();
+    if (!this.pins.has(file)) file.closeInBackground();
   }
 
   close(): void {
@@ -143,7 +146,7 @@ export class VolumeReader {
     }
     this.pins.delete(file);
     // Forgotten or evicted meanwhile (or the reader closed): its last reader is done with it.
-    if (this.open.get(file.id) !== file) file.close();
+    if (this.open.get(file.id) !== file) file.closeInBackground();
   }
 
   private file(volumeId: number): VolumeFile {
