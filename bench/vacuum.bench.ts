@@ -64,6 +64,7 @@ import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { children, cpuSeconds, keepTail, makeTempDir, removeTempDir, runBench, stopChild, tempDirs, track } from './children.js';
 import { body } from './pattern_body.js';
+import { mulberry32 } from '../property-tests/sim_fs.js';
 
 const KB = 1024;
 const MB = 2 ** 20;
@@ -253,17 +254,6 @@ function cleanup(): Promise<void> {
 // ---------------------------------------------------------------------------------------
 // Values: unique, generated, hashed as they are sent
 
-/** Seeded PRNG (mulberry32): sizes, orders and picks repeat run to run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function logUniform(random: () => number, min: number, max: number): number {
   return Math.round(Math.exp(Math.log(min) + random() * (Math.log(max) - Math.log(min))));
@@ -1030,7 +1020,7 @@ async function runOnce(opts: Options, rate: number): Promise<Run> {
   let s = await startMaster(args, opts.masterLog);
   let redis = new Redis({ host: '127.0.0.1', port: s.port, maxRetriesPerRequest: 1 });
   const model = new Model();
-  const random = prng(opts.seed);
+  const random = mulberry32(opts.seed); // seeded: sizes, orders and picks repeat run to run
   try {
     log(`  fill: ${fmtMB(opts.bytes)} MB of blobs (${BLOB_MIN / KB} KiB to ${BLOB_MAX / MB} MiB) and ${opts.smallKeys} values of 1 KiB`);
     const filled = await fill(s, redis, model, opts, random);
