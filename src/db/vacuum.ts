@@ -65,7 +65,6 @@ interface Retired {
 export class Vacuum {
   private running: Promise<VacuumReport[]> | null = null;
   private current: Progress | null = null;
-  private last: VacuumReport[] = [];
   /** Retired volumes a member could not remove (down, unreachable): asked again by every run. */
   private readonly unremoved = new Set<number>();
   /**
@@ -100,10 +99,6 @@ export class Vacuum {
     return this.current === null ? null : { ...this.current };
   }
 
-  /** The reports of the last run. */
-  lastReports(): VacuumReport[] {
-    return this.last;
-  }
 
   /**
    * Vacuums `volume`, or every volume whose garbage is over the threshold (`auto`: sealed ones
@@ -128,7 +123,7 @@ export class Vacuum {
   }
 
   /** The volumes a run would vacuum now. */
-  async candidates(auto: boolean): Promise<VolumeUsageInfo[]> {
+  private async candidates(auto: boolean): Promise<VolumeUsageInfo[]> {
     const s = this.settings();
     return (await volumeUsage(this.ports)).filter((v) => {
       if (v.retired) return false;
@@ -175,7 +170,6 @@ export class Vacuum {
         this.swept = true;
       }
     }
-    this.last = reports;
     if (reports.length > 0) this.onRun(reports, auto);
     return reports;
   }
