@@ -9,6 +9,7 @@ import { DEFAULT_LIMITS, type Limits } from '../db/api.js';
 import { actorPorts } from '../db/actor_ports.js';
 import { DriveReader } from '../db/drive_reader.js';
 import { groupReader } from '../db/group_reader.js';
+import type { ReadPort } from '../db/ports.js';
 import { Engine } from '../db/engine.js';
 import { storeActorNames } from '../protocol/store_actors.js';
 import { guardWrites, type RoleFlag } from '../db/read_only.js';
@@ -31,15 +32,20 @@ export function storeAdmin(env: ActorEnv): StoreAdmin {
   };
 }
 
-/** The engine of a front-end thread, its reader of the local volume files, and how to close what it opened (its volume handles). */
-export function frontEndEngine(env: ActorEnv, groups: LocalGroup[], limits: Partial<Limits> = {}, role: RoleFlag = { readOnly: false }): { engine: Engine; reader: VolumeReader; close(): void } {
+/**
+ * The engine of a front-end thread, its reader of the local volume files, the reader of committed
+ * needles (with a volume group's failover counters), and how to close what it opened.
+ */
+export function frontEndEngine(env: ActorEnv, groups: LocalGroup[], limits: Partial<Limits> = {}, role: RoleFlag = { readOnly: false }): { engine: Engine; reader: VolumeReader; needles: ReadPort; close(): void } {
   const reader = new VolumeReader(env.fs, groups);
   for (const name of storeActorNames(groups)) env.peer(name).setFlushMode('turn');
-  const ports = guardWrites(actorPorts((name) => env.peer(name), groups, groupReader((name) => env.peer(name), groups, new DriveReader(reader))), role);
+  const needles = groupReader((name) => env.peer(name), groups, new DriveReader(reader));
+  const ports = guardWrites(actorPorts((name) => env.peer(name), groups, needles), role);
   const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...limits }, env.clock);
   return {
     engine,
     reader,
+    needles,
     close: () => {
       engine.stopTimers();
       reader.close();

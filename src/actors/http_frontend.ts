@@ -64,7 +64,6 @@ import { decodeLookupReply } from '../protocol/index_protocol.js';
 import type { IndexEntry } from '../storage/types.js';
 import { lookupOf } from '../db/actor_ports.js';
 import { GroupReader } from '../db/group_reader.js';
-import { MovedReader } from '../db/moved_reader.js';
 import type { LocalGroup } from '../storage/registry.js';
 
 export interface HttpFrontendConfig {
@@ -104,12 +103,10 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
   const role: RoleFlag = { readOnly: config.replica === true, replicas: new ReplicaTable(config.replicaTable ?? createReplicaTable(1)) };
-  const { engine, reader, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role);
+  const { engine, reader, needles, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role);
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
-  // The group reader is inside the reader that follows a vacuum's moves.
-  const reads = engine.ports.reader instanceof MovedReader ? engine.ports.reader.inner : engine.ports.reader;
-  if (reads instanceof GroupReader) httpMetrics.watchReads(reads.counts);
+  if (needles instanceof GroupReader) httpMetrics.watchReads(needles.counts);
   const now = (): number => env.clock.now();
   const toMain = new Channel<FrontEndToMain, FrontEndReplies>(env.main);
   const observe = (route: string, method: string, code: number, bytesIn: number, bytesOut: number, startedAt: number): void =>

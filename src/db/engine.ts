@@ -17,7 +17,7 @@ import type { CommitResult, Lookup, MetaSource, Ports } from './ports.js';
 import { KeyUpdates, type Decide } from './key_updates.js';
 import { Notify, notificationsOf, type KeyEvent } from '../protocol/keyspace_events.js';
 import { ExpiryTimers } from './expiry_timers.js';
-import type { Progress } from '../protocol/operations.js';
+import { advanceProgress, type Progress } from '../protocol/operations.js';
 
 /** Lazy-expiry deletes in flight at once; past it, the background sweep gets the rest. */
 const MAX_PENDING_EXPIRIES = 1024;
@@ -331,7 +331,7 @@ export class Engine {
   }
 
   private compacted(keys: number): void {
-    if (this.compactState !== null) advanced(this.compactState, keys, this.clock.now());
+    if (this.compactState !== null) advanceProgress(this.compactState, keys, this.clock.now());
   }
 
   /** The COMPACT in progress: keys written into the new WAL's snapshot so far. */
@@ -370,13 +370,6 @@ export class Engine {
       throw err;
     }
   }
-}
-
-/** Progress of a COMPACT: keys done, and an ETA at the rate so far. */
-function advanced(p: Progress, keys: number, now: number): void {
-  p.doneBytes += keys;
-  const left = Math.max(0, p.totalBytes - p.doneBytes);
-  p.etaMs = p.doneBytes === 0 ? -1 : Math.round(((now - p.startedAt) * left) / p.doneBytes);
 }
 
 /** The op of a write under a condition: a plain SET, or a SET_IF the index judges atomically. */

@@ -10,8 +10,7 @@ export class MovedReader implements ReadPort {
   readonly readNow?: ReadPort['readNow'];
 
   constructor(
-    /** The reader it wraps (its own counters: a group reader's failovers and hedges). */
-    readonly inner: ReadPort,
+    private readonly inner: ReadPort,
     private readonly index: Pick<IndexPort, 'lookup'>,
   ) {
     // Synchronous reads cannot look up again: a failure there sends the caller to the message path.

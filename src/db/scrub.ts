@@ -12,7 +12,7 @@ import type { Clock } from '../runtime/clock.js';
 import type { Scheduler } from '../runtime/scheduler.js';
 import type { ScrubReport } from '../storage/volume_scrub.js';
 import type { VolumeEntry } from '../protocol/index_protocol.js';
-import type { DamagedNeedle, Progress, ScrubSummary } from '../protocol/operations.js';
+import { advanceProgress, paceDelay, type DamagedNeedle, type Progress, type ScrubSummary } from '../protocol/operations.js';
 import type { Ports } from './ports.js';
 import { NeedleCopier } from './needle_copy.js';
 import { groupOfVolume } from '../storage/volume_format.js';
@@ -32,6 +32,7 @@ export class Scrub {
   private running: Promise<ScrubSummary> | null = null;
   private current: Progress | null = null;
   private last: ScrubSummary | null = null;
+  private readonly copier: NeedleCopier;
 
   constructor(
     private readonly ports: Ports,
@@ -40,9 +41,11 @@ export class Scrub {
     private readonly pathOf: (volume: number) => string,
     private readonly clock: Clock,
     private readonly scheduler: Scheduler,
-    private readonly settings: () => ScrubSettings,
+    private readonly settings: ScrubSettings,
     private readonly onDamage: (damaged: DamagedNeedle[]) => void = () => undefined,
-  ) {}
+  ) {
+    this.copier = new NeedleCopier(ports);
+  }
 
   progress(): Progress | null {
     return this.current === null ? null : { ...this.current };
@@ -128,7 +131,7 @@ export class Scrub {
     let error = '';
     for (let attempt = 0; attempt < (replicated ? 2 : 1); attempt++) {
       try {
-        const bad = await new NeedleCopier(this.ports).copy([entry], { moved: 0, changed: 0, copiedBytes: 0 });
+        const bad = await this.copier.copy([entry], { moved: 0, changed: 0, copiedBytes: 0 });
         if (bad.length === 0) return null;
         error = bad[0]!.error;
       } catch (err) {
@@ -153,12 +156,8 @@ export class Scrub {
   private async advance(bytes: number): Promise<void> {
     const p = this.current;
     if (p === null) return;
-    p.doneBytes += bytes;
-    const elapsed = this.clock.now() - p.startedAt;
-    p.etaMs = p.totalBytes > p.doneBytes && p.doneBytes > 0 ? Math.round((elapsed * (p.totalBytes - p.doneBytes)) / p.doneBytes) : 0;
-    const rate = this.settings().rateBytesPerSec;
-    if (rate <= 0) return;
-    const wait = p.startedAt + (p.doneBytes / rate) * 1000 - this.clock.now();
+    advanceProgress(p, bytes, this.clock.now());
+    const wait = paceDelay(p, this.settings.rateBytesPerSec, this.clock.now());
     if (wait > 1) await new Promise<void>((resolve) => this.scheduler.after(wait, resolve));
   }
 }

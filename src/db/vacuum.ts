@@ -20,13 +20,13 @@ import type { Scheduler } from '../runtime/scheduler.js';
 import { OpCode, type Op } from '../storage/types.js';
 import { groupOfVolume } from '../storage/volume_format.js';
 import type { VolumeEntry } from '../protocol/index_protocol.js';
-import type { Progress, VacuumReport } from '../protocol/operations.js';
-
-export type { Progress, VacuumReport };
+import { advanceProgress, paceDelay, type Progress, type VacuumReport } from '../protocol/operations.js';
 import type { VolumeUsageInfo } from './api.js';
 import type { Ports } from './ports.js';
 import { volumeUsage } from './volume_usage.js';
 import { BATCH_OPS, NeedleCopier } from './needle_copy.js';
+
+export type { Progress, VacuumReport };
 
 export interface VacuumSettings {
   /** A volume is vacuumed when its garbage is at least this fraction of its bytes (0..1). */
@@ -82,7 +82,7 @@ export class Vacuum {
     private readonly ports: Ports,
     private readonly clock: Clock,
     private readonly scheduler: Scheduler,
-    private readonly settings: () => VacuumSettings,
+    private readonly settings: VacuumSettings,
     /** Volumes whose files are gone: every reader closes its handle (frees the space). */
     private readonly onRemoved: (volumes: number[]) => void = () => undefined,
     /** Told what each run did (the master logs it), automatic or asked for. */
@@ -98,7 +98,6 @@ export class Vacuum {
   progress(): Progress | null {
     return this.current === null ? null : { ...this.current };
   }
-
 
   /**
    * Vacuums `volume`, or every volume whose garbage is over the threshold (`auto`: sealed ones
@@ -124,16 +123,16 @@ export class Vacuum {
 
   /** The volumes a run would vacuum now. */
   private async candidates(auto: boolean): Promise<VolumeUsageInfo[]> {
-    const s = this.settings();
+    const s = this.settings;
     return (await volumeUsage(this.ports)).filter((v) => {
       if (v.retired) return false;
       const used = v.liveBytes + v.garbageBytes;
       if (used === 0 || v.garbageBytes < s.threshold * used) return false;
-      // A sealed volume no entry points into costs no copy: removed whatever its size (docs/vacuum.md,
-      // crash points); with small volumes (--max-volume-size 1mb) none would ever reach minGarbageBytes.
       // A volume holding a needle no copy of which reads back is left to VACUUM it or SCRUB: an
       // automatic pass would copy the rest again and again, and never empty it.
       if (auto && this.unreadable.has(v.id)) return false;
+      // A sealed volume no entry points into costs no copy: removed whatever its size (docs/vacuum.md,
+      // crash points); with small volumes (--max-volume-size 1mb) none would ever reach minGarbageBytes.
       return !auto || (v.sealed && (v.garbageBytes >= s.minGarbageBytes || v.liveBytes === 0));
     });
   }
@@ -212,20 +211,12 @@ export class Vacuum {
    */
   private async removeNow(retired: Retired[]): Promise<void> {
     if (retired.length === 0) return;
-    await this.sleep(this.settings().graceMs);
+    await this.sleep(this.settings.graceMs);
     for (const { report, sizeBytes } of retired) {
-      let removal: { removed: number[]; errors: string[] };
-      try {
-        removal = await this.ports.volumes.remove(report.group, [report.volume]);
-      } catch (err) {
-        removal = { removed: [], errors: [(err as Error).message ?? String(err)] };
-      }
+      const removal = await this.remove(report.group, [report.volume]);
       report.errors.push(...removal.errors);
-      if (removal.errors.length > 0) this.unremoved.add(report.volume);
       report.removed = removal.removed.includes(report.volume);
-      if (!report.removed) continue;
-      report.freedBytes = sizeBytes;
-      this.onRemoved([report.volume]);
+      if (report.removed) report.freedBytes = sizeBytes;
     }
   }
 
@@ -272,20 +263,12 @@ export class Vacuum {
   }
 
   private advance(bytes: number): void {
-    const p = this.current;
-    if (p === null) return;
-    p.doneBytes += bytes;
-    const elapsed = this.clock.now() - p.startedAt;
-    p.etaMs = p.doneBytes > 0 && p.totalBytes > p.doneBytes ? Math.round((elapsed * (p.totalBytes - p.doneBytes)) / p.doneBytes) : p.doneBytes >= p.totalBytes ? 0 : -1;
+    if (this.current !== null) advanceProgress(this.current, bytes, this.clock.now());
   }
 
   /** Waits until the bytes copied so far are within the rate (the progress counts every byte once). */
   private async pace(): Promise<void> {
-    const rate = this.settings().rateBytesPerSec;
-    const p = this.current;
-    if (rate <= 0 || p === null) return;
-    const due = p.startedAt + (p.doneBytes / rate) * 1000;
-    const wait = due - this.clock.now();
+    const wait = this.current === null ? 0 : paceDelay(this.current, this.settings.rateBytesPerSec, this.clock.now());
     if (wait > 1) await this.sleep(Math.min(wait, 1000));
   }
 
@@ -308,20 +291,28 @@ export class Vacuum {
     }
     for (const [group, list] of byGroup) {
       for (let i = 0; i < list.length; i += REMOVE_CHUNK) {
-        const chunk = list.slice(i, i + REMOVE_CHUNK);
-        let removal: { removed: number[]; errors: string[] };
-        try {
-          removal = await this.ports.volumes.remove(group, chunk);
-        } catch (err) {
-          removal = { removed: [], errors: [(err as Error).message ?? String(err)] };
-        }
-        if (removal.removed.length > 0) this.onRemoved(removal.removed);
-        for (const id of chunk) {
-          if (removal.errors.length === 0) this.unremoved.delete(id);
-          else this.unremoved.add(id);
-        }
+        await this.remove(group, list.slice(i, i + REMOVE_CHUNK));
       }
     }
+  }
+
+  /**
+   * Removes retired volumes of one group, here and on its members: those removed here are
+   * announced (readers close them); when a member refused, all are kept to be asked again.
+   */
+  private async remove(group: number, ids: number[]): Promise<{ removed: number[]; errors: string[] }> {
+    let removal: { removed: number[]; errors: string[] };
+    try {
+      removal = await this.ports.volumes.remove(group, ids);
+    } catch (err) {
+      removal = { removed: [], errors: [(err as Error).message ?? String(err)] };
+    }
+    if (removal.removed.length > 0) this.onRemoved(removal.removed);
+    for (const id of ids) {
+      if (removal.errors.length === 0) this.unremoved.delete(id);
+      else this.unremoved.add(id);
+    }
+    return removal;
   }
 
   private sleep(ms: number): Promise<void> {

@@ -1,7 +1,7 @@
 // The non-blob routes of the HTTP front end: key listing, scan, status and metrics. Listing is
 // bounded (a KEYS over HTTP never builds an unbounded answer: it says when it stopped).
 import { volumeUsage } from '../db/volume_usage.js';
-import type { Progress, ScrubSummary, VacuumReport } from '../protocol/operations.js';
+import { percentDone, type Progress, type ScrubSummary, type VacuumReport } from '../protocol/operations.js';
 import type { HttpRequest, HttpResponse } from 'uWebSockets.js';
 import type { Engine } from '../db/engine.js';
 import { encodeBlobKey } from '../protocol/http_keys.js';
@@ -284,7 +284,7 @@ export function metrics(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): 
 
 /** A long operation as /v1/status shows it: percent done, bytes, ETA. */
 export function progressJson(p: Progress): Record<string, unknown> {
-  const percent = p.totalBytes > 0 ? Math.min(100, Math.round((1000 * p.doneBytes) / p.totalBytes) / 10) : 0;
+  const percent = percentDone(p);
   const amounts = p.unit === 'keys' ? { done_keys: p.doneBytes, total_keys: p.totalBytes } : { done_bytes: p.doneBytes, total_bytes: p.totalBytes };
   return { operation: p.operation, target: p.target, percent, ...amounts, started_at: new Date(p.startedAt).toISOString(), eta_seconds: p.etaMs < 0 ? null : Math.ceil(p.etaMs / 1000) };
 }

@@ -5,7 +5,7 @@
 import { cpus, hostname, totalmem } from 'node:os';
 import type { IndexStats } from '../db/ports.js';
 import type { FrontEndStats } from './command_stats.js';
-import type { Progress } from '../protocol/operations.js';
+import { percentDone, type Progress } from '../protocol/operations.js';
 import { BRISEDB_VERSION, REDIS_COMPAT_VERSION } from './server_commands.js';
 
 /** What INFO reads from its front end. */
@@ -156,7 +156,7 @@ async function section(src: InfoSource, name: string): Promise<string[]> {
 function operationLines(ops: Progress[]): string[] {
   const lines = [`operations_in_progress:${ops.length}`];
   for (const p of ops) {
-    const percent = p.totalBytes > 0 ? Math.min(100, (100 * p.doneBytes) / p.totalBytes).toFixed(1) : '0.0';
+    const percent = percentDone(p).toFixed(1);
     const eta = p.etaMs < 0 ? -1 : Math.ceil(p.etaMs / 1000);
     const unit = p.unit ?? 'bytes';
     lines.push(`${p.operation}:target=${p.target},percent=${percent},done_${unit}=${p.doneBytes},total_${unit}=${p.totalBytes},eta_seconds=${eta}`);

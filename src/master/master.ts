@@ -136,7 +136,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
   if (http !== null && httpPort !== 0) await assertPortFree(http.host, httpPort, 'HTTP');
   if (threads > 1 && config.addr.port !== 0) await assertPortFree(config.addr.host, config.addr.port, 'TCP');
   if (threads > 1 && text !== null) await assertPortFree(text.host, text.port, 'the line protocol');
-  const { db, supervisor, groups, startBackground, onVolumesRemoved, onDamage, onVacuum } = await openStore(
+  const { db, supervisor, groups, startBackground, events } = await openStore(
     config.dataDir,
     {
       drives: config.drives,
@@ -156,21 +156,21 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
   const httpNames = Array.from({ length: httpThreads }, (_, i) => httpActorName(i));
   const frontEnds = [...Array.from({ length: threads }, (_, i) => tcpActorName(i)), ...httpNames];
   // A removed volume's space comes back once every thread has closed its handle on it.
-  onVolumesRemoved((volumes) => {
+  events.volumesRemoved = (volumes) => {
     const forget: MainToFrontEnd = { t: MainMsg.Forget, volumes };
     for (const name of frontEnds) void supervisor.peer(name).call(forget).catch(() => undefined);
     log.info({ volumes }, 'vacuum removed volumes');
-  });
-  onVacuum((reports, auto) => {
+  };
+  events.vacuumed = (reports, auto) => {
     for (const r of reports) {
       const fields = { volume: r.volume, automatic: auto, moved: r.moved, copiedBytes: r.copiedBytes, changed: r.changed, expired: r.expired, freedBytes: r.freedBytes, removed: r.removed, durationMs: r.durationMs };
       if (r.errors.length === 0) log.info(fields, 'vacuumed a volume');
       else log.warn({ ...fields, errors: r.errors.slice(0, 5) }, 'vacuum of a volume did not finish');
     }
-  });
-  onDamage((damaged) => {
+  };
+  events.damaged = (damaged) => {
     for (const d of damaged.slice(0, 20)) log.error({ volume: d.volume, offset: d.offset, key: Buffer.from(d.key).toString('utf8'), error: d.error }, 'scrub: a damaged needle with no good copy; reads of its key fail until it is written again');
-  });
+  };
   for (const name of frontEnds) {
     supervisor.peer(name).onRequest((body) => {
       const msg = body as FrontEndToMain;

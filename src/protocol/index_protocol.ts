@@ -1,6 +1,8 @@
 // Messages to the index actor: lookups and scans from front ends, committed records from the
 // WAL committer (in LSN order), and the background jobs (checkpoint, rebuild, sweep slices).
 import type { IndexEntry, WalRecord } from '../storage/types.js';
+import type { VolumeEntryFound } from '../storage/hash_index.js';
+import type { VolumeUsageReport } from '../storage/volume_usage.js';
 
 export const INDEX_PROTOCOL_VERSION = 1;
 /** What this actor's start-up handshake checks (runtime/actor.ts). */
@@ -25,26 +27,12 @@ export const IndexMsg = {
   VolumeEntries: 14,
 } as const;
 
-/** What the index knows of the volumes (docs/vacuum.md, "What is garbage"). */
-export interface VolumeUsage {
-  /** [volume id, bytes of the needles entries point at, each rounded up to the needle alignment]; volumes with 0 are left out. */
-  live: [volume: number, bytes: number][];
-  /** Volumes retired by a RETIRE op (their files may still be waiting to be removed). */
-  retired: number[];
-  /** [volume, LSN of its RETIRE]: COMPACT carries those at or before its snapshot into the new WAL. */
-  retiredAt: [volume: number, lsn: number][];
-}
-
-/** An entry that points into a volume being vacuumed. */
-export interface VolumeEntry {
-  key: Uint8Array;
-  volume: number;
-  offset: number;
-  length: number;
-  /** Metadata length (0: none). */
-  meta: number;
-  expiresAt: number;
-}
+/**
+ * What the index knows of the volumes (docs/vacuum.md, "What is garbage"), and an entry that
+ * points into a volume being vacuumed: the hash index's own shapes, as they cross the thread.
+ */
+export type VolumeUsage = VolumeUsageReport;
+export type VolumeEntry = VolumeEntryFound;
 
 export type IndexRequest =
   | { t: typeof IndexMsg.Lookup; key: Uint8Array }

@@ -66,3 +66,21 @@ export interface ScrubSummary {
   damagedNeedles: DamagedNeedle[];
   errors: string[];
 }
+
+/** Counts `amount` more done, and the ETA at the rate so far (-1 until something is done). */
+export function advanceProgress(p: Progress, amount: number, nowMs: number): void {
+  p.doneBytes += amount;
+  const left = Math.max(0, p.totalBytes - p.doneBytes);
+  p.etaMs = p.doneBytes === 0 ? -1 : Math.round(((nowMs - p.startedAt) * left) / p.doneBytes);
+}
+
+/** How long to wait now so that what is done stays within `perSecond` on average (0: no limit). */
+export function paceDelay(p: Progress, perSecond: number, nowMs: number): number {
+  if (perSecond <= 0) return 0;
+  return Math.max(0, p.startedAt + (p.doneBytes / perSecond) * 1000 - nowMs);
+}
+
+/** Percent done, to a tenth, at most 100 (a total of 0 is 0 %). */
+export function percentDone(p: Progress): number {
+  return p.totalBytes > 0 ? Math.min(100, Math.round((1000 * p.doneBytes) / p.totalBytes) / 10) : 0;
+}

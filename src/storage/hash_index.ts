@@ -134,7 +134,7 @@ const SCAN_MAX_EMPTY_STEPS = 1 << 20;
 /** Limit of one volumeEntries() call: non-empty buckets read. */
 const VOLUME_ENTRIES_MAX_BUCKETS = 1 << 16;
 
-/** An entry that points into a volume asked for (vacuum); same shape as the protocol's VolumeEntry. */
+/** An entry that points into a volume asked for (vacuum): what IndexMsg.VolumeEntries answers. */
 export interface VolumeEntryFound {
   key: Uint8Array;
   volume: number;

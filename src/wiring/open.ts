@@ -32,7 +32,8 @@ import { DriveReader } from '../db/drive_reader.js';
 import { groupReader } from '../db/group_reader.js';
 import { VolumeClient } from '../remote/volume_client.js';
 import { Engine } from '../db/engine.js';
-import { DEFAULT_VACUUM, Vacuum, type Progress, type VacuumReport, type VacuumSettings } from '../db/vacuum.js';
+import { DEFAULT_VACUUM, Vacuum, type Progress, type VacuumReport } from '../db/vacuum.js';
+import { READONLY_TEXT } from '../db/read_only.js';
 import { DEFAULT_SCRUB, Scrub } from '../db/scrub.js';
 import type { StoreAdmin } from '../db/database.js';
 import type { DamagedNeedle } from '../protocol/operations.js';
@@ -59,15 +60,17 @@ export interface OpenedStore {
   halt(): void;
   /** Starts the background work a replica's store does not run (the TTL sweep, the vacuum): a promotion. */
   startBackground(): void;
-  vacuum: Vacuum;
-  /** The vacuum's settings, live: CONFIG SET changes them here. */
-  settings: VacuumSettings;
-  /** Called with the volumes a vacuum removed (the master has every front end close its handles). */
-  onVolumesRemoved(hook: (volumes: number[]) => void): void;
-  /** Called with the damaged needles a scrub found and could not repair (the master logs them). */
-  onDamage(hook: (damaged: DamagedNeedle[]) => void): void;
-  /** Called with what each vacuum run did (the master logs it). */
-  onVacuum(hook: (reports: VacuumReport[], auto: boolean) => void): void;
+  /** What the vacuum and the scrub tell: the master sets these to hear them. */
+  events: StoreEvents;
+}
+
+export interface StoreEvents {
+  /** Volumes a vacuum removed (the master has every front end close its handles). */
+  volumesRemoved?(volumes: number[]): void;
+  /** What a vacuum run did, automatic or asked for (the master logs it). */
+  vacuumed?(reports: VacuumReport[], auto: boolean): void;
+  /** Damaged needles a scrub found and could not repair (the master logs them). */
+  damaged?(needles: DamagedNeedle[]): void;
 }
 
 /** Extra actors (front ends) to run beside the store's, given the resolved volume groups. */
@@ -151,27 +154,15 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
   const { engine, supervisor, reader, groups, lock, root, seams, options } = parts;
   // This thread's own background work stops with the store (or dies with it in a simulated crash).
   const background = new ScopedScheduler(seams.scheduler, (err) => process.emitWarning(`store background work failed: ${String(err)}`));
-  const settings: VacuumSettings = { ...DEFAULT_VACUUM, ...options.vacuum };
-  const removedHooks: ((volumes: number[]) => void)[] = [];
-  const runHooks: ((reports: VacuumReport[], auto: boolean) => void)[] = [];
-  const vacuum = new Vacuum(
-    engine.ports,
-    seams.clock,
-    background,
-    () => settings,
-    (volumes) => {
-      for (const v of volumes) reader.forget(v);
-      for (const hook of removedHooks) hook(volumes);
-    },
-    (reports, auto) => {
-      for (const hook of runHooks) hook(reports, auto);
-    },
-  );
-  const scrubRate = { rateBytesPerSec: options.scrubRateBytesPerSec ?? DEFAULT_SCRUB.rateBytesPerSec };
-  const damageHooks: ((damaged: DamagedNeedle[]) => void)[] = [];
-  const scrubber = new Scrub(engine.ports, async (path, expect) => (await scrub([{ path, expect }]))[0]!, (id) => reader.pathOf(id), seams.clock, background, () => scrubRate, (damaged) => {
-    for (const hook of damageHooks) hook(damaged);
-  });
+  const events: StoreEvents = {};
+  const removed = (volumes: number[]): void => {
+    for (const v of volumes) reader.forget(v);
+    events.volumesRemoved?.(volumes);
+  };
+  const vacuum = new Vacuum(engine.ports, seams.clock, background, { ...DEFAULT_VACUUM, ...options.vacuum }, removed, (reports, auto) => events.vacuumed?.(reports, auto));
+  const scrubSettings = { rateBytesPerSec: options.scrubRateBytesPerSec ?? DEFAULT_SCRUB.rateBytesPerSec };
+  const scrubFile = async (path: string, expect: number[]): Promise<ScrubReport> => (await scrub([{ path, expect }]))[0]!;
+  const scrubber = new Scrub(engine.ports, scrubFile, (id) => reader.pathOf(id), seams.clock, background, scrubSettings, (needles) => events.damaged?.(needles));
   let sweeping = false;
   const startBackground = (): void => {
     if (sweeping || closed) return;
@@ -200,7 +191,7 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
   };
   const verify = async (): Promise<ScrubReport[]> => scrub((await volumes.list()).map((v) => ({ path: reader.pathOf(v.id) })));
   // A replica's volumes are its master's, byte for byte: only a master (or a promoted replica) vacuums.
-  const readOnly = (): Promise<never> => Promise.reject(new StoreError('READONLY', "You can't write against a read only replica."));
+  const readOnly = (): Promise<never> => Promise.reject(new StoreError('READONLY', READONLY_TEXT));
   const admin: StoreAdmin = {
     vacuum: (volume?: number) => (sweeping ? vacuum.run(volume) : readOnly()),
     // A repair writes (a copy and a move): a replica's scrub waits for its promotion too.
@@ -220,23 +211,13 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
     engine.stopTimers();
   };
   if (!parts.replica) startBackground();
-  return { db, supervisor, engine, groups, halt, startBackground, vacuum, settings, onVolumesRemoved: (hook) => void removedHooks.push(hook), onDamage: (hook) => void damageHooks.push(hook), onVacuum: (hook) => void runHooks.push(hook) };
+  return { db, supervisor, engine, groups, halt, startBackground, events };
 }
 
-/** The automatic vacuum: sealed volumes over the threshold, looked for every `everyMs`, one run at a time. */
+/** The automatic vacuum: sealed volumes over the threshold, looked for every `everyMs` (a look while a run goes joins it). */
 function startAutoVacuum(vacuum: Vacuum, scheduler: Scheduler, everyMs: number): void {
   if (everyMs <= 0) return;
-  let running = false;
-  scheduler.every(everyMs, () => {
-    if (running) return;
-    running = true;
-    vacuum
-      .run(undefined, true)
-      .catch(() => undefined) // an actor restarting: the next look retries
-      .finally(() => {
-        running = false;
-      });
-  });
+  scheduler.every(everyMs, () => void vacuum.run(undefined, true).catch(() => undefined)); // an actor restarting: the next look retries
 }
 
 /** The background TTL sweep: a slice every 100 ms, never two at once. */
