@@ -22,6 +22,7 @@ import type { Timer } from '../runtime/scheduler.js';
 import { WalCompactionDriver } from '../storage/wal_compaction.js';
 import { WAL_FILE } from '../storage/store_files.js';
 import { WalWriter } from '../storage/wal_writer.js';
+import { VolumeLog } from '../storage/log_volume.js';
 import type { IndexEntry, Op, SyncPolicy, WalRecord } from '../storage/types.js';
 import { WAL_PROTOCOL, WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexReplies, type IndexRequest } from '../protocol/index_protocol.js';
@@ -32,12 +33,16 @@ import { assertNever } from './assert.js';
 export interface WalCommitterConfig {
   dir: string;
   sync: SyncPolicy;
+  /** The volume log's directory (docs/formats.md §Log volumes); absent: no volume log. */
+  logDir?: string;
 }
 
 /** Commits waiting for the next group; past it, QUEUE_FULL (back-pressure to front ends). */
 const MAX_QUEUED = 65_536;
 const APPLY_TIMEOUT_MS = 60_000;
 const FOLLOW_SWEEP_MS = 5_000;
+/** The volume log is fdatasynced at most this often, off the commit path. */
+const VOLUME_LOG_SYNC_MS = 1_000;
 
 type CommitReply = WalReplies[typeof WalMsg.Commit];
 
@@ -54,8 +59,12 @@ interface State {
   queue: Waiter[];
   compaction: WalCompactionDriver;
   feed: ReplicationFeed;
+  /** The second copy of the records, for cmd/rebuild.js; null when absent or it could not open. */
+  log: VolumeLog | null;
+  logFailureReported: boolean;
   pumpScheduled: boolean;
   sweeper: Timer;
+  logSyncer: Timer;
   /**
    * Whether the index holds every record of the WAL (so the next group may go straight to it).
    * False at start (a committer that died may have left a durable record the index never got),
@@ -83,8 +92,11 @@ const createWalCommitter: ActorFactory<WalCommitterConfig> = (env) => {
     queue: [],
     compaction: new WalCompactionDriver(env.fs, walPath, env.clock),
     feed: null as unknown as ReplicationFeed,
+    log: openVolumeLog(env, wal, walPath),
+    logFailureReported: false,
     pumpScheduled: false,
     sweeper: { cancel: () => undefined },
+    logSyncer: { cancel: () => undefined },
     indexCaughtUp: false,
     catchingUp: false,
     feedTail: Promise.resolve(),
@@ -102,6 +114,7 @@ const createWalCommitter: ActorFactory<WalCommitterConfig> = (env) => {
     schedulePump: () => schedulePump(s),
   });
   s.sweeper = env.scheduler.every(FOLLOW_SWEEP_MS, () => s.feed.sweep());
+  s.logSyncer = env.scheduler.every(VOLUME_LOG_SYNC_MS, () => logged(s, (log) => log.syncIfDirty()));
   // A restarted index recovers from wal.log while it starts; it is caught up before the next
   // group goes to it.
   s.index.peer.onRewire(() => {
@@ -131,6 +144,7 @@ function handle(s: State, from: string, msg: WalRequest): unknown {
       return onCompactChunk(s, msg.entries);
     case WalMsg.CompactFinish:
       s.compaction.finish(s.wal);
+      logged(s, (log) => log.rebase({ path: s.wal.path, snapshotLsn: s.wal.snapshotLsn, lastLsn: s.wal.lastLsn }));
       return null;
     case WalMsg.CompactAbort:
       s.compaction.abort();
@@ -193,6 +207,8 @@ function flushGroup(s: State): void {
   s.groups += 1;
   s.records += records.length;
   const answered = applyAndAnswer(s, group, records);
+  // While the index applies: a write to the page cache, synced by the timer.
+  copyToLog(s, records);
   // The canary's sync comes 10 ms later, as `appendfsync everysec` would have it.
   if (early) void answered.then(() => s.env.scheduler.after(10, () => s.wal.syncNow()));
   // With no follower now, one that joins later reads these records from the file (history)
@@ -215,6 +231,7 @@ async function onReplay(s: State, records: WalRecord[]): Promise<number> {
     if (!s.indexCaughtUp) throw new StoreError('ACTOR_DOWN', 'the index is down or recovering: nothing was written; retry');
   }
   const written = s.wal.appendVerbatim(records);
+  copyToLog(s, written);
   s.groups += 1;
   s.records += written.length;
   try {
@@ -269,6 +286,34 @@ async function catchUpIndex(s: State): Promise<void> {
   for (const w of s.queue.splice(0)) w.reject(refusal);
 }
 
+/** Opens the volume log and brings it up to the WAL; a failure leaves the store without one. */
+function openVolumeLog(env: ActorEnv<WalCommitterConfig>, wal: WalWriter, walPath: string): VolumeLog | null {
+  const dir = env.config.logDir;
+  if (dir === undefined) return null;
+  try {
+    return VolumeLog.open(env.fs, dir, { path: walPath, snapshotLsn: wal.snapshotLsn, lastLsn: wal.lastLsn }, { sync: env.config.sync });
+  } catch (err) {
+    process.emitWarning(`volume log ${dir} could not open, so cmd/rebuild.js has nothing new to rebuild from: ${toWireError(err).message}`);
+    return null;
+  }
+}
+
+function copyToLog(s: State, records: WalRecord[]): void {
+  const first = records[0];
+  if (first !== undefined) logged(s, (log) => log.append(s.wal.lastBatchBytes, first.lsn));
+}
+
+/** Runs a volume-log step; its first failure is reported once (the WAL goes on without it). */
+function logged(s: State, step: (log: VolumeLog) => void): void {
+  const log = s.log;
+  if (log === null) return;
+  step(log);
+  if (log.failed !== null && !s.logFailureReported) {
+    s.logFailureReported = true;
+    process.emitWarning(`volume log ${log.dir} stopped (the WAL goes on; restart to rebuild it): ${log.failed}`);
+  }
+}
+
 function onCompactChunk(s: State, entries: IndexEntry[]): null {
   s.compaction.chunk(entries);
   return null;
@@ -304,6 +349,7 @@ function stats(s: State): Record<string, unknown> {
     fenced: s.wal.fenced?.message ?? null,
     followers: s.feed.size,
     followersDropped: s.feed.dropped,
+    volumeLog: s.log?.stats() ?? null,
   };
 }
 
@@ -317,6 +363,8 @@ function invariants(s: State): void {
 function stop(s: State): void {
   if (s.queue.length > 0) flushGroup(s);
   s.sweeper.cancel();
+  s.logSyncer.cancel();
+  s.log?.close();
   s.feed.dropAll('CLOSED', 'the WAL committer is stopping');
   s.compaction.abort();
   s.wal.close();

@@ -290,4 +290,10 @@ export interface OpenOptions {
   scrubRateBytesPerSec?: number;
   /** How often a background scrub runs (ms; 0: only when asked). Default 24 h. */
   autoScrubEveryMs?: number;
+  /**
+   * The drive whose `log/` holds the volume log, the copy of the WAL that cmd/rebuild.js
+   * rebuilds from (docs/formats.md §Log volumes). Default: the drive of the highest volume
+   * group when there are extra drives (not the data dir's disk), else the data dir.
+   */
+  logDrive?: string;
 }

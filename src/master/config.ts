@@ -79,6 +79,8 @@ Flags override the fields of the --config file; sizes take bytes or a unit (512m
                                 clients and nc; off by default                     [text_addr]
   --data DIR                    data directory (default ${DEFAULT_DATA_DIR})                  [data_dir]
   --drives DIR,DIR              extra directories for volume files                  [drives]
+  --log-drive DIR               where the volume log (the copy cmd/rebuild.js rebuilds from)
+                                lives (the last of --drives, else the data dir)     [log_drive]
   --http-threads N              HTTP front-end threads (the cores)                  [http_threads]
   --http-token TOKEN            HTTP needs Authorization: Bearer TOKEN; also $BRISEDB_HTTP_TOKEN [http_token]
   --http-cors-origins ORIGIN,ORIGIN  origins whose pages may call the HTTP API (CORS), or *;
@@ -122,6 +124,7 @@ interface Settings {
   max_body_size: number;
   data_dir: string;
   drives: string[];
+  log_drive: string | null;
   volume_servers: string[];
   replication_factor: number;
   volume_secret: string | null;
@@ -279,6 +282,7 @@ const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   max_body_size: { flag: '--max-body-size', convert: sizeIn(0, MAX_VALUE_LENGTH) },
   data_dir: { flag: '--data', convert: path },
   drives: { flag: '--drives', convert: listOf('directory', 'directories', MAX_DRIVES, (s) => path(s, true)) },
+  log_drive: { flag: '--log-drive', convert: path },
   volume_servers: { flag: '--volume-servers', convert: listOf('URL', 'URLs', MAX_VOLUME_SERVERS, volumeServerUrl) },
   replication_factor: { flag: '--replication-factor', convert: intIn(1, 1 + MAX_VOLUME_SERVERS) },
   volume_secret: { flag: '--volume-secret', convert: password, secret: true },
@@ -323,6 +327,7 @@ function defaults(p: Platform): Settings {
     max_body_size: 4 * 1024 * 1024 * 1024,
     data_dir: DEFAULT_DATA_DIR,
     drives: [],
+    log_drive: null,
     volume_servers: [],
     replication_factor: 1,
     volume_secret: null,
@@ -526,6 +531,8 @@ function toConfig(s: Settings): MasterConfig {
     maxBodySize: s.max_body_size,
     dataDir: s.data_dir,
     drives: s.drives,
+    // Only when set, as text_addr: a config without it reads as it did before the flag existed.
+    ...(s.log_drive === null ? {} : { logDrive: s.log_drive }),
     volumeServers: s.volume_servers,
     replicationFactor: s.replication_factor,
     volumeSecret: s.volume_secret,

@@ -140,6 +140,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
     config.dataDir,
     {
       drives: config.drives,
+      ...(config.logDrive === undefined ? {} : { logDrive: config.logDrive }),
       maxVolumeSize: config.maxVolumeSize,
       sync: config.sync,
       lookupSlots,

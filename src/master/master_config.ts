@@ -16,6 +16,8 @@ export interface MasterConfig {
   textAddr?: ListenAddress | null;
   dataDir: string;
   drives: string[];
+  /** Where the volume log lives (docs/formats.md §Log volumes); absent: the default drive. */
+  logDrive?: string;
   volumeServers: string[];
   replicationFactor: number;
   /** Shared with the volume servers; null: none (loopback servers only). */

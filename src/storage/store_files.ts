@@ -10,6 +10,8 @@ import { replayInto } from './wal_reader.js';
 
 export const WAL_FILE = 'wal.log';
 export const INDEX_FILE = 'index.hash';
+/** The volume log's folder on its drive (docs/formats.md §Log volumes). */
+export const LOG_DIR = 'log';
 /** Present while a replica's full copy is written into the data dir (docs/replica.md). */
 export const RESYNC_MARKER = 'resync';
 

@@ -42,6 +42,7 @@ export interface WalRecovery {
 export class WalWriter {
   private fence: StoreError | null = null;
   private closed = false;
+  private lastBatch: Uint8Array = new Uint8Array(0);
 
   private constructor(
     readonly path: string,
@@ -96,6 +97,11 @@ export class WalWriter {
     return this.fence;
   }
 
+  /** The frames the last commit or appendVerbatim wrote (the volume log copies them). */
+  get lastBatchBytes(): Uint8Array {
+    return this.lastBatch;
+  }
+
   /**
    * Group commit: one record per request, consecutive LSNs, one write, one fdatasync. Returns
    * the records once durable. Throws BATCH_TOO_LARGE / BAD_ARGUMENT before writing anything,
@@ -116,6 +122,7 @@ export class WalWriter {
     }
     this.end += bytes.length;
     this.last += records.length;
+    this.lastBatch = bytes;
     return records;
   }
 
@@ -144,6 +151,7 @@ export class WalWriter {
     }
     this.end += bytes.length;
     this.last += records.length;
+    this.lastBatch = bytes;
     return records;
   }
 

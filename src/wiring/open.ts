@@ -22,7 +22,7 @@ import { acquireLock, type LockHandle } from '../storage/lock_file.js';
 import { loadRegistry, registryOf, resolveGroups, saveRegistry, type LocalGroup } from '../storage/registry.js';
 import { VolumeReader } from '../storage/volume_reader.js';
 import { loadOrStartHistory } from '../storage/history.js';
-import { resyncPending } from '../storage/store_files.js';
+import { LOG_DIR, resyncPending } from '../storage/store_files.js';
 import type { ScrubInput, ScrubReport } from '../storage/volume_scrub.js';
 import { BROKER_ACTOR } from '../protocol/store_actors.js';
 import { DEFAULT_LIMITS, type Database, type OpenOptions } from '../db/api.js';
@@ -146,7 +146,15 @@ function topologyOf(root: string, groups: LocalGroup[], options: OpenOptions): S
     volumeSecret: options.volumeSecret ?? null,
     ...(options.indexBuckets ? { indexBuckets: options.indexBuckets } : {}),
     ...(options.lookupSlots ? { lookupSlots: options.lookupSlots } : {}),
+    logDir: logDirOf(root, groups, options.logDrive),
   };
+}
+
+/** The volume log's directory: `log/` on the chosen drive (docs/formats.md §Log volumes). */
+export function logDirOf(root: string, groups: readonly LocalGroup[], logDrive?: string): string {
+  if (logDrive !== undefined) return join(resolve(logDrive), LOG_DIR);
+  const last = [...groups].sort((a, b) => a.id - b.id).at(-1);
+  return join(last !== undefined && groups.length > 1 ? last.dir : root, LOG_DIR);
 }
 
 /** The started store as a Database: its background sweep, its scrub, and how it closes. */

@@ -32,6 +32,8 @@ export interface StoreTopologyConfig {
   sync: SyncPolicy;
   indexBuckets?: number;
   lookupSlots?: SharedArrayBuffer[];
+  /** The volume log's directory (absent: none). */
+  logDir?: string;
 }
 
 export function storeTopology(config: StoreTopologyConfig): ActorSpec[] {
@@ -48,7 +50,7 @@ export function storeTopology(config: StoreTopologyConfig): ActorSpec[] {
     const linkNames = remotes.map((r) => r.name);
     return { name: volumeActorName(g.id), module: new URL('../actors/volume_writer.js', import.meta.url), protocol: VOLUME_PROTOCOL, config: cfg, dependsOn: linkNames, talksTo: [...frontEnds, ...linkNames] };
   });
-  const walConfig: WalCommitterConfig = { dir: config.dir, sync: config.sync };
+  const walConfig: WalCommitterConfig = { dir: config.dir, sync: config.sync, ...(config.logDir !== undefined ? { logDir: config.logDir } : {}) };
   const indexConfig: IndexActorConfig = {
     dir: config.dir,
     ...(config.indexBuckets ? { indexBuckets: config.indexBuckets } : {}),

@@ -1,0 +1,100 @@
+// Rebuilding a data dir's WAL and index from its drives (cmd/rebuild.js; docs/formats.md §Log
+// volumes, Rebuild): the WAL from the volume log, then the index from that WAL, then a check
+// that every key's volume is on a drive.
+// Invariants:
+// - nothing is deleted: the old wal.log and index files are renamed to `*.before-rebuild-STAMP`
+//   before the new WAL is renamed in, and the directory is fsynced after;
+// - a crash at any step leaves a data dir that opens: before the renames, the old files as
+//   they were (and a stale wal.log.tmp the next open removes); after them, a WAL whose index is
+//   rebuilt on open;
+// - a WAL that reads whole and is at least as far as the volume log is not replaced unless forced.
+import { join } from 'node:path';
+import type { Fs } from '../runtime/fs.js';
+import { VOLUMES_DIR } from './drive_volumes.js';
+import { writeWalFromLog, type LogRebuildReport } from './log_rebuild.js';
+import { INDEX_FILE, LOG_DIR, WAL_FILE, recoverIndex } from './store_files.js';
+import { volumeFileName } from './volume_format.js';
+import { io, scanWal } from './wal_reader.js';
+
+export interface RebuildOptions {
+  /** Drives (absolute) that may hold the volume log and volumes, besides the data dir. */
+  drives: readonly string[];
+  /** Replace a WAL that reads whole and is not behind the volume log. */
+  force: boolean;
+  /** Suffix of the names the old files are kept under. */
+  stamp: string;
+  nowMs: number;
+}
+
+export interface RebuildResult {
+  log: LogRebuildReport;
+  /** The old WAL's state: null when there was none; its last LSN and whether it read whole. */
+  oldWal: { lastLsn: number; whole: boolean; error?: string } | null;
+  /** False when the WAL was whole and not behind (nothing replaced: see `force`). */
+  replaced: boolean;
+  keptAs: string[];
+  /** Keys in the rebuilt index, and those whose volume file is on none of the drives. */
+  keys: number;
+  keysWithoutVolume: number;
+  missingVolumes: number[];
+}
+
+/** Rebuilds `dir`'s wal.log and index.hash from the volume log on its drives. */
+export function rebuildStore(fs: Fs, dir: string, options: RebuildOptions): RebuildResult {
+  const drives = [dir, ...options.drives.filter((d) => d !== dir)];
+  const walPath = join(dir, WAL_FILE);
+  const oldWal = inspectWal(fs, walPath);
+  const log = writeWalFromLog(fs, drives.map((d) => join(d, LOG_DIR)), walPath);
+  const tmpPath = `${walPath}.tmp`;
+  if (oldWal !== null && oldWal.whole && oldWal.lastLsn >= log.lastLsn && !options.force) {
+    io(tmpPath, () => fs.unlink(tmpPath));
+    return { log, oldWal, replaced: false, keptAs: [], keys: 0, keysWithoutVolume: 0, missingVolumes: [] };
+  }
+  const keptAs: string[] = [];
+  for (const name of [WAL_FILE, INDEX_FILE, `${INDEX_FILE}.heads`, `${INDEX_FILE}.usage`]) {
+    const path = join(dir, name);
+    if (!io(path, () => fs.exists(path))) continue;
+    const kept = `${path}.before-rebuild-${options.stamp}`;
+    io(path, () => fs.rename(path, kept));
+    keptAs.push(kept);
+  }
+  io(walPath, () => fs.rename(tmpPath, walPath));
+  io(dir, () => fs.syncDir(dir));
+  const check = checkVolumes(fs, dir, drives, options.nowMs);
+  return { log, oldWal, replaced: true, keptAs, ...check };
+}
+
+function inspectWal(fs: Fs, walPath: string): RebuildResult['oldWal'] {
+  if (!io(walPath, () => fs.exists(walPath))) return null;
+  try {
+    const scan = scanWal(fs, walPath);
+    const lastLsn = scan.records.at(-1)?.lsn ?? scan.snapshotLsn;
+    return { lastLsn, whole: scan.validEnd === scan.fileSize };
+  } catch (err) {
+    return { lastLsn: 0, whole: false, error: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+/** Rebuilds the index from the new WAL (and checkpoints it), then finds keys without a volume file. */
+function checkVolumes(fs: Fs, dir: string, drives: readonly string[], nowMs: number): Pick<RebuildResult, 'keys' | 'keysWithoutVolume' | 'missingVolumes'> {
+  const index = recoverIndex(fs, dir);
+  const missing = new Set<number>();
+  const found = new Set<number>();
+  let keys = 0;
+  let keysWithoutVolume = 0;
+  try {
+    for (const e of index.entries(nowMs)) {
+      keys += 1;
+      const v = e.address.volume;
+      if (!found.has(v) && !missing.has(v)) {
+        const there = drives.some((d) => fs.exists(join(d, VOLUMES_DIR, volumeFileName(v))));
+        (there ? found : missing).add(v);
+      }
+      if (missing.has(v)) keysWithoutVolume += 1;
+    }
+    index.checkpoint();
+  } finally {
+    index.close();
+  }
+  return { keys, keysWithoutVolume, missingVolumes: [...missing].sort((a, b) => a - b) };
+}
