@@ -291,7 +291,7 @@ function openVolumeLog(env: ActorEnv<WalCommitterConfig>, wal: WalWriter, walPat
   const dir = env.config.logDir;
   if (dir === undefined) return null;
   try {
-    return VolumeLog.open(env.fs, dir, { path: walPath, snapshotLsn: wal.snapshotLsn, lastLsn: wal.lastLsn }, { sync: env.config.sync });
+    return VolumeLog.open(env.fs, dir, { path: walPath, snapshotLsn: wal.snapshotLsn, lastLsn: wal.lastLsn }, { sync: env.config.sync, now: () => env.clock.now() });
   } catch (err) {
     process.emitWarning(`volume log ${dir} could not open, so cmd/rebuild.js has nothing new to rebuild from: ${toWireError(err).message}`);
     return null;

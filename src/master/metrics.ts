@@ -16,6 +16,7 @@ interface WalStats {
   commitSeconds: number;
   commitSecondsMax: number;
   fenced: string | null;
+  volumeLog: { lastLsn: number; syncs: number; failed: string | null } | null;
 }
 
 /** What /metrics shows of replication: the link of a replica, or the replicas of a master. */
@@ -137,6 +138,11 @@ async function storeRegistry(supervisor: Supervisor, db: Database): Promise<Regi
     gauge('brisedb_wal_commit_seconds_total', 'Time in group commits (write + fdatasync): over the commits count, the mean fsync latency').set(wal.commitSeconds);
     gauge('brisedb_wal_commit_seconds_max', 'Longest group commit (write + fdatasync) since start').set(wal.commitSecondsMax);
     gauge('brisedb_wal_fenced', '1 when a failed fsync has fenced the WAL (writes refused)').set(wal.fenced === null ? 0 : 1);
+    const log = wal.volumeLog;
+    if (log !== null) {
+      gauge('brisedb_volume_log_last_lsn', 'LSN of the last record copied into the volume log (what cmd/rebuild.js rebuilds from)').set(log.lastLsn);
+      gauge('brisedb_volume_log_failed', '1 when the volume log stopped after an error (the WAL goes on; restart to rebuild it)').set(log.failed === null ? 0 : 1);
+    }
   }
   return registry;
 }

@@ -33,6 +33,8 @@ export interface VolumeLogOptions {
   sync: 'always' | 'none';
   /** A file takes no more needles past this size (tests make it small). */
   rotateBytes?: number;
+  /** The time written into superblocks (the actor's clock; default Date.now). */
+  now?: () => number;
 }
 
 /** Where the WAL stands when the log opens: the log is brought up to it. */
@@ -193,7 +195,7 @@ export class VolumeLog {
     const file = this.writable();
     if (file.end < (this.options.rotateBytes ?? LOG_VOLUME_ROTATE_BYTES)) return;
     if (this.options.sync === 'always') file.sync();
-    const next = createLogFile(this.fs, this.dir, file.id + 1, this.baseLsn, false);
+    const next = createLogFile(this.fs, this.dir, file.id + 1, this.baseLsn, false, this.options.now);
     this.closeCurrent();
     this.current = next;
     this.dirSyncDue = true;
@@ -350,7 +352,7 @@ function buildGeneration(fs: Fs, dir: string, wal: WalPosition, options: VolumeL
   const id = (files[files.length - 1]?.superblock.id ?? 0) + 1;
   const finalPath = join(dir, logVolumeFileName(id));
   const tmpPath = `${finalPath}.tmp`;
-  const tmp = createLogFile(fs, dir, id, wal.snapshotLsn, true, tmpPath);
+  const tmp = createLogFile(fs, dir, id, wal.snapshotLsn, true, options.now, tmpPath);
   let last = wal.snapshotLsn;
   try {
     const batch = new FrameBatch((frames, firstLsn, count) => tmp.appendNeedle(frames, firstLsn, count));
@@ -374,10 +376,10 @@ function buildGeneration(fs: Fs, dir: string, wal: WalPosition, options: VolumeL
   return new VolumeLog(fs, dir, options, current, wal.snapshotLsn, last);
 }
 
-function createLogFile(fs: Fs, dir: string, id: number, baseLsn: number, base: boolean, path = join(dir, logVolumeFileName(id))): LogFile {
+function createLogFile(fs: Fs, dir: string, id: number, baseLsn: number, base: boolean, now = Date.now, path = join(dir, logVolumeFileName(id))): LogFile {
   const file = io(path, () => fs.open(path, 'exclusive'));
   try {
-    io(path, () => file.write(encodeLogSuperblock({ id, createdAt: Date.now(), baseLsn, base }), 0));
+    io(path, () => file.write(encodeLogSuperblock({ id, createdAt: now(), baseLsn, base }), 0));
   } catch (err) {
     file.close();
     throw err;
