@@ -23,6 +23,7 @@ import { WalCompactionDriver } from '../storage/wal_compaction.js';
 import { WAL_FILE } from '../storage/store_files.js';
 import { WalWriter } from '../storage/wal_writer.js';
 import { VolumeLog } from '../storage/log_volume.js';
+import { logRecordsAfter } from '../storage/log_rebuild.js';
 import type { IndexEntry, Op, SyncPolicy, WalRecord } from '../storage/types.js';
 import { WAL_PROTOCOL, WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexReplies, type IndexRequest } from '../protocol/index_protocol.js';
@@ -85,6 +86,7 @@ interface State {
 const createWalCommitter: ActorFactory<WalCommitterConfig> = (env) => {
   const walPath = join(env.config.dir, WAL_FILE);
   const wal = WalWriter.open(env.fs, walPath, { sync: env.config.sync });
+  restoreCutTail(env, wal);
   const s: State = {
     env,
     wal,
@@ -284,6 +286,30 @@ async function catchUpIndex(s: State): Promise<void> {
   }
   const refusal = new StoreError('ACTOR_DOWN', 'the index is down or recovering: nothing was written; retry');
   for (const w of s.queue.splice(0)) w.reject(refusal);
+}
+
+/**
+ * When open cut wal.log's tail, the volume log may hold the records cut: it copies a group only
+ * after its fdatasync, so those were durable and acknowledged, and the cut was damage (a flipped
+ * bit in the last record looks like a torn tail). They are written back, as a replica writes its
+ * master's records, before anything reads the WAL.
+ */
+function restoreCutTail(env: ActorEnv<WalCommitterConfig>, wal: WalWriter): void {
+  const dir = env.config.logDir;
+  if (dir === undefined || wal.recovery.truncatedBytes === 0) return;
+  let records: WalRecord[];
+  try {
+    records = logRecordsAfter(env.fs, dir, wal.snapshotLsn, wal.lastLsn);
+  } catch (err) {
+    process.emitWarning(`wal.log's tail was cut on open (${wal.recovery.truncatedBytes} bytes); the volume log could not be read to restore it: ${toWireError(err).message}`);
+    return;
+  }
+  if (records.length === 0) return;
+  wal.appendVerbatim(records);
+  process.emitWarning(
+    `wal.log's tail was damaged (${wal.recovery.stopReason ?? 'bad record'}, ${wal.recovery.truncatedBytes} bytes cut on open); ` +
+      `restored LSN ${records[0]!.lsn}..${records[records.length - 1]!.lsn} from the volume log`,
+  );
 }
 
 /** Opens the volume log and brings it up to the WAL; a failure leaves the store without one. */

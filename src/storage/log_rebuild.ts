@@ -11,6 +11,7 @@
 import type { FileHandle, Fs } from '../runtime/fs.js';
 import { StoreError } from '../runtime/errors.js';
 import { decodeRecord, encodeWalHeader } from './wal_format.js';
+import type { WalRecord } from './types.js';
 import { io } from './wal_reader.js';
 import { listLogVolumes, scanLogVolume, type LogVolumeFile } from './log_volume_reader.js';
 
@@ -161,6 +162,39 @@ function copyFile(fs: Fs, path: string, order: RecordOrder, write: (bytes: Uint8
       at += res.size;
     }
   }
+}
+
+/** Records a restore takes at most (a damaged WAL tail is one group commit, not a history). */
+const RESTORE_MAX_RECORDS = 65_536;
+
+/**
+ * The records after `afterLsn` that the volume log in `dir` holds for the WAL whose snapshot LSN
+ * is `baseLsn`, consecutive from afterLsn + 1 ([] when none, or when the generation is another
+ * WAL's). The WAL committer appends them when open had to cut wal.log's tail: the volume log is
+ * written only after a group's fdatasync, so a record in it was durable in the WAL, and a cut
+ * tail that it holds was damage, not an unsynced write.
+ */
+export function logRecordsAfter(fs: Fs, dir: string, baseLsn: number, afterLsn: number): WalRecord[] {
+  const { files } = chooseGeneration(fs, [dir]);
+  if (files[0]?.superblock.baseLsn !== baseLsn) return [];
+  const out: WalRecord[] = [];
+  for (const f of files) {
+    const it = scanLogVolume(fs, f.path, true);
+    for (let next = it.next(); next.done !== true; next = it.next()) {
+      const { frames, firstLsn, records } = next.value;
+      if (firstLsn + records - 1 <= afterLsn) continue;
+      for (let at = 0; at < frames.length; ) {
+        const res = decodeRecord(frames, at);
+        if (!res.ok) break;
+        at += res.size;
+        const want = afterLsn + out.length + 1;
+        if (res.record.kind !== 0 || res.record.lsn < want) continue;
+        if (res.record.lsn > want || out.length >= RESTORE_MAX_RECORDS) return out;
+        out.push(res.record);
+      }
+    }
+  }
+  return out;
 }
 
 function closeAndRemove(fs: Fs, file: FileHandle, path: string): void {
