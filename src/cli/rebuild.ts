@@ -3,6 +3,7 @@
 // volumes), when both are lost or damaged. Takes the data dir's LOCK, so it never runs beside a
 // master; keeps the old files as *.before-rebuild-STAMP; the master then starts as usual.
 import { hostname } from 'node:os';
+import cliProgress from 'cli-progress';
 import { resolve } from 'node:path';
 import { NodeFs } from '../runtime/fs.js';
 import { StoreError } from '../runtime/errors.js';
@@ -69,6 +70,39 @@ function report(r: RebuildResult): string {
   return lines.join('\n');
 }
 
+/**
+ * A bar on stderr when it is a terminal: reading the volume log (MB), then the index (records).
+ * The rebuild is synchronous, so the bar is redrawn from its own calls, at most every 100 ms.
+ */
+function progressBar(): { update: (phase: 'log' | 'index', done: number, total: number) => void; stop: () => void } | null {
+  if (process.stderr.isTTY !== true) return null;
+  const bar = new cliProgress.SingleBar(
+    { stream: process.stderr, format: 'rebuild: {phase} [{bar}] {percentage}% | {value}/{total} {unit}', hideCursor: true, clearOnComplete: true, fps: 10 },
+    cliProgress.Presets.shades_classic,
+  );
+  let phase = '';
+  let last = 0;
+  return {
+    update: (next, done, total) => {
+      const scale = next === 'log' ? 1024 * 1024 : 1;
+      const payload = { phase: next === 'log' ? 'reading the volume log' : 'rebuilding the index', unit: next === 'log' ? 'MB' : 'records' };
+      if (next !== phase) {
+        if (phase !== '') bar.stop();
+        bar.start(Math.max(1, Math.ceil(total / scale)), 0, payload);
+        phase = next;
+      }
+      const now = Date.now();
+      if (now - last < 100 && done < total) return;
+      last = now;
+      bar.update(Math.floor(done / scale), payload);
+      bar.render();
+    },
+    stop: () => {
+      if (phase !== '') bar.stop();
+    },
+  };
+}
+
 export async function main(argv: string[]): Promise<number> {
   if (argv.includes('--help')) {
     process.stdout.write(USAGE);
@@ -95,7 +129,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-    const result = rebuildStore(fs, dir, { drives, force: args.force, stamp, nowMs: Date.now() });
+    const bar = progressBar();
+    let result: RebuildResult;
+    try {
+      result = rebuildStore(fs, dir, { drives, force: args.force, stamp, nowMs: Date.now(), ...(bar ? { progress: bar.update } : {}) });
+    } finally {
+      bar?.stop();
+    }
     process.stdout.write(`${report(result)}\n`);
     return 0;
   } catch (err) {

@@ -107,7 +107,7 @@ class RecordOrder {
  * Writes `${walPath}.tmp` from the volume log in `dirs` and fsyncs it. Returns what it read;
  * NOT_FOUND (nothing written) when no generation is there.
  */
-export function writeWalFromLog(fs: Fs, dirs: readonly string[], walPath: string): LogRebuildReport {
+export function writeWalFromLog(fs: Fs, dirs: readonly string[], walPath: string, onProgress?: (doneBytes: number, totalBytes: number) => void): LogRebuildReport {
   const { files, unreadable } = chooseGeneration(fs, dirs);
   const first = files[0];
   if (first === undefined) {
@@ -126,7 +126,13 @@ export function writeWalFromLog(fs: Fs, dirs: readonly string[], walPath: string
   let damagedRegions = 0;
   try {
     write(encodeWalHeader(baseLsn));
-    for (const f of files) damagedRegions += copyFile(fs, f.path, order, write);
+    const sizes = files.map((f) => sizeOf(fs, f.path));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    let before = 0;
+    files.forEach((f, i) => {
+      damagedRegions += copyFile(fs, f.path, order, write, (at) => onProgress?.(before + at, total));
+      before += sizes[i]!;
+    });
     io(tmpPath, () => out.sync());
   } catch (err) {
     closeAndRemove(fs, out, tmpPath);
@@ -147,12 +153,13 @@ export function writeWalFromLog(fs: Fs, dirs: readonly string[], walPath: string
 }
 
 /** Copies one file's records that the order takes; returns the damaged regions stepped over. */
-function copyFile(fs: Fs, path: string, order: RecordOrder, write: (bytes: Uint8Array) => void): number {
+function copyFile(fs: Fs, path: string, order: RecordOrder, write: (bytes: Uint8Array) => void, progress: (at: number) => void): number {
   const it = scanLogVolume(fs, path, true);
   for (;;) {
     const next = it.next();
     if (next.done === true) return next.value.skipped;
     const { frames } = next.value;
+    progress(next.value.offset + frames.length);
     for (let at = 0; at < frames.length; ) {
       const res = decodeRecord(frames, at);
       // The needle's CRC held, so its frames are what the committer wrote: a frame that does
@@ -195,6 +202,15 @@ export function logRecordsAfter(fs: Fs, dir: string, baseLsn: number, afterLsn: 
     }
   }
   return out;
+}
+
+function sizeOf(fs: Fs, path: string): number {
+  const file = io(path, () => fs.open(path, 'read'));
+  try {
+    return io(path, () => file.size());
+  } finally {
+    file.close();
+  }
 }
 
 function closeAndRemove(fs: Fs, file: FileHandle, path: string): void {

@@ -27,11 +27,12 @@ export function resyncPending(fs: Fs, dataDir: string): boolean {
 }
 
 /** Opens the index and brings it up to the WAL: the records after its durable LSN. */
-export function recoverIndex(fs: Fs, dir: string, indexBuckets?: number): HashIndex {
+export function recoverIndex(fs: Fs, dir: string, indexBuckets?: number, onRecord?: () => void): HashIndex {
   const index = HashIndex.open(fs, join(dir, INDEX_FILE), indexBuckets ? { initialBuckets: indexBuckets } : {});
   try {
     replayInto(fs, join(dir, WAL_FILE), index.appliedLsn, (record) => {
       index.apply(record);
+      onRecord?.();
     });
   } catch (err) {
     index.close();

@@ -24,6 +24,8 @@ export interface RebuildOptions {
   /** Suffix of the names the old files are kept under. */
   stamp: string;
   nowMs: number;
+  /** Called as it goes: reading the volume log (bytes), then replaying into the index (records). */
+  progress?: (phase: 'log' | 'index', done: number, total: number) => void;
 }
 
 export interface RebuildResult {
@@ -44,7 +46,7 @@ export function rebuildStore(fs: Fs, dir: string, options: RebuildOptions): Rebu
   const drives = [dir, ...options.drives.filter((d) => d !== dir)];
   const walPath = join(dir, WAL_FILE);
   const oldWal = inspectWal(fs, walPath);
-  const log = writeWalFromLog(fs, drives.map((d) => join(d, LOG_DIR)), walPath);
+  const log = writeWalFromLog(fs, drives.map((d) => join(d, LOG_DIR)), walPath, (done, total) => options.progress?.('log', done, total));
   const tmpPath = `${walPath}.tmp`;
   if (oldWal !== null && oldWal.whole && oldWal.lastLsn >= log.lastLsn && !options.force) {
     io(tmpPath, () => fs.unlink(tmpPath));
@@ -60,7 +62,9 @@ export function rebuildStore(fs: Fs, dir: string, options: RebuildOptions): Rebu
   }
   io(walPath, () => fs.rename(tmpPath, walPath));
   io(dir, () => fs.syncDir(dir));
-  const check = checkVolumes(fs, dir, drives, options.nowMs);
+  const records = log.snapshotChunks + log.records;
+  let applied = 0;
+  const check = checkVolumes(fs, dir, drives, options.nowMs, () => options.progress?.('index', ++applied, records));
   return { log, oldWal, replaced: true, keptAs, ...check };
 }
 
@@ -76,8 +80,8 @@ function inspectWal(fs: Fs, walPath: string): RebuildResult['oldWal'] {
 }
 
 /** Rebuilds the index from the new WAL (and checkpoints it), then finds keys without a volume file. */
-function checkVolumes(fs: Fs, dir: string, drives: readonly string[], nowMs: number): Pick<RebuildResult, 'keys' | 'keysWithoutVolume' | 'missingVolumes'> {
-  const index = recoverIndex(fs, dir);
+function checkVolumes(fs: Fs, dir: string, drives: readonly string[], nowMs: number, onRecord: () => void): Pick<RebuildResult, 'keys' | 'keysWithoutVolume' | 'missingVolumes'> {
+  const index = recoverIndex(fs, dir, undefined, onRecord);
   const missing = new Set<number>();
   const found = new Set<number>();
   let keys = 0;
