@@ -12,6 +12,9 @@ import {
   VOLUME_SUPERBLOCK_SIZE,
   decodeSuperblock,
   encodeSuperblock,
+  readU64,
+  view,
+  writeU64,
 } from './volume_format.js';
 import { WAL_RECORD_HEADER_SIZE } from './wal_format.js';
 
@@ -47,22 +50,6 @@ export function parseLogVolumeFileName(name: string): number | null {
   if (m === null || m[1] === undefined) return null;
   const id = Number(m[1]);
   return id <= 0xffffffff && logVolumeFileName(id) === name ? id : null;
-}
-
-function view(buf: Uint8Array): DataView {
-  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-}
-
-function writeU64(dv: DataView, at: number, n: number): void {
-  dv.setUint32(at, n % 2 ** 32, true);
-  dv.setUint32(at + 4, Math.floor(n / 2 ** 32), true);
-}
-
-function readU64(dv: DataView, at: number): number {
-  const lo = dv.getUint32(at, true);
-  const hi = dv.getUint32(at + 4, true);
-  if (hi >= 2 ** 21) return -1;
-  return hi * 2 ** 32 + lo;
 }
 
 export function encodeLogSuperblock(sb: LogSuperblock): Uint8Array {

@@ -45,17 +45,18 @@ export const MAX_VOLUME_SEQ = 2 ** VOLUME_SEQ_BITS - 1;
 export const MAX_GROUP_ID = 2 ** (32 - VOLUME_SEQ_BITS) - 1;
 
 
-function view(buf: Uint8Array): DataView {
+/** A DataView over exactly buf's bytes (shared by the log volume format). */
+export function view(buf: Uint8Array): DataView {
   return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
 }
 
-function writeU64(dv: DataView, at: number, n: number): void {
+export function writeU64(dv: DataView, at: number, n: number): void {
   dv.setUint32(at, n % 2 ** 32, true);
   dv.setUint32(at + 4, Math.floor(n / 2 ** 32), true);
 }
 
 /** A u64 as a number, or -1 when it is not a safe integer (a lie from disk). */
-function readU64(dv: DataView, at: number): number {
+export function readU64(dv: DataView, at: number): number {
   const lo = dv.getUint32(at, true);
   const hi = dv.getUint32(at + 4, true);
   if (hi >= 2 ** 21) return -1;
