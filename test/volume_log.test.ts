@@ -362,9 +362,7 @@ describe('volume log', { timeout: 60_000 }, () => {
     assert.equal(rebuilt.validEnd, rebuilt.fileSize);
   });
 
-  test('rebuild with a middle file missing ends at the gap and reports the records past it as dropped', {
-    todo: 'chooseGeneration stops at the first missing id, so the later files are never read and dropped stays null (see report)',
-  }, () => {
+  test('rebuild with a middle file missing ends at the gap and reports the records past it as dropped', () => {
     const { s, records, files } = severalFiles();
     const lastOfFirst = needlesOf(fs, files[0]!.path).at(-1)!;
     nodeFs.unlinkSync(files[1]!.path);

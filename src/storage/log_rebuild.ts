@@ -50,12 +50,10 @@ export function chooseGeneration(fs: Fs, dirs: readonly string[]): { files: LogV
         (base.superblock.baseLsn === bestBase.baseLsn && (base.superblock.createdAt > bestBase.createdAt ||
           (base.superblock.createdAt === bestBase.createdAt && base.superblock.id > bestBase.id)));
       if (!better) continue;
-      const generation = [base];
-      for (const f of files) {
-        const prev = generation[generation.length - 1]!.superblock;
-        if (f.superblock.id === prev.id + 1 && !f.superblock.base && f.superblock.baseLsn === base.superblock.baseLsn) generation.push(f);
-      }
-      best = generation;
+      // Every later file of the generation, up to the next base: a missing or unreadable file
+      // in between leaves a gap that RecordOrder reports (the records after it are dropped).
+      const nextBase = files.find((f) => f.superblock.base && f.superblock.id > base.superblock.id)?.superblock.id ?? Infinity;
+      best = files.filter((f) => f.superblock.id >= base.superblock.id && f.superblock.id < nextBase && f.superblock.baseLsn === base.superblock.baseLsn);
     }
   }
   return { files: best, unreadable };
