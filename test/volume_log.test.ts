@@ -302,6 +302,46 @@ describe('volume log', { timeout: 60_000 }, () => {
     assertContiguous(s);
   });
 
+  test('a generation written by the compaction itself (FrameSink) is adopted after the swap: no copy of the new WAL, no rotation meanwhile', () => {
+    const s = openStore({ sync: 'always', rotateBytes: 700 });
+    for (const n of [3, 3, 3, 3]) commitGroup(s, n);
+    const S = s.wal.lastLsn;
+    const before = listLogVolumes(fs, s.logDir).files;
+    const driver = new WalCompactionDriver(fs, s.walPath, new ManualClock(NOW));
+    const generation = s.log.beginGeneration(S);
+    assert.ok(generation !== null);
+    driver.begin(S, [], generation);
+    for (const n of [2, 4, 4]) commitGroup(s, n); // past rotateBytes: the old file grows instead
+    assert.equal(listLogVolumes(fs, s.logDir).files.length, before.length, 'rotated while the next base held the next id');
+    const live: IndexEntry[] = Array.from({ length: 5000 }, (_, i) => ({ key: enc.encode(`live${i}`), address: { volume: 3, offset: 64 + 8 * i, length: 50 }, expiresAt: 0 }));
+    driver.chunk(live);
+    driver.finish(s.wal);
+    s.log.adoptGeneration(position(s.wal));
+    assert.equal(s.log.failed, null);
+    assert.equal(s.log.lastLsn, s.wal.lastLsn);
+    const after = listLogVolumes(fs, s.logDir).files;
+    assert.deepEqual(after.map((f) => [f.superblock.base, f.superblock.baseLsn]), [[true, S]]);
+    for (const f of before) assert.equal(nodeFs.existsSync(f.path), false, `${f.path} deleted`);
+    commitGroup(s, 2);
+    s.log.close();
+    const report = assertRebuildsWal(s);
+    assert.deepEqual([report.baseLsn, report.snapshotChunks, report.records], [S, 2, 12]);
+    assertContiguous(s);
+  });
+
+  test('a compaction given up leaves no tmp; the log goes on in its generation', () => {
+    const s = openStore();
+    commitGroup(s, 4);
+    const generation = s.log.beginGeneration(s.wal.lastLsn);
+    assert.ok(generation !== null);
+    generation.add(new Uint8Array([1, 0, 0, 0, 0, 0, 0, 0, 7]), s.wal.lastLsn);
+    s.log.abandonGeneration();
+    assert.deepEqual(nodeFs.readdirSync(s.logDir).filter((n) => n.endsWith('.tmp')), []);
+    commitGroup(s, 3);
+    s.log.close();
+    assertRebuildsWal(s);
+  });
+
   test('open builds a new generation when the log is ahead of the WAL, or the WAL was compacted meanwhile; a stale .tmp goes', () => {
     const s = openStore();
     for (const n of [5, 5]) commitGroup(s, n);

@@ -140,16 +140,14 @@ function handle(s: State, from: string, msg: WalRequest): unknown {
     case WalMsg.Commit:
       return onCommit(s, msg.ops);
     case WalMsg.CompactBegin:
-      s.compaction.begin(msg.snapshotLsn, msg.retired ?? []);
-      return null;
+      return onCompactBegin(s, msg.snapshotLsn, msg.retired ?? []);
     case WalMsg.CompactChunk:
       return onCompactChunk(s, msg.entries);
     case WalMsg.CompactFinish:
-      s.compaction.finish(s.wal);
-      logged(s, (log) => log.rebase({ path: s.wal.path, snapshotLsn: s.wal.snapshotLsn, lastLsn: s.wal.lastLsn }));
-      return null;
+      return onCompactFinish(s);
     case WalMsg.CompactAbort:
       s.compaction.abort();
+      s.log?.abandonGeneration();
       return null;
     case WalMsg.LastLsn:
       return s.wal.lastLsn;
@@ -338,6 +336,29 @@ function logged(s: State, step: (log: VolumeLog) => void): void {
     s.logFailureReported = true;
     process.emitWarning(`volume log ${log.dir} stopped (the WAL goes on; restart to rebuild it): ${log.failed}`);
   }
+}
+
+/** The compaction writes the volume log's next generation as it writes the new WAL. */
+function onCompactBegin(s: State, snapshotLsn: number, retired: number[]): null {
+  const generation = s.log?.beginGeneration(snapshotLsn) ?? null;
+  try {
+    s.compaction.begin(snapshotLsn, retired, generation);
+  } catch (err) {
+    s.log?.abandonGeneration();
+    throw err;
+  }
+  return null;
+}
+
+function onCompactFinish(s: State): null {
+  try {
+    s.compaction.finish(s.wal);
+  } catch (err) {
+    s.log?.abandonGeneration();
+    throw err;
+  }
+  logged(s, (log) => log.adoptGeneration({ path: s.wal.path, snapshotLsn: s.wal.snapshotLsn, lastLsn: s.wal.lastLsn }));
+  return null;
 }
 
 function onCompactChunk(s: State, entries: IndexEntry[]): null {

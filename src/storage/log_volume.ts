@@ -28,6 +28,7 @@ import { listLogVolumes, scanLogVolume, type LogVolumeFile } from './log_volume_
 import { decodeRecord } from './wal_format.js';
 import { io, scanFrames } from './wal_reader.js';
 import { syncParent } from './wal_writer.js';
+import type { FrameSink } from './wal_compaction.js';
 
 export interface VolumeLogOptions {
   sync: 'always' | 'none';
@@ -79,6 +80,8 @@ export class VolumeLog {
   private failure: string | null = null;
   private syncs = 0;
   private dirSyncDue = false;
+  /** A new generation being written (by a WAL compaction): no rotation meanwhile (ids). */
+  private building: GenerationBuilder | null = null;
 
   /** Use open(); the module's helpers build one. */
   constructor(
@@ -102,7 +105,7 @@ export class VolumeLog {
       if (name.endsWith('.data.tmp')) io(dir, () => fs.unlink(join(dir, name)));
     }
     const resumed = resume(fs, dir, wal, options);
-    const log = resumed ?? buildGeneration(fs, dir, wal, options);
+    const log = resumed ?? fromWal(fs, dir, wal, options);
     log.dropOlderFiles();
     log.catchUp(wal);
     return log;
@@ -148,19 +151,52 @@ export class VolumeLog {
   }
 
   /**
-   * The WAL was compacted (its snapshot LSN is now `wal.snapshotLsn`): a new generation is built
-   * from the compacted wal.log and the older ones deleted. Synchronous: the committer calls it
-   * between group commits, right after the swap.
+   * A WAL compaction to snapshot LSN `baseLsn` begins: the next generation is written as it
+   * goes, from the frames the compaction writes (a FrameSink), so that adopting it costs no copy
+   * of the new WAL. null when the log has failed.
    */
+  beginGeneration(baseLsn: number): GenerationBuilder | null {
+    if (this.failure !== null) return null;
+    this.abandonGeneration();
+    try {
+      this.building = new GenerationBuilder(this.fs, this.dir, baseLsn, this.options);
+    } catch (err) {
+      this.fail(err);
+    }
+    return this.building;
+  }
+
+  /**
+   * The compacted WAL was swapped in: the generation built alongside becomes the current one and
+   * the older ones are deleted. Without one (or when it does not reach the WAL's last LSN) a new
+   * generation is copied from wal.log (rebase).
+   */
+  adoptGeneration(wal: WalPosition): void {
+    const built = this.building;
+    this.building = null;
+    this.guard(() => {
+      if (built === null || built.failed || built.baseLsn !== wal.snapshotLsn) {
+        built?.abort();
+        this.rebase(wal);
+        return;
+      }
+      this.switchTo(built.seal(), wal.snapshotLsn, built.lastLsn);
+      if (this.last !== wal.lastLsn) throw new StoreError('INTERNAL', `the new volume log generation ends at LSN ${this.last}, the WAL at ${wal.lastLsn}`);
+    });
+  }
+
+  /** The compaction was given up: its generation's tmp is removed. */
+  abandonGeneration(): void {
+    const built = this.building;
+    this.building = null;
+    built?.abort();
+  }
+
+  /** A new generation copied from the whole of wal.log (open, or a compaction built none). */
   rebase(wal: WalPosition): void {
     this.guard(() => {
-      const next = buildGeneration(this.fs, this.dir, wal, this.options);
-      this.closeCurrent();
-      this.current = next.current;
-      next.current = null;
-      this.baseLsn = next.baseLsn;
-      this.last = next.last;
-      this.dropOlderFiles();
+      const built = copyWal(this.fs, this.dir, wal, this.options);
+      this.switchTo(built.seal(), wal.snapshotLsn, built.lastLsn);
     });
   }
 
@@ -169,11 +205,20 @@ export class VolumeLog {
   }
 
   close(): void {
+    this.abandonGeneration();
     if (this.failure === null) this.syncIfDirty();
     this.closeCurrent();
   }
 
   // ---- helpers ----
+
+  private switchTo(file: LogFile, baseLsn: number, lastLsn: number): void {
+    this.closeCurrent();
+    this.current = file;
+    this.baseLsn = baseLsn;
+    this.last = lastLsn;
+    this.dropOlderFiles();
+  }
 
   /** Appends the WAL's records after this.last (open, after a crash or a stop). */
   private catchUp(wal: WalPosition): void {
@@ -193,7 +238,8 @@ export class VolumeLog {
 
   private rotateIfFull(): void {
     const file = this.writable();
-    if (file.end < (this.options.rotateBytes ?? LOG_VOLUME_ROTATE_BYTES)) return;
+    // The new generation's base took the next id: this file grows until it is adopted.
+    if (this.building !== null || file.end < (this.options.rotateBytes ?? LOG_VOLUME_ROTATE_BYTES)) return;
     if (this.options.sync === 'always') file.sync();
     const next = createLogFile(this.fs, this.dir, file.id + 1, this.baseLsn, false, this.options.now);
     this.closeCurrent();
@@ -282,6 +328,12 @@ class FrameBatch {
   }
 }
 
+/** A log whose only generation is a fresh copy of wal.log. */
+function fromWal(fs: Fs, dir: string, wal: WalPosition, options: VolumeLogOptions): VolumeLog {
+  const built = copyWal(fs, dir, wal, options);
+  return new VolumeLog(fs, dir, options, built.seal(), wal.snapshotLsn, built.lastLsn);
+}
+
 /** The id of the newest base at or below `id` (the base of the file `id` belongs to). */
 function baseIdOf(files: readonly LogVolumeFile[], id: number): number {
   let base = id;
@@ -346,34 +398,93 @@ function lastLsnIn(frames: Uint8Array, baseLsn: number): number {
   return lsn;
 }
 
-/** Writes a new generation's base from wal.log as a .tmp, fsyncs it, renames it in. */
-function buildGeneration(fs: Fs, dir: string, wal: WalPosition, options: VolumeLogOptions): VolumeLog {
-  const { files } = listLogVolumes(fs, dir);
-  const id = (files[files.length - 1]?.superblock.id ?? 0) + 1;
-  const finalPath = join(dir, logVolumeFileName(id));
-  const tmpPath = `${finalPath}.tmp`;
-  const tmp = createLogFile(fs, dir, id, wal.snapshotLsn, true, options.now, tmpPath);
-  let last = wal.snapshotLsn;
+/** A new generation's base written from the whole of wal.log (not yet sealed). */
+function copyWal(fs: Fs, dir: string, wal: WalPosition, options: VolumeLogOptions): GenerationBuilder {
+  const built = new GenerationBuilder(fs, dir, wal.snapshotLsn, options);
   try {
-    const batch = new FrameBatch((frames, firstLsn, count) => tmp.appendNeedle(frames, firstLsn, count));
     const it = scanFrames(fs, wal.path);
     for (let next = it.next(); next.done !== true; next = it.next()) {
       const { record, frame } = next.value;
       if (record.kind === 0 && record.lsn > wal.lastLsn) break;
-      batch.add(frame, record.lsn);
-      if (record.kind === 0) last = record.lsn;
+      built.add(frame, record.lsn);
     }
-    batch.flush();
-    tmp.sync();
-    io(tmpPath, () => fs.rename(tmpPath, finalPath));
-    syncParent(fs, finalPath);
   } catch (err) {
-    tmp.file.close();
-    if (io(tmpPath, () => fs.exists(tmpPath))) io(tmpPath, () => fs.unlink(tmpPath));
+    built.abort();
     throw err;
   }
-  const current = new LogFile(id, finalPath, tmp.file, tmp.end);
-  return new VolumeLog(fs, dir, options, current, wal.snapshotLsn, last);
+  return built;
+}
+
+/**
+ * A generation's base, written as `log-N.data.tmp` frame by frame (a WAL compaction's FrameSink,
+ * or a copy of wal.log), then sealed: fsynced and renamed in. add() never throws: a failure is
+ * kept, and seal() reports it.
+ */
+export class GenerationBuilder implements FrameSink {
+  private readonly tmp: LogFile;
+  private readonly finalPath: string;
+  private readonly batch: FrameBatch;
+  private failure: unknown = null;
+  private state: 'open' | 'sealed' | 'aborted' = 'open';
+  /** The last kind-0 LSN added (the base LSN while only snapshot chunks came). */
+  lastLsn: number;
+
+  constructor(private readonly fs: Fs, dir: string, readonly baseLsn: number, options: VolumeLogOptions) {
+    const { files } = listLogVolumes(fs, dir);
+    const id = (files[files.length - 1]?.superblock.id ?? 0) + 1;
+    this.finalPath = join(dir, logVolumeFileName(id));
+    const tmpPath = `${this.finalPath}.tmp`;
+    if (io(tmpPath, () => fs.exists(tmpPath))) io(tmpPath, () => fs.unlink(tmpPath));
+    this.tmp = createLogFile(fs, dir, id, baseLsn, true, options.now, tmpPath);
+    this.batch = new FrameBatch((frames, firstLsn, count) => this.tmp.appendNeedle(frames, firstLsn, count));
+    this.lastLsn = baseLsn;
+  }
+
+  get failed(): boolean {
+    return this.failure !== null;
+  }
+
+  add(frame: Uint8Array, lsn: number): void {
+    if (this.failure !== null || this.state !== 'open') return;
+    try {
+      this.batch.add(frame, lsn);
+      if (lsn > this.baseLsn) this.lastLsn = lsn;
+    } catch (err) {
+      this.failure = err;
+    }
+  }
+
+  /** fsync, rename in, fsync the directory: the generation's base is there, whole. */
+  seal(): LogFile {
+    if (this.failure !== null) {
+      this.abort();
+      throw this.failure;
+    }
+    if (this.state !== 'open') throw new StoreError('INTERNAL', `volume log generation ${this.finalPath} is ${this.state}`);
+    try {
+      this.batch.flush();
+      this.tmp.sync();
+      io(this.tmp.path, () => this.fs.rename(this.tmp.path, this.finalPath));
+      syncParent(this.fs, this.finalPath);
+    } catch (err) {
+      this.abort();
+      throw err;
+    }
+    this.state = 'sealed';
+    return new LogFile(this.tmp.id, this.finalPath, this.tmp.file, this.tmp.end);
+  }
+
+  /** Closes and removes the tmp; a no-op once sealed or aborted. */
+  abort(): void {
+    if (this.state !== 'open') return;
+    this.state = 'aborted';
+    try {
+      this.tmp.file.close();
+      if (this.fs.exists(this.tmp.path)) this.fs.unlink(this.tmp.path);
+    } catch {
+      // A stale .tmp is removed by the next open.
+    }
+  }
 }
 
 function createLogFile(fs: Fs, dir: string, id: number, baseLsn: number, base: boolean, now = Date.now, path = join(dir, logVolumeFileName(id))): LogFile {

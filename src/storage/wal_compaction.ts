@@ -32,6 +32,14 @@ export const WAL_COMPACTION_MAX_STEP_OPS = 1 << 20;
 
 type Phase = 'snapshot' | 'ready' | 'finished' | 'aborted';
 
+/**
+ * Takes a copy of every frame the compaction writes after the header, in order (the volume log's
+ * next generation, log_volume.ts). It must not throw: its failures are its own.
+ */
+export interface FrameSink {
+  add(frame: Uint8Array, lsn: number): void;
+}
+
 export class WalCompaction {
   readonly tmpPath: string;
   private readonly file: FileHandle;
@@ -48,6 +56,7 @@ export class WalCompaction {
     live: Iterable<SetOp>,
     private readonly timeMs: number,
     retired: readonly number[] = [],
+    private readonly copy: FrameSink | null = null,
   ) {
     this.tmpPath = `${walPath}.tmp`;
     const tmp = this.tmpPath;
@@ -57,7 +66,7 @@ export class WalCompaction {
     this.guard(() => this.append(encodeWalHeader(snapshotLsn)));
     for (let i = 0; i < retired.length; i += WAL_SNAPSHOT_CHUNK_OPS) {
       const ops: Op[] = retired.slice(i, i + WAL_SNAPSHOT_CHUNK_OPS).map((volume) => ({ code: OpCode.Retire, volume }));
-      this.guard(() => this.append(encodeRecord({ lsn: snapshotLsn, timeMs, kind: 1, ops })));
+      this.guard(() => this.appendFrame(encodeRecord({ lsn: snapshotLsn, timeMs, kind: 1, ops }), snapshotLsn));
     }
   }
 
@@ -146,8 +155,14 @@ export class WalCompaction {
   }
 
   private writeChunk(ops: SetOp[]): void {
-    this.append(encodeRecord({ lsn: this.snapshotLsn, timeMs: this.timeMs, kind: 1, ops }));
+    this.appendFrame(encodeRecord({ lsn: this.snapshotLsn, timeMs: this.timeMs, kind: 1, ops }), this.snapshotLsn);
     this.snapshotOps += ops.length;
+  }
+
+  /** One record's frame, to the tmp and to the copy. */
+  private appendFrame(frame: Uint8Array, lsn: number): void {
+    this.append(frame);
+    this.copy?.add(frame, lsn);
   }
 
   private append(bytes: Uint8Array): void {
@@ -192,6 +207,7 @@ export class WalCompaction {
       }
       const { record, frame } = next.value;
       if (record.kind !== 0 || record.lsn <= this.snapshotLsn) continue;
+      this.copy?.add(frame, record.lsn);
       if (used + frame.length > out.length) flush();
       if (frame.length > out.length) this.append(frame);
       else {
@@ -263,10 +279,10 @@ export class WalCompactionDriver {
 
   constructor(private readonly fs: Fs, private readonly walPath: string, private readonly clock: Clock) {}
 
-  begin(snapshotLsn: number, retired: readonly number[] = []): void {
+  begin(snapshotLsn: number, retired: readonly number[] = [], copy: FrameSink | null = null): void {
     if (this.compaction !== null) throw new StoreError('BAD_ARGUMENT', 'a WAL compaction is already running');
     this.feed = new ChunkFeed();
-    this.compaction = new WalCompaction(this.fs, this.walPath, snapshotLsn, this.feed, this.clock.now(), retired);
+    this.compaction = new WalCompaction(this.fs, this.walPath, snapshotLsn, this.feed, this.clock.now(), retired, copy);
   }
 
   chunk(entries: IndexEntry[]): void {
