@@ -299,3 +299,34 @@ test('SET_IF round-trips with its flags and expectations, and bad flags are refu
   assert.deepEqual(decoded.record, record);
   assert.throws(() => encodeRecord({ ...record, ops: [{ ...(record.ops[0] as SetIfOp), flags: 16 }] }), /flags/);
 });
+
+test('a snapshot SET keeps the value\'s modified time: [1, key, v, o, l, exp, meta or 0, modified], and the index applies it', async () => {
+  const { HashIndex } = await import('../src/storage/hash_index.js');
+  const { NodeFs } = await import('../src/runtime/fs.js');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const ops: Op[] = [
+    { code: OpCode.Set, key: bytes('plain'), address: { volume: 1, offset: 64, length: 40 }, expiresAt: 0, modifiedSec: 1_700_000_000 },
+    { code: OpCode.Set, key: bytes('meta'), address: { volume: 1, offset: 128, length: 90, meta: 20 }, expiresAt: 9e12, modifiedSec: 1_700_000_001 },
+    { code: OpCode.Set, key: bytes('old'), address: { volume: 1, offset: 256, length: 40 }, expiresAt: 0 },
+  ];
+  const record: WalRecord = { lsn: 5, timeMs: 1_800_000_000_000, kind: 1, ops };
+  const res = decodeRecord(encodeRecord(record), 0);
+  assert.ok(res.ok);
+  assert.deepStrictEqual(res.record, record);
+  const arrays = new Encoder({ useRecords: false }).decode(encodePayload(record)) as unknown[];
+  const encodedOps = arrays[3] as unknown[][];
+  assert.deepEqual(encodedOps.map((o) => o.length), [8, 8, 6], 'the modified time rides only where there is one, after the metadata length (0: none)');
+  assert.equal(encodedOps[0]![6], 0);
+  const dir = mkdtempSync(join(tmpdir(), 'brise-walfmt-'));
+  try {
+    const index = HashIndex.open(new NodeFs(), join(dir, 'index.hash'));
+    index.apply({ lsn: 5, timeMs: 1_800_000_000_000, kind: 0, ops: ops.map((o) => ({ ...o })) });
+    const got = (k: string): number | undefined => index.get(bytes(k), 0)?.modifiedAt;
+    assert.deepEqual([got('plain'), got('meta'), got('old')], [1_700_000_000_000, 1_700_000_001_000, 1_800_000_000_000]);
+    index.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -637,7 +637,7 @@ export class HashIndex {
         const a = op.address;
         if (present) this.uncount();
         this.usage.add(a.volume, a.length);
-        this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, meta: a.meta ?? 0, expiresAt: op.expiresAt, modified });
+        this.write(op.key, hash, { hash, flags: 0, volume: a.volume, offset: a.offset, length: a.length, meta: a.meta ?? 0, expiresAt: op.expiresAt, modified: op.modifiedSec ?? modified });
         if (!present) this.live++;
         return 1;
       }

@@ -51,6 +51,11 @@ export type SetOp = {
   key: Uint8Array;
   address: NeedleAddress;
   expiresAt: number;
+  /**
+   * When the value was written (seconds since the epoch), kept by a snapshot chunk so that a key
+   * keeps its Last-Modified through COMPACT; absent: the record's commit time.
+   */
+  modifiedSec?: number;
 };
 export type DelOp = { code: typeof OpCode.Del; key: Uint8Array };
 /** expiresAt 0 = persist (remove the expiry). */

@@ -25,8 +25,8 @@ import { StoreError } from '../runtime/errors.js';
 
 /** A chunk is cut before its estimated payload passes this (long keys), far below the max. */
 const CHUNK_BYTES_SOFT_LIMIT = WAL_MAX_PAYLOAD / 4;
-/** CBOR bytes of a SET op besides its key: array head, code, 4 numbers of up to 9 bytes, key head. */
-const SET_OP_OVERHEAD = 48;
+/** CBOR bytes of a SET op besides its key: array head, code, 6 numbers of up to 9 bytes, key head. */
+const SET_OP_OVERHEAD = 64;
 /** The largest step the actor may ask for; bounds the memory of one step. */
 export const WAL_COMPACTION_MAX_STEP_OPS = 1 << 20;
 
@@ -247,7 +247,12 @@ export class ChunkFeed implements Iterable<SetOp> {
   private done = false;
 
   push(entries: IndexEntry[]): void {
-    for (const e of entries) this.queue.push({ code: OpCode.Set, key: e.key, address: e.address, expiresAt: e.expiresAt });
+    for (const e of entries) {
+      const op: SetOp = { code: OpCode.Set, key: e.key, address: e.address, expiresAt: e.expiresAt };
+      // The value's own write time, so that its Last-Modified does not become the COMPACT's.
+      if (e.modifiedAt !== undefined) op.modifiedSec = Math.floor(e.modifiedAt / 1000);
+      this.queue.push(op);
+    }
   }
 
   end(): void {

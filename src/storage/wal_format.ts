@@ -11,7 +11,7 @@
 import { crc32 } from './checksum.js';
 import { Encoder } from 'cbor-x';
 import { canaries } from '../runtime/canary.js';
-import { GuardKind, OpCode, type NeedleAddress, type Op, type WalRecord } from './types.js';
+import { GuardKind, OpCode, type NeedleAddress, type Op, type SetOp, type WalRecord } from './types.js';
 import { StoreError } from '../runtime/errors.js';
 
 export const WAL_HEADER_SIZE = 32;
@@ -170,7 +170,11 @@ function opToArray(op: Op, kind: 0 | 1): unknown[] {
         assertUint(v, what);
       }
       const set = [OpCode.Set, op.key, volume, offset, length, op.expiresAt];
-      return withMeta(set, op.address.meta);
+      if (op.modifiedSec === undefined) return withMeta(set, op.address.meta);
+      if (kind !== 1) bad('a SET with a modified time outside a snapshot chunk');
+      // With its modified time the metadata length is always there (0: none).
+      assertUint(op.modifiedSec, 'modifiedSec');
+      return [...set, op.address.meta ?? 0, op.modifiedSec];
     }
     case OpCode.Del:
       return [OpCode.Del, op.key];
@@ -245,11 +249,21 @@ function toRecord(v: unknown): WalRecord | null {
   for (const raw of rawOps as unknown[]) {
     const op = toOp(raw);
     if (op === null || (kind === 1 && op.code !== OpCode.Set && op.code !== OpCode.Retire)) return null;
+    // A modified time is a snapshot chunk's: a committed SET's is its record's time.
+    if (kind === 0 && op.code === OpCode.Set && op.modifiedSec !== undefined) return null;
     ops.push(op);
   }
   if (batchFirstLsn === undefined) return { lsn, timeMs, kind, ops };
   if (!isUint(batchFirstLsn) || batchFirstLsn > lsn) return null;
   return { lsn, timeMs, kind, ops, batchFirstLsn };
+}
+
+/** `[1, key, volume, offset, length, expires at, metadata length (0: none), modified]`. */
+function setWithModified(a: unknown[], key: Uint8Array): SetOp | null {
+  const [, , volume, offset, length, expiresAt, meta, modifiedSec] = a;
+  if (!isUint(volume) || !isUint(offset) || !isUint(length) || !isUint(expiresAt) || !isUint(meta) || !isUint(modifiedSec)) return null;
+  const address = meta === 0 ? { volume, offset, length } : { volume, offset, length, meta };
+  return { code: OpCode.Set, key, address, expiresAt, modifiedSec };
 }
 
 function toOp(v: unknown): Op | null {
@@ -263,6 +277,7 @@ function toOp(v: unknown): Op | null {
   switch (a[0]) {
     case OpCode.Set:
     {
+      if (a.length === 8) return setWithModified(a, key);
       const address = a.length === 6 || a.length === 7 ? addressFields(a, 6) : null;
       if (address === null || !isUint(a[5])) return null;
       return { code: OpCode.Set, key, address, expiresAt: a[5] };
