@@ -14,11 +14,18 @@ export const INDEX_FILE = 'index.hash';
 export const LOG_DIR = 'log';
 /** Present while a replica's full copy is written into the data dir (docs/replica.md). */
 export const RESYNC_MARKER = 'resync';
+/** Present while cmd/rebuild.js sets the old WAL and index aside and puts the rebuilt ones in. */
+export const REBUILD_MARKER = 'rebuild';
 
 /** The last LSN of the data dir's WAL (0 without one): a scan of the file, for tools and start-up checks. */
 export function walLastLsn(fs: Fs, dir: string): number {
   const path = join(dir, WAL_FILE);
   return fs.exists(path) ? replayInto(fs, path, Number.MAX_SAFE_INTEGER, () => undefined).lastLsn : 0;
+}
+
+/** Whether a rebuild was cut short here: the data dir must not be opened until it is run again. */
+export function rebuildPending(fs: Fs, dataDir: string): boolean {
+  return fs.exists(join(dataDir, REBUILD_MARKER));
 }
 
 /** Whether a replica's full copy was cut short here: the data dir must not be opened as it is. */

@@ -4,15 +4,16 @@
 // Invariants:
 // - nothing is deleted: the old wal.log and index files are renamed to `*.before-rebuild-STAMP`
 //   before the new WAL is renamed in, and the directory is fsynced after;
-// - a crash at any step leaves a data dir that opens: before the renames, the old files as
-//   they were (and a stale wal.log.tmp the next open removes); after them, a WAL whose index is
-//   rebuilt on open;
+// - a crash at any step leaves a data dir that opens as before, or that an open refuses until
+//   this is run again: before the renames, the old files as they were (and a stale wal.log.tmp
+//   the next open removes); from the first rename until the new index is checkpointed, the
+//   marker `rebuild` (written and synced first) makes an open refuse, and a rerun finishes;
 // - a WAL that reads whole and is at least as far as the volume log is not replaced unless forced.
 import { join } from 'node:path';
 import type { Fs } from '../runtime/fs.js';
 import { VOLUMES_DIR } from './drive_volumes.js';
 import { writeWalFromLog, type LogRebuildReport } from './log_rebuild.js';
-import { INDEX_FILE, LOG_DIR, WAL_FILE, recoverIndex } from './store_files.js';
+import { INDEX_FILE, LOG_DIR, REBUILD_MARKER, WAL_FILE, rebuildPending, recoverIndex } from './store_files.js';
 import { volumeFileName } from './volume_format.js';
 import { io, scanWal } from './wal_reader.js';
 
@@ -48,11 +49,16 @@ export function rebuildStore(fs: Fs, dir: string, options: RebuildOptions): Rebu
   const oldWal = inspectWal(fs, walPath);
   const log = writeWalFromLog(fs, drives.map((d) => join(d, LOG_DIR)), walPath, (done, total) => options.progress?.('log', done, total));
   const tmpPath = `${walPath}.tmp`;
-  if (oldWal !== null && oldWal.whole && oldWal.lastLsn >= log.lastLsn && !options.force) {
+  // A rebuild cut short is finished whatever the WAL left there looks like.
+  const resumed = rebuildPending(fs, dir);
+  if (oldWal !== null && oldWal.whole && oldWal.lastLsn >= log.lastLsn && !options.force && !resumed) {
     io(tmpPath, () => fs.unlink(tmpPath));
     return { log, oldWal, replaced: false, keptAs: [], keys: 0, keysWithoutVolume: 0, missingVolumes: [] };
   }
   const keptAs: string[] = [];
+  // From here until the new index is in, an open refuses the data dir (the marker): half of the
+  // old files (an index without its heads file, a WAL without its index) must not be opened.
+  if (!resumed) writeMarker(fs, dir);
   for (const name of [WAL_FILE, INDEX_FILE, `${INDEX_FILE}.heads`, `${INDEX_FILE}.usage`]) {
     const path = join(dir, name);
     if (!io(path, () => fs.exists(path))) continue;
@@ -65,7 +71,23 @@ export function rebuildStore(fs: Fs, dir: string, options: RebuildOptions): Rebu
   const records = log.snapshotChunks + log.records;
   let applied = 0;
   const check = checkVolumes(fs, dir, drives, options.nowMs, () => options.progress?.('index', ++applied, records));
+  const marker = join(dir, REBUILD_MARKER);
+  io(marker, () => fs.unlink(marker));
+  io(dir, () => fs.syncDir(dir));
   return { log, oldWal, replaced: true, keptAs, ...check };
+}
+
+/** The marker, durable before the first rename. */
+function writeMarker(fs: Fs, dir: string): void {
+  const path = join(dir, REBUILD_MARKER);
+  const file = io(path, () => fs.open(path, 'create'));
+  try {
+    io(path, () => file.write(new TextEncoder().encode('a rebuild (node cmd/rebuild.js) is putting a rebuilt wal.log and index in place\n'), 0));
+    io(path, () => file.sync());
+  } finally {
+    file.close();
+  }
+  io(dir, () => fs.syncDir(dir));
 }
 
 function inspectWal(fs: Fs, walPath: string): RebuildResult['oldWal'] {

@@ -22,7 +22,8 @@ import { acquireLock, type LockHandle } from '../storage/lock_file.js';
 import { loadRegistry, registryOf, resolveGroups, saveRegistry, type LocalGroup } from '../storage/registry.js';
 import { VolumeReader } from '../storage/volume_reader.js';
 import { loadOrStartHistory } from '../storage/history.js';
-import { LOG_DIR, resyncPending } from '../storage/store_files.js';
+import { INDEX_FILE, LOG_DIR, WAL_FILE, rebuildPending, resyncPending } from '../storage/store_files.js';
+import { chooseGeneration } from '../storage/log_rebuild.js';
 import type { ScrubInput, ScrubReport } from '../storage/volume_scrub.js';
 import { BROKER_ACTOR } from '../protocol/store_actors.js';
 import { DEFAULT_LIMITS, type Database, type OpenOptions } from '../db/api.js';
@@ -107,6 +108,9 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     // The registry is authoritative: a drive keeps its group however --drives is ordered.
     const replication = { servers: options.volumeServers ?? [], factor: options.replicationFactor ?? 1 };
     // A replica's full copy cut short holds part of a store: opened, it would look whole.
+    if (rebuildPending(fs, root)) {
+      throw new StoreError('CORRUPT', `${root}: a rebuild (node cmd/rebuild.js) was cut short here (the file 'rebuild' is there): run it again to finish it: node cmd/rebuild.js --data ${dir}`);
+    }
     if (resyncPending(fs, root)) {
       throw new StoreError('CORRUPT', `${root}: a replica's full copy from its master was cut short here (the file 'resync' is there); this copy is incomplete: start the replica again to finish it (node cmd/replica.js --master HOST:PORT --data ${dir}), or remove the data dir`);
     }
@@ -114,6 +118,7 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     // a replica (a replica's comes from its master, written by its resync).
     if (options.replicaGroups === undefined) loadOrStartHistory(fs, root);
     const groups = options.replicaGroups ?? resolveGroups(loadRegistry(fs, root), [root, ...(options.drives ?? []).map((d) => resolve(d))], replication);
+    refuseLostWal(fs, root, logDirOf(root, groups, options.logDrive));
     // Each start of a master with volume servers is a new epoch, above any its servers have
     // seen: they refuse the writes of any master started before it (docs/volume-server.md).
     const epoch = replication.servers.length > 0 ? nextEpoch(fs, root, await highestServerEpoch(replication.servers, options.volumeSecret ?? null)) : 0;
@@ -148,6 +153,24 @@ function topologyOf(root: string, groups: LocalGroup[], options: OpenOptions): S
     ...(options.lookupSlots ? { lookupSlots: options.lookupSlots } : {}),
     logDir: logDirOf(root, groups, options.logDrive),
   };
+}
+
+/**
+ * A data dir that lost its wal.log but not the rest must not start as a fresh store: the WAL
+ * committer would create an empty WAL, the index would be ahead of it (and skip the records it
+ * then acknowledges), and the volume log, ahead of the WAL, would be replaced. Either state
+ * left there (index.hash, or a volume log with a generation) says the WAL was lost.
+ */
+function refuseLostWal(fs: Fs, root: string, logDir: string): void {
+  if (fs.exists(join(root, WAL_FILE))) return;
+  const index = fs.exists(join(root, INDEX_FILE));
+  const log = chooseGeneration(fs, [logDir]).files.length > 0;
+  if (!index && !log) return;
+  throw new StoreError(
+    'CORRUPT',
+    `${root}: wal.log is missing, but ${index ? 'index.hash' : `the volume log (${logDir})`} is there: the WAL was lost. ` +
+      `Rebuild it from the volume log: node cmd/rebuild.js --data ${root} (or, to start an empty store, remove index.hash* and ${logDir})`,
+  );
 }
 
 /** The volume log's directory: `log/` on the chosen drive (docs/formats.md §Log volumes). */
