@@ -192,12 +192,12 @@ function answerBlob(
     });
     return { code: status, bytes: 0 };
   }
-  res.cork(() => {
+  const writeHead = (): void => {
     res.writeStatus(statusLine(status));
     for (const [n, v] of headers) res.writeHeader(n, v);
     if (status === 206) res.writeHeader('Content-Range', contentRange(part, size));
-  });
-  streamPieces(res, state, ctx, entry, size === 0 ? [] : [{ start: part.start, length }], length, value);
+  };
+  streamPieces(res, state, ctx, entry, size === 0 ? [] : [{ start: part.start, length }], length, writeHead, value);
   return { code: status, bytes: length };
 }
 
@@ -249,20 +249,25 @@ function sendMultipart(
 ): { code: number; bytes: number } {
   const mp = multipartByteranges(ranges, size, contentType);
   state.done = true;
-  res.cork(() => {
+  const writeHead = (): void => {
     res.writeStatus(statusLine(206));
     for (const [n, v] of headers) if (n !== 'Content-Type') res.writeHeader(n, v);
     res.writeHeader('Content-Type', `multipart/byteranges; boundary=${mp.boundary}`);
-    if (head) res.endWithoutBody(mp.totalLength);
-  });
-  if (head) return { code: 206, bytes: 0 };
+  };
+  if (head) {
+    res.cork(() => {
+      writeHead();
+      res.endWithoutBody(mp.totalLength);
+    });
+    return { code: 206, bytes: 0 };
+  }
   const pieces: Piece[] = [];
   for (const part of mp.parts) {
     pieces.push({ bytes: part.head });
     pieces.push({ start: part.range.start, length: part.range.end - part.range.start + 1 });
   }
   pieces.push({ bytes: mp.tail });
-  streamPieces(res, state, ctx, entry, pieces, mp.totalLength, value);
+  streamPieces(res, state, ctx, entry, pieces, mp.totalLength, writeHead, value);
   return { code: 206, bytes: mp.totalLength };
 }
 
@@ -272,40 +277,66 @@ type Piece = { bytes: Buffer } | { start: number; length: number };
 /**
  * Streams the pieces with tryEnd through one reused read buffer: the next chunk is asked of the
  * engine only once the previous one is wholly handed to uWS (the buffer is then free again).
- * The read port checks a whole value's CRC before its last chunk leaves; a read that fails
- * after the headers are out cuts the connection, so a damaged value never arrives as a
+ * The status and headers (writeHead) go out with the first body bytes, not before: a read that
+ * fails before them (a damaged value of up to a chunk: its CRC is checked before its last chunk
+ * leaves) is answered with an error status, never a 200 cut short; one that fails after them
+ * cuts the connection short of the Content-Length, so a damaged value never arrives as a
  * complete response. Yields to other connections every few chunks.
  */
-function streamPieces(res: HttpResponse, state: ResponseState, ctx: BlobContext, entry: IndexEntry, pieces: Piece[], total: number, value?: Uint8Array): void {
-  if (total === 0) {
-    res.cork(() => res.end());
-    return;
-  }
-  if (value !== undefined) {
-    // The value is in memory (read whole, CRCs checked): the body leaves in one end().
-    const parts = pieces.map((p) => ('bytes' in p ? p.bytes : value.subarray(p.start, p.start + p.length)));
+function streamPieces(res: HttpResponse, state: ResponseState, ctx: BlobContext, entry: IndexEntry, pieces: Piece[], total: number, writeHead: () => void, value?: Uint8Array): void {
+  if (total === 0 || value !== undefined) {
+    // Nothing to read, or the value is in memory (read whole, CRCs checked): one end().
+    const parts = value === undefined ? [] : pieces.map((p) => ('bytes' in p ? p.bytes : value.subarray(p.start, p.start + p.length)));
     const body = parts.length === 1 ? parts[0]! : Buffer.concat(parts, total);
-    res.cork(() => res.end(body));
+    res.cork(() => {
+      writeHead();
+      res.end(body);
+    });
     return;
   }
   const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, total));
   const writer = new BodyWriter(res, state, total);
+  let headed = false;
+  // Literal bytes before the first bytes of the value (a multipart part's head) wait for them.
+  let held: Buffer[] = [];
+  const write = async (chunk: Buffer | Uint8Array): Promise<boolean> => {
+    if (!headed) {
+      headed = true;
+      res.cork(writeHead);
+      for (const b of held) if (!(await writer.write(b))) return false;
+      held = [];
+    }
+    return writer.write(chunk);
+  };
   const send = async (): Promise<void> => {
     let chunks = 0;
     for (const p of pieces) {
       if ('bytes' in p) {
-        if (!(await writer.write(p.bytes))) return;
+        if (!headed) held.push(p.bytes);
+        else if (!(await write(p.bytes))) return;
         continue;
       }
       for await (const chunk of ctx.engine.stream(entry, p.start, p.length, buf)) {
-        if (!(await writer.write(chunk))) return; // the client went away; the read stops here
+        if (!(await write(chunk))) return; // the client went away; the read stops here
         if (++chunks % CHUNKS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
       }
     }
+    // Only literal bytes (no range had any byte): they go now.
+    if (!headed && held.length > 0) {
+      const last = held.pop()!;
+      await write(last);
+    }
   };
-  send().catch(() => {
+  send().catch((err: unknown) => {
+    if (state.aborted) return;
+    if (!headed) {
+      // Nothing is out yet: an honest error status instead of the 200 or 206.
+      state.done = false;
+      sendFailure(res, state, err);
+      return;
+    }
     // Headers are out: the only honest signal left is to cut the connection.
-    if (!state.aborted) res.close();
+    res.close();
   });
 }
 
