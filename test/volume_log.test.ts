@@ -31,6 +31,7 @@ import {
 import { listLogVolumes, scanLogVolume, type LogNeedle } from '../src/storage/log_volume_reader.js';
 import { chooseGeneration, writeWalFromLog } from '../src/storage/log_rebuild.js';
 import { rebuildStore } from '../src/storage/store_rebuild.js';
+import { LOG_POINTER_FILE, moveLogPointer, readLogPointer } from '../src/storage/log_pointer.js';
 import { LOG_DIR, WAL_FILE, recoverIndex } from '../src/storage/store_files.js';
 import { decodeNeedleHeader, encodeSuperblock, volumeFileName } from '../src/storage/volume_format.js';
 import { VOLUMES_DIR } from '../src/storage/drive_volumes.js';
@@ -424,6 +425,28 @@ describe('volume log', { timeout: 60_000 }, () => {
     nodeFs.unlinkSync(files[0]!.path);
     assert.throws(() => writeWalFromLog(fs, [s.logDir], out), isCode('NOT_FOUND'));
     assert.deepEqual(nodeFs.readdirSync(dir), []);
+  });
+
+  test('the log moved to another drive: the old copy goes once the new one is whole, and the rebuild finds the new one through volume-log.json', () => {
+    const s = openStore();
+    for (const n of [3, 4]) commitGroup(s, n);
+    assert.deepEqual(moveLogPointer(fs, s.dir, s.logDir), [], 'nothing to remove the first time');
+    assert.equal(readLogPointer(fs, s.dir), s.logDir);
+    s.log.close();
+    const elsewhere = join(tempDir(), LOG_DIR);
+    s.log = VolumeLog.open(fs, elsewhere, position(s.wal), { sync: 'none' });
+    const old = listLogVolumes(fs, s.logDir).files.map((f) => f.path);
+    assert.deepEqual(moveLogPointer(fs, s.dir, elsewhere), old);
+    assert.deepEqual(listLogVolumes(fs, s.logDir).files, [], 'the old copy is gone');
+    assert.equal(readLogPointer(fs, s.dir), elsewhere);
+    commitGroup(s, 2);
+    s.log.close();
+    s.wal.close();
+    for (const name of nodeFs.readdirSync(s.dir)) if (name.startsWith(WAL_FILE) || name.startsWith('index.hash')) nodeFs.rmSync(join(s.dir, name));
+    const r = rebuildStore(fs, s.dir, { drives: [], force: false, stamp: 'moved', nowMs: NOW });
+    assert.equal(r.log.lastLsn, 9, 'the rebuild read the moved log, found only through the pointer');
+    nodeFs.writeFileSync(join(s.dir, LOG_POINTER_FILE), '{"version": 1, "dir": 7}');
+    assert.equal(readLogPointer(fs, s.dir), null, 'a pointer that does not read points nowhere');
   });
 
   test('rebuildStore: lost wal.log and index.hash come back equal; a whole WAL is kept unless forced; forced keeps the old files', () => {

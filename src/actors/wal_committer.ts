@@ -24,6 +24,7 @@ import { WAL_FILE } from '../storage/store_files.js';
 import { WalWriter } from '../storage/wal_writer.js';
 import { VolumeLog } from '../storage/log_volume.js';
 import { logRecordsAfter } from '../storage/log_rebuild.js';
+import { moveLogPointer } from '../storage/log_pointer.js';
 import type { IndexEntry, Op, SyncPolicy, WalRecord } from '../storage/types.js';
 import { WAL_PROTOCOL, WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexReplies, type IndexRequest } from '../protocol/index_protocol.js';
@@ -315,7 +316,12 @@ function openVolumeLog(env: ActorEnv<WalCommitterConfig>, wal: WalWriter, walPat
   const dir = env.config.logDir;
   if (dir === undefined) return null;
   try {
-    return VolumeLog.open(env.fs, dir, { path: walPath, snapshotLsn: wal.snapshotLsn, lastLsn: wal.lastLsn }, { sync: env.config.sync, now: () => env.clock.now() });
+    const log = VolumeLog.open(env.fs, dir, { path: walPath, snapshotLsn: wal.snapshotLsn, lastLsn: wal.lastLsn }, { sync: env.config.sync, now: () => env.clock.now() });
+    // Only once this copy is whole and synced: an older one elsewhere (the log drive changed)
+    // goes, so that a rebuild cannot take it for the newest.
+    const removed = moveLogPointer(env.fs, env.config.dir, dir);
+    if (removed.length > 0) process.emitWarning(`the volume log moved to ${dir}; removed the old copy: ${removed.join(', ')}`);
+    return log;
   } catch (err) {
     process.emitWarning(`volume log ${dir} could not open, so cmd/rebuild.js has nothing new to rebuild from: ${toWireError(err).message}`);
     return null;

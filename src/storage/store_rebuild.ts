@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import type { Fs } from '../runtime/fs.js';
 import { VOLUMES_DIR } from './drive_volumes.js';
 import { writeWalFromLog, type LogRebuildReport } from './log_rebuild.js';
+import { readLogPointer } from './log_pointer.js';
 import { INDEX_FILE, LOG_DIR, REBUILD_MARKER, WAL_FILE, rebuildPending, recoverIndex } from './store_files.js';
 import { volumeFileName } from './volume_format.js';
 import { io, scanWal } from './wal_reader.js';
@@ -47,7 +48,10 @@ export function rebuildStore(fs: Fs, dir: string, options: RebuildOptions): Rebu
   const drives = [dir, ...options.drives.filter((d) => d !== dir)];
   const walPath = join(dir, WAL_FILE);
   const oldWal = inspectWal(fs, walPath);
-  const log = writeWalFromLog(fs, drives.map((d) => join(d, LOG_DIR)), walPath, (done, total) => options.progress?.('log', done, total));
+  // The drives' log/ folders, and the one the data dir's pointer names (a --log-drive).
+  const pointed = readLogPointer(fs, dir);
+  const logDirs = [...new Set([...(pointed === null ? [] : [pointed]), ...drives.map((d) => join(d, LOG_DIR))])];
+  const log = writeWalFromLog(fs, logDirs, walPath, (done, total) => options.progress?.('log', done, total));
   const tmpPath = `${walPath}.tmp`;
   // A rebuild cut short is finished whatever the WAL left there looks like.
   const resumed = rebuildPending(fs, dir);
