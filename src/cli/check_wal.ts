@@ -40,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
       `valid records of later group commits follow (LSN ${after.lsn} at offset ${after.offset})\n`,
   );
   if (!fix) {
-    process.stdout.write('run again with --fix to cut the log there (the records after it are lost; a copy of the log is kept)\n');
+    process.stdout.write(`node cmd/rebuild.js --data ${dir} rebuilds the log from the volume log with every record; or run again with --fix to cut the log there (the records after it are lost; a copy of the log is kept)\n`);
     return 1;
   }
   const stamp = new Date().toISOString().replace(/[:.]/g, '-');

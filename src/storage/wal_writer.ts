@@ -271,6 +271,7 @@ function refuseMidLogDamage(fs: Fs, path: string, end: WalScanEnd): void {
     'CORRUPT',
     `${path} is damaged in the middle: the record at offset ${end.validEnd} (after LSN ${end.lastLsn}) is unreadable ` +
       `(${end.stopReason ?? 'bad record'}), but valid records follow (LSN ${after.lsn} at offset ${after.offset}). ` +
-      `Refusing to start rather than drop acknowledged writes; run node cmd/check-wal.js --data <dir> to inspect (--fix cuts the log there after a backup).`,
+      `Refusing to start rather than drop acknowledged writes; run node cmd/rebuild.js --data <dir> to rebuild the WAL from the volume log ` +
+      `(nothing lost), or node cmd/check-wal.js --data <dir> to inspect (--fix cuts the log there after a backup, dropping what follows).`,
   );
 }
