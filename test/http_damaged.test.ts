@@ -105,3 +105,18 @@ test('an undamaged value beside them is served whole, plain and as multipart ran
   assert.match(String(r.headers['content-type']), /^multipart\/byteranges; boundary=/);
   assert.equal(r.body.toString('latin1').split('c'.repeat(10)).length - 1, 2, 'two parts of ten bytes');
 });
+
+test('after a scrub that found them, /v1/status is degraded and names the damage', async () => {
+  const { Redis } = await import('ioredis');
+  const redis = new Redis({ port: m.port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    await redis.call('SCRUB', 'WAIT');
+  } finally {
+    redis.disconnect();
+  }
+  const res = await fetch(`http://127.0.0.1:${port}/v1/status`);
+  const body = (await res.json()) as { status: string; scrub: { damaged: number } | null };
+  assert.equal(body.status, 'degraded');
+  assert.equal(body.scrub?.damaged, 2, 'small and big, no good copy of either');
+});

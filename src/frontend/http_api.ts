@@ -242,8 +242,10 @@ export function status(res: HttpResponse, _req: HttpRequest, ctx: ApiContext): v
     ([volumes, index, actors, groups, repl, ops, lastScrub]) => {
       const down = actors.filter((a) => a.state !== 'running');
       const stale = groups.some((g) => g.members.some((m) => m.state !== 'healthy'));
+      // Values the last scrub found damaged with no good copy: reads of them error.
+      const damaged = (lastScrub?.damaged ?? 0) > 0;
       sendJson(res, state, 200, {
-        status: down.length === 0 && !stale && repl?.healthy !== false ? 'ok' : 'degraded',
+        status: down.length === 0 && !stale && !damaged && repl?.healthy !== false ? 'ok' : 'degraded',
         uptime_seconds: Math.floor((ctx.now() - ctx.startedAt) / 1000),
         wal: { last_lsn: index.appliedLsn, index_durable_lsn: index.durableLsn },
         index: { keys: index.liveCount, buckets: index.bucketCount, entries: index.entryCount, rebuilding: index.rebuilding },
