@@ -2,6 +2,8 @@
 //   /v1/subscribe?channels=a,b&patterns=news.*   pub/sub through the broker (every front end's
 //                                                 publishes reach every subscriber)
 //   /v1/wal?from=LSN[&format=json]               the committed WAL, from an LSN, then live
+//   /v1/status                                   long operations' progress and a summary
+//                                                 (ws_status.ts; given ctx.status)
 // Owns: per socket, its subscriber id and subscriptions, or its WAL follow and the ack it holds
 // back while the socket is backed up.
 // Invariants:
@@ -25,6 +27,7 @@ import { WAL_FOLLOW_END, type FollowHandle, type WalFeed } from '../db/wal_feed.
 import { encodePayload } from '../storage/wal_format.js';
 import { GuardKind, OpCode, type Op, type WalRecord } from '../storage/types.js';
 import { INTERNAL_TEXT, reportInternal } from '../runtime/errors.js';
+import { registerStatusStream, type StatusSource } from './ws_status.js';
 
 export interface WsContext {
   broker: BrokerPort;
@@ -42,6 +45,8 @@ export interface WsContext {
   /** Largest frame a client may send (e.g. 1 MiB). */
   maxPayload: number;
   idleTimeoutSeconds: number;
+  /** The sources of GET /v1/status (the ApiContext): given, /v1/status also upgrades to a stream. */
+  status?: StatusSource;
 }
 
 /** Channels plus patterns one socket may hold. */
@@ -103,6 +108,9 @@ export function registerWebSockets(app: TemplatedApp, ctx: WsContext): void {
     drain: (ws) => onWalDrain(ws, ws.getUserData(), ctx),
     close: (ws) => closeWal(ws.getUserData()),
   });
+  if (ctx.status !== undefined) {
+    registerStatusStream(app, ctx.status, { limits, upgrade: (res, req, context, data) => upgrade(res, req, context, ctx, data), refuse });
+  }
 }
 
 // ---- upgrade ----------------------------------------------------------------------------------
