@@ -1,15 +1,19 @@
 // Vacuum through the embedded API, on real files: garbage is counted by the index (and survives a
 // restart), VACUUM gives the space back, every live value reads back byte for byte (small ones
 // copied in batches, blobs with metadata streamed), expired keys are dropped, and writers and
-// readers running during it lose nothing.
+// readers running during it lose nothing. A volume the automatic vacuum left for a damaged value
+// is vacuumed again once that key is deleted; a close during a paced vacuum ends it at once.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open, openStore } from '../src/wiring/open.js';
 import type { Database, OpenOptions } from '../src/db/api.js';
+import type { VacuumReport } from '../src/db/vacuum.js';
+import { StoreError } from '../src/runtime/errors.js';
+import { volumeFileName } from '../src/storage/volume_format.js';
 
 const MiB = 1024 * 1024;
 const OPTIONS: OpenOptions = { maxVolumeSize: MiB, autoVacuumEveryMs: 0, vacuum: { graceMs: 20, rateBytesPerSec: 0 } };
@@ -191,3 +195,108 @@ test('the retired volumes survive a COMPACT and an index rebuilt from the compac
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+const MARK = 0x41;
+
+/** Flips one byte in the middle of the first run of 64 MARK bytes of a volume file (as test/scrub.test.ts). */
+function flipInValue(path: string, runLength: number): void {
+  const fd = openSync(path, 'r+');
+  try {
+    const buf = Buffer.alloc(4 * MiB);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    const at = buf.subarray(0, n).indexOf(Buffer.alloc(64, MARK));
+    assert.ok(at >= 0, `a run of the value's bytes in ${path}`);
+    writeSync(fd, Buffer.from([MARK ^ 0xff]), 0, 1, at + Math.floor(runLength / 2));
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Polls `done` every 20 ms until true; fails after `ms` saying what it waited for. */
+async function waitFor(done: () => boolean, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    assert.ok(Date.now() < deadline, `within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+test('the automatic vacuum leaves a volume with a damaged value, and takes it again once the key is deleted', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'brise-vacuum-damaged-'));
+  const options: OpenOptions = { ...OPTIONS, autoScrubEveryMs: 0, vacuum: { ...OPTIONS.vacuum, minGarbageBytes: 0 } };
+  try {
+    // The victim in volume 0, then enough to fill it and go on; the others all written again:
+    // volume 0 is garbage but for the victim.
+    const db = await open(dir, options);
+    await db.set('victim', Buffer.alloc(10_000, MARK));
+    for (let round = 0; round < 2; round++) for (let i = 0; i < 150; i++) await db.set(`k${i}`, valueOf(`k${i}`, round, 8000));
+    await db.close();
+    const file = join(dir, 'volumes', volumeFileName(0));
+    flipInValue(file, 10_000);
+
+    const store = await openStore(dir, { ...options, autoVacuumEveryMs: 20 });
+    try {
+      const reports: VacuumReport[] = [];
+      store.events.vacuumed = (rs) => reports.push(...rs.filter((r) => r.volume === 0));
+      await waitFor(() => reports.length > 0, 20_000, 'an automatic pass vacuums volume 0');
+      assert.match(reports[0]!.errors.join('; '), /keeps 1 value/, `the damaged value is kept and reported: ${JSON.stringify(reports[0])}`);
+      assert.equal(reports[0]!.removed, false);
+      assert.ok(existsSync(file), 'volume 0 stays while the damaged value is its key\'s');
+      // Nothing changed: the passes leave it (each would copy the rest again for nothing).
+      await new Promise((r) => setTimeout(r, 300));
+      assert.equal(reports.length, 1, `volume 0 is left alone while the damaged value is live: ${JSON.stringify(reports)}`);
+
+      await store.db.delete('victim');
+      // The report comes at the end of its run, after the removal of the file.
+      await waitFor(() => reports.length > 1, 20_000, 'an automatic pass vacuums volume 0 again once the damaged key is deleted');
+      assert.deepEqual(reports[1]!.errors, [], 'the second vacuum of volume 0 finished');
+      assert.equal(reports[1]!.removed, true);
+      assert.equal(existsSync(file), false, 'volume 0 is removed');
+      for (let i = 0; i < 150; i++) assert.ok((await store.db.get(`k${i}`))!.equals(valueOf(`k${i}`, 1, 8000)), `k${i} reads back`);
+    } finally {
+      await store.db.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a close during a paced vacuum ends it at once: vacuum() rejects with CLOSED, nothing is lost', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'brise-vacuum-close-'));
+  // 64 KiB/s: the copy of volume 0 (about 1 MiB live) would take many seconds.
+  const paced: OpenOptions = { ...OPTIONS, vacuum: { ...OPTIONS.vacuum, rateBytesPerSec: 64 * 1024 } };
+  try {
+    let db = await open(dir, paced);
+    for (let i = 0; i < 150; i++) await db.set(`k${i}`, valueOf(`k${i}`, 0, 8000));
+    for (let i = 0; i < 150; i += 4) await db.delete(`k${i}`);
+    const [first] = await db.volinfo();
+    assert.ok(first !== undefined && first.liveBytes > 512 * 1024, `volume ${first?.id} holds ${first?.liveBytes} live bytes`);
+    const vacuum = db.vacuum(first.id).then(() => null, (e: unknown) => e);
+    await waitForAsync(async () => ((await db.operations()).find((p) => p.operation === 'vacuum')?.doneBytes ?? 0) > 0, 20_000, 'the vacuum copied its first bytes');
+    await db.close();
+    const err = await vacuum;
+    assert.ok(err instanceof StoreError && err.code === 'CLOSED', `vacuum() rejects with CLOSED: ${String(err)}`);
+    assert.match(err.message, new RegExp(`vacuum stopped at volume ${first.id} after copying \\d+ of \\d+ bytes`));
+
+    db = await open(dir, OPTIONS);
+    for (let i = 0; i < 150; i++) {
+      const got = await db.get(`k${i}`);
+      if (i % 4 === 0) assert.equal(got, null, `k${i} stays deleted`);
+      else assert.ok(got?.equals(valueOf(`k${i}`, 0, 8000)), `k${i} reads back after the stop`);
+    }
+    const [report] = await db.vacuum(first.id);
+    assert.deepEqual(report?.errors, []);
+    assert.equal(report?.removed, true, 'a vacuum after the restart finishes the work');
+    await db.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+async function waitForAsync(done: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await done())) {
+    assert.ok(Date.now() < deadline, `within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

@@ -8,13 +8,17 @@
 //   Reads never serve it: every whole-value read checks the needle CRC.
 // A damaged needle no entry points at (an aborted upload, a torn unsynced tail) is harmless:
 // counted, nothing more.
+// A store that closes stops a scrub at its next volume (stop()): its pause ends at once and SCRUB
+// WAIT answers why.
 import type { Clock } from '../runtime/clock.js';
+import { StoreError } from '../runtime/errors.js';
 import type { Scheduler } from '../runtime/scheduler.js';
 import type { ScrubReport } from '../storage/volume_scrub.js';
 import type { VolumeEntry } from '../protocol/index_protocol.js';
 import { advanceProgress, paceDelay, type DamagedNeedle, type Progress, type ScrubSummary } from '../protocol/operations.js';
 import type { Ports } from './ports.js';
 import { NeedleCopier } from './needle_copy.js';
+import { RunStop } from './vacuum.js';
 import { groupOfVolume } from '../storage/volume_format.js';
 
 export interface ScrubSettings {
@@ -33,6 +37,8 @@ export class Scrub {
   private current: Progress | null = null;
   private last: ScrubSummary | null = null;
   private readonly copier: NeedleCopier;
+  /** Set when the store closes: the scrub in progress ends at its next step. */
+  private readonly halt: RunStop;
 
   constructor(
     private readonly ports: Ports,
@@ -40,10 +46,11 @@ export class Scrub {
     private readonly scrubFile: (path: string, expect: number[]) => Promise<ScrubReport>,
     private readonly pathOf: (volume: number) => string,
     private readonly clock: Clock,
-    private readonly scheduler: Scheduler,
+    scheduler: Scheduler,
     private readonly settings: ScrubSettings,
     private readonly onDamage: (damaged: DamagedNeedle[]) => void = () => undefined,
   ) {
+    this.halt = new RunStop(scheduler);
     this.copier = new NeedleCopier(ports);
   }
 
@@ -61,13 +68,36 @@ export class Scrub {
 
   /** Runs a scrub, or joins the one running. */
   run(): Promise<ScrubSummary> {
+    const stopped = this.halt.stopped;
+    if (stopped !== null) return Promise.reject(stopped);
     if (this.running === null) {
-      this.running = this.runAll().finally(() => {
+      this.running = this.runOrStop().finally(() => {
         this.running = null;
         this.current = null;
       });
     }
     return this.running;
+  }
+
+  /**
+   * Ends the scrub in progress at its next step (its paced pause ends now); it answers a CLOSED
+   * error that says where it stopped. Resolves when it has ended; no scrub starts after.
+   */
+  stop(reason: Error): Promise<void> {
+    return this.halt.stop(reason, this.running);
+  }
+
+  /** The scrub; stopped by the store's close, an error that says where (a repair done stays done). */
+  private async runOrStop(): Promise<ScrubSummary> {
+    try {
+      return await this.runAll();
+    } catch (err) {
+      const reason = this.halt.stopped;
+      if (reason === null) throw err;
+      const p = this.current;
+      const where = p === null ? 'before it began' : `at volume ${p.target} after reading ${p.doneBytes} of ${p.totalBytes} bytes`;
+      throw new StoreError(reason instanceof StoreError ? reason.code : 'CLOSED', `${reason.message}; the scrub stopped ${where}`);
+    }
   }
 
   private async runAll(): Promise<ScrubSummary> {
@@ -76,6 +106,7 @@ export class Scrub {
     const summary: ScrubSummary = { startedAt: started, durationMs: 0, volumes: 0, needles: 0, bytes: 0, invalid: 0, unreferenced: 0, repaired: 0, damaged: 0, damagedNeedles: [], errors: [] };
     this.current = { operation: 'scrub', target: -1, doneBytes: 0, totalBytes: volumes.reduce((n, v) => n + v.sizeBytes, 0), startedAt: started, etaMs: -1 };
     for (const v of volumes) {
+      this.halt.check();
       this.current.target = v.id;
       try {
         // What the index points into this volume: each must start a needle that checks.
@@ -87,6 +118,8 @@ export class Scrub {
         summary.invalid += report.invalid + report.missing.filter((o) => !invalidAt.has(o)).length;
         if (report.invalid > 0 || report.missing.length > 0) await this.mend(v.id, report, entries, summary);
       } catch (err) {
+        // The CPU pool or an actor closing under a stopped scrub: the stop is the answer.
+        this.halt.check();
         // A volume removed by a vacuum meanwhile is no error: its live needles are elsewhere now.
         if ((err as { code?: unknown }).code !== 'NOT_FOUND') summary.errors.push(`volume ${v.id}: ${(err as Error).message ?? String(err)}`);
       }
@@ -158,6 +191,6 @@ export class Scrub {
     if (p === null) return;
     advanceProgress(p, bytes, this.clock.now());
     const wait = paceDelay(p, this.settings.rateBytesPerSec, this.clock.now());
-    if (wait > 1) await new Promise<void>((resolve) => this.scheduler.after(wait, resolve));
+    if (wait > 1) await this.halt.sleep(wait);
   }
 }

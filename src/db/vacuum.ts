@@ -13,7 +13,8 @@
 //      the move by themselves: moved_reader.ts), its file is removed, here and on the members.
 // Every step is a record through the WAL or idempotent, so a crash anywhere leaves the state
 // before or after it: a copy no record names is garbage, a retired volume still on disk is
-// removed by the next vacuum.
+// removed by the next vacuum. So a store that closes stops a run at its next step (stop()): its
+// pauses end at once and its caller hears why, rather than waiting for the run or for nothing.
 import type { Clock } from '../runtime/clock.js';
 import { StoreError } from '../runtime/errors.js';
 import type { Scheduler } from '../runtime/scheduler.js';
@@ -55,6 +56,57 @@ const SEAL_WAIT_MS = 10 * 60_000;
 const SEAL_POLL_MS = 100;
 /** Retired volumes asked for per removal (the writer takes at most 256: a DELETE each on every member). */
 const REMOVE_CHUNK = 256;
+/** How long stop() waits for the step in progress (an actor call) before it gives up on the run. */
+const STOP_WAIT_MS = 5_000;
+
+/**
+ * The stop of a background run (vacuum, scrub) when its store closes: its pauses end at once,
+ * and its next step throws the stop's reason, so whoever waits for the run hears an error rather
+ * than waiting for a paced run to finish, or forever for a timer the closing store cancelled.
+ */
+export class RunStop {
+  private reason: Error | null = null;
+  private readonly sleepers = new Set<() => void>();
+
+  constructor(private readonly scheduler: Scheduler) {}
+
+  get stopped(): Error | null {
+    return this.reason;
+  }
+
+  /** Throws the stop's reason once stopped: called between the steps of a run. */
+  check(): void {
+    if (this.reason !== null) throw this.reason;
+  }
+
+  /** A pause that stop() ends at once (with the stop's reason). */
+  sleep(ms: number): Promise<void> {
+    this.check();
+    return new Promise<void>((resolve, reject) => {
+      const wake = (): void => {
+        timer.cancel();
+        this.sleepers.delete(wake);
+        if (this.reason === null) resolve();
+        else reject(this.reason);
+      };
+      const timer = this.scheduler.after(ms, wake);
+      this.sleepers.add(wake);
+    });
+  }
+
+  /** Stops for good; resolves when `running` has ended, or after STOP_WAIT_MS (a step that hangs). */
+  async stop(reason: Error, running: Promise<unknown> | null): Promise<void> {
+    this.reason ??= reason;
+    for (const wake of [...this.sleepers]) wake();
+    if (running === null) return;
+    let timer: { cancel(): void } | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = this.scheduler.after(STOP_WAIT_MS, resolve);
+    });
+    await Promise.race([running.then(() => undefined, () => undefined), late]);
+    timer?.cancel();
+  }
+}
 
 /** A volume a run retired, to be removed at the run's end. */
 interface Retired {
@@ -73,21 +125,28 @@ export class Vacuum {
    * else would name it again.
    */
   private swept = false;
-  /** Volumes with a needle that could not be read (damaged, no good copy): the automatic pass leaves them. */
-  private readonly unreadable = new Set<number>();
+  /**
+   * Volumes a run left holding a needle that could not be read (damaged, no good copy), with
+   * their live bytes then: the automatic pass leaves them until those change (the key deleted,
+   * written again, expired or repaired by a scrub: the mark no longer holds).
+   */
+  private readonly unreadable = new Map<number, number>();
+  /** Set when the store closes: the run in progress ends at its next step. */
+  private readonly halt: RunStop;
   /** Copies a volume's live needles and moves their keys, every byte counted and paced. */
   private readonly copier: NeedleCopier;
 
   constructor(
     private readonly ports: Ports,
     private readonly clock: Clock,
-    private readonly scheduler: Scheduler,
+    scheduler: Scheduler,
     private readonly settings: VacuumSettings,
     /** Volumes whose files are gone: every reader closes its handle (frees the space). */
     private readonly onRemoved: (volumes: number[]) => void = () => undefined,
     /** Told what each run did (the master logs it), automatic or asked for. */
     private readonly onRun: (reports: VacuumReport[], auto: boolean) => void = () => undefined,
   ) {
+    this.halt = new RunStop(scheduler);
     this.copier = new NeedleCopier(ports, async (bytes) => {
       this.advance(bytes);
       await this.pace();
@@ -106,6 +165,8 @@ export class Vacuum {
    * runs for itself (what it asked for may not be what the running one does).
    */
   run(volume?: number, auto = false): Promise<VacuumReport[]> {
+    const stopped = this.halt.stopped;
+    if (stopped !== null) return Promise.reject(stopped);
     if (this.running !== null) {
       if (auto) return this.running;
       return this.running.then(
@@ -121,6 +182,15 @@ export class Vacuum {
     return running;
   }
 
+  /**
+   * Ends the run in progress at its next step (a paced pause ends now); it answers a CLOSED error
+   * that says where it stopped. What it moved stays moved: a stop is a crash point it survives
+   * (see the top of the file). Resolves when the run has ended; no run starts after.
+   */
+  stop(reason: Error): Promise<void> {
+    return this.halt.stop(reason, this.running);
+  }
+
   /** The volumes a run would vacuum now. */
   private async candidates(auto: boolean): Promise<VolumeUsageInfo[]> {
     const s = this.settings;
@@ -130,7 +200,8 @@ export class Vacuum {
       if (used === 0 || v.garbageBytes < s.threshold * used) return false;
       // A volume holding a needle no copy of which reads back is left to VACUUM it or SCRUB: an
       // automatic pass would copy the rest again and again, and never empty it.
-      if (auto && this.unreadable.has(v.id)) return false;
+      // Until its live bytes change: then a key it held was deleted, written again or moved.
+      if (auto && this.unreadable.get(v.id) === v.liveBytes) return false;
       // A sealed volume no entry points into costs no copy: removed whatever its size (docs/vacuum.md,
       // crash points); with small volumes (--max-volume-size 1mb) none would ever reach minGarbageBytes.
       return !auto || (v.sealed && (v.garbageBytes >= s.minGarbageBytes || v.liveBytes === 0));
@@ -138,6 +209,26 @@ export class Vacuum {
   }
 
   private async runAll(volume: number | undefined, auto: boolean): Promise<VacuumReport[]> {
+    const reports: VacuumReport[] = [];
+    try {
+      return await this.runTargets(volume, auto, reports);
+    } catch (err) {
+      const reason = this.halt.stopped;
+      if (reason === null) throw err;
+      if (reports.length > 0) this.onRun(reports, auto);
+      throw this.stoppedError(reason);
+    }
+  }
+
+  /** What a run stopped by the store's close answers: where it stopped, and that nothing is lost. */
+  private stoppedError(reason: Error): StoreError {
+    const code = reason instanceof StoreError ? reason.code : 'CLOSED';
+    const p = this.current;
+    const where = p === null ? 'before it began' : `at volume ${p.target} after copying ${p.doneBytes} of ${p.totalBytes} bytes`;
+    return new StoreError(code, `${reason.message}; the vacuum stopped ${where} (what it moved stays moved; VACUUM again to finish)`);
+  }
+
+  private async runTargets(volume: number | undefined, auto: boolean, reports: VacuumReport[]): Promise<VacuumReport[]> {
     const all = await volumeUsage(this.ports);
     await this.removeRetired(all.filter((v) => v.retired).map((v) => v.id));
     let targets: VolumeUsageInfo[];
@@ -147,13 +238,15 @@ export class Vacuum {
       if (v === undefined) throw new StoreError('NOT_FOUND', `no volume ${volume} in this store (VOLINFO lists them)`);
       targets = v.retired ? [] : [v];
     }
-    const reports: VacuumReport[] = [];
     // One progress for the whole run: the live bytes of every target are what it copies.
     this.current = { operation: 'vacuum', target: targets[0]?.id ?? -1, doneBytes: 0, totalBytes: targets.reduce((n, v) => n + v.liveBytes, 0), startedAt: this.clock.now(), etaMs: -1 };
     const retired: Retired[] = [];
     let through = 0;
     for (const v of targets) {
-      reports.push(await this.vacuumOne(v, retired));
+      this.halt.check();
+      const report: VacuumReport = { volume: v.id, group: groupOfVolume(v.id), moved: 0, copiedBytes: 0, changed: 0, expired: 0, freedBytes: 0, removed: false, durationMs: 0, errors: [] };
+      reports.push(report);
+      await this.vacuumOne(v, report, retired);
       // Keys changed or expired meanwhile were not copied, and a copy's padding is not counted:
       // a volume done is its whole share of the total.
       through += v.liveBytes;
@@ -173,10 +266,12 @@ export class Vacuum {
     return reports;
   }
 
-  /** Retires one volume (copies, moves, RETIRE); its removal is the run's, after one grace period for all. */
-  private async vacuumOne(v: VolumeUsageInfo, retired: Retired[]): Promise<VacuumReport> {
+  /**
+   * Retires one volume (copies, moves, RETIRE) into `report`; its removal is the run's, after one
+   * grace period for all. A stop (the store closing) is thrown on, the rest is the report's.
+   */
+  private async vacuumOne(v: VolumeUsageInfo, report: VacuumReport, retired: Retired[]): Promise<void> {
     const started = this.clock.now();
-    const report: VacuumReport = { volume: v.id, group: groupOfVolume(v.id), moved: 0, copiedBytes: 0, changed: 0, expired: 0, freedBytes: 0, removed: false, durationMs: 0, errors: [] };
     if (this.current !== null) this.current.target = v.id;
     try {
       await this.seal(v.id);
@@ -186,23 +281,24 @@ export class Vacuum {
         if (await this.liveBytesOf(v.id) === 0) break;
       }
       if (bad.size > 0) {
-        this.unreadable.add(v.id);
-        report.errors.push(`volume ${v.id} keeps ${bad.size} value(s) whose bytes fail their checks with no good copy (the automatic vacuum leaves it; SCRUB reports them; write those keys again): ${[...bad.values()].slice(0, 5).join('; ')}`);
-        return report;
+        this.unreadable.set(v.id, await this.liveBytesOf(v.id));
+        report.errors.push(`volume ${v.id} keeps ${bad.size} value(s) whose bytes fail their checks with no good copy (the automatic vacuum leaves it until those keys are written again or deleted; SCRUB reports them): ${[...bad.values()].slice(0, 5).join('; ')}`);
+        return;
       }
       this.unreadable.delete(v.id);
       const [result] = (await this.ports.commit.commit([{ code: OpCode.Retire, volume: v.id }])).results;
       if (result !== 1) {
         report.errors.push(`volume ${v.id} still holds ${await this.liveBytesOf(v.id)} live bytes after ${MAX_PASSES} passes (keys written meanwhile); vacuum it again`);
-        return report;
+        return;
       }
       retired.push({ report, sizeBytes: v.sizeBytes });
     } catch (err) {
-      report.errors.push((err as Error).message ?? String(err));
+      const stopped = this.halt.stopped;
+      report.errors.push(stopped === null ? ((err as Error).message ?? String(err)) : `stopped part-way: ${stopped.message}`);
+      if (stopped !== null) throw err;
     } finally {
       report.durationMs = this.clock.now() - started;
     }
-    return report;
   }
 
   /**
@@ -211,7 +307,12 @@ export class Vacuum {
    */
   private async removeNow(retired: Retired[]): Promise<void> {
     if (retired.length === 0) return;
-    await this.sleep(this.settings.graceMs);
+    try {
+      await this.halt.sleep(this.settings.graceMs);
+    } catch (err) {
+      for (const { report } of retired) report.errors.push('retired; the store closed before its file was removed (the next vacuum removes it)');
+      throw err;
+    }
     for (const { report, sizeBytes } of retired) {
       const removal = await this.remove(report.group, [report.volume]);
       report.errors.push(...removal.errors);
@@ -232,7 +333,7 @@ export class Vacuum {
       }
       if (uploads === 0) return;
       if (this.clock.now() >= deadline) throw new StoreError('BUSY', `volume ${volume} still takes uploads after ${SEAL_WAIT_MS / 1000} s; vacuum it later`);
-      await this.sleep(SEAL_POLL_MS);
+      await this.halt.sleep(SEAL_POLL_MS);
     }
   }
 
@@ -243,6 +344,7 @@ export class Vacuum {
   private async copyPass(volume: number, report: VacuumReport, bad: Map<number, string>): Promise<void> {
     let cursor = 0;
     do {
+      this.halt.check();
       const slice = await this.ports.index.volumeEntries([volume], cursor, ENTRY_SLICE_BUCKETS);
       cursor = slice.cursor;
       const now = this.clock.now();
@@ -256,6 +358,7 @@ export class Vacuum {
 
   private async dropExpired(entries: VolumeEntry[], report: VacuumReport): Promise<void> {
     for (let i = 0; i < entries.length; i += BATCH_OPS) {
+      this.halt.check();
       const ops: Op[] = entries.slice(i, i + BATCH_OPS).map((e) => ({ code: OpCode.DelIf, key: e.key, volume: e.volume, offset: e.offset }));
       const { results } = await this.ports.commit.commit(ops);
       report.expired += results.filter((r) => r === 1).length;
@@ -266,10 +369,11 @@ export class Vacuum {
     if (this.current !== null) advanceProgress(this.current, bytes, this.clock.now());
   }
 
-  /** Waits until the bytes copied so far are within the rate (the progress counts every byte once). */
+  /** Waits until the bytes copied so far are within the rate (the progress counts every byte once); a stop ends the copy here. */
   private async pace(): Promise<void> {
+    this.halt.check();
     const wait = this.current === null ? 0 : paceDelay(this.current, this.settings.rateBytesPerSec, this.clock.now());
-    if (wait > 1) await this.sleep(Math.min(wait, 1000));
+    if (wait > 1) await this.halt.sleep(Math.min(wait, 1000));
   }
 
   private async liveBytesOf(volume: number): Promise<number> {
@@ -313,9 +417,5 @@ export class Vacuum {
       else this.unremoved.add(id);
     }
     return removal;
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => this.scheduler.after(ms, resolve));
   }
 }

@@ -209,6 +209,10 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
   const closer = async (): Promise<void> => {
     if (closed) return;
     closed = true;
+    // A vacuum or scrub running ends at its next step and answers why, before the actors it uses
+    // stop (or the background timers its paced pauses wait for are cancelled under it).
+    const closing = new StoreError('CLOSED', 'the store is closing');
+    await Promise.all([vacuum.stop(closing), scrubber.stop(closing)]);
     background.close();
     engine.stopTimers();
     try {
