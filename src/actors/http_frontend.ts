@@ -175,6 +175,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
     maxBackpressure: config.wsMaxBackpressure,
     maxPayload: 1024 * 1024,
     idleTimeoutSeconds: 120,
+    status: api,
   });
   // Preflights need no token: browsers send them without credentials.
   if (cors !== null) {

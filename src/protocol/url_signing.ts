@@ -30,7 +30,7 @@ export const MAX_SIGNED_SECONDS = 7 * 86_400;
 export const CLOCK_SKEW_SECONDS = 300;
 export const BLOB_PATH_PREFIX = '/v1/blobs/';
 /** The WebSocket routes a signature may open. */
-export const WS_PATHS: readonly string[] = ['/v1/subscribe', '/v1/wal'];
+export const WS_PATHS: readonly string[] = ['/v1/subscribe', '/v1/wal', '/v1/status'];
 export const SIGNED_METHODS = ['GET', 'HEAD', 'PUT', 'WS'] as const;
 export type SignedMethod = (typeof SIGNED_METHODS)[number];
 
