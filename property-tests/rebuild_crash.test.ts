@@ -64,7 +64,8 @@ import { volumeFileName } from '../src/storage/volume_format.js';
 import { OpCode, type IndexEntry, type Op } from '../src/storage/types.js';
 import { WalMsg, type WalReplies, type WalRequest } from '../src/protocol/wal_protocol.js';
 import { WAL_ACTOR } from '../src/protocol/store_actors.js';
-import { SimFs, mulberry32, type CrashMode, type OpInfo } from './sim_fs.js';
+import { SimFs, mulberry32, type OpInfo } from './sim_fs.js';
+import { READS, afterProcessCrash, crashed, label, modesWithSeeds, type CaseInfo, type Mode } from './crash_cases.js';
 import { DATA_DIR, Machine, showOp, valueFor, type ProcOptions } from './fault_harness.js';
 
 const SEEDS = Number(process.env.BRISE_REBUILD_CRASH_SEEDS ?? 1);
@@ -78,24 +79,9 @@ const CHUNK = 64;
 /** Past the volume log's fdatasync timer (1 s, wal_committer.ts) and ten TTL sweeps. */
 const TICK_MS = 1_100;
 
-/** A process crash keeps every operation issued; the others are SimFs power losses. */
-type Mode = CrashMode | 'process';
 
-function seeds(base: number): number[] {
-  return Array.from({ length: SEEDS }, (_, i) => base + i * 7);
-}
+const MODES = modesWithSeeds(SEEDS);
 
-const MODES: [Mode, number[]][] = [
-  ['process', [0]],
-  ['drop', [0]],
-  ['prefix', seeds(101)],
-  ['subset-garbage', seeds(202)],
-  ['torn', seeds(303)],
-  ['random', seeds(404)],
-];
-
-/** Operations that change nothing on disk: a crash before one is a crash before the next one that does. */
-const READS: ReadonlySet<string> = new Set(['read', 'readFile', 'exists', 'readdir', 'size', 'close']);
 
 const OPTIONS: ProcOptions = { maxVolumeSize: 8 * 1024, indexBuckets: 16, autoVacuumEveryMs: 0 };
 
@@ -429,44 +415,9 @@ interface Point {
   durable: DurableAt;
 }
 
-interface CaseInfo {
-  scenario: string;
-  k: number;
-  op: OpInfo | undefined;
-  mode: Mode;
-  seed: number;
-}
 
-function label(c: CaseInfo): string {
-  const at = c.op === undefined ? `after the completed run (op #${c.k})` : `at op #${c.k} (${showOp(c.op)})`;
-  return `${c.scenario}: crash ${at}, mode ${c.mode}, seed ${c.seed}`;
-}
 
-/** The disk a process crash leaves: everything issued, durable (the machine kept running). */
-function afterProcessCrash(fs: SimFs): SimFs {
-  const out = new SimFs();
-  const dirs: string[] = ['/'];
-  for (const [path, bytes] of fs.snapshot('current')) {
-    if (bytes === 'dir') {
-      out.mkdir(path);
-      dirs.push(path);
-      continue;
-    }
-    const h = out.open(path, 'create');
-    if (bytes.length > 0) h.write(bytes, 0);
-    h.sync();
-    h.close();
-  }
-  for (const d of dirs) out.syncDir(d);
-  return out;
-}
 
-function crashed(fs: SimFs, k: number, mode: Mode, seed: number): SimFs {
-  const copy = fs.clone();
-  if (mode === 'process') return afterProcessCrash(copy);
-  copy.crash(mode, mulberry32(seed * 1009 + k));
-  return copy;
-}
 
 /** The data dir with wal.log and every index file gone: what a rebuild is for. */
 function loseWalAndIndex(fs: SimFs): void {

@@ -57,7 +57,8 @@ import type { VacuumReport } from '../src/db/api.js';
 import type { InThreadDatabase } from '../src/wiring/in_thread.js';
 import { indexFromWal } from '../src/storage/store_files.js';
 import { alignUp, volumeFileName, volumeIdOf } from '../src/storage/volume_format.js';
-import { SimFs, mulberry32, type CrashMode, type OpInfo } from './sim_fs.js';
+import { SimFs, mulberry32, type OpInfo } from './sim_fs.js';
+import { READS, crashed, label, modesWithSeeds, type CaseInfo, type Mode } from './crash_cases.js';
 import {
   DATA_DIR,
   Machine,
@@ -82,24 +83,9 @@ const CHUNK = 48;
 const STEP_MS = 5;
 const MAX_STEPS = 20_000;
 
-/** A process crash keeps every operation issued; the others are SimFs power losses. */
-type Mode = CrashMode | 'process';
 
-function seeds(base: number): number[] {
-  return Array.from({ length: SEEDS }, (_, i) => base + i * 7);
-}
+const MODES = modesWithSeeds(SEEDS);
 
-const MODES: [Mode, number[]][] = [
-  ['process', [0]],
-  ['drop', [0]],
-  ['prefix', seeds(101)],
-  ['subset-garbage', seeds(202)],
-  ['torn', seeds(303)],
-  ['random', seeds(404)],
-];
-
-/** Operations that change nothing on disk: a crash before one is a crash before the next one that does. */
-const READS: ReadonlySet<string> = new Set(['read', 'readFile', 'exists', 'readdir', 'size', 'close']);
 
 const OPTIONS: ProcOptions = {
   maxVolumeSize: 32 * 1024,
@@ -486,44 +472,9 @@ interface Point {
   want: State[];
 }
 
-interface CaseInfo {
-  scenario: string;
-  k: number;
-  op: OpInfo | undefined;
-  mode: Mode;
-  seed: number;
-}
 
-function label(c: CaseInfo): string {
-  const at = c.op === undefined ? `after the completed run (op #${c.k})` : `at op #${c.k} (${showOp(c.op)})`;
-  return `${c.scenario}: crash ${at}, mode ${c.mode}, seed ${c.seed}`;
-}
 
-/** The disk a process crash leaves: everything issued, durable (the machine kept running). */
-function afterProcessCrash(fs: SimFs): SimFs {
-  const out = new SimFs();
-  const dirs: string[] = ['/'];
-  for (const [path, bytes] of fs.snapshot('current')) {
-    if (bytes === 'dir') {
-      out.mkdir(path);
-      dirs.push(path);
-      continue;
-    }
-    const h = out.open(path, 'create');
-    if (bytes.length > 0) h.write(bytes, 0);
-    h.sync();
-    h.close();
-  }
-  for (const d of dirs) out.syncDir(d);
-  return out;
-}
 
-function crashed(p: Point, mode: Mode, seed: number): SimFs {
-  const fs = p.fs.clone();
-  if (mode === 'process') return afterProcessCrash(fs);
-  fs.crash(mode, mulberry32(seed * 1009 + p.k));
-  return fs;
-}
 
 /** Recovery after one crash: every invariant at the top of the file. */
 async function checkRecovery(fs: SimFs, p: Point, info: CaseInfo): Promise<void> {
@@ -605,7 +556,7 @@ async function crashAll(sc: Scenario, p: Point): Promise<number> {
   for (const [mode, modeSeeds] of MODES) {
     for (const seed of modeSeeds) {
       const info: CaseInfo = { scenario: sc.name, k: p.k, op: p.op, mode, seed };
-      await verifyCase(crashed(p, mode, seed), p, info);
+      await verifyCase(crashed(p.fs, p.k, mode, seed), p, info);
       cases += 1;
       totals.cases += 1;
       totals.byMode.set(mode, (totals.byMode.get(mode) ?? 0) + 1);

@@ -428,6 +428,32 @@ function damageMiddle(walPath: string): { lsn: number; offset: number } {
   return { lsn: f.lsn, offset: f.offset };
 }
 
+/** A master on dataDir that ran the workload: still running, with the state it serves. */
+async function afterWorkload(dataDir: string, args: string[]): Promise<{ m: MasterProcess; before: State }> {
+  const m = await startMaster({ http: true, dataDir, args });
+  const c = await connect(m);
+  try {
+    const expected = await workload(c);
+    const before = await readState(c);
+    await checkExpected(before, expected);
+    return { m, before };
+  } finally {
+    disconnect(c);
+  }
+}
+
+/** Starts a master on dataDir again and checks that it serves `before` exactly. */
+async function assertServes(dataDir: string, args: string[], before: State, what: string): Promise<MasterProcess> {
+  const m = await startMaster({ http: true, dataDir, args });
+  const c = await connect(m);
+  try {
+    assertSameState(before, await readState(c), what);
+  } finally {
+    disconnect(c);
+  }
+  return m;
+}
+
 // ---- the tests -----------------------------------------------------------------------------------
 
 describe('rebuild.js: wal.log and index.hash from the volume log, with real masters', { timeout: 240_000 }, () => {
@@ -435,15 +461,11 @@ describe('rebuild.js: wal.log and index.hash from the volume log, with real mast
     const root = tempDir('brisedb-rebuild-');
     const dataDir = path.join(root, 'data');
     let m: MasterProcess | undefined;
-    let c: Clients | undefined;
     try {
-      m = await startMaster({ http: true, dataDir, args: MASTER_ARGS });
-      c = await connect(m);
-      const expected = await workload(c);
-      const before = await readState(c);
-      await checkExpected(before, expected);
+      const ran = await afterWorkload(dataDir, MASTER_ARGS);
+      m = ran.m;
+      const before = ran.before;
       assert.ok(logFiles(dataDir).length > 0, 'the volume log is in the data dir\'s log/ (one drive)');
-      disconnect(c);
       assert.equal(await m.kill(), 'SIGKILL', `master pid ${m.pid} killed by SIGKILL`);
 
       assert.deepEqual(loseWalAndIndex(dataDir).filter((n) => n === 'wal.log' || n === 'index.hash'), ['index.hash', 'wal.log']);
@@ -452,11 +474,8 @@ describe('rebuild.js: wal.log and index.hash from the volume log, with real mast
       assert.ok(fs.existsSync(path.join(dataDir, 'wal.log')), 'a new wal.log');
       assert.equal(fs.existsSync(path.join(dataDir, 'wal.log.tmp')), false, 'no wal.log.tmp left');
 
-      m = await startMaster({ http: true, dataDir, args: MASTER_ARGS });
-      c = await connect(m);
-      assertSameState(before, await readState(c), 'after kill -9 and the rebuild');
+      m = await assertServes(dataDir, MASTER_ARGS, before, 'after kill -9 and the rebuild');
     } finally {
-      disconnect(c);
       await stopIfRunning(m);
       fs.rmSync(root, { recursive: true, force: true });
     }
@@ -469,14 +488,10 @@ describe('rebuild.js: wal.log and index.hash from the volume log, with real mast
     for (const d of drives) fs.mkdirSync(d);
     const args = [...MASTER_ARGS, '--drives', drives.join(',')];
     let m: MasterProcess | undefined;
-    let c: Clients | undefined;
     try {
-      m = await startMaster({ http: true, dataDir, args });
-      c = await connect(m);
-      const expected = await workload(c);
-      const before = await readState(c);
-      await checkExpected(before, expected);
-      disconnect(c);
+      const ran = await afterWorkload(dataDir, args);
+      m = ran.m;
+      const before = ran.before;
       assert.equal(await m.stop(), 0, 'the master stops cleanly');
 
       assert.ok(logFiles(drives[1]!).length > 0, 'the volume log is in the last extra drive\'s log/');
@@ -488,11 +503,8 @@ describe('rebuild.js: wal.log and index.hash from the volume log, with real mast
       const run = await rebuild('--data', dataDir);
       assertRebuilt(run, before.size);
 
-      m = await startMaster({ http: true, dataDir, args });
-      c = await connect(m);
-      assertSameState(before, await readState(c), 'after a clean stop and the rebuild from the last drive');
+      m = await assertServes(dataDir, args, before, 'after a clean stop and the rebuild from the last drive');
     } finally {
-      disconnect(c);
       await stopIfRunning(m);
       fs.rmSync(root, { recursive: true, force: true });
     }
@@ -503,14 +515,10 @@ describe('rebuild.js: wal.log and index.hash from the volume log, with real mast
     const dataDir = path.join(root, 'data');
     const walPath = path.join(dataDir, 'wal.log');
     let m: MasterProcess | undefined;
-    let c: Clients | undefined;
     try {
-      m = await startMaster({ http: true, dataDir, args: MASTER_ARGS });
-      c = await connect(m);
-      const expected = await workload(c);
-      const before = await readState(c);
-      await checkExpected(before, expected);
-      disconnect(c);
+      const ran = await afterWorkload(dataDir, MASTER_ARGS);
+      m = ran.m;
+      const before = ran.before;
       assert.equal(await m.stop(), 0, 'the master stops cleanly');
 
       const whole = await checkWal('--data', dataDir);
@@ -535,11 +543,8 @@ describe('rebuild.js: wal.log and index.hash from the volume log, with real mast
       assert.equal(kept.length, 1, `the old wal.log is kept: ${kept.join(', ')}`);
       assert.equal(sha(fs.readFileSync(path.join(dataDir, kept[0]!))), damagedSha, 'the kept wal.log is the damaged one, byte for byte');
 
-      m = await startMaster({ http: true, dataDir, args: MASTER_ARGS });
-      c = await connect(m);
-      assertSameState(before, await readState(c), 'after the rebuild of a WAL damaged in its middle');
+      m = await assertServes(dataDir, MASTER_ARGS, before, 'after the rebuild of a WAL damaged in its middle');
     } finally {
-      disconnect(c);
       await stopIfRunning(m);
       fs.rmSync(root, { recursive: true, force: true });
     }
