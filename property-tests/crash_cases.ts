@@ -22,6 +22,15 @@ export function modesWithSeeds(count: number): [Mode, number[]][] {
 /** Operations that change nothing on disk: a crash before one is a crash before the next one that does. */
 export const READS: ReadonlySet<string> = new Set(['read', 'readFile', 'exists', 'readdir', 'size', 'close']);
 
+/**
+ * An operation on the volume log (its files, its pointer): rebuild_crash crashes at each of them;
+ * the other suites, whose invariants are the WAL's, the index's and the volumes', may leave them
+ * out (a crash just before one leaves those as the crash just after the last other op does).
+ */
+export function isVolumeLogOp(op: OpInfo): boolean {
+  return op.path.includes('/log/') || op.path.includes('volume-log.json');
+}
+
 export interface CaseInfo {
   scenario: string;
   k: number;

@@ -65,7 +65,7 @@ function noErrors(rows: VacuumRow[]): void {
   for (const r of rows) assert.deepEqual(r.errors, [], `volume ${r.volume}: ${r.errors.join('; ')}`);
 }
 
-test('a vacuum in a replicated group: members equal the master, removed volumes gone everywhere; a member killed before the removal gets it after its repair', { timeout: 90_000 }, async () => {
+test('a vacuum in a replicated group: members equal the master, removed volumes gone everywhere; a member killed before the removal gets it after its repair', { timeout: 180_000 }, async () => {
   const c = await startCluster({ servers: 2, rf: 3, masterArgs: ARGS });
   let redis = client(c.master.port);
   const model = new Model();
