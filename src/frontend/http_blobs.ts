@@ -321,11 +321,6 @@ function streamPieces(res: HttpResponse, state: ResponseState, ctx: BlobContext,
         if (++chunks % CHUNKS_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
       }
     }
-    // Only literal bytes (no range had any byte): they go now.
-    if (!headed && held.length > 0) {
-      const last = held.pop()!;
-      await write(last);
-    }
   };
   send().catch((err: unknown) => {
     if (state.aborted) return;

@@ -22,7 +22,6 @@ import { io, scanFrames } from './wal_reader.js';
 import { syncParent } from './wal_writer.js';
 
 export type { VolumeLogOptions, WalPosition } from './log_generation.js';
-export { GenerationBuilder } from './log_generation.js';
 
 export interface VolumeLogStats {
   dir: string;

@@ -12,6 +12,8 @@ import {
   VOLUME_SUPERBLOCK_SIZE,
   decodeSuperblock,
   encodeSuperblock,
+  numberedFileName,
+  parseNumberedFileName,
   readU64,
   view,
   writeU64,
@@ -39,17 +41,12 @@ export interface LogSuperblock {
 }
 
 export function logVolumeFileName(id: number): string {
-  return `log-${String(id).padStart(6, '0')}.data`;
+  return numberedFileName('log', id);
 }
-
-const LOG_FILE_RE = /^log-(\d{6,10})\.data$/;
 
 /** The id in a log volume's file name, or null for any other name. */
 export function parseLogVolumeFileName(name: string): number | null {
-  const m = LOG_FILE_RE.exec(name);
-  if (m === null || m[1] === undefined) return null;
-  const id = Number(m[1]);
-  return id <= 0xffffffff && logVolumeFileName(id) === name ? id : null;
+  return parseNumberedFileName('log', name);
 }
 
 export function encodeLogSuperblock(sb: LogSuperblock): Uint8Array {

@@ -200,18 +200,26 @@ export function alignUp(n: number): number {
 
 // ---- names and ids ---------------------------------------------------------------------
 
-export function volumeFileName(id: number): string {
-  return `vol-${String(id).padStart(6, '0')}.data`;
+/** `PREFIX-NNNNNN.data`: the id in decimal, zero-padded to at least 6 digits (volumes, log volumes). */
+export function numberedFileName(prefix: string, id: number): string {
+  return `${prefix}-${String(id).padStart(6, '0')}.data`;
 }
 
-const VOLUME_FILE_RE = /^vol-(\d{6,10})\.data$/;
+/** The id in a `PREFIX-NNNNNN.data` name (canonical, u32), or null for any other name. */
+export function parseNumberedFileName(prefix: string, name: string): number | null {
+  const m = /^([a-z]+)-(\d{6,10})\.data$/.exec(name);
+  if (m === null || m[1] !== prefix || m[2] === undefined) return null;
+  const id = Number(m[2]);
+  return id <= 0xffffffff && numberedFileName(prefix, id) === name ? id : null;
+}
+
+export function volumeFileName(id: number): string {
+  return numberedFileName('vol', id);
+}
 
 /** The id in a volume file name, or null for any other name. */
 export function parseVolumeFileName(name: string): number | null {
-  const m = VOLUME_FILE_RE.exec(name);
-  if (m === null || m[1] === undefined) return null;
-  const id = Number(m[1]);
-  return id <= 0xffffffff && volumeFileName(id) === name ? id : null;
+  return parseNumberedFileName('vol', name);
 }
 
 export function volumeIdOf(group: number, seq: number): number {
