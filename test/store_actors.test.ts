@@ -2,7 +2,7 @@
 // broker) a thread is killed while writes and reads are in flight. Every request must settle
 // (an answer or a clear ACTOR_DOWN error, never a hang), the supervisor must restart the
 // actor, every write that was acknowledged must still be there with its bytes, and the next
-// requests must succeed.
+// requests must succeed. Reads go through the index's shared heads, as in the master.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { openStore, type OpenedStore } from '../src/wiring/open.js';
+import { createSharedHeads } from '../src/storage/shared_heads.js';
 import { StoreError } from '../src/runtime/errors.js';
 
 const SETTLE_BOUND_MS = 5_000;
@@ -82,7 +83,9 @@ function assertClearErrors(errors: unknown[]): void {
 for (const actor of ['index', 'wal', 'volume-0']) {
   test(`killing the ${actor} thread mid-load: requests settle with clear errors, it restarts, nothing acknowledged is lost`, async () => {
     const dir = tempDir();
-    const store = await openStore(dir);
+    // As the master runs it: reads look keys up in the index's shared heads, so a restarted
+    // index must hide its recovery from them (storage/shared_heads.ts).
+    const store = await openStore(dir, { sharedHeads: createSharedHeads() });
     try {
       const before = writeLoad(store, 'before', 200, 8);
       await before.done;

@@ -15,7 +15,16 @@ import { storeActorNames } from '../protocol/store_actors.js';
 import { guardWrites, type RoleFlag } from '../db/read_only.js';
 import type { StoreAdmin } from '../db/database.js';
 import { Channel } from '../runtime/channel.js';
+import { join } from 'node:path';
+import { SharedIndexReader } from '../storage/shared_heads.js';
+import { INDEX_FILE } from '../storage/store_files.js';
 import { FrontEndMsg, type FrontEndReplies, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+
+/** The index's heads in shared memory, and the data dir whose index.hash they belong to. */
+export interface SharedIndex {
+  heads: SharedArrayBuffer;
+  dataDir: string;
+}
 
 /** The store-wide operations (the vacuum) of a front end's database: run by main. */
 export function storeAdmin(env: ActorEnv): StoreAdmin {
@@ -36,19 +45,30 @@ export function storeAdmin(env: ActorEnv): StoreAdmin {
  * The engine of a front-end thread, its reader of the local volume files, the reader of committed
  * needles (with a volume group's failover counters), and how to close what it opened.
  */
-export function frontEndEngine(env: ActorEnv, groups: LocalGroup[], limits: Partial<Limits> = {}, role: RoleFlag = { readOnly: false }): { engine: Engine; reader: VolumeReader; needles: ReadPort; close(): void } {
+export function frontEndEngine(
+  env: ActorEnv,
+  groups: LocalGroup[],
+  limits: Partial<Limits> = {},
+  role: RoleFlag = { readOnly: false },
+  heads?: SharedIndex,
+): { engine: Engine; reader: VolumeReader; needles: ReadPort; shared: SharedIndexReader | undefined; close(): void } {
   const reader = new VolumeReader(env.fs, groups);
   for (const name of storeActorNames(groups)) env.peer(name).setFlushMode('turn');
   const needles = groupReader((name) => env.peer(name), groups, new DriveReader(reader));
-  const ports = guardWrites(actorPorts((name) => env.peer(name), groups, needles), role);
+  // Lookups read the index's shared heads and index.hash on this thread; a message only when
+  // the index is changing (shared_heads.ts).
+  const shared = heads === undefined ? undefined : new SharedIndexReader(heads.heads, env.fs, join(heads.dataDir, INDEX_FILE), () => env.clock.now());
+  const ports = guardWrites(actorPorts((name) => env.peer(name), groups, needles, shared), role);
   const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...limits }, env.clock);
   return {
     engine,
     reader,
     needles,
+    shared,
     close: () => {
       engine.stopTimers();
       reader.close();
+      shared?.close();
     },
   };
 }

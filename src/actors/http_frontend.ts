@@ -6,6 +6,8 @@
 // committed needle bytes straight from the volume files.
 // Invariants: every request is answered or its connection closed; a body is never held whole
 // in memory; with a token configured, nothing is served without `Authorization: Bearer`.
+import type { SharedIndexReader } from '../storage/shared_heads.js';
+import type { Lookup } from '../db/ports.js';
 import uWS from 'uWebSockets.js';
 import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from 'uWebSockets.js';
 import type { ActorEnv, ActorFactory } from '../runtime/actor.js';
@@ -87,6 +89,8 @@ export interface HttpFrontendConfig {
   startedAt: number;
   /** Shared with the index actor: synchronous lookups for GET and HEAD (sync_slot.ts). */
   lookupSlot?: SharedArrayBuffer;
+  /** The index's bucket heads in shared memory: lookups on this thread (storage/shared_heads.ts). */
+  indexHeads?: SharedArrayBuffer;
 }
 
 interface State {
@@ -103,7 +107,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
   const role: RoleFlag = { readOnly: config.replica === true, replicas: new ReplicaTable(config.replicaTable ?? createReplicaTable(1)) };
-  const { engine, reader, needles, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role);
+  const { engine, reader, needles, shared, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role, config.indexHeads && { heads: config.indexHeads, dataDir: config.dataDir });
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
   if (needles instanceof GroupReader) httpMetrics.watchReads(needles.counts);
@@ -112,7 +116,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const observe = (route: string, method: string, code: number, bytesIn: number, bytesOut: number, startedAt: number): void =>
     httpMetrics.observe(route, method, code, bytesIn, bytesOut, startedAt, now());
   const blobs: BlobContext = { engine, maxKeyLength: config.maxKeyLength, maxBodySize: config.maxBodySize, now, observe };
-  if (config.lookupSlot !== undefined) blobs.lookupNow = lookupNowOf(new SyncSlotClient(config.lookupSlot));
+  if (config.lookupSlot !== undefined) blobs.lookupNow = lookupNowOf(new SyncSlotClient(config.lookupSlot), shared);
   blobs.waitForLsn = async (lsn) => {
     const r = await waitUntilApplied(async () => (await ports.index.stats()).appliedLsn, lsn, MIN_LSN_WAIT_MS, now);
     return r.ok ? r.applied : null;
@@ -251,13 +255,16 @@ export default createHttpFrontend;
  */
 const LOOKUP_NOW_MS = 20;
 
-/** The synchronous lookup over the shared slot, as BlobContext.lookupNow. */
-function lookupNowOf(slot: SyncSlotClient): (key: Buffer) => IndexEntry | 'absent' | null {
-  return (key) => {
+/** The synchronous lookup (the shared heads, else the shared slot), as BlobContext.lookupNow. */
+function lookupNowOf(slot: SyncSlotClient, shared: SharedIndexReader | undefined): (key: Buffer) => IndexEntry | 'absent' | null {
+  const bySlot = (key: Buffer): Lookup | null => {
     const bytes = slot.call(key, LOOKUP_NOW_MS);
     const r = bytes === null ? undefined : decodeLookupReply(bytes);
-    if (r === undefined) return null;
-    const found = lookupOf(key, r);
+    return r === undefined ? null : lookupOf(key, r);
+  };
+  return (key) => {
+    const found = shared?.lookup(key) ?? bySlot(key);
+    if (found === null) return null;
     // An expired entry: the message path logs its deletion (lazy expiry) and answers 404.
     if (found.expired !== undefined) return null;
     return found.entry ?? 'absent';

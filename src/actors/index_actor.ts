@@ -20,6 +20,7 @@ import { fillIndexGap, recoverIndex } from '../storage/store_files.js';
 import type { WalRecord } from '../storage/types.js';
 import { INDEX_PROTOCOL, IndexMsg, encodeLookupReply, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
 import { serveSyncSlot } from '../runtime/sync_slot.js';
+import { SharedHeadsWriter } from '../storage/shared_heads.js';
 import { assertNever } from './assert.js';
 
 export interface IndexActorConfig {
@@ -27,6 +28,8 @@ export interface IndexActorConfig {
   indexBuckets?: number;
   /** Shared-memory slots of the front ends that may look keys up synchronously (sync_slot.ts). */
   lookupSlots?: SharedArrayBuffer[];
+  /** The bucket heads front ends read to look keys up on their own thread (shared_heads.ts). */
+  sharedHeads?: SharedArrayBuffer;
 }
 
 const CHECKPOINT_EVERY_MS = 1000;
@@ -49,7 +52,12 @@ interface State {
 }
 
 const createIndexActor: ActorFactory<IndexActorConfig> = (env) => {
+  // A restarted index must not let readers follow the old instance's heads while it cuts the
+  // file back to its checkpoint and replays: they fall back until it publishes again.
+  const shared = env.config.sharedHeads === undefined ? undefined : new SharedHeadsWriter(env.config.sharedHeads);
+  shared?.invalidate();
   const index = recoverIndex(env.fs, env.config.dir, env.config.indexBuckets);
+  if (shared !== undefined) index.share(shared);
   const s: State = { env, index, rebuildWaiters: [], rebuildScheduled: false, rebuildError: null, timer: { cancel: () => undefined }, stopSlots: [] };
   s.timer = env.scheduler.every(CHECKPOINT_EVERY_MS, () => background(s));
   // The same Lookup as by message, answered between messages (so it sees every applied record).

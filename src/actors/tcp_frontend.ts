@@ -57,6 +57,8 @@ export interface TcpFrontendConfig {
   /** Every thread's replicas and the min-replicas settings (runtime/replica_table.ts); this thread's rows are `thread`'s. */
   replicaTable?: SharedArrayBuffer;
   thread?: number;
+  /** The index's bucket heads in shared memory: lookups on this thread (storage/shared_heads.ts). */
+  indexHeads?: SharedArrayBuffer;
 }
 
 
@@ -85,7 +87,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   let nextSubscriber = 1;
   const table = new ReplicaTable(config.replicaTable ?? createReplicaTable(1));
   const role: RoleFlag = { readOnly: config.replica === true, replicas: table };
-  const { engine, reader, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits, role);
+  const { engine, reader, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits, role, config.indexHeads && { heads: config.indexHeads, dataDir: config.dataDir });
   const broker = engine.ports.broker;
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}), undefined, storeAdmin(env));
   const clients = new Map<number, ClientState>();

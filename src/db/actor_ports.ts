@@ -2,6 +2,7 @@
 // thread, the TCP and HTTP front ends in theirs) uses to reach the volume writers, the WAL
 // committer, the index and the broker. Values cross as transferred ArrayBuffers of their exact
 // size, never inside the CBOR.
+import type { SharedIndexReader } from '../storage/shared_heads.js';
 import type { Peer } from '../runtime/peer.js';
 import { Channel } from '../runtime/channel.js';
 import { streamChunks } from '../runtime/buffer_pool.js';
@@ -269,15 +270,23 @@ export class ActorCommit implements CommitPort {
 export class ActorIndex implements IndexPort {
   private readonly index: Channel<IndexRequest, IndexReplies>;
 
-  constructor(peer: Peer) {
+  /** `shared`: this thread's view of the index's heads, tried before a message (shared_heads.ts). */
+  constructor(
+    peer: Peer,
+    private readonly shared?: SharedIndexReader,
+  ) {
     this.index = new Channel(peer);
   }
 
   async lookup(key: Uint8Array): Promise<Lookup> {
+    const found = this.shared?.lookup(key);
+    if (found) return found;
     return lookupOf(key, await this.index.call({ t: IndexMsg.Lookup, key }));
   }
 
   async lookupMany(keys: Uint8Array[]): Promise<Lookup[]> {
+    const found = this.shared?.lookupMany(keys);
+    if (found) return found;
     const replies = await this.index.call({ t: IndexMsg.LookupMany, keys });
     return keys.map((key, i) => lookupOf(key, replies[i] ?? null));
   }
@@ -423,10 +432,10 @@ export type PeerOf = (name: string) => Peer;
  * `reader`. The broker's channel gets an ActorBroker that re-registers this thread's
  * subscriptions when the broker restarts (told by the peer's rewire, or by `onBrokerRestart`).
  */
-export function actorPorts(peer: PeerOf, groups: ReadonlyArray<{ id: number; dir: string; writable?: boolean }>, reader: ReadPort): Ports {
+export function actorPorts(peer: PeerOf, groups: ReadonlyArray<{ id: number; dir: string; writable?: boolean }>, reader: ReadPort, sharedIndex?: SharedIndexReader): Ports {
   const broker = new ActorBroker(peer(BROKER_ACTOR));
   peer(BROKER_ACTOR).onRewire(() => void broker.resubscribe().catch(() => undefined));
-  const index = new ActorIndex(peer(INDEX_ACTOR));
+  const index = new ActorIndex(peer(INDEX_ACTOR), sharedIndex);
   return {
     volumes: new ActorVolumes(groups.map((g) => ({ ...g, peer: peer(volumeActorName(g.id)) }))),
     commit: new ActorCommit(peer(WAL_ACTOR)),

@@ -269,6 +269,11 @@ export interface OpenOptions {
    * look keys up synchronously (runtime/sync_slot.ts; the master makes one per HTTP thread).
    */
   lookupSlots?: SharedArrayBuffer[];
+  /**
+   * Wiring, not a setting: the index's bucket heads in shared memory, which front ends on other
+   * threads read to look keys up without a message (storage/shared_heads.ts).
+   */
+  sharedHeads?: SharedArrayBuffer;
   /** Remote volume servers (base URLs) for replicated volume groups (docs/volume-server.md). */
   volumeServers?: string[];
   /** Copies of each needle: the local drive's and factor - 1 servers' (default 1). */

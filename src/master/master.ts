@@ -13,6 +13,7 @@ import { Channel } from '../runtime/channel.js';
 import type { TcpFrontendConfig } from '../actors/tcp_frontend.js';
 import type { HttpFrontendConfig } from '../actors/http_frontend.js';
 import { createSyncSlot } from '../runtime/sync_slot.js';
+import { createSharedHeads } from '../storage/shared_heads.js';
 import { DEFAULT_LIMITS } from '../db/api.js';
 import { masterMetrics } from './metrics.js';
 import { FrontEndMsg, MainMsg, type FrontEndToMain, type LinkView, type MainToFrontEnd } from '../protocol/frontend_protocol.js';
@@ -76,6 +77,9 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
     table.minReplicasToWrite = config.minReplicas.toWrite;
     table.minReplicasMaxLag = config.minReplicas.maxLagSeconds;
   }
+  // The index's bucket heads, shared with every front end: a GET looks its key up on its own
+  // thread (storage/shared_heads.ts).
+  const indexHeads = createSharedHeads();
   const tcpSpecs = (groups: LocalGroup[], dataDir: string): ActorSpec[] => {
     const store = storeActorNames(groups);
     return Array.from({ length: threads }, (_, i) => {
@@ -96,6 +100,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
         replica: role !== null,
         replicaTable,
         thread: i,
+        indexHeads,
       };
       return { name: tcpActorName(i), module: new URL('../actors/tcp_frontend.js', import.meta.url), config: cfg, dependsOn: store, talksTo: ['main', ...store] };
     });
@@ -123,6 +128,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
         wsMaxBackpressure: 16 * 1024 * 1024,
         startedAt,
         lookupSlot: lookupSlots[i]!,
+        indexHeads,
         replica: role !== null,
         replicaTable,
       };
@@ -144,6 +150,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
       maxVolumeSize: config.maxVolumeSize,
       sync: config.sync,
       lookupSlots,
+      sharedHeads: indexHeads,
       volumeServers: config.volumeServers,
       replicationFactor: config.replicationFactor,
       volumeSecret: config.volumeSecret ?? null,

@@ -96,6 +96,7 @@ import {
 } from './index_file.js';
 import { IndexRebuild } from './index_rebuild.js';
 import { keyHash } from './key_hash.js';
+import type { SharedHeadsWriter } from './shared_heads.js';
 import {
   GuardKind,
   isLive,
@@ -166,6 +167,8 @@ export class HashIndex {
   private usage: VolumeUsageLedger;
   /** The LSN index.hash.usage describes, or -1 when it describes none this index vouches for. */
   private usageSavedLsn: number;
+  /** The heads front ends read (shared_heads.ts), once share() has handed them out. */
+  private shared: SharedHeadsWriter | undefined;
 
   private constructor(
     private readonly fs: Fs,
@@ -392,9 +395,36 @@ export class HashIndex {
 
   // ---- writes -----------------------------------------------------------------------------
 
+  /**
+   * From now on the main file's heads live in the writer's shared memory, and every change a
+   * lookup could see is marked there (a seqlock), so front ends may look keys up on their own.
+   * Called by the owner once the index is current (after its replay). When the heads do not
+   * fit, the index keeps its own array and front ends keep asking it.
+   */
+  share(writer: SharedHeadsWriter): void {
+    this.assertUsable();
+    const view = writer.adopt(this.main.heads);
+    if (view === null) return;
+    this.main.heads = view;
+    this.shared = writer;
+    writer.end();
+  }
+
   /** Applies one WAL record; returns one result per op (or [] when it was skipped). */
   apply(record: WalRecord): number[] {
     this.assertUsable();
+    const shared = this.shared;
+    if (shared === undefined) return this.applyRecord(record);
+    shared.begin();
+    try {
+      return this.applyRecord(record);
+    } finally {
+      // A fenced index leaves readers falling back: they get its error from it.
+      if (this.failure === undefined) shared.end();
+    }
+  }
+
+  private applyRecord(record: WalRecord): number[] {
     if (record.kind === 1) {
       if (record.lsn !== this.loadingLsn) {
         const current = this.loadingLsn >= 0 ? this.loadingLsn : this.applied;
@@ -518,6 +548,7 @@ export class HashIndex {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.shared?.invalidate();
     try {
       if (this.failure === undefined) this.main.flush();
     } finally {
@@ -857,6 +888,8 @@ export class HashIndex {
 
   /** The rebuilt file, checkpointed whole at the applied LSN, becomes the index. */
   private swapIn(rb: IndexRebuild): void {
+    // Before the rename: a reader that opens index.hash from here on must not trust old heads.
+    this.shared?.begin();
     this.main.flush();
     // Before the rename, as a checkpoint saves it before its header (see checkpoint()).
     if (this.usageSavedLsn !== this.applied) this.saveUsage(this.applied);
@@ -866,6 +899,15 @@ export class HashIndex {
     this.main = file;
     this.durable = this.applied;
     this.sweepCursor = 0;
+    const shared = this.shared;
+    if (shared === undefined) return;
+    const view = shared.adopt(file.heads);
+    if (view === null) {
+      this.shared = undefined; // grown past what is shared: readers fall back from now on
+      return;
+    }
+    file.heads = view;
+    shared.end();
   }
 
   private abortRebuild(): void {
@@ -889,6 +931,7 @@ export class HashIndex {
     } catch (err) {
       const e = asStoreError(err, this.path);
       this.failure = new StoreError(e.code, `index fenced after a failure: ${e.message}`);
+      this.shared?.invalidate();
       throw e;
     }
   }

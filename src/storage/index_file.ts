@@ -81,7 +81,7 @@ export class IndexFile {
     readonly handle: FileHandle,
     readonly path: string,
     readonly buckets: number,
-    readonly heads: Float64Array,
+    public heads: Float64Array,
     end: number,
     entryCount: number,
   ) {
@@ -157,6 +157,16 @@ export class IndexFile {
   }
 }
 
+/** What an entry reader reads from: an index file, or a front end's read-only view of one. */
+export interface EntrySource {
+  /** Where the entry region starts (entries are at or past it). */
+  readonly start: number;
+  /** Where it ends (no entry at or past it). */
+  readonly end: number;
+  readonly path: string;
+  read(dst: Uint8Array, pos: number): number;
+}
+
 /** Reads of entries go through one reused buffer and one cached view per read length. */
 export class EntryReader {
   // Grows to the longest entry read (at most a 64 KiB key): most keys are short.
@@ -165,7 +175,7 @@ export class EntryReader {
   private views: Uint8Array[] = [];
 
   /** Reads an entry at pos with at least `want` bytes; checks its CRC; returns its key length. */
-  load(file: IndexFile, pos: number, want: number): number {
+  load(file: EntrySource, pos: number, want: number): number {
     if (pos < file.start || pos >= file.end || pos % ENTRY_ALIGN !== 0) {
       throw corrupt(file.path, `chain points at ${pos}, outside the entries region`);
     }
@@ -184,7 +194,7 @@ export class EntryReader {
   }
 
   /** The `next` pointer of the loaded entry at pos, checked to point backwards. */
-  next(file: IndexFile, pos: number): number {
+  next(file: EntrySource, pos: number): number {
     const next = readU64(this.view, E_NEXT);
     if (next !== 0 && (next < 0 || next >= pos)) {
       throw corrupt(file.path, `entry at ${pos}: bad next pointer ${next}`);
@@ -200,14 +210,14 @@ export class EntryReader {
     return true;
   }
 
-  u64(at: number, file: IndexFile): number {
+  u64(at: number, file: EntrySource): number {
     const v = readU64(this.view, at);
     if (v < 0) throw corrupt(file.path, 'entry field above 2^53');
     return v;
   }
 
   /** A copy of the loaded entry's fields and key. */
-  toChainEntry(file: IndexFile, keyLength: number): ChainEntry {
+  toChainEntry(file: EntrySource, keyLength: number): ChainEntry {
     return {
       hash: this.view.getUint32(E_HASH, true),
       key: this.buf.slice(ENTRY_HEADER_SIZE, ENTRY_HEADER_SIZE + keyLength),
@@ -221,7 +231,7 @@ export class EntryReader {
   }
 
   /** The loaded entry's needle length and metadata length. */
-  needleLength(file: IndexFile): { length: number; meta: number } {
+  needleLength(file: EntrySource): { length: number; meta: number } {
     const v = readNeedleLength(this.view, E_LENGTH);
     if (v === null) throw corrupt(file.path, 'entry length field out of range');
     return v;

@@ -6,6 +6,7 @@
 // - openInThread(...) (in_thread.ts): the same actors in the calling thread over the seams it is
 //   given (the crash/recovery suites: a simulated file system and virtual time).
 // The lock on the data dir is held for as long as the store is open.
+import { createSharedHeads, SharedIndexReader } from '../storage/shared_heads.js';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { systemClock, type Clock } from '../runtime/clock.js';
@@ -94,7 +95,8 @@ export function productionSeams(): StoreSeams {
 }
 
 export async function open(dir = 'brisedb-data', options: OpenOptions = {}): Promise<Database> {
-  return (await openStore(dir, options)).db;
+  // Lookups of this thread read the index's heads in shared memory (storage/shared_heads.ts).
+  return (await openStore(dir, { sharedHeads: createSharedHeads(), ...options })).db;
 }
 
 /** open() with the supervisor and engine exposed, for the master and the tests. */
@@ -127,14 +129,16 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     await supervisor.start();
     const reader = new VolumeReader(fs, groups);
     undo.unshift(() => reader.close());
-    const ports = actorPorts((name) => supervisor.peer(name), groups, groupReader((name) => supervisor.peer(name), groups, new DriveReader(reader)));
+    const sharedIndex = options.sharedHeads === undefined ? undefined : new SharedIndexReader(options.sharedHeads, fs, join(root, INDEX_FILE), () => seams.clock.now());
+    undo.unshift(() => sharedIndex?.close());
+    const ports = actorPorts((name) => supervisor.peer(name), groups, groupReader((name) => supervisor.peer(name), groups, new DriveReader(reader)), sharedIndex);
     // The broker's registry is in memory: after a restart (READY again), send it our subscriptions.
     supervisor.on('actor-restart', (event: { name: string }) => {
       if (event.name === BROKER_ACTOR) void (ports.broker as ActorBroker).resubscribe().catch(() => undefined);
     });
     saveRegistry(fs, root, registryOf(groups, await ports.volumes.list()));
     const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...options.limits }, seams.clock);
-    return assemble({ engine, supervisor, reader, groups, lock, root, seams, replica: options.replicaGroups !== undefined, options });
+    return assemble({ engine, supervisor, reader, sharedIndex, groups, lock, root, seams, replica: options.replicaGroups !== undefined, options });
   } catch (err) {
     // A store that cannot start leaves nothing running and its data dir unlocked.
     for (const step of undo) await Promise.resolve().then(step).catch(() => undefined);
@@ -151,6 +155,7 @@ function topologyOf(root: string, groups: LocalGroup[], options: OpenOptions): S
     volumeSecret: options.volumeSecret ?? null,
     ...(options.indexBuckets ? { indexBuckets: options.indexBuckets } : {}),
     ...(options.lookupSlots ? { lookupSlots: options.lookupSlots } : {}),
+    ...(options.sharedHeads ? { sharedHeads: options.sharedHeads } : {}),
     logDir: logDirOf(root, groups, options.logDrive),
   };
 }
@@ -181,7 +186,7 @@ export function logDirOf(root: string, groups: readonly LocalGroup[], logDrive?:
 }
 
 /** The started store as a Database: its background sweep, its scrub, and how it closes. */
-function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: VolumeReader; groups: LocalGroup[]; lock: LockHandle; root: string; seams: StoreSeams; replica: boolean; options: OpenOptions }): OpenedStore {
+function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: VolumeReader; sharedIndex: SharedIndexReader | undefined; groups: LocalGroup[]; lock: LockHandle; root: string; seams: StoreSeams; replica: boolean; options: OpenOptions }): OpenedStore {
   const { engine, supervisor, reader, groups, lock, root, seams, options } = parts;
   // This thread's own background work stops with the store (or dies with it in a simulated crash).
   const background = new ScopedScheduler(seams.scheduler, (err) => process.emitWarning(`store background work failed: ${String(err)}`));
@@ -221,6 +226,7 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
     } finally {
       await supervisor.stop();
       reader.close();
+      parts.sharedIndex?.close();
       lock.release();
     }
   };

@@ -32,6 +32,7 @@ export interface StoreTopologyConfig {
   sync: SyncPolicy;
   indexBuckets?: number;
   lookupSlots?: SharedArrayBuffer[];
+  sharedHeads?: SharedArrayBuffer;
   /** The volume log's directory (absent: none). */
   logDir?: string;
 }
@@ -55,6 +56,7 @@ export function storeTopology(config: StoreTopologyConfig): ActorSpec[] {
     dir: config.dir,
     ...(config.indexBuckets ? { indexBuckets: config.indexBuckets } : {}),
     ...(config.lookupSlots ? { lookupSlots: config.lookupSlots } : {}),
+    ...(config.sharedHeads ? { sharedHeads: config.sharedHeads } : {}),
   };
   return [
     ...linkSpecs,
