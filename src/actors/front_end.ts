@@ -3,7 +3,7 @@
 // phase leaves in one message per actor), reading committed needles through the read port of
 // the local drives. The front end's routes see only the engine.
 import type { ActorEnv } from '../runtime/actor.js';
-import { VolumeReader } from '../storage/volume_reader.js';
+import { DEFAULT_MAX_OPEN, VolumeReader } from '../storage/volume_reader.js';
 import type { LocalGroup } from '../storage/registry.js';
 import { DEFAULT_LIMITS, type Limits } from '../db/api.js';
 import { actorPorts } from '../db/actor_ports.js';
@@ -19,6 +19,9 @@ import { join } from 'node:path';
 import { SharedIndexReader } from '../storage/shared_heads.js';
 import { INDEX_FILE } from '../storage/store_files.js';
 import { FrontEndMsg, type FrontEndReplies, type FrontEndToMain } from '../protocol/frontend_protocol.js';
+
+/** Bytes of small needles each front-end thread keeps (storage/needle_cache.ts). */
+export const NEEDLE_CACHE_BYTES = 32 * 1024 * 1024;
 
 /** The index's heads in shared memory, and the data dir whose index.hash they belong to. */
 export interface SharedIndex {
@@ -52,7 +55,9 @@ export function frontEndEngine(
   role: RoleFlag = { readOnly: false },
   heads?: SharedIndex,
 ): { engine: Engine; reader: VolumeReader; needles: ReadPort; shared: SharedIndexReader | undefined; close(): void } {
-  const reader = new VolumeReader(env.fs, groups);
+  // A master's front end keeps its hot small values (needle_cache.ts); a replica's volumes are
+  // its master's bytes, rewritten by a full copy, so it reads them from the files every time.
+  const reader = new VolumeReader(env.fs, groups, DEFAULT_MAX_OPEN, role.readOnly ? 0 : NEEDLE_CACHE_BYTES);
   for (const name of storeActorNames(groups)) env.peer(name).setFlushMode('turn');
   const needles = groupReader((name) => env.peer(name), groups, new DriveReader(reader));
   // Lookups read the index's shared heads and index.hash on this thread; a message only when

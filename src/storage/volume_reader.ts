@@ -24,6 +24,7 @@ import { groupOfVolume, volumeFileName } from './volume_format.js';
 import { CHUNK_SIZE, VolumeFile, type ReadNeedleResult } from './volume_file.js';
 import { VOLUMES_DIR } from './drive_volumes.js';
 import { StoreError } from '../runtime/errors.js';
+import { NeedleCache } from './needle_cache.js';
 
 export const DEFAULT_MAX_OPEN = 64;
 const MAX_OPEN_LIMIT = 65536;
@@ -37,12 +38,16 @@ export class VolumeReader {
 
   /** The drive of each local group. */
   private readonly dirs = new Map<number, string>();
+  /** Small needles read lately (needle_cache.ts), when this reader keeps any. */
+  private readonly cache: NeedleCache | null;
 
   constructor(
     private readonly fs: Fs,
     groups: ReadonlyArray<{ id: number; dir: string }>,
     private readonly maxOpen = DEFAULT_MAX_OPEN,
+    cacheBytes = 0,
   ) {
+    this.cache = cacheBytes > 0 ? new NeedleCache(cacheBytes) : null;
     if (!Number.isInteger(maxOpen) || maxOpen < 1 || maxOpen > MAX_OPEN_LIMIT) {
       throw new StoreError('BAD_ARGUMENT', `maxOpen out of range: ${maxOpen}`);
     }
@@ -112,7 +117,13 @@ export class VolumeReader {
   }
 
   readNeedle(address: NeedleAddress): ReadNeedleResult {
-    return this.file(address.volume).readNeedle(address);
+    const cache = this.cache;
+    if (cache === null) return this.file(address.volume).readNeedle(address);
+    const hit = cache.get(address);
+    if (hit !== undefined) return hit;
+    const needle = this.file(address.volume).readNeedle(address);
+    cache.put(address, needle);
+    return needle;
   }
 
   verifyNeedle(address: NeedleAddress, key: Uint8Array): boolean {
@@ -124,6 +135,11 @@ export class VolumeReader {
    * the last close of a removed file frees its blocks, which must not hold up this thread.
    */
   forget(volumeId: number): void {
+    this.cache?.forgetVolume(volumeId);
+    this.closeHandle(volumeId);
+  }
+
+  private closeHandle(volumeId: number): void {
     const file = this.open.get(volumeId);
     if (file === undefined) return;
     this.open.delete(volumeId);
@@ -172,7 +188,7 @@ export class VolumeReader {
     while (this.open.size > this.maxOpen) {
       const oldest = this.open.keys().next();
       if (oldest.done === true) return;
-      this.forget(oldest.value);
+      this.closeHandle(oldest.value); // its cached needles stay: the volume is still there
     }
   }
 }

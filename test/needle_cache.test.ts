@@ -1,0 +1,73 @@
+// The front end's cache of small needles (storage/needle_cache.ts): bounded in bytes, least
+// recently used dropped first, copies handed out, a removed volume's needles forgotten; and
+// through a VolumeReader over real volume files, a hit answers what the file holds.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MAX_CACHED_NEEDLE, NeedleCache } from '../src/storage/needle_cache.js';
+import type { ReadNeedleResult } from '../src/storage/volume_file.js';
+import { needleAddress } from '../src/storage/types.js';
+import { openStore } from '../src/wiring/open.js';
+import { VolumeReader } from '../src/storage/volume_reader.js';
+import { NodeFs } from '../src/runtime/fs.js';
+
+const needle = (v: string): ReadNeedleResult => ({ key: Buffer.from('k'), value: Buffer.from(v), meta: new Uint8Array(0), expiresAt: 0, flags: 0 });
+
+test('the cache holds at most its bytes, drops the least recently used first, and hands out copies', () => {
+  const cache = new NeedleCache(300);
+  const a = needleAddress(1, 8, 100);
+  const b = needleAddress(1, 108, 100);
+  const c = needleAddress(2, 8, 100);
+  cache.put(a, needle('a'));
+  cache.put(b, needle('b'));
+  cache.put(c, needle('c'));
+  assert.equal(cache.bytes, 300);
+  assert.equal(Buffer.from(cache.get(a)!.value).toString(), 'a'); // a is now the most recent
+  cache.put(needleAddress(2, 108, 100), needle('d'));
+  assert.equal(cache.bytes, 300);
+  assert.equal(cache.get(b), undefined, 'b was the least recently used');
+  assert.ok(cache.get(a) && cache.get(c));
+  const got = cache.get(a)!;
+  got.value[0] = 0x7a;
+  assert.equal(Buffer.from(cache.get(a)!.value).toString(), 'a', 'a caller changing its copy changes nothing held');
+  cache.forgetVolume(2);
+  assert.equal(cache.get(c), undefined);
+  assert.equal(cache.bytes, 100);
+  cache.put(needleAddress(3, 8, MAX_CACHED_NEEDLE + 1), needle('big'));
+  assert.equal(cache.get(needleAddress(3, 8, MAX_CACHED_NEEDLE + 1)), undefined, 'large needles are never held');
+});
+
+test('a caching VolumeReader answers what the files hold, and forgets a removed volume', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'brise-ncache-'));
+  try {
+    const store = await openStore(dir);
+    const addresses = new Map<string, ReturnType<typeof needleAddress>>();
+    try {
+      for (let i = 0; i < 20; i++) await store.db.set(`k${i}`, `value-${i}`.repeat(i + 1));
+      for (let i = 0; i < 20; i++) {
+        const found = await store.engine.ports.index.lookup(Buffer.from(`k${i}`));
+        addresses.set(`k${i}`, found.entry!.address);
+      }
+    } finally {
+      await store.db.close();
+    }
+    const reader = new VolumeReader(new NodeFs(), [{ id: 0, dir }], 4, 1 << 20);
+    try {
+      for (let round = 0; round < 2; round++) {
+        for (const [key, address] of addresses) {
+          const i = Number(key.slice(1));
+          assert.equal(Buffer.from(reader.readNeedle(address).value).toString(), `value-${i}`.repeat(i + 1), `${key}, round ${round}`);
+        }
+      }
+      const first = addresses.get('k0')!;
+      reader.forget(first.volume);
+      assert.equal(Buffer.from(reader.readNeedle(first).value).toString(), 'value-0', 'read again from the file');
+    } finally {
+      reader.close();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
