@@ -275,8 +275,7 @@ export class RespConnection {
     }
   }
 
-  /** The complete commands buffered now (at most MAX_BURST), and a protocol error after them. */
-  /** The complete commands buffered now: at most MAX_BURST of them and about BURST_BYTES. */
+  /** The complete commands buffered now (at most MAX_BURST of them, about BURST_BYTES), and a protocol error after them. */
   private takeBurst(): { commands: Buffer[][]; error: string | null } {
     const commands: Buffer[][] = [];
     let bytes = 0;
