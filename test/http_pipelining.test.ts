@@ -191,7 +191,7 @@ const BEHIND_THE_STORE: Req[][] = [
   ],
 ];
 
-test('pipelined behind a request that waits on the store: uWS closes the connection; never a partial or misplaced answer; each retried alone is answered', BOUNDED, async () => {
+test('pipelined behind a request that waits on the store: uWS closes the connection (unless the answer came in time); never a partial or misplaced answer; each retried alone is answered', BOUNDED, async () => {
   const big = await fetch(`${base}/v1/blobs/big`, { method: 'PUT', body: Buffer.alloc(2 * 1024 * 1024, 1), signal: AbortSignal.timeout(10_000) });
   assert.equal(big.status, 201);
   for (const reqs of BEHIND_THE_STORE) {
@@ -199,8 +199,10 @@ test('pipelined behind a request that waits on the store: uWS closes the connect
     // Whatever arrived is a prefix of the answers, each whole and in order.
     assertAnswers(reqs, responses);
     assert.equal(rest.length, 0, `no partial answer: ${JSON.stringify(rest.toString('latin1').slice(0, 200))}`);
-    assert.equal(closed, true, 'uWS closes a connection whose next request came before the answer (docs/http.md)');
-    assert.ok(responses.length < reqs.length);
+    // uWS closes a connection whose next request came before the answer (docs/http.md); an
+    // answer that no longer waits on another thread (a lookup in the shared heads) may come in
+    // time, and then every request is answered on the open connection.
+    if (!closed) assert.equal(responses.length, reqs.length, 'an open connection answered every request');
     // RFC 9112 §9.3.2: the client retries what was not answered, on a new connection.
     for (const q of reqs.slice(responses.length)) {
       const { responses: one, closed: gone } = await pipeline([q], 5000);
