@@ -61,8 +61,10 @@ test('a caching VolumeReader answers what the files hold, and forgets a removed 
           assert.equal(Buffer.from(reader.readNeedle(address).value).toString(), `value-${i}`.repeat(i + 1), `${key}, round ${round}`);
         }
       }
+      assert.ok(reader.cachedBytes > 0, 'the small needles are held');
       const first = addresses.get('k0')!;
       reader.forget(first.volume);
+      assert.equal(reader.cachedBytes, 0, 'a forgotten volume leaves nothing held (all 20 keys are in it)');
       assert.equal(Buffer.from(reader.readNeedle(first).value).toString(), 'value-0', 'read again from the file');
     } finally {
       reader.close();

@@ -11,8 +11,8 @@ import fc from 'fast-check';
 import { Redis } from 'ioredis';
 import { HashIndex } from '../src/storage/hash_index.js';
 import { NodeFs } from '../src/runtime/fs.js';
-import { createSharedHeads, SharedHeadsWriter, SharedIndexReader, type SharedLookup } from '../src/storage/shared_heads.js';
-import { OpCode, type Op, type WalRecord } from '../src/storage/types.js';
+import { createSharedHeads, SharedHeadsWriter, SharedIndexReader } from '../src/storage/shared_heads.js';
+import { OpCode, type Lookup, type Op, type WalRecord } from '../src/storage/types.js';
 import { startMaster, stopAll } from './helpers/master_process.js';
 
 const T0 = 1_700_000_000_000;
@@ -47,7 +47,7 @@ function done(r: Rig): void {
 }
 
 /** What the index's own Lookup answers (index_actor.ts onLookup), in the reader's shape. */
-function indexAnswer(index: HashIndex, key: string, now: number): SharedLookup {
+function indexAnswer(index: HashIndex, key: string, now: number): Lookup {
   const live = index.get(k(key), now);
   if (live !== undefined) return { entry: live };
   const raw = index.getRaw(k(key));
@@ -66,7 +66,7 @@ function assertAgrees(r: Rig, universe: readonly string[], label: string): void 
 }
 
 /** Key bytes compared as strings (the index hands back the caller's array, the reader too). */
-function normal(l: SharedLookup): unknown {
+function normal(l: Lookup): unknown {
   return l.entry === undefined ? l : { ...l, entry: { ...l.entry, key: Buffer.from(l.entry.key).toString('latin1') } };
 }
 
@@ -78,7 +78,7 @@ test('before the index publishes, and while it applies a record, a reader falls 
     const writer = new SharedHeadsWriter(r.sab);
     r.index.share(writer);
     assert.deepEqual(normal(r.reader.lookup(k('a'))!), normal(indexAnswer(r.index, 'a', r.now)));
-    writer.begin(); // as apply() does while it changes heads and the file
+    writer.invalidate(); // as apply() does while it changes heads and the file
     assert.equal(r.reader.lookup(k('a')), null);
     assert.equal(r.reader.lookupMany([k('a')]), null);
     writer.end();

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as nodeFs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
-import { NodeFs, type FileHandle, type Fs, type OpenMode } from '../src/runtime/fs.js';
+import { NodeFs, type Fs } from '../src/runtime/fs.js';
 import { ManualClock } from '../src/runtime/clock.js';
 import { StoreError } from '../src/runtime/errors.js';
 import { crc32 } from '../src/storage/checksum.js';
@@ -499,26 +499,37 @@ describe('volume log', { timeout: 60_000 }, () => {
   });
 
   test('a failing log drive: append never throws, failed is set, later appends are no-ops, the WAL goes on', () => {
-    const dir = tempDir();
-    const flaky = new FlakyFs(join(dir, LOG_DIR), 6); // the base's superblock, then 5 needles
-    const s = openStore({ sync: 'always' }, flaky, dir);
+    const sim = new SimFs();
+    sim.mkdir('/data');
+    // The 7th write under log/ fails with ENOSPC, and so does every later one until disarmed:
+    // the base's superblock, then 5 needles, are written.
+    sim.failAfter(7, 'enospc', { persistent: true, match: (o) => o.op === 'write' && o.path.startsWith(join('/data', LOG_DIR)) });
+    const s = openStore({ sync: 'always' }, sim, '/data');
     for (let g = 0; g < 5; g++) commitGroup(s, 2);
     assert.equal(s.log.failed, null);
     commitGroup(s, 2);
     assert.match(s.log.failed ?? '', /ENOSPC/);
     assert.equal(s.log.stats().failed, s.log.failed);
-    const logFile = listLogVolumes(fs, s.logDir).files[0]!.path;
-    const size = nodeFs.statSync(logFile).size;
-    flaky.writesLeft = 1000; // even a drive that recovers is not written again until a reopen
+    const logFile = listLogVolumes(sim, s.logDir).files[0]!.path;
+    const sizeOf = (p: string): number => {
+      const h = sim.open(p, 'read');
+      try {
+        return h.size();
+      } finally {
+        h.close();
+      }
+    };
+    const size = sizeOf(logFile);
+    sim.disarm(); // even a drive that recovers is not written again until a reopen
     for (let g = 0; g < 3; g++) commitGroup(s, 3);
     s.log.syncIfDirty();
     s.log.rebase(position(s.wal));
     s.log.close();
     assert.equal(s.log.lastLsn, 10);
-    assert.equal(nodeFs.statSync(logFile).size, size);
-    assert.equal(listLogVolumes(fs, s.logDir).files.length, 1);
-    assert.deepEqual(scanWal(fs, s.walPath).records.map((r) => r.lsn), Array.from({ length: 21 }, (_, i) => i + 1));
-    s.log = VolumeLog.open(fs, s.logDir, position(s.wal), { sync: 'none' });
+    assert.equal(sizeOf(logFile), size);
+    assert.equal(listLogVolumes(sim, s.logDir).files.length, 1);
+    assert.deepEqual(scanWal(sim, s.walPath).records.map((r) => r.lsn), Array.from({ length: 21 }, (_, i) => i + 1));
+    s.log = VolumeLog.open(sim, s.logDir, position(s.wal), { sync: 'none' });
     assert.equal(s.log.lastLsn, 21);
     s.log.close();
     assertRebuildsWal(s);
@@ -557,34 +568,3 @@ describe('volume log', { timeout: 60_000 }, () => {
     }
   });
 });
-
-/** node:fs whose writes under `under` throw ENOSPC once `writesLeft` is used up. */
-class FlakyFs implements Fs {
-  private readonly inner = new NodeFs();
-  constructor(private readonly under: string, public writesLeft: number) {}
-
-  open(p: string, mode: OpenMode): FileHandle {
-    const h = this.inner.open(p, mode);
-    if (!p.startsWith(this.under)) return h;
-    return {
-      path: h.path,
-      read: (b, pos) => h.read(b, pos),
-      write: (b, pos) => {
-        if (this.writesLeft <= 0) throw Object.assign(new Error(`ENOSPC: no space left on device, write ${p}`), { code: 'ENOSPC' });
-        this.writesLeft -= 1;
-        h.write(b, pos);
-      },
-      sync: () => h.sync(),
-      truncate: (n) => h.truncate(n),
-      size: () => h.size(),
-      close: () => h.close(),
-    };
-  }
-  exists = (p: string): boolean => this.inner.exists(p);
-  readdir = (p: string): string[] => this.inner.readdir(p);
-  mkdir = (p: string): void => this.inner.mkdir(p);
-  rename = (a: string, b: string): void => this.inner.rename(a, b);
-  unlink = (p: string): void => this.inner.unlink(p);
-  syncDir = (p: string): void => this.inner.syncDir(p);
-  readFile = (p: string): Uint8Array => this.inner.readFile(p);
-}

@@ -15,17 +15,15 @@ import { storeActorNames } from '../protocol/store_actors.js';
 import { guardWrites, type RoleFlag } from '../db/read_only.js';
 import type { StoreAdmin } from '../db/database.js';
 import { Channel } from '../runtime/channel.js';
-import { join } from 'node:path';
 import { SharedIndexReader } from '../storage/shared_heads.js';
-import { INDEX_FILE } from '../storage/store_files.js';
 import { FrontEndMsg, type FrontEndReplies, type FrontEndToMain } from '../protocol/frontend_protocol.js';
 
 /** Bytes of small needles each front-end thread keeps (storage/needle_cache.ts). */
 export const NEEDLE_CACHE_BYTES = 32 * 1024 * 1024;
 
-/** The index's heads in shared memory, and the data dir whose index.hash they belong to. */
+/** The index's heads in shared memory (absent: lookups are messages), and whose index.hash. */
 export interface SharedIndex {
-  heads: SharedArrayBuffer;
+  indexHeads?: SharedArrayBuffer;
   dataDir: string;
 }
 
@@ -62,7 +60,7 @@ export function frontEndEngine(
   const needles = groupReader((name) => env.peer(name), groups, new DriveReader(reader));
   // Lookups read the index's shared heads and index.hash on this thread; a message only when
   // the index is changing (shared_heads.ts).
-  const shared = heads === undefined ? undefined : new SharedIndexReader(heads.heads, env.fs, join(heads.dataDir, INDEX_FILE), () => env.clock.now());
+  const shared = heads?.indexHeads === undefined ? undefined : SharedIndexReader.of(heads.indexHeads, env.fs, heads.dataDir, () => env.clock.now());
   const ports = guardWrites(actorPorts((name) => env.peer(name), groups, needles, shared), role);
   const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...limits }, env.clock);
   return {

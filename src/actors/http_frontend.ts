@@ -107,7 +107,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
   const role: RoleFlag = { readOnly: config.replica === true, replicas: new ReplicaTable(config.replicaTable ?? createReplicaTable(1)) };
-  const { engine, reader, needles, shared, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role, config.indexHeads && { heads: config.indexHeads, dataDir: config.dataDir });
+  const { engine, reader, needles, shared, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role, config);
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
   if (needles instanceof GroupReader) httpMetrics.watchReads(needles.counts);

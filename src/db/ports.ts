@@ -3,7 +3,7 @@
 // engine runs in and whichever host runs the actors (worker threads, or the calling thread in
 // the simulation); reads of committed needles go through the ReadPort, behind which a local
 // drive (src/db/drive_reader.ts) and, next, a remote member of a volume group both fit.
-import type { IndexEntry, NeedleAddress, Op } from '../storage/types.js';
+import type { IndexEntry, Lookup, NeedleAddress, Op } from '../storage/types.js';
 import type { GroupInfo, VolumeInfo } from './api.js';
 import type { IndexMsg, IndexReplies, VolumeEntry, VolumeUsage } from '../protocol/index_protocol.js';
 import type { Delivery, PubSubQuery } from '../protocol/broker_protocol.js';
@@ -64,11 +64,7 @@ export interface CommitPort {
   commit(ops: Op[]): Promise<CommitResult>;
 }
 
-/** What a lookup found: the live entry, or the address of an expired one to clean up. */
-export interface Lookup {
-  entry?: IndexEntry;
-  expired?: { volume: number; offset: number };
-}
+export type { Lookup } from '../storage/types.js';
 
 /** What the index reports about itself (the index actor's Stats reply). */
 export type IndexStats = IndexReplies[typeof IndexMsg.Stats];

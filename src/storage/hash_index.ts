@@ -403,11 +403,7 @@ export class HashIndex {
    */
   share(writer: SharedHeadsWriter): void {
     this.assertUsable();
-    const view = writer.adopt(this.main.heads);
-    if (view === null) return;
-    this.main.heads = view;
-    this.shared = writer;
-    writer.end();
+    this.shareHeadsOf(this.main, writer);
   }
 
   /** Applies one WAL record; returns one result per op (or [] when it was skipped). */
@@ -415,7 +411,7 @@ export class HashIndex {
     this.assertUsable();
     const shared = this.shared;
     if (shared === undefined) return this.applyRecord(record);
-    shared.begin();
+    shared.invalidate();
     try {
       return this.applyRecord(record);
     } finally {
@@ -889,7 +885,7 @@ export class HashIndex {
   /** The rebuilt file, checkpointed whole at the applied LSN, becomes the index. */
   private swapIn(rb: IndexRebuild): void {
     // Before the rename: a reader that opens index.hash from here on must not trust old heads.
-    this.shared?.begin();
+    this.shared?.invalidate();
     this.main.flush();
     // Before the rename, as a checkpoint saves it before its header (see checkpoint()).
     if (this.usageSavedLsn !== this.applied) this.saveUsage(this.applied);
@@ -899,15 +895,22 @@ export class HashIndex {
     this.main = file;
     this.durable = this.applied;
     this.sweepCursor = 0;
-    const shared = this.shared;
-    if (shared === undefined) return;
-    const view = shared.adopt(file.heads);
+    if (this.shared !== undefined) this.shareHeadsOf(file, this.shared);
+  }
+
+  /**
+   * `file`'s heads move into the writer's shared memory and the change ends; heads too big to
+   * share stay the index's own, and readers fall back from then on (seq stays odd).
+   */
+  private shareHeadsOf(file: IndexFile, writer: SharedHeadsWriter): void {
+    const view = writer.adopt(file.heads);
     if (view === null) {
-      this.shared = undefined; // grown past what is shared: readers fall back from now on
+      this.shared = undefined;
       return;
     }
     file.heads = view;
-    shared.end();
+    this.shared = writer;
+    writer.end();
   }
 
   private abortRebuild(): void {

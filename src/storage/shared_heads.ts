@@ -24,7 +24,9 @@ import type { FileHandle, Fs } from '../runtime/fs.js';
 import { dataStart, E_EXPIRES, E_FLAGS, E_HASH, E_MODIFIED, E_OFFSET, E_VOLUME, ENTRY_HEADER_SIZE, FLAG_TOMBSTONE, MAX_KEY_LENGTH_LIMIT } from './hash_index_format.js';
 import { EntryReader, type EntrySource } from './index_file.js';
 import { keyHash } from './key_hash.js';
-import { isLive, needleAddress, type IndexEntry } from './types.js';
+import { isLive, needleAddress, type Lookup } from './types.js';
+import { INDEX_FILE } from './store_files.js';
+import { join } from 'node:path';
 
 const SEQ = 0;
 const EPOCH = 1;
@@ -54,15 +56,10 @@ export class SharedHeadsWriter {
     this.seq = Atomics.load(this.ctrl, SEQ) | 1;
   }
 
-  /** Readers fall back from now on, until publish() or end(). */
+  /** A change begins (seq odd): readers fall back from now on, until end(). */
   invalidate(): void {
     if ((this.seq & 1) === 0) this.seq++;
     Atomics.store(this.ctrl, SEQ, this.seq);
-  }
-
-  /** A change begins (seq odd). Pairs with end(). */
-  begin(): void {
-    this.invalidate();
   }
 
   /** The change is whole and in the file (seq even again). */
@@ -90,12 +87,6 @@ export class SharedHeadsWriter {
   }
 }
 
-/** What a front end's lookup found: the same answer as the index's Lookup. */
-export interface SharedLookup {
-  entry?: IndexEntry;
-  expired?: { volume: number; offset: number };
-}
-
 /** A front end's read-only view of index.hash. One per thread; not shared. */
 export class SharedIndexReader {
   private readonly ctrl: Int32Array;
@@ -114,8 +105,13 @@ export class SharedIndexReader {
     this.ctrl = new Int32Array(sab, 0, 4);
   }
 
+  /** The reader of `dataDir`'s index.hash. */
+  static of(sab: SharedArrayBuffer, fs: Fs, dataDir: string, now: () => number): SharedIndexReader {
+    return new SharedIndexReader(sab, fs, join(dataDir, INDEX_FILE), now);
+  }
+
   /** The key's state, or null: the index is changing or not shared, and the caller must ask it. */
-  lookup(key: Uint8Array): SharedLookup | null {
+  lookup(key: Uint8Array): Lookup | null {
     const seq = Atomics.load(this.ctrl, SEQ);
     if ((seq & 1) === 1 || key.length === 0 || key.length > MAX_KEY_LENGTH_LIMIT) return null;
     try {
@@ -128,10 +124,10 @@ export class SharedIndexReader {
   }
 
   /** Every key's state from one stable view (as one LookupMany), or null. */
-  lookupMany(keys: Uint8Array[]): SharedLookup[] | null {
+  lookupMany(keys: Uint8Array[]): Lookup[] | null {
     const seq = Atomics.load(this.ctrl, SEQ);
     if ((seq & 1) === 1) return null;
-    const out: SharedLookup[] = [];
+    const out: Lookup[] = [];
     try {
       for (const key of keys) {
         if (key.length === 0 || key.length > MAX_KEY_LENGTH_LIMIT) return null;
@@ -149,7 +145,7 @@ export class SharedIndexReader {
     this.heads = null;
   }
 
-  private find(key: Uint8Array): SharedLookup {
+  private find(key: Uint8Array): Lookup {
     const { source, heads } = this.current();
     const r = this.reader;
     const hash = keyHash(key);
@@ -163,7 +159,7 @@ export class SharedIndexReader {
   }
 
   /** The loaded entry as the index's onLookup answers it. */
-  private found(source: FileSource, key: Uint8Array): SharedLookup {
+  private found(source: FileSource, key: Uint8Array): Lookup {
     const r = this.reader;
     if ((r.buf[E_FLAGS]! & FLAG_TOMBSTONE) !== 0) return {};
     const volume = r.view.getUint32(E_VOLUME, true);

@@ -170,6 +170,12 @@ export interface IndexEntry {
 }
 
 /** True when an entry with this expiry is live at `nowMs`. */
+/** What a lookup found: the live entry, or the address of an expired one to clean up. */
+export interface Lookup {
+  entry?: IndexEntry;
+  expired?: { volume: number; offset: number };
+}
+
 export function isLive(expiresAt: number, nowMs: number): boolean {
   return expiresAt === 0 || expiresAt > nowMs;
 }

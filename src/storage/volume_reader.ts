@@ -54,6 +54,11 @@ export class VolumeReader {
     for (const g of groups) this.dirs.set(g.id, g.dir);
   }
 
+  /** Bytes of needles its cache holds now (0 without a cache). */
+  get cachedBytes(): number {
+    return this.cache?.bytes ?? 0;
+  }
+
   /** How many volume files are open now (never more than maxOpen). */
   get openCount(): number {
     return this.open.size;

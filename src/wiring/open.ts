@@ -129,7 +129,7 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     await supervisor.start();
     const reader = new VolumeReader(fs, groups);
     undo.unshift(() => reader.close());
-    const sharedIndex = options.sharedHeads === undefined ? undefined : new SharedIndexReader(options.sharedHeads, fs, join(root, INDEX_FILE), () => seams.clock.now());
+    const sharedIndex = options.sharedHeads === undefined ? undefined : SharedIndexReader.of(options.sharedHeads, fs, root, () => seams.clock.now());
     undo.unshift(() => sharedIndex?.close());
     const ports = actorPorts((name) => supervisor.peer(name), groups, groupReader((name) => supervisor.peer(name), groups, new DriveReader(reader)), sharedIndex);
     // The broker's registry is in memory: after a restart (READY again), send it our subscriptions.
