@@ -4,6 +4,7 @@
 // and the LRU bound on open handles.
 import { test, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import * as nodeFs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
@@ -370,3 +371,76 @@ test('appendAt refuses another offset or a sealed volume with CONFLICT, naming t
   );
   d.close();
 });
+
+test('appendMany (fast-check): the same addresses, rotations and bytes as one append at a time, in at most one write per run', () => {
+  let run = 0;
+  fc.assert(
+    fc.property(
+      fc.array(fc.record({ key: fc.integer({ min: 1, max: 40 }), value: fc.integer({ min: 0, max: 1500 }), expiresAt: fc.nat(), batch: fc.integer({ min: 1, max: 12 }) }), { minLength: 1, maxLength: 60 }),
+      fc.integer({ min: 512, max: 8192 }),
+      (items, maxVolumeSize) => {
+        run++;
+        const writes = { n: 0 };
+        const one = openDrive(new NodeFs(), join(root, `one-${run}`), 1, maxVolumeSize);
+        const many = openDrive(countingWrites(new NodeFs(), writes), join(root, `many-${run}`), 1, maxVolumeSize);
+        const needles = items.map((it, i) => ({ key: enc(`k${i}-`.padEnd(it.key, 'x')), value: new Uint8Array(it.value).fill(i & 0xff), expiresAt: it.expiresAt, flags: 0 }));
+        const expected = needles.map((n) => one.append(n.key, n.value, n.expiresAt));
+        const got: NeedleAddress[] = [];
+        const writesBefore = writes.n;
+        let batches = 0;
+        for (let i = 0; i < needles.length; i += items[i]!.batch) {
+          got.push(...many.appendMany(needles.slice(i, i + items[i]!.batch)));
+          batches++;
+        }
+        assert.deepEqual(got, expected);
+        // Each batch is one write per volume it reaches (a superblock write for each new one).
+        const volumes = new Set(got.map((a) => a.volume)).size;
+        assert.ok(writes.n - writesBefore <= batches + 2 * volumes, `${writes.n - writesBefore} writes for ${batches} batches over ${volumes} volumes`);
+        one.sync();
+        many.sync();
+        const va = one.list();
+        assert.deepEqual(va.map((v) => [v.id, v.sizeBytes]), many.list().map((v) => [v.id, v.sizeBytes]));
+        for (const v of va) {
+          const a = nodeFs.readFileSync(v.path);
+          const b = nodeFs.readFileSync(v.path.replace(`one-${run}`, `many-${run}`));
+          assert.ok(a.subarray(64).equals(b.subarray(64)), `volume ${v.id} differs`);
+        }
+        for (const [i, a] of got.entries()) assert.deepEqual(many.file(a.volume)!.readNeedle(a).value, needles[i]!.value);
+        one.close();
+        many.close();
+      },
+    ),
+    { numRuns: 40 },
+  );
+});
+
+test('appendMany checks every needle before writing any: a bad one leaves the tail where it was', () => {
+  const d = openDrive(new NodeFs(), root, 0, 1 << 20);
+  const first = d.append(enc('a'), enc('1'), 0);
+  assert.equal(code(() => d.appendMany([
+    { key: enc('b'), value: enc('2'), expiresAt: 0, flags: 0 },
+    { key: new Uint8Array(0), value: enc('3'), expiresAt: 0, flags: 0 },
+  ])), 'KEY_EMPTY');
+  const next = d.append(enc('c'), enc('4'), 0);
+  assert.equal(next.offset, first.offset + 40, 'nothing of the refused batch took room');
+  d.sync();
+  assert.equal(nodeFs.statSync(d.list()[0]!.path).size, next.offset + next.length);
+  d.close();
+});
+
+/** An Fs whose handles count their writes. */
+function countingWrites(inner: Fs, writes: { n: number }): Fs {
+  return {
+    open: (path, mode) => {
+      const h = inner.open(path, mode);
+      return { ...h, path: h.path, read: (b, p) => h.read(b, p), write: (b, p) => { writes.n++; h.write(b, p); }, sync: () => h.sync(), truncate: (n) => h.truncate(n), size: () => h.size(), close: () => h.close() };
+    },
+    exists: (p) => inner.exists(p),
+    readdir: (p) => inner.readdir(p),
+    mkdir: (p) => inner.mkdir(p),
+    rename: (a, b) => inner.rename(a, b),
+    unlink: (p) => inner.unlink(p),
+    syncDir: (p) => inner.syncDir(p),
+    readFile: (p) => inner.readFile(p),
+  };
+}

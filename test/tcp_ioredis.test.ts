@@ -83,6 +83,26 @@ for (const protocol of [2, 3] as const) {
       assert.deepEqual(replies?.map(([err, v]) => [err, v]), [[null, 'OK'], [null, 'OK'], [null, 'OK'], [null, ['', 'x', '']]]);
     });
 
+    it('a pipeline of 2,000 plain SETs rides a few WAL records, answers each in order (a bad one alone), and its last write of a key wins', T, async () => {
+      const before = Number(await r.call('brise.lsn'));
+      const pipe = r.pipeline();
+      for (let i = 0; i < 2000; i++) {
+        if (i === 777) pipe.set('', 'empty key'); // refused alone; the group goes on
+        else pipe.set(i % 2 === 0 ? `${p}bulk:same` : `${p}bulk:${i}`, `v${i}`);
+      }
+      pipe.get(`${p}bulk:same`).get(`${p}bulk:1999`);
+      const replies = (await pipe.exec())!;
+      assert.equal(replies.length, 2002);
+      replies.slice(0, 2000).forEach(([err, v], i) => {
+        if (i === 777) assert.match(String(err), /key/i, 'the empty key answers its own error');
+        else assert.deepEqual([err, v], [null, 'OK'], `reply ${i}`);
+      });
+      assert.deepEqual(replies.slice(2000).map(([, v]) => v), ['v1998', 'v1999'], 'read its own writes, the last SET of the key won');
+      // Groups of up to 1,024 SETs: 2,000 of them in groups of 16 would have taken 125 records.
+      const records = Number(await r.call('brise.lsn')) - before;
+      assert.ok(records >= 2 && records <= 40, `${records} records for 2,000 pipelined SETs`);
+    });
+
     it('SET and GET, with EX, PX, NX, XX, KEEPTTL, GET', T, async () => {
       assert.equal(await r.set(`${p}a`, '1'), 'OK');
       assert.equal(await r.get(`${p}a`), '1');

@@ -133,11 +133,7 @@ async function onAppend(s: State, needles: NeedleSpec[], blobs: ArrayBuffer[], s
     throw new StoreError('BAD_ARGUMENT', `append of ${needles.length} needles came with ${blobs.length} values`);
   }
   s.members.checkWritable();
-  const addresses = needles.map((n, i) => {
-    const value = new Uint8Array(blobs[i]!);
-    const at = s.drive.place(needleLength(n.key.length, value.length));
-    return s.drive.appendAt(at, n.key, value, n.expiresAt, n.flags);
-  });
+  const addresses = s.drive.appendMany(needles.map((n, i) => ({ key: n.key, value: new Uint8Array(blobs[i]!), expiresAt: n.expiresAt, flags: n.flags })));
   s.appending += 1;
   try {
     // Every member takes the same regions; the local sync runs beside them.

@@ -81,8 +81,14 @@ const QUERY_BUFFER_CHUNK = 16 * 1024;
 const MAX_BURST = 1024;
 /** Argument bytes taken in one burst. */
 const BURST_BYTES = 2 * 1024 * 1024;
-/** Commands of one read or SET group (one index request, one WAL record). */
+/** Reads of one group (one index request): a pipeline of 1 MB GETs must not read all its values at once. */
 const MAX_GROUP = 16;
+/**
+ * Plain SETs of one group (one append per volume group, one WAL record, one commit): a bulk
+ * load (`redis-cli --pipe`) pays each commit's fsyncs once per this many SETs, not per 16.
+ * Their bytes are bounded by the burst's (BURST_BYTES).
+ */
+const MAX_SET_GROUP = 1024;
 /** Unprocessed input past which the socket stops being read. */
 const INPUT_HIGH_WATER = 4 * 1024 * 1024;
 /** Unsent output past which a burst waits for the client to read. */
@@ -307,7 +313,8 @@ export class RespConnection {
       const kind = this.groupKind(commands[i]!, checks[i]!);
       let j = i + 1;
       // A group is bounded: a pipeline of 1 MB GETs must not read all its values at once.
-      if (kind !== 'alone') while (j < commands.length && j - i < MAX_GROUP && this.groupKind(commands[j]!, checks[j]!) === kind) j++;
+      const most = kind === 'set' ? MAX_SET_GROUP : MAX_GROUP;
+      if (kind !== 'alone') while (j < commands.length && j - i < most && this.groupKind(commands[j]!, checks[j]!) === kind) j++;
       if (j - i === 1) await this.dispatch(commands[i]!, checks[i]!);
       else if (kind === 'read' || kind === 'update') await this.runTogether(commands.slice(i, j), checks.slice(i, j));
       else await this.runSets(commands.slice(i, j));

@@ -31,6 +31,7 @@ import {
   MAX_VALUE_LENGTH,
   MAX_VOLUME_SEQ,
   VOLUME_SUPERBLOCK_SIZE,
+  alignUp,
   decodeSuperblock,
   groupOfVolume,
   needleLength,
@@ -40,7 +41,7 @@ import {
   volumeSeqOf,
 } from './volume_format.js';
 import type { NeedleIngest } from './needle_ingest.js';
-import { VolumeFile, checkNeedleArgs, ioError, type NeedleStream } from './volume_file.js';
+import { APPEND_RUN_MAX, VolumeFile, checkNeedleArgs, ioError, type NeedleStream, type NeedleToAppend } from './volume_file.js';
 import { StoreError } from '../runtime/errors.js';
 
 export const VOLUMES_DIR = 'volumes';
@@ -118,6 +119,35 @@ export class DriveVolumes {
     const target = this.writableVolume(at.volume);
     this.unsynced.add(target);
     return target.appendAt(at.offset, key, value, expiresAt, flags);
+  }
+
+  /**
+   * Needles at the tail in order, as place() and appendAt() one by one would put them (the same
+   * rotations), written in runs of at most APPEND_RUN_MAX bytes, one write each.
+   */
+  appendMany(needles: readonly NeedleToAppend[]): NeedleAddress[] {
+    const out: NeedleAddress[] = [];
+    let i = 0;
+    while (i < needles.length) {
+      const first = needles[i]!;
+      const at = this.place(needleLength(first.key.length, first.value.length));
+      // The run: what place() would put right after, in the same volume, within one write.
+      let end = at.offset + needleLength(first.key.length, first.value.length);
+      let j = i + 1;
+      for (; j < needles.length; j++) {
+        const length = needleLength(needles[j]!.key.length, needles[j]!.value.length);
+        const next = alignUp(end) + length;
+        if (next - at.offset > APPEND_RUN_MAX || alignUp(end) + length > this.options.maxVolumeSize) break;
+        end = next;
+      }
+      const target = this.writableVolume(at.volume);
+      this.unsynced.add(target);
+      // A needle alone goes as appendAt writes it (a large value is not copied into a batch).
+      if (j === i + 1) out.push(target.appendAt(at.offset, first.key, first.value, first.expiresAt, first.flags));
+      else out.push(...target.appendMany(at.offset, needles.slice(i, j)));
+      i = j;
+    }
+    return out;
   }
 
   /** A whole needle received as raw bytes at the place the group named (checked: NeedleIngest). */

@@ -84,6 +84,17 @@ export interface ReadNeedleResult {
   flags: number;
 }
 
+/** One needle of a batch (appendMany): a plain needle, no metadata. */
+export interface NeedleToAppend {
+  key: Uint8Array;
+  value: Uint8Array;
+  expiresAt: number;
+  flags: number;
+}
+
+/** A batch of appends is cut into writes of at most this many bytes (and never past a volume's end). */
+export const APPEND_RUN_MAX = 1024 * 1024;
+
 /** Maps a file-system failure to a StoreError naming what was being done. */
 export function ioError(err: unknown, what: string): StoreError {
   if (err instanceof StoreError) return err;
@@ -188,6 +199,41 @@ export class VolumeFile {
     }
     this.tailPos = alignUp(offset + length);
     return needleAddress(this.id, offset, length, meta.length);
+  }
+
+  /**
+   * Small needles at `offset` (the tail), back to back as appendAt would place them, with ONE
+   * write: a pipeline of SETs costs one syscall per batch, not one per needle. The padding
+   * between them is written as zeros (what the holes read as); all are checked before any
+   * byte is written, and the tail moves only once the write succeeded.
+   */
+  appendMany(offset: number, needles: readonly NeedleToAppend[]): NeedleAddress[] {
+    this.checkWritable();
+    this.checkTail(offset);
+    let end = offset;
+    const lengths = needles.map((n) => {
+      checkNeedleArgs(n.key, n.value.length, n.expiresAt, n.flags);
+      const length = needleLength(n.key.length, n.value.length);
+      end = alignUp(end) + length;
+      return length;
+    });
+    if (end - offset > SINGLE_WRITE_MAX) throw new StoreError('INTERNAL', `a batch of ${end - offset} bytes is more than one write takes`);
+    const buf = new Uint8Array(end - offset);
+    const addresses: NeedleAddress[] = [];
+    let at = 0;
+    needles.forEach((n, i) => {
+      at = alignUp(offset + at) - offset;
+      const header = encodeNeedleHeader(n.key, n.value.length, n.expiresAt, n.flags, 0);
+      buf.set(header, at);
+      buf.set(n.value, at + header.length);
+      const crc = crc32(n.value, crc32(header));
+      buf.set(encodeTrailer(crc), at + header.length + n.value.length);
+      addresses.push(needleAddress(this.id, offset + at, lengths[i]!, 0));
+      at += lengths[i]!;
+    });
+    this.writeAt(buf, offset);
+    this.tailPos = alignUp(end);
+    return addresses;
   }
 
   /** Takes [tail, tail + length) at once and writes the header; the value streams in later. */
