@@ -103,6 +103,24 @@ for (const protocol of [2, 3] as const) {
       assert.ok(records >= 2 && records <= 40, `${records} records for 2,000 pipelined SETs`);
     });
 
+    it('plain SETs of 40 connections at once share records, and each reads its own write and sees the others', T, async () => {
+      const conns = Array.from({ length: 40 }, () => connect(protocol));
+      await Promise.all(conns.map((c) => c.ping()));
+      const before = Number(await r.call('brise.lsn'));
+      const replies = await Promise.all(conns.map((c, i) => c.set(`${p}many:${i}`, `value ${i}`)));
+      assert.deepEqual(replies, conns.map(() => 'OK'));
+      const records = Number(await r.call('brise.lsn')) - before;
+      assert.ok(records >= 1 && records < 40, `${records} records for 40 SETs sent at once`);
+      assert.deepEqual(await Promise.all(conns.map((c, i) => c.get(`${p}many:${i}`))), conns.map((_, i) => `value ${i}`));
+      assert.deepEqual(await r.mget(conns.map((_, i) => `${p}many:${i}`)), conns.map((_, i) => `value ${i}`));
+      // One key from every connection: the last record wins, and every reader agrees on it.
+      await Promise.all(conns.map((c, i) => c.set(`${p}many:same`, `from ${i}`)));
+      const seen = new Set(await Promise.all(conns.map((c) => c.get(`${p}many:same`))));
+      assert.equal(seen.size, 1, `readers disagree: ${[...seen].join(', ')}`);
+      assert.match([...seen][0]!, /^from \d+$/);
+      for (const c of conns) c.disconnect();
+    });
+
     it('SET and GET, with EX, PX, NX, XX, KEEPTTL, GET', T, async () => {
       assert.equal(await r.set(`${p}a`, '1'), 'OK');
       assert.equal(await r.get(`${p}a`), '1');

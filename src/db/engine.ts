@@ -14,6 +14,7 @@ import { StoreError } from '../runtime/errors.js';
 import { groupOfVolume } from '../storage/volume_format.js';
 import type { Limits } from './api.js';
 import type { CommitResult, Lookup, MetaSource, Ports } from './ports.js';
+import { SetBatch } from './set_batch.js';
 import { KeyUpdates, type Decide } from './key_updates.js';
 import { Notify, notificationsOf, type KeyEvent } from '../protocol/keyspace_events.js';
 import { ExpiryTimers } from './expiry_timers.js';
@@ -76,6 +77,7 @@ export class Engine {
   private compacting: Promise<void> | null = null;
   private compactState: Progress | null = null;
   private readonly updates: KeyUpdates;
+  private readonly plainSets = new SetBatch((needles) => this.putMany(needles));
   /** Keys written here with an expiry, looked up on time while expired events are wanted. */
   private readonly expiryTimers: ExpiryTimers;
   /** notify-keyspace-events of this thread, as flags (0: off, Redis' default). */
@@ -159,6 +161,14 @@ export class Engine {
     const op = setOp(key, placed.address, options.expiresAt, options.condition ?? { kind: 'none' }, options.keepTtl ?? false);
     const { lsn, results } = await this.write([placed], [op]);
     return { applied: results[0] === 1, address: placed.address, lsn };
+  }
+
+  /**
+   * A plain SET of bytes: batched with the other plain SETs of this turn (set_batch.ts), so it
+   * shares their append, record and commit. Answers the record's LSN.
+   */
+  set(key: Uint8Array, value: Uint8Array, expiresAt: number): Promise<number> {
+    return this.plainSets.add({ key, value, expiresAt });
   }
 
   /** Many keys as ONE record (atomic together): one append per group, one commit. */

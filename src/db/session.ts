@@ -70,7 +70,7 @@ export class EngineSession implements Session {
       this.emit(setEvents(k, expiresAt));
       return;
     }
-    await this.engine.put(k, v, { expiresAt });
+    await this.engine.set(k, v, expiresAt);
     this.emit(setEvents(k, expiresAt));
   }
 
