@@ -18,14 +18,15 @@
 //        reported), --seconds S (target length of a measured run, default 3),
 //        --json out.json (also write the table as JSON).
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { createServer, connect } from 'node:net';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { children, keepTail, makeTempDir, removeTempDir, runBench, stopChild, tempDirs, track } from './children.js';
 
-type Test = 'SET' | 'GET' | 'INCR';
-const TESTS: readonly Test[] = ['SET', 'GET', 'INCR'];
+type Test = 'SET' | 'GET' | 'INCR' | 'PIPE';
+const TESTS: readonly Test[] = ['SET', 'GET', 'INCR', 'PIPE'];
 type ServerName = 'brisedb' | 'redis';
 
 interface Options {
@@ -88,9 +89,16 @@ const REDIS_FLAGS: Record<Test, string[]> = {
   SET: ['--appendonly', 'yes', '--appendfsync', 'always', '--save', ''],
   GET: ['--appendonly', 'no', '--save', ''],
   INCR: ['--appendonly', 'yes', '--appendfsync', 'always', '--save', ''],
+  PIPE: ['--appendonly', 'yes', '--appendfsync', 'always', '--save', ''],
 };
 /** INCR runs one hot key (-r 1): every client updates the same counter, the worst case of a read-modify-write. */
 const INCR_KEYSPACE = 1;
+/** PIPE: a bulk load, `redis-cli --pipe` of this many SETs of distinct keys (issue 14: 1,000,000). */
+const PIPE_SETS = 1_000_000;
+const QUICK_PIPE_SETS = 100_000;
+/** PIPE's values: a session token's size. */
+const PIPE_VALUE_SIZE = 100;
+const PIPE_TIMEOUT_MS = 10 * 60_000;
 
 // Every child and temp dir the script made, so that cleanup can reach them from anywhere.
 
@@ -139,7 +147,7 @@ function toolVersion(cmd: string): string | null {
 }
 
 function requireTools(): string {
-  const missing = ['redis-server', 'redis-benchmark'].filter((cmd) => toolVersion(cmd) === null);
+  const missing = ['redis-server', 'redis-benchmark', 'redis-cli'].filter((cmd) => toolVersion(cmd) === null);
   if (missing.length > 0) {
     process.stderr.write(`bench:redis: ${missing.join(' and ')} not found; ${INSTALL_HINT}\n`);
     process.exit(1);
@@ -392,6 +400,7 @@ function median(xs: number[]): number {
 // -P 16 ≥ 0.6×, then SET ≥ 1.0× and GET ≥ 0.8×.
 
 function goalFor(test: Test, size: number, pipeline: number): number {
+  if (test === 'PIPE') return 0.5; // issue 14: redis-cli --pipe ≥ 0.5× Redis appendfsync always
   if (test === 'SET' && size >= 65536) return 1.5;
   if (pipeline > 1) return 0.6;
   return test === 'GET' ? 0.8 : 1.0;
@@ -413,6 +422,88 @@ async function populate(servers: Server[], size: number, keyspace: number): Prom
     const requests = 2 * keyspace;
     await benchmark(server, { test: 'SET', size, pipeline: 16, keyspace, requests });
     log(`    populated ${server.name}: ${await dbsize(server.port)} keys`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// PIPE: a bulk load with `redis-cli --pipe` (one client, every SET sent without waiting), on
+// fresh servers each run, alternating; every reply is counted (redis-cli prints errors and
+// replies) and a run with an error or a missing reply fails.
+
+/** Writes `n` SETs of distinct keys (`key:<i>`, a PIPE_VALUE_SIZE value) as RESP, in chunks. */
+function writePipeFile(path: string, n: number): void {
+  const value = 'v'.repeat(PIPE_VALUE_SIZE);
+  const fd = openSync(path, 'w');
+  try {
+    for (let i = 0; i < n; i += 10_000) {
+      let chunk = '';
+      for (let j = i; j < Math.min(n, i + 10_000); j++) {
+        const key = `key:${j}`;
+        chunk += `*3\r\n$3\r\nSET\r\n$${key.length}\r\n${key}\r\n$${PIPE_VALUE_SIZE}\r\n${value}\r\n`;
+      }
+      writeSync(fd, chunk);
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** ops/s of one `redis-cli --pipe < file` of `n` SETs, after checking every reply came and none was an error. */
+function pipeLoad(server: Server, file: string, n: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const input = openSync(file, 'r');
+    const started = process.hrtime.bigint();
+    const child = track(spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(server.port), '--pipe'], { stdio: [input, 'pipe', 'pipe'] }));
+    closeSync(input);
+    let out = '';
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), PIPE_TIMEOUT_MS);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const counted = /errors: (\d+), replies: (\d+)/.exec(out);
+      if (code !== 0 || counted === null || Number(counted[1]) !== 0 || Number(counted[2]) !== n) {
+        reject(new Error(`redis-cli --pipe of ${n} SETs against ${server.name}: exit ${code}, wanted errors: 0, replies: ${n}\n${out.trim()}`));
+      } else resolve(n / seconds);
+    });
+  });
+}
+
+async function runPipe(opts: Options): Promise<Row> {
+  const n = opts.requests ?? (opts.quick ? QUICK_PIPE_SETS : PIPE_SETS);
+  const dir = makeTempDir('brise-pipe-');
+  try {
+    const file = join(dir, 'sets.resp');
+    writePipeFile(file, n);
+    log(`PIPE: redis-cli --pipe of ${fmtOps(n)} SETs (${PIPE_VALUE_SIZE} B values, distinct keys), fresh servers each run`);
+    const runs = new Map<ServerName, number[]>([['brisedb', []], ['redis', []]]);
+    for (let rep = 0; rep < opts.repeat; rep++) {
+      for (const start of [startBriseDB, () => startRedis('PIPE')]) {
+        const server = await start();
+        try {
+          const rps = await pipeLoad(server, file, n);
+          const keys = await dbsize(server.port);
+          if (keys !== n) throw new Error(`${server.name} holds ${keys} keys after a bulk load of ${n}`);
+          runs.get(server.name)?.push(rps);
+          log(`    PIPE ${server.name}: ${fmtOps(rps)} SETs/s (${(n / rps).toFixed(2)} s)`);
+        } finally {
+          await stopServer(server);
+        }
+      }
+    }
+    const measured = (name: ServerName): Measured => ({ runs: runs.get(name) ?? [], median: median(runs.get(name) ?? []), requests: n });
+    const brisedb = measured('brisedb');
+    const redis = measured('redis');
+    const ratio = brisedb.median / redis.median;
+    const goal = goalFor('PIPE', PIPE_VALUE_SIZE, 0);
+    return { test: 'PIPE', size: PIPE_VALUE_SIZE, pipeline: 0, keyspace: n, brisedb, redis, ratio, goal, met: ratio >= goal };
+  } finally {
+    removeTempDir(dir);
   }
 }
 
@@ -477,7 +568,7 @@ function fmtOps(ops: number): string {
 
 function table(rows: Row[]): string {
   const head = ['test', 'size', 'pipeline', 'BriseDB ops/s', 'Redis ops/s', 'ratio BriseDB/Redis', 'goal', 'met?'];
-  const body = rows.map((r) => [r.test, r.test === 'INCR' ? 'hot key' : fmtSize(r.size), `-P ${r.pipeline}`, fmtOps(r.brisedb.median), fmtOps(r.redis.median), `${r.ratio.toFixed(2)}×`, `≥ ${r.goal.toFixed(1)}×`, r.met ? 'yes' : 'no']);
+  const body = rows.map((r) => [r.test, r.test === 'INCR' ? 'hot key' : fmtSize(r.size), r.test === 'PIPE' ? `--pipe, ${fmtOps(r.keyspace)} SETs` : `-P ${r.pipeline}`, fmtOps(r.brisedb.median), fmtOps(r.redis.median), `${r.ratio.toFixed(2)}×`, `≥ ${r.goal.toFixed(1)}×`, r.met ? 'yes' : 'no']);
   const line = (cells: string[]): string => `| ${cells.join(' | ')} |`;
   return [line(head), line(head.map(() => '---')), ...body.map(line)].join('\n');
 }
@@ -488,6 +579,7 @@ function header(redisVersion: string, opts: Options): string[] {
     machineLine(redisVersion),
     'fsync: BriseDB --sync always (group commit) for every test; Redis SET and INCR runs appendonly yes + appendfsync always, save ""; Redis GET runs appendonly no, save ""',
     `INCR: one hot key (-r ${INCR_KEYSPACE}) updated by all ${CLIENTS} clients: every INCR reads, adds and commits a guarded record`,
+    `PIPE: redis-cli --pipe of ${fmtOps(opts.requests ?? (opts.quick ? QUICK_PIPE_SETS : PIPE_SETS))} SETs of distinct keys, ${PIPE_VALUE_SIZE} B values, Redis appendfsync always; ops/s = SETs / wall time, every reply counted`,
     `redis-benchmark -c ${CLIENTS}, keyspace -r (${keyspaces}), GET keys populated first (2 × keyspace SETs), ` +
       `${opts.requests === null ? `-n sized to ~${opts.seconds} s per run` : `-n ${opts.requests}`} (at most ${RUN_BYTE_BUDGET / 2 ** 20} MiB written per SET run), ` +
       `median of ${opts.repeat} run(s) per server, alternating BriseDB/Redis`,
@@ -517,7 +609,8 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   for (const test of opts.tests) {
     // INCR's value is the counter itself: one row per pipeline depth, no sizes.
-    for (const size of test === 'INCR' ? [3] : SIZES) rows.push(...(await runGroup(test, size, opts)));
+    if (test === 'PIPE') rows.push(await runPipe(opts));
+    else for (const size of test === 'INCR' ? [3] : SIZES) rows.push(...(await runGroup(test, size, opts)));
   }
   await cleanup();
 

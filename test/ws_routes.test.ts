@@ -283,7 +283,11 @@ test('the WAL stream in JSON from the middle; live only without from; from past 
 
 test('resume after a disconnect from last + 1: no gap, no duplicate', async () => {
   const first = (await lastLsn()) + 1;
-  const writes = (prefix: string, n: number): Promise<unknown> => Promise.all(range(0, n - 1).map((i) => store.db.set(`${prefix}-${i}`, 'v')));
+  // One after another: concurrent plain SETs would share records (the SET batch), and the
+  // stream must be long enough to be cut in the middle.
+  const writes = async (prefix: string, n: number): Promise<void> => {
+    for (let i = 0; i < n; i++) await store.db.set(`${prefix}-${i}`, 'v');
+  };
   await writes('resume-a', 40);
   const seen: number[] = [];
   const c1 = await Client.open(`/v1/wal?from=${first}`);
