@@ -64,7 +64,6 @@ import {
   E_OFFSET,
   E_VOLUME,
   encodeHeadsFixed,
-  ENTRY_HEADER_SIZE,
   FLAG_TOMBSTONE,
   HEADS_FIXED_SIZE,
   HEADS_PAIR_SIZE,
@@ -82,6 +81,7 @@ import {
   createEmpty,
   dirOf,
   EntryReader,
+  findInChain,
   forEachListed,
   HEAD_GAP,
   headsPath,
@@ -109,7 +109,6 @@ import {
   type IndexEntry,
   type KeyOp,
   type MoveIfOp,
-  type NeedleAddress,
   type Op,
   type WalRecord,
 } from './types.js';
@@ -238,11 +237,7 @@ export class HashIndex {
     if (key.length === 0 || key.length > MAX_KEY_LENGTH_LIMIT) return undefined;
     try {
       const pos = this.find(this.main, key, keyHash(key));
-      if (pos === 0 || (this.reader.buf[E_FLAGS]! & FLAG_TOMBSTONE) !== 0) return undefined;
-      const r = this.reader;
-      const { length, meta } = r.needleLength(this.main);
-      const address: NeedleAddress = needleAddress(r.view.getUint32(E_VOLUME, true), r.u64(E_OFFSET, this.main), length, meta);
-      return { key, address, expiresAt: r.u64(E_EXPIRES, this.main), modifiedAt: r.view.getUint32(E_MODIFIED, true) * 1000 };
+      return pos === 0 ? undefined : this.reader.entryOf(this.main, key);
     } catch (err) {
       throw asStoreError(err, this.main.path);
     }
@@ -778,15 +773,7 @@ export class HashIndex {
    * stored hash and length before the key bytes.
    */
   private find(file: IndexFile, key: Uint8Array, hash: number): number {
-    const r = this.reader;
-    const want = ENTRY_HEADER_SIZE + key.length;
-    let pos = file.heads[hash & file.mask]!;
-    while (pos !== 0) {
-      const keyLength = r.load(file, pos, want);
-      if (keyLength === key.length && r.view.getUint32(E_HASH, true) === hash && r.keyEquals(key)) return pos;
-      pos = r.next(file, pos);
-    }
-    return 0;
+    return findInChain(this.reader, file, file.heads[hash & file.mask]!, key, hash);
   }
 
   /** The newest entry of every key in a bucket's chain (tombstones included), newest first. */

@@ -25,6 +25,7 @@ import {
   encodeHeader,
   ENTRY_ALIGN,
   ENTRY_HEADER_SIZE,
+  FLAG_TOMBSTONE,
   entryCrc,
   entrySize,
   HEADER_SIZE,
@@ -39,6 +40,7 @@ import {
   type EntryFields,
   type IndexHeader,
 } from './hash_index_format.js';
+import { needleAddress, type IndexEntry } from './types.js';
 
 /** Appended entries are buffered up to this many bytes, then written with one pwrite. */
 const PENDING_CAPACITY = 1 << 20;
@@ -157,6 +159,21 @@ export class IndexFile {
   }
 }
 
+/**
+ * Walks the chain from `head` for `key` (of hash `hash`): the position of its newest entry, left
+ * loaded in `r`, or 0. The index's lookups and a front end's (shared_heads.ts) are this walk.
+ */
+export function findInChain(r: EntryReader, source: EntrySource, head: number, key: Uint8Array, hash: number): number {
+  const want = ENTRY_HEADER_SIZE + key.length;
+  let pos = head;
+  while (pos !== 0) {
+    const keyLength = r.load(source, pos, want);
+    if (keyLength === key.length && r.view.getUint32(E_HASH, true) === hash && r.keyEquals(key)) return pos;
+    pos = r.next(source, pos);
+  }
+  return 0;
+}
+
 /** What an entry reader reads from: an index file, or a front end's read-only view of one. */
 export interface EntrySource {
   /** Where the entry region starts (entries are at or past it). */
@@ -214,6 +231,14 @@ export class EntryReader {
     const v = readU64(this.view, at);
     if (v < 0) throw corrupt(file.path, 'entry field above 2^53');
     return v;
+  }
+
+  /** The loaded entry as an IndexEntry under `key` (its own key), or undefined for a tombstone. */
+  entryOf(file: EntrySource, key: Uint8Array): IndexEntry | undefined {
+    if ((this.buf[E_FLAGS]! & FLAG_TOMBSTONE) !== 0) return undefined;
+    const { length, meta } = this.needleLength(file);
+    const address = needleAddress(this.view.getUint32(E_VOLUME, true), this.u64(E_OFFSET, file), length, meta);
+    return { key, address, expiresAt: this.u64(E_EXPIRES, file), modifiedAt: this.view.getUint32(E_MODIFIED, true) * 1000 };
   }
 
   /** A copy of the loaded entry's fields and key. */

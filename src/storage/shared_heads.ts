@@ -21,10 +21,10 @@
 //   falls back to the message, which is always right.
 import { StoreError } from '../runtime/errors.js';
 import type { FileHandle, Fs } from '../runtime/fs.js';
-import { dataStart, E_EXPIRES, E_FLAGS, E_HASH, E_MODIFIED, E_OFFSET, E_VOLUME, ENTRY_HEADER_SIZE, FLAG_TOMBSTONE, MAX_KEY_LENGTH_LIMIT } from './hash_index_format.js';
-import { EntryReader, type EntrySource } from './index_file.js';
+import { dataStart, MAX_KEY_LENGTH_LIMIT } from './hash_index_format.js';
+import { EntryReader, findInChain, type EntrySource } from './index_file.js';
 import { keyHash } from './key_hash.js';
-import { isLive, needleAddress, type Lookup } from './types.js';
+import { isLive, type Lookup } from './types.js';
 import { INDEX_FILE } from './store_files.js';
 import { join } from 'node:path';
 
@@ -145,29 +145,15 @@ export class SharedIndexReader {
     this.heads = null;
   }
 
+  /** What the index's onLookup answers: the live entry, an expired one's address, or nothing. */
   private find(key: Uint8Array): Lookup {
     const { source, heads } = this.current();
-    const r = this.reader;
     const hash = keyHash(key);
-    let pos = heads[hash & this.mask]!;
-    while (pos !== 0) {
-      const keyLength = r.load(source, pos, ENTRY_HEADER_SIZE + key.length);
-      if (keyLength === key.length && r.view.getUint32(E_HASH, true) === hash && r.keyEquals(key)) return this.found(source, key);
-      pos = r.next(source, pos);
-    }
-    return {};
-  }
-
-  /** The loaded entry as the index's onLookup answers it. */
-  private found(source: FileSource, key: Uint8Array): Lookup {
-    const r = this.reader;
-    if ((r.buf[E_FLAGS]! & FLAG_TOMBSTONE) !== 0) return {};
-    const volume = r.view.getUint32(E_VOLUME, true);
-    const offset = r.u64(E_OFFSET, source);
-    const expiresAt = r.u64(E_EXPIRES, source);
-    if (!isLive(expiresAt, this.now())) return { expired: { volume, offset } };
-    const { length, meta } = r.needleLength(source);
-    return { entry: { key, address: needleAddress(volume, offset, length, meta), expiresAt, modifiedAt: r.view.getUint32(E_MODIFIED, true) * 1000 } };
+    if (findInChain(this.reader, source, heads[hash & this.mask]!, key, hash) === 0) return {};
+    const entry = this.reader.entryOf(source, key);
+    if (entry === undefined) return {};
+    if (!isLive(entry.expiresAt, this.now())) return { expired: { volume: entry.address.volume, offset: entry.address.offset } };
+    return { entry };
   }
 
   /** The file and heads of the current epoch, reopened when the index has moved on. */

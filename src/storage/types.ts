@@ -169,13 +169,13 @@ export interface IndexEntry {
   modifiedAt?: number;
 }
 
-/** True when an entry with this expiry is live at `nowMs`. */
 /** What a lookup found: the live entry, or the address of an expired one to clean up. */
 export interface Lookup {
   entry?: IndexEntry;
   expired?: { volume: number; offset: number };
 }
 
+/** True when an entry with this expiry is live at `nowMs`. */
 export function isLive(expiresAt: number, nowMs: number): boolean {
   return expiresAt === 0 || expiresAt > nowMs;
 }

@@ -210,26 +210,22 @@ export class VolumeFile {
   appendMany(offset: number, needles: readonly NeedleToAppend[]): NeedleAddress[] {
     this.checkWritable();
     this.checkTail(offset);
+    // Where each goes, as appendAt one by one would put it; all checked before a byte is written.
     let end = offset;
-    const lengths = needles.map((n) => {
+    const addresses = needles.map((n) => {
       checkNeedleArgs(n.key, n.value.length, n.expiresAt, n.flags);
-      const length = needleLength(n.key.length, n.value.length);
-      end = alignUp(end) + length;
-      return length;
+      const address = needleAddress(this.id, alignUp(end), needleLength(n.key.length, n.value.length), 0);
+      end = address.offset + address.length;
+      return address;
     });
     if (end - offset > SINGLE_WRITE_MAX) throw new StoreError('INTERNAL', `a batch of ${end - offset} bytes is more than one write takes`);
     const buf = new Uint8Array(end - offset);
-    const addresses: NeedleAddress[] = [];
-    let at = 0;
     needles.forEach((n, i) => {
-      at = alignUp(offset + at) - offset;
+      const at = addresses[i]!.offset - offset;
       const header = encodeNeedleHeader(n.key, n.value.length, n.expiresAt, n.flags, 0);
       buf.set(header, at);
       buf.set(n.value, at + header.length);
-      const crc = crc32(n.value, crc32(header));
-      buf.set(encodeTrailer(crc), at + header.length + n.value.length);
-      addresses.push(needleAddress(this.id, offset + at, lengths[i]!, 0));
-      at += lengths[i]!;
+      buf.set(encodeTrailer(crc32(n.value, crc32(header))), at + header.length + n.value.length);
     });
     this.writeAt(buf, offset);
     this.tailPos = alignUp(end);
