@@ -24,6 +24,7 @@ import { canaries, resetCanaries } from '../src/runtime/canary.js';
 import type { InThreadDatabase } from '../src/wiring/in_thread.js';
 import { ENTRY_HEADER_SIZE, E_EXPIRES, E_OFFSET } from '../src/storage/hash_index_format.js';
 import { NEEDLE_HEADER_SIZE } from '../src/storage/volume_format.js';
+import { REDO_MAX_VALUE } from '../src/db/engine.js';
 import { SimFs, mulberry32, randInt, type OpInfo } from './sim_fs.js';
 import {
   DATA_DIR,
@@ -454,18 +455,44 @@ test('failed fsync of the WAL: fenced (WAL_FENCED, says why), no later write ack
   db2.abandon();
 });
 
-test('failed fsync of a volume: the write fails IO_ERROR, reads go on, a restart recovers', async () => {
+/** A value too large to ride in its WAL record: its volume is synced before the record. */
+const BIG = REDO_MAX_VALUE + 1;
+const onVolumeSync = (op: OpInfo): boolean => op.op === 'sync' && op.path.startsWith(`${DATA_DIR}/volumes/`);
+
+test('failed fsync of a volume (a value synced in it): the write fails IO_ERROR, reads go on, a restart recovers', async () => {
   const s = await storeWith(8);
-  s.sim.failAfter(1, 'eio', { match: (op) => op.op === 'sync' && op.path.startsWith(`${DATA_DIR}/volumes/`) });
-  const err = await expectCode(s.db.set('lost', valueFor('lost', 1)), ['IO_ERROR'], 'set whose volume fsync fails');
+  s.sim.failAfter(1, 'eio', { match: onVolumeSync });
+  const err = await expectCode(s.db.set('lost', valueFor('lost', 1, BIG)), ['IO_ERROR'], 'set whose volume fsync fails');
   assert.match(err.message, /fsync|EIO/);
   count('failed fsync of a volume');
   s.sim.disarm();
-  await expectCode(s.db.set('later', valueFor('later', 1)), ['IO_ERROR'], 'a later set on the fenced drive');
+  await expectCode(s.db.set('later', valueFor('later', 1, BIG)), ['IO_ERROR'], 'a later set on the fenced drive');
   await readsWork(s, 'reads after a failed volume fsync');
   await survivesRestart(s, 'failed volume fsync');
   await setAcked(s, 'after-restart', 1);
   await survivesRestart(s, 'failed volume fsync, then a write');
+});
+
+test('failed fsync of a volume at an index checkpoint: small writes stay acknowledged (their records hold them), checkpoints stop, a restart writes them back', async () => {
+  const s = await storeWith(8);
+  await setAcked(s, 'small', 1);
+  s.sim.failAfter(1, 'eio', { match: onVolumeSync });
+  // The index fences and crashes to recover: the checkpoint hears why, or that it went down.
+  await expectCode(s.db.checkpoint(), ['IO_ERROR', 'ACTOR_DOWN'], 'a checkpoint whose volume fsync fails');
+  count('failed fsync of a volume (index checkpoint)');
+  s.sim.disarm();
+  // The index actor crashes to recover from its failed checkpoint; its backoff passes.
+  await s.machine.scheduler.advance(RESTART_WAIT_MS);
+  await readsWork(s, 'reads after the index restarted');
+  await setAcked(s, 'after', 1);
+  // The fence outlives the index's restart: a fsync that succeeds now proves nothing of the
+  // bytes the failed one may have dropped, so no checkpoint may pass their records.
+  const err = await expectCode(s.db.checkpoint(), ['IO_ERROR'], 'a later checkpoint');
+  assert.match(err.message, /checkpoints are off until the store restarts/, err.message);
+  await survivesRestart(s, 'failed volume fsync at a checkpoint');
+  await s.db.checkpoint(); // a new process: checkpoints again
+  await setAcked(s, 'after-restart', 1);
+  await survivesRestart(s, 'failed volume fsync at a checkpoint, then a write');
 });
 
 // ---------------------------------------------------------------------------------------
@@ -485,6 +512,13 @@ async function closedStore(target: string): Promise<Store> {
 function onlyOffset(hay: Uint8Array, needle: string, what: string): number {
   const at = findAll(hay, enc(needle));
   assert.equal(at.length, 1, `${what}: "${needle}" occurs ${at.length} times`);
+  return at[0]!;
+}
+
+/** A key in wal.log: in its SET op, and again in its record's redo needle (same record). */
+function walOffset(hay: Uint8Array, key: string): number {
+  const at = findAll(hay, enc(key));
+  assert.equal(at.length, 2, `wal.log: "${key}" occurs ${at.length} times (its SET and its redo needle)`);
   return at[0]!;
 }
 
@@ -568,7 +602,7 @@ async function walMiddleFlip(checkpointed: boolean): Promise<void> {
   else s.db.abandon(); // the index was never checkpointed: recovery replays the whole WAL
   const path = `${DATA_DIR}/wal.log`;
   const sizeBefore = s.sim.readFile(path).length;
-  flipDurableByte(s.sim, path, onlyOffset(s.sim.readFile(path), target, 'wal.log') + 3, 1);
+  flipDurableByte(s.sim, path, walOffset(s.sim.readFile(path), target) + 3, 1);
   count('bit flip: WAL record in the middle');
   let db: InThreadDatabase;
   try {
@@ -613,7 +647,7 @@ test(
     await setAcked(s, 'flip-last-target', 1);
     s.db.abandon(); // not checkpointed: the record is the only copy of the write's index entry
     const path = `${DATA_DIR}/wal.log`;
-    flipDurableByte(s.sim, path, onlyOffset(s.sim.readFile(path), 'flip-last-target', 'wal.log') + 3, 1);
+    flipDurableByte(s.sim, path, walOffset(s.sim.readFile(path), 'flip-last-target') + 3, 1);
     count('bit flip: last WAL record');
     try {
       s.db = await s.machine.open();

@@ -307,7 +307,9 @@ const SCENARIOS: Scenario[] = [
     async run(ctx) {
       const { db, book } = ctx;
       const writes = (async () => {
-        for (let n = 0; n < 12; n++) {
+        // 24 writes: a small SET waits for one fsync (its record carries its needle), so fewer
+        // would be over before the vacuum's first copy, and none would race it.
+        for (let n = 0; n < 24; n++) {
           const key = `s${(n * 5) % 24}`;
           if (n % 4 === 3) await book.del(db, key);
           else if (n === 5) await book.set(db, `new${n}`, 1, { len: 67_000, stream: 'sized' });

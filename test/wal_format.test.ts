@@ -35,9 +35,19 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   fc.record({ code: fc.constant(OpCode.Guard), key, kind: fc.constant(GuardKind.Absent), volume: fc.constant(0), offset: fc.constant(0), expiresAt: fc.constant(0) }, plain),
   fc.constant({ code: OpCode.Flush }),
 );
+const redoNeedle = fc.record({ volume: n, offset: n, key, value: fc.uint8Array({ maxLength: 2000 }), expiresAt: n }, plain);
+/** A group-committed record (batchFirstLsn <= lsn), with redo needles or without. */
+const grouped: fc.Arbitrary<WalRecord> = fc
+  .tuple(n, fc.nat(1000), n, fc.array(op, { maxLength: 10 }), fc.array(redoNeedle, { maxLength: 5 }))
+  .map(([lsn, back, timeMs, ops, redo]) => {
+    const r: WalRecord = { lsn, timeMs, kind: 0, ops, batchFirstLsn: Math.max(0, lsn - back) };
+    if (redo.length > 0) r.redo = redo;
+    return r;
+  });
 const record: fc.Arbitrary<WalRecord> = fc.oneof(
   fc.record({ lsn: n, timeMs: n, kind: fc.constant(0 as const), ops: fc.array(op, { maxLength: 20 }) }, plain),
   fc.record({ lsn: n, timeMs: n, kind: fc.constant(1 as const), ops: fc.array(setOp, { maxLength: 20 }) }, plain),
+  grouped,
 );
 
 /** A framed record around an arbitrary payload, with a correct CRC. */
@@ -124,6 +134,53 @@ test('property: any record round-trips through encodeRecord/decodeRecord at any 
     }),
     { numRuns: 300 },
   );
+});
+
+test('redo needles: [lsn, time, 0, ops, batch first, [[volume, offset, expires, key, value]...]], decoded as copies', () => {
+  const value = bytes('the value');
+  const r: WalRecord = { ...sample, batchFirstLsn: 5, redo: [{ volume: 3, offset: 2 ** 40 + 8, key: bytes('k1'), value, expiresAt: 9 }] };
+  const p = encodePayload(r);
+  const plainArray = new Encoder({ useRecords: false }).decode(p) as unknown[];
+  assert.equal(plainArray.length, 6);
+  assert.equal(plainArray[4], 5);
+  const redo = plainArray[5] as unknown[][];
+  assert.deepEqual(redo[0]!.slice(0, 3), [3, 2 ** 40 + 8, 9]);
+  assert.deepEqual(new Uint8Array(redo[0]![4] as Uint8Array), value);
+  const f = encodeRecord(r);
+  const res = decodeRecord(f, 0);
+  assert.ok(res.ok);
+  assert.deepStrictEqual(res.record, r);
+  // Copies, not views into the frame (the reader reuses its buffers).
+  f.fill(0);
+  assert.deepStrictEqual(res.record.redo![0]!.value, value);
+  assert.equal(Object.getPrototypeOf(res.record.redo![0]!.value), Uint8Array.prototype);
+});
+
+test('redo needles only in a group-committed record of kind 0; a bad redo section does not decode', () => {
+  const needle = { volume: 1, offset: 64, key: bytes('k'), value: bytes('v'), expiresAt: 0 };
+  for (const r of [
+    { ...sample, redo: [needle] }, // no batchFirstLsn
+    { ...sample, batchFirstLsn: 7, redo: [{ ...needle, key: new Uint8Array(0) }] },
+    { ...sample, batchFirstLsn: 7, redo: [{ ...needle, offset: -8 }] },
+    { ...sample, batchFirstLsn: 7, redo: [{ ...needle, value: 'v' }] },
+  ]) {
+    assert.throws(() => encodeRecord(r as WalRecord), (e: unknown) => e instanceof StoreError && e.code === 'BAD_ARGUMENT', JSON.stringify(r));
+  }
+  const codec = new Encoder({ useRecords: false, tagUint8Array: false });
+  const base = [7, 1, 0, [[2, bytes('k')]], 7];
+  const entry = [1, 64, 0, bytes('k'), bytes('v')];
+  for (const shape of [
+    [...base, []], // present means not empty
+    [...base, [entry.slice(0, 4)]],
+    [...base, [[1, 64, 0, bytes('k'), 'v']]],
+    [...base, [[1, 64, 0, new Uint8Array(0), bytes('v')]]],
+    [7, 1, 1, [], 7, [entry]], // a snapshot chunk carries none
+    [...base, [entry], 0],
+  ]) {
+    const res = decodeRecord(frame(codec.encode(shape)), 0);
+    assert.deepEqual(res, { ok: false, reason: 'decode' }, JSON.stringify(shape));
+  }
+  assert.ok(decodeRecord(frame(codec.encode([...base, [entry]])), 0).ok, 'the well-formed one decodes');
 });
 
 test('Buffer keys encode like Uint8Array keys', () => {

@@ -5,6 +5,7 @@
 import type { ActorEnv } from '../runtime/actor.js';
 import { DEFAULT_MAX_OPEN, VolumeReader } from '../storage/volume_reader.js';
 import type { LocalGroup } from '../storage/registry.js';
+import type { SyncPolicy } from '../storage/types.js';
 import { DEFAULT_LIMITS, type Limits } from '../db/api.js';
 import { actorPorts } from '../db/actor_ports.js';
 import { DriveReader } from '../db/drive_reader.js';
@@ -52,6 +53,7 @@ export function frontEndEngine(
   limits: Partial<Limits> = {},
   role: RoleFlag = { readOnly: false },
   heads?: SharedIndex,
+  sync: SyncPolicy = 'always',
 ): { engine: Engine; reader: VolumeReader; needles: ReadPort; shared: SharedIndexReader | undefined; close(): void } {
   // A master's front end keeps its hot small values (needle_cache.ts); a replica's volumes are
   // its master's bytes, rewritten by a full copy, so it reads them from the files every time.
@@ -61,7 +63,7 @@ export function frontEndEngine(
   // Lookups read the index's shared heads and index.hash on this thread; a message only when
   // the index is changing (shared_heads.ts).
   const shared = heads?.indexHeads === undefined ? undefined : SharedIndexReader.of(heads.indexHeads, env.fs, heads.dataDir, () => env.clock.now());
-  const ports = guardWrites(actorPorts((name) => env.peer(name), groups, needles, shared), role);
+  const ports = guardWrites(actorPorts((name) => env.peer(name), groups, needles, sync, shared), role);
   const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...limits }, env.clock);
   return {
     engine,

@@ -63,7 +63,7 @@ const MIN_LSN_WAIT_MS = 5_000;
 import { StoreError } from '../runtime/errors.js';
 import { SyncSlotClient } from '../runtime/sync_slot.js';
 import { decodeLookupReply } from '../protocol/index_protocol.js';
-import type { IndexEntry } from '../storage/types.js';
+import type { IndexEntry, SyncPolicy } from '../storage/types.js';
 import { lookupOf } from '../db/actor_ports.js';
 import { GroupReader } from '../db/group_reader.js';
 import type { LocalGroup } from '../storage/registry.js';
@@ -78,6 +78,8 @@ export interface HttpFrontendConfig {
   /** The volume groups and the drive of each. */
   groups: LocalGroup[];
   dataDir: string;
+  /** The store's sync policy (--sync): under 'always' small values ride in their WAL record. */
+  sync: SyncPolicy;
   /** null: no token required. */
   token: string | null;
   /** Origins whose pages may call the API (CORS; '*' = any); absent or empty: CORS off. */
@@ -107,7 +109,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
   const role: RoleFlag = { readOnly: config.replica === true, replicas: new ReplicaTable(config.replicaTable ?? createReplicaTable(1)) };
-  const { engine, reader, needles, shared, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role, config);
+  const { engine, reader, needles, shared, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role, config, config.sync);
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
   if (needles instanceof GroupReader) httpMetrics.watchReads(needles.counts);

@@ -21,6 +21,7 @@ import type { WalRecord } from '../storage/types.js';
 import { INDEX_PROTOCOL, IndexMsg, encodeLookupReply, type IndexReplies, type IndexRequest, type LookupReply } from '../protocol/index_protocol.js';
 import { serveSyncSlot } from '../runtime/sync_slot.js';
 import { SharedHeadsWriter } from '../storage/shared_heads.js';
+import { syncVolumeFiles } from '../storage/wal_redo.js';
 import { assertNever } from './assert.js';
 
 export interface IndexActorConfig {
@@ -30,6 +31,18 @@ export interface IndexActorConfig {
   lookupSlots?: SharedArrayBuffer[];
   /** The bucket heads front ends read to look keys up on their own thread (shared_heads.ts). */
   sharedHeads?: SharedArrayBuffer;
+  /**
+   * The drive of each local volume group, as [group, dir]: the volumes a checkpoint syncs first
+   * (records may carry their needles as redo needles, wal_redo.ts). Absent under --sync none.
+   */
+  volumeDirs?: [number, string][];
+  /**
+   * One word, set for good (across this actor's restarts) when such a sync failed: after a
+   * failed fsync the kernel may have dropped the bytes, so no later checkpoint may pass the
+   * records that carry them. The index goes on without checkpoints; a restart of the store
+   * writes the records' needles back (wal_redo.ts).
+   */
+  volumeSyncFence?: SharedArrayBuffer;
 }
 
 const CHECKPOINT_EVERY_MS = 1000;
@@ -38,6 +51,8 @@ const REBUILD_SLICE = 1024;
 interface State {
   env: ActorEnv<IndexActorConfig>;
   index: HashIndex;
+  /** volumeSyncFence's word (non-zero: no more checkpoints or swaps in this process). */
+  fence: Int32Array;
   rebuildWaiters: { resolve: (lsn: number) => void; reject: (err: unknown) => void }[];
   rebuildScheduled: boolean;
   /**
@@ -57,8 +72,10 @@ const createIndexActor: ActorFactory<IndexActorConfig> = (env) => {
   const shared = env.config.sharedHeads === undefined ? undefined : new SharedHeadsWriter(env.config.sharedHeads);
   shared?.invalidate();
   const index = recoverIndex(env.fs, env.config.dir, env.config.indexBuckets);
+  const fence = new Int32Array(env.config.volumeSyncFence ?? new SharedArrayBuffer(4));
+  index.syncVolumes = volumeSyncer(env, fence);
   if (shared !== undefined) index.share(shared);
-  const s: State = { env, index, rebuildWaiters: [], rebuildScheduled: false, rebuildError: null, timer: { cancel: () => undefined }, stopSlots: [] };
+  const s: State = { env, index, fence, rebuildWaiters: [], rebuildScheduled: false, rebuildError: null, timer: { cancel: () => undefined }, stopSlots: [] };
   s.timer = env.scheduler.every(CHECKPOINT_EVERY_MS, () => background(s));
   // The same Lookup as by message, answered between messages (so it sees every applied record).
   s.stopSlots = (env.config.lookupSlots ?? []).map((slot) => serveSyncSlot(slot, (key) => encodeLookupReply(onLookup(s, key))));
@@ -179,12 +196,43 @@ function startGrowthIfDue(s: State): void {
 }
 
 function onCheckpoint(s: State): number {
+  if (volumesFenced(s)) throw volumeFenceError();
   s.index.checkpoint();
   return s.index.durableLsn;
 }
 
+/**
+ * The checkpoint's first step (HashIndex.syncVolumes): every volume the records since the last
+ * one named, fdatasynced. A failure fences checkpoints for the process (volumeSyncFence).
+ */
+function volumeSyncer(env: ActorEnv<IndexActorConfig>, fence: Int32Array): ((volumes: readonly number[]) => void) | undefined {
+  const dirs = env.config.volumeDirs;
+  if (dirs === undefined) return undefined;
+  const byGroup = new Map(dirs);
+  return (volumes) => {
+    if (Atomics.load(fence, 0) !== 0) throw volumeFenceError();
+    try {
+      syncVolumeFiles(env.fs, byGroup, volumes);
+    } catch (err) {
+      Atomics.store(fence, 0, 1);
+      throw new StoreError('IO_ERROR', `fsync of a volume failed before an index checkpoint (${err instanceof Error ? err.message : String(err)}): ${VOLUME_FENCE_TEXT}`);
+    }
+  };
+}
+
+const VOLUME_FENCE_TEXT = 'index checkpoints are off until the store restarts; every acknowledged write is in the WAL, and the restart writes the values it holds back into their volumes';
+
+function volumeFenceError(): StoreError {
+  return new StoreError('IO_ERROR', `a volume fsync failed earlier: ${VOLUME_FENCE_TEXT}`);
+}
+
+function volumesFenced(s: State): boolean {
+  return Atomics.load(s.fence, 0) !== 0;
+}
+
 /** Rebuild (COMPACT): copied a slice per turn so lookups and applies go on meanwhile. */
 function onRebuild(s: State): Promise<number> {
+  if (volumesFenced(s)) return Promise.reject(volumeFenceError());
   if (!s.index.rebuilding) s.index.startRebuild();
   return new Promise((resolve, reject) => {
     s.rebuildWaiters.push({ resolve, reject });
@@ -244,6 +292,7 @@ function onMaintain(s: State): IndexReplies[typeof IndexMsg.Maintain] {
  * a growth that is due (again, after a failed one: the timer is its retry).
  */
 function background(s: State): void {
+  if (volumesFenced(s)) return; // the WAL holds what a checkpoint would vouch for
   if (s.index.needsCheckpoint()) s.index.checkpoint();
   if (s.index.rebuilding) scheduleRebuild(s);
   else startGrowthIfDue(s);
@@ -260,7 +309,7 @@ function invariants(s: State): void {
 function stop(s: State): void {
   for (const stopSlot of s.stopSlots) stopSlot();
   s.timer.cancel();
-  s.index.checkpoint();
+  if (!volumesFenced(s)) s.index.checkpoint();
   s.index.close();
 }
 

@@ -16,6 +16,7 @@ import type { Clock } from '../runtime/clock.js';
 import { StoreError, toWireError, type ErrorCode } from '../runtime/errors.js';
 import type { Fs } from '../runtime/fs.js';
 import { readWal, type WalScanEnd } from '../storage/wal_reader.js';
+import { withoutRedo } from '../storage/wal_format.js';
 import { opKey, type WalRecord } from '../storage/types.js';
 import { WAL_FOLLOW_END, WalMsg, type FollowLimits, type FollowReply, type WalRecordsPush } from '../protocol/wal_protocol.js';
 
@@ -190,7 +191,8 @@ export class ReplicationFeed {
           return;
         }
         f.readerYielded = true;
-        batch.push(r);
+        // As live records go (wal_committer): a follower has no use for the redo needles.
+        batch.push(withoutRedo(r));
         bytes += recordBytes(r);
         f.nextLsn = r.kind === 0 ? r.lsn + 1 : Math.max(f.nextLsn, r.lsn + 1);
       }

@@ -87,7 +87,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   let nextSubscriber = 1;
   const table = new ReplicaTable(config.replicaTable ?? createReplicaTable(1));
   const role: RoleFlag = { readOnly: config.replica === true, replicas: table };
-  const { engine, reader, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits, role, config);
+  const { engine, reader, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits, role, config, config.sync);
   const broker = engine.ports.broker;
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}), undefined, storeAdmin(env));
   const clients = new Map<number, ClientState>();

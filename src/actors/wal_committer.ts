@@ -22,10 +22,11 @@ import type { Timer } from '../runtime/scheduler.js';
 import { WalCompactionDriver } from '../storage/wal_compaction.js';
 import { WAL_FILE } from '../storage/store_files.js';
 import { WalWriter } from '../storage/wal_writer.js';
+import { withoutRedo } from '../storage/wal_format.js';
 import { VolumeLog } from '../storage/log_volume.js';
 import { logRecordsAfter } from '../storage/log_rebuild.js';
 import { moveLogPointer } from '../storage/log_pointer.js';
-import type { IndexEntry, Op, SyncPolicy, WalRecord } from '../storage/types.js';
+import type { IndexEntry, Op, RedoNeedle, SyncPolicy, WalRecord } from '../storage/types.js';
 import { WAL_PROTOCOL, WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexReplies, type IndexRequest } from '../protocol/index_protocol.js';
 import { INDEX_ACTOR } from '../protocol/store_actors.js';
@@ -50,6 +51,7 @@ type CommitReply = WalReplies[typeof WalMsg.Commit];
 
 interface Waiter {
   ops: Op[];
+  redo: RedoNeedle[] | undefined;
   resolve: (reply: CommitReply) => void;
   reject: (err: unknown) => void;
 }
@@ -139,7 +141,7 @@ export default createWalCommitter;
 function handle(s: State, from: string, msg: WalRequest): unknown {
   switch (msg.t) {
     case WalMsg.Commit:
-      return onCommit(s, msg.ops);
+      return onCommit(s, msg.ops, msg.redo);
     case WalMsg.CompactBegin:
       return onCompactBegin(s, msg.snapshotLsn, msg.retired ?? []);
     case WalMsg.CompactChunk:
@@ -166,12 +168,12 @@ function handle(s: State, from: string, msg: WalRequest): unknown {
   }
 }
 
-function onCommit(s: State, ops: Op[]): Promise<CommitReply> {
+function onCommit(s: State, ops: Op[], redo: RedoNeedle[] | undefined): Promise<CommitReply> {
   if (s.queue.length >= MAX_QUEUED) {
     return Promise.reject(new StoreError('QUEUE_FULL', `more than ${MAX_QUEUED} commits waiting for the WAL`));
   }
   return new Promise((resolve, reject) => {
-    s.queue.push({ ops, resolve, reject });
+    s.queue.push({ ops, redo, resolve, reject });
     // Deferred to the end of the turn: every commit decoded in this turn joins the group.
     if (s.queue.length === 1) s.env.scheduler.defer(() => flushGroup(s));
   });
@@ -195,9 +197,9 @@ function flushGroup(s: State): void {
   const early = canaries.answerBeforeSync;
   try {
     records = s.wal.commit(
-      group.map((w) => ({ ops: w.ops, timeMs })),
+      group.map((w) => ({ ops: w.ops, timeMs, redo: w.redo })),
       { sync: !early },
-    );
+    ).map(withoutRedo);
   } catch (err) {
     for (const w of group) w.reject(err);
     return;

@@ -6,7 +6,7 @@ import type { SharedIndexReader } from '../storage/shared_heads.js';
 import type { Peer } from '../runtime/peer.js';
 import { Channel } from '../runtime/channel.js';
 import { streamChunks } from '../runtime/buffer_pool.js';
-import { needleAddress, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { needleAddress, type IndexEntry, type NeedleAddress, type Op, type RedoNeedle, type SyncPolicy } from '../storage/types.js';
 import { UNKNOWN_SIZE, VolumeMsg, type StrandedNeedle, type VolumeReplies, type VolumeRequest } from '../protocol/volume_protocol.js';
 import { WalMsg, type WalReplies, type WalRequest } from '../protocol/wal_protocol.js';
 import { IndexMsg, type IndexReplies, type IndexRequest, type LookupReply, type VolumeEntry, type VolumeUsage } from '../protocol/index_protocol.js';
@@ -68,11 +68,14 @@ export class ActorVolumes implements VolumePort {
   /** When a write last found no group at all (an outage: the next ones do not wait). */
   private noGroupAt = -Infinity;
   readonly groups: readonly number[];
+  readonly redoGroups: ReadonlySet<number>;
 
-  constructor(groups: ReadonlyArray<{ id: number; dir: string; peer: Peer; writable?: boolean }>) {
+  /** `redo`: the store syncs (--sync always), so a record may carry its needles (VolumePort.redoGroups). */
+  constructor(groups: ReadonlyArray<VolumeGroupSpec & { peer: Peer }>, redo: boolean) {
     for (const g of groups) this.byGroup.set(g.id, { channel: new Channel(g.peer), dir: g.dir, writable: g.writable !== false });
     // A group kept for reads (written before the store was replicated) takes no new needle.
     this.groups = groups.filter((g) => g.writable !== false).map((g) => g.id);
+    this.redoGroups = new Set(redo ? groups.filter((g) => (g.servers ?? []).length === 0).map((g) => g.id) : []);
   }
 
   /** Appends to `group`, or to another when it refuses (its addresses say which took them). */
@@ -262,8 +265,8 @@ export class ActorCommit implements CommitPort {
     this.wal = new Channel(peer);
   }
 
-  commit(ops: Op[]): Promise<CommitResult> {
-    return this.wal.call({ t: WalMsg.Commit, ops });
+  commit(ops: Op[], redo?: RedoNeedle[]): Promise<CommitResult> {
+    return this.wal.call(redo === undefined || redo.length === 0 ? { t: WalMsg.Commit, ops } : { t: WalMsg.Commit, ops, redo });
   }
 }
 
@@ -432,12 +435,21 @@ export type PeerOf = (name: string) => Peer;
  * `reader`. The broker's channel gets an ActorBroker that re-registers this thread's
  * subscriptions when the broker restarts (told by the peer's rewire, or by `onBrokerRestart`).
  */
-export function actorPorts(peer: PeerOf, groups: ReadonlyArray<{ id: number; dir: string; writable?: boolean }>, reader: ReadPort, sharedIndex?: SharedIndexReader): Ports {
+/** A volume group as the ports see it (a LocalGroup of registry.ts). */
+export interface VolumeGroupSpec {
+  id: number;
+  dir: string;
+  writable?: boolean;
+  /** Remote members: their needles are synced by them, never carried as redo. */
+  servers?: string[];
+}
+
+export function actorPorts(peer: PeerOf, groups: ReadonlyArray<VolumeGroupSpec>, reader: ReadPort, sync: SyncPolicy, sharedIndex?: SharedIndexReader): Ports {
   const broker = new ActorBroker(peer(BROKER_ACTOR));
   peer(BROKER_ACTOR).onRewire(() => void broker.resubscribe().catch(() => undefined));
   const index = new ActorIndex(peer(INDEX_ACTOR), sharedIndex);
   return {
-    volumes: new ActorVolumes(groups.map((g) => ({ ...g, peer: peer(volumeActorName(g.id)) }))),
+    volumes: new ActorVolumes(groups.map((g) => ({ ...g, peer: peer(volumeActorName(g.id)) })), sync === 'always'),
     commit: new ActorCommit(peer(WAL_ACTOR)),
     index,
     wal: new ActorWalAdmin(peer(WAL_ACTOR)),

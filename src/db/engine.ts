@@ -9,7 +9,7 @@
 // - Reads: the index for the address, then the read port for checked bytes; lazy expiry.
 // - The TTL sweep, and the COMPACT choreography across the index and the WAL.
 import type { Clock } from '../runtime/clock.js';
-import { OpCode, RESULT_VOLUME_RETIRED, SetFlag, isLive, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
+import { OpCode, RESULT_VOLUME_RETIRED, SetFlag, isLive, type IndexEntry, type NeedleAddress, type Op, type RedoNeedle } from '../storage/types.js';
 import { StoreError } from '../runtime/errors.js';
 import { groupOfVolume } from '../storage/volume_format.js';
 import type { Limits } from './api.js';
@@ -58,12 +58,26 @@ export interface PutResult {
   lsn: number;
 }
 
-/** A needle placed in a volume group: durable already, or to be synced before a record names it. */
+/**
+ * A needle placed in a volume group: durable already, or to be made durable before a record
+ * names it (a group sync, or its bytes carried by the record as a redo needle).
+ */
 export interface Placed {
   address: NeedleAddress;
   group: number;
   durable: boolean;
+  /** What it was placed from, when not durable (what a redo needle carries). */
+  needle?: NeedleToPlace;
 }
+
+/**
+ * Values up to this length ride in their WAL record as redo needles instead of syncing their
+ * volume: one fdatasync per write instead of two. A larger one is synced in its volume: the
+ * WAL would write it twice for the saving of one sync.
+ */
+export const REDO_MAX_VALUE = 64 * 1024;
+/** Key and value bytes of redo needles in one record; past it the rest are synced in their volumes. */
+export const REDO_MAX_BYTES = 8 * 1024 * 1024;
 
 export interface NeedleToPlace {
   key: Uint8Array;
@@ -105,12 +119,13 @@ export class Engine {
 
   /**
    * The write order, the one place it is written: every needle the ops name is made durable
-   * (a group sync for those placed unsynced), then the ops commit as ONE record (durable, then
-   * applied by the index), then the caller hears. Every write of every front end ends here.
+   * (a group sync for those placed unsynced, or carried by the record as a redo needle), then
+   * the ops commit as ONE record (durable, then applied by the index), then the caller hears.
+   * Every write of every front end ends here.
    */
   async write(placed: readonly Placed[], ops: Op[]): Promise<CommitResult> {
-    await this.syncPlaced(placed);
-    const result = await this.ports.commit.commit(ops);
+    const redo = await this.secure(placed);
+    const result = await this.ports.commit.commit(ops, redo);
     if (result.lsn > this.lastWriteLsn) this.lastWriteLsn = result.lsn;
     if (result.results.includes(RESULT_VOLUME_RETIRED)) {
       // Placed before a vacuum sealed its volume, committed after the vacuum gave it up: the
@@ -138,11 +153,39 @@ export class Engine {
     this.expiryTimers.stop();
   }
 
-  /** The first step of write(): every needle placed unsynced made durable (a group sync each). */
-  async syncPlaced(placed: readonly Placed[]): Promise<void> {
+  /**
+   * The first step of write(): every needle placed unsynced is either made durable now (a group
+   * sync each) or answered as a redo needle for the record to carry (small values on a group
+   * of local drives under --sync always: the WAL's fdatasync is then the write's only one).
+   */
+  async secure(placed: readonly Placed[]): Promise<RedoNeedle[]> {
     const unsynced = new Set<number>();
-    for (const p of placed) if (!p.durable) unsynced.add(p.group);
+    const redo: RedoNeedle[] = [];
+    let bytes = 0;
+    const redoGroups = this.ports.volumes.redoGroups;
+    for (const p of placed) {
+      if (p.durable) continue;
+      const n = p.needle;
+      const size = n === undefined ? 0 : n.key.length + n.value.length;
+      if (n !== undefined && redoGroups.has(p.group) && n.value.length <= REDO_MAX_VALUE && bytes + size <= REDO_MAX_BYTES) {
+        redo.push({ volume: p.address.volume, offset: p.address.offset, key: n.key, value: n.value, expiresAt: n.expiresAt });
+        bytes += size;
+      } else {
+        unsynced.add(p.group);
+      }
+    }
     await Promise.all([...unsynced].map((g) => this.ports.volumes.syncGroup(g)));
+    return redo;
+  }
+
+  /**
+   * Whether these values may go unsynced, their record carrying them (secure()): small enough,
+   * and every group that may take them takes redo needles. Otherwise they are placed durable,
+   * synced by the append itself (one message fewer than a sync after it).
+   */
+  private mayRedo(values: readonly Uint8Array[]): boolean {
+    const { groups, redoGroups } = this.ports.volumes;
+    return groups.every((g) => redoGroups.has(g)) && values.every((v) => v.length <= REDO_MAX_VALUE);
   }
 
   /** Read-modify-write of keys, atomic against every other writer (see key_updates.ts). */
@@ -157,7 +200,8 @@ export class Engine {
 
   /** One key, bytes or a stream, under a condition: its needle, then write(). */
   async put(key: Uint8Array, value: PutValue, options: PutOptions): Promise<PutResult> {
-    const placed = await this.placeValue(key, value, options.expiresAt, true, options.meta);
+    const redo = value instanceof Uint8Array && this.mayRedo([value]);
+    const placed = await this.placeValue(key, value, options.expiresAt, !redo, options.meta);
     const op = setOp(key, placed.address, options.expiresAt, options.condition ?? { kind: 'none' }, options.keepTtl ?? false);
     const { lsn, results } = await this.write([placed], [op]);
     return { applied: results[0] === 1, address: placed.address, lsn };
@@ -173,7 +217,7 @@ export class Engine {
 
   /** Many keys as ONE record (atomic together): one append per group, one commit. */
   async putMany(items: NeedleToPlace[]): Promise<CommitResult> {
-    const placed = await this.place(items, true);
+    const placed = await this.place(items, !this.mayRedo(items.map((i) => i.value)));
     return this.write(
       placed,
       items.map((item, i) => ({ code: OpCode.Set, key: item.key, address: placed[i]!.address, expiresAt: item.expiresAt })),
@@ -221,7 +265,10 @@ export class Engine {
       [...byGroup].map(async ([group, indexes]) => {
         const addresses = await this.ports.volumes.append(group, indexes.map((i) => items[i]!), durable);
         // The group that took them (another when this one refused: a member down).
-        indexes.forEach((i, j) => (out[i] = { address: addresses[j]!, group: groupOfVolume(addresses[j]!.volume), durable }));
+        indexes.forEach((i, j) => {
+          const address = addresses[j]!;
+          out[i] = durable ? { address, group: groupOfVolume(address.volume), durable } : { address, group: groupOfVolume(address.volume), durable, needle: items[i]! };
+        });
       }),
     );
     return out;

@@ -227,9 +227,9 @@ export class KeyUpdates {
     const predecessors = Promise.all(before.map((b) => b?.settled));
     let held = false;
     try {
-      await this.engine.syncPlaced(placed);
+      const redo = await this.engine.secure(placed);
       await Promise.all(before.map((b) => b?.submitted));
-      const committing = this.engine.ports.commit.commit(ops);
+      const committing = this.engine.ports.commit.commit(ops, redo);
       submit();
       const { results } = await committing;
       this.engine.committed(ops, results);

@@ -3,7 +3,7 @@
 // engine runs in and whichever host runs the actors (worker threads, or the calling thread in
 // the simulation); reads of committed needles go through the ReadPort, behind which a local
 // drive (src/db/drive_reader.ts) and, next, a remote member of a volume group both fit.
-import type { IndexEntry, Lookup, NeedleAddress, Op } from '../storage/types.js';
+import type { IndexEntry, Lookup, NeedleAddress, Op, RedoNeedle } from '../storage/types.js';
 import type { GroupInfo, VolumeInfo } from './api.js';
 import type { IndexMsg, IndexReplies, VolumeEntry, VolumeUsage } from '../protocol/index_protocol.js';
 import type { Delivery, PubSubQuery } from '../protocol/broker_protocol.js';
@@ -32,6 +32,12 @@ export interface VolumePort {
   /** The groups that take writes now, by id. */
   readonly groups: readonly number[];
   /**
+   * The groups whose needles appended without sync a WAL record may carry as redo needles
+   * instead of a syncGroup: those of local drives only (a remote member must hold its copy
+   * itself), and none under --sync none (nothing is synced).
+   */
+  readonly redoGroups: ReadonlySet<number>;
+  /**
    * Appends needles to one group. With `sync`, the needles are durable (under the sync policy)
    * when this resolves; without it, syncGroup must be called before a WAL record names them.
    */
@@ -59,9 +65,10 @@ export interface CommitResult {
 export interface CommitPort {
   /**
    * Commits ops as ONE WAL record (atomic), group-committed with others; resolves when the
-   * record is durable and applied to the index, with one result per op.
+   * record is durable and applied to the index, with one result per op. `redo`: needles of
+   * these ops not synced in their volumes, which the record carries (WalRecord.redo).
    */
-  commit(ops: Op[]): Promise<CommitResult>;
+  commit(ops: Op[], redo?: RedoNeedle[]): Promise<CommitResult>;
 }
 
 export type { Lookup } from '../storage/types.js';

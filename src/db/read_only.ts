@@ -33,6 +33,9 @@ export function guardWrites(ports: Ports, role: RoleFlag): Ports {
     get groups() {
       return v.groups;
     },
+    get redoGroups() {
+      return v.redoGroups;
+    },
     append: (group, needles, sync) => guard(() => v.append(group, needles, sync)),
     appendStream: (group, key, size, expiresAt, source, meta) => guard(() => v.appendStream(group, key, size, expiresAt, source, meta)),
     syncGroup: (group) => v.syncGroup(group),
@@ -41,5 +44,5 @@ export function guardWrites(ports: Ports, role: RoleFlag): Ports {
     seal: (volume) => guard(() => v.seal(volume)),
     remove: (group, volumes) => v.remove(group, volumes),
   };
-  return { ...ports, volumes, commit: { commit: (ops) => guard(() => commit.commit(ops)) } };
+  return { ...ports, volumes, commit: { commit: (ops, redo) => guard(() => commit.commit(ops, redo)) } };
 }

@@ -121,6 +121,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
         port: httpPort,
         groups,
         dataDir,
+        sync: config.sync,
         token: config.httpToken,
         ...(config.httpCorsOrigins === undefined ? {} : { corsOrigins: config.httpCorsOrigins }),
         maxBodySize: config.maxBodySize,

@@ -8,7 +8,7 @@
 // batches with Ack, and the committer keeps at most `window` batches unacknowledged. A Records
 // message with `error` is the last one for that follower (dropped: too slow, WAL compacted
 // under it, limits). Follower ids are the front end's own; the committer keys them by peer.
-import type { IndexEntry, Op, WalRecord } from '../storage/types.js';
+import type { IndexEntry, Op, RedoNeedle, WalRecord } from '../storage/types.js';
 
 export const WAL_PROTOCOL_VERSION = 2;
 /** What this actor's start-up handshake checks (runtime/actor.ts). */
@@ -42,7 +42,7 @@ export interface FollowLimits {
 }
 
 export type WalRequest =
-  | { t: typeof WalMsg.Commit; ops: Op[] }
+  | { t: typeof WalMsg.Commit; ops: Op[]; redo?: RedoNeedle[] }
   /** retired: the volumes retired at or before the snapshot (kept in the new WAL as RETIRE ops). */
   | { t: typeof WalMsg.CompactBegin; snapshotLsn: number; retired?: number[] }
   | { t: typeof WalMsg.CompactChunk; entries: IndexEntry[] }

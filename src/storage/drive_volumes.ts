@@ -18,8 +18,8 @@
 //   makes the new volume's entry durable, so a removed volume's id is never given again and a
 //   retired volume never takes needles again after a crash;
 // - a needle is durable when sync() returns: every volume written since the last sync is
-//   fdatasynced, and, after a volume was created, the volumes/ directory too, so the new
-//   file's entry cannot vanish in a crash under an acknowledged needle;
+//   fdatasynced; a volume's directory entry is durable from its creation, so the file cannot
+//   vanish in a crash under an acknowledged needle (synced here, or carried by its WAL record);
 // - a failed sync fences the drive: every later write and sync fails (never retry-and-ack).
 import { join } from 'node:path';
 import type { Clock } from '../runtime/clock.js';
@@ -81,8 +81,9 @@ export class DriveVolumes {
     const volumesDir = join(options.dir, VOLUMES_DIR);
     // The directory entries of files found here may never have been synced: a process (or an
     // actor) that died after creating a volume and before its first sync leaves one that a
-    // power loss would take away with every needle later synced into it. So the first sync
-    // after an open always syncs the volumes/ folder and its parent, once.
+    // power loss would take away with every needle later written into it. So an open syncs the
+    // volumes/ folder and its parent, once, before the first append (which may not sync: a
+    // redo needle).
     const dirty: string[] = [options.dir, volumesDir];
     fs.mkdir(volumesDir);
     const files = openExisting(fs, volumesDir, options.group, dirty);
@@ -94,6 +95,7 @@ export class DriveVolumes {
     const drive = new DriveVolumes(fs, options, volumesDir, last);
     for (const f of files) drive.volumes.set(f.id, f);
     for (const d of dirty) drive.dirtyDirs.add(d);
+    drive.syncDirs(`open of drive ${options.dir}`);
     return drive;
   }
 
@@ -393,12 +395,18 @@ export class DriveVolumes {
     return volumeIdOf(this.options.group, seq);
   }
 
-  /** A new volume (the current one, or a stream volume); its directory entry is synced with the next sync. */
+  /**
+   * A new volume (the current one, or a stream volume), its directory entry durable at once: a
+   * needle appended without sync (a redo needle of its WAL record) is acknowledged with no
+   * sync of this drive, and a restart's redo writes needles only into volumes that are there
+   * (a missing one was retired and removed).
+   */
   private createVolume(id: number, current = true): VolumeFile {
     const file = VolumeFile.create(this.fs, join(this.volumesDir, volumeFileName(id)), id, this.options.clock.now());
     this.volumes.set(id, file);
     if (current) this.current = file;
     this.dirtyDirs.add(this.volumesDir);
+    this.syncDirs(`creation of volume ${id}`);
     return file;
   }
 

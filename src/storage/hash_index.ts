@@ -168,6 +168,15 @@ export class HashIndex {
   private usageSavedLsn: number;
   /** The heads front ends read (shared_heads.ts), once share() has handed them out. */
   private shared: SharedHeadsWriter | undefined;
+  /**
+   * Makes the needles of these volumes durable (the index actor fdatasyncs their files). Called
+   * before durableLsn passes the records that named them: a record may carry its needles as
+   * redo needles instead of their volume being synced (wal_redo.ts). Unset (the tools that
+   * build an index to read it, or to leave it to a later open): nothing is synced.
+   */
+  syncVolumes: ((volumes: readonly number[]) => void) | undefined;
+  /** Volumes named by SETs applied since durableLsn last moved. */
+  private readonly needleVolumes = new Set<number>();
 
   private constructor(
     private readonly fs: Fs,
@@ -434,9 +443,17 @@ export class HashIndex {
     }
     if (record.lsn <= this.applied) return [];
     this.validateOps(record.ops);
+    for (const op of record.ops) if (op.code === OpCode.Set || op.code === OpCode.SetIf) this.needleVolumes.add(op.address.volume);
     const results = this.guard(() => this.applyOps(record));
     this.applied = record.lsn;
     return results;
+  }
+
+  /** Before durableLsn moves up to appliedLsn: the needles of the records it passes, durable. */
+  private syncNeedleVolumes(): void {
+    if (this.needleVolumes.size === 0) return;
+    this.syncVolumes?.([...this.needleVolumes]);
+    this.needleVolumes.clear();
   }
 
   /** True when enough has changed since the last checkpoint to be worth one. */
@@ -462,6 +479,7 @@ export class HashIndex {
         if (this.usageSavedLsn !== lsn) this.saveUsage(lsn);
         return;
       }
+      this.syncNeedleVolumes(); // 0: the needles of the records this checkpoint passes
       f.handle.sync(); // 1: every entry appended so far is durable
       // Before any LSN can reach the heads file or the header: a sidecar is never older than
       // the header after a crash (a newer one still gives the retired set at the header's LSN).
@@ -876,6 +894,7 @@ export class HashIndex {
     this.main.flush();
     // Before the rename, as a checkpoint saves it before its header (see checkpoint()).
     if (this.usageSavedLsn !== this.applied) this.saveUsage(this.applied);
+    this.syncNeedleVolumes();
     const file = rb.swapIn(this.fs, this.path, { liveCount: this.live, durableLsn: this.applied });
     this.rebuild = undefined;
     this.main.handle.close();

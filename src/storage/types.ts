@@ -158,6 +158,23 @@ export interface WalRecord {
    * group after a damaged one proves the damage hit synced data, not a torn unsynced tail.
    */
   batchFirstLsn?: number;
+  /**
+   * Needles of this record's writes that were written to their volumes but not synced: the
+   * record carries them so that one fdatasync (the WAL's) makes the write durable. On open,
+   * every record after the index's durable LSN writes them again at their place
+   * (storage/wal_redo.ts); the index syncs their volumes before its durable LSN passes them.
+   * Kind 0 only. docs/formats.md §WAL, "Redo needles".
+   */
+  redo?: RedoNeedle[];
+}
+
+/** A plain needle (version 1, no flags) at its place: what a record's redo section holds. */
+export interface RedoNeedle {
+  volume: number;
+  offset: number;
+  key: Uint8Array;
+  value: Uint8Array;
+  expiresAt: number;
 }
 
 /** What the index holds for a live key. */

@@ -32,6 +32,7 @@ import {
   encodeSuperblock,
   encodeTrailer,
   needleLength,
+  writePlainNeedle,
   type NeedleHeader,
 } from './volume_format.js';
 import { crc32, crc32Combine } from './checksum.js';
@@ -220,13 +221,7 @@ export class VolumeFile {
     });
     if (end - offset > SINGLE_WRITE_MAX) throw new StoreError('INTERNAL', `a batch of ${end - offset} bytes is more than one write takes`);
     const buf = new Uint8Array(end - offset);
-    needles.forEach((n, i) => {
-      const at = addresses[i]!.offset - offset;
-      const header = encodeNeedleHeader(n.key, n.value.length, n.expiresAt, n.flags, 0);
-      buf.set(header, at);
-      buf.set(n.value, at + header.length);
-      buf.set(encodeTrailer(crc32(n.value, crc32(header))), at + header.length + n.value.length);
-    });
+    needles.forEach((n, i) => writePlainNeedle(buf, addresses[i]!.offset - offset, n.key, n.value, n.expiresAt, n.flags));
     this.writeAt(buf, offset);
     this.tailPos = alignUp(end);
     return addresses;

@@ -178,6 +178,20 @@ export function decodeNeedleHeader(buf: Uint8Array, key?: Uint8Array): NeedleHea
   return { flags, keyLength, valueLength, expiresAt, metaLength };
 }
 
+/**
+ * A plain needle (version 1: no metadata) written whole into `buf` at `at`, which must have
+ * needleLength(key, value) bytes there: what appendMany writes, and what a redo needle is
+ * rebuilt into, byte for byte. Answers its length.
+ */
+export function writePlainNeedle(buf: Uint8Array, at: number, key: Uint8Array, value: Uint8Array, expiresAt: number, flags = 0): number {
+  const header = encodeNeedleHeader(key, value.length, expiresAt, flags, 0);
+  buf.set(header, at);
+  buf.set(value, at + header.length);
+  const end = at + header.length + value.length;
+  view(buf).setUint32(end, crc32(value, crc32(header)) >>> 0, true);
+  return end + NEEDLE_TRAILER_SIZE - at;
+}
+
 /** The trailer: CRC-32 of every needle byte before it, little-endian. */
 export function encodeTrailer(crc: number): Uint8Array {
   const buf = new Uint8Array(NEEDLE_TRAILER_SIZE);

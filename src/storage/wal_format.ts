@@ -1,6 +1,7 @@
 // The bytes of wal.log (docs/formats.md §WAL), shared by the writer, the reader and compaction.
 // Owns: the header layout, the record frame `length u32 | crc32 u32 | payload`, and the CBOR
-// payload `[lsn, timeMs, kind, ops]` with positional ops. Snapshot chunks (kind 1) hold SETs only.
+// payload `[lsn, timeMs, kind, ops, batchFirstLsn?, redo?]` with positional ops. Snapshot chunks
+// (kind 1) hold SETs only; redo needles come with group-committed records only.
 // Invariants:
 //  - every record this module encodes decodes back to an equal record (keys come back as plain
 //    Uint8Array copies, never views into the caller's buffer);
@@ -11,7 +12,7 @@
 import { crc32 } from './checksum.js';
 import { Encoder } from 'cbor-x';
 import { canaries } from '../runtime/canary.js';
-import { GuardKind, OpCode, type NeedleAddress, type Op, type SetOp, type WalRecord } from './types.js';
+import { GuardKind, OpCode, type NeedleAddress, type Op, type RedoNeedle, type SetOp, type WalRecord } from './types.js';
 import { StoreError } from '../runtime/errors.js';
 
 export const WAL_HEADER_SIZE = 32;
@@ -53,6 +54,16 @@ export function decodeWalHeader(buf: Uint8Array): { snapshotLsn: number } | null
   const lsn = view.getBigUint64(16, true);
   if (lsn > BigInt(Number.MAX_SAFE_INTEGER)) return null;
   return { snapshotLsn: Number(lsn) };
+}
+
+/**
+ * A record as the index and the followers take it: its redo needles are in wal.log (and the
+ * volume log's copy of its bytes) for a restart's redo; nothing else reads them.
+ */
+export function withoutRedo(r: WalRecord): WalRecord {
+  if (r.redo === undefined) return r;
+  const { redo: _, ...rest } = r;
+  return rest;
 }
 
 /** The CBOR payload alone. Throws BAD_ARGUMENT for a record that would not decode. */
@@ -127,11 +138,22 @@ function encodeCbor(record: WalRecord): Uint8Array {
   if (record.kind !== 0 && record.kind !== 1) bad(`kind ${String(record.kind)}`);
   if (!Array.isArray(record.ops)) bad('ops is not an array');
   const ops = record.ops.map((op) => opToArray(op, record.kind));
+  const redo = record.redo ?? [];
+  if (redo.length > 0 && (record.kind !== 0 || record.batchFirstLsn === undefined)) bad('redo needles outside a group-committed record');
   // The encoder reuses its output buffer: callers copy before the next encode.
   if (record.batchFirstLsn === undefined) return codec.encode([record.lsn, record.timeMs, record.kind, ops]);
   assertUint(record.batchFirstLsn, 'batchFirstLsn');
   if (record.batchFirstLsn > record.lsn) bad(`batchFirstLsn ${record.batchFirstLsn} after lsn ${record.lsn}`);
-  return codec.encode([record.lsn, record.timeMs, record.kind, ops, record.batchFirstLsn]);
+  if (redo.length === 0) return codec.encode([record.lsn, record.timeMs, record.kind, ops, record.batchFirstLsn]);
+  return codec.encode([record.lsn, record.timeMs, record.kind, ops, record.batchFirstLsn, redo.map(redoToArray)]);
+}
+
+/** `[volume id, offset, expires at, key, value]`: the needle is rebuilt from them byte for byte. */
+function redoToArray(n: RedoNeedle): unknown[] {
+  for (const [v, what] of [[n.volume, 'redo volume'], [n.offset, 'redo offset'], [n.expiresAt, 'redo expiresAt']] as const) assertUint(v, what);
+  assertKey(n.key);
+  if (!(n.value instanceof Uint8Array)) bad('redo value is not a Uint8Array');
+  return [n.volume, n.offset, n.expiresAt, n.key, n.value];
 }
 
 /** A needle with a metadata section names its length as one more field (older records have none). */
@@ -241,8 +263,8 @@ function toKey(v: unknown): Uint8Array | null {
 }
 
 function toRecord(v: unknown): WalRecord | null {
-  if (!Array.isArray(v) || (v.length !== 4 && v.length !== 5)) return null;
-  const [lsn, timeMs, kind, rawOps, batchFirstLsn] = v as unknown[];
+  if (!Array.isArray(v) || v.length < 4 || v.length > 6) return null;
+  const [lsn, timeMs, kind, rawOps, batchFirstLsn, rawRedo] = v as unknown[];
   if (!isUint(lsn) || !isUint(timeMs) || (kind !== 0 && kind !== 1)) return null;
   if (!Array.isArray(rawOps)) return null;
   const ops: Op[] = [];
@@ -255,7 +277,27 @@ function toRecord(v: unknown): WalRecord | null {
   }
   if (batchFirstLsn === undefined) return { lsn, timeMs, kind, ops };
   if (!isUint(batchFirstLsn) || batchFirstLsn > lsn) return null;
-  return { lsn, timeMs, kind, ops, batchFirstLsn };
+  if (rawRedo === undefined) return { lsn, timeMs, kind, ops, batchFirstLsn };
+  if (kind !== 0 || !Array.isArray(rawRedo) || rawRedo.length === 0) return null;
+  const redo: RedoNeedle[] = [];
+  for (const raw of rawRedo as unknown[]) {
+    const n = toRedo(raw);
+    if (n === null) return null;
+    redo.push(n);
+  }
+  return { lsn, timeMs, kind, ops, batchFirstLsn, redo };
+}
+
+function toRedo(v: unknown): RedoNeedle | null {
+  if (!Array.isArray(v) || v.length !== 5) return null;
+  const [volume, offset, expiresAt, rawKey, rawValue] = v as unknown[];
+  if (!isUint(volume) || !isUint(offset) || !isUint(expiresAt) || !(rawValue instanceof Uint8Array)) return null;
+  const key = toKey(rawKey);
+  if (key === null) return null;
+  // A copy, as toKey's: the reader reuses the buffer the payload was read into.
+  const value = new Uint8Array(rawValue.length);
+  value.set(rawValue);
+  return { volume, offset, expiresAt, key, value };
 }
 
 /** `[1, key, volume, offset, length, expires at, metadata length (0: none), modified]`. */

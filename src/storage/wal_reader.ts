@@ -261,9 +261,9 @@ export function findValidRecordAfter(fs: Fs, path: string, from: number, afterLs
       for (let i = base === from ? 1 : 0; i + WAL_RECORD_HEADER_SIZE < n; i++) {
         const length = view.getUint32(i, true);
         if (length < 1 || length > WAL_MAX_PAYLOAD || base + i + WAL_RECORD_HEADER_SIZE + length > size) continue;
-        // A payload is a CBOR array of 4 or 5 (0x84, 0x85): a one-byte check before any CRC.
+        // A payload is a CBOR array of 4 to 6 (0x84..0x86): a one-byte check before any CRC.
         const head = buf[i + WAL_RECORD_HEADER_SIZE];
-        if (i + WAL_RECORD_HEADER_SIZE < n && head !== 0x84 && head !== 0x85) continue;
+        if (i + WAL_RECORD_HEADER_SIZE < n && head !== 0x84 && head !== 0x85 && head !== 0x86) continue;
         const frame = readFrameAt(file, base + i, length);
         const res = decodeRecord(frame, 0);
         if (res.ok && (res.record.batchFirstLsn ?? res.record.lsn) > afterLsn) return { offset: base + i, lsn: res.record.lsn };

@@ -13,7 +13,7 @@ import * as nodePath from 'node:path';
 import { canaries } from '../runtime/canary.js';
 import type { FileHandle, Fs } from '../runtime/fs.js';
 import { fsErrorCode } from '../runtime/fs.js';
-import { type Op, type WalRecord } from './types.js';
+import { type Op, type RedoNeedle, type WalRecord } from './types.js';
 import { WAL_HEADER_SIZE, encodeRecord, encodeWalHeader } from './wal_format.js';
 import { findValidRecordAfter, io, scanFrames, type WalScanEnd } from './wal_reader.js';
 import { StoreError } from '../runtime/errors.js';
@@ -28,6 +28,8 @@ export interface WalOptions {
 export interface CommitRequest {
   ops: Op[];
   timeMs: number;
+  /** Needles of these ops written but not synced: the record carries them (WalRecord.redo). */
+  redo?: RedoNeedle[];
 }
 
 /** What open found and cut: the actor reports a non-empty cut loudly. */
@@ -111,7 +113,11 @@ export class WalWriter {
     this.assertWritable();
     if (batch.length === 0) return [];
     const first = this.last + 1;
-    const records = batch.map((req, i): WalRecord => ({ lsn: first + i, timeMs: req.timeMs, kind: 0, ops: req.ops, batchFirstLsn: first }));
+    const records = batch.map((req, i): WalRecord => {
+      const record: WalRecord = { lsn: first + i, timeMs: req.timeMs, kind: 0, ops: req.ops, batchFirstLsn: first };
+      if (req.redo !== undefined && req.redo.length > 0) record.redo = req.redo;
+      return record;
+    });
     const bytes = this.encodeBatch(records);
     try {
       this.file.write(bytes, this.end);

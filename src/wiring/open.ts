@@ -25,6 +25,7 @@ import { VolumeReader } from '../storage/volume_reader.js';
 import { loadOrStartHistory } from '../storage/history.js';
 import { INDEX_FILE, LOG_DIR, WAL_FILE, rebuildPending, resyncPending } from '../storage/store_files.js';
 import { chooseGeneration } from '../storage/log_rebuild.js';
+import { redoNeedles } from '../storage/wal_redo.js';
 import type { ScrubInput, ScrubReport } from '../storage/volume_scrub.js';
 import { BROKER_ACTOR } from '../protocol/store_actors.js';
 import { DEFAULT_LIMITS, type Database, type OpenOptions } from '../db/api.js';
@@ -121,6 +122,8 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     if (options.replicaGroups === undefined) loadOrStartHistory(fs, root);
     const groups = options.replicaGroups ?? resolveGroups(loadRegistry(fs, root), [root, ...(options.drives ?? []).map((d) => resolve(d))], replication);
     refuseLostWal(fs, root, logDirOf(root, groups, options.logDrive));
+    // Before any volume writer appends: the needles that records carry, back at their places.
+    redoNeedles(fs, root, new Map(groups.map((g) => [g.id, g.dir])));
     // Each start of a master with volume servers is a new epoch, above any its servers have
     // seen: they refuse the writes of any master started before it (docs/volume-server.md).
     const epoch = replication.servers.length > 0 ? nextEpoch(fs, root, await highestServerEpoch(replication.servers, options.volumeSecret ?? null)) : 0;
@@ -131,7 +134,7 @@ export async function openStore(dir: string, options: OpenOptions = {}, extra: E
     undo.unshift(() => reader.close());
     const sharedIndex = options.sharedHeads === undefined ? undefined : SharedIndexReader.of(options.sharedHeads, fs, root, () => seams.clock.now());
     undo.unshift(() => sharedIndex?.close());
-    const ports = actorPorts((name) => supervisor.peer(name), groups, groupReader((name) => supervisor.peer(name), groups, new DriveReader(reader)), sharedIndex);
+    const ports = actorPorts((name) => supervisor.peer(name), groups, groupReader((name) => supervisor.peer(name), groups, new DriveReader(reader)), options.sync ?? 'always', sharedIndex);
     // The broker's registry is in memory: after a restart (READY again), send it our subscriptions.
     supervisor.on('actor-restart', (event: { name: string }) => {
       if (event.name === BROKER_ACTOR) void (ports.broker as ActorBroker).resubscribe().catch(() => undefined);

@@ -57,6 +57,8 @@ export function storeTopology(config: StoreTopologyConfig): ActorSpec[] {
     ...(config.indexBuckets ? { indexBuckets: config.indexBuckets } : {}),
     ...(config.lookupSlots ? { lookupSlots: config.lookupSlots } : {}),
     ...(config.sharedHeads ? { sharedHeads: config.sharedHeads } : {}),
+    // Records carry their small needles instead of a volume sync only when the store syncs.
+    ...(config.sync === 'always' ? { volumeDirs: config.groups.map((g): [number, string] => [g.id, g.dir]), volumeSyncFence: new SharedArrayBuffer(4) } : {}),
   };
   return [
     ...linkSpecs,
