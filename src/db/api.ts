@@ -6,9 +6,10 @@ import type { ScrubReport } from '../storage/volume_scrub.js';
 import type { SyncPolicy } from '../storage/types.js';
 import type { Change, Current, Decide, Decision, KeyState } from './key_updates.js';
 import type { Progress, VacuumReport, VacuumSettings } from './vacuum.js';
+import type { AutoCompact } from './auto_compact.js';
 import type { ScrubSummary } from '../protocol/operations.js';
 
-export type { Change, Current, Decide, Decision, KeyState, Progress, ScrubReport, ScrubSummary, SyncPolicy, VacuumReport, VacuumSettings };
+export type { AutoCompact, Change, Current, Decide, Decision, KeyState, Progress, ScrubReport, ScrubSummary, SyncPolicy, VacuumReport, VacuumSettings };
 
 /** Keys and values are bytes; a string is taken as its UTF-8 bytes. */
 export type Bytes = Uint8Array | string;
@@ -295,6 +296,8 @@ export interface OpenOptions {
   scrubRateBytesPerSec?: number;
   /** How often a background scrub runs (ms; 0: only when asked). Default 24 h. */
   autoScrubEveryMs?: number;
+  /** When wal.log is compacted by itself; default DEFAULT_AUTO_COMPACT. */
+  autoCompact?: Partial<AutoCompact>;
   /**
    * The drive whose `log/` holds the volume log, the copy of the WAL that cmd/rebuild.js
    * rebuilds from (docs/formats.md §Log volumes). Default: the drive of the highest volume

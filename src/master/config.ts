@@ -23,6 +23,7 @@ import { MIN_VOLUME_SIZE } from '../storage/drive_volumes.js';
 import { MAX_VALUE_LENGTH } from '../storage/volume_format.js';
 import { DEFAULT_LOG_LEVEL, LOG_LEVELS, LOG_LEVEL_ENV, parseLogLevel, type LogLevel } from './log.js';
 import { DEFAULT_TCP_LIMITS } from '../protocol/tcp_limits.js';
+import { DEFAULT_AUTO_COMPACT } from '../db/auto_compact.js';
 import type { ListenAddress, MasterConfig } from './master_config.js';
 import { MAX_CORS_ORIGINS, normalizeOrigin } from '../frontend/http_cors.js';
 
@@ -107,6 +108,8 @@ Flags override the fields of the --config file; sizes take bytes or a unit (512m
   --vacuum-every SECONDS        look for sealed volumes to vacuum this often; 0 = only VACUUM (60) [vacuum_every]
   --scrub-rate MB               MB/s a scrub reads on average; 0 = no limit (32)    [scrub_rate]
   --scrub-every SECONDS         scrub every volume this often; 0 = only SCRUB (86400) [scrub_every]
+  --auto-compact-percentage PERCENT  COMPACT once wal.log grew this much since the last one; 0 = only COMPACT (100) [auto_compact_percentage]
+  --auto-compact-min-size SIZE  ... and is at least this big (64mb)              [auto_compact_min_size]
   --log-level LEVEL             ${LOG_LEVELS.join('|')} (default ${DEFAULT_LOG_LEVEL}; also $${LOG_LEVEL_ENV})
   --help                        show this text
 
@@ -146,6 +149,8 @@ interface Settings {
   vacuum_every: number;
   scrub_rate: number;
   scrub_every: number;
+  auto_compact_percentage: number;
+  auto_compact_min_size: number;
 }
 type Key = keyof Settings;
 
@@ -304,6 +309,8 @@ const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   vacuum_every: { flag: '--vacuum-every', convert: intIn(0, 7 * 24 * 3600) },
   scrub_rate: { flag: '--scrub-rate', convert: intIn(0, 1_000_000) },
   scrub_every: { flag: '--scrub-every', convert: intIn(0, 365 * 24 * 3600) },
+  auto_compact_percentage: { flag: '--auto-compact-percentage', convert: intIn(0, 100_000) },
+  auto_compact_min_size: { flag: '--auto-compact-min-size', convert: sizeIn(0, 2 ** 50) },
 };
 const KEYS = Object.keys(FIELDS) as Key[];
 const BY_FLAG = new Map<string, Key>(KEYS.map((k) => [FIELDS[k].flag, k]));
@@ -349,6 +356,8 @@ function defaults(p: Platform): Settings {
     vacuum_every: 60,
     scrub_rate: 32,
     scrub_every: 86400,
+    auto_compact_percentage: DEFAULT_AUTO_COMPACT.percentage,
+    auto_compact_min_size: DEFAULT_AUTO_COMPACT.minBytes,
   };
 }
 
@@ -544,6 +553,9 @@ function toConfig(s: Settings): MasterConfig {
     // Only when changed, as minReplicas: a config without them reads as it did before.
     ...(s.vacuum_threshold === 30 && s.vacuum_rate === 64 && s.vacuum_every === 60 ? {} : { vacuum: { thresholdPercent: s.vacuum_threshold, rateMBps: s.vacuum_rate, everySeconds: s.vacuum_every } }),
     ...(s.scrub_rate === 32 && s.scrub_every === 86400 ? {} : { scrub: { rateMBps: s.scrub_rate, everySeconds: s.scrub_every } }),
+    ...(s.auto_compact_percentage === DEFAULT_AUTO_COMPACT.percentage && s.auto_compact_min_size === DEFAULT_AUTO_COMPACT.minBytes
+      ? {}
+      : { autoCompact: { percentage: s.auto_compact_percentage, minBytes: s.auto_compact_min_size } }),
     tcpLimits: {
       ...DEFAULT_TCP_LIMITS,
       maxClients: s.maxclients,

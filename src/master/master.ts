@@ -158,6 +158,7 @@ export async function runMaster(config: MasterConfig, log: Logger, role: Replica
       ...(role === null ? {} : { replicaGroups: role.groups }),
       ...(config.scrub === undefined ? {} : { scrubRateBytesPerSec: config.scrub.rateMBps * 1024 * 1024, autoScrubEveryMs: config.scrub.everySeconds * 1000 }),
       ...(config.vacuum === undefined ? {} : { vacuum: { threshold: config.vacuum.thresholdPercent / 100, rateBytesPerSec: config.vacuum.rateMBps * 1024 * 1024 }, autoVacuumEveryMs: config.vacuum.everySeconds * 1000 }),
+      ...(config.autoCompact === undefined ? {} : { autoCompact: config.autoCompact }),
     },
     (groups, dataDir) => [...tcpSpecs(groups, dataDir), ...httpSpecs(groups, dataDir)],
   );

@@ -43,4 +43,6 @@ export interface MasterConfig {
   vacuum?: { thresholdPercent: number; rateMBps: number; everySeconds: number };
   /** The scrub's settings; absent: 32 MB/s, every 24 h. */
   scrub?: { rateMBps: number; everySeconds: number };
+  /** When wal.log is compacted by itself (Redis' auto-aof-rewrite-*); absent: DEFAULT_AUTO_COMPACT. */
+  autoCompact?: { percentage: number; minBytes: number };
 }

@@ -27,7 +27,8 @@ import { INDEX_FILE, LOG_DIR, WAL_FILE, rebuildPending, resyncPending } from '..
 import { chooseGeneration } from '../storage/log_rebuild.js';
 import { redoNeedles } from '../storage/wal_redo.js';
 import type { ScrubInput, ScrubReport } from '../storage/volume_scrub.js';
-import { BROKER_ACTOR } from '../protocol/store_actors.js';
+import { BROKER_ACTOR, WAL_ACTOR } from '../protocol/store_actors.js';
+import { AutoCompactor, DEFAULT_AUTO_COMPACT } from '../db/auto_compact.js';
 import { DEFAULT_LIMITS, type Database, type OpenOptions } from '../db/api.js';
 import { ActorBroker, actorPorts } from '../db/actor_ports.js';
 import { EngineDatabase } from '../db/database.js';
@@ -210,6 +211,8 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
     startAutoVacuum(vacuum, background, options.autoVacuumEveryMs ?? AUTO_VACUUM_EVERY_MS);
     const scrubEvery = options.autoScrubEveryMs ?? AUTO_SCRUB_EVERY_MS;
     if (scrubEvery > 0) background.every(scrubEvery, () => void scrubber.run().catch(() => undefined));
+    const walSize = async (): Promise<number> => (await supervisor.control<{ stats(): { size: number } }>(WAL_ACTOR).stats()).size;
+    startAutoCompact(new AutoCompactor({ ...DEFAULT_AUTO_COMPACT, ...options.autoCompact }, walSize, () => engine.compact()), background, options.autoCompact?.everyMs ?? DEFAULT_AUTO_COMPACT.everyMs);
   };
   const scrub = seams.scrub ?? scrubOnPool();
   const volumes = engine.ports.volumes;
@@ -262,6 +265,21 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
 function startAutoVacuum(vacuum: Vacuum, scheduler: Scheduler, everyMs: number): void {
   if (everyMs <= 0) return;
   scheduler.every(everyMs, () => void vacuum.run(undefined, true).catch(() => undefined)); // an actor restarting: the next look retries
+}
+
+/** The automatic COMPACT (db/auto_compact.ts): a look every `everyMs`, never two at once. */
+function startAutoCompact(compactor: AutoCompactor, scheduler: Scheduler, everyMs: number): void {
+  let looking = false;
+  scheduler.every(everyMs, () => {
+    if (looking) return;
+    looking = true;
+    compactor
+      .check()
+      .catch(() => undefined) // an actor restarting, a COMPACT refused: the next look retries
+      .finally(() => {
+        looking = false;
+      });
+  });
 }
 
 /** The background TTL sweep: a slice every 100 ms, never two at once. */
