@@ -228,10 +228,15 @@ export class KeyUpdates {
     let held = false;
     try {
       const redo = await this.engine.secure(placed);
-      await Promise.all(before.map((b) => b?.submitted));
-      const committing = this.engine.ports.commit.commit(ops, redo);
-      submit();
-      const { results } = await committing;
+      let results: number[];
+      try {
+        await Promise.all(before.map((b) => b?.submitted));
+        const committing = this.engine.ports.commit.commit(ops, redo);
+        submit();
+        ({ results } = await committing);
+      } finally {
+        this.engine.releaseRedo(redo);
+      }
       this.engine.committed(ops, results);
       const applied = !guardsFailed(ops, results);
       held = !applied && holdOnFailure;
