@@ -427,6 +427,20 @@ describe('master config: the protocol limits are all configurable', () => {
     assert.match(error(['--max-multibulk-len', '0']), /--max-multibulk-len/);
     assert.match(error(['--max-inline-len', 'lots']), /--max-inline-len/);
   });
+
+  it('--auto-compact-percentage, --auto-compact-min-size, --needle-cache-size and their file fields; defaults leave the config as it was', () => {
+    const d = config([]);
+    assert.equal(d.autoCompact, undefined);
+    assert.equal(d.needleCacheBytes, undefined);
+    const c = config(['--auto-compact-percentage', '0', '--auto-compact-min-size', '1gb', '--needle-cache-size', '0']);
+    assert.deepEqual(c.autoCompact, { percentage: 0, minBytes: 1024 ** 3 });
+    assert.equal(c.needleCacheBytes, 0);
+    const f = config(['--config', configFile({ auto_compact_percentage: 50, needle_cache_size: '256mb' })]);
+    assert.deepEqual(f.autoCompact, { percentage: 50, minBytes: 64 * 1024 * 1024 });
+    assert.equal(f.needleCacheBytes, 256 * 1024 * 1024);
+    assert.match(error(['--needle-cache-size', '3gb']), /--needle-cache-size/, 'above the 2 GiB a cache takes');
+    assert.match(error(['--auto-compact-percentage', '-1']), /--auto-compact-percentage/);
+  });
 });
 
 describe('master config: HTTP settings', () => {

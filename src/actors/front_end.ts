@@ -19,13 +19,19 @@ import { Channel } from '../runtime/channel.js';
 import { SharedIndexReader } from '../storage/shared_heads.js';
 import { FrontEndMsg, type FrontEndReplies, type FrontEndToMain } from '../protocol/frontend_protocol.js';
 
-/** Bytes of small needles each front-end thread keeps (storage/needle_cache.ts). */
+/** Bytes of small needles each front-end thread keeps by default (storage/needle_cache.ts). */
 export const NEEDLE_CACHE_BYTES = 32 * 1024 * 1024;
+/** The most --needle-cache-size takes: two slabs of half of it each (Uint8Array bounds). */
+export const MAX_NEEDLE_CACHE_BYTES = 2 * 1024 * 1024 * 1024;
 
-/** The index's heads in shared memory (absent: lookups are messages), and whose index.hash. */
-export interface SharedIndex {
+/** What a front end's engine is built on, from its actor config. */
+export interface FrontEndStore {
+  /** The index's heads in shared memory (absent: lookups are messages), and whose index.hash. */
   indexHeads?: SharedArrayBuffer;
   dataDir: string;
+  sync: SyncPolicy;
+  /** Bytes of the needle cache (0: none); absent: NEEDLE_CACHE_BYTES. */
+  needleCacheBytes?: number;
 }
 
 /** The store-wide operations (the vacuum) of a front end's database: run by main. */
@@ -51,19 +57,18 @@ export function frontEndEngine(
   env: ActorEnv,
   groups: LocalGroup[],
   limits: Partial<Limits> = {},
-  role: RoleFlag = { readOnly: false },
-  heads?: SharedIndex,
-  sync: SyncPolicy = 'always',
+  role: RoleFlag,
+  store: FrontEndStore,
 ): { engine: Engine; reader: VolumeReader; needles: ReadPort; shared: SharedIndexReader | undefined; close(): void } {
   // A master's front end keeps its hot small values (needle_cache.ts); a replica's volumes are
   // its master's bytes, rewritten by a full copy, so it reads them from the files every time.
-  const reader = new VolumeReader(env.fs, groups, DEFAULT_MAX_OPEN, role.readOnly ? 0 : NEEDLE_CACHE_BYTES);
+  const reader = new VolumeReader(env.fs, groups, DEFAULT_MAX_OPEN, role.readOnly ? 0 : (store.needleCacheBytes ?? NEEDLE_CACHE_BYTES));
   for (const name of storeActorNames(groups)) env.peer(name).setFlushMode('turn');
   const needles = groupReader((name) => env.peer(name), groups, new DriveReader(reader));
   // Lookups read the index's shared heads and index.hash on this thread; a message only when
   // the index is changing (shared_heads.ts).
-  const shared = heads?.indexHeads === undefined ? undefined : SharedIndexReader.of(heads.indexHeads, env.fs, heads.dataDir, () => env.clock.now());
-  const ports = guardWrites(actorPorts((name) => env.peer(name), groups, needles, sync, shared), role);
+  const shared = store.indexHeads === undefined ? undefined : SharedIndexReader.of(store.indexHeads, env.fs, store.dataDir, () => env.clock.now());
+  const ports = guardWrites(actorPorts((name) => env.peer(name), groups, needles, store.sync, shared), role);
   const engine = new Engine(ports, { ...DEFAULT_LIMITS, ...limits }, env.clock);
   return {
     engine,

@@ -80,6 +80,8 @@ export interface HttpFrontendConfig {
   dataDir: string;
   /** The store's sync policy (--sync): under 'always' small values ride in their WAL record. */
   sync: SyncPolicy;
+  /** Bytes of this thread's needle cache (--needle-cache-size; 0: none); absent: the default. */
+  needleCacheBytes?: number;
   /** null: no token required. */
   token: string | null;
   /** Origins whose pages may call the API (CORS; '*' = any); absent or empty: CORS off. */
@@ -109,7 +111,7 @@ const createHttpFrontend: ActorFactory<HttpFrontendConfig> = async (env) => {
   const config = env.config;
   let nextSubscriber = 1;
   const role: RoleFlag = { readOnly: config.replica === true, replicas: new ReplicaTable(config.replicaTable ?? createReplicaTable(1)) };
-  const { engine, reader, needles, shared, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role, config, config.sync);
+  const { engine, reader, needles, shared, close: closeEngine } = frontEndEngine(env, config.groups, { maxKeyLength: config.maxKeyLength }, role, config);
   const ports = engine.ports;
   const httpMetrics = new HttpMetrics();
   if (needles instanceof GroupReader) httpMetrics.watchReads(needles.counts);

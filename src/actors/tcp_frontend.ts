@@ -48,6 +48,8 @@ export interface TcpFrontendConfig {
   groups: LocalGroup[];
   dataDir: string;
   sync: 'always' | 'none';
+  /** Bytes of this thread's needle cache (--needle-cache-size; 0: none); absent: the default. */
+  needleCacheBytes?: number;
   /** What CONFIG GET answers. */
   configView: Record<string, string>;
   engineLimits?: Partial<Limits>;
@@ -87,7 +89,7 @@ const createTcpFrontend: ActorFactory<TcpFrontendConfig> = async (env) => {
   let nextSubscriber = 1;
   const table = new ReplicaTable(config.replicaTable ?? createReplicaTable(1));
   const role: RoleFlag = { readOnly: config.replica === true, replicas: table };
-  const { engine, reader, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits, role, config, config.sync);
+  const { engine, reader, close: closeEngine } = frontEndEngine(env, config.groups, config.engineLimits ?? {}, role, config);
   const broker = engine.ports.broker;
   const db = new EngineDatabase(engine, async () => undefined, async () => ({}), undefined, storeAdmin(env));
   const clients = new Map<number, ClientState>();

@@ -24,6 +24,7 @@ import { MAX_VALUE_LENGTH } from '../storage/volume_format.js';
 import { DEFAULT_LOG_LEVEL, LOG_LEVELS, LOG_LEVEL_ENV, parseLogLevel, type LogLevel } from './log.js';
 import { DEFAULT_TCP_LIMITS } from '../protocol/tcp_limits.js';
 import { DEFAULT_AUTO_COMPACT } from '../db/auto_compact.js';
+import { MAX_NEEDLE_CACHE_BYTES, NEEDLE_CACHE_BYTES } from '../actors/front_end.js';
 import type { ListenAddress, MasterConfig } from './master_config.js';
 import { MAX_CORS_ORIGINS, normalizeOrigin } from '../frontend/http_cors.js';
 
@@ -110,6 +111,7 @@ Flags override the fields of the --config file; sizes take bytes or a unit (512m
   --scrub-every SECONDS         scrub every volume this often; 0 = only SCRUB (86400) [scrub_every]
   --auto-compact-percentage PERCENT  COMPACT once wal.log grew this much since the last one; 0 = only COMPACT (100) [auto_compact_percentage]
   --auto-compact-min-size SIZE  ... and is at least this big (64mb)              [auto_compact_min_size]
+  --needle-cache-size SIZE      small values kept in memory per front-end thread; 0 = none (32mb) [needle_cache_size]
   --log-level LEVEL             ${LOG_LEVELS.join('|')} (default ${DEFAULT_LOG_LEVEL}; also $${LOG_LEVEL_ENV})
   --help                        show this text
 
@@ -151,6 +153,7 @@ interface Settings {
   scrub_every: number;
   auto_compact_percentage: number;
   auto_compact_min_size: number;
+  needle_cache_size: number;
 }
 type Key = keyof Settings;
 
@@ -206,6 +209,12 @@ function sizeIn(min: number, max: number): Convert<number> {
     if (n > max) return bad(`is above the maximum of ${max} bytes`);
     return { ok: n };
   };
+}
+
+/** A size as sizeIn(1, max), or 0 (what turns the thing off). */
+function sizeOrZero(max: number): Convert<number> {
+  const size = sizeIn(1, max);
+  return (v, fromFlag) => (v === 0 || v === '0' ? { ok: 0 } : size(v, fromFlag));
 }
 
 function oneOf<T extends string>(...choices: T[]): Convert<T> {
@@ -310,7 +319,8 @@ const FIELDS: { [K in Key]: Field<Settings[K]> } = {
   scrub_rate: { flag: '--scrub-rate', convert: intIn(0, 1_000_000) },
   scrub_every: { flag: '--scrub-every', convert: intIn(0, 365 * 24 * 3600) },
   auto_compact_percentage: { flag: '--auto-compact-percentage', convert: intIn(0, 100_000) },
-  auto_compact_min_size: { flag: '--auto-compact-min-size', convert: sizeIn(0, 2 ** 50) },
+  auto_compact_min_size: { flag: '--auto-compact-min-size', convert: sizeOrZero(2 ** 50) },
+  needle_cache_size: { flag: '--needle-cache-size', convert: sizeOrZero(MAX_NEEDLE_CACHE_BYTES) },
 };
 const KEYS = Object.keys(FIELDS) as Key[];
 const BY_FLAG = new Map<string, Key>(KEYS.map((k) => [FIELDS[k].flag, k]));
@@ -358,6 +368,7 @@ function defaults(p: Platform): Settings {
     scrub_every: 86400,
     auto_compact_percentage: DEFAULT_AUTO_COMPACT.percentage,
     auto_compact_min_size: DEFAULT_AUTO_COMPACT.minBytes,
+    needle_cache_size: NEEDLE_CACHE_BYTES,
   };
 }
 
@@ -556,6 +567,7 @@ function toConfig(s: Settings): MasterConfig {
     ...(s.auto_compact_percentage === DEFAULT_AUTO_COMPACT.percentage && s.auto_compact_min_size === DEFAULT_AUTO_COMPACT.minBytes
       ? {}
       : { autoCompact: { percentage: s.auto_compact_percentage, minBytes: s.auto_compact_min_size } }),
+    ...(s.needle_cache_size === NEEDLE_CACHE_BYTES ? {} : { needleCacheBytes: s.needle_cache_size }),
     tcpLimits: {
       ...DEFAULT_TCP_LIMITS,
       maxClients: s.maxclients,

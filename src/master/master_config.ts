@@ -45,4 +45,6 @@ export interface MasterConfig {
   scrub?: { rateMBps: number; everySeconds: number };
   /** When wal.log is compacted by itself (Redis' auto-aof-rewrite-*); absent: DEFAULT_AUTO_COMPACT. */
   autoCompact?: { percentage: number; minBytes: number };
+  /** Bytes of each front-end thread's cache of small values; absent: 32 MiB. */
+  needleCacheBytes?: number;
 }
