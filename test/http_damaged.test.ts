@@ -7,9 +7,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
 import { startHttpMaster, stopAll, type MasterProcess } from './helpers/master_process.js';
+import { flipInVolume } from './helpers/volume_damage.js';
 
 let m: MasterProcess;
 let port: number;
@@ -45,17 +44,7 @@ async function put(key: string, body: Buffer): Promise<void> {
 
 /** Flips one byte `at` bytes into the first run of 64 `mark` bytes of the master's volume. */
 function flip(mark: number, at: number): void {
-  const path = join(m.dataDir, 'volumes', 'vol-000000.data');
-  const fd = openSync(path, 'r+');
-  try {
-    const buf = Buffer.alloc(16 * 1024 * 1024);
-    const n = readSync(fd, buf, 0, buf.length, 0);
-    const start = buf.subarray(0, n).indexOf(Buffer.alloc(64, mark));
-    assert.ok(start >= 0, `a run of ${mark} in the volume`);
-    writeSync(fd, Buffer.from([mark ^ 0xff]), 0, 1, start + at);
-  } finally {
-    closeSync(fd);
-  }
+  flipInVolume(m.dataDir, mark, at);
 }
 
 before(async () => {

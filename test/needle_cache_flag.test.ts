@@ -3,26 +3,11 @@
 // the volume and checks it (the flip is a checksum error, never served).
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { closeSync, openSync, readSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { startMaster, stopAll } from './helpers/master_process.js';
+import { flipInVolume } from './helpers/volume_damage.js';
 
 after(stopAll);
-
-/** Flips the byte `at` bytes into the first run of 64 `mark` bytes of the master's first volume. */
-function flip(dataDir: string, mark: number, at: number): void {
-  const fd = openSync(join(dataDir, 'volumes', 'vol-000000.data'), 'r+');
-  try {
-    const buf = Buffer.alloc(1024 * 1024);
-    const n = readSync(fd, buf, 0, buf.length, 0);
-    const start = buf.subarray(0, n).indexOf(Buffer.alloc(64, mark));
-    assert.ok(start >= 0, `a run of ${mark} in the volume`);
-    writeSync(fd, Buffer.from([mark ^ 0xff]), 0, 1, start + at);
-  } finally {
-    closeSync(fd);
-  }
-}
 
 /** SET, GET (the cache may keep it), flip a byte on disk, GET again: what the second GET answers. */
 async function readAfterFlip(args: string[]): Promise<Buffer | Error> {
@@ -33,7 +18,7 @@ async function readAfterFlip(args: string[]): Promise<Buffer | Error> {
     const value = Buffer.alloc(1000, 0x5a);
     assert.equal(await client.set('k', value), 'OK');
     assert.deepEqual(await client.getBuffer('k'), value);
-    flip(m.dataDir, 0x5a, 500);
+    flipInVolume(m.dataDir, 0x5a, 500);
     return await client.getBuffer('k').then(
       (v) => v ?? new Error('null'),
       (err: Error) => err,
