@@ -7,7 +7,8 @@ import { SimFs, mulberry32 } from '../property-tests/sim_fs.js';
 import { HashIndex } from '../src/storage/hash_index.js';
 import { VolumeFile } from '../src/storage/volume_file.js';
 import { WalWriter } from '../src/storage/wal_writer.js';
-import { redoNeedles, syncVolumeFiles, volumeFilePath } from '../src/storage/wal_redo.js';
+import { redoNeedles, syncVolumeFiles } from '../src/storage/wal_redo.js';
+import { volumeFilePath } from '../src/storage/drive_volumes.js';
 import { OpCode, type NeedleAddress, type Op, type RedoNeedle } from '../src/storage/types.js';
 import { volumeIdOf } from '../src/storage/volume_format.js';
 

@@ -56,7 +56,7 @@ export function storeAdmin(env: ActorEnv): StoreAdmin {
 export function frontEndEngine(
   env: ActorEnv,
   groups: LocalGroup[],
-  limits: Partial<Limits> = {},
+  limits: Partial<Limits>,
   role: RoleFlag,
   store: FrontEndStore,
 ): { engine: Engine; reader: VolumeReader; needles: ReadPort; shared: SharedIndexReader | undefined; close(): void } {

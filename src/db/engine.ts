@@ -73,10 +73,10 @@ export interface Placed {
 /**
  * Values up to this length may ride in their WAL record as redo needles instead of syncing
  * their volume: one fdatasync per write instead of two. The saving is one sync per record, the
- * cost every byte written twice (three times with the volume log), so only small records ride:
- * measured on this VM (SET, redis-benchmark -c 50), 1 KB values gained at 1 and 50 clients,
- * while 4 KB values lost 11% at -P 1 and 47% at -P 16, and 64 KB ones 60%, their volume sync
- * being shared by the whole turn's appends anyway.
+ * cost every byte written twice (three times with the volume log), so only small records ride.
+ * Measured on this VM with a copy in every record (redis-benchmark SET, 50 clients): 4 KB
+ * values lost 11% at -P 1 and 47% at -P 16, 64 KB ones 61% and 74%, their volume sync being
+ * shared by the whole turn's appends anyway; 1 KB values gained only with few clients.
  */
 export const REDO_MAX_VALUE = 8 * 1024;
 /**
@@ -185,7 +185,7 @@ export class Engine {
       if (g === null) continue;
       const n = p.needle;
       g.bytes += n === undefined ? Infinity : n.key.length + n.value.length;
-      if (n === undefined || n.value.length > REDO_MAX_VALUE || this.redoInFlight + g.bytes > REDO_MAX_BYTES) byGroup.set(p.group, null);
+      if (n === undefined || !this.redoFits(n.value.length, g.bytes)) byGroup.set(p.group, null);
       else g.redo.push({ volume: p.address.volume, offset: p.address.offset, key: n.key, value: n.value, expiresAt: n.expiresAt });
     }
     const redo = [...byGroup.values()].flatMap((g) => g?.redo ?? []);
@@ -204,19 +204,26 @@ export class Engine {
     this.redoInFlight -= redoBytes(redo);
   }
 
+  /** Whether needles of `bytes` key and value bytes, the largest value `largest` long, may ride now. */
+  private redoFits(largest: number, bytes: number): boolean {
+    return largest <= REDO_MAX_VALUE && this.redoInFlight + bytes <= REDO_MAX_BYTES;
+  }
+
   /**
-   * Whether these values may go unsynced, their record carrying them (secure()): small enough,
-   * and every group that may take them takes redo needles. Otherwise they are placed durable,
+   * Whether these needles may go unsynced, their record carrying them (secure(), which decides
+   * again when they are placed): small enough, the thread's copies in flight leave room, and
+   * every group that may take them takes redo needles. Otherwise they are placed durable,
    * synced by the append itself (one message fewer than a sync after it).
    */
-  private mayRedo(values: readonly Uint8Array[]): boolean {
+  private mayRedo(items: readonly { key: Uint8Array; value: Uint8Array }[]): boolean {
     const { groups, redoGroups } = this.ports.volumes;
     let bytes = 0;
-    for (const v of values) {
-      if (v.length > REDO_MAX_VALUE) return false;
-      bytes += v.length;
+    let largest = 0;
+    for (const n of items) {
+      bytes += n.key.length + n.value.length;
+      largest = Math.max(largest, n.value.length);
     }
-    return bytes <= REDO_MAX_BYTES && groups.every((g) => redoGroups.has(g));
+    return this.redoFits(largest, bytes) && groups.every((g) => redoGroups.has(g));
   }
 
   /** Read-modify-write of keys, atomic against every other writer (see key_updates.ts). */
@@ -231,7 +238,7 @@ export class Engine {
 
   /** One key, bytes or a stream, under a condition: its needle, then write(). */
   async put(key: Uint8Array, value: PutValue, options: PutOptions): Promise<PutResult> {
-    const redo = value instanceof Uint8Array && this.mayRedo([value]);
+    const redo = value instanceof Uint8Array && this.mayRedo([{ key, value }]);
     const placed = await this.placeValue(key, value, options.expiresAt, !redo, options.meta);
     const op = setOp(key, placed.address, options.expiresAt, options.condition ?? { kind: 'none' }, options.keepTtl ?? false);
     const { lsn, results } = await this.write([placed], [op]);
@@ -248,7 +255,7 @@ export class Engine {
 
   /** Many keys as ONE record (atomic together): one append per group, one commit. */
   async putMany(items: NeedleToPlace[]): Promise<CommitResult> {
-    const placed = await this.place(items, !this.mayRedo(items.map((i) => i.value)));
+    const placed = await this.place(items, !this.mayRedo(items));
     return this.write(
       placed,
       items.map((item, i) => ({ code: OpCode.Set, key: item.key, address: placed[i]!.address, expiresAt: item.expiresAt })),

@@ -45,6 +45,15 @@ import { APPEND_RUN_MAX, VolumeFile, checkNeedleArgs, ioError, type NeedleStream
 import { StoreError } from '../runtime/errors.js';
 
 export const VOLUMES_DIR = 'volumes';
+
+/** The drive of each local volume group, by group id. */
+export type VolumeDirs = ReadonlyMap<number, string>;
+
+/** The file of a volume on its group's local drive; undefined when the group has none here. */
+export function volumeFilePath(dirs: VolumeDirs, volume: number): string | undefined {
+  const dir = Number.isInteger(volume) && volume >= 0 ? dirs.get(groupOfVolume(volume)) : undefined;
+  return dir === undefined ? undefined : join(dir, VOLUMES_DIR, volumeFileName(volume));
+}
 /** Smallest maxVolumeSize accepted: a superblock and one small needle. */
 export const MIN_VOLUME_SIZE = 256;
 

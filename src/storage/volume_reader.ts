@@ -15,14 +15,13 @@
 //   next is asked for), fresh buffers the caller may keep otherwise;
 // - streamValue checks the needle's head (its CRC, lengths, and that it is the key's) before the
 //   first byte, and, for a whole value, the needle CRC before the last chunk is handed out.
-import { join } from 'node:path';
 import { canaries } from '../runtime/canary.js';
 import type { Fs } from '../runtime/fs.js';
 import { crc32 } from './checksum.js';
 import type { NeedleAddress } from './types.js';
-import { groupOfVolume, volumeFileName } from './volume_format.js';
+import { groupOfVolume } from './volume_format.js';
 import { CHUNK_SIZE, VolumeFile, type ReadNeedleResult } from './volume_file.js';
-import { VOLUMES_DIR } from './drive_volumes.js';
+import { volumeFilePath } from './drive_volumes.js';
 import { StoreError } from '../runtime/errors.js';
 import { NeedleCache } from './needle_cache.js';
 
@@ -65,12 +64,11 @@ export class VolumeReader {
   }
 
   pathOf(volumeId: number): string {
-    const group = groupOfVolume(volumeId);
-    const drive = Number.isInteger(volumeId) && volumeId >= 0 ? this.dirs.get(group) : undefined;
-    if (drive === undefined) {
-      throw new StoreError('NOT_FOUND', `volume ${volumeId} belongs to volume group ${group}, which has no local drive here`);
+    const path = volumeFilePath(this.dirs, volumeId);
+    if (path === undefined) {
+      throw new StoreError('NOT_FOUND', `volume ${volumeId} belongs to volume group ${groupOfVolume(volumeId)}, which has no local drive here`);
     }
-    return join(drive, VOLUMES_DIR, volumeFileName(volumeId));
+    return path;
   }
 
   /**

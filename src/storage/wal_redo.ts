@@ -12,15 +12,12 @@
 // (every key in it moved first) and are not written back.
 import { join } from 'node:path';
 import type { FileHandle, Fs } from '../runtime/fs.js';
-import { VOLUMES_DIR } from './drive_volumes.js';
+import { volumeFilePath, type VolumeDirs } from './drive_volumes.js';
 import { HEADER_SIZE, decodeHeader } from './hash_index_format.js';
 import { INDEX_FILE, WAL_FILE } from './store_files.js';
 import type { RedoNeedle } from './types.js';
-import { groupOfVolume, needleLength, volumeFileName, writePlainNeedle } from './volume_format.js';
+import { needleLength, writePlainNeedle } from './volume_format.js';
 import { replayInto } from './wal_reader.js';
-
-/** The drive of each local volume group, by group id. */
-export type VolumeDirs = ReadonlyMap<number, string>;
 
 export interface RedoReport {
   /** Records after the index's durable LSN that were read. */
@@ -29,12 +26,6 @@ export interface RedoReport {
   needles: number;
   /** Needles of volumes that are gone (retired and removed): not written. */
   skipped: number;
-}
-
-/** The file of a volume on its group's local drive; undefined when the group has none here. */
-export function volumeFilePath(dirs: VolumeDirs, volume: number): string | undefined {
-  const dir = dirs.get(groupOfVolume(volume));
-  return dir === undefined ? undefined : join(dir, VOLUMES_DIR, volumeFileName(volume));
 }
 
 /**

@@ -207,12 +207,14 @@ function assemble(parts: { engine: Engine; supervisor: Supervisor; reader: Volum
   const startBackground = (): void => {
     if (sweeping || closed) return;
     sweeping = true;
-    startSweeper(engine, background);
+    // The background TTL sweep: a slice every 100 ms.
+    everyAlone(background, SWEEP_EVERY_MS, () => engine.sweep(SWEEP_BUCKETS));
     startAutoVacuum(vacuum, background, options.autoVacuumEveryMs ?? AUTO_VACUUM_EVERY_MS);
     const scrubEvery = options.autoScrubEveryMs ?? AUTO_SCRUB_EVERY_MS;
     if (scrubEvery > 0) background.every(scrubEvery, () => void scrubber.run().catch(() => undefined));
     const walSize = async (): Promise<number> => (await supervisor.control<{ stats(): { size: number } }>(WAL_ACTOR).stats()).size;
-    startAutoCompact(new AutoCompactor({ ...DEFAULT_AUTO_COMPACT, ...options.autoCompact }, walSize, () => engine.compact()), background, options.autoCompact?.everyMs ?? DEFAULT_AUTO_COMPACT.everyMs);
+    const compactor = new AutoCompactor({ ...DEFAULT_AUTO_COMPACT, ...options.autoCompact }, walSize, () => engine.compact());
+    everyAlone(background, options.autoCompact?.everyMs ?? DEFAULT_AUTO_COMPACT.everyMs, () => compactor.check());
   };
   const scrub = seams.scrub ?? scrubOnPool();
   const volumes = engine.ports.volumes;
@@ -267,30 +269,17 @@ function startAutoVacuum(vacuum: Vacuum, scheduler: Scheduler, everyMs: number):
   scheduler.every(everyMs, () => void vacuum.run(undefined, true).catch(() => undefined)); // an actor restarting: the next look retries
 }
 
-/** The automatic COMPACT (db/auto_compact.ts): a look every `everyMs`, never two at once. */
-function startAutoCompact(compactor: AutoCompactor, scheduler: Scheduler, everyMs: number): void {
-  let looking = false;
-  scheduler.every(everyMs, () => {
-    if (looking) return;
-    looking = true;
-    compactor
-      .check()
-      .catch(() => undefined) // an actor restarting, a COMPACT refused: the next look retries
-      .finally(() => {
-        looking = false;
-      });
-  });
-}
-
-/** The background TTL sweep: a slice every 100 ms, never two at once. */
-function startSweeper(engine: Engine, scheduler: Scheduler): void {
+/**
+ * `run` every `everyMs`, never two at once (a tick while one runs is skipped). A failure (an
+ * actor restarting, a COMPACT refused) is left to the next tick, which retries.
+ */
+function everyAlone(scheduler: Scheduler, everyMs: number, run: () => Promise<unknown>): void {
   let running = false;
-  scheduler.every(SWEEP_EVERY_MS, () => {
+  scheduler.every(everyMs, () => {
     if (running) return;
     running = true;
-    engine
-      .sweep(SWEEP_BUCKETS)
-      .catch(() => undefined) // an actor restarting: the next slice retries
+    run()
+      .catch(() => undefined)
       .finally(() => {
         running = false;
       });
