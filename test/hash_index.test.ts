@@ -524,6 +524,67 @@ test('expiredSlice walks the buckets and returns present-but-expired keys', () =
   });
 });
 
+/** NodeFs whose handles count the reads made through them (entries read by walks). */
+class CountingFs extends NodeFs {
+  reads = 0;
+  override open(path: string, mode: Parameters<NodeFs['open']>[1]): ReturnType<NodeFs['open']> {
+    const handle = super.open(path, mode);
+    const read = handle.read.bind(handle);
+    handle.read = (buf, position) => {
+      this.reads++;
+      return read(buf, position);
+    };
+    return handle;
+  }
+}
+
+/** Reads one full pass of the TTL sweep makes, and the keys it finds expired at `nowMs`. */
+function sweepPass(fs: CountingFs, index: HashIndex, nowMs: number): { reads: number; expired: string[] } {
+  const before = fs.reads;
+  const expired = index.expiredSlice(nowMs, index.bucketCount).map((e) => Buffer.from(e.key).toString());
+  return { reads: fs.reads - before, expired: expired.sort() };
+}
+
+test('the TTL sweep reads a bucket again only once a key in it may expire', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const fs = new CountingFs();
+    const path = join(dir, 'index.hash');
+    let index = HashIndex.open(fs, path, { initialBuckets: 64 });
+    const keys = Array.from({ length: 100 }, (_, i) => `plain-${i}`);
+    index.apply(rec(1, keys.map((key, i) => set(key, 1, 8 * (i + 1)))));
+    index.checkpoint();
+    // A file opened starts with every bucket suspect: the first pass walks them all.
+    assert.ok(sweepPass(fs, index, T0).reads >= 50, 'the first pass reads the chains');
+    assert.deepEqual(sweepPass(fs, index, T0), { reads: 0, expired: [] }, 'no key has an expiry: nothing is read');
+    // A SET with an expiry, and an EXPIRE of a plain key, make their buckets suspect again.
+    index.apply(rec(2, [set('ttl', 2, 8, T0 + 10), expire('plain-7', T0 + 20)]));
+    const pass = sweepPass(fs, index, T0 + 30);
+    assert.deepEqual(pass.expired, ['plain-7', 'ttl']);
+    assert.ok(pass.reads > 0 && pass.reads <= 10, `only their buckets are walked (${pass.reads} reads)`);
+    // Still there (not deleted yet): found again, and their buckets stay suspect.
+    assert.deepEqual(sweepPass(fs, index, T0 + 30).expired, ['plain-7', 'ttl']);
+    // Removed as the sweep removes them; a key given a TTL and then PERSISTed.
+    const swept = index.expiredSlice(T0 + 30, index.bucketCount).map((e) => delIf(Buffer.from(e.key).toString(), e.volume, e.offset));
+    assert.deepEqual(index.apply(rec(3, [...swept, set('kept', 2, 16, T0 + 100)], T0 + 30)), [1, 1, 1]);
+    assert.deepEqual(index.apply(rec(4, [expire('kept', 0)], T0 + 30)), [1]);
+    sweepPass(fs, index, T0 + 30);
+    assert.equal(sweepPass(fs, index, T0 + 30).reads, 0, 'deleted and persisted: nothing to read');
+    // Across a reopen the bits are not on disk: every bucket is walked again, so a key that
+    // expired while the store was down is still found.
+    index.apply(rec(5, [set('later', 3, 8, T0 + 40)], T0 + 30));
+    index.checkpoint();
+    index.close();
+    index = HashIndex.open(fs, path, {});
+    const reopened = sweepPass(fs, index, T0 + 50);
+    assert.deepEqual(reopened.expired, ['later']);
+    assert.ok(reopened.reads >= 50, 'the first pass after a reopen reads the chains');
+    index.close();
+  } finally {
+    cleanup();
+  }
+});
+
 // ---- growth -------------------------------------------------------------------------------
 
 test('growth from 16 buckets to many while applying: every key right after the swap and after reopen', () => {

@@ -384,12 +384,14 @@ export class HashIndex {
       for (let i = 0; i < n; i++) {
         const b = this.sweepCursor % file.buckets;
         this.sweepCursor = (b + 1) % file.buckets;
-        if (file.heads[b] === 0) continue;
+        if (file.heads[b] === 0 || !file.mayHaveExpiry(b)) continue;
+        let expiring = false;
         for (const e of this.chainLatest(file, b)) {
-          if ((e.flags & FLAG_TOMBSTONE) === 0 && !isLive(e.expiresAt, nowMs)) {
-            out.push({ key: e.key, volume: e.volume, offset: e.offset });
-          }
+          if ((e.flags & FLAG_TOMBSTONE) !== 0 || e.expiresAt === 0) continue;
+          expiring = true;
+          if (!isLive(e.expiresAt, nowMs)) out.push({ key: e.key, volume: e.volume, offset: e.offset });
         }
+        if (!expiring) file.noExpiryIn(b);
       }
     } catch (err) {
       throw asStoreError(err, file.path);

@@ -73,6 +73,14 @@ export class IndexFile {
   generation = 0;
   readonly dirty: Uint32Array;
   dirtyCount = 0;
+  /**
+   * A bit per bucket: set when an entry with an expiry is appended, cleared when the TTL sweep
+   * walks the chain and finds no key with one. Memory only: a file opened (or rebuilt) starts
+   * with every bit set, so the first full pass of the sweep is what clears them. Without it the
+   * sweep read every chain of a store whose keys have no TTL, ten times a second, forever
+   * (measured: 7% of a core on an idle master holding 100,000 keys).
+   */
+  private readonly mayExpire: Uint32Array;
   // Grows on demand up to PENDING_CAPACITY: a small index (a rebuild check, a fresh store)
   // does not pay for a whole megabyte per open file.
   private pending = new Uint8Array(PENDING_INITIAL);
@@ -94,6 +102,17 @@ export class IndexFile {
     this.durableEnd = end;
     this.entryCount = entryCount;
     this.dirty = new Uint32Array(Math.ceil(buckets / 32));
+    this.mayExpire = new Uint32Array(Math.ceil(buckets / 32)).fill(0xffffffff);
+  }
+
+  /** False only when no key of the bucket's chain had an expiry at the sweep's last walk, nor since. */
+  mayHaveExpiry(bucket: number): boolean {
+    return (this.mayExpire[bucket >>> 5]! & (1 << (bucket & 31))) !== 0;
+  }
+
+  /** The sweep walked the bucket and found no key with an expiry. */
+  noExpiryIn(bucket: number): void {
+    this.mayExpire[bucket >>> 5] = this.mayExpire[bucket >>> 5]! & ~(1 << (bucket & 31));
   }
 
   markDirty(bucket: number): void {
@@ -123,6 +142,7 @@ export class IndexFile {
     this.entryCount++;
     this.heads[bucket] = at;
     this.markDirty(bucket);
+    if (f.expiresAt !== 0) this.mayExpire[bucket >>> 5] = this.mayExpire[bucket >>> 5]! | (1 << (bucket & 31));
     return at;
   }
 
