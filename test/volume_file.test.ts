@@ -174,6 +174,31 @@ for (const [part, where] of PARTS) {
   });
 }
 
+test('readNeedle into a scratch buffer: views of it when it is long enough, a fresh buffer when not, CRCs checked either way', () => {
+  const path = join(dir, 'vol-000000.data');
+  const v = VolumeFile.create(fs, path, 0, NOW);
+  const a = v.append(enc('key-a'), bytes(300, 1), 0);
+  const b = v.append(enc('key-b'), bytes(300, 2), 0);
+  v.close();
+  const r = VolumeFile.open(fs, path, 'read');
+  const scratch = new Uint8Array(a.length + 10).fill(0xee);
+  const got = r.readNeedle(a, scratch);
+  assert.deepEqual(got.value, bytes(300, 1));
+  assert.equal(got.value.buffer, scratch.buffer, 'read into the scratch');
+  // The next read into it overwrites it: the caller's to know.
+  assert.deepEqual(r.readNeedle(b, scratch).value, bytes(300, 2));
+  assert.deepEqual(got.value, bytes(300, 2));
+  const short = new Uint8Array(a.length - 1);
+  const fresh = r.readNeedle(a, short);
+  assert.deepEqual(fresh.value, bytes(300, 1));
+  assert.notEqual(fresh.value.buffer, short.buffer, 'too short: a fresh buffer');
+  r.close();
+  flipByte(path, b.offset + 32 + 5 + 100);
+  const damaged = VolumeFile.open(fs, path, 'read');
+  assert.equal(code(() => damaged.readNeedle(b, scratch)), 'CHECKSUM_MISMATCH');
+  damaged.close();
+});
+
 test('canary skipChecksum: a flipped value byte is served (the canary has an effect)', () => {
   const path = join(dir, 'vol-000000.data');
   const v = VolumeFile.create(fs, path, 0, NOW);

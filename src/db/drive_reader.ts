@@ -19,8 +19,8 @@ export class DriveReader implements ReadPort {
     yield* this.reader.streamValue(address, key, start, length, buf);
   }
 
-  readNow(address: NeedleAddress, key: Uint8Array): { value: Uint8Array; meta: Uint8Array } | null {
-    const needle = this.reader.readNeedle(address);
+  readNow(address: NeedleAddress, key: Uint8Array, scratch?: Uint8Array): { value: Uint8Array; meta: Uint8Array } | null {
+    const needle = this.reader.readNeedle(address, scratch);
     if (!sameBytes(needle.key, key)) return null;
     return { value: needle.value, meta: needle.meta };
   }

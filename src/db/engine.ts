@@ -351,10 +351,13 @@ export class Engine {
     return this.ports.reader.read(entry.address, entry.key);
   }
 
-  /** An entry's value and metadata read on this thread (null: not possible here, or bad bytes). */
-  readNow(entry: IndexEntry): { value: Uint8Array; meta: Uint8Array } | null {
+  /**
+   * An entry's value and metadata read on this thread (null: not possible here, or bad bytes);
+   * with `scratch`, maybe views of it (ReadPort.readNow).
+   */
+  readNow(entry: IndexEntry, scratch?: Uint8Array): { value: Uint8Array; meta: Uint8Array } | null {
     try {
-      return this.ports.reader.readNow?.(entry.address, entry.key) ?? null;
+      return this.ports.reader.readNow?.(entry.address, entry.key, scratch) ?? null;
     } catch {
       return null; // the message path reads it again and reports what is wrong
     }

@@ -105,10 +105,10 @@ export class GroupReader implements ReadPort {
     return value;
   }
 
-  readNow(address: NeedleAddress, key: Uint8Array): { value: Uint8Array; meta: Uint8Array } | null {
+  readNow(address: NeedleAddress, key: Uint8Array, scratch?: Uint8Array): { value: Uint8Array; meta: Uint8Array } | null {
     if (this.isBad(address) || this.local.readNow === undefined) return null;
     try {
-      return this.local.readNow(address, key);
+      return this.local.readNow(address, key, scratch);
     } catch {
       this.markBad(address);
       return null; // the asynchronous read goes to a remote member

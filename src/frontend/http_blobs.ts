@@ -48,6 +48,15 @@ export const LSN_HEADER = 'X-Brise-LSN';
 
 /** Values up to this size may be answered before the handler returns (see answerNow). */
 const ANSWER_NOW_MAX = 1024 * 1024;
+/** Room for the needle of such a value with a long key and metadata; longer ones read fresh. */
+const SCRATCH_BYTES = ANSWER_NOW_MAX + 128 * 1024;
+/**
+ * The needles answerNow reads, one after another, on this thread: a fresh megabyte per 1 MB GET
+ * cost more than the read itself (each new buffer's pages fault in, and die in the next GC).
+ * Safe to reuse because everything answerNow does with the bytes is synchronous and uWS copies
+ * what end() cannot send at once (test/http_scratch.test.ts holds it to that).
+ */
+let scratch: Buffer | null = null;
 
 // ---- GET / HEAD ---------------------------------------------------------------------------
 
@@ -131,7 +140,8 @@ function answerNow(
     return true;
   }
   if (valueLengthOf(found.address, key.length) > ANSWER_NOW_MAX) return false;
-  const needle = ctx.engine.readNow(found);
+  scratch ??= Buffer.allocUnsafe(SCRATCH_BYTES);
+  const needle = ctx.engine.readNow(found, scratch);
   if (needle === null) return false;
   const info = infoOfNeedle(found, needle.meta, needle.value);
   const status = answerBlob(res, state, ctx, key, found, info, conditions, head, needle.value);

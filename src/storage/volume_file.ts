@@ -447,20 +447,30 @@ export class VolumeFile {
     return { valueLength, crc: crc32(head), trailer: decodeTrailer(tail.subarray(header.metaLength)), meta };
   }
 
-  /** The whole needle, both CRCs checked (CHECKSUM_MISMATCH) unless canaries.skipChecksum. */
-  readNeedle(address: NeedleAddress): ReadNeedleResult {
+  /**
+   * The whole needle, both CRCs checked (CHECKSUM_MISMATCH) unless canaries.skipChecksum. With
+   * `scratch` at least as long as the needle, it is read into it and the answer is views of it,
+   * valid until the caller uses `scratch` again; otherwise into a fresh buffer.
+   */
+  readNeedle(address: NeedleAddress, scratch?: Uint8Array): ReadNeedleResult {
     this.checkOpen();
     this.checkAddress(address, 1);
     if (address.length > MAX_WHOLE_READ) {
       throw new StoreError('VALUE_TOO_LARGE', `needle of ${address.length} bytes; read it in chunks`);
     }
-    const buf = this.readAt(address.offset, address.length);
+    let buf: Uint8Array;
+    if (scratch !== undefined && scratch.length >= address.length) {
+      buf = scratch.subarray(0, address.length);
+      this.readInto(buf, address.offset);
+    } else {
+      buf = this.readAt(address.offset, address.length);
+    }
     const header = decodeNeedleHeader(buf);
     if (header === null || needleLength(header.keyLength, header.valueLength, header.metaLength) !== address.length || header.metaLength !== (address.meta ?? 0)) {
       throw this.damaged(address, 'header does not match the address');
     }
     const keyEnd = NEEDLE_HEADER_SIZE + header.keyLength;
-    const key = buf.subarray(NEEDLE_HEADER_SIZE, keyEnd); // buf is fresh per read: a view is safe
+    const key = buf.subarray(NEEDLE_HEADER_SIZE, keyEnd); // buf is fresh per read, or the caller's scratch
     if (!canaries.skipChecksum) {
       // canary above: a flipped byte would be served as if it were the value
       if (decodeNeedleHeader(buf, key) === null) throw this.damaged(address, 'header CRC mismatch');

@@ -119,12 +119,13 @@ export class VolumeReader {
     return this.file(address.volume).readHead(address, key).meta;
   }
 
-  readNeedle(address: NeedleAddress): ReadNeedleResult {
+  /** VolumeFile.readNeedle, through the needle cache (which copies what it keeps). */
+  readNeedle(address: NeedleAddress, scratch?: Uint8Array): ReadNeedleResult {
     const cache = this.cache;
-    if (cache === null) return this.file(address.volume).readNeedle(address);
+    if (cache === null) return this.file(address.volume).readNeedle(address, scratch);
     const hit = cache.get(address);
     if (hit !== undefined) return hit;
-    const needle = this.file(address.volume).readNeedle(address);
+    const needle = this.file(address.volume).readNeedle(address, scratch);
     cache.put(address, needle);
     return needle;
   }
