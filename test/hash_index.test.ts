@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { HashIndex } from '../src/storage/hash_index.js';
 import { crc32Range, dataStart } from '../src/storage/hash_index_format.js';
 import { keyHash } from '../src/storage/key_hash.js';
+import { keyFilterBits } from '../src/storage/index_file.js';
 import { NodeFs, type Fs } from '../src/runtime/fs.js';
 import { GuardKind, OpCode, SetFlag, type Op, type WalRecord } from '../src/storage/types.js';
 import { CRASH_MODES, SimCrash, SimFs, mulberry32, type Rng } from '../property-tests/sim_fs.js';
@@ -554,8 +555,7 @@ test('the TTL sweep reads a bucket again only once a key in it may expire', () =
     const keys = Array.from({ length: 100 }, (_, i) => `plain-${i}`);
     index.apply(rec(1, keys.map((key, i) => set(key, 1, 8 * (i + 1)))));
     index.checkpoint();
-    // A file opened starts with every bucket suspect: the first pass walks them all.
-    assert.ok(sweepPass(fs, index, T0).reads >= 50, 'the first pass reads the chains');
+    // A file created empty knows its chains: no key has an expiry, so nothing is read.
     assert.deepEqual(sweepPass(fs, index, T0), { reads: 0, expired: [] }, 'no key has an expiry: nothing is read');
     // A SET with an expiry, and an EXPIRE of a plain key, make their buckets suspect again.
     index.apply(rec(2, [set('ttl', 2, 8, T0 + 10), expire('plain-7', T0 + 20)]));
@@ -579,6 +579,53 @@ test('the TTL sweep reads a bucket again only once a key in it may expire', () =
     const reopened = sweepPass(fs, index, T0 + 50);
     assert.deepEqual(reopened.expired, ['later']);
     assert.ok(reopened.reads >= 50, 'the first pass after a reopen reads the chains');
+    index.close();
+  } finally {
+    cleanup();
+  }
+});
+
+/** `n` keys of bucket `bucket` (of `buckets`), each with key-filter bits none before it has. */
+function keysOfBucket(bucket: number, buckets: number, n: number): string[] {
+  const out: string[] = [];
+  let seen = 0;
+  for (let i = 0; out.length < n; i++) {
+    const key = `b${bucket}-${i}`;
+    const hash = keyHash(k(key));
+    const bits = keyFilterBits(hash);
+    if ((hash & (buckets - 1)) !== bucket || (bits & seen) !== 0) continue;
+    seen |= bits;
+    out.push(key);
+  }
+  return out;
+}
+
+test('a new key is written without reading its chain; after a reopen the chain is read once, then not', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const fs = new CountingFs();
+    const path = join(dir, 'index.hash');
+    const [a, b, c, d, e] = keysOfBucket(5, 1024, 5) as [string, string, string, string, string];
+    let index = HashIndex.open(fs, path, { initialBuckets: 1024 });
+    const readsOf = (lsn: number, key: string): number => {
+      const before = fs.reads;
+      assert.deepEqual(index.apply(rec(lsn, [set(key, 1, 8 * lsn)])), [1]);
+      return fs.reads - before;
+    };
+    assert.equal(readsOf(1, a), 0, 'an empty chain is not read');
+    assert.equal(readsOf(2, b), 0, 'a fresh index knows its chains: a new key reads none');
+    assert.equal(readsOf(3, a), 2, 'an overwrite walks to its key (past b)');
+    index.checkpoint();
+    index.close();
+    index = HashIndex.open(fs, path, {});
+    assert.equal(readsOf(4, c), 3, 'after a reopen the first miss reads the whole chain');
+    assert.equal(readsOf(5, d), 0, 'and then knows it');
+    // Deleted keys keep their bits (their entries are still in the chain): found absent by a walk.
+    index.apply(rec(6, [del('b' + '5-none'), del(b)]));
+    assert.equal(index.getRaw(k(b)), undefined);
+    assert.equal(readsOf(7, e), 0);
+    for (const key of [a, c, d, e]) assert.ok(index.getRaw(k(key)) !== undefined, key);
+    assert.equal(index.liveCount, 4);
     index.close();
   } finally {
     cleanup();
@@ -618,6 +665,31 @@ test('growth from 16 buckets to many while applying: every key right after the s
     assertSame(index, model, universe(20000), 'after reopen');
     index.close();
   });
+});
+
+test('a growth keeps what the index knows of its chains: the sweep still finds keys with a TTL and reads no other', () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const fs = new CountingFs();
+    const index = HashIndex.open(fs, join(dir, 'index.hash'), { initialBuckets: 16 });
+    const plain = Array.from({ length: 200 }, (_, i) => set(`plain-${i}`, 1, 8 * (i + 1)));
+    index.apply(rec(1, [...plain, set('ttl-old', 2, 8, T0 + 10)]));
+    index.startRebuild(256);
+    // Written while the rebuild copies: mirrored into the new file, its bits with it.
+    index.apply(rec(2, [set('ttl-new', 2, 16, T0 + 10), set('plain-new', 2, 24)]));
+    while (index.rebuilding) index.rebuildStep(16);
+    assert.equal(index.bucketCount, 256);
+    const pass = sweepPass(fs, index, T0 + 20);
+    assert.deepEqual(pass.expired, ['ttl-new', 'ttl-old']);
+    assert.ok(pass.reads <= 6, `only the TTL keys' buckets are walked (${pass.reads} reads)`);
+    const before = fs.reads;
+    index.apply(rec(3, Array.from({ length: 50 }, (_, i) => set(`after-${i}`, 3, 8 * (i + 1)))));
+    assert.ok(fs.reads - before < 15, `new keys after the growth read (almost) no chain (${fs.reads - before} reads)`);
+    for (const key of ['plain-0', 'plain-199', 'plain-new', 'after-0', 'after-49']) assert.ok(index.getRaw(k(key)) !== undefined, key);
+    index.close();
+  } finally {
+    cleanup();
+  }
 });
 
 test('a crash at any point of a rebuild swap recovers to the state before or after', () => {

@@ -793,7 +793,17 @@ export class HashIndex {
    * stored hash and length before the key bytes.
    */
   private find(file: IndexFile, key: Uint8Array, hash: number): number {
-    return findInChain(this.reader, file, file.heads[hash & file.mask]!, key, hash);
+    const bucket = hash & file.mask;
+    const head = file.heads[bucket]!;
+    if (head === 0) {
+      file.learnKeys(bucket, 0); // an empty chain is known whole
+      return 0;
+    }
+    // A new key (most keys of a bulk load) is known absent here without reading its chain.
+    if (!file.mayHoldKey(bucket, hash)) return 0;
+    const pos = findInChain(this.reader, file, head, key, hash);
+    if (pos === 0) file.learnKeys(bucket, this.reader.chainKeyBits);
+    return pos;
   }
 
   /** The newest entry of every key in a bucket's chain (tombstones included), newest first. */

@@ -75,12 +75,24 @@ export class IndexFile {
   dirtyCount = 0;
   /**
    * A bit per bucket: set when an entry with an expiry is appended, cleared when the TTL sweep
-   * walks the chain and finds no key with one. Memory only: a file opened (or rebuilt) starts
-   * with every bit set, so the first full pass of the sweep is what clears them. Without it the
+   * walks the chain and finds no key with one. Memory only: a file opened with entries starts
+   * with every bit set, so the first full pass of the sweep is what clears them; one with none
+   * (created, or a rebuild's new file, whose bits the main file adopts) starts exact. Without it the
    * sweep read every chain of a store whose keys have no TTL, ten times a second, forever
    * (measured: 7% of a core on an idle master holding 100,000 keys).
    */
   private readonly mayExpire: Uint32Array;
+  /**
+   * Which keys a bucket's chain may hold, in 16 bits per bucket (two bits of each key's hash,
+   * keyFilterBits: a tiny Bloom filter), so that a write of a new key reads no chain: a bulk
+   * load spent most of the index thread in those reads. Memory only, and only the index's own
+   * (front ends walk as before). Exact from the start for a file with no entries (created, or
+   * rebuilt, which adopts its new file's); for a file opened with entries, each bucket's bits are
+   * learnt by the first walk that reads its whole chain (a miss), and until then it is walked.
+   * Bits are only ever added, or replaced by what a whole walk saw: never one too few.
+   */
+  private readonly keyBits: Uint16Array;
+  private readonly keyBitsKnown: Uint32Array;
   // Grows on demand up to PENDING_CAPACITY: a small index (a rebuild check, a fresh store)
   // does not pay for a whole megabyte per open file.
   private pending = new Uint8Array(PENDING_INITIAL);
@@ -102,7 +114,35 @@ export class IndexFile {
     this.durableEnd = end;
     this.entryCount = entryCount;
     this.dirty = new Uint32Array(Math.ceil(buckets / 32));
-    this.mayExpire = new Uint32Array(Math.ceil(buckets / 32)).fill(0xffffffff);
+    // No entry at all: every chain is empty, and what each may hold is known (nothing).
+    const empty = end === this.start;
+    this.mayExpire = new Uint32Array(Math.ceil(buckets / 32)).fill(empty ? 0 : 0xffffffff);
+    this.keyBits = new Uint16Array(buckets);
+    this.keyBitsKnown = new Uint32Array(Math.ceil(buckets / 32)).fill(empty ? 0xffffffff : 0);
+  }
+
+  /** False only when the key (of hash `hash`) is certainly not in the bucket's chain. */
+  mayHoldKey(bucket: number, hash: number): boolean {
+    if ((this.keyBitsKnown[bucket >>> 5]! & (1 << (bucket & 31))) === 0) return true;
+    const bits = keyFilterBits(hash);
+    return (this.keyBits[bucket]! & bits) === bits;
+  }
+
+  /** A walk read the bucket's whole chain: its keys' bits are exactly `bits`. */
+  learnKeys(bucket: number, bits: number): void {
+    this.keyBits[bucket] = bits;
+    this.keyBitsKnown[bucket >>> 5] = this.keyBitsKnown[bucket >>> 5]! | (1 << (bucket & 31));
+  }
+
+  /**
+   * A rebuild's new file becomes the main one: what it knows of its chains (key bits, expiry
+   * bits) comes along, so a growth in the middle of a bulk load costs no walk afterwards.
+   */
+  adoptChainBits(from: IndexFile): void {
+    if (from.buckets !== this.buckets) throw new StoreError('INTERNAL', `chain bits of ${from.buckets} buckets given to a file of ${this.buckets}`);
+    this.keyBits.set(from.keyBits);
+    this.keyBitsKnown.set(from.keyBitsKnown);
+    this.mayExpire.set(from.mayExpire);
   }
 
   /** False only when no key of the bucket's chain had an expiry at the sweep's last walk, nor since. */
@@ -143,6 +183,7 @@ export class IndexFile {
     this.heads[bucket] = at;
     this.markDirty(bucket);
     if (f.expiresAt !== 0) this.mayExpire[bucket >>> 5] = this.mayExpire[bucket >>> 5]! | (1 << (bucket & 31));
+    this.keyBits[bucket] = this.keyBits[bucket]! | keyFilterBits(f.hash);
     return at;
   }
 
@@ -180,17 +221,33 @@ export class IndexFile {
 }
 
 /**
+ * The bits of a key's hash in its bucket's key filter (IndexFile.keyBits): two of 16, from the
+ * top of a Fibonacci hash of it, which every bit of the hash reaches, so keys of one bucket
+ * (whose low bits are all the same) still differ there.
+ */
+export function keyFilterBits(hash: number): number {
+  const m = Math.imul(hash, 0x9e3779b1) >>> 0;
+  return (1 << (m >>> 28)) | (1 << ((m >>> 24) & 15));
+}
+
+/**
  * Walks the chain from `head` for `key` (of hash `hash`): the position of its newest entry, left
  * loaded in `r`, or 0. The index's lookups and a front end's (shared_heads.ts) are this walk.
+ * After a miss, `r.chainKeyBits` holds the key-filter bits of every entry the walk read: the
+ * whole chain's.
  */
 export function findInChain(r: EntryReader, source: EntrySource, head: number, key: Uint8Array, hash: number): number {
   const want = ENTRY_HEADER_SIZE + key.length;
   let pos = head;
+  let seen = 0;
   while (pos !== 0) {
     const keyLength = r.load(source, pos, want);
-    if (keyLength === key.length && r.view.getUint32(E_HASH, true) === hash && r.keyEquals(key)) return pos;
+    const entryHash = r.view.getUint32(E_HASH, true);
+    if (keyLength === key.length && entryHash === hash && r.keyEquals(key)) return pos;
+    seen |= keyFilterBits(entryHash);
     pos = r.next(source, pos);
   }
+  r.chainKeyBits = seen;
   return 0;
 }
 
@@ -209,6 +266,8 @@ export class EntryReader {
   // Grows to the longest entry read (at most a 64 KiB key): most keys are short.
   buf = new Uint8Array(READER_INITIAL);
   view = new DataView(this.buf.buffer);
+  /** After findInChain missed: the key-filter bits of the whole chain it walked. */
+  chainKeyBits = 0;
   private views: Uint8Array[] = [];
 
   /** Reads an entry at pos with at least `want` bytes; checks its CRC; returns its key length. */

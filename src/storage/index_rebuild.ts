@@ -83,6 +83,7 @@ export class IndexRebuild {
     if (!canaries.skipDirSync) fs.syncDir(dirOf(mainPath));
     const file = new IndexFile(fs.open(mainPath, 'write'), mainPath, next.buckets, next.heads, next.end, next.entryCount);
     file.generation = next.generation;
+    file.adoptChainBits(next);
     return file;
   }
 
