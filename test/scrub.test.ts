@@ -2,7 +2,7 @@
 // its key) and a GET of the key errors, never serving the bad bytes; in a replicated group (a
 // master with volume servers) it is rewritten from a good member: SCRUB WAIT answers repaired 1,
 // the key reads back byte for byte, and a second scrub finds nothing referenced left to mend.
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeSync, mkdtempSync, openSync, readSync, readdirSync, rmSync, statSync, truncateSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,6 +11,10 @@ import { Redis } from 'ioredis';
 import { open } from '../src/wiring/open.js';
 import { StoreError } from '../src/runtime/errors.js';
 import { startCluster } from './helpers/cluster.js';
+import { stopAllVolumeServers } from './helpers/volume_server_process.js';
+
+// The cluster's volume servers' data dirs are removed here (Cluster.stop() stops them only).
+after(stopAllVolumeServers);
 
 const MARK = 0x41;
 
