@@ -16,7 +16,12 @@ import { connect, type Socket } from 'node:net';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 
 const WORKERS = 4;
-const laps = Number(process.argv[process.argv.indexOf('--laps') + 1] || 3000);
+const lapsAt = process.argv.indexOf('--laps');
+const laps = lapsAt < 0 ? 3000 : Number(process.argv[lapsAt + 1]);
+if (!Number.isSafeInteger(laps) || laps < 1) {
+  console.error('--laps takes a positive whole number');
+  process.exit(2);
+}
 
 const quiet = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
