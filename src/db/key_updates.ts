@@ -18,7 +18,7 @@
 import type { Clock } from '../runtime/clock.js';
 import { StoreError } from '../runtime/errors.js';
 import { GuardKind, OpCode, guardsFailed, valueLengthOf, type IndexEntry, type NeedleAddress, type Op } from '../storage/types.js';
-import { checkValueSize, mapKey } from './bytes.js';
+import { checkValueSize, mapKey, toBuffer } from './bytes.js';
 import type { KeyEvent } from '../protocol/keyspace_events.js';
 import type { Engine, Placed, SizedValue } from './engine.js';
 import { COMPOSE_VALUE_MAX, MAX_BATCH, compose, type Member, type Outcome } from './key_batch.js';
@@ -269,7 +269,7 @@ export class KeyUpdates {
       async value() {
         if (state === null) return null;
         if (state.value !== undefined) return Buffer.from(state.value);
-        return Buffer.from(await engine.ports.reader.read(state.address, key));
+        return toBuffer(await engine.ports.reader.read(state.address, key));
       },
       stream(start, length) {
         if (state === null) throw new StoreError('INTERNAL', 'stream of a key that is not live');

@@ -110,7 +110,10 @@ export interface WalAdminPort {
  * cannot check the value bytes it skips: the needle's one CRC covers them all.
  */
 export interface ReadPort {
-  /** The whole value. */
+  /**
+   * The whole value, in memory of its own (no other read or cache reuses it): the caller may
+   * keep it, and a Buffer view of it needs no copy.
+   */
   read(address: NeedleAddress, key: Uint8Array): Promise<Uint8Array>;
   /**
    * Value bytes [start, start + length) in chunks. With `buf`, each chunk is a view of it, valid

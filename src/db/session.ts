@@ -124,7 +124,7 @@ export class EngineSession implements Session {
     for (let attempt = 0; attempt < SET_GET_ATTEMPTS; attempt++) {
       // Look first: a condition that already fails costs no needle.
       const current = await this.engine.lookupLive(k);
-      const previous = options.get && current ? Buffer.from(await this.engine.read(current)) : null;
+      const previous = options.get && current ? toBuffer(await this.engine.read(current)) : null;
       if ((options.nx && current) || (options.xx && !current)) return { applied: false, previous };
       // With GET, the value answered must be the one replaced: set only if the key is still
       // where it was seen (or still absent), else look again.
@@ -150,7 +150,7 @@ export class EngineSession implements Session {
   /** Inside a transaction the conditions are judged against what this session sees. */
   private async setWithInTxn(k: Buffer, v: Buffer, expiresAt: number, options: SetCondOptions): Promise<SetCondResult> {
     const visible = await this.visible(k);
-    const previous = options.get && visible ? (visible.value ?? Buffer.from(await this.engine.ports.reader.read(visible.address, k))) : null;
+    const previous = options.get && visible ? (visible.value ?? toBuffer(await this.engine.ports.reader.read(visible.address, k))) : null;
     if ((options.nx && visible) || (options.xx && !visible)) return { applied: false, previous };
     const keep = options.keepTtl && visible ? visible.expiresAt : expiresAt;
     this.stage(k, await this.engine.placeValue(k, v, keep, false), keep, v.length, v);
@@ -207,7 +207,7 @@ export class EngineSession implements Session {
       state,
       async value() {
         if (visible === null) return null;
-        return visible.value ?? Buffer.from(await reader.read(visible.address, key));
+        return visible.value ?? toBuffer(await reader.read(visible.address, key));
       },
       stream(start, length) {
         if (visible === null) throw new StoreError('INTERNAL', 'stream of a key that is not live');
@@ -221,7 +221,7 @@ export class EngineSession implements Session {
     const visible = await this.visible(k);
     if (visible === null) return null;
     if (visible.value !== undefined) return visible.value;
-    return Buffer.from(await this.engine.ports.reader.read(visible.address, k));
+    return toBuffer(await this.engine.ports.reader.read(visible.address, k));
   }
 
   async getEach(keys: Bytes[], each: (value: Buffer | null) => Promise<void> | void): Promise<void> {
@@ -304,7 +304,7 @@ export class EngineSession implements Session {
         continue;
       }
       if (valueLengthOf(visible.address, key.length) !== target.length) continue;
-      if (Buffer.from(await this.engine.ports.reader.read(visible.address, key)).equals(target)) n += 1;
+      if (toBuffer(await this.engine.ports.reader.read(visible.address, key)).equals(target)) n += 1;
     }
     return n;
   }
