@@ -41,6 +41,7 @@ import {
   type IndexHeader,
 } from './hash_index_format.js';
 import { needleAddress, type IndexEntry } from './types.js';
+import { BucketBits } from './bucket_bits.js';
 
 /** Appended entries are buffered up to this many bytes, then written with one pwrite. */
 const PENDING_CAPACITY = 1 << 20;
@@ -71,7 +72,7 @@ export class IndexFile {
   entryCount: number;
   /** Generation of the newest header written (or read) for this file. */
   generation = 0;
-  readonly dirty: Uint32Array;
+  readonly dirty: BucketBits;
   dirtyCount = 0;
   /**
    * A bit per bucket: set when an entry with an expiry is appended, cleared when the TTL sweep
@@ -81,7 +82,7 @@ export class IndexFile {
    * it the sweep read every chain of a store whose keys have no TTL, ten times a second,
    * forever (measured: 5% of a core on an idle master holding 100,000 keys).
    */
-  private readonly mayExpire: Uint32Array;
+  private readonly mayExpire: BucketBits;
   /**
    * Which keys a bucket's chain may hold, in 16 bits per bucket (two bits of each key's hash,
    * keyFilterBits: a tiny Bloom filter), so that a write of a new key reads no chain: a bulk
@@ -92,7 +93,7 @@ export class IndexFile {
    * Bits are only ever added, or replaced by what a whole walk saw: never one too few.
    */
   private readonly keyBits: Uint16Array;
-  private readonly keyBitsKnown: Uint32Array;
+  private readonly keyBitsKnown: BucketBits;
   // Grows on demand up to PENDING_CAPACITY: a small index (a rebuild check, a fresh store)
   // does not pay for a whole megabyte per open file.
   private pending = new Uint8Array(PENDING_INITIAL);
@@ -113,17 +114,17 @@ export class IndexFile {
     this.flushedEnd = end;
     this.durableEnd = end;
     this.entryCount = entryCount;
-    this.dirty = new Uint32Array(Math.ceil(buckets / 32));
+    this.dirty = new BucketBits(buckets, false);
     // No entry at all: every chain is empty, and what each may hold is known (nothing).
     const empty = end === this.start;
-    this.mayExpire = new Uint32Array(Math.ceil(buckets / 32)).fill(empty ? 0 : 0xffffffff);
+    this.mayExpire = new BucketBits(buckets, !empty);
     this.keyBits = new Uint16Array(buckets);
-    this.keyBitsKnown = new Uint32Array(Math.ceil(buckets / 32)).fill(empty ? 0xffffffff : 0);
+    this.keyBitsKnown = new BucketBits(buckets, empty);
   }
 
   /** False only when the key (of hash `hash`) is certainly not in the bucket's chain. */
   mayHoldKey(bucket: number, hash: number): boolean {
-    if ((this.keyBitsKnown[bucket >>> 5]! & (1 << (bucket & 31))) === 0) return true;
+    if (!this.keyBitsKnown.has(bucket)) return true;
     const bits = keyFilterBits(hash);
     return (this.keyBits[bucket]! & bits) === bits;
   }
@@ -131,7 +132,7 @@ export class IndexFile {
   /** A walk read the bucket's whole chain: its keys' bits are exactly `bits`. */
   learnKeys(bucket: number, bits: number): void {
     this.keyBits[bucket] = bits;
-    this.keyBitsKnown[bucket >>> 5] = this.keyBitsKnown[bucket >>> 5]! | (1 << (bucket & 31));
+    this.keyBitsKnown.set(bucket);
   }
 
   /**
@@ -143,31 +144,26 @@ export class IndexFile {
       throw new StoreError('INTERNAL', `chain bits of ${from.buckets} buckets given to a file of ${this.buckets}`);
     }
     this.keyBits.set(from.keyBits);
-    this.keyBitsKnown.set(from.keyBitsKnown);
-    this.mayExpire.set(from.mayExpire);
+    this.keyBitsKnown.copyFrom(from.keyBitsKnown);
+    this.mayExpire.copyFrom(from.mayExpire);
   }
 
   /** False only when no key of the bucket's chain had an expiry at the sweep's last walk, nor since. */
   mayHaveExpiry(bucket: number): boolean {
-    return (this.mayExpire[bucket >>> 5]! & (1 << (bucket & 31))) !== 0;
+    return this.mayExpire.has(bucket);
   }
 
   /** The sweep walked the bucket and found no key with an expiry. */
   noExpiryIn(bucket: number): void {
-    this.mayExpire[bucket >>> 5] = this.mayExpire[bucket >>> 5]! & ~(1 << (bucket & 31));
+    this.mayExpire.clear(bucket);
   }
 
   markDirty(bucket: number): void {
-    const word = bucket >>> 5;
-    const bit = 1 << (bucket & 31);
-    if ((this.dirty[word]! & bit) === 0) {
-      this.dirty[word] = this.dirty[word]! | bit;
-      this.dirtyCount++;
-    }
+    if (this.dirty.set(bucket)) this.dirtyCount++;
   }
 
   clearDirty(): void {
-    this.dirty.fill(0);
+    this.dirty.fill(false);
     this.dirtyCount = 0;
   }
 
@@ -184,7 +180,7 @@ export class IndexFile {
     this.entryCount++;
     this.heads[bucket] = at;
     this.markDirty(bucket);
-    if (f.expiresAt !== 0) this.mayExpire[bucket >>> 5] = this.mayExpire[bucket >>> 5]! | (1 << (bucket & 31));
+    if (f.expiresAt !== 0) this.mayExpire.set(bucket);
     this.keyBits[bucket] = this.keyBits[bucket]! | keyFilterBits(f.hash);
     return at;
   }
@@ -477,19 +473,6 @@ function checkHeads(file: IndexFile): void {
   }
 }
 
-/** Calls fn for every dirty bucket, in ascending order. */
-function forEachDirty(f: IndexFile, fn: (bucket: number) => void): void {
-  const words = f.dirty;
-  for (let w = 0; w < words.length; w++) {
-    let bits = words[w]!;
-    while (bits !== 0) {
-      const low = bits & -bits;
-      fn(w * 32 + (31 - Math.clz32(low)));
-      bits ^= low;
-    }
-  }
-}
-
 /**
  * The heads a checkpoint writes: every dirty bucket, plus the clean buckets in gaps of at
  * most `gap` between two dirty ones, so that step 3 writes long runs instead of one pwrite
@@ -498,7 +481,7 @@ function forEachDirty(f: IndexFile, fn: (bucket: number) => void): void {
  */
 export function forEachListed(f: IndexFile, gap: number, fn: (bucket: number) => void): void {
   let prev = -1;
-  forEachDirty(f, (b) => {
+  f.dirty.forEach((b) => {
     if (prev >= 0 && b - prev - 1 <= gap) for (let g = prev + 1; g < b; g++) fn(g);
     fn(b);
     prev = b;
